@@ -1,0 +1,113 @@
+"""Make the bundled RGB-D example: a small room of pybullet_data objects seen by a tabletop camera.
+
+Writes examples/data/tabletop_rgb.png (colour), tabletop_depth.png (16-bit, millimetres) and
+tabletop_intrinsics.json (fx, fy, cx, cy, width, height). Rendered with PyBullet's CPU
+TinyRenderer, so it needs no GPU and no downloads; the output is deterministic.
+
+    python examples/make_example_rgbd.py [--out examples/data] [--width 320 --height 240]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pybullet as p
+import pybullet_data
+from PIL import Image
+
+NEAR, FAR = 0.05, 20.0
+
+
+def build_scene(client: int) -> None:
+    """A floor, a table with a few objects, and two walls, from pybullet_data assets."""
+    p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
+    p.loadURDF("plane.urdf", physicsClientId=client)
+    p.loadURDF(
+        "table/table.urdf",
+        [0.9, 0.0, 0.0],
+        p.getQuaternionFromEuler([0, 0, math.pi / 2]),
+        physicsClientId=client,
+    )
+    p.loadURDF(
+        "duck_vhacd.urdf",
+        [0.75, -0.15, 0.65],
+        p.getQuaternionFromEuler([math.pi / 2, 0, 2.2]),
+        globalScaling=1.2,
+        physicsClientId=client,
+    )
+    p.loadURDF(
+        "teddy_vhacd.urdf",
+        [0.95, 0.2, 0.63],
+        p.getQuaternionFromEuler([math.pi / 2, 0, -2.0]),
+        globalScaling=1.5,
+        physicsClientId=client,
+    )
+    p.loadURDF("cube_small.urdf", [0.7, 0.25, 0.65], globalScaling=1.6, physicsClientId=client)
+    p.loadURDF("sphere_small.urdf", [1.05, -0.3, 0.66], globalScaling=1.5, physicsClientId=client)
+    wall = p.createCollisionShape(p.GEOM_BOX, halfExtents=[0.05, 2.0, 1.2], physicsClientId=client)
+    wall_vis = p.createVisualShape(
+        p.GEOM_BOX, halfExtents=[0.05, 2.0, 1.2], rgbaColor=[0.75, 0.72, 0.65, 1], physicsClientId=client
+    )
+    p.createMultiBody(0, wall, wall_vis, [2.3, 0.0, 1.2], physicsClientId=client)
+    side_vis = p.createVisualShape(
+        p.GEOM_BOX, halfExtents=[1.2, 0.05, 1.2], rgbaColor=[0.55, 0.62, 0.7, 1], physicsClientId=client
+    )
+    p.createMultiBody(
+        0,
+        wall,
+        side_vis,
+        [1.1, 1.6, 1.2],
+        p.getQuaternionFromEuler([0, 0, math.pi / 2]),
+        physicsClientId=client,
+    )
+    for _ in range(10):
+        p.stepSimulation(physicsClientId=client)
+
+
+def render_rgbd(client: int, width: int, height: int, vfov_deg: float = 50.0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """RGB (H,W,3) uint8, metric z-depth (H,W) and pinhole intrinsics of the example camera."""
+    view = p.computeViewMatrix([-0.6, 0.0, 1.25], [1.2, 0.0, 0.5], [0, 0, 1])
+    proj = p.computeProjectionMatrixFOV(vfov_deg, width / height, NEAR, FAR)
+    _, _, rgba, zbuf, _ = p.getCameraImage(
+        width,
+        height,
+        view,
+        proj,
+        renderer=p.ER_TINY_RENDERER,
+        lightDirection=[-1, -0.5, 2],
+        physicsClientId=client,
+    )
+    rgba = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)
+    zbuf = np.asarray(zbuf, dtype=np.float64).reshape(height, width)
+    depth = FAR * NEAR / (FAR - (FAR - NEAR) * zbuf)  # OpenGL depth buffer -> metric z
+    depth[zbuf >= 1.0] = 0.0  # nothing hit
+    fy = 0.5 * height / math.tan(math.radians(vfov_deg) / 2)
+    intrinsics = {"fx": fy, "fy": fy, "cx": width / 2, "cy": height / 2, "width": width, "height": height}
+    return rgba[..., :3], depth, intrinsics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "data")
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
+    args = parser.parse_args()
+    client = p.connect(p.DIRECT)
+    try:
+        build_scene(client)
+        rgb, depth, intrinsics = render_rgbd(client, args.width, args.height)
+    finally:
+        p.disconnect(client)
+    args.out.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(args.out / "tabletop_rgb.png")
+    Image.fromarray(np.round(depth * 1000).clip(0, 65535).astype(np.uint16)).save(args.out / "tabletop_depth.png")
+    (args.out / "tabletop_intrinsics.json").write_text(json.dumps(intrinsics, indent=2) + "\n")
+    print(f"wrote {args.out / 'tabletop_rgb.png'}, tabletop_depth.png, tabletop_intrinsics.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""The ``lyra-sim`` command: generate, render, info and demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lyra_sim.camera import Camera
+from lyra_sim.generate import InputError, generate_world
+from lyra_sim.io import WorldFileError, load_world, save_world
+from lyra_sim.media import contact_sheet, depth_to_uint8, save_mp4, save_png
+from lyra_sim.render import render
+from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
+from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, WorldError
+
+EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "data"
+
+
+def _intrinsics_for(world: GaussianWorld | DynamicGaussianWorld, width: int, height: int, fov: float | None):
+    """K for rendering: the generating camera's (rescaled) when the world records one, else from fov."""
+    info = (world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world).info
+    if fov is None and "intrinsics" in info and "image_size" in info:
+        K = torch.tensor(info["intrinsics"], dtype=torch.float32)
+        src_w, src_h = info["image_size"]
+        K[0] *= width / src_w
+        K[1] *= height / src_h
+        K[2] = torch.tensor([0.0, 0.0, 1.0])
+        return K
+    return Camera.intrinsics_from_fov(width, height, fov or 60.0)
+
+
+def camera_path(spec: str, K: torch.Tensor, width: int, height: int, frames: int, scene_depth: float) -> Camera:
+    """A camera batch from a path spec: "fly", "lyra:<0-5>" or a JSON file of cameras."""
+    if spec == "fly":
+        return fly_through(K, width, height, num_frames=frames, look_at_depth=scene_depth, radius=0.15 * scene_depth,
+                           forward=0.25 * scene_depth)  # fmt: skip
+    if spec.startswith("lyra:"):
+        index = int(spec.split(":", 1)[1])
+        if index not in LYRA_TRAJECTORIES:
+            raise InputError(f"--path: Lyra trajectories are lyra:0 .. lyra:5, got {spec}")
+        return lyra_trajectories(K, width, height, num_frames=frames, scene_scale=scene_depth, order=(index,))[0]
+    path = Path(spec)
+    if not path.is_file():
+        raise InputError(f"--path: expected 'fly', 'lyra:K' or a JSON camera file, got {spec!r}")
+    try:
+        data = json.loads(path.read_text())
+        return Camera(np.asarray(data["K"]), np.asarray(data["world_to_cam"]), data.get("width", width),
+                      data.get("height", height))  # fmt: skip
+    except (json.JSONDecodeError, KeyError, ValueError) as exc:
+        raise InputError(f"--path {path}: expected JSON with 'K' and 'world_to_cam' ({exc})") from exc
+
+
+def _scene_depth(world: GaussianWorld | DynamicGaussianWorld) -> float:
+    w = world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world
+    z = w.means[:, 2]
+    z = z[z > 0]
+    return float(z.median()) if len(z) else 1.0
+
+
+def render_path(world, cameras: Camera, out_dir: Path, backend: str = "auto", mp4: bool = True,
+                background=(1.0, 1.0, 1.0), depth_frames: bool = False) -> dict:  # fmt: skip
+    """Render every camera of a path to PNG frames, a contact sheet and an MP4; returns written paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames, written = [], {"frames": []}
+    for i in tqdm(range(len(cameras)), desc="rendering", unit="frame"):
+        t = None
+        if isinstance(world, DynamicGaussianWorld):
+            t = world.times[0] + (world.times[-1] - world.times[0]) * i / max(len(cameras) - 1, 1)
+        with torch.no_grad():
+            result = render(world, cameras[i], backend=backend, background=background, t=t)
+        frame = result.rgb
+        frames.append(frame.numpy())
+        written["frames"].append(str(save_png(frame, out_dir / f"frame_{i:04d}.png")))
+        if depth_frames:
+            save_png(depth_to_uint8(result.depth), out_dir / f"depth_{i:04d}.png")
+    written["contact_sheet"] = str(save_png(contact_sheet(frames), out_dir / "contact_sheet.png"))
+    if mp4:
+        written["mp4"] = str(save_mp4(frames, out_dir / "flythrough.mp4"))
+    return written
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    world = generate_world(
+        args.image, depth=args.depth, intrinsics=args.intrinsics, fov_deg=args.fov, depth_model=args.depth_model,
+        stride=args.stride, camera_height=args.camera_height, pitch_deg=args.pitch,
+    )  # fmt: skip
+    path = save_world(world, args.output)
+    info = world.info
+    print(f"depth source: {info['depth_source']} ({'metric' if info['metric'] else 'scale unknown'})")
+    if "depth_note" in info:
+        print(f"  {info['depth_note']}")
+    print(f"wrote {len(world):,} Gaussians to {path}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    world = load_world(args.world)
+    K = _intrinsics_for(world, args.width, args.height, args.fov)
+    cams = camera_path(args.path, K, args.width, args.height, args.frames, _scene_depth(world))
+    written = render_path(world, cams, Path(args.out), backend=args.backend, mp4=not args.no_mp4,
+                          depth_frames=args.depth)  # fmt: skip
+    print(f"wrote {len(written['frames'])} frames to {args.out}/")
+    print(f"wrote contact sheet {written['contact_sheet']}")
+    if "mp4" in written:
+        print(f"wrote video {written['mp4']}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    world = load_world(args.world)
+    print(json.dumps(world.summary(), indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    data = Path(args.example_dir)
+    t0 = time.perf_counter()
+    world = generate_world(data / "tabletop_rgb.png", depth=data / "tabletop_depth.png",
+                           intrinsics=data / "tabletop_intrinsics.json")  # fmt: skip
+    print(f"generated {len(world):,} Gaussians from {data} in {time.perf_counter() - t0:.1f} s "
+          f"(depth: {world.info['depth_source']}, metric: {world.info['metric']})")  # fmt: skip
+    ply = save_world(world, out / "world.ply")
+    native = save_world(world, out / "world.safetensors")
+    print(f"wrote {ply} and {native}")
+    w, h = world.info["image_size"]
+    K = _intrinsics_for(world, w, h, None)
+    with torch.no_grad():
+        preview = render(world, Camera(K, torch.eye(4), w, h), background=(1, 1, 1))
+    print(f"wrote preview {save_png(preview.rgb, out / 'preview.png')}")
+    cams = camera_path("fly", K, w, h, args.frames, _scene_depth(world))
+    t0 = time.perf_counter()
+    written = render_path(world, cams, out / "flythrough")
+    fps = len(cams) / (time.perf_counter() - t0)
+    print(f"rendered {len(cams)} fly-through frames at {fps:.1f} frames/s")
+    print(f"wrote frames to {out / 'flythrough'}/, contact sheet {written['contact_sheet']}, video {written['mp4']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lyra-sim", description="Gaussian-splat worlds for robot simulation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="image [+ depth] -> world file (.ply or .safetensors)")
+    gen.add_argument("image")
+    gen.add_argument("--depth", help="depth map: 16-bit PNG in millimetres or .npy in metres")
+    gen.add_argument("--intrinsics", help="JSON with fx, fy, cx, cy (or K)")
+    gen.add_argument("--fov", type=float, default=60.0, help="horizontal FOV when no intrinsics (degrees)")
+    gen.add_argument("--depth-model", help="local transformers depth model directory")
+    gen.add_argument("--stride", type=int, default=1, help="use every n-th pixel")
+    gen.add_argument("--camera-height", type=float, default=1.2, help="prior: camera height (m)")
+    gen.add_argument("--pitch", type=float, default=15.0, help="prior: camera pitch down (degrees)")
+    gen.add_argument("-o", "--output", required=True)
+    gen.set_defaults(func=cmd_generate)
+
+    ren = sub.add_parser("render", help="world + camera path -> PNG frames, contact sheet, MP4")
+    ren.add_argument("world")
+    ren.add_argument("--path", default="fly", help="'fly', 'lyra:0'..'lyra:5', or a JSON camera file")
+    ren.add_argument("--frames", type=int, default=48)
+    ren.add_argument("--width", type=int, default=320)
+    ren.add_argument("--height", type=int, default=240)
+    ren.add_argument("--fov", type=float, help="horizontal FOV (default: the generating camera's)")
+    ren.add_argument("--backend", default="auto", choices=["auto", "cpu", "gsplat"])
+    ren.add_argument("--depth", action="store_true", help="also write depth previews")
+    ren.add_argument("--no-mp4", action="store_true")
+    ren.add_argument("-o", "--out", default="out/render")
+    ren.set_defaults(func=cmd_render)
+
+    inf = sub.add_parser("info", help="print a world summary")
+    inf.add_argument("world")
+    inf.set_defaults(func=cmd_info)
+
+    demo = sub.add_parser("demo", help="generate a world from the bundled example and fly through it")
+    demo.add_argument("--out", default="out")
+    demo.add_argument("--frames", type=int, default=36)
+    demo.add_argument("--example-dir", default=str(EXAMPLE_DIR))
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (InputError, WorldFileError, WorldError, ValueError) as exc:
+        print(f"lyra-sim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

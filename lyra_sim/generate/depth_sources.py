@@ -1,0 +1,105 @@
+"""Where the embedded generator gets depth when none is given.
+
+In order: a local monocular depth model directory (transformers ``AutoModelForDepthEstimation``,
+e.g. Depth Anything V2, never downloaded), else a geometric prior: a ground plane seen from an
+assumed camera height and pitch, closed by a vertical backdrop.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lyra_sim.generate.images import InputError
+
+DEPTH_MODEL_ENV = "LYRA_SIM_DEPTH_MODEL"
+
+
+@dataclass
+class DepthEstimate:
+    depth: np.ndarray  # (H,W) metres if metric, else arbitrary units; 0 = invalid
+    source: str  # "given", "model:<dir>" or "prior"
+    metric: bool
+    note: str = ""
+
+
+def ground_backdrop_prior(
+    K: np.ndarray,
+    width: int,
+    height: int,
+    camera_height: float = 1.2,
+    pitch_deg: float = 15.0,
+    backdrop: float = 6.0,
+) -> np.ndarray:
+    """Z-depth (H,W) of a flat floor ``camera_height`` below a camera pitched down ``pitch_deg``,
+    closed by a vertical wall ``backdrop`` metres ahead (measured horizontally)."""
+    if camera_height <= 0 or backdrop <= 0:
+        raise InputError("camera_height and backdrop must be positive")
+    v = np.broadcast_to((np.arange(height) + 0.5)[:, None], (height, width))
+    y = (v - K[1, 2]) / K[1, 1]  # ray (x, y, 1): z-depth equals the ray parameter
+    pitch = math.radians(pitch_deg)
+    down = y * math.cos(pitch) + math.sin(pitch)
+    forward = math.cos(pitch) - y * math.sin(pitch)
+    with np.errstate(divide="ignore"):
+        t_floor = np.where(down > 1e-6, camera_height / np.maximum(down, 1e-6), np.inf)
+        t_wall = np.where(forward > 1e-6, backdrop / np.maximum(forward, 1e-6), np.inf)
+    depth = np.minimum(t_floor, t_wall)
+    return np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
+
+
+def model_depth(rgb: np.ndarray, model_dir: str | os.PathLike) -> DepthEstimate:
+    """Depth from a local transformers depth-estimation model directory (offline only).
+
+    Metric models (config ``depth_estimation_type == "metric"``) give metres. Relative models
+    (Depth Anything V2 default) predict inverse depth up to scale and shift; it is turned into
+    depth with median 1 and reported as non-metric.
+    """
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise InputError(f"depth model: {model_dir} is not a transformers model directory (no config.json)")
+    try:
+        import torch
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+    except ImportError as exc:
+        raise InputError("depth model: needs the 'transformers' package (pip install 'lyra-sim[depth]')") from exc
+    processor = AutoImageProcessor.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModelForDepthEstimation.from_pretrained(model_dir, local_files_only=True).eval()
+    h, w = rgb.shape[:2]
+    inputs = processor(images=(rgb * 255).astype(np.uint8), return_tensors="pt")
+    with torch.no_grad():
+        pred = model(**inputs).predicted_depth  # (1, h', w')
+    pred = torch.nn.functional.interpolate(pred[:, None], size=(h, w), mode="bicubic", align_corners=False)[0, 0]
+    pred = pred.numpy().astype(np.float32)
+    metric = getattr(model.config, "depth_estimation_type", "relative") == "metric"
+    if metric:
+        depth = np.where(pred > 0, pred, 0.0)
+    else:
+        disparity = pred - np.percentile(pred, 1)
+        valid = disparity > 1e-6
+        depth = np.zeros_like(pred)
+        depth[valid] = 1.0 / disparity[valid]
+        if valid.any():
+            depth[valid] /= np.median(depth[valid])
+        depth = np.minimum(depth, 50.0)
+    return DepthEstimate(depth.astype(np.float32), f"model:{model_dir}", metric)
+
+
+def estimate_depth(
+    rgb: np.ndarray,
+    K: np.ndarray,
+    depth_model: str | os.PathLike | None = None,
+    camera_height: float = 1.2,
+    pitch_deg: float = 15.0,
+) -> DepthEstimate:
+    """Depth for an image without a depth map: the model directory if one is configured, else the prior."""
+    model_dir = depth_model or os.environ.get(DEPTH_MODEL_ENV)
+    if model_dir:
+        return model_depth(rgb, model_dir)
+    h, w = rgb.shape[:2]
+    depth = ground_backdrop_prior(K, w, h, camera_height=camera_height, pitch_deg=pitch_deg)
+    note = f"ground plane {camera_height} m below a camera pitched {pitch_deg} deg down, backdrop 6 m ahead"
+    return DepthEstimate(depth, "prior", metric=False, note=note)

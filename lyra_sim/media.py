@@ -1,0 +1,66 @@
+"""Writing rendered frames: PNG images, contact sheets, MP4 videos and depth previews (atomic)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from PIL import Image
+
+from lyra_sim.io.atomic import atomic_path
+
+
+def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(H,W,3) float in [0,1] or uint8 -> uint8 array."""
+    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if arr.dtype == np.uint8:
+        return arr
+    return (np.clip(arr, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def depth_to_uint8(depth: torch.Tensor | np.ndarray, max_depth: float | None = None) -> np.ndarray:
+    """Grey preview of a depth map (near bright, far dark, empty black)."""
+    d = depth.detach().cpu().numpy() if isinstance(depth, torch.Tensor) else np.asarray(depth)
+    valid = d > 0
+    if not valid.any():
+        return np.zeros((*d.shape, 3), np.uint8)
+    top = max_depth or float(np.percentile(d[valid], 99))
+    grey = np.where(valid, 1.0 - np.clip(d / max(top, 1e-9), 0, 1) * 0.85, 0.0)
+    return np.repeat((grey * 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def save_png(image: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:
+    with atomic_path(path) as tmp:
+        Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
+    return Path(path)
+
+
+def contact_sheet(frames: Sequence[np.ndarray], columns: int | None = None, max_frames: int = 16) -> np.ndarray:
+    """Up to ``max_frames`` evenly spaced frames tiled in a grid (uint8)."""
+    if not frames:
+        raise ValueError("contact_sheet: no frames")
+    pick = np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int)
+    chosen = [to_uint8(frames[i]) for i in pick]
+    cols = columns or math.ceil(math.sqrt(len(chosen)))
+    rows = math.ceil(len(chosen) / cols)
+    h, w = chosen[0].shape[:2]
+    sheet = np.full((rows * h, cols * w, 3), 255, np.uint8)
+    for i, frame in enumerate(chosen):
+        r, c = divmod(i, cols)
+        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = frame
+    return sheet
+
+
+def save_mp4(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: int = 24) -> Path:
+    """H.264 MP4 through imageio's ffmpeg plugin (the ffmpeg binary ships in imageio-ffmpeg)."""
+    stack = np.stack([to_uint8(f) for f in frames])
+    h, w = stack.shape[1:3]
+    stack = stack[:, : h - h % 2, : w - w % 2]  # yuv420p needs even sizes
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, stack, extension=".mp4", fps=fps, codec="libx264", plugin="FFMPEG", macro_block_size=1)
+    return Path(path)

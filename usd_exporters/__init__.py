@@ -1,0 +1,1 @@
+"""OpenUSD export and import of lyra_sim worlds (ParticleField3DGaussianSplat); filled in by the USD work."""
