@@ -167,11 +167,11 @@ class Camera:
 
 def look_at_matrix(eye, target, up=(0.0, -1.0, 0.0)) -> torch.Tensor:
     """OpenCV world-to-camera (B,4,4) or (4,4) looking from ``eye`` to ``target``."""
-    eye_t = torch.as_tensor(np.asarray(eye, dtype=np.float64))
-    target_t = torch.as_tensor(np.asarray(target, dtype=np.float64))
+    eye_t = torch.as_tensor(np.array(eye, dtype=np.float64))
+    target_t = torch.as_tensor(np.array(target, dtype=np.float64))
     single = eye_t.ndim == 1 and target_t.ndim == 1
     eye_t, target_t = torch.broadcast_tensors(eye_t.reshape(-1, 3), target_t.reshape(-1, 3))
-    up_t = torch.as_tensor(np.asarray(up, dtype=np.float64)).reshape(1, 3).expand_as(eye_t)
+    up_t = torch.as_tensor(np.array(up, dtype=np.float64)).reshape(1, 3).expand_as(eye_t)
     forward = target_t - eye_t
     if (forward.norm(dim=-1) < 1e-12).any():
         raise CameraError("look_at: eye and target coincide")

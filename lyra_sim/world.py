@@ -89,7 +89,8 @@ class GaussianWorld:
         if self.validate:
             self._check()
         norms = self.quats.norm(dim=-1, keepdim=True)
-        self.quats = self.quats / norms.clamp_min(torch.finfo(dtype).tiny)
+        if len(norms) and ((norms - 1).abs() > 1e-6).any():  # leave unit quaternions bit-exact
+            self.quats = self.quats / norms.clamp_min(torch.finfo(dtype).tiny)
 
     def _check(self) -> None:
         n = self.means.shape[0] if self.means.ndim == 2 else -1
