@@ -5,7 +5,9 @@ import torch
 from lyra_sim import GaussianWorld
 
 
-def random_world(n: int = 60, sh_degree: int = 0, seed: int = 0, depth: float = 3.0, spread: float = 0.6) -> GaussianWorld:
+def random_world(
+    n: int = 60, sh_degree: int = 0, seed: int = 0, depth: float = 3.0, spread: float = 0.6
+) -> GaussianWorld:
     """A small random world in front of the identity camera."""
     g = torch.Generator().manual_seed(seed)
     means = torch.randn(n, 3, generator=g) * spread + torch.tensor([0.0, 0.0, depth])

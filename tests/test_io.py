@@ -1,4 +1,5 @@
 import time
+from pathlib import Path
 
 import numpy as np
 import plyfile
@@ -113,7 +114,9 @@ def test_header_claiming_a_billion_vertices_fails_fast(tmp_path):
 
 def test_ascii_header_claiming_too_much_fails_fast(tmp_path):
     bad = tmp_path / "ascii.ply"
-    bad.write_text("ply\nformat ascii 1.0\nelement vertex 999999999\nproperty float x\nproperty float y\nend_header\n1 2\n")
+    bad.write_text(
+        "ply\nformat ascii 1.0\nelement vertex 999999999\nproperty float x\nproperty float y\nend_header\n1 2\n"
+    )
     with pytest.raises(WorldFileError, match="999999999"):
         load_world(bad)
 
@@ -123,8 +126,11 @@ def test_ascii_header_claiming_too_much_fails_fast(tmp_path):
     [
         (b"not a ply at all", "magic"),
         (b"ply\nformat binary_little_endian 1.0\nelement vertex 1\nproperty float x\n", "end_header"),
-        (b"ply\nformat binary_little_endian 1.0\nelement vertex 1\nproperty float x\nproperty float y\n"
-         b"property float z\nend_header\n" + np.zeros(3, "<f4").tobytes(), "missing properties"),  # fmt: skip
+        (
+            b"ply\nformat binary_little_endian 1.0\nelement vertex 1\nproperty float x\nproperty float y\n"
+            b"property float z\nend_header\n" + np.zeros(3, "<f4").tobytes(),
+            "missing properties",
+        ),
         (b"ply\nformat weird 1.0\nelement vertex 0\nend_header\n", "format"),
     ],
 )
@@ -141,7 +147,7 @@ def test_nan_in_ply_names_the_property(tmp_path):
     arr["scale_1"][3] = np.nan
     path = tmp_path / "nan.ply"
     plyfile.PlyData([plyfile.PlyElement.describe(arr, "vertex")]).write(str(path))
-    with pytest.raises(WorldFileError, match="scale_1.*vertex 3"):
+    with pytest.raises(WorldFileError, match=r"scale_1.*vertex 3"):
         load_world(path)
 
 
@@ -149,7 +155,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     target = tmp_path / "out.ply"
 
     def explode(self, stream):
-        open(stream, "wb").write(b"partial")
+        Path(stream).write_bytes(b"partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(plyfile.PlyData, "write", explode)

@@ -42,7 +42,9 @@ def test_background_fills_uncovered_pixels():
     torch.testing.assert_close(out.rgb[0, 0], torch.tensor([0.2, 0.4, 0.6]))
     centre = out.rgb[8, 8]
     a = out.alpha[8, 8]
-    assert torch.allclose(centre, a * torch.tensor([0.9, 0.3, 0.1]) + (1 - a) * torch.tensor([0.2, 0.4, 0.6]), atol=1e-5)
+    assert torch.allclose(
+        centre, a * torch.tensor([0.9, 0.3, 0.1]) + (1 - a) * torch.tensor([0.2, 0.4, 0.6]), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("sh_degree", [0, 1, 3])
@@ -64,7 +66,7 @@ def test_opaque_stack_stops_at_transmittance_floor():
     world = GaussianWorld.from_rgb(means, torch.rand(n, 3), torch.full((n, 3), 1.0), torch.full((n,), 0.97))
     cam = Camera.from_fov(8, 8, 40.0)
     out = render(world, cam, backend="cpu")
-    rgb, _, alpha = reference_render(world, cam)
+    rgb, _, _ = reference_render(world, cam)
     torch.testing.assert_close(out.rgb, rgb, atol=1e-5, rtol=0)
     a = [float(render(world.subset([i]), cam, backend="cpu").alpha[4, 4]) for i in range(3)]  # alone
     t2 = (1 - a[0]) * (1 - a[1])
@@ -116,7 +118,9 @@ def test_gradients_match_autograd_through_reference():
     dweights = torch.rand(20, 24, generator=torch.Generator().manual_seed(1))
 
     def grads(renderer):
-        leaves = {k: getattr(world, k).clone().requires_grad_(True) for k in ("means", "quats", "scales", "opacities", "sh")}
+        leaves = {
+            k: getattr(world, k).clone().requires_grad_(True) for k in ("means", "quats", "scales", "opacities", "sh")
+        }
         w = GaussianWorld(**leaves, validate=False)
         for k, v in leaves.items():  # keep the leaves themselves (the constructor normalises quats)
             setattr(w, k, v)
@@ -125,7 +129,9 @@ def test_gradients_match_autograd_through_reference():
         loss.backward()
         return {k: v.grad for k, v in leaves.items()}
 
-    ours = grads(lambda w: (lambda r: (r.rgb, r.depth, r.alpha))(render(w, cam, backend="cpu", background=(0.3, 0.3, 0.3))))
+    ours = grads(
+        lambda w: (lambda r: (r.rgb, r.depth, r.alpha))(render(w, cam, backend="cpu", background=(0.3, 0.3, 0.3)))
+    )
     ref = grads(lambda w: reference_render(w, cam, background=(0.3, 0.3, 0.3)))
     for key in ours:
         scale = ref[key].abs().max().clamp_min(1e-6)

@@ -46,7 +46,9 @@ def test_numpy_inputs_and_quaternion_normalisation():
 
 
 def test_prune_keeps_top_fraction_by_opacity():
-    world = GaussianWorld.from_rgb(torch.zeros(10, 3), torch.zeros(10, 3), torch.ones(10, 3), torch.linspace(0, 0.9, 10))
+    world = GaussianWorld.from_rgb(
+        torch.zeros(10, 3), torch.zeros(10, 3), torch.ones(10, 3), torch.linspace(0, 0.9, 10)
+    )
     pruned = world.prune(keep_fraction=0.2)  # Lyra's "prune 0.8"
     assert torch.allclose(pruned.opacities, torch.tensor([0.8, 0.9]))
     assert len(world.prune(min_opacity=0.45)) == 5
@@ -65,7 +67,9 @@ def test_transform_rotates_covariances_and_sh():
     torch.testing.assert_close(cov(moved), 4 * rot @ cov(world) @ rot.T, atol=1e-5, rtol=1e-4)
     # the colour seen along direction d before equals the colour along R d after
     dirs = torch.randn(20, 3)
-    torch.testing.assert_close(eval_sh_colors(moved.sh, dirs @ rot.T), eval_sh_colors(world.sh, dirs), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        eval_sh_colors(moved.sh, dirs @ rot.T), eval_sh_colors(world.sh, dirs), atol=1e-4, rtol=1e-4
+    )
 
 
 def test_transform_rejects_reflections_and_tracks_scale():

@@ -1,0 +1,65 @@
+import json
+import shutil
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from lyra_sim import load_world
+from lyra_sim.cli import EXAMPLE_DIR, main
+
+
+@pytest.fixture
+def example(tmp_path):
+    """The bundled example, downsampled to keep the test quick."""
+    from PIL import Image
+
+    out = tmp_path / "ex"
+    out.mkdir()
+    Image.open(EXAMPLE_DIR / "tabletop_rgb.png").resize((80, 60), Image.NEAREST).save(out / "tabletop_rgb.png")
+    Image.open(EXAMPLE_DIR / "tabletop_depth.png").resize((80, 60), Image.NEAREST).save(out / "tabletop_depth.png")
+    intr = json.loads((EXAMPLE_DIR / "tabletop_intrinsics.json").read_text())
+    intr.update({k: intr[k] / 4 for k in ("fx", "fy", "cx", "cy")}, width=80, height=60)
+    (out / "tabletop_intrinsics.json").write_text(json.dumps(intr))
+    return out
+
+
+def test_generate_info_render(tmp_path, example, capsys):
+    world_path = tmp_path / "w.ply"
+    assert main(["generate", str(example / "tabletop_rgb.png"), "--depth", str(example / "tabletop_depth.png"),
+                 "--intrinsics", str(example / "tabletop_intrinsics.json"), "-o", str(world_path)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "depth source: given (metric)" in out and str(world_path) in out
+    world = load_world(world_path)
+    assert 1500 < len(world) <= 80 * 60  # minus sky-less holes and dropped depth edges
+    assert main(["info", str(world_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["num_gaussians"] == len(world)
+    render_dir = tmp_path / "r"
+    assert main(["render", str(world_path), "--frames", "4", "--width", "48", "--height", "36", "-o", str(render_dir),
+                 "--path", "lyra:0", "--depth"]) == 0  # fmt: skip
+    assert str(render_dir) in capsys.readouterr().out
+    frames = sorted(render_dir.glob("frame_*.png"))
+    assert len(frames) == 4 and len(list(render_dir.glob("depth_*.png"))) == 4
+    assert iio.imread(frames[0]).shape == (36, 48, 3)
+    assert iio.imread(render_dir / "flythrough.mp4").shape[0] == 4
+    assert (render_dir / "contact_sheet.png").is_file()
+
+
+def test_demo_writes_ply_and_preview(tmp_path, example):
+    assert main(["demo", "--out", str(tmp_path / "out"), "--frames", "3", "--example-dir", str(example)]) == 0
+    for name in ("world.ply", "world.safetensors", "preview.png", "flythrough/contact_sheet.png"):
+        assert (tmp_path / "out" / name).is_file(), name
+    preview = iio.imread(tmp_path / "out" / "preview.png")
+    source = iio.imread(example / "tabletop_rgb.png")
+    assert np.median(np.abs(preview.astype(float) - source)) <= 2  # the input view comes back (holes aside)
+
+
+def test_bad_input_exits_cleanly_without_output(tmp_path, example, capsys):
+    bad_depth = tmp_path / "d.png"
+    shutil.copy(example / "tabletop_rgb.png", bad_depth)  # a colour image is not a depth map
+    target = tmp_path / "w.ply"
+    code = main(["generate", str(example / "tabletop_rgb.png"), "--depth", str(bad_depth), "-o", str(target)])
+    assert code == 2 and "depth" in capsys.readouterr().err
+    assert not target.exists() and not any(Path(tmp_path).glob(".w.ply*"))
+    assert main(["info", str(tmp_path / "missing.ply")]) == 2
