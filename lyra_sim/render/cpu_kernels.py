@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
+
+# OpenMP first: an old system TBB makes numba warn and fall back on every start otherwise.
+numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
 
 ALPHA_THRESHOLD = 1.0 / 255.0
 MAX_ALPHA = 0.999
