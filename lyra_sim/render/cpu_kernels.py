@@ -3,7 +3,8 @@
 Why numba and not vectorised torch: a vectorised rasterizer has to materialise (pixels x
 Gaussians) blocks and cannot stop a pixel once it is opaque; these loops visit only each
 Gaussian's own pixel box and stop early, and on two cores they reach the speeds recorded in
-benchmarks/RESULTS.md (faster than PyBullet's TinyRenderer at 128x128). Conventions follow gsplat's ``rasterization()`` exactly: EWA projection
+benchmarks/RESULTS.md (faster than PyBullet's TinyRenderer at 128x128).
+Conventions follow gsplat's ``rasterization()`` exactly: EWA projection
 with the 1.3x-FOV clamp, eps2d blur, opacity-aware 3.33-sigma boxes, 16-pixel tiles, pixel
 centres at +0.5, alpha = min(0.999, o * exp(-sigma)), skip alpha < 1/255, stop before
 transmittance falls to 1e-4.
