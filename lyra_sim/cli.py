@@ -1,4 +1,4 @@
-"""The ``lyra-sim`` command: generate, render, info and demo."""
+"""The ``lyra-sim`` command: generate, decode, render, info and demo."""
 
 from __future__ import annotations
 
@@ -100,6 +100,36 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from exc
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from lyra_sim.generate.lyra_pipeline import decode_teacher_dir  # lazy: pulls in diffusers
+
+    output = Path(args.output)
+    if output.suffix.lower() not in (".ply", ".safetensors"):
+        raise ValueError(f"-o {output}: expected a .ply or .safetensors path")
+    t0 = time.perf_counter()
+    world = decode_teacher_dir(
+        args.teacher_dir, args.checkpoint, args.tokenizer, views=tuple(_int_list(args.views)), prune=args.prune,
+        device=args.device, dynamic=True if args.dynamic else None,
+        times=[float(t) for t in args.times.split(",")] if args.times else None, name=args.name,
+    )  # fmt: skip
+    print(f"decoded in {time.perf_counter() - t0:.1f} s: {world.summary()['num_gaussians']} Gaussians")
+    if isinstance(world, DynamicGaussianWorld) and output.suffix.lower() == ".ply":
+        for t, keyframe in zip(world.times, world.worlds, strict=True):
+            frame = round(keyframe.info["target_frame"])
+            path = save_world(keyframe, output.with_name(f"{output.stem}_t{frame:03d}.ply"), layout=args.layout)
+            print(f"wrote keyframe t={t:.3f} s to {path}")
+        return 0
+    print(f"wrote {save_world(world, output, layout=args.layout)}")
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     world = load_world(args.world)
     K = _intrinsics_for(world, args.width, args.height, args.fov)
@@ -159,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--pitch", type=float, default=15.0, help="prior: camera pitch down (degrees)")
     gen.add_argument("-o", "--output", required=True)
     gen.set_defaults(func=cmd_generate)
+
+    dec = sub.add_parser("decode", help="GEN3C teacher directory -> Gaussians with the Lyra decoder")
+    dec.add_argument("teacher_dir", help="folder with 0..5/{latent,pose,intrinsics}/<name>.*")
+    dec.add_argument("--checkpoint", required=True, help="lyra_static.pt / lyra_dynamic.pt ({'module': ...})")
+    dec.add_argument("--tokenizer", required=True, help="local Cosmos CV8x8x8 directory (diffusers or .jit)")
+    dec.add_argument("--dynamic", action="store_true", help="dynamic model: one keyframe per target time")
+    dec.add_argument("--times", help="dynamic target frames, e.g. 0,60,120 (default: first, middle, last)")
+    dec.add_argument("--views", default="5,0,1,2,3,4", help="trajectories to fuse, in order")
+    dec.add_argument("--prune", type=float, default=0.8, help="fraction of Gaussians dropped by opacity")
+    dec.add_argument("--name", help="scene name when the folder holds several")
+    dec.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    dec.add_argument("--layout", default="inria", choices=["inria", "lyra"],
+                     help="PLY layout: inria (common 3DGS) or lyra (the official gaussians_orig)")
+    dec.add_argument("-o", "--output", required=True, help=".ply (dynamic: one file per keyframe) or .safetensors")
+    dec.set_defaults(func=cmd_decode)
 
     ren = sub.add_parser("render", help="world + camera path -> PNG frames, contact sheet, MP4")
     ren.add_argument("world")

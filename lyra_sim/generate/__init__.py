@@ -1,12 +1,23 @@
-"""World generation: the embedded RGB-D lift (weightless, CPU) and its depth sources."""
+"""World generation: the Lyra latent 3DGS decoder and its inputs, and the embedded RGB-D lift (weightless, CPU)."""
 
+from lyra_sim.generate.cosmos import CosmosTokenizer, TokenizerError
 from lyra_sim.generate.depth_sources import DEPTH_MODEL_ENV, estimate_depth, ground_backdrop_prior
 from lyra_sim.generate.images import InputError, load_depth, load_intrinsics, load_rgb
 from lyra_sim.generate.lift import generate_world, lift_rgbd
+from lyra_sim.generate.lyra_decoder import CheckpointError, LyraDecoder, LyraDecoderConfig
+from lyra_sim.generate.lyra_pipeline import decode_teacher_dir
+from lyra_sim.generate.teacher import TeacherDataError, load_teacher_latent, read_teacher_dir
 
 __all__ = [
     "DEPTH_MODEL_ENV",
+    "CheckpointError",
+    "CosmosTokenizer",
     "InputError",
+    "LyraDecoder",
+    "LyraDecoderConfig",
+    "TeacherDataError",
+    "TokenizerError",
+    "decode_teacher_dir",
     "estimate_depth",
     "generate_world",
     "ground_backdrop_prior",
@@ -14,4 +25,6 @@ __all__ = [
     "load_depth",
     "load_intrinsics",
     "load_rgb",
+    "load_teacher_latent",
+    "read_teacher_dir",
 ]

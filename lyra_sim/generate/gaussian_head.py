@@ -1,0 +1,70 @@
+"""Lyra's Gaussian parameterisation: raw decoder channels -> activated, packed Gaussians on camera rays."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lyra_sim.generate.plucker import pixel_rays
+from lyra_sim.world import GaussianWorld, rgb_to_sh0
+
+RAW_SPLIT = (1, 3, 3, 4, 1)  # distance, rgb, scale, rotation, opacity
+PACKED_FIELDS = {"xyz": slice(0, 3), "opacity": slice(3, 4), "scale": slice(4, 7), "quat": slice(7, 11),
+                 "rgb": slice(11, 14)}
+PACKED_WIDTH = 14
+NEAR, FAR = 0.1, 500.0
+MAX_SCALE = 0.3
+
+
+def activate(raw: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Raw channels (..., 12) -> depth along the ray, rgb, linear scale, unit quaternion (w first), opacity."""
+    distance, rgb, scale, rotation, opacity = torch.split(raw.float(), RAW_SPLIT, dim=-1)
+    weight = torch.sigmoid(distance - 1.65)
+    return {
+        "depth": NEAR * (1 - weight) + FAR * weight,
+        "rgb": 0.5 * torch.tanh(rgb) + 0.5,
+        "scale": torch.clamp(MAX_SCALE * torch.exp(scale - 1), max=MAX_SCALE),
+        "quat": F.normalize(rotation, dim=-1),
+        "opacity": torch.sigmoid(opacity - 2),
+    }
+
+
+def gaussians_from_raw(raw: torch.Tensor, K: torch.Tensor, cam_to_world: torch.Tensor,
+                       downsample: int = 8) -> torch.Tensor:
+    """One view's raw output (12, F, H, W) -> packed Gaussians (F*H*W, 14): xyz, opacity, scale, quat, rgb.
+
+    K (F, 3, 3) are the full-resolution intrinsics of each frame, cam_to_world (F, 4, 4) its pose; rays are
+    cast through the pixel centres of the H x W grid with K scaled to that grid (K / downsample).
+    """
+    channels, frames, height, width = raw.shape
+    if channels != sum(RAW_SPLIT):
+        raise ValueError(f"raw: expected {sum(RAW_SPLIT)} channels, got {channels}")
+    if K.shape[0] != frames or cam_to_world.shape[0] != frames:
+        raise ValueError(f"cameras: {K.shape[0]} intrinsics and {cam_to_world.shape[0]} poses for {frames} frames")
+    grid_K = K.clone().float()
+    grid_K[:, :2] /= downsample
+    origins, directions = pixel_rays(grid_K, cam_to_world.float(), height, width)
+    values = activate(raw.permute(1, 2, 3, 0))
+    xyz = origins + directions * values["depth"]
+    packed = torch.cat([xyz, values["opacity"], values["scale"], values["quat"], values["rgb"]], dim=-1)
+    return packed.reshape(-1, PACKED_WIDTH)
+
+
+def top_opacity(packed: torch.Tensor, prune: float) -> torch.Tensor:
+    """Lyra's pruning: sort by opacity and keep the top ``int((1 - prune) * N)`` Gaussians (ties: lower index)."""
+    if not 0.0 <= prune < 1.0:
+        raise ValueError(f"prune: expected a fraction in [0, 1), got {prune}")
+    if prune == 0.0:
+        return packed
+    keep = int(round(1.0 - prune, 12) * packed.shape[0])  # round: 1 - 0.8 is 0.19999999999999996
+    order = torch.argsort(packed[:, PACKED_FIELDS["opacity"]].squeeze(-1), descending=True, stable=True)
+    return packed[order[:keep]]
+
+
+def packed_to_world(packed: torch.Tensor, info: dict | None = None) -> GaussianWorld:
+    """Packed Gaussians (N, 14) -> a GaussianWorld (OpenCV frame of the reference camera, unknown scale)."""
+    fields = {name: packed[:, sl].float().cpu() for name, sl in PACKED_FIELDS.items()}
+    return GaussianWorld(
+        means=fields["xyz"], quats=fields["quat"], scales=fields["scale"], opacities=fields["opacity"][:, 0],
+        sh=rgb_to_sh0(fields["rgb"]), frame="opencv", meters_per_unit=None, info=dict(info or {}),
+    )

@@ -1,0 +1,65 @@
+"""Decoder conditioning: relative cameras, per-pixel rays, Plücker images and Lyra's time images."""
+
+from __future__ import annotations
+
+import torch
+
+
+def relative_to_reference(cam_to_world: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """``inv(reference) @ c2w`` for each camera (N, 4, 4); the reference defaults to the first camera."""
+    reference = cam_to_world[0] if reference is None else reference
+    return torch.linalg.solve(reference.to(cam_to_world), cam_to_world)
+
+
+def intrinsics_matrix(fx_fy_cx_cy: torch.Tensor) -> torch.Tensor:
+    """(N, 4) rows of fx, fy, cx, cy -> (N, 3, 3) pinhole matrices."""
+    fx, fy, cx, cy = fx_fy_cx_cy.unbind(-1)
+    K = torch.zeros(*fx.shape, 3, 3, dtype=fx_fy_cx_cy.dtype, device=fx_fy_cx_cy.device)
+    K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2], K[..., 2, 2] = fx, fy, cx, cy, 1.0
+    return K
+
+
+def pixel_rays(K: torch.Tensor, cam_to_world: torch.Tensor, height: int,
+               width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """World-space ray origins and unit directions through pixel centres (+0.5), OpenCV pinhole.
+
+    K (N, 3, 3) and cam_to_world (N, 4, 4) -> origins and directions, each (N, height, width, 3).
+    """
+    dtype, device = cam_to_world.dtype, cam_to_world.device
+    v, u = torch.meshgrid(torch.arange(height, dtype=dtype, device=device) + 0.5,
+                          torch.arange(width, dtype=dtype, device=device) + 0.5, indexing="ij")
+    K = K.to(dtype)
+    x = (u[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]
+    y = (v[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]
+    camera_dirs = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (N, H, W, 3)
+    rotation = cam_to_world[:, :3, :3]
+    directions = torch.einsum("nij,nhwj->nhwi", rotation, camera_dirs)
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    origins = cam_to_world[:, None, None, :3, 3].expand_as(directions)
+    return origins, directions
+
+
+def plucker_image(K: torch.Tensor, cam_to_world: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Plücker coordinates ``[o x d, d]`` per pixel: (N, 6, height, width)."""
+    origins, directions = pixel_rays(K, cam_to_world, height, width)
+    moment = torch.linalg.cross(origins, directions, dim=-1)
+    return torch.cat([moment, directions], dim=-1).permute(0, 3, 1, 2)
+
+
+def time_image(times: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Lyra's time conditioning: normalised times t in [0, 1] -> ``[t, cos t, sin t]`` mapped to [-1, 1].
+
+    Returns (N, 3, height, width), constant over each frame. On [0, 1] all three channels lie in [0, 1]
+    (cos 1 = 0.54, sin 1 = 0.84), so ``2 v - 1`` maps them into [-1, 1].
+    """
+    times = times.reshape(-1).to(torch.float32)
+    if times.numel() and (times.min() < 0 or times.max() > 1):
+        raise ValueError(f"times: expected normalised times in [0, 1], got range [{times.min()}, {times.max()}]")
+    features = torch.stack([times, torch.cos(times), torch.sin(times)], dim=-1) * 2.0 - 1.0
+    return features[:, :, None, None].expand(-1, 3, height, width)
+
+
+def frame_times(num_frames: int) -> torch.Tensor:
+    """Normalised times of the frames of one clip: i / (num_frames - 1)."""
+    return torch.arange(num_frames, dtype=torch.float32) / max(num_frames - 1, 1)
+
