@@ -21,6 +21,7 @@ import open3d as o3d
 import pybullet as p
 import pybullet_data
 import torch
+from results import write_section
 
 from lyra_sim import Camera, GaussianWorld, render
 from lyra_sim.camera import look_at_matrix
@@ -92,10 +93,6 @@ def main() -> None:
 
 def write_results(rows) -> None:
     lines = [
-        "# Benchmarks",
-        "",
-        "## CPU camera: lyra_sim Gaussian rasterizer vs PyBullet TinyRenderer",
-        "",
         f"Measured {datetime.date.today()} on {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch threads, by `python benchmarks/bench_render.py` (one run, both",
         "renderers timed back to back). Scene: pybullet_data samurai monastery; TinyRenderer draws the",
@@ -111,15 +108,8 @@ def write_results(rows) -> None:
         "",
         "Targets (issue 2): no slower than TinyRenderer at 128x128 with 200k Gaussians; >= 3 FPS at 640x480",
         "with 1M Gaussians.",
-        "",
-        "## GPU (gsplat)",
-        "",
-        "Not measured yet: no GPU was lent to this work. Pending: CPU-vs-gsplat parity (PSNR >= 40 dB,",
-        "`tests/test_render.py::test_cpu_and_gsplat_agree`) and gsplat frames/s for 2M Gaussians at 1280x704.",
-        "",
     ]
-    out = Path(__file__).with_name("RESULTS.md")
-    out.write_text("\n".join(lines))
+    out = write_section("CPU camera: lyra_sim Gaussian rasterizer vs PyBullet TinyRenderer", "\n".join(lines))
     print(f"wrote {out}")
 
 
