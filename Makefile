@@ -31,6 +31,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_render.py
+	$(PY) benchmarks/bench_decoder.py
 
 example: $(STAMP)
 	$(PY) examples/make_example_rgbd.py

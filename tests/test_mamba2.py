@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lyra_sim.generate.mamba2 import BidirectionalMamba2, Mamba2Scan, ssd_scan
+from lyra_sim.generate.mamba2 import BidirectionalMamba2, Mamba2Scan, fused_kernel_available, ssd_scan
 
 
 def recurrence(x, dt, A, B, C, initial_state=None):
@@ -130,3 +130,13 @@ def test_backward_scan_is_the_forward_scan_of_the_reversed_sequence():
         zxbcdt = mixer.in_proj(x)
         expected = mixer.mamba_scans[0](zxbcdt) + mixer.mamba_scans[0](zxbcdt.flip(1)).flip(1)
         torch.testing.assert_close(mixer(x), mixer.out_proj(expected), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not fused_kernel_available(), reason="needs CUDA and mamba-ssm")
+def test_fused_kernel_matches_pure_pytorch_scan():
+    torch.manual_seed(0)
+    mixer = BidirectionalMamba2(d_model=128, d_state=64, headdim=32, chunk_size=64).cuda().eval()
+    x = torch.randn(2, 700, 128, device="cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(mixer(x, use_kernel=True), mixer(x, use_kernel=False), atol=2e-3, rtol=2e-3)
