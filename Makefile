@@ -32,6 +32,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_render.py
 	$(PY) benchmarks/bench_decoder.py
+	$(PY) benchmarks/bench_usd.py
 
 example: $(STAMP)
 	$(PY) examples/make_example_rgbd.py

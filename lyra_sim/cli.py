@@ -130,6 +130,20 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_usd(args: argparse.Namespace) -> int:
+    from usd_exporters import export_world  # lazy: pxr is only needed here
+
+    world = load_world(args.world)
+    out = export_world(world, args.output, collision_mesh=args.collision, half=args.half,
+                       points_fallback=args.points)  # fmt: skip
+    if world.frame != "z_up":
+        print("note: world was in OpenCV axes; rotated to Z-up without levelling (lyra_sim.align levels it)")
+    if world.meters_per_unit is None:
+        print("note: world scale is unknown; written as if 1 unit = 1 m (recorded as lyra_sim:metric = False)")
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     world = load_world(args.world)
     K = _intrinsics_for(world, args.width, args.height, args.fov)
@@ -160,6 +174,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ply = save_world(world, out / "world.ply")
     native = save_world(world, out / "world.safetensors")
     print(f"wrote {ply} and {native}")
+    from usd_exporters import export_world
+
+    print(f"wrote {export_world(world, out / 'world.usdz')} (Z-up, metres; open in Isaac Sim / usdview)")
     w, h = world.info["image_size"]
     K = _intrinsics_for(world, w, h, None)
     with torch.no_grad():
@@ -204,6 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="PLY layout: inria (common 3DGS) or lyra (the official gaussians_orig)")
     dec.add_argument("-o", "--output", required=True, help=".ply (dynamic: one file per keyframe) or .safetensors")
     dec.set_defaults(func=cmd_decode)
+
+    usd = sub.add_parser("export-usd", help="world file -> OpenUSD stage (.usda/.usdc/.usdz) for Isaac Sim")
+    usd.add_argument("world")
+    usd.add_argument("output", help="OUT.usdz, OUT.usdc or OUT.usda")
+    usd.add_argument("--collision", help="collision mesh file (OBJ/PLY/...), in the world's frame")
+    usd.add_argument("--half", action="store_true", help="half-precision splat attributes (smaller files)")
+    usd.add_argument("--points", action="store_true", help="also write a UsdGeom.Points proxy for plain viewers")
+    usd.set_defaults(func=cmd_export_usd)
 
     ren = sub.add_parser("render", help="world + camera path -> PNG frames, contact sheet, MP4")
     ren.add_argument("world")

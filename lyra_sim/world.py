@@ -18,6 +18,8 @@ import torch
 from lyra_sim.rotations import quat_multiply, rotmat_to_quat
 
 FRAMES = ("opencv", "z_up")
+#: Rotation taking OpenCV camera axes (x right, y down, z forward) to REP-103 axes (x forward, y left, z up).
+OPENCV_TO_Z_UP = ((0.0, 0.0, 1.0), (-1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
 SH_C0 = 0.28209479177387814
 
 
@@ -270,6 +272,16 @@ class GaussianWorld:
             meters_per_unit=mpu,
         )
 
+    def with_z_up_axes(self) -> GaussianWorld:
+        """The same world with OpenCV axes turned into REP-103 axes (a fixed rotation, no levelling).
+
+        Gravity is right only if the generating camera was level; ``lyra_sim.align`` finds the floor.
+        A world already in "z_up" is returned unchanged.
+        """
+        if self.frame == "z_up":
+            return self
+        return self.transformed(rotation=OPENCV_TO_Z_UP, frame="z_up")
+
     @staticmethod
     def concatenate(worlds: Sequence[GaussianWorld]) -> GaussianWorld:
         """Join worlds that share frame and scale; SH degrees are padded to the highest."""
@@ -374,6 +386,9 @@ class DynamicGaussianWorld:
 
     def transformed(self, rotation=None, translation=None, scale: float = 1.0, **kwargs) -> DynamicGaussianWorld:
         return self.map(lambda w: w.transformed(rotation, translation, scale, **kwargs))
+
+    def with_z_up_axes(self) -> DynamicGaussianWorld:
+        return self.map(GaussianWorld.with_z_up_axes)
 
     def summary(self) -> dict:
         return {
