@@ -1,0 +1,186 @@
+"""Bring a generated world into the simulation frame: Z up, floor at z = 0, metres.
+
+The floor is the dominant plane the camera looks down on: a RANSAC plane fit over the Gaussian centres,
+restricted to planes whose normal is within ``max_tilt_deg`` of the camera's up direction and that lie
+below the camera (open3d's ``segment_plane`` finds the dominant plane, which is often a wall, and has no
+such constraint, so the search is written here). The rotation takes the floor normal to +Z and the
+camera's forward direction, projected on the floor, to +X. The scale comes, in order, from a
+user-given ``scale``, the world's own metric scale, or an assumed camera height above the floor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld, WorldError
+
+DEFAULT_CAMERA_HEIGHT = 1.2  # metres: a person holding a phone, a robot's mast camera
+
+
+@dataclass(frozen=True)
+class Plane:
+    """Points p with normal . p + offset = 0; the normal points to the side the camera is on."""
+
+    normal: np.ndarray
+    offset: float
+    inlier_fraction: float
+
+
+def _up_and_forward(frame: str) -> tuple[np.ndarray, np.ndarray]:
+    if frame == "opencv":
+        return np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, 1.0])
+    return np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0])
+
+
+def _sample_points(world: GaussianWorld, max_points: int, min_opacity: float, rng: np.random.Generator) -> np.ndarray:
+    means = world.means.detach().cpu().double().numpy()
+    keep = world.opacities.detach().cpu().numpy() >= min_opacity
+    points = means[keep] if keep.sum() >= 3 else means
+    if len(points) > max_points:
+        points = points[rng.choice(len(points), max_points, replace=False)]
+    return points
+
+
+def find_floor(
+    world: GaussianWorld,
+    camera_position=(0.0, 0.0, 0.0),
+    max_tilt_deg: float = 45.0,
+    threshold: float | None = None,
+    iterations: int = 600,
+    max_points: int = 60_000,
+    min_opacity: float = 0.2,
+    seed: int = 0,
+) -> Plane:
+    """RANSAC floor plane of a world (in its own frame), the camera above it: the lowest well-supported
+    plane parallel to the best-supported near-horizontal one.
+
+    ``threshold`` (inlier distance) defaults to 1 % of the median camera distance of the points.
+    """
+    rng = np.random.default_rng(seed)
+    points = _sample_points(world, max_points, min_opacity, rng)
+    if len(points) < 3:
+        raise WorldError("align: need at least 3 Gaussians to find a floor")
+    camera = np.asarray(camera_position, dtype=np.float64)
+    up, _ = _up_and_forward(world.frame)
+    scale = float(np.median(np.linalg.norm(points - camera, axis=1)))
+    threshold = threshold if threshold is not None else 0.01 * scale
+    cos_tilt = math.cos(math.radians(max_tilt_deg))
+
+    triples = points[rng.integers(0, len(points), size=(iterations, 3))]
+    normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
+    lengths = np.linalg.norm(normals, axis=1)
+    valid = lengths > 1e-12
+    normals[valid] /= lengths[valid, None]
+    offsets = -np.einsum("ij,ij->i", normals, triples[:, 0])
+    camera_side = normals @ camera + offsets
+    flip = camera_side < 0  # orient every normal towards the camera
+    normals[flip] *= -1
+    offsets[flip] *= -1
+    camera_side = np.abs(camera_side)
+    valid &= (normals @ up >= cos_tilt) & (camera_side > threshold)
+    if not valid.any():
+        raise WorldError(f"align: no plane within {max_tilt_deg} deg of the camera's up direction below the camera")
+    best, best_count = None, -1
+    for i in np.flatnonzero(valid):
+        count = int((np.abs(points @ normals[i] + offsets[i]) < threshold).sum())
+        if count > best_count:
+            best, best_count = i, count
+    normal, offset = normals[best], offsets[best]
+    # A table top can hold more points than the floor: among planes parallel to the best one, take the
+    # lowest that still has real support (a quarter of the best plane's points).
+    heights = points @ normal
+    bins = np.arange(heights.min(), heights.max() + 2 * threshold, 2 * threshold)
+    counts, edges = np.histogram(heights, bins=bins)
+    supported = np.flatnonzero(counts >= max(0.25 * counts.max(), 0.02 * len(points), 3))
+    if len(supported):
+        lowest = supported[0]
+        offset = -0.5 * float(edges[lowest] + edges[lowest + 1])
+    # Refine by least squares (SVD) on the inliers, twice with a tighter band.
+    for band in (threshold, 0.5 * threshold):
+        inliers = points[np.abs(points @ normal + offset) < band]
+        if len(inliers) < 3:
+            break
+        centre = inliers.mean(axis=0)
+        refined = np.linalg.svd(inliers - centre, full_matrices=False)[2][-1]
+        normal = refined if refined @ normal > 0 else -refined
+        offset = -float(normal @ centre)
+    fraction = float((np.abs(points @ normal + offset) < threshold).mean())
+    return Plane(normal=normal, offset=float(offset), inlier_fraction=fraction)
+
+
+def floor_rotation(normal: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """Rotation (rows x, y, z) taking ``normal`` to +Z and ``forward`` (projected on the floor) to +X."""
+    z_axis = normal / np.linalg.norm(normal)
+    x_axis = forward - (forward @ z_axis) * z_axis
+    if np.linalg.norm(x_axis) < 1e-6:  # looking straight down: any horizontal direction
+        x_axis = np.cross(z_axis, [0.0, 1.0, 0.0] if abs(z_axis[1]) < 0.9 else [1.0, 0.0, 0.0])
+    x_axis /= np.linalg.norm(x_axis)
+    y_axis = np.cross(z_axis, x_axis)
+    return np.stack([x_axis, y_axis, z_axis])
+
+
+def align_world(
+    world: GaussianWorld | DynamicGaussianWorld,
+    scale: float | None = None,
+    camera_height: float | None = None,
+    camera_position=(0.0, 0.0, 0.0),
+    max_tilt_deg: float = 45.0,
+    seed: int = 0,
+) -> GaussianWorld | DynamicGaussianWorld:
+    """The world in the simulation frame ("z_up", floor at z = 0, metres), with a report in ``info["alignment"]``.
+
+    Scale: ``scale`` (metres per world unit) if given; else the world's ``meters_per_unit`` if known; else
+    the camera is assumed ``camera_height`` (default 1.2 m) above the floor. ``camera_position`` is the
+    generating camera in the world's frame (the origin for generated worlds). The report holds the floor
+    plane, tilt, scale source, the camera pose in the new frame and the 4x4 transform applied.
+    Dynamic worlds are aligned with the floor of their first keyframe (one transform for all).
+    """
+    reference = world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world
+    plane = find_floor(reference, camera_position, max_tilt_deg, seed=seed)
+    up, forward = _up_and_forward(reference.frame)
+    rotation = floor_rotation(plane.normal, forward)
+    camera = np.asarray(camera_position, dtype=np.float64)
+    height_units = float(plane.normal @ camera + plane.offset)  # camera height in world units
+    notes = []
+    if scale is not None:
+        if not (math.isfinite(scale) and scale > 0):
+            raise WorldError(f"scale: expected a positive number of metres per unit, got {scale}")
+        metres, source = float(scale), "given"
+    elif reference.meters_per_unit is not None:
+        metres, source = reference.meters_per_unit, "metric world"
+    else:
+        assumed = DEFAULT_CAMERA_HEIGHT if camera_height is None else float(camera_height)
+        metres, source = assumed / height_units, f"camera height {assumed:g} m assumed"
+        if camera_height is None:
+            notes.append(f"scale unknown: assumed the camera was {assumed:g} m above the floor")
+    # x -> metres * R x + t, with t putting the floor at z = 0 and the camera above the origin.
+    camera_aligned = metres * rotation @ camera
+    translation = np.array([-camera_aligned[0], -camera_aligned[1], metres * plane.offset])
+    tilt = math.degrees(math.acos(float(np.clip(plane.normal @ up, -1.0, 1.0))))
+    transform = np.eye(4)
+    transform[:3, :3] = metres * rotation
+    transform[:3, 3] = translation
+    # Camera pose (camera-to-world, OpenCV optical axes) in the aligned frame.
+    camera_axes = np.eye(3) if reference.frame == "opencv" else np.asarray(OPENCV_TO_Z_UP).T
+    camera_pose = np.eye(4)
+    camera_pose[:3, :3] = rotation @ camera_axes
+    camera_pose[:3, 3] = metres * rotation @ camera + translation
+    report = {
+        "floor_normal": plane.normal.tolist(), "floor_offset": plane.offset,
+        "floor_inlier_fraction": plane.inlier_fraction, "camera_tilt_deg": tilt,
+        "meters_per_unit": metres, "scale_source": source, "camera_height_m": metres * height_units,
+        "transform": transform.tolist(), "camera_to_world": camera_pose.tolist(), "notes": notes,
+    }  # fmt: skip
+
+    def apply(w: GaussianWorld) -> GaussianWorld:
+        aligned = w.transformed(rotation=torch.from_numpy(rotation).float(),
+                                translation=torch.from_numpy(translation).float(), scale=metres, frame="z_up",
+                                meters_per_unit=1.0)  # fmt: skip
+        aligned.info = {**w.info, "alignment": report}
+        return aligned
+
+    return world.map(apply) if isinstance(world, DynamicGaussianWorld) else apply(world)

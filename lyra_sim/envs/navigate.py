@@ -1,0 +1,174 @@
+"""``LyraSim/Navigate-v0``: drive a differential-drive robot to a goal in a generated world.
+
+Physics is PyBullet on the world's collision proxy; the robot's camera sees the GAUSSIANS (rendered with
+lyra_sim.render), not the proxy. Actions are velocity commands in [-1, 1]^2 (forward speed, yaw rate,
+scaled to ``max_speed`` / ``max_turn``). Observations: ``rgb`` (H, W, 3) uint8, ``depth`` (H, W, 1) metres
+(0 where nothing was rendered), ``state`` (x, y, cos yaw, sin yaw, speed, yaw rate) and ``goal``
+(goal x, y in the robot frame, distance). Reward: 10 x progress towards the goal (metres) - 0.01 per
+step; reaching the goal: +10 and terminate; touching an obstacle: -5 and terminate; ``max_steps`` truncates.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from lyra_sim.camera import Camera
+from lyra_sim.envs.scene import SimScene, prepare_scene
+from lyra_sim.physics.bullet import ROBOT_RADIUS, BulletScene
+from lyra_sim.render import render
+from lyra_sim.world import DynamicGaussianWorld
+
+CONTROL_DT = 0.1  # seconds per env step
+PROGRESS_REWARD = 10.0
+STEP_COST = 0.01
+GOAL_REWARD = 10.0
+COLLISION_PENALTY = 5.0
+
+
+class NavigateEnv(gym.Env):
+    """Point-goal navigation in a Gaussian world (see the module docstring)."""
+
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": int(1 / CONTROL_DT)}
+
+    def __init__(self, source, intrinsics=None, image_size: tuple[int, int] = (96, 72), fov_deg: float = 90.0,
+                 max_steps: int = 200, max_speed: float = 0.5, max_turn: float = 1.5,
+                 goal_distance: tuple[float, float] = (0.5, 2.5), goal_radius: float = 0.25,
+                 render_mode: str | None = "rgb_array", render_size: tuple[int, int] = (320, 240),
+                 scene_options: dict | None = None):
+        super().__init__()
+        self.scene: SimScene = prepare_scene(source, intrinsics=intrinsics, **(scene_options or {}))
+        self.render_mode = render_mode
+        self.max_steps, self.max_speed, self.max_turn = max_steps, max_speed, max_turn
+        self.goal_distance, self.goal_radius = goal_distance, goal_radius
+        width, height = image_size
+        self.camera_K = Camera.intrinsics_from_fov(width, height, fov_deg)
+        self.image_size, self.render_size = (width, height), render_size
+        self.render_K = Camera.intrinsics_from_fov(*render_size, fov_deg)
+        self.bullet = BulletScene(self.scene.proxies[0], robot_scale=self.scene.robot_scale)
+        self._keyframe = 0
+
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.observation_space = spaces.Dict({
+            "rgb": spaces.Box(0, 255, shape=(height, width, 3), dtype=np.uint8),
+            "depth": spaces.Box(0.0, np.inf, shape=(height, width, 1), dtype=np.float32),
+            "state": spaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32),
+            "goal": spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32),
+        })  # fmt: skip
+        self.goal = np.zeros(2)
+        self.steps = 0
+        self._distance = 0.0
+
+    # --- helpers ----------------------------------------------------------------------------------------------
+    @property
+    def sim_time(self) -> float:
+        return self.steps * CONTROL_DT
+
+    def _world_now(self):
+        world = self.scene.world
+        if isinstance(world, DynamicGaussianWorld):
+            index = world.index_at(self.sim_time)
+            if index != self._keyframe and index < len(self.scene.proxies):
+                self.bullet.set_obstacles(self.scene.proxies[index])
+                self._keyframe = index
+            return world.worlds[index]
+        return world
+
+    def _render(self, K: torch.Tensor, size: tuple[int, int]):
+        camera = Camera(K, torch.from_numpy(self.bullet.camera_world_to_cam()).float(), *size)
+        with torch.no_grad():
+            return render(self._world_now(), camera, background=(1.0, 1.0, 1.0))
+
+    def _observation(self) -> dict:
+        result = self._render(self.camera_K, self.image_size)
+        depth = result.depth.reshape(self.image_size[1], self.image_size[0], 1)
+        alpha = result.alpha.reshape(self.image_size[1], self.image_size[0], 1)
+        depth = torch.where(alpha >= 0.5, depth, torch.zeros_like(depth))
+        x, y, yaw, speed, turn = self.bullet.robot_state()
+        offset = self.goal - np.array([x, y])
+        local = np.array([math.cos(yaw) * offset[0] + math.sin(yaw) * offset[1],
+                          -math.sin(yaw) * offset[0] + math.cos(yaw) * offset[1]])  # fmt: skip
+        return {
+            "rgb": result.to_uint8().numpy(),
+            "depth": depth.numpy().astype(np.float32),
+            "state": np.array([x, y, math.cos(yaw), math.sin(yaw), speed, turn], dtype=np.float32),
+            "goal": np.array([local[0], local[1], np.linalg.norm(offset)], dtype=np.float32),
+        }
+
+    def _sample_start_and_goal(self) -> tuple[np.ndarray, float, np.ndarray]:
+        free = self.scene.free_space
+        cells = np.argwhere(free.free)
+        if len(cells) < 2:
+            raise RuntimeError("NavigateEnv: the free-space map has fewer than 2 free cells")
+        centres = free.origin + (cells + 0.5) * free.cell
+        labels = free.labels[cells[:, 0], cells[:, 1]]
+        lo, hi = self.goal_distance
+        # Face into the generated part of the world (within 90 deg of the generating camera's heading):
+        # behind a single-view world there is nothing to see.
+        forward = self.scene.camera_to_world[:3, 2]
+        heading = math.atan2(forward[1], forward[0])
+        for _ in range(200):
+            start_index = int(self.np_random.integers(len(cells)))
+            start = centres[start_index]
+            distance = np.linalg.norm(centres - start, axis=1)
+            ok = np.flatnonzero((labels == labels[start_index]) & (distance >= lo) & (distance <= hi))
+            if len(ok) == 0:
+                continue
+            goal = centres[int(self.np_random.choice(ok))]
+            yaw = heading + float(self.np_random.uniform(-math.pi / 2, math.pi / 2))
+            self.bullet.set_robot_pose(float(start[0]), float(start[1]), yaw)
+            if not self.bullet.in_collision(margin=0.01 * self.scene.robot_scale):
+                return start, yaw, goal
+        # No pair at the requested distance: take the farthest reachable goal from a collision-free start.
+        start_index = int(self.np_random.integers(len(cells)))
+        same = np.flatnonzero(labels == labels[start_index])
+        far = same[np.argmax(np.linalg.norm(centres[same] - centres[start_index], axis=1))]
+        yaw = heading + float(self.np_random.uniform(-math.pi / 2, math.pi / 2))
+        self.bullet.set_robot_pose(*map(float, centres[start_index]), yaw)
+        return centres[start_index], yaw, centres[far]
+
+    # --- gymnasium API ----------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.steps = 0
+        if self._keyframe != 0:
+            self.bullet.set_obstacles(self.scene.proxies[0])
+            self._keyframe = 0
+        _, _, self.goal = self._sample_start_and_goal()
+        self._distance = float(np.linalg.norm(self.goal - self.bullet.robot_state()[:2]))
+        return self._observation(), {"goal": self.goal.copy(), "distance": self._distance}
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float64).reshape(2), -1.0, 1.0)
+        scale = self.scene.robot_scale
+        self.bullet.drive(action[0] * self.max_speed * scale, action[1] * self.max_turn, CONTROL_DT)
+        self.steps += 1
+        state = self.bullet.robot_state()
+        distance = float(np.linalg.norm(self.goal - state[:2]))
+        reward = PROGRESS_REWARD * (self._distance - distance) - STEP_COST
+        self._distance = distance
+        collided = self.bullet.in_collision()
+        reached = distance < self.goal_radius * max(scale, ROBOT_RADIUS / 0.18)
+        if collided:
+            reward -= COLLISION_PENALTY
+        if reached:
+            reward += GOAL_REWARD
+        terminated = bool(collided or reached)
+        truncated = bool(self.steps >= self.max_steps and not terminated)
+        info = {"collision": collided, "success": reached, "distance": distance, "time": self.sim_time}
+        return self._observation(), float(reward), terminated, truncated, info
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        return self._render(self.render_K, self.render_size).to_uint8().numpy()
+
+    def close(self):
+        if getattr(self, "bullet", None) is not None:
+            self.bullet.close()
+            self.bullet = None

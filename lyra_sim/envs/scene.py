@@ -1,0 +1,158 @@
+"""A simulation-ready scene: an aligned Gaussian world, its collision proxies and a free-space map."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+from scipy import ndimage
+
+from lyra_sim.align import align_world
+from lyra_sim.generate import generate_world
+from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
+from lyra_sim.io import load_world
+from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
+from lyra_sim.physics.proxy import CollisionMesh, build_collision_proxy
+from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
+
+WORLD_SUFFIXES = (".ply", ".safetensors", ".usd", ".usda", ".usdc", ".usdz")
+
+
+@dataclass
+class FreeSpace:
+    """Floor cells the robot can stand on: seen floor, no obstacle up to robot height, robot radius clear."""
+
+    free: np.ndarray  # (nx, ny) bool
+    origin: np.ndarray  # xy of cell (0, 0)'s corner
+    cell: float
+    labels: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        self.labels, _ = ndimage.label(self.free)
+
+    def cell_centre(self, index: tuple[int, int]) -> np.ndarray:
+        return self.origin + (np.asarray(index) + 0.5) * self.cell
+
+    def cell_of(self, xy) -> tuple[int, int]:
+        i, j = np.floor((np.asarray(xy) - self.origin) / self.cell).astype(int)
+        return int(i), int(j)
+
+    def is_free(self, xy) -> bool:
+        i, j = self.cell_of(xy)
+        return 0 <= i < self.free.shape[0] and 0 <= j < self.free.shape[1] and bool(self.free[i, j])
+
+
+@dataclass
+class SimScene:
+    """What an environment needs; build it once with ``prepare_scene`` and share it between envs."""
+
+    world: GaussianWorld | DynamicGaussianWorld  # aligned: z_up, floor z = 0, metres
+    proxies: list[CollisionMesh]  # one per keyframe (one for a static world)
+    free_space: FreeSpace
+    robot_scale: float = 1.0
+
+    @property
+    def times(self) -> list[float]:
+        return list(self.world.times) if isinstance(self.world, DynamicGaussianWorld) else [0.0]
+
+    @property
+    def camera_to_world(self) -> np.ndarray:
+        """The generating camera in the aligned frame."""
+        reference = self.world.worlds[0] if isinstance(self.world, DynamicGaussianWorld) else self.world
+        return np.asarray(reference.info["alignment"]["camera_to_world"])
+
+
+def free_space_map(world: GaussianWorld, proxy: CollisionMesh, robot_scale: float = 1.0,
+                   floor_band: float = 0.03) -> FreeSpace:
+    """Rasterise the seen floor and the obstacles below robot height on a grid of half the robot radius."""
+    radius = ROBOT_RADIUS * robot_scale
+    cell = radius / 2
+    means = world.means.detach().cpu().numpy()
+    floor_points = means[(np.abs(means[:, 2]) < floor_band) & (world.opacities.cpu().numpy() > 0.2)]
+    if len(floor_points) == 0:
+        raise ValueError("free space: no floor Gaussians near z = 0 (is the world aligned?)")
+    origin = floor_points[:, :2].min(axis=0) - 2 * radius
+    shape = tuple(np.ceil((floor_points[:, :2].max(axis=0) + 2 * radius - origin) / cell).astype(int) + 1)
+    seen = np.zeros(shape, bool)
+    idx = np.floor((floor_points[:, :2] - origin) / cell).astype(int)
+    seen[idx[:, 0], idx[:, 1]] = True
+    seen = ndimage.binary_closing(seen, iterations=2)
+
+    occupied = np.zeros(shape, bool)
+    vertices, faces = proxy.obstacle_mesh
+    if len(faces):
+        mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
+                                         o3d.utility.Vector3iVector(faces.astype(np.int32)))  # fmt: skip
+        samples = max(int(mesh.get_surface_area() / (cell * cell) * 8), 1000)
+        o3d.utility.random.seed(0)  # the same map every time
+        points = np.asarray(mesh.sample_points_uniformly(samples).points)
+        points = np.concatenate([points, vertices])
+        step = max(0.03 * robot_scale, proxy.info.get("floor_band", 0.0))  # what the wheels can roll over
+        low = points[(points[:, 2] > step) & (points[:, 2] < ROBOT_HEIGHT * robot_scale + 0.05)]
+        idx = np.floor((low[:, :2] - origin) / cell).astype(int)
+        inside = (idx >= 0).all(axis=1) & (idx[:, 0] < shape[0]) & (idx[:, 1] < shape[1])
+        occupied[idx[inside, 0], idx[inside, 1]] = True
+    clearance = int(np.ceil(radius / cell))
+    disk = np.hypot(*np.mgrid[-clearance:clearance + 1, -clearance:clearance + 1]) <= clearance
+    free = seen & ~ndimage.binary_dilation(occupied, structure=disk)
+    free = ndimage.binary_erosion(free, structure=np.ones((3, 3)))  # keep away from the edge of the seen floor
+    return FreeSpace(free, origin, cell)
+
+
+def _world_from_source(source, intrinsics, depth_model) -> tuple[GaussianWorld | DynamicGaussianWorld, list]:
+    """(world in its own frame, extra measured depth views for the proxy in that frame)."""
+    if isinstance(source, GaussianWorld | DynamicGaussianWorld):
+        return source, []
+    if isinstance(source, tuple) and len(source) == 2:
+        rgb = load_rgb(source[0], name="source rgb")
+        depth = load_depth(source[1], rgb.shape[:2], name="source depth")
+        world = generate_world(rgb, depth=depth, intrinsics=intrinsics)
+        K = np.asarray(world.info["intrinsics"], np.float64)
+        return world, [(depth, K, np.eye(4))]  # the input camera is the world's origin
+    if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in WORLD_SUFFIXES:
+        if Path(source).suffix.lower().startswith(".usd"):
+            from usd_exporters import import_world
+
+            return import_world(source), []
+        return load_world(source), []
+    if intrinsics is not None:
+        load_intrinsics(intrinsics, *load_rgb(source, name="source").shape[1::-1])  # fail early, name the input
+    return generate_world(source, intrinsics=intrinsics, depth_model=depth_model), []
+
+
+def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_height: float | None = None,
+                  voxel_size: float | None = None, triangle_budget: int = 30_000, robot_scale: float = 1.0,
+                  depth_model=None, progress: bool = False) -> SimScene:
+    """Generate or load a world, align it (Z up, floor at 0, metres), build its proxies and free-space map.
+
+    ``source``: an image path or array, an ``(rgb, depth_metres)`` pair (with ``intrinsics``), a world file
+    (.ply, .safetensors, .usd*) or a GaussianWorld / DynamicGaussianWorld.
+    """
+    if isinstance(source, SimScene):
+        return source
+    world, extra = _world_from_source(source, intrinsics, depth_model)
+    aligned = world
+    reference = world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world
+    if reference.frame != "z_up" or "alignment" not in reference.info:
+        aligned = align_world(world, scale=scale, camera_height=camera_height)
+    reference = aligned.worlds[0] if isinstance(aligned, DynamicGaussianWorld) else aligned
+    transform = np.asarray(reference.info["alignment"]["transform"])
+    # Measured views move with the world x' = m R x + t: world_to_cam' = [Re, m te] @ inv([R, t]), depth * m.
+    metres = float(np.cbrt(np.linalg.det(transform[:3, :3])))
+    views = []
+    for depth, K, world_to_cam in extra:
+        rigid = np.eye(4)
+        rigid[:3, :3] = transform[:3, :3] / metres
+        rigid[:3, 3] = transform[:3, 3]
+        scaled = np.array(world_to_cam, dtype=np.float64)
+        scaled[:3, 3] *= metres
+        views.append((depth * metres, K, scaled @ np.linalg.inv(rigid)))
+    proxies = build_collision_proxy(aligned, voxel_size=voxel_size, triangle_budget=triangle_budget,
+                                    extra_views=views, progress=progress)  # fmt: skip
+    proxies = proxies if isinstance(proxies, list) else [proxies]
+    free = free_space_map(reference, proxies[0], robot_scale)
+    return SimScene(aligned, proxies, free, robot_scale)
+
