@@ -127,7 +127,7 @@ def align_world(
     world: GaussianWorld | DynamicGaussianWorld,
     scale: float | None = None,
     camera_height: float | None = None,
-    camera_position=(0.0, 0.0, 0.0),
+    camera_position=None,
     max_tilt_deg: float = 45.0,
     seed: int = 0,
 ) -> GaussianWorld | DynamicGaussianWorld:
@@ -135,17 +135,28 @@ def align_world(
 
     Scale: ``scale`` (metres per world unit) if given; else the world's ``meters_per_unit`` if known; else
     the camera is assumed ``camera_height`` (default 1.2 m) above the floor. ``camera_position`` is the
-    generating camera in the world's frame (the origin for generated worlds). The report holds the floor
-    plane, tilt, scale source, the camera pose in the new frame and the 4x4 transform applied.
-    Dynamic worlds are aligned with the floor of their first keyframe (one transform for all).
+    generating camera in the world's frame (default: the origin of an "opencv" world). A "z_up" world from
+    elsewhere has no known camera: only its floor height is found (x, y stay), its scale is taken as 1 m
+    per unit unless known, and a level viewpoint 1.2 m above the floor centre looking along +x stands in
+    for the camera. The report holds the floor plane, tilt, scale source, the camera pose in the new frame
+    and the 4x4 transform applied. Dynamic worlds are aligned with their first keyframe's floor.
     """
     reference = world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world
+    virtual_camera = camera_position is None and reference.frame == "z_up"
+    if camera_position is None:
+        camera_position = (0.0, 0.0, 0.0)
+        if virtual_camera:  # search for the floor as seen from high above the scene
+            lo, hi = reference.bounds(quantile=0.01)
+            camera_position = (float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2, float(hi[2] + (hi - lo).max()))
     plane = find_floor(reference, camera_position, max_tilt_deg, seed=seed)
     up, forward = _up_and_forward(reference.frame)
     rotation = floor_rotation(plane.normal, forward)
     camera = np.asarray(camera_position, dtype=np.float64)
     height_units = float(plane.normal @ camera + plane.offset)  # camera height in world units
     notes = []
+    if virtual_camera and scale is None and reference.meters_per_unit is None:
+        scale = 1.0
+        notes.append("scale unknown and no camera: assumed 1 unit = 1 m")
     if scale is not None:
         if not (math.isfinite(scale) and scale > 0):
             raise WorldError(f"scale: expected a positive number of metres per unit, got {scale}")
@@ -160,19 +171,22 @@ def align_world(
     # x -> metres * R x + t, with t putting the floor at z = 0 and the camera above the origin.
     camera_aligned = metres * rotation @ camera
     translation = np.array([-camera_aligned[0], -camera_aligned[1], metres * plane.offset])
+    if virtual_camera:
+        translation[:2] = 0.0
+        camera_aligned[2] = DEFAULT_CAMERA_HEIGHT - metres * plane.offset  # the stand-in viewpoint's height
     tilt = math.degrees(math.acos(float(np.clip(plane.normal @ up, -1.0, 1.0))))
     transform = np.eye(4)
     transform[:3, :3] = metres * rotation
     transform[:3, 3] = translation
     # Camera pose (camera-to-world, OpenCV optical axes) in the aligned frame.
-    camera_axes = np.eye(3) if reference.frame == "opencv" else np.asarray(OPENCV_TO_Z_UP).T
+    camera_axes = np.eye(3) if reference.frame == "opencv" else np.asarray(OPENCV_TO_Z_UP)  # columns: optical axes
     camera_pose = np.eye(4)
     camera_pose[:3, :3] = rotation @ camera_axes
-    camera_pose[:3, 3] = metres * rotation @ camera + translation
+    camera_pose[:3, 3] = camera_aligned + translation
     report = {
         "floor_normal": plane.normal.tolist(), "floor_offset": plane.offset,
         "floor_inlier_fraction": plane.inlier_fraction, "camera_tilt_deg": tilt,
-        "meters_per_unit": metres, "scale_source": source, "camera_height_m": metres * height_units,
+        "meters_per_unit": metres, "scale_source": source, "camera_height_m": float(camera_pose[2, 3]),
         "transform": transform.tolist(), "camera_to_world": camera_pose.tolist(), "notes": notes,
     }  # fmt: skip
 

@@ -134,7 +134,17 @@ def cmd_export_usd(args: argparse.Namespace) -> int:
     from usd_exporters import export_world  # lazy: pxr is only needed here
 
     world = load_world(args.world)
-    out = export_world(world, args.output, collision_mesh=args.collision, half=args.half,
+    collision = args.collision
+    if collision == "auto":
+        from lyra_sim.align import align_world
+        from lyra_sim.physics import build_collision_proxy
+
+        world = align_world(world)
+        print(f"aligned: floor at z = 0, scale from {world.info['alignment']['scale_source']}")
+        collision = build_collision_proxy(world)
+        collision = collision[0] if isinstance(collision, list) else collision
+        print(f"collision proxy: {len(collision.faces):,} triangles")
+    out = export_world(world, args.output, collision_mesh=collision, half=args.half,
                        points_fallback=args.points)  # fmt: skip
     if world.frame != "z_up":
         print("note: world was in OpenCV axes; rotated to Z-up without levelling (lyra_sim.align levels it)")
@@ -174,9 +184,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ply = save_world(world, out / "world.ply")
     native = save_world(world, out / "world.safetensors")
     print(f"wrote {ply} and {native}")
-    from usd_exporters import export_world
 
-    print(f"wrote {export_world(world, out / 'world.usdz')} (Z-up, metres; open in Isaac Sim / usdview)")
     w, h = world.info["image_size"]
     K = _intrinsics_for(world, w, h, None)
     with torch.no_grad():
@@ -188,7 +196,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
     fps = len(cams) / (time.perf_counter() - t0)
     print(f"rendered {len(cams)} fly-through frames at {fps:.1f} frames/s")
     print(f"wrote frames to {out / 'flythrough'}/, contact sheet {written['contact_sheet']}, video {written['mp4']}")
+    run_demo_episode(data, out, args.steps)
     return 0
+
+
+def run_demo_episode(data: Path, out: Path, steps: int) -> None:
+    """Align the example, build its collision proxy, export USDZ, and drive the robot to a goal."""
+    from lyra_sim.envs.navigate import NavigateEnv
+    from lyra_sim.envs.scene import prepare_scene
+    from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
+    from usd_exporters import export_world
+
+    rgb = load_rgb(data / "tabletop_rgb.png")
+    depth = load_depth(data / "tabletop_depth.png", rgb.shape[:2])
+    K = load_intrinsics(data / "tabletop_intrinsics.json", rgb.shape[1], rgb.shape[0])
+    t0 = time.perf_counter()
+    scene = prepare_scene((rgb, depth), intrinsics=K, progress=True)
+    proxy = scene.proxies[0]
+    print(f"aligned and built a {len(proxy.faces):,}-triangle collision proxy in {time.perf_counter() - t0:.1f} s "
+          f"(camera {scene.world.info['alignment']['camera_height_m']:.2f} m above the floor)")  # fmt: skip
+    print(f"wrote collision proxy {proxy.save(out / 'proxy.obj')}")
+    print(f"wrote {export_world(scene.world, out / 'world.usdz', collision_mesh=proxy)} (Z-up, metres, collider)")
+    env = NavigateEnv(scene, image_size=(160, 120), max_steps=steps)
+    obs, info = env.reset(seed=0)
+    frames = [obs["rgb"]]
+    total, t0 = 0.0, time.perf_counter()
+    for _ in tqdm(range(steps), desc="episode", unit="step"):
+        goal_x, goal_y, _ = obs["goal"]  # a scripted controller: turn towards the goal, drive when facing it
+        heading = float(np.arctan2(goal_y, goal_x))
+        action = np.array([np.clip(1.0 - abs(heading), 0.0, 1.0), np.clip(2.0 * heading, -1.0, 1.0)])
+        obs, reward, terminated, truncated, info = env.step(action)
+        frames.append(obs["rgb"])
+        total += reward
+        if terminated or truncated:
+            break
+    rate = (len(frames) - 1) / (time.perf_counter() - t0)
+    env.close()
+    outcome = "reached the goal" if info.get("success") else "collided" if info.get("collision") else "stopped"
+    print(f"episode: {len(frames) - 1} steps at {rate:.0f} steps/s, {outcome}, return {total:.2f}")
+    episode_dir = out / "episode"
+    for i, frame in enumerate(frames):
+        save_png(frame, episode_dir / f"frame_{i:03d}.png")
+    sheet = save_png(contact_sheet(frames, max_frames=12), episode_dir / "contact_sheet.png")
+    video = save_mp4(frames, episode_dir / "episode.mp4", fps=10)
+    print(f"wrote robot camera frames to {episode_dir}/, contact sheet {sheet}, video {video}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     usd = sub.add_parser("export-usd", help="world file -> OpenUSD stage (.usda/.usdc/.usdz) for Isaac Sim")
     usd.add_argument("world")
     usd.add_argument("output", help="OUT.usdz, OUT.usdc or OUT.usda")
-    usd.add_argument("--collision", help="collision mesh file (OBJ/PLY/...), in the world's frame")
+    usd.add_argument("--collision", help="'auto' (align the world and build a proxy from its Gaussians) or a "
+                     "mesh file (OBJ/PLY/...) in the world's frame")
     usd.add_argument("--half", action="store_true", help="half-precision splat attributes (smaller files)")
     usd.add_argument("--points", action="store_true", help="also write a UsdGeom.Points proxy for plain viewers")
     usd.set_defaults(func=cmd_export_usd)
@@ -251,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out")
     demo.add_argument("--frames", type=int, default=36)
     demo.add_argument("--example-dir", default=str(EXAMPLE_DIR))
+    demo.add_argument("--steps", type=int, default=60, help="steps of the scripted robot episode")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -46,6 +46,7 @@ class CollisionMesh:
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(self.vertices),
                                          o3d.utility.Vector3iVector(self.faces.astype(np.int32)))  # fmt: skip
         mesh.compute_vertex_normals()
+        mesh.triangle_normals = o3d.utility.Vector3dVector()  # OBJ stores vertex normals only
         return mesh
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -122,7 +123,7 @@ def fuse_depth(views, voxel_size: float, far: float) -> o3d.geometry.TriangleMes
     The grid is sized to the blocks the views touch, so memory follows the scene, not a fixed cap.
     """
     views = [(np.ascontiguousarray(d, np.float32), np.asarray(K, np.float64), np.asarray(e, np.float64))
-             for d, K, e in views]  # fmt: skip
+             for d, K, e in views if (np.asarray(d) > 0).any()]  # fmt: skip  (empty views touch no block)
     trunc = 4.0
     probe = o3d.t.geometry.VoxelBlockGrid(("tsdf", "weight", "color"), (o3c.float32, o3c.float32, o3c.float32),
                                           ((1), (1), (3)), voxel_size, 8, 1)  # fmt: skip

@@ -1,0 +1,162 @@
+"""LyraSim/Navigate-v0: gymnasium conformance, reproducibility, collisions, vector envs, sources."""
+
+import functools
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from scenes import ROOM_X, camera_view, room_surfaces, surfels_world
+
+import lyra_sim
+from lyra_sim.envs import ENV_ID, prepare_scene
+from lyra_sim.generate import InputError
+from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
+from lyra_sim.io import save_world
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "data"
+SMALL = {"image_size": (48, 36), "max_steps": 30}
+
+
+@pytest.fixture(scope="module")
+def room_scene():
+    view, _ = camera_view(surfels_world(room_surfaces(), spacing=0.05))
+    return prepare_scene(view)
+
+
+@pytest.fixture(scope="module")
+def example_rgbd():
+    rgb = load_rgb(EXAMPLE / "tabletop_rgb.png")
+    depth = load_depth(EXAMPLE / "tabletop_depth.png", rgb.shape[:2])
+    K = load_intrinsics(EXAMPLE / "tabletop_intrinsics.json", rgb.shape[1], rgb.shape[0])
+    return rgb, depth, K
+
+
+def rollout(env, seed, actions):
+    obs, _ = env.reset(seed=seed)
+    trace = [obs]
+    for action in actions:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        trace.append((obs, reward, terminated, truncated))
+        if terminated or truncated:
+            break
+    return trace
+
+
+def test_check_env_on_the_bundled_rgbd_example(example_rgbd):
+    rgb, depth, K = example_rgbd
+    env = lyra_sim.make_env((rgb, depth), intrinsics=K, **SMALL)
+    try:
+        check_env(env.unwrapped, skip_render_check=False)
+        obs, _ = env.reset(seed=0)
+        assert obs["rgb"].dtype == np.uint8 and obs["rgb"].shape == (36, 48, 3)
+        assert obs["depth"].shape == (36, 48, 1) and (obs["depth"] >= 0).all()
+        assert (obs["depth"] > 0).mean() > 0.2  # the robot camera sees Gaussians (single view: not all around)
+        frame = env.render()
+        assert frame.shape == (240, 320, 3) and frame.dtype == np.uint8
+        # The proxy came from the input depth plus rendered views; its floor is at z = 0.
+        scene = env.unwrapped.scene
+        assert scene.proxies[0].floor_z == 0.0 and scene.proxies[0].info["views"] == 73
+    finally:
+        env.close()
+
+
+def test_same_seed_same_episode(room_scene):
+    actions = [np.array([0.8, 0.3]), np.array([0.5, -0.6]), np.array([1.0, 0.0])] * 4
+    env_a = gymnasium.make(ENV_ID, source=room_scene, **SMALL)
+    env_b = gymnasium.make(ENV_ID, source=room_scene, **SMALL)
+    try:
+        first, second, again = rollout(env_a, 7, actions), rollout(env_b, 7, actions), rollout(env_a, 7, actions)
+        other = rollout(env_b, 8, actions)
+        for trace in (second, again):
+            assert len(trace) == len(first)
+            for step_a, step_b in zip(first[1:], trace[1:], strict=True):
+                for key in ("rgb", "depth", "state", "goal"):
+                    np.testing.assert_array_equal(step_a[0][key], step_b[0][key])
+                assert step_a[1:] == step_b[1:]
+        assert not np.array_equal(first[0]["state"], other[0]["state"])
+    finally:
+        env_a.close()
+        env_b.close()
+
+
+def test_starts_and_goals_lie_in_free_space(room_scene):
+    env = gymnasium.make(ENV_ID, source=room_scene, **SMALL)
+    try:
+        for seed in range(5):
+            obs, info = env.reset(seed=seed)
+            assert room_scene.free_space.is_free(obs["state"][:2])
+            assert room_scene.free_space.is_free(info["goal"])
+            assert 0.5 <= info["distance"] <= 2.5
+    finally:
+        env.close()
+
+
+def test_driving_into_a_wall_terminates_with_a_penalty(room_scene):
+    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_steps=200).unwrapped
+    try:
+        env.reset(seed=0)
+        wall_x = ROOM_X[1] - 0.3
+        env.bullet.set_robot_pose(wall_x - 0.7, -1.0, 0.0)  # beside the box, facing the far wall
+        env._distance = float(np.linalg.norm(env.goal - env.bullet.robot_state()[:2]))
+        for _ in range(60):
+            _, reward, terminated, truncated, info = env.step(np.array([1.0, 0.0]))
+            if terminated:
+                break
+        assert terminated and info["collision"] and not truncated
+        assert reward < -4.0
+        assert env.bullet.robot_state()[0] < wall_x
+    finally:
+        env.close()
+
+
+def test_step_limit_truncates(room_scene):
+    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_steps=3)
+    try:
+        env.reset(seed=1)
+        results = [env.step(np.zeros(2)) for _ in range(3)]
+        assert [r[3] for r in results] == [False, False, True]
+        assert not any(r[2] for r in results)
+        assert all(r[1] == pytest.approx(-0.01, abs=0.02) for r in results)  # standing still: about the step cost
+    finally:
+        env.close()
+
+
+def test_sync_and_async_vector_envs(room_scene):
+    make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, image_size=(32, 24), max_steps=10)
+    sync = gymnasium.vector.SyncVectorEnv([make, make])
+    asynchronous = gymnasium.vector.AsyncVectorEnv([make, make], context="spawn")
+    try:
+        obs_sync, _ = sync.reset(seed=[3, 4])
+        obs_async, _ = asynchronous.reset(seed=[3, 4])
+        np.testing.assert_array_equal(obs_sync["rgb"], obs_async["rgb"])
+        actions = np.array([[0.5, 0.2], [0.3, -0.4]], dtype=np.float32)
+        step_sync, step_async = sync.step(actions), asynchronous.step(actions)
+        np.testing.assert_array_equal(step_sync[0]["state"], step_async[0]["state"])
+        np.testing.assert_array_equal(step_sync[1], step_async[1])
+        assert step_sync[0]["rgb"].shape == (2, 24, 32, 3)
+    finally:
+        sync.close()
+        asynchronous.close()
+
+
+def test_sources_image_and_world_file(tmp_path, room_scene):
+    env = lyra_sim.make_env(str(EXAMPLE / "tabletop_rgb.png"), **SMALL)  # no depth: the floor prior
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs["rgb"].shape == (36, 48, 3)
+    finally:
+        env.close()
+    path = save_world(room_scene.world, tmp_path / "room.ply")
+    env = lyra_sim.make_env(str(path), **SMALL)
+    try:
+        env.reset(seed=0)
+        assert env.unwrapped.scene.world.info["alignment"]["camera_height_m"] > 0
+    finally:
+        env.close()
+
+
+def test_bad_source_is_named():
+    with pytest.raises(InputError, match=r"nothing\.png"):
+        lyra_sim.make_env("nothing.png")

@@ -1,0 +1,155 @@
+"""Collision proxies against known geometry, mesh cleaning, PyBullet collisions."""
+
+import numpy as np
+import open3d as o3d
+import pytest
+from scenes import BOX_MAX, BOX_MIN, ROOM_X, ROOM_Y, ROOM_Z, camera_view, room_surfaces, surfels_world
+from scipy.spatial import cKDTree
+
+from lyra_sim import DynamicGaussianWorld
+from lyra_sim.align import align_world
+from lyra_sim.physics import BulletScene, build_collision_proxy
+from lyra_sim.physics.proxy import fill_small_holes
+
+
+def aligned_room(box_offset=(0.0, 0.0), spacing=0.03):
+    """The synthetic room as a generator would give it (camera frame), then aligned: room frame shifted so the
+    camera stands over the origin (its eye is at x = 0.3, y = 0 and it looks along +x)."""
+    view, _ = camera_view(surfels_world(room_surfaces(box_offset=box_offset), spacing=spacing))
+    return align_world(view)
+
+
+def surface_samples(box_offset=(0.0, 0.0), spacing=0.01):
+    """Dense points on the true obstacle surfaces (walls and box), in the aligned frame."""
+    planes = room_surfaces(box_offset=box_offset)[1:]  # no floor: it is a plane in the proxy
+    points = surfels_world(planes, spacing=spacing).means.numpy().astype(np.float64)
+    return points - [0.3, 0.0, 0.0]
+
+
+@pytest.fixture(scope="module")
+def room_proxy():
+    world = aligned_room()
+    return world, build_collision_proxy(world, progress=False)
+
+
+def test_proxy_matches_the_room_geometry(room_proxy):
+    _, proxy = room_proxy
+    voxel = proxy.info["voxel_size"]
+    truth = cKDTree(surface_samples())
+    vertices, faces = proxy.obstacle_mesh
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(faces))
+    o3d.utility.random.seed(0)
+    samples = np.asarray(mesh.sample_points_uniformly(20_000).points)
+    accuracy, _ = truth.query(samples)
+    completeness, _ = cKDTree(samples).query(surface_samples(spacing=0.05))
+    # Chamfer distance (mean of both directions) below 2 voxels; nearly all surface covered within 3 voxels.
+    chamfer = 0.5 * (accuracy.mean() + completeness.mean())
+    print(f"chamfer {chamfer:.4f} m, voxel {voxel:.4f} m, accuracy p95 {np.quantile(accuracy, 0.95):.4f} m")
+    assert chamfer < 2 * voxel, (chamfer, voxel)
+    assert np.quantile(accuracy, 0.95) < 3 * voxel
+    assert (completeness < 3 * voxel).mean() > 0.9
+    # The floor is an exact plane at z = 0 spanning the room.
+    floor = proxy.vertices[proxy.faces[proxy.obstacle_faces:]].reshape(-1, 3)
+    assert proxy.floor_z == 0.0 and np.all(floor[:, 2] == 0.0)
+    assert floor[:, 0].min() <= ROOM_X[0] - 0.3 and floor[:, 0].max() >= ROOM_X[1] - 0.3
+    assert proxy.info["triangles"] <= 30_000 + 2
+
+
+def test_proxy_budget_and_file_round_trip(tmp_path):
+    world = aligned_room(spacing=0.05)
+    proxy = build_collision_proxy(world, triangle_budget=2_000, progress=False)
+    assert len(proxy.faces) <= 2_002
+    path = proxy.save(tmp_path / "proxy.obj")
+    loaded = o3d.io.read_triangle_mesh(str(path))
+    assert len(loaded.triangles) == len(proxy.faces)
+    np.testing.assert_allclose(np.asarray(loaded.get_axis_aligned_bounding_box().get_max_bound()),
+                               proxy.vertices.max(axis=0), atol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="suffix"):
+        proxy.save(tmp_path / "proxy.txt")
+    assert not (tmp_path / "proxy.txt").exists()
+
+
+def test_dynamic_world_gets_one_proxy_per_keyframe():
+    still, moved = aligned_room(spacing=0.05), aligned_room(box_offset=(0.0, 0.8), spacing=0.05)
+    proxies = build_collision_proxy(DynamicGaussianWorld([0.0, 1.0], [still, moved]), progress=False)
+    assert len(proxies) == 2
+    box_centre = (BOX_MIN + BOX_MAX) / 2 - [0.3, 0.0, 0.0]
+    for proxy, dy in zip(proxies, (0.0, 0.8), strict=True):
+        vertices, _ = proxy.obstacle_mesh
+        near_box = vertices[np.linalg.norm(vertices[:, :2] - box_centre[:2] - [0, dy], axis=1) < 0.45]
+        assert len(near_box) > 20 and near_box[:, 2].max() == pytest.approx(BOX_MAX[2], abs=0.05)
+
+
+def test_fill_small_holes_closes_small_loops_only():
+    grid = o3d.geometry.TriangleMesh.create_box(1, 1, 1).subdivide_midpoint(3)
+    vertices, faces = np.asarray(grid.vertices), np.asarray(grid.triangles)
+    centroids = vertices[faces].mean(axis=1)
+    small_hole = np.linalg.norm(centroids - [0.5, 0.5, 1.0], axis=1) < 0.1  # a few top triangles
+    big_hole = (centroids[:, 2] < 1e-6) & (np.linalg.norm(centroids[:, :2] - 0.5, axis=1) < 0.45)
+    kept = faces[~small_hole & ~big_hole]
+    filled_v, filled_f = fill_small_holes(vertices, kept, max_perimeter=1.0)
+    added = filled_f[len(kept):]
+    assert len(added) > 0
+    assert np.all(np.abs(filled_v[added].reshape(-1, 3)[:, 2] - 1.0) < 1e-9)  # only the top hole was closed
+    # Closed surface again around the small hole: every edge near the top is shared by two triangles.
+    edges = np.sort(np.concatenate([filled_f[:, [0, 1]], filled_f[:, [1, 2]], filled_f[:, [2, 0]]]), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    top_edges = np.unique(edges[filled_v[edges].mean(axis=1)[:, 2] > 0.99], axis=0)
+    assert np.all(counts[np.searchsorted(np.unique(edges, axis=0).view("i8,i8").ravel(),
+                                         top_edges.view("i8,i8").ravel())] == 2)  # fmt: skip
+
+
+def test_robot_collides_with_proxy_walls(room_proxy):
+    _, proxy = room_proxy
+    scene = BulletScene(proxy)
+    try:
+        wall_x = ROOM_X[1] - 0.3  # the far wall in the aligned frame
+        scene.set_robot_pose(wall_x - 0.8, -1.0, 0.0)  # beside the box, facing the far wall
+        assert not scene.in_collision(margin=0.01)
+        hit = False
+        for _ in range(40):
+            scene.drive(0.5, 0.0, 0.1)
+            if scene.in_collision():
+                hit = True
+                break
+        x = scene.robot_state()[0]
+        assert hit, "drove into the wall without a contact"
+        assert x < wall_x, "went through the wall"
+        assert x > wall_x - 0.4  # and it did get there
+        # The floor alone does not count as a collision; driving freely in the open does not collide.
+        scene.set_robot_pose(0.5, 0.0, np.pi)
+        scene.drive(0.3, 0.0, 0.5)
+        assert not scene.in_collision()
+        # Side walls too (y = ROOM_Y[1]).
+        scene.set_robot_pose(1.0, ROOM_Y[1] - 0.6, np.pi / 2)
+        for _ in range(40):
+            scene.drive(0.5, 0.0, 0.1)
+            if scene.in_collision():
+                break
+        assert scene.in_collision() and scene.robot_state()[1] < ROOM_Y[1]
+    finally:
+        scene.close()
+
+
+def test_robot_camera_looks_where_the_robot_faces(room_proxy):
+    _, proxy = room_proxy
+    scene = BulletScene(proxy)
+    try:
+        scene.set_robot_pose(0.5, 0.2, np.pi / 2)  # facing +y
+        world_to_cam = scene.camera_world_to_cam()
+        rotation, translation = world_to_cam[:3, :3], world_to_cam[:3, 3]
+        np.testing.assert_allclose(rotation[2], [0, 1, 0], atol=1e-3)  # optical z = forward
+        np.testing.assert_allclose(rotation[1], [0, 0, -1], atol=1e-3)  # optical y = down
+        np.testing.assert_allclose(rotation[0], [1, 0, 0], atol=1e-3)  # optical x = right of +y is +x
+        position = -rotation.T @ translation
+        np.testing.assert_allclose(position, [0.5, 0.2 + 0.14, 0.05 + 0.10 + 1e-3], atol=5e-3)
+    finally:
+        scene.close()
+
+
+def test_room_height_is_respected(room_proxy):
+    _, proxy = room_proxy
+    vertices, _ = proxy.obstacle_mesh
+    margin = 3 * proxy.info["voxel_size"]  # the TSDF surface may reach a voxel or two past an open edge
+    assert vertices[:, 2].max() <= ROOM_Z + margin
+    assert vertices[:, 1].min() >= ROOM_Y[0] - margin and vertices[:, 1].max() <= ROOM_Y[1] + margin
