@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_render.py
 	$(PY) benchmarks/bench_decoder.py
 	$(PY) benchmarks/bench_usd.py
+	$(PY) benchmarks/bench_env.py
 
 example: $(STAMP)
 	$(PY) examples/make_example_rgbd.py
