@@ -4,11 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
-EXTRAS ?= test
+EXTRAS ?= test,ros
 
 .PHONY: demo test lint bench example clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile ros2_ws/src/lyra_sim_ros/setup.py
 	@# open3d needs libusb-1.0 from Debian; install it when missing (root on these machines, sudo elsewhere).
 	@if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0.so.0; then \
 		echo "installing libusb-1.0-0 for open3d"; \
@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml Makefile
 	@# torch first, from the pinned CPU wheel, so nothing below pulls a CUDA build.
 	$(PY) -m pip install -q $(TORCH_PIN)
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@# The ROS 2 package (ament_python) too, so `python -m lyra_sim_ros.world_camera` runs from the venv.
+	$(PY) -m pip install -q -e ros2_ws/src/lyra_sim_ros
 	@touch $(STAMP)
 
 demo: $(STAMP)

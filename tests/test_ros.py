@@ -1,0 +1,299 @@
+"""The world_camera node with real rclpy (in a subprocess), its launch file, and MCAP bags.
+
+DDS stays on this machine: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a test-specific ROS_DOMAIN_ID are
+set here, before rclpy is imported, and passed to the node's process.
+"""
+
+import ast
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_DOMAIN_ID"] = str(100 + os.getpid() % 100)  # 100-199: distinct per test run
+
+rclpy = pytest.importorskip("rclpy", reason="the ros extra (ROS 2 Kilted wheels) is not installed")
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from lyra_sim import Camera, render  # noqa: E402
+from lyra_sim.io import save_world  # noqa: E402
+
+PACKAGE = Path(__file__).resolve().parent.parent / "ros2_ws" / "src" / "lyra_sim_ros"
+WIDTH, HEIGHT, FOV = 64, 48, 70.0
+
+
+def small_world(seed=0):
+    from conftest import random_world
+
+    world = random_world(400, sh_degree=1, seed=seed, depth=3.0, spread=0.8)
+    world.meters_per_unit = 1.0
+    return world
+
+
+def optical_pose(eye, yaw_deg=0.0):
+    """Camera-to-world of an OpenCV camera at ``eye`` looking along +z, turned ``yaw_deg`` about -y."""
+    angle = math.radians(yaw_deg)
+    matrix = np.eye(4)
+    matrix[:3, :3] = [[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]]
+    matrix[:3, 3] = eye
+    return matrix
+
+
+def pose_message(matrix, stamp_sec, frame="map"):
+    from lyra_sim.rotations import rotmat_to_quat
+
+    message = PoseStamped()
+    message.header.frame_id = frame
+    message.header.stamp.sec = int(stamp_sec)
+    w, x, y, z = rotmat_to_quat(torch.from_numpy(matrix[:3, :3])).tolist()
+    message.pose.position.x, message.pose.position.y, message.pose.position.z = (float(v) for v in matrix[:3, 3])
+    message.pose.orientation.w, message.pose.orientation.x = w, x
+    message.pose.orientation.y, message.pose.orientation.z = y, z
+    return message
+
+
+@pytest.fixture(scope="module")
+def ros_setup(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ros")
+    world_path = save_world(small_world(), folder / "world.ply")
+    other_path = save_world(small_world(seed=1), folder / "other.ply")
+    command = [sys.executable, "-m", "lyra_sim_ros.world_camera", "--ros-args",
+               "-p", f"world:={world_path}", "-p", f"width:={WIDTH}", "-p", f"height:={HEIGHT}",
+               "-p", f"fov_deg:={FOV}", "-p", "rate_hz:=5.0", "-p", "camera_frame_id:=test_cam_optical",
+               "-p", "world_frame_id:=test_map", "-p", "backend:=cpu"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": f"{PACKAGE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rclpy.init()
+    node = rclpy.create_node("world_camera_test")
+    received = {"image": [], "depth": [], "info": [], "points": []}
+    node.create_subscription(Image, "/world_camera/image_raw", received["image"].append, qos_profile_sensor_data)
+    node.create_subscription(Image, "/world_camera/depth", received["depth"].append, qos_profile_sensor_data)
+    node.create_subscription(CameraInfo, "/world_camera/camera_info", received["info"].append,
+                             qos_profile_sensor_data)  # fmt: skip
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(PointCloud2, "/world_camera/world_points", received["points"].append, latched)
+    publisher = node.create_publisher(PoseStamped, "/world_camera/pose", 10)
+    state = {"node": node, "publisher": publisher, "received": received, "process": process,
+             "world_path": world_path, "other_path": other_path}  # fmt: skip
+    yield state
+    node.destroy_node()
+    rclpy.shutdown()
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def spin_until(state, condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rclpy.spin_once(state["node"], timeout_sec=0.05)
+        if condition():
+            return True
+        if state["process"].poll() is not None:
+            raise AssertionError(f"node exited: {state['process'].stdout.read()}")
+    return False
+
+
+def image_for_stamp(state, sec, kind="image"):
+    for message in reversed(state["received"][kind]):
+        if message.header.stamp.sec == sec:
+            return message
+    return None
+
+
+def publish_until_image(state, matrix, sec, timeout=60.0):
+    """Publish a pose (again, until matched: discovery takes a moment) and return the image stamped with it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state["publisher"].publish(pose_message(matrix, sec))
+        if spin_until(state, lambda: image_for_stamp(state, sec) is not None, timeout=1.0):
+            spin_until(state, lambda: image_for_stamp(state, sec, "depth") and image_for_stamp(state, sec, "info"),
+                       timeout=5.0)  # fmt: skip
+            return image_for_stamp(state, sec)
+    raise AssertionError(f"no image stamped {sec} within {timeout} s")
+
+
+def expected_render(world, matrix):
+    camera = Camera.from_fov(WIDTH, HEIGHT, FOV, world_to_cam=torch.from_numpy(np.linalg.inv(matrix)).float())
+    with torch.no_grad():
+        return render(world, camera, backend="cpu", background=(0.0, 0.0, 0.0))
+
+
+def test_node_renders_what_lyra_sim_renders(ros_setup):
+    matrix = optical_pose([0.2, -0.1, 0.0], yaw_deg=8.0)
+    image = publish_until_image(ros_setup, matrix, sec=101)
+    assert image.encoding == "rgb8" and (image.width, image.height) == (WIDTH, HEIGHT)
+    assert image.header.frame_id == "test_cam_optical"
+    got = np.frombuffer(bytes(image.data), np.uint8).reshape(HEIGHT, WIDTH, 3)
+    from lyra_sim.io import load_world
+
+    expected = expected_render(load_world(ros_setup["world_path"]), matrix)
+    np.testing.assert_array_equal(got, expected.to_uint8().numpy())
+    depth = image_for_stamp(ros_setup, 101, "depth")
+    assert depth.encoding == "32FC1" and depth.step == 4 * WIDTH
+    got_depth = np.frombuffer(bytes(depth.data), "<f4").reshape(HEIGHT, WIDTH)
+    np.testing.assert_allclose(got_depth, expected.depth.reshape(HEIGHT, WIDTH).numpy(), rtol=1e-6, atol=1e-6)
+    info = image_for_stamp(ros_setup, 101, "info")
+    fx = 0.5 * WIDTH / math.tan(math.radians(FOV) / 2)
+    assert list(info.k) == pytest.approx([fx, 0, WIDTH / 2, 0, fx, HEIGHT / 2, 0, 0, 1])
+    assert list(info.p) == pytest.approx([fx, 0, WIDTH / 2, 0, 0, fx, HEIGHT / 2, 0, 0, 0, 1, 0])
+    assert info.header.frame_id == "test_cam_optical" and (info.width, info.height) == (WIDTH, HEIGHT)
+
+
+def test_world_point_cloud_is_latched(ros_setup):
+    assert spin_until(ros_setup, lambda: ros_setup["received"]["points"], timeout=30)
+    cloud = ros_setup["received"]["points"][-1]
+    assert cloud.width == 400 and cloud.header.frame_id == "test_map" and cloud.point_step == 16
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
+
+
+def test_burst_of_bad_poses_leaves_node_alive(ros_setup):
+    good = optical_pose([0.0, 0.0, 0.0])
+    publish_until_image(ros_setup, good, sec=200)
+    for i in range(1000):
+        bad = pose_message(good, 300)
+        if i % 2:
+            bad.pose.position.x = float("nan")
+        else:
+            bad.pose.orientation.w = 2.0  # not a unit quaternion
+        ros_setup["publisher"].publish(bad)
+    rclpy.spin_once(ros_setup["node"], timeout_sec=0.1)
+    assert ros_setup["process"].poll() is None
+    assert image_for_stamp(ros_setup, 300) is None  # none of them was rendered
+    publish_until_image(ros_setup, optical_pose([0.1, 0.0, 0.0]), sec=301)  # and it still serves good ones
+
+
+def test_odometry_pose_goes_through_the_camera_mount(ros_setup):
+    from lyra_sim_ros.conversions import pose_vector_to_matrix
+    from lyra_sim_ros.world_camera import PARAMETERS
+    from nav_msgs.msg import Odometry
+
+    from lyra_sim.io import load_world
+
+    publisher = ros_setup["node"].create_publisher(Odometry, "/world_camera/odom", 10)
+    base = np.eye(4)
+    base[:3, :3] = [[0, 0, 1], [0, -1, 0], [1, 0, 0]]  # a base whose x axis points along the world's +z
+    base[:3, 3] = [0.1, 0.0, -0.3]
+    odom = Odometry()
+    odom.header.stamp.sec = 500
+    pose = pose_message(base, 500).pose
+    odom.pose.pose = pose
+    deadline = time.monotonic() + 60
+    while image_for_stamp(ros_setup, 500) is None and time.monotonic() < deadline:
+        publisher.publish(odom)
+        spin_until(ros_setup, lambda: image_for_stamp(ros_setup, 500) is not None, timeout=1.0)
+    image = image_for_stamp(ros_setup, 500)
+    assert image is not None
+    camera = base @ pose_vector_to_matrix(PARAMETERS["base_to_camera"][0])
+    expected = expected_render(load_world(ros_setup["world_path"]), camera).to_uint8().numpy()
+    np.testing.assert_array_equal(np.frombuffer(bytes(image.data), np.uint8).reshape(HEIGHT, WIDTH, 3), expected)
+
+
+def _call(state, service_type, name, request, timeout=30.0):
+    client = state["node"].create_client(service_type, name)
+    assert client.wait_for_service(timeout_sec=timeout), f"{name} not available"
+    future = client.call_async(request)
+    spin_until(state, future.done, timeout=timeout)
+    state["node"].destroy_client(client)
+    return future.result()
+
+
+def _set_world(state, path):
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(path))
+    request = SetParameters.Request(parameters=[Parameter(name="world", value=value)])
+    result = _call(state, SetParameters, "/world_camera/set_parameters", request)
+    assert result.results[0].successful
+
+
+def test_reload_switches_world_and_bad_reload_keeps_the_old_one(ros_setup):
+    from lyra_sim.io import load_world
+
+    matrix = optical_pose([0.0, 0.1, 0.2])
+    _set_world(ros_setup, ros_setup["other_path"])
+    response = _call(ros_setup, Trigger, "/world_camera/reload", Trigger.Request())
+    assert response.success, response.message
+    image = publish_until_image(ros_setup, matrix, sec=400)
+    expected = expected_render(load_world(ros_setup["other_path"]), matrix).to_uint8().numpy()
+    np.testing.assert_array_equal(np.frombuffer(bytes(image.data), np.uint8).reshape(HEIGHT, WIDTH, 3), expected)
+
+    _set_world(ros_setup, "/nonexistent/world.ply")
+    response = _call(ros_setup, Trigger, "/world_camera/reload", Trigger.Request())
+    assert not response.success and "previous world" in response.message
+    image = publish_until_image(ros_setup, matrix, sec=401)
+    np.testing.assert_array_equal(np.frombuffer(bytes(image.data), np.uint8).reshape(HEIGHT, WIDTH, 3), expected)
+    assert ros_setup["process"].poll() is None
+
+
+def test_launch_file_starts_the_installed_executable_with_declared_parameters():
+    """ROS's launch is not installable here: check the launch file's structure against the package."""
+    from lyra_sim_ros.world_camera import PARAMETERS
+
+    source = (PACKAGE / "launch" / "spawn_world.launch.py").read_text()
+    tree = ast.parse(source)
+    arguments = next(node for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                     and getattr(node.targets[0], "id", "") == "ARGUMENTS")  # fmt: skip
+    names = {key.value for key in arguments.value.keys}
+    assert names - {"pose_topic"} <= set(PARAMETERS), names - set(PARAMETERS)
+    assert {"world", "image", "width", "height", "fov_deg", "rate_hz", "camera_frame_id", "pose_topic"} <= names
+    node_call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                     and getattr(node.func, "id", "") == "Node")  # fmt: skip
+    keywords = {k.arg: k.value for k in node_call.keywords}
+    assert keywords["package"].value == "lyra_sim_ros" and keywords["executable"].value == "world_camera"
+    setup = (PACKAGE / "setup.py").read_text()
+    assert "world_camera = {PACKAGE}.world_camera:main" in setup and 'PACKAGE = "lyra_sim_ros"' in setup
+    assert "<build_type>ament_python</build_type>" in (PACKAGE / "package.xml").read_text()
+    assert (PACKAGE / "resource" / "lyra_sim_ros").exists()
+    import yaml
+
+    config = yaml.safe_load((PACKAGE / "config" / "camera.yaml").read_text())
+    assert set(config["world_camera"]["ros__parameters"]) <= set(PARAMETERS)
+
+
+def test_mcap_bag_round_trip(tmp_path):
+    from mcap_ros2.reader import read_ros2_messages
+
+    from lyra_sim.cli import main
+
+    world = small_world()
+    world_path = save_world(world, tmp_path / "w.ply")
+    bag = tmp_path / "path.mcap"
+    code = main(["record-bag", str(world_path), "fly", str(bag), "--frames", "4", "--width", str(WIDTH),
+                 "--height", str(HEIGHT), "--fov", str(FOV), "--rate", "5"])  # fmt: skip
+    assert code == 0
+    messages = list(read_ros2_messages(bag))
+    topics = [m.channel.topic for m in messages]
+    assert {t: topics.count(t) for t in set(topics)} == {f"/camera/{n}": 4 for n in
+                                                        ("image_raw", "depth", "camera_info", "pose")}  # fmt: skip
+    poses = [m.ros_msg for m in messages if m.channel.topic == "/camera/pose"]
+    images = [m.ros_msg for m in messages if m.channel.topic == "/camera/image_raw"]
+    assert [p.header.stamp.nanosec for p in poses] == [0, 200_000_000, 400_000_000, 600_000_000]
+    # Re-render frame 2 from the pose in the bag: identical image.
+    pose = poses[2].pose
+    from lyra_sim.rotations import quat_to_rotmat
+
+    matrix = np.eye(4)
+    q = torch.tensor([[pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z]])
+    matrix[:3, :3] = quat_to_rotmat(q.double())[0].numpy()
+    matrix[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
+    got = np.frombuffer(bytes(images[2].data), np.uint8).reshape(HEIGHT, WIDTH, 3)
+    expected = expected_render(world, matrix).to_uint8().numpy()
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # float32 pose round trip
+    info = next(m.ros_msg for m in messages if m.channel.topic == "/camera/camera_info")
+    fx = 0.5 * WIDTH / math.tan(math.radians(FOV) / 2)
+    assert list(info.k) == pytest.approx([fx, 0, WIDTH / 2, 0, fx, HEIGHT / 2, 0, 0, 1])
+    assert main(["record-bag", str(world_path), "fly", str(tmp_path / "x.bag")]) == 2
+    assert not (tmp_path / "x.bag").exists()
