@@ -154,12 +154,17 @@ def cmd_export_usd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _world_and_cameras(args: argparse.Namespace, spec: str):
+    """The world of ``args.world`` and the camera path ``spec`` at the requested size and field of view."""
+    world = load_world(args.world)
+    K = _intrinsics_for(world, args.width, args.height, args.fov)
+    return world, camera_path(spec, K, args.width, args.height, args.frames, _scene_depth(world))
+
+
 def cmd_record_bag(args: argparse.Namespace) -> int:
     from lyra_sim.rosbag import record_bag
 
-    world = load_world(args.world)
-    K = _intrinsics_for(world, args.width, args.height, args.fov)
-    cams = camera_path(args.trajectory, K, args.width, args.height, args.frames, _scene_depth(world))
+    world, cams = _world_and_cameras(args, args.trajectory)
     out = record_bag(world, cams, args.output, rate_hz=args.rate, frame_id=args.frame_id,
                      world_frame_id=args.world_frame_id, topic_prefix=args.topic_prefix)  # fmt: skip
     print(f"wrote {len(cams)} frames x 4 topics ({args.topic_prefix}/image_raw, depth, camera_info, pose) to {out}")
@@ -167,9 +172,7 @@ def cmd_record_bag(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    world = load_world(args.world)
-    K = _intrinsics_for(world, args.width, args.height, args.fov)
-    cams = camera_path(args.path, K, args.width, args.height, args.frames, _scene_depth(world))
+    world, cams = _world_and_cameras(args, args.path)
     written = render_path(world, cams, Path(args.out), backend=args.backend, mp4=not args.no_mp4,
                           depth_frames=args.depth)  # fmt: skip
     print(f"wrote {len(written['frames'])} frames to {args.out}/")
