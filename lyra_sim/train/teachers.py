@@ -19,6 +19,7 @@ import torch
 from scipy import ndimage
 
 from lyra_sim.camera import Camera
+from lyra_sim.generate.lift import unreliable_edges
 from lyra_sim.generate.teacher import read_teacher_dir
 from lyra_sim.trajectories import LYRA_VIEW_ORDER, lyra_trajectories
 
@@ -131,8 +132,19 @@ class CacheTeacher:
     """GEN3C's 3D cache as a teacher: warp one RGB-D frame along camera trajectories."""
 
     def __init__(self, behind_threshold: float = BEHIND_THRESHOLD, softness: float = 0.01,
-                 min_weight: float = 0.3):
+                 min_weight: float = 0.3, edge_rule: str = "curvature"):
+        """``edge_rule``: "gen3c" (5x5 range > 5 % of the mean, as GEN3C at 704x1280) or "curvature"
+        (inverse-depth second difference, lyra_sim.generate.lift): at 64x48 the GEN3C rule flagged 68 % of
+        a slanted floor as unreliable, the curvature rule keeps planes at every resolution."""
+        if edge_rule not in ("gen3c", "curvature"):
+            raise ValueError(f"edge_rule: expected 'gen3c' or 'curvature', got {edge_rule!r}")
         self.behind_threshold, self.softness, self.min_weight = behind_threshold, softness, min_weight
+        self.edge_rule = edge_rule
+
+    def unreliable(self, depth: np.ndarray) -> np.ndarray:
+        if self.edge_rule == "gen3c":
+            return unreliable_depth(depth)
+        return unreliable_edges(depth) | (depth <= 0)
 
     def render(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, cameras: Camera) -> TeacherTrajectory:
         """Frames seen by ``cameras`` (world = the input camera's OpenCV frame)."""
@@ -142,7 +154,7 @@ class CacheTeacher:
         depth = np.asarray(depth, dtype=np.float64)
         K = np.asarray(K, dtype=np.float64)
         points = _unproject(depth, K)
-        unreliable = unreliable_depth(depth)
+        unreliable = self.unreliable(depth)
         frames, depths, masks = [], [], []
         for i in range(len(cameras)):
             camera = cameras[i]
