@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
-EXTRAS ?= test,ros
+EXTRAS ?= test,ros,train
 
 .PHONY: demo test lint bench example clean
 

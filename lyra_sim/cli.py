@@ -171,6 +171,48 @@ def cmd_record_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_dataset(args: argparse.Namespace) -> int:
+    from lyra_sim.train.data_engine import make_dataset
+
+    manifest = make_dataset(args.output, num_scenes=args.scenes, held_out=args.held_out, width=args.width,
+                            height=args.height, frames=args.frames, seed=args.seed)  # fmt: skip
+    print(f"wrote {args.scenes} scenes ({args.held_out} held out) and {manifest}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lyra_sim.train.loop import TrainConfig, Trainer
+
+    config = TrainConfig.from_file(args.config)
+    for name in ("dataset", "output"):
+        if getattr(args, name):
+            setattr(config, name, getattr(args, name))
+    trainer = Trainer(config)
+    print(f"perceptual loss: {trainer.perceptual.name}; latent space: {config.latent_space}; "
+          f"starting at step {trainer.step} of {config.total_steps}")  # fmt: skip
+    trainer.train(steps=args.steps)
+    print(f"wrote checkpoints to {Path(config.output) / 'checkpoints'}/ and metrics to "
+          f"{Path(config.output) / 'metrics.csv'}")  # fmt: skip
+    if args.eval:
+        print(json.dumps(trainer.evaluate(), indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lyra_sim.generate import LyraDecoder
+    from lyra_sim.train.data_engine import SceneDataset
+    from lyra_sim.train.loop import TrainConfig, evaluate, make_space
+
+    payload = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    if "train_config" not in payload:
+        raise ValueError(f"{args.checkpoint}: no train_config (was it written by `lyra-sim train`?)")
+    config = TrainConfig.from_dict(payload["train_config"])
+    model = LyraDecoder.from_checkpoint(args.checkpoint)
+    metrics = evaluate(model, SceneDataset(args.dataset or config.dataset, args.split), make_space(config), config)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     world, cams = _world_and_cameras(args, args.path)
     written = render_path(world, cams, Path(args.out), backend=args.backend, mp4=not args.no_mp4,
@@ -310,6 +352,30 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--world-frame-id", default="map")
     bag.add_argument("--topic-prefix", default="/camera")
     bag.set_defaults(func=cmd_record_bag)
+
+    mk = sub.add_parser("make-dataset", help="PyBullet scenes through the 3D-cache teacher -> training shards")
+    mk.add_argument("output")
+    mk.add_argument("--scenes", type=int, default=16)
+    mk.add_argument("--held-out", type=int, default=2)
+    mk.add_argument("--width", type=int, default=64)
+    mk.add_argument("--height", type=int, default=48)
+    mk.add_argument("--frames", type=int, default=9, help="frames per trajectory (1 + 8k)")
+    mk.add_argument("--seed", type=int, default=0)
+    mk.set_defaults(func=cmd_make_dataset)
+
+    tr = sub.add_parser("train", help="self-distillation of the Lyra decoder (accelerate; resumes)")
+    tr.add_argument("--config", required=True, help="JSON or YAML TrainConfig")
+    tr.add_argument("--dataset", help="override the config's dataset")
+    tr.add_argument("--output", help="override the config's output folder")
+    tr.add_argument("--steps", type=int, help="at most this many more steps")
+    tr.add_argument("--eval", action="store_true", help="evaluate on the held-out split at the end")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="PSNR/SSIM of a trained checkpoint on held-out trajectories")
+    ev.add_argument("checkpoint")
+    ev.add_argument("--dataset", help="default: the one the checkpoint was trained on")
+    ev.add_argument("--split", default="held_out", choices=["held_out", "train"])
+    ev.set_defaults(func=cmd_eval)
 
     ren = sub.add_parser("render", help="world + camera path -> PNG frames, contact sheet, MP4")
     ren.add_argument("world")
