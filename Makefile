@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_decoder.py
 	$(PY) benchmarks/bench_usd.py
 	$(PY) benchmarks/bench_env.py
+	$(PY) benchmarks/bench_train.py
 
 example: $(STAMP)
 	$(PY) examples/make_example_rgbd.py

@@ -208,3 +208,60 @@ def test_cli_make_dataset_train_eval(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "perceptual loss: ssim" in printed and '"psnr"' in printed
     assert main(["make-dataset", str(tmp_path / "bad"), "--width", "60"]) == 2
+
+
+def test_held_out_metrics_are_logged_and_cosmos_latents_train(dataset, tmp_path):
+    from lyra_fixtures import write_tiny_tokenizer
+
+    tokenizer = write_tiny_tokenizer(tmp_path / "cosmos")
+    trainer = Trainer(tiny_config(dataset, tmp_path / "cosmos_run", latent_space="cosmos", tokenizer=str(tokenizer),
+                                  eval_every=2, stages=[Stage("s", 2, views=(1, 1), frames_per_view=1)]))  # fmt: skip
+    assert trainer.accelerator.unwrap_model(trainer.model).config.latent_channels == 16
+    history = trainer.train(progress=False)
+    assert len(history) == 2 and all(np.isfinite(row["total"]) for row in history)
+    rows = (tmp_path / "cosmos_run" / "eval.csv").read_text().splitlines()
+    assert rows[0] == "step,psnr,ssim,trajectories" and rows[1].startswith("2,")
+
+
+def test_gen3c_teacher_reads_an_official_output_folder(tmp_path):
+    import imageio.v3 as iio
+    from lyra_fixtures import FRAMES, HEIGHT, WIDTH, write_teacher_dir
+
+    from lyra_sim.train.teachers import Gen3cTeacher
+
+    root = write_teacher_dir(tmp_path / "gen3c")
+    for k in range(6):
+        video = np.full((FRAMES, HEIGHT, WIDTH, 3), 40 * k, np.uint8)
+        (root / str(k) / "rgb").mkdir()
+        iio.imwrite(root / str(k) / "rgb" / "scene.mp4", video, fps=24)
+    trajectories = Gen3cTeacher(root).trajectories()
+    assert [t.index for t in trajectories] == [5, 0, 1, 2, 3, 4]
+    first = trajectories[0]
+    assert first.frames.shape == (FRAMES, HEIGHT, WIDTH, 3) and first.depth is None and first.masks.all()
+    assert abs(float(trajectories[1].frames.mean()) - 0.0) < 0.02 and abs(float(first.frames.mean()) - 200 / 255) < 0.02
+    torch.testing.assert_close(first.cameras.world_to_cam[0], torch.eye(4), atol=1e-5, rtol=0)
+
+
+def test_progressive_stages_change_frames_and_resolution(dataset, tmp_path):
+    scene = SceneDataset(dataset)[0]
+    def tile(tensor, height_axis):  # 2 x 2 copies of the image plane
+        return torch.cat([torch.cat([tensor] * 2, height_axis)] * 2, height_axis + 1)
+
+    scene = {**scene, "frames": tile(scene["frames"], 2), "depth": tile(scene["depth"], 2),
+             "masks": tile(scene["masks"], 2)}  # fmt: skip
+    assert scene["frames"].shape[2:4] == (96, 128)  # tiled 2x2: the pooled stage stays on an even latent grid
+    full = prepare_sample(scene, [0, 3], PixelSpace())
+    small = prepare_sample(scene, [0, 3], PixelSpace(), frames=1, downsample=2)
+    assert full.frames.shape == (2, 9, 96, 128, 3) and small.frames.shape == (2, 1, 48, 64, 3)
+    assert small.latents.shape[-3:] == (1, 6, 8)
+    torch.testing.assert_close(small.K[0, 0, :2], full.K[0, 0, :2] / 2)
+    block = full.frames[0, 0, :2, :2].reshape(-1, 3).mean(0)
+    torch.testing.assert_close(small.frames[0, 0, 0, 0], block)
+    with pytest.raises(ValueError, match="1 \\+ 8k"):
+        prepare_sample(scene, [0], PixelSpace(), frames=4)
+    with pytest.raises(ValueError, match="even latent grid"):
+        prepare_sample(SceneDataset(dataset)[0], [0], PixelSpace(), downsample=2)
+    config = tiny_config(dataset, tmp_path / "prog", stages=[Stage("short", 2, views=(2, 2), frames=1),
+                                                            Stage("full", 2, views=(2, 2))])  # fmt: skip
+    history = Trainer(config).train(progress=False)
+    assert [row["stage"] for row in history] == ["short", "short", "full", "full"]

@@ -47,6 +47,8 @@ class Stage:
     frames_per_view: int = 3  # supervised frames per trajectory per step (random)
     prune: float = 0.0  # Lyra's pruning stage: drop this fraction by opacity before rendering
     opacity_weight: float = 0.0  # lambda_opacity (0.1 in the pruning stages)
+    frames: int | None = None  # use only the first 1 + 8k frames of each trajectory (Lyra: 17, then 49, ...)
+    downsample: int = 1  # train at 1/downsample resolution (Lyra: 176x320, then 352x640, then 704x1280)
 
 
 @dataclass
@@ -70,6 +72,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 100
+    eval_every: int = 0  # held-out PSNR/SSIM every N steps (0: only when asked) -> eval.csv, TensorBoard
     stages: list[Stage] = field(default_factory=lambda: [Stage("all views", 200)])
 
     @classmethod
@@ -133,23 +136,49 @@ class Sample:
     target_times: torch.Tensor | None = None
 
 
+def _reduce(scene: dict, views: list[int], frames: int | None, downsample: int) -> dict[str, torch.Tensor]:
+    """The chosen trajectories, their first ``frames`` frames, at 1/``downsample`` resolution (block means;
+    a block is valid only if all its pixels are, and its depth is their mean)."""
+    count = scene["frames"].shape[1] if frames is None else frames
+    if (count - 1) % 8 or count > scene["frames"].shape[1]:
+        raise ValueError(f"stage frames: expected 1 + 8k <= {scene['frames'].shape[1]}, got {count}")
+    height, width = scene["frames"].shape[2:4]
+    if height % (16 * downsample) or width % (16 * downsample):
+        raise ValueError(f"stage downsample {downsample}: {width}x{height} frames would not give an even latent grid "
+                         f"(need multiples of {16 * downsample})")
+    picked = {name: scene[name][views, :count] for name in ("frames", "depth", "masks", "world_to_cam", "K")}
+    picked["frames"] = picked["frames"].float() / 255.0
+    picked["depth"], picked["masks"] = picked["depth"].float(), picked["masks"].bool()
+    if downsample > 1:
+        def pool(x: torch.Tensor) -> torch.Tensor:  # (V, F, H, W, C) -> block means
+            v, f, h, w, c = x.shape
+            return x.reshape(v, f, h // downsample, downsample, w // downsample, downsample, c).mean(dim=(3, 5))
+
+        picked["frames"] = pool(picked["frames"])
+        picked["depth"] = pool(picked["depth"][..., None])[..., 0]
+        picked["masks"] = pool(picked["masks"].float()[..., None])[..., 0] == 1.0
+        picked["K"] = picked["K"].clone()
+        picked["K"][..., :2, :] /= downsample
+    return picked
+
+
 def prepare_sample(scene: dict, views: list[int], space, dynamic: bool = False, target_time: float = 0.0,
-                   reverse: bool = False) -> Sample:
+                   reverse: bool = False, frames: int | None = None, downsample: int = 1) -> Sample:
     """Encode the chosen trajectories of a shard. ``reverse`` (dynamic): the input video runs backwards, so
-    the target time t becomes 1 - t and the input-frame times are reversed (Lyra's motion reversal)."""
-    frames = scene["frames"][views].float() / 255.0
-    world_to_cam = scene["world_to_cam"][views].double()
-    cam_to_world = torch.linalg.inv(world_to_cam)
+    the target time t becomes 1 - t and the input-frame times are reversed (Lyra's motion reversal).
+    ``frames`` and ``downsample`` select a stage of the progressive schedule."""
+    picked = _reduce(scene, views, frames, downsample)
+    frames = picked["frames"]
+    cam_to_world = torch.linalg.inv(picked["world_to_cam"].double())
     reference = cam_to_world[0, 0]
     cam_to_world = torch.linalg.solve(reference, cam_to_world).float()
-    K = scene["K"][views].float()
+    K = picked["K"].float()
     count, num_frames, height, width = frames.shape[:4]
     encoded_frames = frames.flip(1) if reverse else frames
     latents = torch.stack([space.encode_video(encoded_frames[v]) for v in range(count)])[None]
     plucker = torch.stack([space.encode_plucker(plucker_image(K[v], cam_to_world[v], height, width))
                            for v in range(count)])[None]  # fmt: skip
-    sample = Sample(latents, plucker, K, cam_to_world, frames, scene["depth"][views].float(),
-                    scene["masks"][views].bool())  # fmt: skip
+    sample = Sample(latents, plucker, K, cam_to_world, frames, picked["depth"], picked["masks"])
     if dynamic:
         times = frame_times(num_frames)
         times = times.flip(0) if reverse else times
@@ -238,7 +267,8 @@ class Trainer:
         count = rng.randint(*stage.views)
         views = sorted(rng.sample(range(scene["frames"].shape[0]), min(count, scene["frames"].shape[0])))
         reverse = config.dynamic and rng.random() < config.motion_reversal
-        sample = prepare_sample(scene, views, self.space, config.dynamic, rng.random(), reverse)
+        sample = prepare_sample(scene, views, self.space, config.dynamic, rng.random(), reverse, stage.frames,
+                                stage.downsample)  # fmt: skip
         sample = _to_device(sample, self.accelerator.device)
         self.model.train()
         with self.accelerator.autocast():
@@ -269,17 +299,19 @@ class Trainer:
                     self._log(row)
                 if self.step % self.config.checkpoint_every == 0 or self.step == end:
                     self.save()
+                if self.config.eval_every and self.step % self.config.eval_every == 0:
+                    self.evaluate()
         return history
 
-    def _log(self, row: dict) -> None:
-        path = self.output / "metrics.csv"
+    def _log(self, row: dict, name: str = "train") -> None:
+        path = self.output / ("metrics.csv" if name == "train" else f"{name}.csv")
         new = not path.exists()
         with open(path, "a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(row))
             if new:
                 writer.writeheader()
             writer.writerow(row)
-        self.accelerator.log({f"train/{k}": v for k, v in row.items() if isinstance(v, int | float)}, step=self.step)
+        self.accelerator.log({f"{name}/{k}": v for k, v in row.items() if isinstance(v, int | float)}, step=self.step)
 
     def save(self) -> Path:
         """Official-format checkpoint (``checkpoints/step_N.pt`` and ``last.pt``) and the resumable state."""
@@ -297,8 +329,11 @@ class Trainer:
         return path
 
     def evaluate(self, max_scenes: int | None = None) -> dict[str, float]:
-        """PSNR and SSIM (valid pixels) of all six trajectories of the held-out scenes."""
-        return evaluate(self.accelerator.unwrap_model(self.model), self.held_out, self.space, self.config, max_scenes)
+        """PSNR and SSIM (valid pixels) of all six trajectories of the held-out scenes; logged to eval.csv."""
+        metrics = evaluate(self.accelerator.unwrap_model(self.model), self.held_out, self.space, self.config,
+                           max_scenes)  # fmt: skip
+        self._log({"step": self.step} | metrics, name="eval")
+        return metrics
 
 
 def evaluate(model: LyraDecoder, dataset: SceneDataset, space, config: TrainConfig,
