@@ -20,7 +20,7 @@ from gymnasium import spaces
 
 from lyra_sim.camera import Camera
 from lyra_sim.envs.scene import SimScene, prepare_scene
-from lyra_sim.physics.bullet import ROBOT_RADIUS, BulletScene
+from lyra_sim.physics.bullet import BulletScene
 from lyra_sim.render import render
 from lyra_sim.world import DynamicGaussianWorld
 
@@ -153,7 +153,7 @@ class NavigateEnv(gym.Env):
         reward = PROGRESS_REWARD * (self._distance - distance) - STEP_COST
         self._distance = distance
         collided = self.bullet.in_collision()
-        reached = distance < self.goal_radius * max(scale, ROBOT_RADIUS / 0.18)
+        reached = distance < self.goal_radius * scale
         if collided:
             reward -= COLLISION_PENALTY
         if reached:
