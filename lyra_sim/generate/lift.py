@@ -43,6 +43,14 @@ def unreliable_edges(depth: np.ndarray, rel_jump: float = 0.05, margin: int = 1)
     return ndimage.maximum_filter(edges, size=2 * margin + 1, mode="nearest") & valid
 
 
+def unproject_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Camera-frame points (H,W,3) of a z-depth map through pixel centres (+0.5), OpenCV pinhole K."""
+    h, w = depth.shape
+    v, u = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
+    return rays * depth[..., None]
+
+
 def _normals(points: np.ndarray) -> np.ndarray:
     """Per-pixel unit normals (H,W,3) facing the camera, from central differences of the point map."""
     du = np.gradient(points, axis=1)
@@ -75,10 +83,7 @@ def lift_rgbd(
     """Gaussians (OpenCV frame of the input camera) from RGB (H,W,3) in [0,1] and z-depth (H,W)."""
     if stride < 1:
         raise InputError(f"stride: expected an integer >= 1, got {stride}")
-    h, w = depth.shape
-    v, u = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
-    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
-    points = rays * depth[..., None]
+    points = unproject_depth(depth, K)
     valid = depth > 0
     if drop_edges:
         valid &= ~unreliable_edges(depth)

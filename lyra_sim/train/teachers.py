@@ -19,7 +19,7 @@ import torch
 from scipy import ndimage
 
 from lyra_sim.camera import Camera
-from lyra_sim.generate.lift import unreliable_edges
+from lyra_sim.generate.lift import unproject_depth, unreliable_edges
 from lyra_sim.generate.teacher import read_teacher_dir
 from lyra_sim.trajectories import LYRA_VIEW_ORDER, lyra_trajectories
 
@@ -48,14 +48,6 @@ def unreliable_depth(depth: np.ndarray, window: int = EDGE_WINDOW, ratio: float 
     low = ndimage.minimum_filter(np.where(valid, depth, np.inf), size=window)
     mean = ndimage.uniform_filter(depth.astype(np.float64), size=window)
     return ~valid | ((high - low) > ratio * mean) | ~np.isfinite(low)
-
-
-def _unproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    height, width = depth.shape
-    v, u = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
-    x = (u - K[0, 2]) / K[0, 0] * depth
-    y = (v - K[1, 2]) / K[1, 1] * depth
-    return np.stack([x, y, depth], axis=-1)
 
 
 def forward_warp(rgb: np.ndarray, points: np.ndarray, keep: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray,
@@ -98,26 +90,33 @@ def forward_warp(rgb: np.ndarray, points: np.ndarray, keep: np.ndarray, K: np.nd
     return image, depth, total.reshape(height, width)
 
 
-def edge_mesh_depth(points: np.ndarray, unreliable: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray,
-                    size: tuple[int, int]) -> np.ndarray:
-    """Z-depth in the target camera of the surface spanned by unreliable pixels (inf where none).
+def edge_mesh(points: np.ndarray, unreliable: np.ndarray) -> o3d.t.geometry.RaycastingScene | None:
+    """The surface spanned by unreliable pixels, ready for ray casting (None when there are none).
 
     The mesh: the two triangles of every 2x2 pixel quad that touches an unreliable pixel (these stretch
-    across depth discontinuities); ray-cast with open3d's RaycastingScene.
+    across depth discontinuities). Built once per input, cast from every target camera.
     """
     width = unreliable.shape[1]
     touched = (unreliable[:-1, :-1] | unreliable[1:, :-1] | unreliable[:-1, 1:] | unreliable[1:, 1:])
     valid = points[..., 2] > 0
     quad_valid = valid[:-1, :-1] & valid[1:, :-1] & valid[:-1, 1:] & valid[1:, 1:]
     rows, cols = np.nonzero(touched & quad_valid)
-    target_w, target_h = size
     if len(rows) == 0:
-        return np.full((target_h, target_w), np.inf)
+        return None
     a = rows * width + cols
     b, c, d = a + 1, a + width, a + width + 1
     triangles = np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)]).astype(np.uint32)
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(points.reshape(-1, 3).astype(np.float32)), o3d.core.Tensor(triangles))
+    return scene
+
+
+def edge_mesh_depth(scene: o3d.t.geometry.RaycastingScene | None, K: np.ndarray, world_to_cam: np.ndarray,
+                    size: tuple[int, int]) -> np.ndarray:
+    """Z-depth of the edge mesh in a target camera (inf where the ray misses or there is no mesh)."""
+    target_w, target_h = size
+    if scene is None:
+        return np.full((target_h, target_w), np.inf)
     cam_to_world = np.linalg.inv(world_to_cam)
     v, u = np.mgrid[0:target_h, 0:target_w].astype(np.float64) + 0.5
     directions = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
@@ -126,6 +125,16 @@ def edge_mesh_depth(points: np.ndarray, unreliable: np.ndarray, K: np.ndarray, w
     rays = np.concatenate([origins, world_dirs], -1).reshape(-1, 6).astype(np.float32)
     hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().reshape(target_h, target_w)
     return np.where(np.isfinite(hit), hit, np.inf)
+
+
+@dataclass
+class _Cache:
+    """The unprojected input: colours, points, unreliable pixels and their edge mesh."""
+
+    rgb: np.ndarray
+    points: np.ndarray
+    unreliable: np.ndarray
+    edges: o3d.t.geometry.RaycastingScene | None
 
 
 class CacheTeacher:
@@ -146,24 +155,30 @@ class CacheTeacher:
             return unreliable_depth(depth)
         return unreliable_edges(depth) | (depth <= 0)
 
-    def render(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, cameras: Camera) -> TeacherTrajectory:
-        """Frames seen by ``cameras`` (world = the input camera's OpenCV frame)."""
+    def _cache(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray) -> _Cache:
         rgb = np.asarray(rgb, dtype=np.float64)
         if rgb.max() > 1.0:
             rgb = rgb / 255.0
         depth = np.asarray(depth, dtype=np.float64)
-        K = np.asarray(K, dtype=np.float64)
-        points = _unproject(depth, K)
+        points = unproject_depth(depth, np.asarray(K, dtype=np.float64))
         unreliable = self.unreliable(depth)
+        return _Cache(rgb, points, unreliable, edge_mesh(points, unreliable))
+
+    def render(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, cameras: Camera) -> TeacherTrajectory:
+        """Frames seen by ``cameras`` (world = the input camera's OpenCV frame)."""
+        return self._warp(self._cache(rgb, depth, K), cameras)
+
+    def _warp(self, cache: _Cache, cameras: Camera) -> TeacherTrajectory:
         frames, depths, masks = [], [], []
         for i in range(len(cameras)):
             camera = cameras[i]
             world_to_cam = camera.world_to_cam.reshape(4, 4).double().numpy()
             K_target = camera.K.reshape(3, 3).double().numpy()
             size = (camera.width, camera.height)
-            image, z, weight = forward_warp(rgb, points, ~unreliable, K_target, world_to_cam, size, self.softness)
+            image, z, weight = forward_warp(cache.rgb, cache.points, ~cache.unreliable, K_target, world_to_cam, size,
+                                            self.softness)  # fmt: skip
             valid = weight >= self.min_weight
-            behind = z > edge_mesh_depth(points, unreliable, K_target, world_to_cam, size) + self.behind_threshold
+            behind = z > edge_mesh_depth(cache.edges, K_target, world_to_cam, size) + self.behind_threshold
             valid &= ~behind
             frames.append(np.where(valid[..., None], image, 0.0))
             depths.append(np.where(valid, z, 0.0))
@@ -178,9 +193,10 @@ class CacheTeacher:
         scale = float(np.median(depth[depth > 0])) if (depth > 0).any() else 1.0
         cameras = lyra_trajectories(torch.as_tensor(K, dtype=torch.float32), width, height, num_frames=num_frames,
                                     scene_scale=scale, order=order)  # fmt: skip
+        cache = self._cache(rgb, depth, K)  # unprojection and edge mesh once for all trajectories
         results = []
         for index, camera in zip(order, cameras, strict=True):
-            trajectory = self.render(rgb, depth, K, camera)
+            trajectory = self._warp(cache, camera)
             trajectory.index = index
             results.append(trajectory)
         return results
