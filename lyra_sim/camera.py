@@ -152,17 +152,28 @@ class Camera:
 
     def rays(self, downsample: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """World-space ray origins and unit directions (B,H',W',3) through pixel centres (+0.5)."""
-        w, h = self.width // downsample, self.height // downsample
         K = self.K.clone()
         K[:, :2] /= downsample
-        v, u = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-        pix = torch.stack([u, v, torch.ones_like(u)], dim=-1).reshape(-1, 3)  # (P,3)
-        dirs_cam = pix @ torch.linalg.inv(K).transpose(1, 2)  # (B,P,3)
-        c2w = self.cam_to_world
-        dirs = dirs_cam @ c2w[:, :3, :3].transpose(1, 2)
-        dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-        origins = c2w[:, :3, 3].unsqueeze(1).expand_as(dirs)
-        return origins.reshape(-1, h, w, 3), dirs.reshape(-1, h, w, 3)
+        return pixel_rays(K, self.cam_to_world, self.height // downsample, self.width // downsample)
+
+
+def pixel_rays(K: torch.Tensor, cam_to_world: torch.Tensor, height: int,
+               width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """World-space ray origins and unit directions through pixel centres (+0.5), OpenCV pinhole.
+
+    K (N, 3, 3) and cam_to_world (N, 4, 4), any dtype/device -> origins and directions (N, height, width, 3).
+    """
+    dtype, device = cam_to_world.dtype, cam_to_world.device
+    v, u = torch.meshgrid(torch.arange(height, dtype=dtype, device=device) + 0.5,
+                          torch.arange(width, dtype=dtype, device=device) + 0.5, indexing="ij")
+    K = K.to(dtype)
+    x = (u[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]
+    y = (v[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]
+    camera_dirs = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (N, H, W, 3)
+    directions = torch.einsum("nij,nhwj->nhwi", cam_to_world[:, :3, :3], camera_dirs)
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    origins = cam_to_world[:, None, None, :3, 3].expand_as(directions)
+    return origins, directions
 
 
 def look_at_matrix(eye, target, up=(0.0, -1.0, 0.0)) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lyra_sim.generate.plucker import pixel_rays
+from lyra_sim.camera import pixel_rays
 from lyra_sim.world import GaussianWorld, rgb_to_sh0
 
 RAW_SPLIT = (1, 3, 3, 4, 1)  # distance, rgb, scale, rotation, opacity

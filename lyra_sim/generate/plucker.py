@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from lyra_sim.camera import pixel_rays
+
 
 def relative_to_reference(cam_to_world: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
     """``inv(reference) @ c2w`` for each camera (N, 4, 4); the reference defaults to the first camera."""
@@ -17,26 +19,6 @@ def intrinsics_matrix(fx_fy_cx_cy: torch.Tensor) -> torch.Tensor:
     K = torch.zeros(*fx.shape, 3, 3, dtype=fx_fy_cx_cy.dtype, device=fx_fy_cx_cy.device)
     K[..., 0, 0], K[..., 1, 1], K[..., 0, 2], K[..., 1, 2], K[..., 2, 2] = fx, fy, cx, cy, 1.0
     return K
-
-
-def pixel_rays(K: torch.Tensor, cam_to_world: torch.Tensor, height: int,
-               width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """World-space ray origins and unit directions through pixel centres (+0.5), OpenCV pinhole.
-
-    K (N, 3, 3) and cam_to_world (N, 4, 4) -> origins and directions, each (N, height, width, 3).
-    """
-    dtype, device = cam_to_world.dtype, cam_to_world.device
-    v, u = torch.meshgrid(torch.arange(height, dtype=dtype, device=device) + 0.5,
-                          torch.arange(width, dtype=dtype, device=device) + 0.5, indexing="ij")
-    K = K.to(dtype)
-    x = (u[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]
-    y = (v[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]
-    camera_dirs = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (N, H, W, 3)
-    rotation = cam_to_world[:, :3, :3]
-    directions = torch.einsum("nij,nhwj->nhwi", rotation, camera_dirs)
-    directions = directions / directions.norm(dim=-1, keepdim=True)
-    origins = cam_to_world[:, None, None, :3, 3].expand_as(directions)
-    return origins, directions
 
 
 def plucker_image(K: torch.Tensor, cam_to_world: torch.Tensor, height: int, width: int) -> torch.Tensor:
