@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker
+
+from lyra_sim.rotations import quat_to_rotmat
 
 UNIT_TOLERANCE = 1e-3
 
@@ -28,16 +31,10 @@ def pose_to_matrix(pose: Pose) -> np.ndarray | None:
 
 def pose_vector_to_matrix(values) -> np.ndarray:
     """[x, y, z, qw, qx, qy, qz] -> 4x4 (the quaternion is normalised)."""
-    x, y, z, qw, qx, qy, qz = (float(v) for v in values)
-    norm = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-    qw, qx, qy, qz = qw / norm, qx / norm, qy / norm, qz / norm
+    values = torch.as_tensor(np.asarray(values, dtype=np.float64))
     matrix = np.eye(4)
-    matrix[:3, :3] = [
-        [1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qz * qw), 2 * (qx * qz + qy * qw)],
-        [2 * (qx * qy + qz * qw), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qx * qw)],
-        [2 * (qx * qz - qy * qw), 2 * (qy * qz + qx * qw), 1 - 2 * (qx * qx + qy * qy)],
-    ]
-    matrix[:3, 3] = [x, y, z]
+    matrix[:3, :3] = quat_to_rotmat(values[3:] / values[3:].norm()).numpy()
+    matrix[:3, 3] = values[:3].numpy()
     return matrix
 
 

@@ -56,15 +56,11 @@ PARAMETERS = {
 
 
 def load_world_from(world: str, image: str, depth: str, intrinsics: str):
-    """A world from a file (USD through usd_exporters when installed) or generated from an image."""
+    """A world from a file (.ply, .safetensors, USD) or generated from an image."""
     if world:
         path = Path(world)
         if not path.is_file():
             raise FileNotFoundError(f"world: no such file {path}")
-        if path.suffix.lower().startswith(".usd"):
-            from usd_exporters import import_world
-
-            return import_world(path)
         from lyra_sim import load_world
 
         return load_world(path)
