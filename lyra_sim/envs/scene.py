@@ -13,12 +13,10 @@ from scipy import ndimage
 from lyra_sim.align import align_world
 from lyra_sim.generate import generate_world
 from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
-from lyra_sim.io import load_world
+from lyra_sim.io import WORLD_SUFFIXES, load_world
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
 from lyra_sim.physics.proxy import CollisionMesh, build_collision_proxy
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
-
-WORLD_SUFFIXES = (".ply", ".safetensors", ".usd", ".usda", ".usdc", ".usdz")
 
 
 @dataclass
@@ -113,10 +111,6 @@ def _world_from_source(source, intrinsics, depth_model) -> tuple[GaussianWorld |
         K = np.asarray(world.info["intrinsics"], np.float64)
         return world, [(depth, K, np.eye(4))]  # the input camera is the world's origin
     if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in WORLD_SUFFIXES:
-        if Path(source).suffix.lower().startswith(".usd"):
-            from usd_exporters import import_world
-
-            return import_world(source), []
         return load_world(source), []
     if intrinsics is not None:
         load_intrinsics(intrinsics, *load_rgb(source, name="source").shape[1::-1])  # fail early, name the input
