@@ -4,7 +4,7 @@ from lyra_sim.camera import Camera
 from lyra_sim.envs import make_env
 from lyra_sim.generate import generate_world
 from lyra_sim.io import load_world, save_world
-from lyra_sim.render import RenderResult, render
+from lyra_sim.rendering import RenderResult, render
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 __version__ = "0.1.0"

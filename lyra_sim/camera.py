@@ -8,8 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from lyra_sim.errors import LyraSimError
 
-class CameraError(ValueError):
+
+class CameraError(LyraSimError):
     """Camera parameters are malformed (shape, non-finite values, bad intrinsics or pose)."""
 
 

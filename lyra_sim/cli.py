@@ -13,12 +13,13 @@ import torch
 from tqdm import tqdm
 
 from lyra_sim.camera import Camera
+from lyra_sim.errors import LyraSimError
 from lyra_sim.generate import InputError, generate_world
-from lyra_sim.io import WorldFileError, load_world, save_world
+from lyra_sim.io import load_world, save_world
 from lyra_sim.media import contact_sheet, depth_to_uint8, save_mp4, save_png
-from lyra_sim.render import render
+from lyra_sim.rendering import render
 from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
-from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, WorldError
+from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "data"
 
@@ -407,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (InputError, WorldFileError, WorldError, ValueError) as exc:
+    except (LyraSimError, OSError, ValueError) as exc:
         print(f"lyra-sim {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from lyra_sim.camera import Camera
 from lyra_sim.io.atomic import atomic_path
-from lyra_sim.render import render
+from lyra_sim.rendering import render
 from lyra_sim.rotations import rotmat_to_quat
 
 # Field-only ROS 2 message definitions in the concatenated form MCAP schemas use (ros2msg encoding).

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lyra_sim.errors import LyraSimError
 from lyra_sim.rotations import quat_multiply, rotmat_to_quat
 
 FRAMES = ("opencv", "z_up")
@@ -23,7 +24,7 @@ OPENCV_TO_Z_UP = ((0.0, 0.0, 1.0), (-1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
 SH_C0 = 0.28209479177387814
 
 
-class WorldError(ValueError):
+class WorldError(LyraSimError):
     """A world's arrays are malformed (shape, dtype, non-finite or out-of-range values)."""
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from lyra_sim.render.projection import project_ewa
+from lyra_sim.rendering.projection import project_ewa
 from lyra_sim.sh import eval_sh_colors
 
 

@@ -7,9 +7,9 @@ from conftest import random_world
 from reference_render import reference_render
 
 from lyra_sim import Camera, GaussianWorld, render
-from lyra_sim.render import cpu_kernels
-from lyra_sim.render.gsplat_backend import gsplat_available
-from lyra_sim.render.projection import project_ewa
+from lyra_sim.rendering import cpu_kernels
+from lyra_sim.rendering.gsplat_backend import gsplat_available
+from lyra_sim.rendering.projection import project_ewa
 from lyra_sim.world import rgb_to_sh0
 
 

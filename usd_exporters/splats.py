@@ -12,13 +12,14 @@ import numpy as np
 import torch
 from pxr import Gf, Usd, UsdGeom, UsdVol, Vt
 
+from lyra_sim.errors import LyraSimError
 from lyra_sim.world import SH_C0, GaussianWorld
 
 SPLAT_FIELDS = ("positions", "orientations", "scales", "opacities", "radiance:sphericalHarmonicsCoefficients")
 COUNTS_KEY = "lyra_sim:particleCounts"  # per-time real particle counts (the rest is zero-opacity padding)
 
 
-class UsdWorldError(ValueError):
+class UsdWorldError(LyraSimError):
     """A stage or prim that cannot be read as (or written from) a Gaussian world."""
 
 

@@ -21,7 +21,7 @@ from gymnasium import spaces
 from lyra_sim.camera import Camera
 from lyra_sim.envs.scene import SimScene, prepare_scene
 from lyra_sim.physics.bullet import BulletScene
-from lyra_sim.render import render
+from lyra_sim.rendering import render
 from lyra_sim.world import DynamicGaussianWorld
 
 CONTROL_DT = 0.1  # seconds per env step

@@ -13,7 +13,7 @@ from scipy import ndimage
 from lyra_sim.align import align_world
 from lyra_sim.generate import generate_world
 from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
-from lyra_sim.io import WORLD_SUFFIXES, load_world
+from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
 from lyra_sim.physics.proxy import CollisionMesh, build_collision_proxy
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
@@ -110,7 +110,7 @@ def _world_from_source(source, intrinsics, depth_model) -> tuple[GaussianWorld |
         world = generate_world(rgb, depth=depth, intrinsics=intrinsics)
         K = np.asarray(world.info["intrinsics"], np.float64)
         return world, [(depth, K, np.eye(4))]  # the input camera is the world's origin
-    if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in WORLD_SUFFIXES:
+    if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in world_suffixes():
         return load_world(source), []
     if intrinsics is not None:
         load_intrinsics(intrinsics, *load_rgb(source, name="source").shape[1::-1])  # fail early, name the input

@@ -2,11 +2,11 @@
 
 from lyra_sim.generate.cosmos import CosmosTokenizer, TokenizerError
 from lyra_sim.generate.depth_sources import DEPTH_MODEL_ENV, estimate_depth, ground_backdrop_prior
+from lyra_sim.generate.gen3c_dir import TeacherDataError, load_teacher_latent, read_teacher_dir
 from lyra_sim.generate.images import InputError, load_depth, load_intrinsics, load_rgb
 from lyra_sim.generate.lift import generate_world, lift_rgbd
 from lyra_sim.generate.lyra_decoder import CheckpointError, LyraDecoder, LyraDecoderConfig
 from lyra_sim.generate.lyra_pipeline import decode_teacher_dir
-from lyra_sim.generate.teacher import TeacherDataError, load_teacher_latent, read_teacher_dir
 
 __all__ = [
     "DEPTH_MODEL_ENV",

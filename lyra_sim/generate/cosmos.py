@@ -17,11 +17,13 @@ from pathlib import Path
 
 import torch
 
+from lyra_sim.errors import LyraSimError
+
 SIGMA_DATA = 0.5
 LATENT_CHANNELS = 16  # CV8x8x8
 
 
-class TokenizerError(ValueError):
+class TokenizerError(LyraSimError):
     """A tokenizer directory that is missing, incomplete or inconsistent."""
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lyra_sim.errors import LyraSimError
 
-class InputError(ValueError):
+
+class InputError(LyraSimError):
     """An input image, depth map or intrinsics is unreadable or malformed."""
 
 

@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lyra_sim.errors import LyraSimError
 from lyra_sim.generate.mamba2 import BidirectionalMamba2
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LyraSimError):
     """A checkpoint file that is unreadable or does not match the decoder's state dict."""
 
 

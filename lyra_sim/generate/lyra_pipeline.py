@@ -11,9 +11,9 @@ from tqdm.auto import tqdm
 
 from lyra_sim.generate.cosmos import CosmosTokenizer
 from lyra_sim.generate.gaussian_head import gaussians_from_raw, packed_to_world, top_opacity
+from lyra_sim.generate.gen3c_dir import TeacherDataError, TeacherView, read_teacher_dir
 from lyra_sim.generate.lyra_decoder import LyraDecoder
 from lyra_sim.generate.plucker import frame_times, plucker_image, relative_to_reference, time_image
-from lyra_sim.generate.teacher import TeacherDataError, TeacherView, read_teacher_dir
 from lyra_sim.trajectories import LYRA_VIEW_ORDER
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 

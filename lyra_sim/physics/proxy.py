@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from lyra_sim.camera import Camera, look_at_matrix
 from lyra_sim.io.atomic import atomic_path
-from lyra_sim.render import render
+from lyra_sim.rendering import render
 from lyra_sim.trajectories import lyra_trajectories
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, WorldError
 

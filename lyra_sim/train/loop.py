@@ -24,7 +24,7 @@ from lyra_sim.generate.gaussian_head import PACKED_FIELDS, gaussians_from_raw, t
 from lyra_sim.generate.lyra_decoder import LyraDecoder
 from lyra_sim.generate.plucker import frame_times, plucker_image
 from lyra_sim.io.atomic import atomic_path
-from lyra_sim.render import render
+from lyra_sim.rendering import render
 from lyra_sim.train.data_engine import SceneDataset
 from lyra_sim.train.latent_space import CosmosSpace, PixelSpace
 from lyra_sim.train.losses import (

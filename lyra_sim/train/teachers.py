@@ -19,8 +19,8 @@ import torch
 from scipy import ndimage
 
 from lyra_sim.camera import Camera
+from lyra_sim.generate.gen3c_dir import read_teacher_dir
 from lyra_sim.generate.lift import unproject_depth, unreliable_edges
-from lyra_sim.generate.teacher import read_teacher_dir
 from lyra_sim.trajectories import LYRA_VIEW_ORDER, lyra_trajectories
 
 EDGE_WINDOW = 5

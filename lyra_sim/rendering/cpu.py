@@ -3,7 +3,7 @@
 Pipeline per camera: project every Gaussian (numba) -> keep the visible ones, radix-sort them
 front to back -> gather their packed rows -> bin them into 16x16 tiles -> composite each tile.
 Without gradients everything stays in numba. With gradients, the visible Gaussians' 2D means,
-conics, colours and depths are recomputed in torch (lyra_sim.render.projection) so autograd
+conics, colours and depths are recomputed in torch (lyra_sim.rendering.projection) so autograd
 reaches the world's tensors, and the raster step's backward pass is the numba kernel.
 """
 
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from lyra_sim.camera import Camera
-from lyra_sim.render import cpu_kernels as kernels
-from lyra_sim.render.projection import project_ewa
+from lyra_sim.rendering import cpu_kernels as kernels
+from lyra_sim.rendering.projection import project_ewa
 from lyra_sim.sh import eval_sh_colors
 from lyra_sim.world import GaussianWorld
 

@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lyra_sim.errors import LyraSimError
 
-class TeacherDataError(ValueError):
+
+class TeacherDataError(LyraSimError):
     """A teacher file or directory that is missing, malformed or unsafe."""
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from lyra_sim.camera import Camera
-from lyra_sim.render.cpu import render_cpu_single
-from lyra_sim.render.gsplat_backend import gsplat_available, render_gsplat
+from lyra_sim.rendering.cpu import render_cpu_single
+from lyra_sim.rendering.gsplat_backend import gsplat_available, render_gsplat
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 BACKENDS = ("auto", "cpu", "gsplat")
