@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from lyra_sim.camera import Camera
 from lyra_sim.generate.gaussian_head import PACKED_FIELDS, gaussians_from_raw, top_opacity
-from lyra_sim.generate.lyra_decoder import LyraDecoder
+from lyra_sim.generate.lyra_decoder import CheckpointError, LyraDecoder
 from lyra_sim.generate.plucker import frame_times, plucker_image
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.rendering import render
@@ -358,6 +358,17 @@ def evaluate(model: LyraDecoder, dataset: SceneDataset, space, config: TrainConf
                                    / mask.sum().clamp_min(1)))  # fmt: skip
     return {"psnr": sum(psnrs) / max(len(psnrs), 1), "ssim": sum(ssims) / max(len(ssims), 1),
             "trajectories": len(psnrs)}  # fmt: skip
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str | os.PathLike | None = None,
+                        split: str = "held_out") -> dict[str, float]:
+    """``evaluate`` a checkpoint written by the Trainer on ``split`` of ``dataset`` (default: its training set)."""
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if "train_config" not in payload:
+        raise CheckpointError(f"{checkpoint}: no train_config (was it written by `lyra-sim train`?)")
+    config = TrainConfig.from_dict(payload["train_config"])
+    model = LyraDecoder.from_checkpoint(checkpoint)
+    return evaluate(model, SceneDataset(dataset or config.dataset, split), make_space(config), config)
 
 
 def _to_device(sample: Sample, device: torch.device) -> Sample:
