@@ -17,7 +17,8 @@ from scipy import ndimage
 from lyra_sim.generate.depth_sources import DepthEstimate, estimate_depth
 from lyra_sim.generate.images import InputError, load_depth, load_intrinsics, load_rgb
 from lyra_sim.rotations import rotmat_to_quat
-from lyra_sim.world import GaussianWorld, rgb_to_sh0
+from lyra_sim.sh import rgb_to_sh0
+from lyra_sim.world import GaussianWorld
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from lyra_sim.generate.lyra_decoder import CheckpointError, LyraDecoder
 from lyra_sim.generate.plucker import frame_times, plucker_image
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.rendering import render
+from lyra_sim.sh import rgb_to_sh0
 from lyra_sim.train.data_engine import SceneDataset
 from lyra_sim.train.latent_space import CosmosSpace, PixelSpace
 from lyra_sim.train.losses import (
@@ -34,7 +35,7 @@ from lyra_sim.train.losses import (
     scale_invariant_depth_loss,
     ssim_map,
 )
-from lyra_sim.world import GaussianWorld, rgb_to_sh0
+from lyra_sim.world import GaussianWorld
 
 
 @dataclass
