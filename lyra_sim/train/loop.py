@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from lyra_sim.camera import Camera
+from lyra_sim.camera import Camera, relative_poses
 from lyra_sim.generate.gaussian_head import PACKED_FIELDS, gaussians_from_raw, top_opacity
 from lyra_sim.generate.lyra_decoder import CheckpointError, LyraDecoder
 from lyra_sim.generate.plucker import frame_times, plucker_image
@@ -170,9 +170,7 @@ def prepare_sample(scene: dict, views: list[int], space, dynamic: bool = False, 
     ``frames`` and ``downsample`` select a stage of the progressive schedule."""
     picked = _reduce(scene, views, frames, downsample)
     frames = picked["frames"]
-    cam_to_world = torch.linalg.inv(picked["world_to_cam"].double())
-    reference = cam_to_world[0, 0]
-    cam_to_world = torch.linalg.solve(reference, cam_to_world).float()
+    cam_to_world = relative_poses(torch.linalg.inv(picked["world_to_cam"].double())).float()
     K = picked["K"].float()
     count, num_frames, height, width = frames.shape[:4]
     encoded_frames = frames.flip(1) if reverse else frames
