@@ -61,10 +61,17 @@ def top_opacity(packed: torch.Tensor, prune: float) -> torch.Tensor:
     return packed[most_opaque(packed[:, PACKED_FIELDS["opacity"]].squeeze(-1), keep)]
 
 
-def packed_to_world(packed: torch.Tensor, info: dict | None = None) -> GaussianWorld:
-    """Packed Gaussians (N, 14) -> a GaussianWorld (OpenCV frame of the reference camera, unknown scale)."""
-    fields = {name: packed[:, sl].float().cpu() for name, sl in PACKED_FIELDS.items()}
+def packed_to_world(packed: torch.Tensor, info: dict | None = None, validate: bool = True) -> GaussianWorld:
+    """Packed Gaussians (N, 14) -> a GaussianWorld (OpenCV frame of the reference camera, unknown scale).
+
+    By default the world is a checked float32 CPU copy. ``validate=False`` uses the tensors as they are
+    (device, dtype, autograd graph), unchecked: for rendering the decoder's output inside a training loss.
+    """
+    fields = {name: packed[:, sl] for name, sl in PACKED_FIELDS.items()}
+    if validate:
+        fields = {name: value.float().cpu() for name, value in fields.items()}
     return GaussianWorld(
         means=fields["xyz"], quats=fields["quat"], scales=fields["scale"], opacities=fields["opacity"][:, 0],
         sh=rgb_to_sh0(fields["rgb"]), frame="opencv", meters_per_unit=None, info=dict(info or {}),
+        validate=validate,
     )

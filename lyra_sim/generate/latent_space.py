@@ -1,4 +1,4 @@
-"""Latent spaces the decoder can be trained in.
+"""Latent spaces: how frames, Plücker rays and time images become decoder inputs (for decoding and training).
 
 - ``PixelSpace``: weightless space-to-depth with the Cosmos tokenizer's compression (8x spatial, causal 8x
   temporal): latent frame 0 holds frame 0 (repeated 8 times), latent frame t >= 1 holds frames
@@ -38,6 +38,7 @@ def _causal_groups(video: torch.Tensor) -> torch.Tensor:
 
 class PixelSpace:
     name = "pixels"
+    spatial_compression = SPATIAL  # pixels per latent cell along x and y
     latent_channels = 3 * SPATIAL * SPATIAL * TEMPORAL
     plucker_channels = 6
     time_channels = 3
@@ -79,16 +80,19 @@ class CosmosSpace:
 
     def __init__(self, tokenizer: CosmosTokenizer):
         self.tokenizer = tokenizer
+        self.spatial_compression = tokenizer.spatial_compression
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         video = frames.permute(3, 0, 1, 2)[None] * 2 - 1
         return self.tokenizer.encode(video)[0]
 
     def encode_plucker(self, plucker: torch.Tensor) -> torch.Tensor:
+        """(F, 6, H, W) -> (32, T, H/8, W/8): each 3-channel half ([o x d], [d]) through the video encoder as is."""
         video = plucker.permute(1, 0, 2, 3)[None]
         return torch.cat([self.tokenizer.encode(video[:, :3])[0], self.tokenizer.encode(video[:, 3:])[0]])
 
     def encode_times(self, times: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Normalised times (F,) -> (16, T, H/8, W/8): Lyra's time images through the video encoder."""
         return self.tokenizer.encode(time_image(times, height, width).permute(1, 0, 2, 3)[None])[0]
 
     def decoder_config(self, **overrides) -> LyraDecoderConfig:
