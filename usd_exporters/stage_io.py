@@ -13,6 +13,8 @@ import torch
 from pxr import Gf, Sdf, Tf, Usd, UsdGeom, UsdPhysics, UsdUtils, UsdVol, Vt
 
 from lyra_sim.errors import LyraSimError
+from lyra_sim.io.atomic import OutputError
+from lyra_sim.io.cleanup import temporary
 from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld
 from usd_exporters.collision import mesh_arrays, write_collision_mesh, write_physics_scene
 from usd_exporters.composition import DEFAULT_MAX_PRIMS, check_composition, tf_message
@@ -149,19 +151,25 @@ def export_world(
     if suffix not in SUFFIXES:
         raise UsdWorldError(f"{path}: expected one of {SUFFIXES}")
     world, vertices_faces, notes = _prepare(world, collision_mesh, convert_frame)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".usd-export-") as tmp:
-        layer_path = Path(tmp) / (path.stem + (".usdc" if suffix == ".usdz" else suffix))
-        stage = Usd.Stage.CreateNew(str(layer_path))
-        _author_stage(stage, world, vertices_faces, notes, half, points_fallback, time_codes_per_second)
-        stage.GetRootLayer().Save()
-        del stage
-        written = layer_path
-        if suffix == ".usdz":
-            written = Path(tmp) / path.name
-            if not UsdUtils.CreateNewUsdzPackage(Sdf.AssetPath(str(layer_path)), str(written)):
-                raise UsdWorldError(f"{path}: USDZ packaging failed")
-        shutil.move(str(written), path)  # same directory: an atomic rename
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".usd-export-") as tmp, temporary(tmp):
+            layer_path = Path(tmp) / (path.stem + (".usdc" if suffix == ".usdz" else suffix))
+            try:
+                stage = Usd.Stage.CreateNew(str(layer_path))
+                _author_stage(stage, world, vertices_faces, notes, half, points_fallback, time_codes_per_second)
+                stage.GetRootLayer().Save()
+            except Tf.ErrorException as exc:
+                raise UsdWorldError(f"{path}: cannot write the stage ({tf_message(exc)})") from exc
+            del stage
+            written = layer_path
+            if suffix == ".usdz":
+                written = Path(tmp) / path.name
+                if not UsdUtils.CreateNewUsdzPackage(Sdf.AssetPath(str(layer_path)), str(written)):
+                    raise UsdWorldError(f"{path}: USDZ packaging failed")
+            shutil.move(str(written), path)  # same directory: an atomic rename
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); nothing was written") from exc
     return path
 
 
