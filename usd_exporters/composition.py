@@ -24,7 +24,10 @@ DEFAULT_MAX_PRIMS = 100_000
 
 def tf_message(exc: Exception) -> str:
     """The message of a pxr Tf error without its C++ source location, on one line."""
-    text = str(exc).strip()
+    try:
+        text = str(exc).strip()
+    except UnicodeDecodeError:  # Tf errors quoting bytes of a corrupt file that are not UTF-8
+        return "the file holds bytes that are not valid UTF-8 text"
     found = re.findall(r" : '(.*?)'\s*(?=Error in|$)", text, re.S)
     return " ".join((found[-1] if found else text or type(exc).__name__).split())[:300]
 
@@ -33,7 +36,7 @@ def open_layer(path: str, what: str) -> Sdf.Layer | None:
     """Parse one layer (no composition); UsdWorldError naming ``what`` when it is not USD."""
     try:
         return Sdf.Layer.FindOrOpen(path)
-    except Tf.ErrorException as exc:
+    except (Tf.ErrorException, UnicodeDecodeError) as exc:
         raise UsdWorldError(f"{what}: not a readable USD layer ({tf_message(exc)})") from exc
 
 
@@ -161,12 +164,17 @@ def check_composition(path: Path, allow_external: bool = False, max_prims: int =
         raise UsdWorldError(f"{path}: not a readable USD stage")
     walker = _Walker(path, allow_external, max_prims)
     walker.layers[root.identifier] = root
-    stack = walker.stack(root)
     total = 0
-    names = sorted({name for layer in stack for name in layer.rootPrims.keys()})  # noqa: SIM118
-    for name in names:
-        total += walker.size(stack, Sdf.Path.absoluteRootPath.AppendChild(name))
-        if total > max_prims:
-            raise UsdWorldError(f"{path}: the stage composes more than {max_prims:,} prims (references or "
-                                "instancing multiply them); raise max_prims to read it anyway")
+    try:
+        stack = walker.stack(root)
+        names = sorted({name for layer in stack for name in layer.rootPrims.keys()})  # noqa: SIM118
+        for name in names:
+            total += walker.size(stack, Sdf.Path.absoluteRootPath.AppendChild(name))
+            if total > max_prims:
+                raise UsdWorldError(f"{path}: the stage composes more than {max_prims:,} prims (references or "
+                                    "instancing multiply them); raise max_prims to read it anyway")
+    except RecursionError as exc:
+        raise UsdWorldError(f"{path}: prims or composition arcs nested too deeply") from exc
+    except UnicodeDecodeError as exc:
+        raise UsdWorldError(f"{path}: a name in the stage is not valid UTF-8 ({exc})") from exc
     return total

@@ -194,7 +194,7 @@ def _open_stage(path: Path, allow_external_composition: bool, max_prims: int) ->
     check_composition(path, allow_external_composition, max_prims)
     try:
         stage = Usd.Stage.Open(str(path))
-    except Tf.ErrorException as exc:
+    except (Tf.ErrorException, UnicodeDecodeError) as exc:
         raise UsdWorldError(f"{path}: not a readable USD stage ({tf_message(exc)})") from exc
     if stage is None:
         raise UsdWorldError(f"{path}: not a readable USD stage")
@@ -273,7 +273,7 @@ def import_world(path: str | os.PathLike, allow_external_composition: bool = Fal
             return world_at(Usd.TimeCode.Default(), None)
         return DynamicGaussianWorld([c / tcps for c in codes],
                                     [world_at(Usd.TimeCode(c), i) for i, c in enumerate(codes)])
-    except UsdWorldError:
-        raise
-    except LyraSimError as exc:  # WorldError from the arrays or a transform: name the stage
+    except LyraSimError as exc:  # errors about prims, arrays or transforms: name the stage too
+        if str(path) in str(exc):
+            raise
         raise UsdWorldError(f"{path}: {exc}") from exc

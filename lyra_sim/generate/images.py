@@ -55,19 +55,19 @@ class LoadedImage:
 def _open_image(path: Path, name: str, what: str) -> Image.Image:
     """Open (header only) with PIL, refusing absurd sizes before any pixel is decoded."""
     if not path.is_file():
-        raise InputError(f"{name}: no such file {path}")
+        raise InputError(f"{name}: no such file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit follows
             img = Image.open(path)
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{name}: {path} is too large to decode ({exc})") from exc
+        raise InputError(f"{name}: too large to decode ({exc})") from exc
     except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"{name}: cannot read {path} as {what} ({exc})") from exc
+        raise InputError(f"{name}: cannot read as {what} ({exc})") from exc
     w, h = img.size
     if w * h > MAX_DECODE_PIXELS:
         img.close()
-        raise InputError(f"{name}: {path} is {w}x{h} ({w * h / 1e6:.0f} MP); images above "
+        raise InputError(f"{name}: {w}x{h} pixels ({w * h / 1e6:.0f} MP); images above "
                          f"{MAX_DECODE_PIXELS / 1e6:.0f} MP are refused")
     return img
 
@@ -76,11 +76,12 @@ def _decode(img: Image.Image, path: Path, name: str, what: str) -> Image.Image:
     """Decode the pixels and apply the EXIF orientation; decoder errors name the file."""
     try:
         img.load()
-        return ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # in place: no second copy of a large image
+        return img
     except TypeError as exc:  # PIL raises TypeError for some corrupt EXIF blocks
-        raise InputError(f"{name}: cannot decode {path} as {what} ({exc})") from exc
+        raise InputError(f"{name}: cannot decode as {what} ({exc})") from exc
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{name}: cannot decode {path} as {what} ({exc})") from exc
+        raise InputError(f"{name}: cannot decode as {what} ({exc})") from exc
 
 
 def _target_size(width: int, height: int, max_pixels: int | None) -> tuple[int, int]:
@@ -98,18 +99,18 @@ def _pil_to_array(img: Image.Image, size: tuple[int, int], name: str) -> tuple[n
         if hi > 65535:
             raise InputError(f"{name}: 32-bit integer image with values up to {hi}; expected 8 or 16-bit colour")
         if gray.size != size:
-            gray = gray.convert("F").resize(size, Image.Resampling.BOX)
+            gray = gray.convert("F").resize(size, Image.Resampling.BOX, reducing_gap=2.0)
         values = np.asarray(gray, dtype=np.float32) / 65535.0
         return np.repeat(values[..., None], 3, axis=2), None
     if img.mode == "F":
         if img.size != size:
-            img = img.resize(size, Image.Resampling.BOX)
+            img = img.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
         values = np.asarray(img, dtype=np.float32)
         return np.repeat(values[..., None], 3, axis=2), None
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     img = img.convert("RGBA" if has_alpha else "RGB")
     if img.size != size:
-        img = img.resize(size, Image.Resampling.BOX)
+        img = img.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
     arr = np.asarray(img, dtype=np.float32) / 255.0
     return (arr[..., :3], arr[..., 3]) if has_alpha else (arr, None)
 
@@ -138,8 +139,9 @@ def _array_to_rgb(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | 
 
 
 def _resize_array(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c])).resize(size, Image.Resampling.BOX))
+    channels = [Image.fromarray(np.ascontiguousarray(rgb[..., c])).resize(size, Image.Resampling.BOX, reducing_gap=2.0)
                 for c in range(rgb.shape[2])]
+    channels = [np.asarray(channel) for channel in channels]
     return np.stack(channels, axis=-1).clip(0.0, 1.0)
 
 
@@ -153,6 +155,7 @@ def load_image(image, name: str = "image", max_pixels: int | None = DEFAULT_MAX_
         raise InputError(f"max_pixels: expected at least 4, got {max_pixels}")
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
+        name = f"{name} {path}"
         img = _open_image(path, name, "an image")
         with img:
             stored = img.size
@@ -198,17 +201,17 @@ def load_rgb(image, name: str = "image", max_pixels: int | None = None) -> np.nd
     return load_image(image, name, max_pixels).rgb
 
 
-def _depth_array_from_file(path: Path, name: str) -> tuple[np.ndarray, bool]:
+def _depth_array_from_file(path: Path, name: str, base_name: str) -> tuple[np.ndarray, bool]:
     """(stored depth values, whether they came from an integer image) of a .npy or image file."""
     if path.suffix.lower() == ".npy":
         if not path.is_file():
-            raise InputError(f"{name}: no such file {path}")
-        return load_npy(path, name, InputError), False
+            raise InputError(f"{name}: no such file")
+        return load_npy(path, base_name, InputError), False
     img = _open_image(path, name, "a depth image")
     with img:
         img = _decode(img, path, name, "a depth image")
         if img.mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "CMYK", "YCbCr"):
-            raise InputError(f"{name}: {path} is an {img.mode} (8-bit) image, which cannot hold metric depth; "
+            raise InputError(f"{name}: an {img.mode} (8-bit) image cannot hold metric depth; "
                              "save depth as a 16-bit PNG (e.g. millimetres, --depth-scale 1000) or .npy (metres)")
         arr = np.asarray(img.convert("I") if img.mode.startswith("I;16") else img)
     return arr, np.issubdtype(arr.dtype, np.integer)
@@ -234,7 +237,9 @@ def load_depth(depth, shape: tuple[int, int], name: str = "depth", depth_scale: 
         raise InputError(f"depth_scale: expected a positive number of units per metre, got {depth_scale}")
     from_png = False
     if isinstance(depth, (str, os.PathLike)):
-        depth, from_png = _depth_array_from_file(Path(depth), name)
+        path = Path(depth)
+        depth, from_png = _depth_array_from_file(path, f"{name} {path}", name)
+        name = f"{name} {path}"
     arr = np.asarray(depth)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
@@ -276,7 +281,9 @@ def _likely_unit(median_m: float) -> str:
 def load_intrinsics(intrinsics, width: int, height: int, name: str = "intrinsics") -> np.ndarray:
     """3x3 K from an array, a dict/JSON file with fx, fy, cx, cy (or "K"), checked for sanity."""
     if isinstance(intrinsics, (str, os.PathLike)):
-        intrinsics = read_json(intrinsics, name, InputError)
+        path = intrinsics
+        intrinsics = read_json(path, name, InputError)
+        name = f"{name} {path}"
     if isinstance(intrinsics, dict):
         if "K" in intrinsics:
             intrinsics = intrinsics["K"]

@@ -169,7 +169,10 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
         raise WorldFileError(f"{path}: corrupt PLY ({exc})") from exc
     vertex = ply["vertex"].data
     names = set(vertex.dtype.names or ())
-    rest_names = sorted((n for n in names if n.startswith("f_rest_")), key=lambda n: int(n[7:]))
+    rest_names = [n for n in names if n.startswith("f_rest_")]
+    if any(not re.fullmatch(r"f_rest_\d{1,4}", n) for n in rest_names):
+        raise WorldFileError(f"{path}: f_rest_* properties must be numbered f_rest_0, f_rest_1, ...")
+    rest_names.sort(key=lambda n: int(n[7:]))
     if rest_names != [f"f_rest_{i}" for i in range(len(rest_names))] or len(rest_names) % 3:
         raise WorldFileError(f"{path}: f_rest_* properties are not numbered 0..3*(K-1)-1")
     k = 1 + len(rest_names) // 3
