@@ -67,7 +67,7 @@ def _open_image(path: Path, name: str, what: str) -> Image.Image:
     w, h = img.size
     if w * h > MAX_DECODE_PIXELS:
         img.close()
-        raise InputError(f"{name}: {w}x{h} pixels ({w * h / 1e6:.0f} MP); images above "
+        raise InputError(f"{name}: {w}x{h} pixels ({w * h / 1e6:.0f} MP) is too large; images above "
                          f"{MAX_DECODE_PIXELS / 1e6:.0f} MP are refused")
     return img
 
