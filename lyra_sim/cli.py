@@ -17,7 +17,7 @@ from lyra_sim.errors import LyraSimError
 from lyra_sim.generate import InputError, generate_world
 from lyra_sim.io import load_world, save_world
 from lyra_sim.media import contact_sheet, depth_to_uint8, save_mp4, save_png
-from lyra_sim.rendering import render
+from lyra_sim.rendering import DEFAULT_BACKGROUND, render
 from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
@@ -66,7 +66,7 @@ def _scene_depth(world: GaussianWorld | DynamicGaussianWorld) -> float:
 
 
 def render_path(world, cameras: Camera, out_dir: Path, backend: str = "auto", mp4: bool = True,
-                background=(1.0, 1.0, 1.0), depth_frames: bool = False) -> dict:  # fmt: skip
+                background=DEFAULT_BACKGROUND, depth_frames: bool = False) -> dict:  # fmt: skip
     """Render every camera of a path to PNG frames, a contact sheet and an MP4; returns written paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     frames, written = [], {"frames": []}
@@ -246,7 +246,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     w, h = world.info["image_size"]
     K = _intrinsics_for(world, w, h, None)
     with torch.no_grad():
-        preview = render(world, Camera(K, torch.eye(4), w, h), background=(1, 1, 1))
+        preview = render(world, Camera(K, torch.eye(4), w, h))
     print(f"wrote preview {save_png(preview.rgb, out / 'preview.png')}")
     cams = camera_path("fly", K, w, h, args.frames, _scene_depth(world))
     t0 = time.perf_counter()
