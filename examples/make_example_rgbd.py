@@ -16,9 +16,12 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pybullet as p
 import pybullet_data
 from PIL import Image
+
+from lyra_sim.physics.pybullet_quiet import import_pybullet
+
+p = import_pybullet()
 
 NEAR, FAR = 0.05, 20.0
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from lyra_sim.camera import Camera
 from lyra_sim.io.atomic import atomic_path
-from lyra_sim.rendering import render
+from lyra_sim.rendering import DEFAULT_BACKGROUND, render
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 CONTACT_SHEET_FRAMES = 16  # frames tiled in a contact sheet by default
@@ -85,7 +85,7 @@ def path_time(world: GaussianWorld | DynamicGaussianWorld, index: int, count: in
 
 
 def render_path(world: GaussianWorld | DynamicGaussianWorld, cameras: Camera, out_dir: str | os.PathLike,
-                backend: str = "auto", mp4: bool = True, background=(1.0, 1.0, 1.0), depth_frames: bool = False,
+                backend: str = "auto", mp4: bool = True, background=DEFAULT_BACKGROUND, depth_frames: bool = False,
                 fps: int = 24) -> dict:
     """Render every camera of a path to ``out_dir``: frame_NNNN.png, contact_sheet.png and flythrough.mp4.
 

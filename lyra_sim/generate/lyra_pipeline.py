@@ -80,11 +80,21 @@ class _Inputs:
         if self._input_times is None:
             video = time_image(frame_times(self.frames), height, width).permute(1, 0, 2, 3)[None]
             self._input_times = self.tokenizer.encode(video).to(self.device)
-        target = torch.full((self.frames,), target_frame / max(self.frames - 1, 1))
-        target_video = time_image(target, height, width).permute(1, 0, 2, 3)[None]
-        target_latents = self.tokenizer.encode(target_video).to(self.device)
         expand = (1, views, *self._input_times.shape[1:])
-        return self._input_times[:, None].expand(expand), target_latents[:, None].expand(expand)
+        return self._input_times[:, None].expand(expand), self.target_time_latent(target_frame)[:, None].expand(expand)
+
+    def target_time_latent(self, target_frame: float) -> torch.Tensor:
+        """The target time's latent as the official code makes it: ONE frame of the constant time video is
+        encoded and that latent repeated over the latent frames, (1, 16, T, h, w).
+
+        (Encoding the whole constant clip would differ: the causal tokenizer's later latent frames see
+        several input frames, so only latent frame 0 equals the one-frame latent.)
+        """
+        height, width = self.full_size
+        target = torch.tensor([target_frame / max(self.frames - 1, 1)])
+        one_frame = time_image(target, height, width).permute(1, 0, 2, 3)[None]  # (1, 3, 1, H, W)
+        latent = self.tokenizer.encode(one_frame).to(self.device)  # (1, 16, 1, h, w)
+        return latent.expand(-1, -1, self.latents.shape[3], -1, -1)
 
 
 @torch.inference_mode()
