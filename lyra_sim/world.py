@@ -17,11 +17,12 @@ import torch
 
 from lyra_sim.errors import LyraSimError
 from lyra_sim.rotations import quat_multiply, rotmat_to_quat
+from lyra_sim.sh import C0 as SH_C0  # noqa: F401  (public name: callers import the DC constant from here)
+from lyra_sim.sh import rgb_to_sh0, sh0_to_rgb
 
 FRAMES = ("opencv", "z_up")
 #: Rotation taking OpenCV camera axes (x right, y down, z forward) to REP-103 axes (x forward, y left, z up).
 OPENCV_TO_Z_UP = ((0.0, 0.0, 1.0), (-1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
-SH_C0 = 0.28209479177387814
 
 
 class WorldError(LyraSimError):
@@ -63,9 +64,14 @@ def sh_degree_from_k(k: int) -> int:
     return deg
 
 
-def rgb_to_sh0(rgb: torch.Tensor) -> torch.Tensor:
-    """Plain RGB in [0,1] (N,3) -> degree-0 SH coefficients (N,1,3) that render to that RGB."""
-    return ((rgb - 0.5) / SH_C0).unsqueeze(1)
+def most_opaque(opacities: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the ``count`` most opaque Gaussians, most opaque first (ties: lower index first)."""
+    return torch.argsort(opacities, descending=True, stable=True)[:count]
+
+
+def fraction_count(fraction: float, total: int) -> int:
+    """``int(fraction * total)``, with ``fraction`` rounded to 12 decimals first (1 - 0.8 is 0.19999999999999996)."""
+    return int(round(fraction, 12) * total)
 
 
 @dataclass(eq=False)
@@ -153,7 +159,7 @@ class GaussianWorld:
     @property
     def rgb(self) -> torch.Tensor:
         """View-independent base colour (N,3) from the DC term, clamped to [0,1]."""
-        return (self.sh[:, 0, :] * SH_C0 + 0.5).clamp(0.0, 1.0)
+        return sh0_to_rgb(self.sh)
 
     def _replace(self, validate: bool = False, **arrays) -> GaussianWorld:
         fields = {
@@ -221,12 +227,15 @@ class GaussianWorld:
         if keep_fraction is not None:
             if not 0.0 <= keep_fraction <= 1.0:
                 raise WorldError(f"keep_fraction: expected a value in [0, 1], got {keep_fraction}")
-            k = int(keep_fraction * len(self))
-            top = torch.argsort(self.opacities, descending=True, stable=True)[:k]
+            top = most_opaque(self.opacities, fraction_count(keep_fraction, len(self)))
             keep = torch.zeros_like(mask)
             keep[top] = True
             mask &= keep
         return self.subset(mask)
+
+    def most_opaque(self, count: int) -> GaussianWorld:
+        """The ``count`` most opaque Gaussians, most opaque first (e.g. a bounded point cloud for a viewer)."""
+        return self.subset(most_opaque(self.opacities, count))
 
     def bounds(self, quantile: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Axis-aligned (min, max) of the centres; with ``quantile`` q, the q and 1-q quantiles."""

@@ -13,7 +13,7 @@ import torch
 from pxr import Gf, Usd, UsdGeom, UsdVol, Vt
 
 from lyra_sim.errors import LyraSimError
-from lyra_sim.world import SH_C0, GaussianWorld
+from lyra_sim.world import GaussianWorld
 
 SPLAT_FIELDS = ("positions", "orientations", "scales", "opacities", "radiance:sphericalHarmonicsCoefficients")
 COUNTS_KEY = "lyra_sim:particleCounts"  # per-time real particle counts (the rest is zero-opacity padding)
@@ -51,8 +51,7 @@ def splat_extent(world: GaussianWorld) -> Vt.Vec3fArray:
 
 
 def display_colors(world: GaussianWorld) -> Vt.Vec3fArray:
-    rgb = (world.sh[:, 0] * SH_C0 + 0.5).clamp(0, 1)
-    return Vt.Vec3fArray.FromNumpy(_np(rgb, np.float32))
+    return Vt.Vec3fArray.FromNumpy(_np(world.rgb, np.float32))
 
 
 def _attributes(splat: UsdVol.ParticleField3DGaussianSplat, half: bool) -> dict[str, Usd.Attribute]:

@@ -23,7 +23,7 @@ from lyra_sim.camera import Camera
 from lyra_sim.envs.scene import SimScene, prepare_scene
 from lyra_sim.errors import LyraSimError
 from lyra_sim.physics.bullet import BulletScene
-from lyra_sim.rendering import render
+from lyra_sim.rendering import DEFAULT_BACKGROUND, render
 from lyra_sim.world import DynamicGaussianWorld
 
 CONTROL_DT = 0.1  # seconds per env step
@@ -89,7 +89,7 @@ class NavigateEnv(gym.Env):
     def _render(self, K: torch.Tensor, size: tuple[int, int]):
         camera = Camera(K, torch.from_numpy(self.bullet.camera_world_to_cam()).float(), *size)
         with torch.no_grad():
-            return render(self._world_now(), camera, background=(1.0, 1.0, 1.0))
+            return render(self._world_now(), camera, background=DEFAULT_BACKGROUND)
 
     def _observation(self) -> dict:
         result = self._render(self.camera_K, self.image_size)

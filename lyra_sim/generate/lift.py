@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from lyra_sim.camera import pixel_directions
 from lyra_sim.generate.depth_sources import DepthEstimate, estimate_depth
 from lyra_sim.generate.images import (
     DEFAULT_MAX_PIXELS,
@@ -24,7 +25,8 @@ from lyra_sim.generate.images import (
     scale_intrinsics,
 )
 from lyra_sim.rotations import rotmat_to_quat
-from lyra_sim.world import GaussianWorld, rgb_to_sh0
+from lyra_sim.sh import rgb_to_sh0
+from lyra_sim.world import GaussianWorld
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,7 @@ def unreliable_edges(depth: np.ndarray, rel_jump: float = 0.05, margin: int = 1)
 
 def unproject_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     """Camera-frame points (H,W,3) of a z-depth map through pixel centres (+0.5), OpenCV pinhole K."""
-    h, w = depth.shape
-    v, u = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
-    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
+    rays = pixel_directions(torch.from_numpy(np.asarray(K, np.float64)), *depth.shape).numpy()
     return rays * depth[..., None]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +27,32 @@ def _failed(target: Path, exc: OSError) -> OutputError:
     return OutputError(f"{target}: cannot write ({reason}); nothing was written")
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux reports it (else the set-and-restore idiom)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(target: Path, new_mode: int = 0o666) -> int:
+    """An existing target keeps its permissions; a new one gets ``new_mode`` minus the umask, like ``open()``."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        return new_mode & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it to ``path``.
 
     On any exception (or SIGTERM) the temporary file is removed and ``path`` is left untouched, so a
-    failed write never leaves a partial output behind. OSErrors become :class:`OutputError`.
+    failed write never leaves a partial output behind. OSErrors become :class:`OutputError`. The file
+    ends up with the permissions a plain ``open(path, "w")`` would give it (mkstemp's private 0600 is not kept).
     """
     target = Path(path)
     try:
@@ -44,6 +65,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         with temporary(tmp):
             yield tmp
+            os.chmod(tmp, _final_mode(target))
             os.replace(tmp, target)
     except OSError as exc:
         raise _failed(target, exc) from exc
@@ -68,6 +90,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         with temporary(tmp):
             yield tmp
+            os.chmod(tmp, _final_mode(target, 0o777))
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
                 with temporary(old):

@@ -18,6 +18,7 @@ import torch
 
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.io.errors import WorldFileError
+from lyra_sim.io.header_metadata import frame_scale_from_comments, info_from_comments, world_comments
 from lyra_sim.world import GaussianWorld, WorldError, sh_degree_from_k
 
 LAYOUTS = ("inria", "lyra")
@@ -32,7 +33,6 @@ _MAX_HEADER_BYTES = 1 << 20
 #: list rows one by one in Python (~5 us each), so an unused list element is capped instead of parsed for seconds.
 MAX_UNUSED_LIST_ROWS = 10_000
 _REQUIRED = ["x", "y", "z", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
-_COMMENT_KEY = "lyra_sim"
 _OPACITY_EPS = 1e-10
 _MIN_SCALE = 1e-12
 
@@ -147,14 +147,7 @@ def _check_header(path: Path) -> None:
 
 
 def _read_comment_metadata(ply: plyfile.PlyData) -> dict:
-    meta = {}
-    for comment in ply.comments:
-        words = comment.split()
-        if words and words[0] == _COMMENT_KEY:
-            for item in words[1:]:
-                key, _, value = item.partition("=")
-                meta[key] = value
-    return meta
+    return frame_scale_from_comments(ply.comments)
 
 
 def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit: float | None = None) -> GaussianWorld:
@@ -218,6 +211,7 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
             sh=torch.from_numpy(sh).float(),
             frame=frame or meta.get("frame", "opencv"),
             meters_per_unit=meters_per_unit,
+            info=info_from_comments(ply.comments),
         )
     except WorldError as exc:
         raise WorldFileError(f"{path}: {exc}") from exc
@@ -261,9 +255,8 @@ def world_to_ply_array(world: GaussianWorld, layout: str = "inria") -> np.ndarra
 def write_ply(world: GaussianWorld, path: str | os.PathLike, layout: str = "inria") -> Path:
     """Write a binary little-endian 3DGS PLY atomically; returns the path written."""
     vertices = world_to_ply_array(world, layout)
-    mpu = "none" if world.meters_per_unit is None else repr(float(world.meters_per_unit))
-    comments = [f"{_COMMENT_KEY} frame={world.frame} meters_per_unit={mpu}"]
-    ply = plyfile.PlyData([plyfile.PlyElement.describe(vertices, "vertex")], text=False, comments=comments)
+    ply = plyfile.PlyData([plyfile.PlyElement.describe(vertices, "vertex")], text=False,
+                          comments=world_comments(world))
     with atomic_path(path) as tmp:
         ply.write(str(tmp))
     return Path(path)
