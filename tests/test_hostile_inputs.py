@@ -476,3 +476,77 @@ def test_gray_palette_and_rgba_images_convert_and_alpha_marks_invalid_pixels(tmp
     assert "8 transparent pixels" in loaded.notes[0]
     depth = load_depth(np.ones((4, 6)), (4, 6), valid=loaded.valid)
     assert (depth[:, :2] == 0).all() and (depth[:, 2:] == 1).all()
+
+
+def test_cli_generate_takes_depth_scale_and_reports_downscaling(tmp_path, capsys):
+    from lyra_sim.cli import main
+
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(tmp_path / "rgb.png")
+    Image.fromarray(np.full((60, 80), 10000, np.uint16)).save(tmp_path / "tum.png")  # 2 m at 5000 units/m
+    out = tmp_path / "w.ply"
+    assert main(["generate", str(tmp_path / "rgb.png"), "--depth", str(tmp_path / "tum.png"), "--depth-scale", "5000",
+                 "--max-pixels", "1200", "-o", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "downscaled from 80x60 to 40x30" in printed and f"to {out}" in printed
+    assert torch.allclose(load_world(out).means[:, 2], torch.tensor(2.0), atol=1e-4)
+    np.save(tmp_path / "mm.npy", np.full((60, 80), 2000.0, np.float32))
+    assert main(["generate", str(tmp_path / "rgb.png"), "--depth", str(tmp_path / "mm.npy"), "-o", str(out)]) == 2
+    assert "millimetres" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ camera paths and frame sets
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"K": K, "world_to_cam": np.eye(4).tolist(), "width": 100000, "height": 100000}, "exceed the limit"),
+        ({"K": {"a": 1}, "world_to_cam": np.eye(4).tolist()}, "arrays of numbers"),
+        ({"K": K, "world_to_cam": np.eye(4).tolist(), "width": 0}, "positive integers"),
+        ({"world_to_cam": np.eye(4).tolist()}, "missing 'K'"),
+    ],
+)
+def test_hostile_camera_path_files_are_named(tmp_path, content, message):
+    from lyra_sim.camera_paths import camera_path
+
+    path = tmp_path / "cams.json"
+    path.write_text(__import__("json").dumps(content))
+    with pytest.raises(LyraSimError, match=rf"{path}.*{message}"):
+        camera_path(str(path), torch.tensor(K), 32, 24, 4, 1.0)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(LyraSimError, match=rf"{path}.*nested too deeply"):
+        camera_path(str(path), torch.tensor(K), 32, 24, 4, 1.0)
+
+
+def test_world_info_with_zero_image_size_is_a_named_error_not_zero_division():
+    from lyra_sim.camera_paths import render_intrinsics
+
+    world = random_world(n=3)
+    world.info = {"intrinsics": K, "image_size": [0, 0]}
+    with pytest.raises(LyraSimError, match="image_size"):
+        render_intrinsics(world, 32, 24)
+
+
+def test_render_writes_its_frame_set_atomically(tmp_path, monkeypatch):
+    import lyra_sim.media as media
+    from lyra_sim.camera import Camera
+
+    world = random_world(n=30)
+    cams = Camera(torch.tensor(K).expand(3, 3, 3), torch.eye(4).expand(3, 4, 4), 32, 24)
+    out = tmp_path / "render"
+    written = media.render_path(world, cams, out, mp4=False)
+    assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.png", "frame_0000.png", "frame_0001.png",
+                                                     "frame_0002.png"]  # fmt: skip
+    assert written["frames"][2] == str(out / "frame_0002.png")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_save_png, calls = media.save_png, []
+
+    def disk_full_on_third(image, path):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save_png(image, path)
+
+    monkeypatch.setattr(media, "save_png", disk_full_on_third)
+    with pytest.raises(OutputError, match=rf"{out}.*No space left"):
+        media.render_path(random_world(n=30, seed=5), cams, out, mp4=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old set, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["render"]  # no partial folder left
