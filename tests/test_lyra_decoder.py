@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lyra_sim.camera import relative_poses
 from lyra_sim.generate import CheckpointError, LyraDecoder, LyraDecoderConfig
 from lyra_sim.generate.gaussian_head import (
     activate,
@@ -14,7 +15,7 @@ from lyra_sim.generate.gaussian_head import (
     packed_to_world,
     top_opacity,
 )
-from lyra_sim.generate.plucker import intrinsics_matrix, plucker_image, relative_to_reference, time_image
+from lyra_sim.generate.plucker import intrinsics_matrix, plucker_image, time_image
 
 KEYS_FILE = Path(__file__).parent / "data" / "lyra_checkpoint_keys.txt"
 
@@ -195,7 +196,7 @@ def test_plucker_rays_have_unit_directions_and_moments_orthogonal():
     # Centre pixel of an unrotated camera looks down +z (pixel centres at +0.5: column 16 is 16.5).
     centre = direction[:, 11, 15]
     torch.testing.assert_close(centre, torch.nn.functional.normalize(torch.tensor([-0.5 / 50, -0.5 / 50, 1]), dim=0))
-    relative = relative_to_reference(torch.stack([pose[0], pose[0] @ torch.diag(torch.tensor([1.0, -1, -1, 1]))]))
+    relative = relative_poses(torch.stack([pose[0], pose[0] @ torch.diag(torch.tensor([1.0, -1, -1, 1]))]))
     torch.testing.assert_close(relative[0], torch.eye(4))
 
 

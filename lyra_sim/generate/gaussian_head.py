@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from lyra_sim.camera import pixel_rays
-from lyra_sim.world import GaussianWorld, rgb_to_sh0
+from lyra_sim.sh import rgb_to_sh0
+from lyra_sim.world import GaussianWorld, most_opaque
 
 RAW_SPLIT = (1, 3, 3, 4, 1)  # distance, rgb, scale, rotation, opacity
 PACKED_FIELDS = {"xyz": slice(0, 3), "opacity": slice(3, 4), "scale": slice(4, 7), "quat": slice(7, 11),
@@ -65,8 +66,7 @@ def top_opacity(packed: torch.Tensor, prune: float) -> torch.Tensor:
     if prune == 0.0:
         return packed
     keep = kept_count(packed.shape[0], prune)
-    order = torch.argsort(packed[:, PACKED_FIELDS["opacity"]].squeeze(-1), descending=True, stable=True)
-    return packed[order[:keep]]
+    return packed[most_opaque(packed[:, PACKED_FIELDS["opacity"]].squeeze(-1), keep)]
 
 
 def packed_to_world(packed: torch.Tensor, info: dict | None = None) -> GaussianWorld:

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from lyra_sim.camera import relative_poses
 from lyra_sim.generate.cosmos import CosmosTokenizer
 from lyra_sim.generate.gaussian_head import gaussians_from_raw, packed_to_world, top_opacity
 from lyra_sim.generate.gen3c_dir import TeacherDataError, TeacherView, read_teacher_dir
 from lyra_sim.generate.lyra_decoder import LyraDecoder
-from lyra_sim.generate.plucker import frame_times, plucker_image, relative_to_reference, time_image
+from lyra_sim.generate.plucker import frame_times, plucker_image, time_image
 from lyra_sim.trajectories import LYRA_VIEW_ORDER
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
@@ -55,7 +56,7 @@ class _Inputs:
                                        f"frames, but the pose file has {view.num_frames}")
             latents.append(tokenizer.to_tokenizer_space(latent[None])[0])
             K = view.K().float()
-            cam_to_world = relative_to_reference(view.cam_to_world, reference).float()
+            cam_to_world = relative_poses(view.cam_to_world, reference).float()
             self.K.append(K)
             self.cam_to_world.append(cam_to_world)
             full_height, full_width = height * tokenizer.spatial_compression, width * tokenizer.spatial_compression
