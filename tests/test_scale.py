@@ -44,7 +44,8 @@ def test_make_dataset_on_ray_matches_single_process_bytes(tmp_path, local_ray):
 
 def test_local_ray_listens_on_localhost_only(local_ray):
     node_pids = {os.getpid()} | {c.pid for c in psutil.Process().children(recursive=True)}
-    listening = [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in node_pids]
+    connections = psutil.net_connections(kind="inet")
+    listening = [c for c in connections if c.status == psutil.CONN_LISTEN and c.pid in node_pids]
     assert listening, "Ray's processes should be listening on some port"
     addresses = {c.laddr.ip for c in listening}
     assert addresses <= {"127.0.0.1", "::1"}, addresses

@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 MIN_SEEN_THROUGH = 3  # frames that must see through a point before it counts as moving
 SEEN_THROUGH_RATIO = 0.25  # ... and their share relative to the frames that saw it
 MIN_MOVING_AREA_M2 = 0.004  # less moving surface than this (about 6 x 6 cm) is noise, not an object
-ZBUFFER_CELL = 8  # pixels per cell of the coarse static depth buffer used to find moving pixels
 
 
 @dataclass
@@ -51,26 +50,42 @@ def _keyframes(times: np.ndarray, interval: float) -> list[int]:
     return keys
 
 
-def _static_zbuffer(points: np.ndarray, cam_to_ref: np.ndarray, K: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest static depth per pixel from a coarse z-buffer (cells of ZBUFFER_CELL pixels, dilated by one cell)."""
+def _static_zbuffer(points: np.ndarray, cam_to_ref: np.ndarray, K: np.ndarray, shape: tuple[int, int],
+                    voxel_size: float) -> np.ndarray:  # fmt: skip
+    """Nearest static depth per pixel (inf where none), with no gaps between the projected surface points.
+
+    Points one voxel apart land ``voxel * f / z`` pixels apart, so each point is z-buffered in cells at
+    least that wide (cells of 2, 4, 8 or 16 pixels, by its depth), and the levels are combined by minimum.
+    """
     h, w = shape
     pc, rows, cols, inside = project(points, cam_to_ref, K, shape)
-    ch, cw = -(-h // ZBUFFER_CELL), -(-w // ZBUFFER_CELL)
-    cells = np.full(ch * cw, np.inf)
-    np.minimum.at(cells, (rows[inside] // ZBUFFER_CELL) * cw + cols[inside] // ZBUFFER_CELL, pc[inside, 2])
-    cells = ndimage.minimum_filter(cells.reshape(ch, cw), size=3, mode="nearest")
-    return np.repeat(np.repeat(cells, ZBUFFER_CELL, axis=0), ZBUFFER_CELL, axis=1)[:h, :w]
+    spacing = np.where(inside, voxel_size * np.sqrt(K[0, 0] * K[1, 1]) / np.maximum(pc[:, 2], 1e-6), np.inf)
+    out = np.full((h, w), np.inf)
+    for level, cell in enumerate((2, 4, 8, 16)):
+        sel = inside & (spacing <= cell) & (spacing > (cell // 2 if level else 0))
+        if level == 3:
+            sel = inside & (spacing > 8)
+        if not sel.any():
+            continue
+        ch, cw = -(-h // cell), -(-w // cell)
+        cells = np.full(ch * cw, np.inf)
+        np.minimum.at(cells, (rows[sel] // cell) * cw + cols[sel] // cell, pc[sel, 2])
+        out = np.minimum(out, np.repeat(np.repeat(cells.reshape(ch, cw), cell, axis=0), cell, axis=1)[:h, :w])
+    return out
 
 
-def moving_masks(seq: RGBDSequence, cam_to_ref: np.ndarray, static_points: np.ndarray, voxel_size: float) -> list:
-    """Per frame, the pixels clearly in front of the fused static background (cleaned of specks)."""
+def moving_masks(seq: RGBDSequence, cam_to_ref: np.ndarray, static_points: np.ndarray, voxel_size: float,
+                 depth_max: float) -> list[np.ndarray]:  # fmt: skip
+    """Per frame, the pixels (within ``depth_max``) clearly in front of the fused static background, without specks."""
     h, w = seq.frames[0].depth.shape
     min_pixels = max(16, (h * w) // 2000)
     masks = []
     for i, frame in enumerate(seq.frames):
         depth = clean_depth(frame.depth)
-        static = _static_zbuffer(static_points, cam_to_ref[i], seq.K, (h, w))
-        mask = (depth > 0) & (depth < static - 2.5 * sensor_tolerance(depth, voxel_size))
+        static = _static_zbuffer(static_points, cam_to_ref[i], seq.K, (h, w), voxel_size)
+        # Only where something static was seen behind: a surface with nothing known behind it cannot be said to move.
+        mask = (depth > 0) & (depth <= depth_max) & np.isfinite(static)
+        mask &= depth < static - 2.5 * sensor_tolerance(depth, voxel_size)
         mask = ndimage.binary_opening(mask, iterations=2)
         labels, count = ndimage.label(mask)
         if count:
@@ -117,7 +132,7 @@ def reconstruct_sequence(
     log.info("fused %d surface points; %.3f m^2 seen through (moving)", len(points), moving_area)
     masks = None
     if moving.any() or dynamic:
-        masks = moving_masks(seq, cam_to_ref, points[~moving], voxel_size)
+        masks = moving_masks(seq, cam_to_ref, points[~moving], voxel_size, depth_max)
         points, normals = integrate_tsdf(seq, cam_to_ref, voxel_size, depth_max, masks=[~m for m in masks],
                                          progress=progress)  # fmt: skip
         obs = observe(points, normals, seq, cam_to_ref, voxel_size, sh_degree, progress=progress)

@@ -18,19 +18,19 @@ import numpy as np
 import open3d as o3d
 import open3d.core as o3c
 import torch
+from scipy import ndimage
 from tqdm.auto import tqdm
 
 from lyra_sim.generate.lift import unreliable_edges
 from lyra_sim.generate.sequence import RGBDSequence
 from lyra_sim.rotations import rotmat_to_quat
-from lyra_sim.sh import C0, sh_basis
+from lyra_sim.sh import C0, C1, sh_basis
 from lyra_sim.world import GaussianWorld
 
 SURFEL_SIGMA = 0.7  # in-plane std in voxel sizes: neighbouring TSDF surface points (one voxel apart) blend
 SURFEL_THICKNESS = 0.1  # std along the normal, relative to the in-plane std
 TSDF_TRUNCATION = 4.0  # signed distances are truncated at this many voxels
-MIN_TSDF_WEIGHT = 2  # a surface needs this many frames' support (fewer frames: all of them)
-SH_RIDGE = 0.05  # pull of the degree-1 SH terms towards zero, relative to a point's total weight
+SH_RIDGE = 0.01  # pull of the degree-1 SH terms to zero: views must spread over more than ~6 degrees to fit them
 
 
 def sensor_tolerance(z: np.ndarray, voxel_size: float) -> np.ndarray:
@@ -73,7 +73,9 @@ def integrate_tsdf(
         extrinsic = o3c.Tensor(np.linalg.inv(cam_to_ref[i]), o3c.float64)
         blocks = grid.compute_unique_block_coordinates(depth_image, intrinsic, extrinsic, 1.0, depth_max)
         grid.integrate(blocks, depth_image, colour_image, intrinsic, extrinsic, 1.0, depth_max, TSDF_TRUNCATION)
-    cloud = grid.extract_point_cloud(weight_threshold=float(min(MIN_TSDF_WEIGHT, len(seq))))
+    # Each frame adds weight 1 and open3d keeps weights strictly above the threshold: 0.5 keeps what one frame saw
+    # (open3d's default of 3 drops the edges of the capture).
+    cloud = grid.extract_point_cloud(weight_threshold=0.5)
     if "positions" not in cloud.point or len(cloud.point.positions) == 0:
         return np.zeros((0, 3)), np.zeros((0, 3))
     points = cloud.point.positions.numpy().astype(np.float64)
@@ -133,9 +135,14 @@ def observe(
         pc, rows, cols, inside = project(points, cam_to_ref[i], seq.K, (h, w))
         idx = np.flatnonzero(inside)
         z = pc[idx, 2]
-        measured = clean_depth(frame.depth)[rows[idx], cols[idx]]
+        depth = clean_depth(frame.depth)
+        measured = depth[rows[idx], cols[idx]]
+        # Seeing through needs the whole neighbourhood behind the point: a point on a silhouette projects
+        # within a pixel or two of the background behind it.
+        nearest = ndimage.minimum_filter(np.where(depth > 0, depth, np.inf), size=5, mode="nearest")
+        nearest = nearest[rows[idx], cols[idx]]
         tol = sensor_tolerance(z, voxel_size)
-        through = (measured > 0) & (measured > z + 2.5 * tol)
+        through = np.isfinite(nearest) & (nearest > z + 2.5 * tol)
         obs.seen_through[idx[through]] += 1
         ray = pc[idx] / np.linalg.norm(pc[idx], axis=1, keepdims=True)
         n_cam = normals[idx] @ cam_to_ref[i][:3, :3]  # normals in camera axes (rotation inverse = transpose)
@@ -166,7 +173,7 @@ def fit_sh(obs: Observations) -> np.ndarray:
     fit never invents shine it has no views for.
     """
     ridge = np.zeros((len(obs.weight), 4, 4))
-    ridge[:, [1, 2, 3], [1, 2, 3]] = SH_RIDGE * np.maximum(obs.weight, 1e-12)[:, None] / C0**2
+    ridge[:, [1, 2, 3], [1, 2, 3]] = SH_RIDGE * C1**2 * np.maximum(obs.weight, 1e-12)[:, None]
     ridge[:, 0, 0] = 1e-9
     return np.linalg.solve(obs.ata + ridge, obs.atc)
 

@@ -275,7 +275,11 @@ def read_sequence(
         raise InputError(f"every: expected an integer >= 1, got {every}")
     tum = (root / "rgb.txt").is_file() and (root / "depth.txt").is_file()
     pairs = _tum_pairs(root) if tum else _plain_pairs(root, fps)
-    pairs = pairs[::every][:max_frames]
+    mats = None
+    if poses is not None:  # matched against every frame of the folder, before thinning
+        mats = load_poses(poses, [c.stem for _, c, _ in pairs], np.array([t for t, _, _ in pairs]))
+    keep = list(range(len(pairs)))[::every][:max_frames]
+    pairs = [pairs[i] for i in keep]
     k_arg, file_scale = _find_intrinsics(root, intrinsics)
     scale = depth_scale or file_scale or (TUM_DEPTH_SCALE if tum else None)
     frames, K = [], None
@@ -289,10 +293,9 @@ def read_sequence(
                              f"{frames[0].rgb.shape[1]}x{frames[0].rgb.shape[0]}")  # fmt: skip
         depth = load_depth(depth_path, (h, w), name=str(depth_path), depth_scale=scale)
         frames.append(RGBDFrame(rgb, depth, float(t), rgb_path.stem))
-    if poses is not None:
-        mats = load_poses(poses, [f.name for f in frames], np.array([f.timestamp for f in frames]))
-        for frame, m in zip(frames, mats, strict=True):
-            frame.cam_to_world = m
+    if mats is not None:
+        for frame, i in zip(frames, keep, strict=True):
+            frame.cam_to_world = mats[i]
     return RGBDSequence(frames, K, str(root), {"layout": "tum" if tum else "plain", "depth_scale": scale})
 
 
