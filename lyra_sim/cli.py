@@ -1,4 +1,4 @@
-"""The ``lyra-sim`` command: generate, decode, render, info and demo."""
+"""The ``lyra-sim`` command: argument parsing and printing; the work happens in the library modules it calls."""
 
 from __future__ import annotations
 
@@ -8,83 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm import tqdm
-
-from lyra_sim.camera import Camera
+from lyra_sim.camera_paths import world_camera_path
+from lyra_sim.demo import EXAMPLE_DIR, run_demo
 from lyra_sim.errors import LyraSimError
-from lyra_sim.generate import InputError, generate_world
-from lyra_sim.io import load_world, save_world
-from lyra_sim.media import contact_sheet, depth_to_uint8, save_mp4, save_png
-from lyra_sim.rendering import render
-from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
-from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
-
-EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "data"
-
-
-def _intrinsics_for(world: GaussianWorld | DynamicGaussianWorld, width: int, height: int, fov: float | None):
-    """K for rendering: the generating camera's (rescaled) when the world records one, else from fov."""
-    info = (world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world).info
-    if fov is None and "intrinsics" in info and "image_size" in info:
-        K = torch.tensor(info["intrinsics"], dtype=torch.float32)
-        src_w, src_h = info["image_size"]
-        K[0] *= width / src_w
-        K[1] *= height / src_h
-        K[2] = torch.tensor([0.0, 0.0, 1.0])
-        return K
-    return Camera.intrinsics_from_fov(width, height, fov or 60.0)
-
-
-def camera_path(spec: str, K: torch.Tensor, width: int, height: int, frames: int, scene_depth: float) -> Camera:
-    """A camera batch from a path spec: "fly", "lyra:<0-5>" or a JSON file of cameras."""
-    if spec == "fly":
-        return fly_through(K, width, height, num_frames=frames, look_at_depth=scene_depth, radius=0.15 * scene_depth,
-                           forward=0.25 * scene_depth)  # fmt: skip
-    if spec.startswith("lyra:"):
-        index = int(spec.split(":", 1)[1])
-        if index not in LYRA_TRAJECTORIES:
-            raise InputError(f"--path: Lyra trajectories are lyra:0 .. lyra:5, got {spec}")
-        return lyra_trajectories(K, width, height, num_frames=frames, scene_scale=scene_depth, order=(index,))[0]
-    path = Path(spec)
-    if not path.is_file():
-        raise InputError(f"--path: expected 'fly', 'lyra:K' or a JSON camera file, got {spec!r}")
-    try:
-        data = json.loads(path.read_text())
-        return Camera(np.asarray(data["K"]), np.asarray(data["world_to_cam"]), data.get("width", width),
-                      data.get("height", height))  # fmt: skip
-    except (json.JSONDecodeError, KeyError, ValueError) as exc:
-        raise InputError(f"--path {path}: expected JSON with 'K' and 'world_to_cam' ({exc})") from exc
-
-
-def _scene_depth(world: GaussianWorld | DynamicGaussianWorld) -> float:
-    w = world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world
-    z = w.means[:, 2]
-    z = z[z > 0]
-    return float(z.median()) if len(z) else 1.0
-
-
-def render_path(world, cameras: Camera, out_dir: Path, backend: str = "auto", mp4: bool = True,
-                background=(1.0, 1.0, 1.0), depth_frames: bool = False) -> dict:  # fmt: skip
-    """Render every camera of a path to PNG frames, a contact sheet and an MP4; returns written paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    frames, written = [], {"frames": []}
-    for i in tqdm(range(len(cameras)), desc="rendering", unit="frame"):
-        t = None
-        if isinstance(world, DynamicGaussianWorld):
-            t = world.times[0] + (world.times[-1] - world.times[0]) * i / max(len(cameras) - 1, 1)
-        with torch.no_grad():
-            result = render(world, cameras[i], backend=backend, background=background, t=t)
-        frame = result.rgb
-        frames.append(frame.numpy())
-        written["frames"].append(str(save_png(frame, out_dir / f"frame_{i:04d}.png")))
-        if depth_frames:
-            save_png(depth_to_uint8(result.depth), out_dir / f"depth_{i:04d}.png")
-    written["contact_sheet"] = str(save_png(contact_sheet(frames), out_dir / "contact_sheet.png"))
-    if mp4:
-        written["mp4"] = str(save_mp4(frames, out_dir / "flythrough.mp4"))
-    return written
+from lyra_sim.generate import generate_world
+from lyra_sim.io import REGISTRY, load_world, save_world
+from lyra_sim.media import render_path
+from lyra_sim.world import DynamicGaussianWorld
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -132,21 +62,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_export_usd(args: argparse.Namespace) -> int:
-    from usd_exporters import export_world  # lazy: pxr is only needed here
-
+    usd = REGISTRY.writer_for(args.output, "usd")  # through the format registry: the core never names the adapter
     world = load_world(args.world)
     collision = args.collision
     if collision == "auto":
-        from lyra_sim.align import align_world
-        from lyra_sim.physics import build_collision_proxy
+        from lyra_sim.physics.aligned import align_with_proxies
 
-        world = align_world(world)
+        world, proxies = align_with_proxies(world)
         print(f"aligned: floor at z = 0, scale from {world.info['alignment']['scale_source']}")
-        collision = build_collision_proxy(world)
-        collision = collision[0] if isinstance(collision, list) else collision
+        collision = proxies[0]
         print(f"collision proxy: {len(collision.faces):,} triangles")
-    out = export_world(world, args.output, collision_mesh=collision, half=args.half,
-                       points_fallback=args.points)  # fmt: skip
+    out = usd.writer(world, Path(args.output), collision_mesh=collision, half=args.half, points_fallback=args.points)
     if world.frame != "z_up":
         print("note: world was in OpenCV axes; rotated to Z-up without levelling (lyra_sim.align levels it)")
     if world.meters_per_unit is None:
@@ -158,8 +84,7 @@ def cmd_export_usd(args: argparse.Namespace) -> int:
 def _world_and_cameras(args: argparse.Namespace, spec: str):
     """The world of ``args.world`` and the camera path ``spec`` at the requested size and field of view."""
     world = load_world(args.world)
-    K = _intrinsics_for(world, args.width, args.height, args.fov)
-    return world, camera_path(spec, K, args.width, args.height, args.frames, _scene_depth(world))
+    return world, world_camera_path(world, spec, args.width, args.height, args.frames, args.fov)
 
 
 def cmd_record_bag(args: argparse.Namespace) -> int:
@@ -200,17 +125,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from lyra_sim.generate import LyraDecoder
-    from lyra_sim.train.data_engine import SceneDataset
-    from lyra_sim.train.loop import TrainConfig, evaluate, make_space
+    from lyra_sim.train.loop import evaluate_checkpoint
 
-    payload = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    if "train_config" not in payload:
-        raise ValueError(f"{args.checkpoint}: no train_config (was it written by `lyra-sim train`?)")
-    config = TrainConfig.from_dict(payload["train_config"])
-    model = LyraDecoder.from_checkpoint(args.checkpoint)
-    metrics = evaluate(model, SceneDataset(args.dataset or config.dataset, args.split), make_space(config), config)
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(evaluate_checkpoint(args.checkpoint, args.dataset, args.split), indent=2))
     return 0
 
 
@@ -232,72 +149,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    data = Path(args.example_dir)
-    t0 = time.perf_counter()
-    world = generate_world(data / "tabletop_rgb.png", depth=data / "tabletop_depth.png",
-                           intrinsics=data / "tabletop_intrinsics.json")  # fmt: skip
-    print(f"generated {len(world):,} Gaussians from {data} in {time.perf_counter() - t0:.1f} s "
-          f"(depth: {world.info['depth_source']}, metric: {world.info['metric']})")  # fmt: skip
-    ply = save_world(world, out / "world.ply")
-    native = save_world(world, out / "world.safetensors")
-    print(f"wrote {ply} and {native}")
-
-    w, h = world.info["image_size"]
-    K = _intrinsics_for(world, w, h, None)
-    with torch.no_grad():
-        preview = render(world, Camera(K, torch.eye(4), w, h), background=(1, 1, 1))
-    print(f"wrote preview {save_png(preview.rgb, out / 'preview.png')}")
-    cams = camera_path("fly", K, w, h, args.frames, _scene_depth(world))
-    t0 = time.perf_counter()
-    written = render_path(world, cams, out / "flythrough")
-    fps = len(cams) / (time.perf_counter() - t0)
-    print(f"rendered {len(cams)} fly-through frames at {fps:.1f} frames/s")
-    print(f"wrote frames to {out / 'flythrough'}/, contact sheet {written['contact_sheet']}, video {written['mp4']}")
-    run_demo_episode(data, out, args.steps)
+    run_demo(args.out, frames=args.frames, steps=args.steps, example_dir=args.example_dir)
     return 0
-
-
-def run_demo_episode(data: Path, out: Path, steps: int) -> None:
-    """Align the example, build its collision proxy, export USDZ, and drive the robot to a goal."""
-    from lyra_sim.envs.navigate import NavigateEnv
-    from lyra_sim.envs.scene import prepare_scene
-    from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
-    from usd_exporters import export_world
-
-    rgb = load_rgb(data / "tabletop_rgb.png")
-    depth = load_depth(data / "tabletop_depth.png", rgb.shape[:2])
-    K = load_intrinsics(data / "tabletop_intrinsics.json", rgb.shape[1], rgb.shape[0])
-    t0 = time.perf_counter()
-    scene = prepare_scene((rgb, depth), intrinsics=K, progress=True)
-    proxy = scene.proxies[0]
-    print(f"aligned and built a {len(proxy.faces):,}-triangle collision proxy in {time.perf_counter() - t0:.1f} s "
-          f"(camera {scene.world.info['alignment']['camera_height_m']:.2f} m above the floor)")  # fmt: skip
-    print(f"wrote collision proxy {proxy.save(out / 'proxy.obj')}")
-    print(f"wrote {export_world(scene.world, out / 'world.usdz', collision_mesh=proxy)} (Z-up, metres, collider)")
-    env = NavigateEnv(scene, image_size=(160, 120), max_steps=steps)
-    obs, info = env.reset(seed=0)
-    frames = [obs["rgb"]]
-    total, t0 = 0.0, time.perf_counter()
-    for _ in tqdm(range(steps), desc="episode", unit="step"):
-        goal_x, goal_y, _ = obs["goal"]  # a scripted controller: turn towards the goal, drive when facing it
-        heading = float(np.arctan2(goal_y, goal_x))
-        action = np.array([np.clip(1.0 - abs(heading), 0.0, 1.0), np.clip(2.0 * heading, -1.0, 1.0)])
-        obs, reward, terminated, truncated, info = env.step(action)
-        frames.append(obs["rgb"])
-        total += reward
-        if terminated or truncated:
-            break
-    rate = (len(frames) - 1) / (time.perf_counter() - t0)
-    env.close()
-    outcome = "reached the goal" if info.get("success") else "collided" if info.get("collision") else "stopped"
-    print(f"episode: {len(frames) - 1} steps at {rate:.0f} steps/s, {outcome}, return {total:.2f}")
-    episode_dir = out / "episode"
-    for i, frame in enumerate(frames):
-        save_png(frame, episode_dir / f"frame_{i:03d}.png")
-    sheet = save_png(contact_sheet(frames, max_frames=12), episode_dir / "contact_sheet.png")
-    video = save_mp4(frames, episode_dir / "episode.mp4", fps=10)
-    print(f"wrote robot camera frames to {episode_dir}/, contact sheet {sheet}, video {video}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -398,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate a world from the bundled example and fly through it")
     demo.add_argument("--out", default="out")
     demo.add_argument("--frames", type=int, default=36)
-    demo.add_argument("--example-dir", default=str(EXAMPLE_DIR))
+    demo.add_argument("--example-dir", default=str(EXAMPLE_DIR), help="folder with the tabletop_* example files")
     demo.add_argument("--steps", type=int, default=60, help="steps of the scripted robot episode")
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -1,7 +1,6 @@
 """LyraSim/Navigate-v0: gymnasium conformance, reproducibility, collisions, vector envs, sources."""
 
 import functools
-from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -10,12 +9,13 @@ from gymnasium.utils.env_checker import check_env
 from scenes import ROOM_X, camera_view, room_surfaces, surfels_world
 
 import lyra_sim
+from lyra_sim.demo import EXAMPLE_DIR
 from lyra_sim.envs import ENV_ID, prepare_scene
 from lyra_sim.generate import InputError
 from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.io import save_world
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "data"
+EXAMPLE = EXAMPLE_DIR
 SMALL = {"image_size": (48, 36), "max_steps": 30}
 
 

@@ -193,3 +193,22 @@ def test_rgb_to_sh0_renders_plain_colour():
     world = GaussianWorld([[0, 0, 1.0]], [[1, 0, 0, 0]], [[0.5] * 3], [0.999], sh)
     out = render(world, Camera.from_fov(4, 4, 10.0), backend="cpu")
     torch.testing.assert_close(out.rgb[2, 2] / out.alpha[2, 2], torch.tensor([0.25, 0.5, 1.0]), atol=1e-4, rtol=0)
+
+
+def test_default_background_is_white_like_the_cli(tmp_path):
+    from PIL import Image
+
+    from lyra_sim.cli import main
+    from lyra_sim.io import save_world
+    from lyra_sim.rendering import DEFAULT_BACKGROUND
+
+    assert DEFAULT_BACKGROUND == (1.0, 1.0, 1.0)
+    behind = GaussianWorld.from_rgb([[0, 0, -1.0]], [[1, 0, 0]], [[0.1] * 3], [0.9])
+    assert torch.equal(render(behind, Camera.from_fov(8, 8, 60)).rgb, torch.ones(8, 8, 3))
+    # `lyra-sim render` of the same world from the same side: white frames too.
+    save_world(behind, tmp_path / "w.ply")
+    args = ["render", str(tmp_path / "w.ply"), "--frames", "1", "--width", "8", "--height", "8", "--fov", "60",
+            "--path", "lyra:0", "--no-mp4", "-o", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 0
+    frame = np.asarray(Image.open(tmp_path / "out" / "frame_0000.png"))
+    assert frame.min() == 255

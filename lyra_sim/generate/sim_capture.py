@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pybullet as p
 import pybullet_data
 from PIL import Image
 
 from lyra_sim.io.atomic import atomic_path
+from lyra_sim.physics.pybullet_quiet import import_pybullet
+
+p = import_pybullet()
 
 NEAR, FAR = 0.05, 20.0
 ROOM = (6.0, 5.0, 2.5)  # x, y extent and wall height (m); floor centred on the origin, z up

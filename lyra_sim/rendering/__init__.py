@@ -17,6 +17,8 @@ from lyra_sim.rendering.gsplat_backend import gsplat_available, render_gsplat
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 BACKENDS = ("auto", "cpu", "gsplat")
+#: White, as Lyra renders its training views; ``lyra-sim render``, ``demo`` and the gymnasium envs use it too.
+DEFAULT_BACKGROUND = (1.0, 1.0, 1.0)
 
 
 @dataclass
@@ -47,7 +49,7 @@ def render(
     world: GaussianWorld | DynamicGaussianWorld,
     camera: Camera,
     backend: str = "auto",
-    background=(0.0, 0.0, 0.0),
+    background=DEFAULT_BACKGROUND,
     t: float | None = None,
     near: float = 0.01,
     far: float = 1e10,
@@ -55,7 +57,8 @@ def render(
 ) -> RenderResult:
     """Render ``world`` from ``camera`` (one camera or a batch).
 
-    ``background`` is an RGB triple composited behind the Gaussians. For a dynamic world ``t``
+    ``background`` is an RGB triple composited behind the Gaussians (default white,
+    :data:`DEFAULT_BACKGROUND`, the same as the CLI and the envs). For a dynamic world ``t``
     picks the keyframe shown (default: the first). Gradients flow to the world's tensors on
     both backends.
     """
@@ -81,4 +84,4 @@ def render(
     return result
 
 
-__all__ = ["BACKENDS", "RenderResult", "render", "resolve_backend"]
+__all__ = ["BACKENDS", "DEFAULT_BACKGROUND", "RenderResult", "render", "resolve_backend"]

@@ -9,14 +9,16 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pybullet as p
 import pybullet_data
 import torch
 from safetensors.torch import load_file, save
 
 from lyra_sim.io.atomic import atomic_path
+from lyra_sim.physics.pybullet_quiet import import_pybullet
 from lyra_sim.scale import parallel_map
 from lyra_sim.train.teachers import CacheTeacher
+
+p = import_pybullet()
 
 OBJECTS = ("cube_small.urdf", "sphere_small.urdf", "duck_vhacd.urdf", "teddy_vhacd.urdf", "sphere2.urdf",
            "cube.urdf", "lego/lego.urdf", "soccerball.urdf")  # fmt: skip
