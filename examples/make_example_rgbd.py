@@ -16,11 +16,13 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pybullet as p
 import pybullet_data
 from PIL import Image
 
 from lyra_sim.physics.bullet_camera import render_rgbd
+from lyra_sim.physics.pybullet_quiet import import_pybullet
+
+p = import_pybullet()
 
 NEAR, FAR = 0.05, 20.0  # clip planes (m)
 VFOV_DEG = 50.0

@@ -65,7 +65,7 @@ def run_demo(out: str | os.PathLike, frames: int = 36, steps: int = 60,
     w, h = world.info["image_size"]
     K = render_intrinsics(world, w, h)
     with torch.no_grad():
-        preview = render(world, Camera(K, torch.eye(4), w, h), background=(1, 1, 1))
+        preview = render(world, Camera(K, torch.eye(4), w, h))
     log(f"wrote preview {save_png(preview.rgb, out / 'preview.png')}")
     cams = camera_path("fly", K, w, h, frames, scene_depth(world))
     t0 = time.perf_counter()

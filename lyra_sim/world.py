@@ -39,11 +39,21 @@ def _as_float_tensor(name: str, value, device=None) -> torch.Tensor:
             raise WorldError(f"{name}: cannot convert {type(value).__name__} to a tensor ({exc})") from exc
     if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64, torch.uint8)):
         raise WorldError(f"{name}: expected a real numeric array, got dtype {value.dtype}")
-    if not value.is_floating_point():
-        value = value.float()
+    if value.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        value = value.float()  # integers and float8 (no isfinite, no arithmetic): float32
     if device is not None:
         value = value.to(device)
     return value
+
+
+def _unit_quaternions(quats: torch.Tensor) -> torch.Tensor:
+    """Normalise in float64 after dividing by the largest component, so no norm overflows or underflows.
+
+    (A float32 norm of (1e38, 0, 0, 0) is inf and would turn the rotation into zeros.)
+    """
+    q = quats.double()
+    q = q / q.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    return (q / q.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)).to(quats.dtype)
 
 
 def sh_degree_from_k(k: int) -> int:
@@ -97,9 +107,9 @@ class GaussianWorld:
                 raise WorldError(f"meters_per_unit: expected a positive number, got {self.meters_per_unit}")
         if self.validate:
             self._check()
-        norms = self.quats.norm(dim=-1, keepdim=True)
+        norms = self.quats.double().norm(dim=-1, keepdim=True)
         if len(norms) and ((norms - 1).abs() > 1e-6).any():  # leave unit quaternions bit-exact
-            self.quats = self.quats / norms.clamp_min(torch.finfo(dtype).tiny)
+            self.quats = _unit_quaternions(self.quats)
 
     def _check(self) -> None:
         n = self.means.shape[0] if self.means.ndim == 2 else -1
@@ -127,7 +137,7 @@ class GaussianWorld:
             raise WorldError("scales: linear scales must be >= 0")
         if ((self.opacities < 0) | (self.opacities > 1)).any():
             raise WorldError("opacities: activated opacities must lie in [0, 1]")
-        if n and (self.quats.norm(dim=-1) == 0).any():
+        if n and (self.quats.abs().amax(dim=-1) == 0).any():
             raise WorldError("quats: zero-length quaternion")
 
     # ----------------------------------------------------------------- basic properties
@@ -151,7 +161,7 @@ class GaussianWorld:
         """View-independent base colour (N,3) from the DC term, clamped to [0,1]."""
         return sh0_to_rgb(self.sh)
 
-    def _replace(self, **arrays) -> GaussianWorld:
+    def _replace(self, validate: bool = False, **arrays) -> GaussianWorld:
         fields = {
             "means": self.means,
             "quats": self.quats,
@@ -163,7 +173,7 @@ class GaussianWorld:
             "info": dict(self.info),
         }
         fields.update(arrays)
-        return GaussianWorld(**fields, validate=False)
+        return GaussianWorld(**fields, validate=validate)
 
     # ----------------------------------------------------------------- helpers
     @classmethod
@@ -273,7 +283,8 @@ class GaussianWorld:
             from lyra_sim.sh import rotate_sh
 
             sh = rotate_sh(self.sh, rot)
-        return self._replace(
+        return self._replace(  # validated: a finite translation of 1e39 still gives infinite float32 means
+            validate=True,
             means=means,
             quats=quats,
             scales=self.scales * scale,

@@ -79,10 +79,15 @@ class _Inputs:
         height, width = self.full_size
         if self._input_times is None:
             self._input_times = self.space.encode_times(frame_times(self.frames), height, width)[None].to(self.device)
-        target = torch.full((self.frames,), target_frame / max(self.frames - 1, 1))
-        target_latents = self.space.encode_times(target, height, width)[None].to(self.device)
         expand = (1, views, *self._input_times.shape[1:])
-        return self._input_times[:, None].expand(expand), target_latents[:, None].expand(expand)
+        return self._input_times[:, None].expand(expand), self.target_time_latent(target_frame)[:, None].expand(expand)
+
+    def target_time_latent(self, target_frame: float) -> torch.Tensor:
+        """The target time's latent as the official code makes it, (1, 16, T, h, w): see
+        ``CosmosSpace.encode_target_time`` (one encoded frame, repeated)."""
+        height, width = self.full_size
+        target = target_frame / max(self.frames - 1, 1)
+        return self.space.encode_target_time(target, self.frames, height, width)[None].to(self.device)
 
 
 @torch.inference_mode()

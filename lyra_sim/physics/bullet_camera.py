@@ -6,7 +6,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import pybullet as p
+
+from lyra_sim.physics.pybullet_quiet import import_pybullet
+
+p = import_pybullet()
 
 
 def depth_from_zbuffer(zbuffer: np.ndarray, near: float, far: float) -> np.ndarray:

@@ -179,10 +179,10 @@ def prepare_sample(scene: dict, views: list[int], space, dynamic: bool = False, 
     if dynamic:
         times = frame_times(num_frames)
         times = times.flip(0) if reverse else times
-        target = torch.full((num_frames,), 1.0 - target_time if reverse else target_time)
+        target = 1.0 - target_time if reverse else target_time
         expand = (1, count, -1, -1, -1, -1)
         sample.input_times = space.encode_times(times, height, width)[None, None].expand(expand)
-        sample.target_times = space.encode_times(target, height, width)[None, None].expand(expand)
+        sample.target_times = space.encode_target_time(target, num_frames, height, width)[None, None].expand(expand)
     return sample
 
 
