@@ -1,6 +1,6 @@
 """Gaussian worlds: the one data type every part of lyra_sim passes around.
 
-In memory a world holds *activated* values (see DESIGN.md): positions (N,3), unit real-first
+In memory a world holds *activated* values (README, "Conventions"): positions (N,3), unit real-first
 quaternions (N,4), linear scales (N,3), opacities in [0,1] (N,) and SH colour coefficients
 (N,K,3) with K=(deg+1)^2.
 """

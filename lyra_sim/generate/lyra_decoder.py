@@ -1,7 +1,7 @@
 """Lyra's latent 3DGS decoder: patch embeddings, 16 Mamba-2/Transformer blocks, a 3D deconvolution head.
 
 The module's ``state_dict()`` matches the released checkpoints (``lyra_static.pt``, ``lyra_dynamic.pt``)
-name for name and shape for shape; see ``shared/lyra/SPEC.md`` for the architecture facts.
+name for name and shape for shape; the architecture follows them and the paper (Lyra, arXiv 2509.19296).
 """
 
 from __future__ import annotations
