@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lyra_sim.camera import Camera, CameraError
+from lyra_sim.camera import DEFAULT_FOV_DEG, Camera, CameraError
 from lyra_sim.io.guards import read_json
 from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
-DEFAULT_FOV_DEG = 60.0  # horizontal field of view when the world records no generating camera
 FLY_RADIUS = 0.15  # fly-through circle radius, as a fraction of the scene depth
 FLY_FORWARD = 0.25  # fly-through forward travel, as a fraction of the scene depth
 MAX_RENDER_PIXELS = 7680 * 4320  # 8K: larger frames are refused before a renderer allocates them

@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 from lyra_sim import __version__
+from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
+from lyra_sim.camera import DEFAULT_FOV_DEG
 from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, world_camera_path
 from lyra_sim.demo import EXAMPLE_DIR, run_demo
 from lyra_sim.errors import LyraSimError
 from lyra_sim.generate import generate_world
+from lyra_sim.generate.depth_sources import PRIOR_PITCH_DEG
 from lyra_sim.generate.images import DEFAULT_MAX_PIXELS
 from lyra_sim.io import REGISTRY, load_world, save_world
 from lyra_sim.media import render_path
@@ -226,11 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="downscale larger images to this "
                      "many pixels, one Gaussian each (0 keeps the full size)")
     gen.add_argument("--intrinsics", help="JSON with fx, fy, cx, cy (or K)")
-    gen.add_argument("--fov", type=float, default=60.0, help="horizontal FOV when no intrinsics (degrees)")
+    gen.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG, help="horizontal FOV when no intrinsics (degrees)")
     gen.add_argument("--depth-model", help="local transformers depth model directory")
     gen.add_argument("--stride", type=_positive_int, default=1, help="use every n-th pixel")
-    gen.add_argument("--camera-height", type=float, default=1.2, help="prior: camera height (m)")
-    gen.add_argument("--pitch", type=float, default=15.0, help="prior: camera pitch down (degrees)")
+    gen.add_argument("--camera-height", type=float, default=DEFAULT_CAMERA_HEIGHT, help="prior: camera height (m)")
+    gen.add_argument("--pitch", type=float, default=PRIOR_PITCH_DEG, help="prior: camera pitch down (degrees)")
     gen.add_argument("-o", "--output", required=True, help=f"world file to write: {WRITE_SUFFIXES}")
     gen.set_defaults(func=cmd_generate)
 
