@@ -418,3 +418,9 @@ class DynamicGaussianWorld:
             "num_gaussians": [len(w) for w in self.worlds],
             **{k: v for k, v in self.worlds[0].summary().items() if k not in ("num_gaussians",)},
         }
+
+
+def first_keyframe(world: GaussianWorld | DynamicGaussianWorld) -> GaussianWorld:
+    """The world itself, or a dynamic world's first keyframe: the one that carries the generating camera,
+    the frame and the alignment report the whole world shares."""
+    return world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world

@@ -16,7 +16,7 @@ from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
 from lyra_sim.physics.proxy import CollisionMesh
-from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
+from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
 
 @dataclass
@@ -59,7 +59,7 @@ class SimScene:
     @property
     def camera_to_world(self) -> np.ndarray:
         """The generating camera in the aligned frame."""
-        reference = self.world.worlds[0] if isinstance(self.world, DynamicGaussianWorld) else self.world
+        reference = first_keyframe(self.world)
         return np.asarray(reference.info["alignment"]["camera_to_world"])
 
 
@@ -131,7 +131,7 @@ def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_he
     world, extra = _world_from_source(source, intrinsics, depth_model)
     aligned, proxies = align_with_proxies(world, scale=scale, camera_height=camera_height, measured_views=extra,
                                           voxel_size=voxel_size, triangle_budget=triangle_budget, progress=progress)
-    reference = aligned.worlds[0] if isinstance(aligned, DynamicGaussianWorld) else aligned
+    reference = first_keyframe(aligned)
     free = free_space_map(reference, proxies[0], robot_scale)
     return SimScene(aligned, proxies, free, robot_scale)
 
