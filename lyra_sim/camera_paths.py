@@ -16,6 +16,7 @@ from lyra_sim.io.guards import read_json
 from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
+PATH_FRAMES = 48  # frames of a rendered camera path by default (2 s at 24 frames/s)
 FLY_RADIUS = 0.15  # fly-through circle radius, as a fraction of the scene depth
 FLY_FORWARD = 0.25  # fly-through forward travel, as a fraction of the scene depth
 MAX_RENDER_PIXELS = 7680 * 4320  # 8K: larger frames are refused before a renderer allocates them

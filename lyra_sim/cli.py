@@ -12,8 +12,8 @@ from pathlib import Path
 from lyra_sim import __version__
 from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
 from lyra_sim.camera import DEFAULT_FOV_DEG
-from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, world_camera_path
-from lyra_sim.demo import EXAMPLE_DIR, run_demo
+from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, PATH_FRAMES, world_camera_path
+from lyra_sim.demo import DEMO_EPISODE_STEPS, DEMO_FLY_FRAMES, EXAMPLE_DIR, run_demo
 from lyra_sim.errors import LyraSimError
 from lyra_sim.generate import generate_world
 from lyra_sim.generate.depth_sources import PRIOR_PITCH_DEG
@@ -212,6 +212,14 @@ SIZE_HELP = "image {} in pixels (default: the generating image's, else 320x240; 
 WRITE_SUFFIXES = ".ply, .compressed.ply, .spz, .safetensors, .usda/.usdc/.usdz"
 
 
+def _add_camera_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a rendered camera path: frame count, image size and field of view."""
+    parser.add_argument("--frames", type=_positive_int, default=PATH_FRAMES, help="frames per camera path")
+    parser.add_argument("--width", type=_positive_int, help=SIZE_HELP.format("width"))
+    parser.add_argument("--height", type=_positive_int, help=SIZE_HELP.format("height"))
+    parser.add_argument("--fov", type=_positive_float, help="horizontal FOV (default: the generating camera's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lyra-sim", description="Gaussian-splat worlds for robot simulation.",
                      formatter_class=_HelpFormatter)
@@ -265,10 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("world", help="world file to render (any readable format)")
     bag.add_argument("trajectory", help=PATH_HELP)
     bag.add_argument("output", help="OUT.mcap")
-    bag.add_argument("--frames", type=_positive_int, default=48, help="frames per camera path")
-    bag.add_argument("--width", type=_positive_int, help=SIZE_HELP.format("width"))
-    bag.add_argument("--height", type=_positive_int, help=SIZE_HELP.format("height"))
-    bag.add_argument("--fov", type=_positive_float, help="horizontal FOV (default: the generating camera's)")
+    _add_camera_options(bag)
     bag.add_argument("--rate", type=_positive_float, default=10.0, help="frames per second of bag time")
     bag.add_argument("--frame-id", default="camera_optical_frame", help="frame_id of the camera messages")
     bag.add_argument("--world-frame-id", default="map", help="frame_id of the poses")
@@ -302,10 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     ren = command("render", "world + camera path -> PNG frames, contact sheet, MP4")
     ren.add_argument("world", help="world file to render (any readable format)")
     ren.add_argument("--path", default="fly", help=PATH_HELP)
-    ren.add_argument("--frames", type=_positive_int, default=48, help="frames per camera path")
-    ren.add_argument("--width", type=_positive_int, help=SIZE_HELP.format("width"))
-    ren.add_argument("--height", type=_positive_int, help=SIZE_HELP.format("height"))
-    ren.add_argument("--fov", type=_positive_float, help="horizontal FOV (default: the generating camera's)")
+    _add_camera_options(ren)
     ren.add_argument("--backend", default="auto", choices=["auto", "cpu", "gsplat"],
                      help="rasterizer: gsplat needs CUDA; auto picks it when the world is on a GPU")
     ren.add_argument("--depth", action="store_true", help="also write depth previews")
@@ -319,9 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", "generate a world from the bundled example and fly through it")
     demo.add_argument("--out", default="out", help="output folder")
-    demo.add_argument("--frames", type=_positive_int, default=36, help="fly-through frames")
+    demo.add_argument("--frames", type=_positive_int, default=DEMO_FLY_FRAMES, help="fly-through frames")
     demo.add_argument("--example-dir", default=str(EXAMPLE_DIR), help="folder with the tabletop_* example files")
-    demo.add_argument("--steps", type=_positive_int, default=60, help="steps of the scripted robot episode")
+    demo.add_argument("--steps", type=_positive_int, default=DEMO_EPISODE_STEPS,
+                      help="steps of the scripted robot episode")
     demo.set_defaults(func=cmd_demo)
     return parser
 
