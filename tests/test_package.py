@@ -26,7 +26,7 @@ def test_submodules_are_attributes_of_the_package():
 
 
 def test_plain_import_loads_the_heavy_subpackages_only_on_use():
-    code = ("import sys, lyra_sim; lazy = ['lyra_sim.physics', 'lyra_sim.align', 'lyra_sim.train', 'pybullet'];"
+    code = ("import sys, lyra_sim; lazy = ['lyra_sim.physics', 'lyra_sim.train', 'pybullet'];"
             "print([m for m in lazy if m in sys.modules]); lyra_sim.physics.build_collision_proxy;"
             "print('lyra_sim.physics' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
