@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from lyra_sim.camera import Camera
 from lyra_sim.errors import LyraSimError
 from lyra_sim.io.atomic import atomic_path
-from lyra_sim.rendering import render
+from lyra_sim.rendering import DEFAULT_BACKGROUND, render
 from lyra_sim.ros_messages import (
     camera_info_fields,
     image_fields,
@@ -69,7 +69,7 @@ def _open_writer(stream):
 
 def record_bag(world, cameras: Camera, path: str | os.PathLike, rate_hz: float = 10.0, start_time: float | None = None,
                frame_id: str = "camera_optical_frame", world_frame_id: str = "map", topic_prefix: str = "/camera",
-               body_frame_id: str | None = "camera_link", background=(0.0, 0.0, 0.0), backend: str = "auto",
+               body_frame_id: str | None = "camera_link", background=DEFAULT_BACKGROUND, backend: str = "auto",
                progress: bool = True) -> Path:  # fmt: skip
     """Render each camera of ``cameras`` (frame i at ``start_time + i / rate_hz`` s) into an MCAP bag.
 
