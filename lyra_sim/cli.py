@@ -94,12 +94,15 @@ def _world_and_cameras(args: argparse.Namespace, spec: str):
 
 
 def cmd_record_bag(args: argparse.Namespace) -> int:
-    from lyra_sim.rosbag import record_bag
+    from lyra_sim.rosbag import parse_start_time, record_bag
 
     world, cams = _world_and_cameras(args, args.trajectory)
-    out = record_bag(world, cams, args.output, rate_hz=args.rate, frame_id=args.frame_id,
-                     world_frame_id=args.world_frame_id, topic_prefix=args.topic_prefix)  # fmt: skip
-    print(f"wrote {len(cams)} frames x 4 topics ({args.topic_prefix}/image_raw, depth, camera_info, pose) to {out}")
+    start = None if args.start is None else parse_start_time(args.start)
+    out = record_bag(world, cams, args.output, rate_hz=args.rate, start_time=start, frame_id=args.frame_id,
+                     world_frame_id=args.world_frame_id, topic_prefix=args.topic_prefix,
+                     body_frame_id=args.body_frame_id or None)  # fmt: skip
+    tf = "/tf, /tf_static" if args.body_frame_id else "/tf"
+    print(f"wrote {len(cams)} frames ({args.topic_prefix}/image_raw, depth, camera_info, pose; {tf}) to {out}")
     return 0
 
 
@@ -258,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     usd.add_argument("--points", action="store_true", help="also write a UsdGeom.Points proxy for plain viewers")
     usd.set_defaults(func=cmd_export_usd)
 
-    bag = command("record-bag", "world + camera path -> ROS 2 MCAP bag (image, depth, info, pose)")
+    bag = command("record-bag", "world + camera path -> ROS 2 MCAP bag (image, depth, info, pose, /tf)")
     bag.add_argument("world", help="world file to render (any readable format)")
     bag.add_argument("trajectory", help=PATH_HELP)
     bag.add_argument("output", help="OUT.mcap")
@@ -270,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--frame-id", default="camera_optical_frame", help="frame_id of the camera messages")
     bag.add_argument("--world-frame-id", default="map", help="frame_id of the poses")
     bag.add_argument("--topic-prefix", default="/camera", help="prefix of every topic")
+    bag.add_argument("--start", help="stamp of the first frame: seconds since 1970 or an ISO 8601 time (UTC unless "
+                     "it has an offset); default: now")
+    bag.add_argument("--body-frame-id", default="camera_link", help="camera body frame (x forward, z up) that /tf "
+                     "moves in the world frame; /tf_static fixes the optical frame to it. '' = /tf moves the optical "
+                     "frame itself, no /tf_static")
     bag.set_defaults(func=cmd_record_bag)
 
     mk = command("make-dataset", "PyBullet scenes through the 3D-cache teacher -> training shards")

@@ -263,3 +263,26 @@ def test_bad_start_up_values_fail_at_start_up_naming_the_parameter(ros, override
         name, value = override
         WorldCamera(context=ros["context"], namespace="/refused", parameter_overrides=[Parameter(name, value=value)])
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_point_cloud_limit_applies_at_once_and_keeps_the_most_opaque(ros):
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+
+    clouds = []
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    subscription = ros["client"].create_subscription(PointCloud2, f"{TOPIC}/world_points", clouds.append, latched)
+    try:
+        assert ros["node"].set_parameters([Parameter("point_cloud_max_points", value=50)])[0].successful
+        assert spin_until(ros, lambda: clouds and clouds[-1].width == 50)
+        record = np.frombuffer(bytes(clouds[-1].data), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
+        world = ros["world"]
+        top = np.argsort(-world.opacities.numpy(), kind="stable")[:50]
+        xyz = np.stack([record["x"], record["y"], record["z"]], axis=1)
+        np.testing.assert_array_equal(xyz, world.means.numpy()[top])
+        dc = np.clip(world.sh[:, 0].numpy()[top] * 0.28209479177387814 + 0.5, 0, 1)  # SH DC -> RGB, by hand
+        packed = np.round(dc * 255).astype(np.uint32)
+        np.testing.assert_array_equal(record["rgb"], (packed[:, 0] << 16) | (packed[:, 1] << 8) | packed[:, 2])
+    finally:
+        ros["client"].destroy_subscription(subscription)
+        ros["node"].set_parameters([Parameter("point_cloud_max_points", value=50_000)])
