@@ -172,7 +172,7 @@ class WorldCamera(Node):
             if reason:
                 self._refusal = f"{parameter.name}: {reason}"
                 return SetParametersResult(successful=False, reason=self._refusal)
-            if parameter.name in values:
+            if parameter.name in ("width", "height"):  # also while they are declared, one after the other
                 values[parameter.name] = parameter.value
         if len(values) == 2 and (reason := combined_problem(values)):
             self._refusal = reason

@@ -257,11 +257,12 @@ def test_size_fov_and_rate_changes_apply(ros):
     (("background", [0.0, 0.5]), "background: expected [r, g, b]"),
     (("backend", "bogus"), "backend: expected one of auto, cpu, gsplat"),
     (("base_to_camera", [0.0] * 7), "base_to_camera: quaternion (qw, qx, qy, qz) must have unit length"),
+    (("width", 8192, "height", 8192), "width x height = 67,108,864 pixels is more than the 16,777,216 allowed"),
 ])  # fmt: skip
 def test_bad_start_up_values_fail_at_start_up_naming_the_parameter(ros, override, message):
+    overrides = [Parameter(name, value=value) for name, value in zip(override[::2], override[1::2], strict=True)]
     with pytest.raises(StartupError) as caught:
-        name, value = override
-        WorldCamera(context=ros["context"], namespace="/refused", parameter_overrides=[Parameter(name, value=value)])
+        WorldCamera(context=ros["context"], namespace="/refused", parameter_overrides=overrides)
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
