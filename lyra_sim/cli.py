@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 from lyra_sim import __version__
-from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, world_camera_path
-from lyra_sim.demo import EXAMPLE_DIR, run_demo
+from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
+from lyra_sim.camera import DEFAULT_FOV_DEG
+from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, PATH_FRAMES, world_camera_path
+from lyra_sim.demo import DEMO_EPISODE_STEPS, DEMO_FLY_FRAMES, EXAMPLE_DIR, run_demo
 from lyra_sim.errors import LyraSimError
 from lyra_sim.generate import generate_world
+from lyra_sim.generate.depth_sources import PRIOR_PITCH_DEG
 from lyra_sim.generate.images import DEFAULT_MAX_PIXELS
 from lyra_sim.io import REGISTRY, load_world, save_world
 from lyra_sim.media import render_path
@@ -212,6 +215,14 @@ SIZE_HELP = "image {} in pixels (default: the generating image's, else 320x240; 
 WRITE_SUFFIXES = ".ply, .compressed.ply, .spz, .safetensors, .usda/.usdc/.usdz"
 
 
+def _add_camera_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a rendered camera path: frame count, image size and field of view."""
+    parser.add_argument("--frames", type=_positive_int, default=PATH_FRAMES, help="frames per camera path")
+    parser.add_argument("--width", type=_positive_int, help=SIZE_HELP.format("width"))
+    parser.add_argument("--height", type=_positive_int, help=SIZE_HELP.format("height"))
+    parser.add_argument("--fov", type=_positive_float, help="horizontal FOV (default: the generating camera's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lyra-sim", description="Gaussian-splat worlds for robot simulation.",
                      formatter_class=_HelpFormatter)
@@ -229,11 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="downscale larger images to this "
                      "many pixels, one Gaussian each (0 keeps the full size)")
     gen.add_argument("--intrinsics", help="JSON with fx, fy, cx, cy (or K)")
-    gen.add_argument("--fov", type=float, default=60.0, help="horizontal FOV when no intrinsics (degrees)")
+    gen.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG, help="horizontal FOV when no intrinsics (degrees)")
     gen.add_argument("--depth-model", help="local transformers depth model directory")
     gen.add_argument("--stride", type=_positive_int, default=1, help="use every n-th pixel")
-    gen.add_argument("--camera-height", type=float, default=1.2, help="prior: camera height (m)")
-    gen.add_argument("--pitch", type=float, default=15.0, help="prior: camera pitch down (degrees)")
+    gen.add_argument("--camera-height", type=float, default=DEFAULT_CAMERA_HEIGHT, help="prior: camera height (m)")
+    gen.add_argument("--pitch", type=float, default=PRIOR_PITCH_DEG, help="prior: camera pitch down (degrees)")
     gen.add_argument("-o", "--output", required=True, help=f"world file to write: {WRITE_SUFFIXES}")
     gen.set_defaults(func=cmd_generate)
 
@@ -265,10 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("world", help="world file to render (any readable format)")
     bag.add_argument("trajectory", help=PATH_HELP)
     bag.add_argument("output", help="OUT.mcap")
-    bag.add_argument("--frames", type=_positive_int, default=48, help="frames per camera path")
-    bag.add_argument("--width", type=_positive_int, help=SIZE_HELP.format("width"))
-    bag.add_argument("--height", type=_positive_int, help=SIZE_HELP.format("height"))
-    bag.add_argument("--fov", type=_positive_float, help="horizontal FOV (default: the generating camera's)")
+    _add_camera_options(bag)
     bag.add_argument("--rate", type=_positive_float, default=10.0, help="frames per second of bag time")
     bag.add_argument("--frame-id", default="camera_optical_frame", help="frame_id of the camera messages")
     bag.add_argument("--world-frame-id", default="map", help="frame_id of the poses")
@@ -307,10 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     ren = command("render", "world + camera path -> PNG frames, contact sheet, MP4")
     ren.add_argument("world", help="world file to render (any readable format)")
     ren.add_argument("--path", default="fly", help=PATH_HELP)
-    ren.add_argument("--frames", type=_positive_int, default=48, help="frames per camera path")
-    ren.add_argument("--width", type=_positive_int, help=SIZE_HELP.format("width"))
-    ren.add_argument("--height", type=_positive_int, help=SIZE_HELP.format("height"))
-    ren.add_argument("--fov", type=_positive_float, help="horizontal FOV (default: the generating camera's)")
+    _add_camera_options(ren)
     ren.add_argument("--backend", default="auto", choices=["auto", "cpu", "gsplat"],
                      help="rasterizer: gsplat needs CUDA; auto picks it when the world is on a GPU")
     ren.add_argument("--depth", action="store_true", help="also write depth previews")
@@ -324,9 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", "generate a world from the bundled example and fly through it")
     demo.add_argument("--out", default="out", help="output folder")
-    demo.add_argument("--frames", type=_positive_int, default=36, help="fly-through frames")
+    demo.add_argument("--frames", type=_positive_int, default=DEMO_FLY_FRAMES, help="fly-through frames")
     demo.add_argument("--example-dir", default=str(EXAMPLE_DIR), help="folder with the tabletop_* example files")
-    demo.add_argument("--steps", type=_positive_int, default=60, help="steps of the scripted robot episode")
+    demo.add_argument("--steps", type=_positive_int, default=DEMO_EPISODE_STEPS,
+                      help="steps of the scripted robot episode")
     demo.set_defaults(func=cmd_demo)
     return parser
 
