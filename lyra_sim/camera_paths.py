@@ -6,19 +6,21 @@ given world (its scene depth and generating camera) from the short specs the CLI
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lyra_sim.camera import Camera, CameraError
+from lyra_sim.io.guards import read_json
 from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 DEFAULT_FOV_DEG = 60.0  # horizontal field of view when the world records no generating camera
 FLY_RADIUS = 0.15  # fly-through circle radius, as a fraction of the scene depth
 FLY_FORWARD = 0.25  # fly-through forward travel, as a fraction of the scene depth
+MAX_RENDER_PIXELS = 7680 * 4320  # 8K: larger frames are refused before a renderer allocates them
+MAX_PATH_CAMERAS = 100_000
 DEFAULT_SIZE = (320, 240)  # render size when the world records no generating image
 #: The camera-path JSON format (``--path cams.json``), for help texts and docs.
 JSON_CAMERA_FORMAT = (
@@ -40,15 +42,66 @@ def render_intrinsics(world: GaussianWorld | DynamicGaussianWorld, width: int, h
     and ``info["image_size"]``) and no ``fov`` is asked for; else a pinhole of ``fov`` degrees
     (default 60) horizontally, centred.
     """
+    check_frame_size(width, height, "render size")
     info = _reference(world).info
     if fov is None and "intrinsics" in info and "image_size" in info:
-        K = torch.tensor(info["intrinsics"], dtype=torch.float32)
-        src_w, src_h = info["image_size"]
+        K, (src_w, src_h) = _recorded_camera(info)
         K[0] *= width / src_w
         K[1] *= height / src_h
         K[2] = torch.tensor([0.0, 0.0, 1.0])
         return K
     return Camera.intrinsics_from_fov(width, height, fov or DEFAULT_FOV_DEG)
+
+
+def _recorded_camera(info: dict) -> tuple[torch.Tensor, tuple[float, float]]:
+    """The generating camera a world's info records, checked (a damaged file must not divide by zero)."""
+    try:
+        K = torch.tensor(info["intrinsics"], dtype=torch.float32)
+        src_w, src_h = (float(v) for v in info["image_size"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CameraError(f"world info: intrinsics/image_size are malformed ({exc}); pass a field of view") from exc
+    if K.shape != (3, 3) or not torch.isfinite(K).all() or not (src_w >= 1 and src_h >= 1) \
+            or not np.isfinite([src_w, src_h]).all():
+        raise CameraError(f"world info: image_size {info['image_size']!r} or intrinsics are not a valid camera; "
+                          "pass a field of view")
+    return K, (src_w, src_h)
+
+
+def check_frame_size(width, height, where: str) -> None:
+    """Refuse frame sizes that are not positive integers or exceed MAX_RENDER_PIXELS (before anything allocates)."""
+    if isinstance(width, bool) or isinstance(height, bool) or not isinstance(width, int) \
+            or not isinstance(height, int) or width < 1 or height < 1:
+        raise CameraError(f"{where}: width and height must be positive integers, got {width!r}x{height!r}")
+    if width * height > MAX_RENDER_PIXELS:
+        raise CameraError(f"{where}: {width}x{height} frames exceed the limit of {MAX_RENDER_PIXELS:,} pixels (8K)")
+
+
+def load_camera_file(path: str | Path, width: int, height: int) -> Camera:
+    """Cameras from a JSON file: "K" (3x3 or a list), "world_to_cam" (4x4 or a list), optional "width"/"height".
+
+    The file's size and nesting, the number of cameras and the frame size are checked before anything is
+    built; every error names the file.
+    """
+    path = Path(path)
+    data = read_json(path, "--path", CameraError)
+    where = f"--path {path}"
+    if not isinstance(data, dict):
+        raise CameraError(f"{where}: expected a JSON object with 'K' and 'world_to_cam'")
+    try:
+        K = np.asarray(data["K"], dtype=np.float64)
+        world_to_cam = np.asarray(data["world_to_cam"], dtype=np.float64)
+    except KeyError as exc:
+        raise CameraError(f"{where}: expected JSON with 'K' and 'world_to_cam' (missing {exc})") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CameraError(f"{where}: 'K' and 'world_to_cam' must be arrays of numbers ({exc})") from exc
+    if world_to_cam.ndim == 3 and len(world_to_cam) > MAX_PATH_CAMERAS:
+        raise CameraError(f"{where}: {len(world_to_cam)} cameras (at most {MAX_PATH_CAMERAS:,})")
+    frame_w, frame_h = data.get("width", width), data.get("height", height)
+    check_frame_size(frame_w, frame_h, where)
+    try:
+        return Camera(K, world_to_cam, frame_w, frame_h)
+    except CameraError as exc:
+        raise CameraError(f"{where}: {exc}") from exc
 
 
 def scene_depth(world: GaussianWorld | DynamicGaussianWorld) -> float:
@@ -90,12 +143,7 @@ def camera_path(spec: str, K: torch.Tensor, width: int, height: int, frames: int
     path = Path(spec)
     if not path.is_file():
         raise CameraError(f"--path: expected 'fly', 'lyra:K', 'lyra:A..B' or a JSON camera file, got {spec!r}")
-    try:
-        data = json.loads(path.read_text())
-        return Camera(np.asarray(data["K"]), np.asarray(data["world_to_cam"]), data.get("width", width),
-                      data.get("height", height))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise CameraError(f"--path {path}: expected JSON with 'K' and 'world_to_cam' ({exc})") from exc
+    return load_camera_file(path, width, height)
 
 
 def render_size(world: GaussianWorld | DynamicGaussianWorld, width: int | None = None,

@@ -14,6 +14,7 @@ from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, world_camera_path
 from lyra_sim.demo import EXAMPLE_DIR, run_demo
 from lyra_sim.errors import LyraSimError
 from lyra_sim.generate import generate_world
+from lyra_sim.generate.images import DEFAULT_MAX_PIXELS
 from lyra_sim.io import REGISTRY, load_world, save_world
 from lyra_sim.media import render_path
 from lyra_sim.world import DynamicGaussianWorld
@@ -22,13 +23,16 @@ from lyra_sim.world import DynamicGaussianWorld
 def cmd_generate(args: argparse.Namespace) -> int:
     world = generate_world(
         args.image, depth=args.depth, intrinsics=args.intrinsics, fov_deg=args.fov, depth_model=args.depth_model,
-        stride=args.stride, camera_height=args.camera_height, pitch_deg=args.pitch,
+        stride=args.stride, camera_height=args.camera_height, pitch_deg=args.pitch, depth_scale=args.depth_scale,
+        max_pixels=args.max_pixels or None,
     )  # fmt: skip
     path = save_world(world, args.output)
     info = world.info
     print(f"depth source: {info['depth_source']} ({'metric' if info['metric'] else 'scale unknown'})")
     if "depth_note" in info:
         print(f"  {info['depth_note']}")
+    for note in info.get("input_notes", []):
+        print(f"note: {note}")
     print(f"wrote {len(world):,} Gaussians to {path}")
     return 0
 
@@ -216,7 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = command("generate", "image [+ depth] -> world file (the output's suffix picks the format)")
     gen.add_argument("image", help="input photo (PNG, JPEG, ...)")
-    gen.add_argument("--depth", help="depth map: 16-bit PNG in millimetres or .npy in metres")
+    gen.add_argument("--depth", help="depth map: 16-bit PNG (millimetres unless --depth-scale) or .npy (metres)")
+    gen.add_argument("--depth-scale", type=_positive_float, help="stored depth units per metre: 1000 for millimetre "
+                     "PNGs (the PNG default), 5000 for TUM RGB-D, 1 for metres (the .npy default)")
+    gen.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="downscale larger images to this "
+                     "many pixels, one Gaussian each (0 keeps the full size)")
     gen.add_argument("--intrinsics", help="JSON with fx, fy, cx, cy (or K)")
     gen.add_argument("--fov", type=float, default=60.0, help="horizontal FOV when no intrinsics (degrees)")
     gen.add_argument("--depth-model", help="local transformers depth model directory")
