@@ -1,5 +1,6 @@
 """The data engine on local Ray: same shard bytes as the single-process path, resumable, localhost only."""
 
+import importlib.util
 import os
 
 import psutil
@@ -8,15 +9,19 @@ import pytest
 from lyra_sim.cli import main
 from lyra_sim.train.data_engine import make_dataset
 
-ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the 'scale' extra (ray)")
 
 
 @pytest.fixture(scope="session")
 def local_ray():
-    """One local Ray for the whole session (start-up costs seconds), two CPUs, bound to 127.0.0.1."""
+    """One local Ray for the whole session (start-up costs seconds), two CPUs, bound to 127.0.0.1.
+
+    Ray is first imported by lyra_sim.scale, which makes a local Ray take the loopback address.
+    """
     from lyra_sim.scale import init_ray
 
-    yield init_ray(workers=2)
+    ray = init_ray(workers=2)
+    yield ray
     ray.shutdown()
 
 
@@ -48,5 +53,5 @@ def test_local_ray_listens_on_localhost_only(local_ray):
     listening = [c for c in connections if c.status == psutil.CONN_LISTEN and c.pid in node_pids]
     assert listening, "Ray's processes should be listening on some port"
     addresses = {c.laddr.ip for c in listening}
-    assert addresses <= {"127.0.0.1", "::1"}, addresses
+    assert addresses <= {"127.0.0.1", "::1", "::ffff:127.0.0.1"}, addresses  # loopback only (IPv4, IPv6, mapped)
     assert local_ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")

@@ -118,10 +118,15 @@ def test_tracking_lost_is_refused(walk_capture):
         estimate_poses(seq, progress=False)
 
 
-def test_fused_world_renders_the_views_it_was_made_from(walk_capture):
+@pytest.fixture(scope="module")
+def fused_walk(walk_capture):
     seq = walk_capture.sequence(with_poses=True)
     seq.frames = seq.frames[::2]
-    result = reconstruct_sequence(seq, voxel_size=0.03, progress=False, dynamic=False)
+    return seq, reconstruct_sequence(seq, voxel_size=0.03, progress=False, dynamic=False)
+
+
+def test_fused_world_renders_the_views_it_was_made_from(walk_capture, fused_walk):
+    seq, result = fused_walk
     world = result.world
     assert isinstance(world, GaussianWorld) and world.frame == "opencv" and world.meters_per_unit == 1.0
     assert world.info["pose_source"] == "given" and world.info["frames"] == 15
@@ -194,3 +199,37 @@ def test_moving_object_becomes_a_dynamic_world(moving_capture, tmp_path):
     path_hi = cap.object_positions.max(axis=0) + half - [0.03, 0.03, 0.0]
     on_path = ((background > path_lo) & (background < path_hi)).all(axis=1)
     assert on_path.sum() < 60, on_path.sum()  # a box left in the background would leave hundreds per position
+
+
+def test_fused_world_works_like_any_other(tmp_path, fused_walk):
+    """make_env aligns it (floor at z = 0, camera height from the floor) and USD export takes it."""
+    import lyra_sim
+    from lyra_sim.io import load_world, save_world
+    from usd_exporters import export_world
+
+    seq, result = fused_walk
+    path = save_world(result.world, tmp_path / "walk.ply")
+    assert len(load_world(path)) == len(result.world)
+    env = lyra_sim.make_env(str(path), image_size=(48, 36), max_steps=5)
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs["rgb"].shape == (36, 48, 3)
+        height = env.unwrapped.scene.world.info["alignment"]["camera_height_m"]
+        assert height == pytest.approx(1.3, abs=0.1)  # the sim camera walked 1.25-1.35 m above the floor
+    finally:
+        env.close()
+    usd = export_world(result.world, tmp_path / "walk.usda")
+    assert usd.exists() and "ParticleField3DGaussianSplat" in usd.read_text()
+
+
+def test_cli_generates_a_world_from_a_sequence_folder(tmp_path, walk_capture, capsys):
+    from lyra_sim.cli import main
+
+    write_capture(walk_capture, tmp_path / "capture", layout="plain", poses=False)
+    out = tmp_path / "capture.ply"
+    assert main(["generate", str(tmp_path / "capture"), "--every", "2", "--max-frames", "8", "--voxel-size", "0.04",
+                 "--static", "-o", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "8 frames; poses: open3d RGB-D odometry + pose graph" in printed
+    assert f"Gaussians to {out}" in printed and out.exists()
+    assert main(["generate", str(tmp_path / "missing"), "-o", str(out)]) == 2
