@@ -207,7 +207,7 @@ def test_fused_world_works_like_any_other(tmp_path, fused_walk):
     from lyra_sim.io import load_world, save_world
     from usd_exporters import export_world
 
-    seq, result = fused_walk
+    _, result = fused_walk
     path = save_world(result.world, tmp_path / "walk.ply")
     assert len(load_world(path)) == len(result.world)
     env = lyra_sim.make_env(str(path), image_size=(48, 36), max_steps=5)
