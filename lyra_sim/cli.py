@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     seq = gen.add_argument_group("RGB-D sequences")
     seq.add_argument("--poses", help="camera-to-world poses: TUM trajectory file or JSON of 4x4 matrices "
                      "(default: estimated with open3d RGB-D odometry + pose graph)")  # fmt: skip
-    seq.add_argument("--depth-scale", type=float, help="metres per depth unit (default: TUM 1/5000, plain 1/1000)")
+    seq.add_argument("--depth-scale", type=float, help="stored depth units per metre (default: TUM 5000, plain 1000)")
     seq.add_argument("--every", type=int, default=1, help="use every n-th frame")
     seq.add_argument("--max-frames", type=int, help="stop after this many frames")
     seq.add_argument("--voxel-size", type=float, default=0.02, help="fusion voxel (m): one surfel per voxel of surface")
