@@ -17,8 +17,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from lyra_sim.camera import Camera
-from lyra_sim.io.atomic import atomic_path
-from lyra_sim.rendering import DEFAULT_BACKGROUND, render
+from lyra_sim.io.atomic import atomic_dir, atomic_path
+from lyra_sim.rendering import DEFAULT_BACKGROUND, render, resolve_backend
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 CONTACT_SHEET_FRAMES = 16  # frames tiled in a contact sheet by default
@@ -93,18 +93,20 @@ def render_path(world: GaussianWorld | DynamicGaussianWorld, cameras: Camera, ou
     also writes depth_NNNN.png previews. Returns the written paths: {"frames": [...], "contact_sheet": ...,
     "mp4": ...} (no "mp4" when ``mp4`` is False).
     """
+    backend = resolve_backend(backend, world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    frames, written = [], {"frames": []}
-    for i in tqdm(range(len(cameras)), desc="rendering", unit="frame"):
-        with torch.no_grad():
-            result = render(world, cameras[i], backend=backend, background=background,
-                            t=path_time(world, i, len(cameras)))
-        frames.append(result.rgb.numpy())
-        written["frames"].append(str(save_png(result.rgb, out_dir / f"frame_{i:04d}.png")))
-        if depth_frames:
-            save_png(depth_to_uint8(result.depth), out_dir / f"depth_{i:04d}.png")
-    written["contact_sheet"] = str(save_png(contact_sheet(frames), out_dir / "contact_sheet.png"))
-    if mp4:
-        written["mp4"] = str(save_mp4(frames, out_dir / "flythrough.mp4", fps=fps))
-    return written
+    frames, names = [], {"frames": []}
+    with atomic_dir(out_dir) as tmp:  # all files appear together, or none (full disk, error, SIGTERM)
+        for i in tqdm(range(len(cameras)), desc="rendering", unit="frame"):
+            with torch.no_grad():
+                result = render(world, cameras[i], backend=backend, background=background,
+                                t=path_time(world, i, len(cameras)))
+            frames.append(result.rgb.numpy())
+            names["frames"].append(save_png(result.rgb, tmp / f"frame_{i:04d}.png").name)
+            if depth_frames:
+                save_png(depth_to_uint8(result.depth), tmp / f"depth_{i:04d}.png")
+        names["contact_sheet"] = save_png(contact_sheet(frames), tmp / "contact_sheet.png").name
+        if mp4:
+            names["mp4"] = save_mp4(frames, tmp / "flythrough.mp4", fps=fps).name
+    return {key: [str(out_dir / n) for n in value] if isinstance(value, list) else str(out_dir / value)
+            for key, value in names.items()}

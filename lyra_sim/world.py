@@ -39,8 +39,8 @@ def _as_float_tensor(name: str, value, device=None) -> torch.Tensor:
             raise WorldError(f"{name}: cannot convert {type(value).__name__} to a tensor ({exc})") from exc
     if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64, torch.uint8)):
         raise WorldError(f"{name}: expected a real numeric array, got dtype {value.dtype}")
-    if not value.is_floating_point():
-        value = value.float()
+    if value.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        value = value.float()  # integers and float8 (no isfinite, no arithmetic): float32
     if device is not None:
         value = value.to(device)
     return value

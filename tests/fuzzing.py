@@ -386,7 +386,33 @@ def _read(reader: str, path: Path):
         from lyra_sim.generate.gen3c_dir import load_teacher_latent
 
         return tuple(load_teacher_latent(path).shape)
+    if reader.startswith("selftest_"):  # readers that misbehave on purpose: the harness must catch each
+        return _SELFTESTS[reader](path)
     raise KeyError(reader)
+
+
+def _selftest_memory(path: Path):
+    return bytearray(8 << 30)
+
+
+def _selftest_timeout(path: Path):
+    while True:
+        pass
+
+
+def _selftest_crash(path: Path):
+    os.kill(os.getpid(), 9)
+
+
+_SELFTESTS = {"selftest_exception": lambda path: {}[path], "selftest_unnamed": lambda path: _raise_unnamed(),
+              "selftest_memory": _selftest_memory, "selftest_timeout": _selftest_timeout,
+              "selftest_crash": _selftest_crash}
+
+
+def _raise_unnamed():
+    from lyra_sim.errors import LyraSimError
+
+    raise LyraSimError("something is wrong with some file")
 
 
 def _peak_rss_reset() -> None:
@@ -444,11 +470,12 @@ def worker_main() -> None:
         base = _rss_bytes()
         start = time.perf_counter()
         result = {"outcome": "ok", "error": "", "message": ""}
-        signal.setitimer(signal.ITIMER_REAL, CASE_TIMEOUT_S)
+        signal.setitimer(signal.ITIMER_REAL, case.get("timeout", CASE_TIMEOUT_S))
         try:
             _read(case["reader"], path)
         except _CaseTimeout:
-            result = {"outcome": "timeout", "error": "timeout", "message": f"over {CASE_TIMEOUT_S} s"}
+            limit = case.get("timeout", CASE_TIMEOUT_S)
+            result = {"outcome": "timeout", "error": "timeout", "message": f"over {limit} s"}
         except MemoryError as exc:
             result = {"outcome": "memory", "error": "MemoryError", "message": str(exc)[:300]}
         except LyraSimError as exc:
@@ -474,6 +501,7 @@ class Case:
     path: Path
     mutation: str
     size: int
+    timeout: float = CASE_TIMEOUT_S
 
 
 @dataclass
@@ -527,14 +555,18 @@ class _Worker:
             if sel.select(timeout=max(0.0, deadline - time.monotonic())):
                 line = self.proc.stdout.readline()
                 sel.close()
-                return json.loads(line) if line else None
+                if not line:  # end of output: the worker died
+                    self.proc.wait(timeout=30)
+                    return None
+                return json.loads(line)
         sel.close()
         return None
 
     def run(self, case: Case) -> dict:
-        self.proc.stdin.write(json.dumps({"reader": case.reader, "path": str(case.path)}) + "\n")
+        request = {"reader": case.reader, "path": str(case.path), "timeout": case.timeout}
+        self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
-        answer = self._expect_line(CASE_TIMEOUT_S + 10.0)
+        answer = self._expect_line(case.timeout + 10.0)
         if answer is None:
             dead = self.proc.poll() is not None
             self.close()

@@ -83,6 +83,19 @@ def test_spz_file_is_rub_with_sh_signs_flipped_as_the_spec_says(tmp_path):
     np.testing.assert_allclose(sh_rest, expected, atol=1 / 128 + 1e-6)
 
 
+def test_our_spz_read_by_nvidias_independent_decoder(tmp_path, capsys):
+    reader = pytest.importorskip("usd_convert_gsplat").read_spz
+    world = world_for_formats(n=300, degree=0)
+    data = reader(str(save_world(world, tmp_path / "w.spz")))
+    capsys.readouterr()
+    np.testing.assert_allclose(data.positions, (world.means @ RDF_TO_RUB).numpy(), atol=2.5e-4)
+    np.testing.assert_allclose(np.exp(data.scales), world.scales.numpy(), rtol=0.05)
+    np.testing.assert_allclose(1 / (1 + np.exp(-data.opacities)), world.opacities.numpy(), atol=0.004)
+    np.testing.assert_allclose(data.f_dc, world.sh[:, 0].numpy(), atol=0.02)
+    rotations = quat_to_rotmat(torch.from_numpy(np.asarray(data.rotations, np.float32)))
+    assert (rotations - RDF_TO_RUB @ quat_to_rotmat(world.quats)).abs().max() < 0.01
+
+
 def test_spz_written_by_gsply_reads_in_opencv_and_z_up(tmp_path):
     rng = np.random.default_rng(1)
     n = 50

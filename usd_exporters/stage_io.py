@@ -218,23 +218,7 @@ def _check_sizes(path: Path, prims: list[Usd.Prim], codes: list[float], max_part
                                 "and times; raise max_particles to read it anyway")
 
 
-def import_world(path: str | os.PathLike, allow_external_composition: bool = False,
-                 max_prims: int = DEFAULT_MAX_PRIMS,
-                 max_particles: int = DEFAULT_MAX_PARTICLES) -> GaussianWorld | DynamicGaussianWorld:
-    """Read every ParticleField3DGaussianSplat prim of a stage into one world (Z-up, the stage's units).
-
-    Prim transforms are applied (similarity transforms only); a Y-up stage is rotated to Z-up; time-sampled
-    prims give a DynamicGaussianWorld with times in seconds. Padding particles written by ``export_world``
-    are dropped using the prim's recorded counts.
-
-    Hostile stages are refused before they cost time or memory: sublayers, references, payloads and value
-    clips that read files outside the stage's folder (unless ``allow_external_composition``), more than
-    ``max_prims`` composed prims, more than ``max_particles`` particles summed over prims and times.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UsdWorldError(f"{path}: file not found")
-    stage = _open_stage(path, allow_external_composition, max_prims)
+def _read_stage(path: Path, stage: Usd.Stage, max_particles: int) -> GaussianWorld | DynamicGaussianWorld:
     prims = [p for p in stage.Traverse() if p.IsA(UsdVol.ParticleField3DGaussianSplat)]
     if not prims:
         raise UsdWorldError(f"{path}: no ParticleField3DGaussianSplat prim")
@@ -268,12 +252,33 @@ def import_world(path: str | os.PathLike, allow_external_composition: bool = Fal
         world.info = {"source": f"usd:{path}"}
         return world
 
+    if not codes:
+        return world_at(Usd.TimeCode.Default(), None)
+    return DynamicGaussianWorld([c / tcps for c in codes], [world_at(Usd.TimeCode(c), i) for i, c in enumerate(codes)])
+
+
+def import_world(path: str | os.PathLike, allow_external_composition: bool = False,
+                 max_prims: int = DEFAULT_MAX_PRIMS,
+                 max_particles: int = DEFAULT_MAX_PARTICLES) -> GaussianWorld | DynamicGaussianWorld:
+    """Read every ParticleField3DGaussianSplat prim of a stage into one world (Z-up, the stage's units).
+
+    Prim transforms are applied (similarity transforms only); a Y-up stage is rotated to Z-up; time-sampled
+    prims give a DynamicGaussianWorld with times in seconds. Padding particles written by ``export_world``
+    are dropped using the prim's recorded counts.
+
+    Hostile stages are refused before they cost time or memory: sublayers, references, payloads and value
+    clips that read files outside the stage's folder (unless ``allow_external_composition``), more than
+    ``max_prims`` composed prims, more than ``max_particles`` particles summed over prims and times.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsdWorldError(f"{path}: file not found")
+    stage = _open_stage(path, allow_external_composition, max_prims)
     try:
-        if not codes:
-            return world_at(Usd.TimeCode.Default(), None)
-        return DynamicGaussianWorld([c / tcps for c in codes],
-                                    [world_at(Usd.TimeCode(c), i) for i, c in enumerate(codes)])
-    except LyraSimError as exc:  # errors about prims, arrays or transforms: name the stage too
-        if str(path) in str(exc):
+        return _read_stage(path, stage, max_particles)
+    except Tf.ErrorException as exc:  # corrupt values are read lazily (crate files): name the stage
+        raise UsdWorldError(f"{path}: unreadable stage data ({tf_message(exc)})") from exc
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, LyraSimError) and str(path) in str(exc):
             raise
-        raise UsdWorldError(f"{path}: {exc}") from exc
+        raise UsdWorldError(f"{path}: {exc}") from exc  # errors about prims, arrays or transforms

@@ -67,7 +67,7 @@ def _open_image(path: Path, name: str, what: str) -> Image.Image:
     w, h = img.size
     if w * h > MAX_DECODE_PIXELS:
         img.close()
-        raise InputError(f"{name}: {w}x{h} pixels ({w * h / 1e6:.0f} MP); images above "
+        raise InputError(f"{name}: {w}x{h} pixels ({w * h / 1e6:.0f} MP) is too large; images above "
                          f"{MAX_DECODE_PIXELS / 1e6:.0f} MP are refused")
     return img
 
@@ -91,6 +91,16 @@ def _target_size(width: int, height: int, max_pixels: int | None) -> tuple[int, 
     return max(2, int(width * factor)), max(2, int(height * factor))
 
 
+def _shrink(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Box-filter ``img`` down to ``size``: an integer ``reduce`` first (4x faster than resizing a big image)."""
+    if img.size == size:
+        return img
+    factor = min(img.width // size[0], img.height // size[1])
+    if factor >= 2:
+        img = img.reduce(factor)
+    return img if img.size == size else img.resize(size, Image.Resampling.BOX)
+
+
 def _pil_to_array(img: Image.Image, size: tuple[int, int], name: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(RGB float32 in [0, 1] at ``size``, alpha float32 or None) from any PIL mode."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -99,18 +109,15 @@ def _pil_to_array(img: Image.Image, size: tuple[int, int], name: str) -> tuple[n
         if hi > 65535:
             raise InputError(f"{name}: 32-bit integer image with values up to {hi}; expected 8 or 16-bit colour")
         if gray.size != size:
-            gray = gray.convert("F").resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+            gray = _shrink(gray.convert("F"), size)
         values = np.asarray(gray, dtype=np.float32) / 65535.0
         return np.repeat(values[..., None], 3, axis=2), None
     if img.mode == "F":
-        if img.size != size:
-            img = img.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+        img = _shrink(img, size)
         values = np.asarray(img, dtype=np.float32)
         return np.repeat(values[..., None], 3, axis=2), None
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-    img = img.convert("RGBA" if has_alpha else "RGB")
-    if img.size != size:
-        img = img.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+    img = _shrink(img.convert("RGBA" if has_alpha else "RGB"), size)
     arr = np.asarray(img, dtype=np.float32) / 255.0
     return (arr[..., :3], arr[..., 3]) if has_alpha else (arr, None)
 
@@ -139,7 +146,7 @@ def _array_to_rgb(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | 
 
 
 def _resize_array(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    channels = [Image.fromarray(np.ascontiguousarray(rgb[..., c])).resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+    channels = [Image.fromarray(np.ascontiguousarray(rgb[..., c])).resize(size, Image.Resampling.BOX)
                 for c in range(rgb.shape[2])]
     channels = [np.asarray(channel) for channel in channels]
     return np.stack(channels, axis=-1).clip(0.0, 1.0)
@@ -201,18 +208,24 @@ def load_rgb(image, name: str = "image", max_pixels: int | None = None) -> np.nd
     return load_image(image, name, max_pixels).rgb
 
 
-def _depth_array_from_file(path: Path, name: str, base_name: str) -> tuple[np.ndarray, bool]:
-    """(stored depth values, whether they came from an integer image) of a .npy or image file."""
+def _depth_array_from_file(path: Path, name: str, base_name: str,
+                           shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
+    """(stored depth values, whether they came from an integer image) of a .npy or image file.
+
+    Image headers are checked (bit depth, size against ``shape``) before any pixel is decoded.
+    """
     if path.suffix.lower() == ".npy":
         if not path.is_file():
             raise InputError(f"{name}: no such file")
         return load_npy(path, base_name, InputError), False
     img = _open_image(path, name, "a depth image")
     with img:
-        img = _decode(img, path, name, "a depth image")
         if img.mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "CMYK", "YCbCr"):
             raise InputError(f"{name}: an {img.mode} (8-bit) image cannot hold metric depth; "
                              "save depth as a 16-bit PNG (e.g. millimetres, --depth-scale 1000) or .npy (metres)")
+        if sorted(img.size) != sorted((shape[1], shape[0])):
+            raise InputError(f"{name}: depth is {img.width}x{img.height} but the image is {shape[1]}x{shape[0]}")
+        img = _decode(img, path, name, "a depth image")
         arr = np.asarray(img.convert("I") if img.mode.startswith("I;16") else img)
     return arr, np.issubdtype(arr.dtype, np.integer)
 
@@ -238,7 +251,7 @@ def load_depth(depth, shape: tuple[int, int], name: str = "depth", depth_scale: 
     from_png = False
     if isinstance(depth, (str, os.PathLike)):
         path = Path(depth)
-        depth, from_png = _depth_array_from_file(path, f"{name} {path}", name)
+        depth, from_png = _depth_array_from_file(path, f"{name} {path}", name, shape)
         name = f"{name} {path}"
     arr = np.asarray(depth)
     if arr.ndim == 3 and arr.shape[2] == 1:

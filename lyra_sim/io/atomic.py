@@ -76,10 +76,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; on success it replaces ``path`` (a folder) as a whole.
+    """Yield a temporary folder beside ``path``; on success its files move into ``path`` (created if needed).
 
-    A frame set written into it appears complete or not at all: on any exception or SIGTERM the
-    temporary folder is removed and an existing ``path`` is left as it was.
+    A set of files (rendered frames, a video, a contact sheet) appears complete or not at all: on any
+    exception or SIGTERM the temporary folder is removed and ``path`` is left as it was. Other files
+    already in ``path`` are kept; files of the same name are replaced.
     """
     target = Path(path)
     try:
@@ -90,17 +91,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         with temporary(tmp):
             yield tmp
-            os.chmod(tmp, _final_mode(target, 0o777))
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-                with temporary(old):
-                    os.replace(target, old / target.name)
-                    os.replace(tmp, target)
-                    shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
+            target.mkdir(parents=True, exist_ok=True)
+            for item in sorted(tmp.iterdir()):
+                os.replace(item, target / item.name)
     except OSError as exc:
         raise _failed(target, exc) from exc
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
