@@ -1,5 +1,6 @@
 """RGB-D sequences: folder layouts, pose files, odometry against PyBullet's true poses, fusion, moving objects."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -42,11 +43,12 @@ def _ate(estimated: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("layout", ["tum", "plain"])
 def test_folder_layouts_round_trip(tmp_path, walk_capture, layout):
-    cap = walk_capture
+    cap = dataclasses.replace(walk_capture, rgb=walk_capture.rgb[:9], depth=walk_capture.depth[:9],
+                              timestamps=walk_capture.timestamps[:9], cam_to_world=walk_capture.cam_to_world[:9])
     write_capture(cap, tmp_path, layout=layout)
     poses = tmp_path / ("groundtruth.txt" if layout == "tum" else "poses.json")
     seq = read_sequence(tmp_path, poses=poses, every=3)
-    assert len(seq) == 10 and seq.info["layout"] == layout
+    assert len(seq) == 3 and seq.info["layout"] == layout
     np.testing.assert_allclose(seq.K, cap.K)
     np.testing.assert_allclose(seq.timestamps, cap.timestamps[::3], atol=1e-6)
     step = 1 / 5000 if layout == "tum" else 1 / 1000  # the layouts' depth units
