@@ -16,7 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from lyra_sim.generate.fusion import clean_depth, integrate_tsdf, observe, project, sensor_tolerance, surfel_world
+from lyra_sim.generate.fusion import (
+    clean_sequence,
+    integrate_tsdf,
+    observe,
+    project,
+    sensor_tolerance,
+    surfel_world,
+)
 from lyra_sim.generate.images import InputError
 from lyra_sim.generate.lift import lift_rgbd
 from lyra_sim.generate.odometry import OdometryReport, estimate_poses
@@ -78,12 +85,15 @@ def _static_zbuffer(points: np.ndarray, cam_to_ref: np.ndarray, K: np.ndarray, s
 
 def moving_masks(seq: RGBDSequence, cam_to_ref: np.ndarray, static_points: np.ndarray, voxel_size: float,
                  depth_max: float) -> list[np.ndarray]:  # fmt: skip
-    """Per frame, the pixels (within ``depth_max``) clearly in front of the fused static background, without specks."""
+    """Per frame, the pixels (within ``depth_max``) clearly in front of the fused static background, without specks.
+
+    Expects cleaned depth (``clean_sequence``).
+    """
     h, w = seq.frames[0].depth.shape
     min_pixels = max(16, (h * w) // 2000)
     masks = []
     for i, frame in enumerate(seq.frames):
-        depth = clean_depth(frame.depth)
+        depth = frame.depth
         static = _static_zbuffer(static_points, cam_to_ref[i], seq.K, (h, w), voxel_size)
         # Only where something static was seen behind: a surface with nothing known behind it cannot be said to move.
         mask = (depth > 0) & (depth <= depth_max) & np.isfinite(static)
@@ -123,6 +133,7 @@ def reconstruct_sequence(
     else:
         cam_to_ref, report = estimate_poses(seq, depth_max=depth_max, progress=progress)
         pose_source = "open3d RGB-D odometry + pose graph"
+    raw, seq = seq, clean_sequence(seq)
     points, normals = integrate_tsdf(seq, cam_to_ref, voxel_size, depth_max, progress=progress)
     if not len(points):
         raise InputError(f"{seq.source}: the fused volume has no surface (is there valid depth within {depth_max} m?)")
@@ -164,7 +175,7 @@ def reconstruct_sequence(
     keys = _keyframes(times, keyframe_interval)
     worlds = []
     for k in keys:
-        frame = seq.frames[k]
+        frame = raw.frames[k]
         parts = [static]
         if masks[k].any():
             depth = np.where(masks[k], frame.depth, 0.0)
