@@ -16,6 +16,7 @@ from lyra_sim.errors import LyraSimError
 from lyra_sim.generate import InputError, generate_world
 from lyra_sim.generate.images import DEFAULT_MAX_PIXELS
 from lyra_sim.io import REGISTRY, load_world, save_world
+from lyra_sim.io.errors import WorldFileError
 from lyra_sim.media import render_path
 from lyra_sim.world import DynamicGaussianWorld
 
@@ -70,7 +71,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         world = generate_world(source, intrinsics=args.intrinsics, **sequence_options)
     else:
         world = generate_world(source, depth=args.depth, intrinsics=args.intrinsics, **image_options)
-    path = save_world(world, args.output)
+    try:
+        path = save_world(world, args.output)
+    except WorldFileError:
+        if not isinstance(world, DynamicGaussianWorld):
+            raise
+        path = save_world(world, Path(args.output).with_suffix(".safetensors"))  # keep minutes of work
+        print(f"note: part of the capture moved, so the world is dynamic and {Path(args.output).suffix} holds one "
+              f"static world: wrote {path.suffix} instead (--static leaves moving parts out)")
     _print_world_facts(world)
     count = sum(len(w) for w in world.worlds) if isinstance(world, DynamicGaussianWorld) else len(world)
     print(f"wrote {count:,} Gaussians to {path}")

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from lyra_sim import DynamicGaussianWorld, GaussianWorld, generate_world
+from lyra_sim import DynamicGaussianWorld, GaussianWorld
 from lyra_sim.camera import Camera
 from lyra_sim.generate.capture import reconstruct_sequence
 from lyra_sim.generate.images import InputError
@@ -177,10 +177,18 @@ def test_view_dependent_colour_is_fitted_from_several_views():
     assert (from_left - from_right).mean() > 0.3  # true difference 0.6, shrunk a little by the ridge
 
 
-def test_moving_object_becomes_a_dynamic_world(moving_capture, tmp_path):
+def test_moving_object_becomes_a_dynamic_world(moving_capture, tmp_path, capsys):
+    from lyra_sim.cli import main
+    from lyra_sim.io import load_world
+
     cap = moving_capture
-    write_capture(cap, tmp_path, layout="tum")
-    world = generate_world(tmp_path, poses=tmp_path / "groundtruth.txt", voxel_size=0.03, keyframe_interval=0.5)
+    write_capture(cap, tmp_path / "capture", layout="tum")
+    assert main(["generate", str(tmp_path / "capture"), "--poses", str(tmp_path / "capture" / "groundtruth.txt"),
+                 "--voxel-size", "0.03", "-o", str(tmp_path / "scene.ply")]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "moving parts: 3 keyframes at t = 0.00, 0.53, 1.07 s" in printed
+    assert "the world is dynamic and .ply holds one static world: wrote .safetensors instead" in printed
+    world = load_world(tmp_path / "scene.safetensors")  # the native format keeps the keyframes
     assert isinstance(world, DynamicGaussianWorld)
     np.testing.assert_allclose(world.times, cap.timestamps[[0, 8, 16]], atol=1e-6)  # 15 fps, one every 0.5 s
     ref = np.linalg.inv(cap.cam_to_world[0])  # world frame = first camera's OpenCV frame
