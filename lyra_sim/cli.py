@@ -15,12 +15,8 @@ from lyra_sim.camera import DEFAULT_FOV_DEG
 from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, PATH_FRAMES, world_camera_path
 from lyra_sim.demo import DEMO_EPISODE_STEPS, DEMO_FLY_FRAMES, EXAMPLE_DIR, run_demo
 from lyra_sim.errors import LyraSimError
-<<<<<<< HEAD
-from lyra_sim.generate import generate_world
-from lyra_sim.generate.depth_sources import PRIOR_PITCH_DEG
-=======
 from lyra_sim.generate import InputError, generate_world
->>>>>>> i16
+from lyra_sim.generate.depth_sources import PRIOR_PITCH_DEG
 from lyra_sim.generate.images import DEFAULT_MAX_PIXELS
 from lyra_sim.io import REGISTRY, load_world, save_world
 from lyra_sim.io.errors import WorldFileError
@@ -295,21 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "PNGs (the PNG default), 5000 for TUM RGB-D (the TUM layout's default), 1 for metres (.npy)")
     gen.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="downscale larger images to this "
                      "many pixels, one Gaussian each (0 keeps the full size)")
-<<<<<<< HEAD
-    gen.add_argument("--intrinsics", help="JSON with fx, fy, cx, cy (or K)")
+    gen.add_argument("--intrinsics", help="JSON with fx, fy, cx, cy (or K); sequences default to their intrinsics.json")
     gen.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG, help="horizontal FOV when no intrinsics (degrees)")
     gen.add_argument("--depth-model", help="local transformers depth model directory")
     gen.add_argument("--stride", type=_positive_int, default=1, help="use every n-th pixel")
     gen.add_argument("--camera-height", type=float, default=DEFAULT_CAMERA_HEIGHT, help="prior: camera height (m)")
     gen.add_argument("--pitch", type=float, default=PRIOR_PITCH_DEG, help="prior: camera pitch down (degrees)")
-    gen.add_argument("-o", "--output", required=True, help=f"world file to write: {WRITE_SUFFIXES}")
-=======
-    gen.add_argument("--intrinsics", help="JSON with fx, fy, cx, cy (or K); sequences default to their intrinsics.json")
-    gen.add_argument("--fov", type=float, default=60.0, help="horizontal FOV when no intrinsics (degrees)")
-    gen.add_argument("--depth-model", help="local transformers depth model directory")
-    gen.add_argument("--stride", type=_positive_int, default=1, help="use every n-th pixel")
-    gen.add_argument("--camera-height", type=float, default=1.2, help="prior: camera height (m)")
-    gen.add_argument("--pitch", type=float, default=15.0, help="prior: camera pitch down (degrees)")
     seq = gen.add_argument_group("RGB-D sequences")
     seq.add_argument("--poses", help="camera-to-world poses: TUM trajectory file or JSON of 4x4 matrices "
                      "(default: estimated with open3d RGB-D odometry + pose graph)")  # fmt: skip
@@ -330,7 +317,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="file format of each world (dynamic worlds are always .safetensors)")  # fmt: skip
     gen.add_argument("-o", "--output", required=True, help=f"world file to write: {WRITE_SUFFIXES}; with several "
                      "inputs a folder")  # fmt: skip
->>>>>>> i16
     gen.set_defaults(func=cmd_generate)
 
     dec = command("decode", "GEN3C teacher directory -> Gaussians with the Lyra decoder")
