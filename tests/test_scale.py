@@ -60,11 +60,11 @@ def test_local_ray_listens_on_localhost_only(local_ray):
 def test_generate_many_inputs_on_ray(tmp_path, local_ray, capsys):
     """`lyra-sim generate A B -o DIR --workers 2`: one world per input, the same bytes as in process, resumable."""
     import shutil
-    from pathlib import Path
 
+    from lyra_sim.demo import EXAMPLE_DIR
     from lyra_sim.generate.batch import generate_many
 
-    example = Path(__file__).resolve().parent.parent / "examples" / "data" / "tabletop_rgb.png"
+    example = EXAMPLE_DIR / "tabletop_rgb.png"
     inputs = [shutil.copy(example, tmp_path / "a.png"), shutil.copy(example, tmp_path / "b.png")]
     options = {"max_pixels": 80 * 60}
     single = generate_many(inputs, tmp_path / "single", workers=1, progress=False, image_options=options)
