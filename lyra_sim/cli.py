@@ -21,7 +21,7 @@ from lyra_sim.generate.images import DEFAULT_MAX_PIXELS
 from lyra_sim.io import REGISTRY, load_world, save_world
 from lyra_sim.io.errors import WorldFileError
 from lyra_sim.media import render_path
-from lyra_sim.world import DynamicGaussianWorld
+from lyra_sim.world import DynamicGaussianWorld, first_keyframe
 
 
 def _generate_options(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -35,7 +35,7 @@ def _generate_options(args: argparse.Namespace) -> tuple[dict, dict]:
 
 
 def _print_world_facts(world) -> None:
-    info = (world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world).info
+    info = first_keyframe(world).info
     if info.get("generator") == "rgbd_sequence":
         print(f"{info['frames']} frames; poses: {info['pose_source']}")
         if "odometry" in info:
