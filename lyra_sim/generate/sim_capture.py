@@ -20,11 +20,13 @@ import pybullet_data
 from PIL import Image
 
 from lyra_sim.io.atomic import atomic_path
+from lyra_sim.physics.bullet_camera import pinhole_from_vfov, render_rgbd
 from lyra_sim.physics.pybullet_quiet import import_pybullet
 
 p = import_pybullet()
 
 NEAR, FAR = 0.05, 20.0
+LIGHT = (1, 1, 3)  # TinyRenderer light direction
 ROOM = (6.0, 5.0, 2.5)  # x, y extent and wall height (m); floor centred on the origin, z up
 CAMERA_HEIGHT = 1.3
 MOVING_HALF = (0.15, 0.15, 0.15)  # half extents of the moving box (m)
@@ -154,9 +156,7 @@ def render_capture(num_frames: int = 100, width: int = 640, height: int = 480, m
         eyes, targets = walk(num_frames, walk_kind)
         eyes, targets = eyes[:only_first], targets[:only_first]
         cam_to_world = np.stack([look_at_cam_to_world(e, t) for e, t in zip(eyes, targets, strict=True)])
-    fy = 0.5 * height / math.tan(math.radians(vfov_deg) / 2)
-    K = np.array([[fy, 0, width / 2], [0, fy, height / 2], [0, 0, 1.0]])
-    projection = p.computeProjectionMatrixFOV(vfov_deg, width / height, NEAR, FAR)
+    K = pinhole_from_vfov(width, height, vfov_deg)
     rng = np.random.default_rng(seed)
     client = p.connect(p.DIRECT)
     rgbs, depths, objects = [], [], []
@@ -174,13 +174,9 @@ def render_capture(num_frames: int = 100, width: int = 640, height: int = 480, m
                     p.resetBasePositionAndOrientation(box, pos.tolist(), [0, 0, 0, 1], physicsClientId=client)
                     objects.append(pos)
                 eye, forward, up = pose[:3, 3], pose[:3, 2], -pose[:3, 1]
-                view = p.computeViewMatrix(eye.tolist(), (eye + forward).tolist(), up.tolist())
-                _, _, rgba, zbuf, _ = p.getCameraImage(width, height, view, projection, renderer=p.ER_TINY_RENDERER,
-                                                       lightDirection=[1, 1, 3], physicsClientId=client)  # fmt: skip
-                zbuf = np.asarray(zbuf, np.float64).reshape(height, width)
-                depth = FAR * NEAR / (FAR - (FAR - NEAR) * zbuf)
-                depth[zbuf >= 1.0] = 0.0
-                rgbs.append(np.asarray(rgba, np.uint8).reshape(height, width, 4)[..., :3].copy())
+                rgb, depth, _ = render_rgbd(client, width, height, eye, eye + forward, vfov_deg, NEAR, FAR,
+                                            light=LIGHT, up=up)
+                rgbs.append(rgb.copy())
                 depths.append(sensor_noise(depth, rng) if noise else depth.astype(np.float32))
     finally:
         p.disconnect(client)
