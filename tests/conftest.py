@@ -1,8 +1,13 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from lyra_sim import GaussianWorld
+from lyra_sim.demo import EXAMPLE_DEPTH, EXAMPLE_DIR, EXAMPLE_INTRINSICS, EXAMPLE_RGB, example_paths
 
 
 def random_world(
@@ -21,3 +26,18 @@ def random_world(
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def small_example(root: Path, size: tuple[int, int] = (80, 60), rgb_resample=Image.NEAREST) -> tuple[Path, Path, Path]:
+    """The bundled example shrunk to ``size`` (depth nearest-neighbour, intrinsics scaled) in ``root``, under its
+    own file names (so ``lyra-sim demo --example-dir root`` reads it); returns (rgb, depth, intrinsics) paths."""
+    root.mkdir(parents=True, exist_ok=True)
+    rgb, depth, intrinsics = example_paths(root)
+    Image.open(EXAMPLE_DIR / EXAMPLE_RGB).resize(size, rgb_resample).save(rgb)
+    Image.open(EXAMPLE_DIR / EXAMPLE_DEPTH).resize(size, Image.NEAREST).save(depth)
+    intr = json.loads((EXAMPLE_DIR / EXAMPLE_INTRINSICS).read_text())
+    sx, sy = size[0] / intr["width"], size[1] / intr["height"]
+    intr.update(fx=intr["fx"] * sx, fy=intr["fy"] * sy, cx=intr["cx"] * sx, cy=intr["cy"] * sy, width=size[0],
+                height=size[1])
+    intrinsics.write_text(json.dumps(intr))
+    return rgb, depth, intrinsics

@@ -5,25 +5,17 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from conftest import small_example
 
 from lyra_sim import load_world
 from lyra_sim.cli import main
-from lyra_sim.demo import EXAMPLE_DIR
 
 
 @pytest.fixture
 def example(tmp_path):
     """The bundled example, downsampled to keep the test quick."""
-    from PIL import Image
-
-    out = tmp_path / "ex"
-    out.mkdir()
-    Image.open(EXAMPLE_DIR / "tabletop_rgb.png").resize((80, 60), Image.NEAREST).save(out / "tabletop_rgb.png")
-    Image.open(EXAMPLE_DIR / "tabletop_depth.png").resize((80, 60), Image.NEAREST).save(out / "tabletop_depth.png")
-    intr = json.loads((EXAMPLE_DIR / "tabletop_intrinsics.json").read_text())
-    intr.update({k: intr[k] / 4 for k in ("fx", "fy", "cx", "cy")}, width=80, height=60)
-    (out / "tabletop_intrinsics.json").write_text(json.dumps(intr))
-    return out
+    small_example(tmp_path / "ex")
+    return tmp_path / "ex"
 
 
 def test_generate_info_render(tmp_path, example, capsys):
