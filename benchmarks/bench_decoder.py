@@ -68,7 +68,7 @@ def gpu_report() -> str:
     device = torch.device("cuda")
     sync = torch.cuda.synchronize
     lines = [f"Device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}, "
-             f"mamba-ssm kernel: {'yes' if fused_kernel_available() else 'no'}.", ""]  # fmt: skip
+             f"mamba-ssm kernel: {'yes' if fused_kernel_available() else 'no'}.", ""]
     model = LyraDecoder.official().to(device).eval()
     latents, plucker = _inputs(model.config, 6, 16, 88, 160, device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -119,7 +119,7 @@ def main() -> None:
         "| --- | --- | --- | --- | --- |",
     ]
     lines += [f"| {label} | {size} | {tokens:,} | {params:,} | {1000 * s:.0f} ms |"
-              for label, size, tokens, params, s in rows]  # fmt: skip
+              for label, size, tokens, params, s in rows]
     write_section("Lyra decoder forward, CPU", "\n".join(lines))
     if torch.cuda.is_available():
         body = f"Measured {datetime.date.today()} by `python benchmarks/bench_decoder.py`.\n\n" + gpu_report()

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import fuzzing  # lives with the tests
 
 CASES = {"ply": 800, "native": 500, "usd": 600, "image": 500, "depth": 400, "intrinsics": 250, "camera_path": 250,
-         "latent": 400, "splat_formats": 400}  # fmt: skip
+         "latent": 400, "splat_formats": 400}
 TARGET_SECONDS, TARGET_BYTES = 2.0, 500 << 20
 
 
@@ -69,7 +69,7 @@ def main() -> None:
         "zips (BININT operands); safetensors header numbers, dtypes (F8, BOOL, ...) and metadata; USD numbers, "
         "external references/payloads/sublayers, doubling-reference bombs, timeCodesPerSecond 0, projective "
         "transforms; .spz, compressed .ply and .splat files (splat_formats) get the byte mutations.",
-    ])  # fmt: skip
+    ])
     print(body)
     print(f"wrote {write_section('Hostile inputs: mutation fuzzing (bench_fuzz.py)', body)}")
 

@@ -77,7 +77,7 @@ def main() -> None:
         view = p.computeViewMatrix(EYE, TARGET, UP)
         proj = p.computeProjectionMatrixFOV(VFOV, width / height, 0.1, 100.0)
         tiny = time_call(lambda: p.getCameraImage(width, height, view, proj, renderer=p.ER_TINY_RENDERER,  # noqa: B023
-                                                  physicsClientId=client), repeats=10)  # fmt: skip
+                                                  physicsClientId=client), repeats=10)
         world = monastery_gaussians(n)
         fy = 0.5 * height / math.tan(math.radians(VFOV) / 2)
         K = torch.tensor([[fy, 0, width / 2], [0, fy, height / 2], [0, 0, 1]])
@@ -88,7 +88,7 @@ def main() -> None:
         rows.append((width, height, n, ours, tiny, coverage))
         print(f"{width}x{height}, {n:,} Gaussians: lyra_sim cpu {1000 * ours:.1f} ms ({1 / ours:.1f} FPS), "
               f"TinyRenderer {1000 * tiny:.1f} ms ({1 / tiny:.1f} FPS), speed ratio {tiny / ours:.2f}x, "
-              f"coverage {coverage:.0%}")  # fmt: skip
+              f"coverage {coverage:.0%}")
     p.disconnect(client)
     write_results(rows)
 
@@ -105,7 +105,7 @@ def write_results(rows) -> None:
     ]
     for w, h, n, ours, tiny, cov in rows:
         lines.append(f"| {w}x{h} | {n:,} | {1000 * ours:.1f} ms ({1 / ours:.1f} FPS) | {1000 * tiny:.1f} ms "
-                     f"({1 / tiny:.1f} FPS) | {tiny / ours:.2f}x | {cov:.0%} |")  # fmt: skip
+                     f"({1 / tiny:.1f} FPS) | {tiny / ours:.2f}x | {cov:.0%} |")
     lines += [
         "",
         "Targets (issue 2): no slower than TinyRenderer at 128x128 with 200k Gaussians; >= 3 FPS at 640x480",

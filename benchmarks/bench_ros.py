@@ -113,16 +113,16 @@ def soak(poses: int = 10_000) -> None:
     hostile_parameters = [("background", [math.nan, 0.0, 0.0]), ("background", [0.0, 0.0]), ("backend", "bogus"),
                           ("base_to_camera", [0.0] * 7), ("width", 0), ("width", 100000), ("height", 0),
                           ("fov_deg", 180.0), ("rate_hz", 0.0), ("camera_frame_id", ""), ("jpeg_quality", 0),
-                          ("image_qos_depth", 5)]  # fmt: skip
+                          ("image_qos_depth", 5)]
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=230, signal_handler_options=SignalHandlerOptions.NO)
     with tempfile.TemporaryDirectory() as tmp:
         world = generate_world(DATA / "tabletop_rgb.png", depth=DATA / "tabletop_depth.png",
-                               intrinsics=DATA / "tabletop_intrinsics.json")  # fmt: skip
+                               intrinsics=DATA / "tabletop_intrinsics.json")
         world_path = save_world(world, Path(tmp) / "world.ply")
         node = WorldCamera(context=context, parameter_overrides=[Parameter("world", value=str(world_path)),
                            Parameter("backend", value="cpu"), Parameter("width", value=160),
-                           Parameter("height", value=120)])  # fmt: skip
+                           Parameter("height", value=120)])
         messages = list(hostile_poses(poses))
         start = time.perf_counter()
         for message in messages:
@@ -191,7 +191,7 @@ def main() -> None:
     ]
     subscriber = {"reliable": "reliable (default QoS, depth 10)", "best_effort": "best effort (sensor data)"}
     lines += [f"| {w}x{h} | {subscriber[r]} | {1000 * lat:.1f} ms | {rate:.1f} | {lost}/30 |"
-              for w, h, r, lat, rate, lost in rows]  # fmt: skip
+              for w, h, r, lat, rate, lost in rows]
     lines += ["", "The node's default is reliable keep-last 10 (REP 2003's driver QoS);",
               "`image_reliability:=best_effort` gives the sensor-data profile. The two rows per size ran one after",
               "the other, so compare within a size."]

@@ -99,7 +99,7 @@ def evaluate_views(world, truth, capture, ref: np.ndarray) -> dict:
     K = capture.K
     for rgb, depth, pose in zip(truth.rgb, truth.depth, truth.cam_to_world, strict=True):
         cam = Camera(torch.tensor(K, dtype=torch.float32),
-                     torch.from_numpy(np.linalg.inv(ref @ pose)).float(), WIDTH, HEIGHT)  # fmt: skip
+                     torch.from_numpy(np.linalg.inv(ref @ pose)).float(), WIDTH, HEIGHT)
         with torch.no_grad():
             out = render(world, cam, background=(0, 0, 0))
         valid = depth > 0
@@ -127,10 +127,10 @@ def bench_walk() -> list[str]:
     walked = np.linalg.norm(np.diff(capture.cam_to_world[:, :3, 3], axis=0), axis=1).sum()
     ref = np.linalg.inv(capture.cam_to_world[0])  # the world's frame: the first camera's
     on_path = render_capture(width=WIDTH, height=HEIGHT, noise=False,
-                             cam_to_world=novel_views_on_path(capture.cam_to_world))  # fmt: skip
+                             cam_to_world=novel_views_on_path(capture.cam_to_world))
     near = evaluate_views(result.world, on_path, capture, ref)
     inside = evaluate_views(result.world, render_capture(width=WIDTH, height=HEIGHT, noise=False,
-                                                         cam_to_world=novel_views_inside()), capture, ref)  # fmt: skip
+                                                         cam_to_world=novel_views_inside()), capture, ref)
     with tempfile.TemporaryDirectory() as tmp:
         size_mb = save_world(result.world, Path(tmp) / "walk.ply").stat().st_size / 1e6
     odo = result.odometry.summary()
@@ -207,7 +207,7 @@ def bench_ray() -> list[str]:
 def main() -> None:
     lines = [f"{datetime.date.today()} · {platform.processor() or platform.machine()} · 2 shared CPU cores", ""]
     lines += ["**Static walk**", "", *bench_walk(), "", "**Dynamic scene**", "", *bench_moving(), "",
-              "**Data engine on Ray**", "", *bench_ray()]  # fmt: skip
+              "**Data engine on Ray**", "", *bench_ray()]
     body = "\n".join(lines)
     print(body)
     write_section("RGB-D sequences (bench_sequences.py)", body)

@@ -28,7 +28,7 @@ def main() -> None:
         per_scene = (time.perf_counter() - t0) / SCENES
         config = TrainConfig(dataset=str(Path(tmp) / "data"), output=str(Path(tmp) / "run"), width=64, depth=4,
                              lr=3e-3, warmup_steps=5, log_every=1000, checkpoint_every=10_000,
-                             stages=[Stage("all views", STEPS + 2, views=(6, 6), frames_per_view=3)])  # fmt: skip
+                             stages=[Stage("all views", STEPS + 2, views=(6, 6), frames_per_view=3)])
         trainer = Trainer(config)
         trainer.train(steps=2, progress=False)  # warm-up (numba, allocator)
         t0 = time.perf_counter()

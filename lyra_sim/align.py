@@ -188,12 +188,12 @@ def align_world(
         "floor_inlier_fraction": plane.inlier_fraction, "camera_tilt_deg": tilt,
         "meters_per_unit": metres, "scale_source": source, "camera_height_m": float(camera_pose[2, 3]),
         "transform": transform.tolist(), "camera_to_world": camera_pose.tolist(), "notes": notes,
-    }  # fmt: skip
+    }
 
     def apply(w: GaussianWorld) -> GaussianWorld:
         aligned = w.transformed(rotation=torch.from_numpy(rotation).float(),
                                 translation=torch.from_numpy(translation).float(), scale=metres, frame="z_up",
-                                meters_per_unit=1.0)  # fmt: skip
+                                meters_per_unit=1.0)
         aligned.info = {**w.info, "alignment": report}
         return aligned
 

@@ -27,10 +27,10 @@ from lyra_sim.world import DynamicGaussianWorld, first_keyframe
 def _generate_options(args: argparse.Namespace) -> tuple[dict, dict]:
     """generate_world options for single images and for sequence folders."""
     image = dict(fov_deg=args.fov, depth_model=args.depth_model, stride=args.stride, camera_height=args.camera_height,
-                 pitch_deg=args.pitch, depth_scale=args.depth_scale, max_pixels=args.max_pixels or None)  # fmt: skip
+                 pitch_deg=args.pitch, depth_scale=args.depth_scale, max_pixels=args.max_pixels or None)
     sequence = dict(poses=args.poses, depth_scale=args.depth_scale, every=args.every, max_frames=args.max_frames,
                     voxel_size=args.voxel_size, sh_degree=args.sh_degree, keyframe_interval=args.keyframe_interval,
-                    dynamic=False if args.static else None)  # fmt: skip
+                    dynamic=False if args.static else None)
     return image, sequence
 
 
@@ -43,7 +43,7 @@ def _print_world_facts(world) -> None:
             residual_mm = odo["residual_trans_m"]["mean"] * 1000
             print(f"  odometry: min overlap {odo['overlap_min']:.0%}, {odo['pairs_kept']} of {odo['pairs_tried']} "
                   f"keyframe/loop registrations kept, pose-graph residual mean {residual_mm:.1f} mm / "
-                  f"{odo['residual_rot_deg']['mean']:.2f} deg")  # fmt: skip
+                  f"{odo['residual_rot_deg']['mean']:.2f} deg")
         if isinstance(world, DynamicGaussianWorld):
             print(f"  moving parts: {len(world)} keyframes at t = {', '.join(f'{t:.2f}' for t in world.times)} s")
         return
@@ -65,7 +65,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         image_options["intrinsics"] = sequence_options["intrinsics"] = args.intrinsics
         written = generate_many(args.inputs, args.output, suffix=f".{args.format}", workers=args.workers,
                                 ray_address=args.ray_address, image_options=image_options,
-                                sequence_options=sequence_options)  # fmt: skip
+                                sequence_options=sequence_options)
         for path in written:
             print(f"wrote {path}")
         return 0
@@ -106,7 +106,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         args.teacher_dir, args.checkpoint, args.tokenizer, views=tuple(_int_list(args.views)), prune=args.prune,
         device=args.device, dynamic=True if args.dynamic else None,
         times=[float(t) for t in args.times.split(",")] if args.times else None, name=args.name,
-    )  # fmt: skip
+    )
     print(f"decoded in {time.perf_counter() - t0:.1f} s: {world.summary()['num_gaussians']} Gaussians")
     if isinstance(world, DynamicGaussianWorld) and output.suffix.lower() == ".ply":
         for t, keyframe in zip(world.times, world.worlds, strict=True):
@@ -151,7 +151,7 @@ def cmd_record_bag(args: argparse.Namespace) -> int:
     start = None if args.start is None else parse_start_time(args.start)
     out = record_bag(world, cams, args.output, rate_hz=args.rate, start_time=start, frame_id=args.frame_id,
                      world_frame_id=args.world_frame_id, topic_prefix=args.topic_prefix,
-                     body_frame_id=args.body_frame_id or None)  # fmt: skip
+                     body_frame_id=args.body_frame_id or None)
     tf = "/tf, /tf_static" if args.body_frame_id else "/tf"
     print(f"wrote {len(cams)} frames ({args.topic_prefix}/image_raw, depth, camera_info, pose; {tf}) to {out}")
     return 0
@@ -162,7 +162,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
 
     manifest = make_dataset(args.output, num_scenes=args.scenes, held_out=args.held_out, width=args.width,
                             height=args.height, frames=args.frames, seed=args.seed, workers=args.workers,
-                            ray_address=args.ray_address)  # fmt: skip
+                            ray_address=args.ray_address)
     print(f"wrote {args.scenes} scenes ({args.held_out} held out) and {manifest}")
     return 0
 
@@ -176,10 +176,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             setattr(config, name, getattr(args, name))
     trainer = Trainer(config)
     print(f"perceptual loss: {trainer.perceptual.name}; latent space: {config.latent_space}; "
-          f"starting at step {trainer.step} of {config.total_steps}")  # fmt: skip
+          f"starting at step {trainer.step} of {config.total_steps}")
     trainer.train(steps=args.steps)
     print(f"wrote checkpoints to {Path(config.output) / 'checkpoints'}/ and metrics to "
-          f"{Path(config.output) / 'metrics.csv'}")  # fmt: skip
+          f"{Path(config.output) / 'metrics.csv'}")
     if args.eval:
         print(json.dumps(trainer.evaluate(), indent=2))
     return 0
@@ -195,7 +195,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     world, cams = _world_and_cameras(args, args.path)
     written = render_path(world, cams, Path(args.out), backend=args.backend, mp4=not args.no_mp4,
-                          depth_frames=args.depth)  # fmt: skip
+                          depth_frames=args.depth)
     print(f"wrote {len(written['frames'])} frames to {args.out}/")
     print(f"wrote contact sheet {written['contact_sheet']}")
     if "mp4" in written:
@@ -282,10 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=summary, description=summary, formatter_class=_HelpFormatter)
 
     gen = command("generate", "image [+ depth], RGB-D sequence folder, or several of them -> world file(s) (the "
-                  "output's suffix picks the format)")  # fmt: skip
+                  "output's suffix picks the format)")
     gen.add_argument("inputs", nargs="+", metavar="INPUT",
                      help="input photo (PNG, JPEG, ...) or RGB-D sequence folder (TUM rgb.txt/depth.txt, or rgb/ + "
-                          "depth/); several inputs write one world each into the -o folder")  # fmt: skip
+                          "depth/); several inputs write one world each into the -o folder")
     gen.add_argument("--depth", help="depth map: 16-bit PNG (millimetres unless --depth-scale) or .npy (metres)")
     gen.add_argument("--depth-scale", type=_positive_float, help="stored depth units per metre: 1000 for millimetre "
                      "PNGs (the PNG default), 5000 for TUM RGB-D (the TUM layout's default), 1 for metres (.npy)")
@@ -299,24 +299,24 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--pitch", type=float, default=PRIOR_PITCH_DEG, help="prior: camera pitch down (degrees)")
     seq = gen.add_argument_group("RGB-D sequences")
     seq.add_argument("--poses", help="camera-to-world poses: TUM trajectory file or JSON of 4x4 matrices "
-                     "(default: estimated with open3d RGB-D odometry + pose graph)")  # fmt: skip
+                     "(default: estimated with open3d RGB-D odometry + pose graph)")
     seq.add_argument("--every", type=_positive_int, default=1, help="use every n-th frame")
     seq.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
     seq.add_argument("--voxel-size", type=_positive_float, default=0.02,
-                     help="fusion voxel (m): one surfel per voxel of surface")  # fmt: skip
+                     help="fusion voxel (m): one surfel per voxel of surface")
     seq.add_argument("--sh-degree", type=int, default=0, choices=[0, 1],
-                     help="1: fit view-dependent colour from the views; 0: best view's colour")  # fmt: skip
+                     help="1: fit view-dependent colour from the views; 0: best view's colour")
     seq.add_argument("--static", action="store_true", help="never make a dynamic world (moving parts are left out)")
     seq.add_argument("--keyframe-interval", type=_positive_float, default=0.5,
-                     help="seconds between moving-part keyframes")  # fmt: skip
+                     help="seconds between moving-part keyframes")
     many = gen.add_argument_group("several inputs")
     many.add_argument("--workers", type=_positive_int, default=1, help="parallel workers on a local Ray "
-                      "(lyra-sim[scale])")  # fmt: skip
+                      "(lyra-sim[scale])")
     many.add_argument("--ray-address", help="run on this existing Ray cluster instead (e.g. ray://head:10001)")
     many.add_argument("--format", default="ply", choices=["ply", "safetensors"],
-                      help="file format of each world (dynamic worlds are always .safetensors)")  # fmt: skip
+                      help="file format of each world (dynamic worlds are always .safetensors)")
     gen.add_argument("-o", "--output", required=True, help=f"world file to write: {WRITE_SUFFIXES}; with several "
-                     "inputs a folder")  # fmt: skip
+                     "inputs a folder")
     gen.set_defaults(func=cmd_generate)
 
     dec = command("decode", "GEN3C teacher directory -> Gaussians with the Lyra decoder")
@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--frames", type=_positive_int, default=9, help="frames per trajectory (1 + 8k)")
     mk.add_argument("--seed", type=int, default=0, help="random seed of the scenes")
     mk.add_argument("--workers", type=_positive_int, default=1, help="parallel workers on a local Ray "
-                    "(lyra-sim[scale]); the shards are the same")  # fmt: skip
+                    "(lyra-sim[scale]); the shards are the same")
     mk.add_argument("--ray-address", help="run on this existing Ray cluster instead (e.g. ray://head:10001)")
     mk.set_defaults(func=cmd_make_dataset)
 

@@ -49,7 +49,7 @@ def image_fields(pixels: np.ndarray) -> dict:
         raise RosMessageError(f"image: expected (H, W, 3) uint8 or (H, W) float, got {pixels.shape} {pixels.dtype}")
     height, width = pixels.shape[:2]
     return {"height": height, "width": width, "encoding": encoding, "is_bigendian": 0,
-            "step": width * data.itemsize * (3 if encoding == "rgb8" else 1), "data": data.tobytes()}  # fmt: skip
+            "step": width * data.itemsize * (3 if encoding == "rgb8" else 1), "data": data.tobytes()}
 
 
 def compressed_image_fields(rgb: np.ndarray, codec: str = "jpeg", jpeg_quality: int = 95, png_level: int = 3) -> dict:
@@ -80,7 +80,7 @@ def camera_info_fields(K: np.ndarray, width: int, height: int) -> dict:
     P[:, :3] = K
     return {"height": int(height), "width": int(width), "distortion_model": "plumb_bob", "d": [0.0] * 5,
             "k": K.reshape(-1).tolist(), "r": np.eye(3).reshape(-1).tolist(), "p": P.reshape(-1).tolist(),
-            "binning_x": 0, "binning_y": 0}  # fmt: skip
+            "binning_x": 0, "binning_y": 0}
 
 
 def _translation_and_rotation(matrix: np.ndarray) -> tuple[dict, dict]:
@@ -105,7 +105,7 @@ def transform_stamped_fields(matrix: np.ndarray, stamp: dict, parent: str, child
     """geometry_msgs/TransformStamped: ``child``'s pose in ``parent`` (tf's parent -> child)."""
     translation, rotation = _translation_and_rotation(matrix)
     return {"header": {"stamp": stamp, "frame_id": parent}, "child_frame_id": child,
-            "transform": {"translation": translation, "rotation": rotation}}  # fmt: skip
+            "transform": {"translation": translation, "rotation": rotation}}
 
 
 def optical_in_body() -> np.ndarray:
@@ -139,7 +139,7 @@ _FIELDS = {
                               "uint32 binning_y\nsensor_msgs/RegionOfInterest roi",
     "geometry_msgs/PoseStamped": "std_msgs/Header header\ngeometry_msgs/Pose pose",
     "tf2_msgs/TFMessage": "geometry_msgs/TransformStamped[] transforms",
-}  # fmt: skip
+}
 
 
 def _dependencies(name: str, found: list[str]) -> list[str]:

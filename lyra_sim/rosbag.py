@@ -35,7 +35,7 @@ from lyra_sim.ros_messages import (
 )
 
 DATATYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", "geometry_msgs/msg/PoseStamped",
-             "tf2_msgs/msg/TFMessage")  # fmt: skip
+             "tf2_msgs/msg/TFMessage")
 _INFINITE = "\n    sec: 9223372036\n    nsec: 854775807"
 
 
@@ -47,7 +47,7 @@ def offered_qos(durability: str) -> str:
     code = {"transient_local": 1, "volatile": 2}[durability]
     return (f"- history: 1\n  depth: 1\n  reliability: 1\n  durability: {code}\n  deadline:{_INFINITE}\n"
             f"  lifespan:{_INFINITE}\n  liveliness: 1\n  liveliness_lease_duration:{_INFINITE}\n"
-            "  avoid_ros_namespace_conventions: false")  # fmt: skip
+            "  avoid_ros_namespace_conventions: false")
 
 
 class BagError(LyraSimError):
@@ -82,7 +82,7 @@ def _open_writer(stream):
         def register_topic(self, topic: str, schema, durability: str = "volatile") -> None:
             self._channel_ids[topic] = self._writer.register_channel(
                 topic=topic, message_encoding="cdr", schema_id=schema.id,
-                metadata={"offered_qos_profiles": offered_qos(durability)})  # fmt: skip
+                metadata={"offered_qos_profiles": offered_qos(durability)})
 
     return QosWriter(stream)
 
@@ -90,7 +90,7 @@ def _open_writer(stream):
 def record_bag(world, cameras: Camera, path: str | os.PathLike, rate_hz: float = 10.0, start_time: float | None = None,
                frame_id: str = "camera_optical_frame", world_frame_id: str = "map", topic_prefix: str = "/camera",
                body_frame_id: str | None = "camera_link", background=DEFAULT_BACKGROUND, backend: str = "auto",
-               progress: bool = True) -> Path:  # fmt: skip
+               progress: bool = True) -> Path:
     """Render each camera of ``cameras`` (frame i at ``start_time + i / rate_hz`` s) into an MCAP bag.
 
     ``start_time``: seconds since the epoch of the first frame (default: now). ``body_frame_id``: the camera's
@@ -118,7 +118,7 @@ def record_bag(world, cameras: Camera, path: str | os.PathLike, rate_hz: float =
             writer.register_topic("/tf_static", schemas["tf2_msgs/msg/TFMessage"], durability="transient_local")
             static = transform_stamped_fields(optical_to_body, stamp_fields(start_ns), body_frame_id, frame_id)
             writer.write_message("/tf_static", schemas["tf2_msgs/msg/TFMessage"], {"transforms": [static]},
-                                 log_time=start_ns, publish_time=start_ns)  # fmt: skip
+                                 log_time=start_ns, publish_time=start_ns)
         for i in tqdm(range(len(cameras)), desc="recording", unit="frame", disable=not progress):
             camera = cameras[i]
             log_time = start_ns + round(i * 1e9 / rate_hz)
@@ -143,7 +143,7 @@ def record_bag(world, cameras: Camera, path: str | os.PathLike, rate_hz: float =
                                           "pose": pose_fields(cam_to_world)}),
                 "/tf": ("tf2_msgs/msg/TFMessage",
                         {"transforms": [transform_stamped_fields(moving[0], stamp, world_frame_id, moving[1])]}),
-            }  # fmt: skip
+            }
             for topic, (datatype, message) in messages.items():
                 writer.write_message(topic, schemas[datatype], message, log_time=log_time, publish_time=log_time)
         writer.finish()

@@ -13,7 +13,7 @@ def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
         1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]  # fmt: skip
+    ]
     return torch.stack(rows, dim=-1).reshape(*q.shape[:-1], 3, 3)
 
 

@@ -56,14 +56,14 @@ def init_ray(workers: int | None = None, address: str | None = None):
         else:
             _check_loopback_only()
             ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                     _node_ip_address="127.0.0.1", object_store_memory=LOCAL_OBJECT_STORE_BYTES)  # fmt: skip
+                     _node_ip_address="127.0.0.1", object_store_memory=LOCAL_OBJECT_STORE_BYTES)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ScaleError(f"cannot start Ray ({'address ' + address if address else 'local'}): {exc}") from exc
     return ray
 
 
 def parallel_map(fn: Callable[..., Any], jobs: Iterable[tuple], workers: int = 1, address: str | None = None,
-                 desc: str = "jobs", progress: bool = True) -> Iterator[tuple[int, Any]]:  # fmt: skip
+                 desc: str = "jobs", progress: bool = True) -> Iterator[tuple[int, Any]]:
     """Yield ``(index, fn(*job))`` for every job, in completion order.
 
     With ``workers`` 1 and no ``address`` the jobs run here one after another; otherwise each is a

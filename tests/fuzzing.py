@@ -54,7 +54,7 @@ def make_seeds(folder: Path) -> dict[str, list[Path]]:
     n = 12
     world = GaussianWorld(torch.randn(n, 3, generator=g) + torch.tensor([0, 0, 3.0]), torch.randn(n, 4, generator=g),
                           torch.rand(n, 3, generator=g) * 0.1 + 0.01, torch.rand(n, generator=g),
-                          torch.randn(n, 4, 3, generator=g) * 0.3)  # fmt: skip
+                          torch.randn(n, 4, 3, generator=g) * 0.3)
     seeds: dict[str, list[Path]] = {}
     ply = save_world(world, folder / "w.ply")
     ascii_ply = folder / "ascii.ply"

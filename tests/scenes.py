@@ -82,7 +82,7 @@ def camera_view(world: GaussianWorld, eye=CAMERA_EYE, target=CAMERA_TARGET, roll
     spin[:2, :2] = torch.tensor([[math.cos(roll), -math.sin(roll)], [math.sin(roll), math.cos(roll)]])
     world_to_cam = spin @ world_to_cam
     view = world.transformed(rotation=world_to_cam[:3, :3].float(), translation=world_to_cam[:3, 3].float(),
-                             frame="opencv")  # fmt: skip
+                             frame="opencv")
     if scale != 1.0:  # an unknown scale, as from a monocular generator
         view = view.transformed(scale=scale)
         view.meters_per_unit = None

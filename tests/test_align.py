@@ -69,7 +69,7 @@ def test_large_table_top_does_not_win_over_the_floor():
     planes = room_surfaces(with_box=False)[:1]  # floor only
     floor = surfels_world(planes, spacing=0.1)
     table = surfels_world([(np.array([1.0, -1.2, 0.7]), np.array([2.5, 0, 0]), np.array([0, 2.4, 0]),
-                            np.array([0, 0, 1.0]))], spacing=0.04)  # fmt: skip
+                            np.array([0, 0, 1.0]))], spacing=0.04)
     assert len(table) > 2 * len(floor)
     from lyra_sim import GaussianWorld
 
@@ -90,7 +90,7 @@ def test_dynamic_world_uses_one_transform(room):
 
 def test_no_floor_is_a_clear_error():
     wall = surfels_world([(np.array([3.0, -1, 0]), np.array([0, 2.0, 0]), np.array([0, 0, 2.0]),
-                           np.array([-1.0, 0, 0]))], spacing=0.1)  # fmt: skip
+                           np.array([-1.0, 0, 0]))], spacing=0.1)
     view, _ = camera_view(wall, target=(3.0, 0.0, 1.3))
     with pytest.raises(WorldError, match="no plane"):
         align_world(view, max_tilt_deg=20)

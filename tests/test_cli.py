@@ -21,7 +21,7 @@ def example(tmp_path):
 def test_generate_info_render(tmp_path, example, capsys):
     world_path = tmp_path / "w.ply"
     assert main(["generate", str(example / "tabletop_rgb.png"), "--depth", str(example / "tabletop_depth.png"),
-                 "--intrinsics", str(example / "tabletop_intrinsics.json"), "-o", str(world_path)]) == 0  # fmt: skip
+                 "--intrinsics", str(example / "tabletop_intrinsics.json"), "-o", str(world_path)]) == 0
     out = capsys.readouterr().out
     assert "depth source: given (metric)" in out and str(world_path) in out
     world = load_world(world_path)
@@ -30,7 +30,7 @@ def test_generate_info_render(tmp_path, example, capsys):
     assert json.loads(capsys.readouterr().out)["num_gaussians"] == len(world)
     render_dir = tmp_path / "r"
     assert main(["render", str(world_path), "--frames", "4", "--width", "48", "--height", "36", "-o", str(render_dir),
-                 "--path", "lyra:0", "--depth"]) == 0  # fmt: skip
+                 "--path", "lyra:0", "--depth"]) == 0
     assert str(render_dir) in capsys.readouterr().out
     frames = sorted(render_dir.glob("frame_*.png"))
     assert len(frames) == 4 and len(list(render_dir.glob("depth_*.png"))) == 4

@@ -92,7 +92,7 @@ def test_lyra_range_renders_all_six_trajectories(example_worlds, tmp_path):
         torch.testing.assert_close(all_six.world_to_cam[3 * k : 3 * k + 3], single.world_to_cam)
     out = tmp_path / "six"
     assert main(["render", str(example_worlds / "world.ply"), "--path", "lyra:0..5", "--frames", "2", "--no-mp4",
-                 "-o", str(out)]) == 0  # fmt: skip
+                 "-o", str(out)]) == 0
     assert len(list(out.glob("frame_*.png"))) == 12
 
 
@@ -108,7 +108,7 @@ def test_documented_json_camera_format_renders(example_worlds, tmp_path):
     (tmp_path / "cams.json").write_text(json.dumps(cams))
     out = tmp_path / "json"
     assert main(["render", str(example_worlds / "world.ply"), "--path", str(tmp_path / "cams.json"), "--no-mp4",
-                 "-o", str(out)]) == 0  # fmt: skip
+                 "-o", str(out)]) == 0
     frames = sorted(out.glob("frame_*.png"))
     assert len(frames) == 2 and Image.open(frames[0]).size == (40, 30)
 

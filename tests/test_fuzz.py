@@ -9,7 +9,7 @@ from __future__ import annotations
 import fuzzing
 
 CASES = {"ply": 50, "native": 30, "usd": 40, "image": 35, "depth": 30, "intrinsics": 20, "camera_path": 20,
-         "latent": 30}  # fmt: skip
+         "latent": 30}
 
 
 def _failures(reports) -> list[str]:

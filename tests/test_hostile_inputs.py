@@ -69,7 +69,7 @@ def test_ply_unused_list_element_with_a_million_rows_is_refused_fast(tmp_path):
     rows = 1_000_000
     bad = tmp_path / "faces.ply"
     bad.write_bytes(good.replace(b"end_header\n", f"element face {rows}\nproperty list uchar int vertex_indices\n"
-                                 "end_header\n".encode()) + bytes(rows))  # fmt: skip
+                                 "end_header\n".encode()) + bytes(rows))
     start = time.perf_counter()
     with pytest.raises(WorldFileError, match=rf"{bad}.*'face' has {rows} rows"):
         load_world(bad)
@@ -404,7 +404,7 @@ def test_sigterm_leaves_no_temporary_files(tmp_path, writer):
     paths = [str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     proc = subprocess.Popen([sys.executable, "-c", _SIGTERM_SCRIPT, writer, str(out)], stdout=subprocess.PIPE,
-                            text=True, env=env)  # fmt: skip
+                            text=True, env=env)
     try:
         assert proc.stdout.readline().strip() == "ready"
         assert any(out.iterdir())  # the temporary exists while writing
@@ -485,7 +485,7 @@ def test_cli_generate_takes_depth_scale_and_reports_downscaling(tmp_path, capsys
     Image.fromarray(np.full((60, 80), 10000, np.uint16)).save(tmp_path / "tum.png")  # 2 m at 5000 units/m
     out = tmp_path / "w.ply"
     assert main(["generate", str(tmp_path / "rgb.png"), "--depth", str(tmp_path / "tum.png"), "--depth-scale", "5000",
-                 "--max-pixels", "1200", "-o", str(out)]) == 0  # fmt: skip
+                 "--max-pixels", "1200", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "downscaled from 80x60 to 40x30" in printed and f"to {out}" in printed
     assert torch.allclose(load_world(out).means[:, 2], torch.tensor(2.0), atol=1e-4)
@@ -534,7 +534,7 @@ def test_render_writes_its_frame_set_atomically(tmp_path, monkeypatch):
     out = tmp_path / "render"
     written = media.render_path(world, cams, out, mp4=False)
     assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.png", "frame_0000.png", "frame_0001.png",
-                                                     "frame_0002.png"]  # fmt: skip
+                                                     "frame_0002.png"]
     assert written["frames"][2] == str(out / "frame_0002.png")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     real_save_png, calls = media.save_png, []

@@ -64,7 +64,7 @@ def test_ply_written_by_another_writer_loads_right(tmp_path):
         "property float f_dc_0\nproperty float f_dc_1\nproperty float f_dc_2\nend_header\n"
     )
     rows = [(0.0, 1.5, -2.0, 3.0, 2.0, 0.0, 0.0, 0.0, np.log(0.1), np.log(0.2), np.log(0.3), 0.5, -0.5, 1.0),
-            (2.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)]  # fmt: skip
+            (2.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)]
     dtype = np.dtype([("o", ">f4"), ("x", ">f8")] + [(f"p{i}", ">f4") for i in range(12)])
     body = np.array(rows, dtype=dtype).tobytes()
     path = tmp_path / "hand.ply"
@@ -83,7 +83,7 @@ def test_lyra_gaussians_orig_layout(tmp_path):
     path = save_world(world, tmp_path / "gaussians_0.ply", layout="lyra")
     names = plyfile.PlyData.read(str(path))["vertex"].data.dtype.names
     assert names == ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
-                     "rot_0", "rot_1", "rot_2", "rot_3")  # fmt: skip
+                     "rot_0", "rot_1", "rot_2", "rot_3")
     arr = world_to_ply_array(world, "lyra")
     np.testing.assert_allclose(arr["f_dc_0"], (world.rgb[:, 0].numpy() - 0.5) / 0.28209479, rtol=1e-5, atol=1e-5)
     assert_worlds_close(world, load_world(path))

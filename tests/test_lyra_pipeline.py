@@ -216,7 +216,7 @@ def test_dynamic_decoding_gives_one_keyframe_per_target_time(tmp_path, teacher_d
         model.patch_time_embed.proj.weight.normal_(0, 0.5)
         model.patch_time_embed_tgt.proj.weight.normal_(0, 0.5)
     world = decode_teacher_dir(teacher_dir, model, tokenizer_dir, device="cpu", progress=False, times=(0, 4, 8),
-                               fps=4.0)  # fmt: skip
+                               fps=4.0)
     assert isinstance(world, DynamicGaussianWorld)
     assert world.times == [0.0, 1.0, 2.0]
     assert [w.info["target_frame"] for w in world.worlds] == [0.0, 4.0, 8.0]
@@ -272,19 +272,19 @@ def test_malicious_latent_in_teacher_dir_stops_decoding(tmp_path, checkpoint, to
         decode_teacher_dir(root, checkpoint, tokenizer_dir, device="cpu", progress=False)
     out = tmp_path / "world.ply"
     code = main(["decode", str(root), "--checkpoint", str(checkpoint), "--tokenizer", str(tokenizer_dir),
-                 "--device", "cpu", "-o", str(out)])  # fmt: skip
+                 "--device", "cpu", "-o", str(out)])
     assert code == 2 and not out.exists() and not marker.exists()
 
 
 def test_cli_decode_writes_the_official_gaussians_orig_layout(tmp_path, teacher_dir, checkpoint, tokenizer_dir, capsys):
     out = tmp_path / "gaussians_0.ply"
     code = main(["decode", str(teacher_dir), "--checkpoint", str(checkpoint), "--tokenizer", str(tokenizer_dir),
-                 "--device", "cpu", "--layout", "lyra", "-o", str(out)])  # fmt: skip
+                 "--device", "cpu", "--layout", "lyra", "-o", str(out)])
     assert code == 0 and str(out) in capsys.readouterr().out
     vertex = plyfile.PlyData.read(out)["vertex"]
     assert [p.name for p in vertex.properties] == ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
                                                    "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2",
-                                                   "rot_3"]  # fmt: skip
+                                                   "rot_3"]
     assert all(p.val_dtype in ("f4", "float32", "float") for p in vertex.properties)
     expected = decode_teacher_dir(teacher_dir, checkpoint, tokenizer_dir, device="cpu", progress=False)
     data = vertex.data

@@ -31,3 +31,14 @@ def test_plain_import_loads_the_heavy_subpackages_only_on_use():
             "print('lyra_sim.physics' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.split("\n")[:2] == ["[]", "True"]
+
+
+def test_no_formatter_markers():
+    """The project is formatted by hand to ruff's line length and never runs ``ruff format``, so formatter
+    markers (``marker`` below) mark nothing; they would only suggest a formatter that is not there."""
+    marker = "# fmt: " + "skip"  # spelled in two parts so that this file does not match itself
+    files = subprocess.run(["git", "ls-files", "*.py"], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    marked = [f"{name}:{number}" for name in files.split() if (ROOT / name).is_file()
+              for number, line in enumerate((ROOT / name).read_text().splitlines(), 1) if marker in line]
+    assert not marked, (f"drop the markers: git ls-files '*.py' | xargs sed -i -E 's/[[:space:]]*{marker}$//' "
+                        f"(found at {', '.join(marked[:10])})")

@@ -64,7 +64,7 @@ def test_proxy_budget_and_file_round_trip(tmp_path):
     loaded = o3d.io.read_triangle_mesh(str(path))
     assert len(loaded.triangles) == len(proxy.faces)
     np.testing.assert_allclose(np.asarray(loaded.get_axis_aligned_bounding_box().get_max_bound()),
-                               proxy.vertices.max(axis=0), atol=1e-5)  # fmt: skip
+                               proxy.vertices.max(axis=0), atol=1e-5)
     with pytest.raises(ValueError, match="suffix"):
         proxy.save(tmp_path / "proxy.txt")
     assert not (tmp_path / "proxy.txt").exists()
@@ -97,7 +97,7 @@ def test_fill_small_holes_closes_small_loops_only():
     _, counts = np.unique(edges, axis=0, return_counts=True)
     top_edges = np.unique(edges[filled_v[edges].mean(axis=1)[:, 2] > 0.99], axis=0)
     assert np.all(counts[np.searchsorted(np.unique(edges, axis=0).view("i8,i8").ravel(),
-                                         top_edges.view("i8,i8").ravel())] == 2)  # fmt: skip
+                                         top_edges.view("i8,i8").ravel())] == 2)
 
 
 def test_robot_collides_with_proxy_walls(room_proxy):

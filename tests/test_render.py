@@ -95,7 +95,7 @@ def test_numba_projection_matches_torch_projection():
         world.means.numpy(), world.quats.numpy(), world.scales.numpy(), world.opacities.numpy(), world.sh.numpy(),
         cam.world_to_cam[0].double().numpy(), cam.position[0].double().numpy(), float(K[0, 0]), float(K[1, 1]),
         float(K[0, 2]), float(K[1, 2]), 64, 48, 0.3, 0.01, 1e10, packed, depth,
-    )  # fmt: skip
+    )
     visible = packed[:, cpu_kernels.RX] > 0
     assert visible.sum() > 100
     mean2d, conic, z = project_ewa(world.means, world.quats, world.scales, cam.world_to_cam[0], cam.K[0], 64, 48)
@@ -148,7 +148,7 @@ def test_cpu_training_step_reduces_loss():
     losses = []
     for _ in range(15):
         w = GaussianWorld(target_world.means, target_world.quats, target_world.scales, target_world.opacities, colors,
-                          validate=False)  # fmt: skip
+                          validate=False)
         loss = ((render(w, cam, backend="cpu").rgb - target) ** 2).mean()
         opt.zero_grad()
         loss.backward()
@@ -208,7 +208,7 @@ def test_default_background_is_white_like_the_cli(tmp_path):
     # `lyra-sim render` of the same world from the same side: white frames too.
     save_world(behind, tmp_path / "w.ply")
     args = ["render", str(tmp_path / "w.ply"), "--frames", "1", "--width", "8", "--height", "8", "--fov", "60",
-            "--path", "lyra:0", "--no-mp4", "-o", str(tmp_path / "out")]  # fmt: skip
+            "--path", "lyra:0", "--no-mp4", "-o", str(tmp_path / "out")]
     assert main(args) == 0
     frame = np.asarray(Image.open(tmp_path / "out" / "frame_0000.png"))
     assert frame.min() == 255

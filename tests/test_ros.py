@@ -72,7 +72,7 @@ def ros_setup(tmp_path_factory):
     command = [sys.executable, "-m", "lyra_sim_ros.world_camera", "--ros-args",
                "-p", f"world:={world_path}", "-p", f"width:={WIDTH}", "-p", f"height:={HEIGHT}",
                "-p", f"fov_deg:={FOV}", "-p", "rate_hz:=5.0", "-p", "camera_frame_id:=test_cam_optical",
-               "-p", "world_frame_id:=test_map", "-p", "backend:=cpu"]  # fmt: skip
+               "-p", "world_frame_id:=test_map", "-p", "backend:=cpu"]
     env = {**os.environ, "PYTHONPATH": f"{PACKAGE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     rclpy.init()
@@ -81,12 +81,12 @@ def ros_setup(tmp_path_factory):
     node.create_subscription(Image, "/world_camera/image_raw", received["image"].append, 10)  # default QoS
     node.create_subscription(Image, "/world_camera/depth", received["depth"].append, qos_profile_sensor_data)
     node.create_subscription(CameraInfo, "/world_camera/camera_info", received["info"].append,
-                             qos_profile_sensor_data)  # fmt: skip
+                             qos_profile_sensor_data)
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     node.create_subscription(PointCloud2, "/world_camera/world_points", received["points"].append, latched)
     publisher = node.create_publisher(PoseStamped, "/world_camera/pose", 10)
     state = {"node": node, "publisher": publisher, "received": received, "process": process,
-             "world_path": world_path, "other_path": other_path}  # fmt: skip
+             "world_path": world_path, "other_path": other_path}
     yield state
     node.destroy_node()
     rclpy.shutdown()
@@ -122,7 +122,7 @@ def publish_until_image(state, matrix, sec, timeout=60.0):
         state["publisher"].publish(pose_message(matrix, sec))
         if spin_until(state, lambda: image_for_stamp(state, sec) is not None, timeout=1.0):
             spin_until(state, lambda: image_for_stamp(state, sec, "depth") and image_for_stamp(state, sec, "info"),
-                       timeout=5.0)  # fmt: skip
+                       timeout=5.0)
             return image_for_stamp(state, sec)
     raise AssertionError(f"no image stamped {sec} within {timeout} s")
 
@@ -259,7 +259,7 @@ def test_mcap_bag_round_trip(tmp_path):
     bag = tmp_path / "path.mcap"
     start = 1_700_000_000.25
     code = main(["record-bag", str(world_path), "fly", str(bag), "--frames", "4", "--width", str(WIDTH),
-                 "--height", str(HEIGHT), "--fov", str(FOV), "--rate", "5", "--start", str(start)])  # fmt: skip
+                 "--height", str(HEIGHT), "--fov", str(FOV), "--rate", "5", "--start", str(start)])
     assert code == 0
     messages = list(read_ros2_messages(bag))
     topics = [m.channel.topic for m in messages]
@@ -269,7 +269,7 @@ def test_mcap_bag_round_trip(tmp_path):
     images = [m.ros_msg for m in messages if m.channel.topic == "/camera/image_raw"]
     assert [(p.header.stamp.sec, p.header.stamp.nanosec) for p in poses] == [
         (1_700_000_000, 250_000_000), (1_700_000_000, 450_000_000), (1_700_000_000, 650_000_000),
-        (1_700_000_000, 850_000_000)]  # fmt: skip
+        (1_700_000_000, 850_000_000)]
     assert [m.log_time_ns for m in messages if m.channel.topic == "/camera/pose"] == [
         p.header.stamp.sec * 10**9 + p.header.stamp.nanosec for p in poses]
     # /tf moves camera_link in map; /tf_static fixes the optical frame to it (REP 103: optical z = body x,
@@ -322,7 +322,7 @@ def test_sigterm_and_ctrl_c_end_the_node_cleanly_and_a_bad_parameter_is_one_line
 
     def start(namespace, *parameters):
         command = [sys.executable, "-m", "lyra_sim_ros.world_camera", "--ros-args", "-r", f"__ns:=/{namespace}",
-                   "-p", f"world:={world_path}", "-p", "backend:=cpu", *parameters]  # fmt: skip
+                   "-p", f"world:={world_path}", "-p", "backend:=cpu", *parameters]
         return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     rendering = ("-p", "rate_hz:=50.0", "-p", "initial_pose:=[0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]")

@@ -33,7 +33,7 @@ def test_make_dataset_on_ray_matches_single_process_bytes(tmp_path, local_ray):
     kwargs = dict(num_scenes=3, held_out=1, width=32, height=32, frames=9, seed=7, progress=False)
     make_dataset(tmp_path / "single", workers=1, **kwargs)
     assert main(["make-dataset", str(tmp_path / "ray"), "--scenes", "3", "--held-out", "1", "--width", "32",
-                 "--height", "32", "--seed", "7", "--workers", "2"]) == 0  # fmt: skip
+                 "--height", "32", "--seed", "7", "--workers", "2"]) == 0
     single, parallel = _shards(tmp_path / "single"), _shards(tmp_path / "ray")
     assert list(single) == ["scene_00000.safetensors", "scene_00001.safetensors", "scene_00002.safetensors"]
     assert single == parallel
@@ -69,7 +69,7 @@ def test_generate_many_inputs_on_ray(tmp_path, local_ray, capsys):
     options = {"max_pixels": 80 * 60}
     single = generate_many(inputs, tmp_path / "single", workers=1, progress=False, image_options=options)
     assert main(["generate", *map(str, inputs), "--max-pixels", "4800", "--workers", "2", "-o",
-                 str(tmp_path / "ray")]) == 0  # fmt: skip
+                 str(tmp_path / "ray")]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {tmp_path / 'ray' / 'a.ply'}" in printed and f"wrote {tmp_path / 'ray' / 'b.ply'}" in printed
     for path in single:

@@ -184,7 +184,7 @@ def test_moving_object_becomes_a_dynamic_world(moving_capture, tmp_path, capsys)
     cap = moving_capture
     write_capture(cap, tmp_path / "capture", layout="tum")
     assert main(["generate", str(tmp_path / "capture"), "--poses", str(tmp_path / "capture" / "groundtruth.txt"),
-                 "--voxel-size", "0.03", "-o", str(tmp_path / "scene.ply")]) == 0  # fmt: skip
+                 "--voxel-size", "0.03", "-o", str(tmp_path / "scene.ply")]) == 0
     printed = capsys.readouterr().out
     assert "moving parts: 3 keyframes at t = 0.00, 0.53, 1.07 s" in printed
     assert "the world is dynamic and .ply holds one static world: wrote .safetensors instead" in printed
@@ -238,7 +238,7 @@ def test_cli_generates_a_world_from_a_sequence_folder(tmp_path, walk_capture, ca
     write_capture(walk_capture, tmp_path / "capture", layout="plain", poses=False)
     out = tmp_path / "capture.ply"
     assert main(["generate", str(tmp_path / "capture"), "--every", "2", "--max-frames", "8", "--voxel-size", "0.04",
-                 "--static", "-o", str(out)]) == 0  # fmt: skip
+                 "--static", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "8 frames; poses: open3d RGB-D odometry + pose graph" in printed
     assert f"Gaussians to {out}" in printed and out.exists()

@@ -104,7 +104,7 @@ def test_spz_written_by_gsply_reads_in_opencv_and_z_up(tmp_path):
     rub = rng.normal(size=(n, 3)).astype(np.float32)
     data = gsply.GSData(means=rub, scales=rng.uniform(-4, -1, (n, 3)).astype(np.float32), quats=quats,
                         opacities=rng.uniform(-3, 3, n).astype(np.float32),
-                        sh0=rng.normal(size=(n, 3)).astype(np.float32), shN=None)  # fmt: skip
+                        sh0=rng.normal(size=(n, 3)).astype(np.float32), shN=None)
     gsply.write_spz(tmp_path / "g.spz", data)
     opencv = load_world(tmp_path / "g.spz")
     np.testing.assert_allclose(opencv.means.numpy(), rub * [1, -1, -1], atol=2.5e-4)
@@ -145,7 +145,7 @@ def test_compressed_ply_round_trip_keeps_frame_scale_and_info(tmp_path):
     world.info = {"depth_source": "given", "metric": True, "image_size": [64, 48]}
     path = save_world(world, tmp_path / "w.compressed.ply")
     assert plyfile.PlyData.read(str(path))["vertex"].data.dtype.names == (
-        "packed_position", "packed_rotation", "packed_scale", "packed_color")  # fmt: skip
+        "packed_position", "packed_rotation", "packed_scale", "packed_color")
     back = load_world(path)
     assert back.frame == "z_up" and back.meters_per_unit == 0.25 and back.info == world.info
     extent = float((world.means.max(0).values - world.means.min(0).values).max())
@@ -187,7 +187,7 @@ def test_compressed_ply_written_by_gsply_loads(tmp_path):
     path = tmp_path / "g.compressed.ply"
     gsply.plywrite(path, world.means.numpy(), np.log(world.scales.numpy()), world.quats.numpy(),
                    torch.log(world.opacities / (1 - world.opacities)).numpy(), world.sh[:, 0].numpy(),
-                   world.sh[:, 1:].numpy(), compressed=True)  # fmt: skip
+                   world.sh[:, 1:].numpy(), compressed=True)
     back = load_world(path)
     assert back.frame == "opencv" and back.meters_per_unit is None and back.sh_degree == 2
     extent = float((world.means.max(0).values - world.means.min(0).values).max())

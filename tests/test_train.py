@@ -151,7 +151,7 @@ def test_data_engine_writes_resumable_safetensors_shards(dataset):
 def tiny_config(dataset, output, **overrides):
     settings = dict(dataset=str(dataset), output=str(output), width=32, depth=2, lr=3e-3, warmup_steps=5,
                     log_every=5, checkpoint_every=1000, seed=0,
-                    stages=[Stage("all", 40, views=(6, 6), frames_per_view=2)])  # fmt: skip
+                    stages=[Stage("all", 40, views=(6, 6), frames_per_view=2)])
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -184,7 +184,7 @@ def test_checkpoints_use_the_official_format_and_runs_resume(dataset, tmp_path):
 
 def test_dynamic_step_with_motion_reversal(dataset, tmp_path):
     trainer = Trainer(tiny_config(dataset, tmp_path / "dyn", dynamic=True, motion_reversal=1.0,
-                                  stages=[Stage("dyn", 2, views=(2, 2), frames_per_view=1)]))  # fmt: skip
+                                  stages=[Stage("dyn", 2, views=(2, 2), frames_per_view=1)]))
     history = trainer.train(progress=False)
     assert all(row["reversed"] == 1 and np.isfinite(row["total"]) for row in history)
     scene = SceneDataset(dataset)[0]
@@ -215,7 +215,7 @@ def test_held_out_metrics_are_logged_and_cosmos_latents_train(dataset, tmp_path)
 
     tokenizer = write_tiny_tokenizer(tmp_path / "cosmos")
     trainer = Trainer(tiny_config(dataset, tmp_path / "cosmos_run", latent_space="cosmos", tokenizer=str(tokenizer),
-                                  eval_every=2, stages=[Stage("s", 2, views=(1, 1), frames_per_view=1)]))  # fmt: skip
+                                  eval_every=2, stages=[Stage("s", 2, views=(1, 1), frames_per_view=1)]))
     assert trainer.accelerator.unwrap_model(trainer.model).config.latent_channels == 16
     history = trainer.train(progress=False)
     assert len(history) == 2 and all(np.isfinite(row["total"]) for row in history)
@@ -248,7 +248,7 @@ def test_progressive_stages_change_frames_and_resolution(dataset, tmp_path):
         return torch.cat([torch.cat([tensor] * 2, height_axis)] * 2, height_axis + 1)
 
     scene = {**scene, "frames": tile(scene["frames"], 2), "depth": tile(scene["depth"], 2),
-             "masks": tile(scene["masks"], 2)}  # fmt: skip
+             "masks": tile(scene["masks"], 2)}
     assert scene["frames"].shape[2:4] == (96, 128)  # tiled 2x2: the pooled stage stays on an even latent grid
     full = prepare_sample(scene, [0, 3], PixelSpace())
     small = prepare_sample(scene, [0, 3], PixelSpace(), frames=1, downsample=2)
@@ -262,6 +262,6 @@ def test_progressive_stages_change_frames_and_resolution(dataset, tmp_path):
     with pytest.raises(ValueError, match="even latent grid"):
         prepare_sample(SceneDataset(dataset)[0], [0], PixelSpace(), downsample=2)
     config = tiny_config(dataset, tmp_path / "prog", stages=[Stage("short", 2, views=(2, 2), frames=1),
-                                                            Stage("full", 2, views=(2, 2))])  # fmt: skip
+                                                            Stage("full", 2, views=(2, 2))])
     history = Trainer(config).train(progress=False)
     assert [row["stage"] for row in history] == ["short", "short", "full", "full"]

@@ -88,7 +88,7 @@ def test_dynamic_round_trip_with_changing_counts(tmp_path):
     splat = UsdVol.ParticleField3DGaussianSplat(stage.GetPrimAtPath("/World/Gaussians"))
     for attribute in (splat.GetPositionsAttr(), splat.GetOrientationsAttr(), splat.GetScalesAttr(),
                       splat.GetOpacitiesAttr(), splat.GetRadianceSphericalHarmonicsCoefficientsAttr(),
-                      splat.GetExtentAttr()):  # fmt: skip
+                      splat.GetExtentAttr()):
         assert attribute.GetTimeSamples() == [0.0, 60.0, 120.0], attribute.GetName()
     # Constant particle count across samples, padding at zero opacity so USD can interpolate.
     counts = {len(splat.GetPositionsAttr().Get(t)) for t in (0, 60, 120)}
@@ -213,18 +213,18 @@ def test_import_errors(tmp_path):
 
 def test_openusd_validators_report_no_errors(tmp_path):
     static = export_world(metric_world(sh_degree=2), tmp_path / "s.usdc", collision_mesh=box_mesh(),
-                          points_fallback=True)  # fmt: skip
+                          points_fallback=True)
     dynamic = export_world(DynamicGaussianWorld([0, 1], [metric_world(80, seed=1), metric_world(60, seed=2)]),
-                           tmp_path / "d.usda", collision_mesh=box_mesh())  # fmt: skip
+                           tmp_path / "d.usda", collision_mesh=box_mesh())
     assert validate_stage(static) == []
     assert validate_stage(dynamic) == []
 
 
 def test_nvidia_validator_reports_no_failures_or_errors(tmp_path):
     static = export_world(metric_world(sh_degree=3), tmp_path / "s.usdc", collision_mesh=box_mesh(),
-                          points_fallback=True)  # fmt: skip
+                          points_fallback=True)
     dynamic = export_world(DynamicGaussianWorld([0, 1], [metric_world(80, seed=1), metric_world(60, seed=2)]),
-                           tmp_path / "d.usdc", collision_mesh=box_mesh())  # fmt: skip
+                           tmp_path / "d.usdc", collision_mesh=box_mesh())
     for path in (static, dynamic):
         failures, errors, text = nvidia_validate(path)
         assert (failures, errors) == (0, 0), text

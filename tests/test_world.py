@@ -33,7 +33,7 @@ def rotation_about(axis, angle):
 )
 def test_validation_names_the_bad_input(kwargs, message):
     good = {"means": torch.zeros(3, 3), "quats": torch.tensor([[1.0, 0, 0, 0]] * 3), "scales": torch.ones(3, 3),
-            "opacities": torch.ones(3) * 0.5, "sh": torch.zeros(3, 1, 3)}  # fmt: skip
+            "opacities": torch.ones(3) * 0.5, "sh": torch.zeros(3, 1, 3)}
     good.update(kwargs)
     with pytest.raises(WorldError, match=message):
         GaussianWorld(**good)

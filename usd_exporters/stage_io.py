@@ -244,7 +244,7 @@ def _read_stage(path: Path, stage: Usd.Stage, max_particles: int) -> GaussianWor
                 rotation, translation, scale = transform
                 world = world.transformed(rotation=torch.from_numpy(rotation).float(),
                                           translation=torch.from_numpy(translation).float(), scale=scale,
-                                          meters_per_unit=meters_per_unit)  # fmt: skip
+                                          meters_per_unit=meters_per_unit)
             parts.append(world)
         world = parts[0] if len(parts) == 1 else GaussianWorld.concatenate(parts)
         if y_up:

@@ -99,7 +99,7 @@ class NavigateEnv(gym.Env):
             "depth": spaces.Box(0.0, np.inf, shape=(height, width, 1), dtype=np.float32),
             "state": spaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32),
             "goal": spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32),
-        })  # fmt: skip
+        })
         self.goal = np.zeros(2)
         self.steps = 0
         self._ended: bool | None = None  # None: never reset; True: terminated or truncated
@@ -131,7 +131,7 @@ class NavigateEnv(gym.Env):
         x, y, yaw, speed, turn = self.bullet.robot_state()
         offset = self.goal - np.array([x, y])
         local = np.array([math.cos(yaw) * offset[0] + math.sin(yaw) * offset[1],
-                          -math.sin(yaw) * offset[0] + math.cos(yaw) * offset[1]])  # fmt: skip
+                          -math.sin(yaw) * offset[0] + math.cos(yaw) * offset[1]])
         return {
             "rgb": result.to_uint8().numpy(),
             "depth": depth.numpy().astype(np.float32),

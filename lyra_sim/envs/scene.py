@@ -95,7 +95,7 @@ def free_space_map(world: GaussianWorld, proxy: CollisionMesh, robot_scale: floa
     vertices, faces = proxy.obstacle_mesh
     if len(faces):
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
-                                         o3d.utility.Vector3iVector(faces.astype(np.int32)))  # fmt: skip
+                                         o3d.utility.Vector3iVector(faces.astype(np.int32)))
         samples = max(int(mesh.get_surface_area() / (cell * cell) * OBSTACLE_SAMPLES_PER_CELL), MIN_OBSTACLE_SAMPLES)
         o3d.utility.random.seed(0)  # the same map every time
         points = np.asarray(mesh.sample_points_uniformly(samples).points)

@@ -60,7 +60,7 @@ def _keyframes(times: np.ndarray, interval: float) -> list[int]:
 
 
 def _static_zbuffer(points: np.ndarray, cam_to_ref: np.ndarray, K: np.ndarray, shape: tuple[int, int],
-                    voxel_size: float) -> np.ndarray:  # fmt: skip
+                    voxel_size: float) -> np.ndarray:
     """Nearest static depth per pixel (inf where none), with no gaps between the projected surface points.
 
     Points one voxel apart land ``voxel * f / z`` pixels apart, so each point is z-buffered in cells at
@@ -84,7 +84,7 @@ def _static_zbuffer(points: np.ndarray, cam_to_ref: np.ndarray, K: np.ndarray, s
 
 
 def moving_masks(seq: RGBDSequence, cam_to_ref: np.ndarray, static_points: np.ndarray, voxel_size: float,
-                 depth_max: float) -> list[np.ndarray]:  # fmt: skip
+                 depth_max: float) -> list[np.ndarray]:
     """Per frame, the pixels (within ``depth_max``) clearly in front of the fused static background, without specks.
 
     Expects cleaned depth (``clean_sequence``).
@@ -150,7 +150,7 @@ def reconstruct_sequence(
         dynamic = moving_frames >= MIN_MOVING_FRAMES
     if moving_frames:  # fuse the background again without the moving pixels
         points, normals = integrate_tsdf(seq, cam_to_ref, voxel_size, depth_max, masks=[~m for m in masks],
-                                         progress=progress)  # fmt: skip
+                                         progress=progress)
         obs = observe(points, normals, seq, cam_to_ref, voxel_size, sh_degree, progress=progress)
     static = surfel_world(points, normals, obs, voxel_size, sh_degree)
     h, w = seq.frames[0].depth.shape
@@ -180,13 +180,13 @@ def reconstruct_sequence(
         if masks[k].any():
             depth = np.where(masks[k], frame.depth, 0.0)
             part = lift_rgbd(frame.rgb, depth, seq.K).transformed(rotation=cam_to_ref[k][:3, :3],
-                                                                    translation=cam_to_ref[k][:3, 3])  # fmt: skip
+                                                                    translation=cam_to_ref[k][:3, 3])
             parts.append(part)
         world = GaussianWorld.concatenate(parts) if len(parts) > 1 else static.subset(slice(None))
         world.info = {**info, "keyframe_frame": frame.name, "moving_gaussians": len(world) - len(static)}
         worlds.append(world)
     return CaptureResult(DynamicGaussianWorld(times[keys], worlds), cam_to_ref, pose_source, report,
-                         time.perf_counter() - t0)  # fmt: skip
+                         time.perf_counter() - t0)
 
 
 def generate_world_from_sequence(
@@ -203,5 +203,5 @@ def generate_world_from_sequence(
         seq = path
     else:
         seq = read_sequence(path, intrinsics=intrinsics, poses=poses, depth_scale=depth_scale, every=every,
-                            max_frames=max_frames)  # fmt: skip
+                            max_frames=max_frames)
     return reconstruct_sequence(seq, **options).world

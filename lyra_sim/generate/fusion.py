@@ -74,7 +74,7 @@ def integrate_tsdf(
         attr_names=("tsdf", "weight", "color"), attr_dtypes=(o3c.float32, o3c.float32, o3c.float32),
         attr_channels=((1), (1), (3)), voxel_size=voxel_size, block_resolution=8, block_count=4000,
         device=o3c.Device("CPU:0"),
-    )  # fmt: skip
+    )
     K = seq.K.copy()
     K[:2, 2] -= 0.5  # open3d puts pixel centres at integer coordinates, the package at +0.5
     intrinsic = o3c.Tensor(K, o3c.float64)
@@ -145,7 +145,7 @@ def observe(
     g = len(points)
     obs = Observations(np.zeros((g, 3)), np.zeros(g), np.full(g, -1), np.zeros(g), np.zeros(g, np.int32),
                        np.zeros(g, np.int32), np.zeros((g, 4, 4)) if sh_degree else None,
-                       np.zeros((g, 4, 3)) if sh_degree else None, np.zeros(g))  # fmt: skip
+                       np.zeros((g, 4, 3)) if sh_degree else None, np.zeros(g))
     h, w = seq.frames[0].depth.shape
     focal = float(np.sqrt(seq.K[0, 0] * seq.K[1, 1]))
     for i, frame in enumerate(tqdm(seq.frames, desc="colour", unit="frame", disable=not progress)):
@@ -202,7 +202,7 @@ def normal_frames(normals: np.ndarray) -> np.ndarray:
 
 
 def surfel_world(points: np.ndarray, normals: np.ndarray, obs: Observations, voxel_size: float,
-                 sh_degree: int = 0, opacity: float = 0.95) -> GaussianWorld:  # fmt: skip
+                 sh_degree: int = 0, opacity: float = 0.95) -> GaussianWorld:
     """One flat Gaussian per observed surface point (OpenCV frame of the reference camera, metric)."""
     keep = obs.seen > 0
     sigma = SURFEL_SIGMA * np.maximum(voxel_size, obs.best_footprint[keep])

@@ -56,7 +56,7 @@ class PixelSpace:
         grouped = _causal_groups(video)  # (3, T, 8, H, W)
         channels, latent_frames, _, height, width = grouped.shape
         blocks = grouped.reshape(channels, latent_frames, TEMPORAL, height // SPATIAL, SPATIAL, width // SPATIAL,
-                                 SPATIAL)  # fmt: skip
+                                 SPATIAL)
         # -> (3, 8t, 8y, 8x, T, h, w) -> channels
         return blocks.permute(0, 2, 4, 6, 1, 3, 5).reshape(-1, latent_frames, height // SPATIAL, width // SPATIAL)
 
@@ -81,7 +81,7 @@ class PixelSpace:
 
     def decoder_config(self, **overrides) -> LyraDecoderConfig:
         return LyraDecoderConfig.small(latent_channels=self.latent_channels, plucker_channels=self.plucker_channels,
-                                       time_channels=self.time_channels, **overrides)  # fmt: skip
+                                       time_channels=self.time_channels, **overrides)
 
 
 class CosmosSpace:

@@ -272,7 +272,7 @@ CONFIG_RANGES = {
     "depth": (1, 256), "attention_every": (1, 256), "num_heads": (1, 256), "mlp_ratio": (1, 16),
     "d_state": (1, 4096), "headdim": (1, 1024), "expand": (1, 16), "ngroups": (1, 256), "d_conv": (1, 16),
     "chunk_size": (1, 65536), "out_channels": (1, 1024), "temporal_upsample": (1, 64),
-}  # fmt: skip
+}
 
 
 def config_from_dict(values: dict, source: str = "checkpoint") -> LyraDecoderConfig:

@@ -46,7 +46,7 @@ class OdometryReport:
         return {"pairs": len(self.overlap), "overlap_min": round(min(self.overlap), 3) if self.overlap else None,
                 "pairs_tried": self.pairs_tried, "pairs_kept": self.pairs_kept,
                 "residual_trans_m": stats(self.residual_trans_m),
-                "residual_rot_deg": stats(self.residual_rot_deg)}  # fmt: skip
+                "residual_rot_deg": stats(self.residual_rot_deg)}
 
 
 def _o3d_images(seq: RGBDSequence, depth_max: float, factor: int) -> list[o3d.geometry.RGBDImage]:
@@ -60,7 +60,7 @@ def _o3d_images(seq: RGBDSequence, depth_max: float, factor: int) -> list[o3d.ge
         colour = o3d.geometry.Image(np.ascontiguousarray((rgb * 255).round().astype(np.uint8)))
         depth = o3d.geometry.Image(np.ascontiguousarray(depth.astype(np.float32)))
         out.append(o3d.geometry.RGBDImage.create_from_color_and_depth(
-            colour, depth, depth_scale=1.0, depth_trunc=depth_max, convert_rgb_to_intensity=True))  # fmt: skip
+            colour, depth, depth_scale=1.0, depth_trunc=depth_max, convert_rgb_to_intensity=True))
     return out
 
 
@@ -98,9 +98,9 @@ def feature_motion(src, dst, src_depth: np.ndarray, K: np.ndarray, min_inliers: 
     k_cv = K.copy()
     k_cv[:2, 2] -= 0.5  # OpenCV keypoints put pixel centres at integer coordinates
     xyz = np.stack([(uv_s[ok, 0] - k_cv[0, 2]) / k_cv[0, 0] * z[ok], (uv_s[ok, 1] - k_cv[1, 2]) / k_cv[1, 1] * z[ok],
-                    z[ok]], axis=1)  # fmt: skip
+                    z[ok]], axis=1)
     found, rvec, tvec, inliers = cv2.solvePnPRansac(xyz, uv_t[ok], k_cv, None, iterationsCount=200,
-                                                    reprojectionError=3.0, flags=cv2.SOLVEPNP_EPNP)  # fmt: skip
+                                                    reprojectionError=3.0, flags=cv2.SOLVEPNP_EPNP)
     if not found or inliers is None or len(inliers) < min_inliers:
         return None
     T = np.eye(4)
@@ -156,10 +156,10 @@ def estimate_poses(
     for i in tqdm(range(len(seq) - 1), desc="odometry", unit="frame", disable=not progress):
         guess = feature_motion(features[i], features[i + 1], seq.frames[i].depth, seq.K)
         ok, trans, info = o3d.pipelines.odometry.compute_rgbd_odometry(
-            images[i], images[i + 1], intrinsic, motion if guess is None else guess, jacobian, option)  # fmt: skip
+            images[i], images[i + 1], intrinsic, motion if guess is None else guess, jacobian, option)
         if not ok:  # retry from rest: a sudden stop defeats the guesses
             ok, trans, info = o3d.pipelines.odometry.compute_rgbd_odometry(
-                images[i], images[i + 1], intrinsic, np.eye(4), jacobian, option)  # fmt: skip
+                images[i], images[i + 1], intrinsic, np.eye(4), jacobian, option)
         overlap = float(info[5, 5]) / (w * h)
         if not ok or overlap < min_overlap:
             a, b = seq.frames[i], seq.frames[i + 1]
@@ -173,7 +173,7 @@ def estimate_poses(
         graph.nodes.append(reg.PoseGraphNode(poses[-1]))
         graph.edges.append(reg.PoseGraphEdge(i, i + 1, trans, info, uncertain=False))
     _add_loop_closures(seq, images, features, intrinsic, jacobian, option, poses, graph, report, keyframe_every,
-                       loop_radius, loop_angle_deg, progress)  # fmt: skip
+                       loop_radius, loop_angle_deg, progress)
     if any(e.uncertain for e in graph.edges):
         reg.global_optimization(
             graph,
@@ -202,7 +202,7 @@ def estimate_poses(
 
 
 def _add_loop_closures(seq, images, features, intrinsic, jacobian, option, poses, graph, report, keyframe_every,
-                       loop_radius, loop_angle_deg, progress) -> None:  # fmt: skip
+                       loop_radius, loop_angle_deg, progress) -> None:
     """Register each keyframe to the next one and to keyframes that revisit its place (uncertain pose-graph edges)."""
     keys = list(range(0, len(seq), max(keyframe_every, 1)))
     candidates = []
@@ -223,7 +223,7 @@ def _add_loop_closures(seq, images, features, intrinsic, jacobian, option, poses
         guess = feature_motion(features[i], features[j], seq.frames[i].depth, seq.K)
         init = chain if guess is None else guess
         ok, trans, info = o3d.pipelines.odometry.compute_rgbd_odometry(images[i], images[j], intrinsic, init, jacobian,
-                                                                       option)  # fmt: skip
+                                                                       option)
         report.pairs_tried += 1
         correction = np.linalg.inv(chain) @ trans  # how far the loop pulls the chain's drift
         if ok and info[5, 5] / (w * h) > 0.3 and np.linalg.norm(correction[:3, 3]) < 0.3:

@@ -187,7 +187,7 @@ def interpolate_poses(times: np.ndarray, poses: np.ndarray, query: np.ndarray, n
     outside = (query < lo) | (query > hi)
     if outside.any():
         raise InputError(f"{name}: frame time {query[outside][0]:.3f} s lies outside the trajectory [{times[0]:.3f}, "
-                         f"{times[-1]:.3f}] s")  # fmt: skip
+                         f"{times[-1]:.3f}] s")
     q = np.clip(query, times[0], times[-1])
     slerp = Slerp(times, Rotation.from_matrix(poses[:, :3, :3]))
     out = np.repeat(np.eye(4)[None], len(q), axis=0)
@@ -290,7 +290,7 @@ def read_sequence(
             K = load_intrinsics(k_arg, w, h)
         elif (w, h) != (frames[0].rgb.shape[1], frames[0].rgb.shape[0]):
             raise InputError(f"{rgb_path}: {w}x{h}, but the sequence's frames are "
-                             f"{frames[0].rgb.shape[1]}x{frames[0].rgb.shape[0]}")  # fmt: skip
+                             f"{frames[0].rgb.shape[1]}x{frames[0].rgb.shape[0]}")
         depth = load_depth(depth_path, (h, w), name="depth", depth_scale=scale)
         frames.append(RGBDFrame(rgb, depth, float(t), rgb_path.stem))
     if mats is not None:

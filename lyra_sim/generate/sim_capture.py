@@ -49,7 +49,7 @@ class SimCapture:
         from lyra_sim.generate.sequence import sequence_from_arrays
 
         return sequence_from_arrays(self.rgb, self.depth, self.K, self.timestamps,
-                                    self.cam_to_world if with_poses else None, source="sim capture")  # fmt: skip
+                                    self.cam_to_world if with_poses else None, source="sim capture")
 
 
 def _texture(path: Path, rng: np.random.Generator, base, size: int = 256) -> str:
@@ -80,20 +80,20 @@ def build_room(client: int, tex_dir: Path, seed: int = 0) -> None:
     walls = [((0.05, sy / 2, h / 2), (sx / 2, 0, h / 2), (0.85, 0.8, 0.7)),
              ((0.05, sy / 2, h / 2), (-sx / 2, 0, h / 2), (0.7, 0.8, 0.85)),
              ((sx / 2, 0.05, h / 2), (0, sy / 2, h / 2), (0.8, 0.75, 0.85)),
-             ((sx / 2, 0.05, h / 2), (0, -sy / 2, h / 2), (0.75, 0.85, 0.75))]  # fmt: skip
+             ((sx / 2, 0.05, h / 2), (0, -sy / 2, h / 2), (0.75, 0.85, 0.75))]
     for i, (half, pos, colour) in enumerate(walls):
         tex = p.loadTexture(_texture(tex_dir / f"wall{i}.png", rng, colour), physicsClientId=client)
         _box(client, half, pos, (1, 1, 1, 1), tex)
     p.loadURDF("table/table.urdf", [1.6, 0.9, 0], p.getQuaternionFromEuler([0, 0, 0.3]), physicsClientId=client)
     p.loadURDF("duck_vhacd.urdf", [1.5, 0.8, 0.66], p.getQuaternionFromEuler([math.pi / 2, 0, 1.0]),
-               globalScaling=1.5, physicsClientId=client)  # fmt: skip
+               globalScaling=1.5, physicsClientId=client)
     p.loadURDF("teddy_vhacd.urdf", [1.8, 1.1, 0.64], p.getQuaternionFromEuler([math.pi / 2, 0, -2.0]),
-               globalScaling=2.0, physicsClientId=client)  # fmt: skip
+               globalScaling=2.0, physicsClientId=client)
     furniture = [((0.4, 0.2, 0.9), (-2.4, 1.5, 0.9), (0.55, 0.35, 0.2)),  # shelf
                  ((1.0, 0.45, 0.4), (-1.5, -1.9, 0.4), (0.3, 0.35, 0.6)),  # sofa
                  ((0.25, 0.25, 0.25), (2.3, -1.6, 0.25), (0.8, 0.3, 0.25)),  # boxes
                  ((0.2, 0.3, 0.45), (2.5, -0.8, 0.45), (0.25, 0.6, 0.3)),
-                 ((0.3, 0.3, 0.35), (-0.6, 2.0, 0.35), (0.9, 0.75, 0.2))]  # fmt: skip
+                 ((0.3, 0.3, 0.35), (-0.6, 2.0, 0.35), (0.9, 0.75, 0.2))]
     for i, (half, pos, colour) in enumerate(furniture):
         tex = p.loadTexture(_texture(tex_dir / f"furniture{i}.png", rng, colour, 64), physicsClientId=client)
         _box(client, half, pos, (1, 1, 1, 1), tex, yaw=float(rng.uniform(-0.3, 0.3)))
@@ -145,7 +145,7 @@ def sensor_noise(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def render_capture(num_frames: int = 100, width: int = 640, height: int = 480, moving_object: bool = False,
                    noise: bool = True, walk_kind: str | None = None, fps: float = 15.0, vfov_deg: float = 50.0,
                    seed: int = 0, only_first: int | None = None, cam_to_world: np.ndarray | None = None,
-                   ) -> SimCapture:  # fmt: skip
+                   ) -> SimCapture:
     """Render a capture of the room; with ``moving_object`` a box slides 1.2 m across the floor meanwhile.
 
     ``only_first`` renders just the first frames of the ``num_frames`` walk (a shorter capture at the same pace);
@@ -166,7 +166,7 @@ def render_capture(num_frames: int = 100, width: int = 640, height: int = 480, m
             box = None
             if moving_object:
                 tex = p.loadTexture(_texture(Path(tex_dir) / "moving.png", rng, (0.9, 0.2, 0.2), 64),
-                                    physicsClientId=client)  # fmt: skip
+                                    physicsClientId=client)
                 box = _box(client, MOVING_HALF, (0, 0, MOVING_HALF[2]), (1, 1, 1, 1), tex)
             for i, pose in enumerate(cam_to_world):
                 if box is not None:
@@ -181,7 +181,7 @@ def render_capture(num_frames: int = 100, width: int = 640, height: int = 480, m
     finally:
         p.disconnect(client)
     return SimCapture(rgbs, depths, K, np.arange(len(cam_to_world)) / fps, np.asarray(cam_to_world, float),
-                      np.stack(objects) if objects else None)  # fmt: skip
+                      np.stack(objects) if objects else None)
 
 
 def write_capture(capture: SimCapture, folder: str | os.PathLike, layout: str = "tum", poses: bool = True) -> Path:

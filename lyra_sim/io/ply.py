@@ -27,7 +27,7 @@ _TYPE_SIZES = {
     "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
     "int": 4, "int32": 4, "uint": 4, "uint32": 4,
     "float": 4, "float32": 4, "double": 8, "float64": 8,
-}  # fmt: skip
+}
 _MAX_HEADER_BYTES = 1 << 20
 #: Rows of an element lyra_sim does not read (faces, edges, ...) that carry list properties. plyfile parses
 #: list rows one by one in Python (~5 us each), so an unused list element is capped instead of parsed for seconds.

@@ -31,7 +31,7 @@ def _mesh_shape(client: int, vertices: np.ndarray, faces: np.ndarray) -> int:
     return p.createCollisionShape(
         p.GEOM_MESH, vertices=vertices.astype(float).tolist(), indices=faces.reshape(-1).astype(int).tolist(),
         flags=p.GEOM_FORCE_CONCAVE_TRIMESH, physicsClientId=client,
-    )  # fmt: skip
+    )
 
 
 class BulletScene:
@@ -58,13 +58,13 @@ class BulletScene:
             p.removeBody(self.robot, physicsClientId=self.client)
         position = [x, y, self.floor_z + WHEEL_RADIUS * self.robot_scale + SPAWN_CLEARANCE]
         self.robot = p.loadURDF(str(ROBOT_URDF), position, p.getQuaternionFromEuler([0, 0, yaw]),
-                                globalScaling=self.robot_scale, physicsClientId=self.client)  # fmt: skip
+                                globalScaling=self.robot_scale, physicsClientId=self.client)
         joints = {p.getJointInfo(self.robot, j, physicsClientId=self.client)[1].decode(): j
-                  for j in range(p.getNumJoints(self.robot, physicsClientId=self.client))}  # fmt: skip
+                  for j in range(p.getNumJoints(self.robot, physicsClientId=self.client))}
         self.wheels = [joints["left_wheel_joint"], joints["right_wheel_joint"]]
         self.camera_link = joints["camera_joint"]
         p.changeDynamics(self.robot, joints["caster_joint"], lateralFriction=0.0, rollingFriction=0.0,
-                         spinningFriction=0.0, physicsClientId=self.client)  # fmt: skip
+                         spinningFriction=0.0, physicsClientId=self.client)
         for wheel in self.wheels:
             p.changeDynamics(self.robot, wheel, lateralFriction=WHEEL_FRICTION, physicsClientId=self.client)
 
@@ -113,7 +113,7 @@ class BulletScene:
     def camera_world_to_cam(self) -> np.ndarray:
         """OpenCV world-to-camera (4, 4) of the robot's camera mount."""
         state = p.getLinkState(self.robot, self.camera_link, computeForwardKinematics=True,
-                               physicsClientId=self.client)  # fmt: skip
+                               physicsClientId=self.client)
         position, orientation = np.array(state[4]), state[5]
         link_rotation = np.array(p.getMatrixFromQuaternion(orientation)).reshape(3, 3)
         optical = link_rotation @ OPTICAL_AXES_IN_LINK  # columns: optical axes in world coordinates

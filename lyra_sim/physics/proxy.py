@@ -43,7 +43,7 @@ class CollisionMesh:
 
     def to_open3d(self) -> o3d.geometry.TriangleMesh:
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(self.vertices),
-                                         o3d.utility.Vector3iVector(self.faces.astype(np.int32)))  # fmt: skip
+                                         o3d.utility.Vector3iVector(self.faces.astype(np.int32)))
         mesh.compute_vertex_normals()
         mesh.triangle_normals = o3d.utility.Vector3dVector()  # OBJ stores vertex normals only
         return mesh
@@ -121,16 +121,16 @@ def fuse_depth(views, voxel_size: float, far: float) -> o3d.geometry.TriangleMes
     The grid is sized to the blocks the views touch, so memory follows the scene, not a fixed cap.
     """
     views = [(np.ascontiguousarray(d, np.float32), np.asarray(K, np.float64), np.asarray(e, np.float64))
-             for d, K, e in views if (np.asarray(d) > 0).any()]  # fmt: skip  (empty views touch no block)
+             for d, K, e in views if (np.asarray(d) > 0).any()]  # empty views touch no block
     trunc = 4.0
     probe = o3d.t.geometry.VoxelBlockGrid(("tsdf", "weight", "color"), (o3c.float32, o3c.float32, o3c.float32),
-                                          ((1), (1), (3)), voxel_size, 8, 1)  # fmt: skip
+                                          ((1), (1), (3)), voxel_size, 8, 1)
     blocks = [probe.compute_unique_block_coordinates(o3d.t.geometry.Image(o3c.Tensor(d)), o3c.Tensor(K),
                                                      o3c.Tensor(e), 1.0, far, trunc).numpy()
-              for d, K, e in views]  # fmt: skip
+              for d, K, e in views]
     count = len(np.unique(np.concatenate(blocks), axis=0)) if blocks else 0
     grid = o3d.t.geometry.VoxelBlockGrid(("tsdf", "weight", "color"), (o3c.float32, o3c.float32, o3c.float32),
-                                         ((1), (1), (3)), voxel_size, 8, max(int(count * 1.2) + 16, 64))  # fmt: skip
+                                         ((1), (1), (3)), voxel_size, 8, max(int(count * 1.2) + 16, 64))
     for (depth, K, world_to_cam), coords in zip(views, blocks, strict=True):
         depth_image = o3d.t.geometry.Image(o3c.Tensor(depth))
         color = o3d.t.geometry.Image(o3c.Tensor(np.zeros((*depth.shape, 3), np.float32)))
@@ -192,9 +192,9 @@ def clean_mesh(mesh: o3d.geometry.TriangleMesh, voxel_size: float, triangle_budg
         mesh.remove_unreferenced_vertices()
     if len(mesh.triangles):
         vertices, faces = fill_small_holes(np.asarray(mesh.vertices), np.asarray(mesh.triangles),
-                                           max_perimeter=4.0 * math.pi * voxel_size)  # fmt: skip
+                                           max_perimeter=4.0 * math.pi * voxel_size)
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
-                                         o3d.utility.Vector3iVector(faces.astype(np.int32)))  # fmt: skip
+                                         o3d.utility.Vector3iVector(faces.astype(np.int32)))
     if len(mesh.triangles) > triangle_budget:
         mesh = mesh.simplify_quadric_decimation(target_number_of_triangles=triangle_budget)
     mesh.remove_degenerate_triangles()
@@ -267,6 +267,6 @@ def build_collision_proxy(
     extra_views = extra_views or []
     if isinstance(world, DynamicGaussianWorld):
         return [_proxy_for(w, voxel_size, triangle_budget, cameras, extra_views, min_component_fraction,
-                           keep_floor, progress) for w in world.worlds]  # fmt: skip
+                           keep_floor, progress) for w in world.worlds]
     return _proxy_for(world, voxel_size, triangle_budget, cameras, extra_views, min_component_fraction, keep_floor,
-                      progress)  # fmt: skip
+                      progress)

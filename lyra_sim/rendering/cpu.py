@@ -95,7 +95,7 @@ class _RasterizeFunction(torch.autograd.Function):
         kernels.raster_backward(
             packed, tiles.offsets, tiles.lists, tiles.width, tiles.height, TILE_SIZE, tiles.tiles_x,
             ctx.t_final, ctx.last, _np(v_out, dtype), _np(v_alpha, dtype), v_mean2d, v_conic, v_features, v_opac,
-        )  # fmt: skip
+        )
         index = torch.from_numpy(tiles.lists.astype(np.int64))
         count = packed.shape[0]
 
@@ -134,7 +134,7 @@ def render_cpu_single(
         _np(world.means), _np(world.quats), _np(world.scales), _np(world.opacities), _np(world.sh),
         w2c.numpy(), cam_pos.numpy(), float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]),
         w, h, eps2d, near, far, packed, depth,
-    )  # fmt: skip
+    )
     visible = np.flatnonzero(packed[:, kernels.RX] > 0)
     order = visible[kernels.depth_order(depth[visible])]  # front to back, ties by index
     sorted_rows = kernels.gather_rows(packed, order.astype(np.int32))

@@ -22,7 +22,7 @@ from lyra_sim.train.teachers import CacheTeacher
 p = import_pybullet()
 
 OBJECTS = ("cube_small.urdf", "sphere_small.urdf", "duck_vhacd.urdf", "teddy_vhacd.urdf", "sphere2.urdf",
-           "cube.urdf", "lego/lego.urdf", "soccerball.urdf")  # fmt: skip
+           "cube.urdf", "lego/lego.urdf", "soccerball.urdf")
 NEAR, FAR = 0.05, 30.0
 MANIFEST = "manifest.json"
 
@@ -41,16 +41,16 @@ def random_rgbd_scene(rng: np.random.Generator, width: int, height: int) -> tupl
             position = [rng.uniform(1.0, 3.0), rng.uniform(-1.2, 1.2), rng.uniform(0.05, 0.3)]
             orientation = p.getQuaternionFromEuler(rng.uniform(-math.pi, math.pi, 3).tolist())
             body = p.loadURDF(str(rng.choice(OBJECTS)), position, orientation, globalScaling=float(rng.uniform(1, 4)),
-                              physicsClientId=client)  # fmt: skip
+                              physicsClientId=client)
             p.changeVisualShape(body, -1, rgbaColor=[*rng.uniform(0, 1, 3), 1], physicsClientId=client)
         for _ in range(rng.integers(1, 4)):
             half = rng.uniform(0.1, 0.5, 3)
             shape = p.createVisualShape(p.GEOM_BOX, halfExtents=half.tolist(), rgbaColor=[*rng.uniform(0, 1, 3), 1],
-                                        physicsClientId=client)  # fmt: skip
+                                        physicsClientId=client)
             p.createMultiBody(0, -1, shape, [rng.uniform(1.5, 4.0), rng.uniform(-2, 2), half[2]],
                               p.getQuaternionFromEuler([0, 0, rng.uniform(0, math.pi)]), physicsClientId=client)
         wall = p.createVisualShape(p.GEOM_BOX, halfExtents=[0.05, 4, 1.5], rgbaColor=[*rng.uniform(0.4, 0.9, 3), 1],
-                                   physicsClientId=client)  # fmt: skip
+                                   physicsClientId=client)
         p.createMultiBody(0, -1, wall, [rng.uniform(4.5, 6.0), 0, 1.5], physicsClientId=client)
         eye = [rng.uniform(-0.5, 0.3), rng.uniform(-0.4, 0.4), rng.uniform(0.6, 1.5)]
         target = [rng.uniform(2.0, 3.0), rng.uniform(-0.5, 0.5), rng.uniform(0.0, 0.5)]
@@ -89,7 +89,7 @@ def scene_shard(index: int, seed: int, width: int, height: int, frames: int) -> 
 
 def make_dataset(output: str | os.PathLike, num_scenes: int = 16, held_out: int = 2, width: int = 64,
                  height: int = 48, frames: int = 9, seed: int = 0, progress: bool = True, workers: int = 1,
-                 ray_address: str | None = None) -> Path:  # fmt: skip
+                 ray_address: str | None = None) -> Path:
     """Write ``num_scenes`` shards (``scene_00000.safetensors``, ...) and a manifest; the last ``held_out``
     scenes form the evaluation split. Existing shards are kept, so an interrupted run resumes.
 
@@ -111,7 +111,7 @@ def make_dataset(output: str | os.PathLike, num_scenes: int = 16, held_out: int 
             tmp.write_bytes(shard)
     manifest = {"format": "lyra_sim.train.dataset", "version": 1, "width": width, "height": height,
                 "frames": frames, "seed": seed, "train": names[: num_scenes - held_out],
-                "held_out": names[num_scenes - held_out:]}  # fmt: skip
+                "held_out": names[num_scenes - held_out:]}
     with atomic_path(root / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     return root / MANIFEST

@@ -174,7 +174,7 @@ def prepare_sample(scene: dict, views: list[int], space, dynamic: bool = False, 
     encoded_frames = frames.flip(1) if reverse else frames
     latents = torch.stack([space.encode_video(encoded_frames[v]) for v in range(count)])[None]
     plucker = torch.stack([space.encode_plucker(plucker_image(K[v], cam_to_world[v], height, width))
-                           for v in range(count)])[None]  # fmt: skip
+                           for v in range(count)])[None]
     sample = Sample(latents, plucker, K, cam_to_world, frames, picked["depth"], picked["masks"])
     if dynamic:
         times = frame_times(num_frames)
@@ -215,7 +215,7 @@ class Trainer:
         trackers = ["tensorboard"] if _has_tensorboard() else None
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=trackers,
                                        mixed_precision="bf16" if torch.cuda.is_available() else "no",
-                                       project_dir=str(self.output))  # fmt: skip
+                                       project_dir=str(self.output))
         torch.manual_seed(config.seed)
         self.space = make_space(config)
         self.dataset = SceneDataset(config.dataset, "train")
@@ -223,7 +223,7 @@ class Trainer:
         self.perceptual = PerceptualLoss()
         model = build_model(config, self.space)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas,
-                                      weight_decay=config.weight_decay)  # fmt: skip
+                                      weight_decay=config.weight_decay)
         warmup = max(config.warmup_steps, 1)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
@@ -233,7 +233,7 @@ class Trainer:
             self.step = json.loads((self.output / "state" / "progress.json").read_text())["step"]
         if trackers:
             self.accelerator.init_trackers("lyra_sim", config={"latent_space": config.latent_space,
-                                                                "perceptual": self.perceptual.name})  # fmt: skip
+                                                                "perceptual": self.perceptual.name})
 
     # --- one step -----------------------------------------------------------------------------------------
     def losses(self, sample: Sample, stage: Stage, rng: random.Random) -> dict[str, torch.Tensor]:
@@ -242,7 +242,7 @@ class Trainer:
         height, width = sample.frames.shape[2:4]
         chosen = [(v, f) for v in range(sample.frames.shape[0])
                   for f in rng.sample(range(sample.frames.shape[1]), min(stage.frames_per_view,
-                                                                          sample.frames.shape[1]))]  # fmt: skip
+                                                                          sample.frames.shape[1]))]
         views, frames = zip(*chosen, strict=True)
         result = render_packed(packed, sample.K[list(views), list(frames)],
                                sample.cam_to_world[list(views), list(frames)], width, height, config.background)
@@ -255,9 +255,9 @@ class Trainer:
             "depth": scale_invariant_depth_loss(result.depth.reshape(mask.shape), teacher_depth,
                                                 mask & (teacher_depth > 0)),
             "opacity": opacity_loss(packed[:, PACKED_FIELDS["opacity"]]),
-        }  # fmt: skip
+        }
         terms["total"] = (terms["mse"] + config.perceptual_weight * terms["perceptual"]
-                          + config.depth_weight * terms["depth"] + stage.opacity_weight * terms["opacity"])  # fmt: skip
+                          + config.depth_weight * terms["depth"] + stage.opacity_weight * terms["opacity"])
         return terms
 
     def train_step(self, rng: random.Random) -> dict[str, float]:
@@ -267,7 +267,7 @@ class Trainer:
         views = sorted(rng.sample(range(scene["frames"].shape[0]), min(count, scene["frames"].shape[0])))
         reverse = config.dynamic and rng.random() < config.motion_reversal
         sample = prepare_sample(scene, views, self.space, config.dynamic, rng.random(), reverse, stage.frames,
-                                stage.downsample)  # fmt: skip
+                                stage.downsample)
         sample = _to_device(sample, self.accelerator.device)
         self.model.train()
         with self.accelerator.autocast():
@@ -330,7 +330,7 @@ class Trainer:
     def evaluate(self, max_scenes: int | None = None) -> dict[str, float]:
         """PSNR and SSIM (valid pixels) of all six trajectories of the held-out scenes; logged to eval.csv."""
         metrics = evaluate(self.accelerator.unwrap_model(self.model), self.held_out, self.space, self.config,
-                           max_scenes)  # fmt: skip
+                           max_scenes)
         self._log({"step": self.step} | metrics, name="eval")
         return metrics
 
@@ -348,15 +348,15 @@ def evaluate(model: LyraDecoder, dataset: SceneDataset, space, config: TrainConf
             height, width = sample.frames.shape[2:4]
             for v in views:
                 result = render_packed(packed, sample.K[v], sample.cam_to_world[v], width, height,
-                                       config.background)  # fmt: skip
+                                       config.background)
                 mask = sample.masks[v]
                 error = ((result.rgb - sample.frames[v]) ** 2).mean(-1)
                 mse = (error * mask).sum() / mask.sum().clamp_min(1)
                 psnrs.append(float(-10 * torch.log10(mse.clamp_min(1e-10))))
                 ssims.append(float((ssim_map(result.rgb.clamp(0, 1), sample.frames[v]) * mask).sum()
-                                   / mask.sum().clamp_min(1)))  # fmt: skip
+                                   / mask.sum().clamp_min(1)))
     return {"psnr": sum(psnrs) / max(len(psnrs), 1), "ssim": sum(ssims) / max(len(ssims), 1),
-            "trajectories": len(psnrs)}  # fmt: skip
+            "trajectories": len(psnrs)}
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str | os.PathLike | None = None,

@@ -71,7 +71,7 @@ def forward_warp(rgb: np.ndarray, points: np.ndarray, keep: np.ndarray, K: np.nd
     u0, v0 = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
     fu, fv = u - u0, v - v0
     corners = [(u0, v0, (1 - fu) * (1 - fv)), (u0 + 1, v0, fu * (1 - fv)), (u0, v0 + 1, (1 - fu) * fv),
-               (u0 + 1, v0 + 1, fu * fv)]  # fmt: skip
+               (u0 + 1, v0 + 1, fu * fv)]
     z_front = np.full(height * width, np.inf)
     targets = []
     for cu, cv, weight in corners:
@@ -175,7 +175,7 @@ class CacheTeacher:
             K_target = camera.K.reshape(3, 3).double().numpy()
             size = (camera.width, camera.height)
             image, z, weight = forward_warp(cache.rgb, cache.points, ~cache.unreliable, K_target, world_to_cam, size,
-                                            self.softness)  # fmt: skip
+                                            self.softness)
             valid = weight >= self.min_weight
             behind = z > edge_mesh_depth(cache.edges, K_target, world_to_cam, size) + self.behind_threshold
             valid &= ~behind
@@ -183,7 +183,7 @@ class CacheTeacher:
             depths.append(np.where(valid, z, 0.0))
             masks.append(valid)
         return TeacherTrajectory(torch.from_numpy(np.stack(frames)).float(), torch.from_numpy(np.stack(depths)).float(),
-                                 torch.from_numpy(np.stack(masks)), cameras)  # fmt: skip
+                                 torch.from_numpy(np.stack(masks)), cameras)
 
     def trajectories(self, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, num_frames: int,
                      order: tuple[int, ...] = LYRA_VIEW_ORDER) -> list[TeacherTrajectory]:
@@ -191,7 +191,7 @@ class CacheTeacher:
         height, width = depth.shape
         scale = float(np.median(depth[depth > 0])) if (depth > 0).any() else 1.0
         cameras = lyra_trajectories(torch.as_tensor(K, dtype=torch.float32), width, height, num_frames=num_frames,
-                                    scene_scale=scale, order=order)  # fmt: skip
+                                    scene_scale=scale, order=order)
         cache = self._cache(rgb, depth, K)  # unprojection and edge mesh once for all trajectories
         results = []
         for index, camera in zip(order, cameras, strict=True):

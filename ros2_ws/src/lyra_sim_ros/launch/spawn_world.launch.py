@@ -24,13 +24,13 @@ def _node(context):
     parameters.append(launch_parameters(given))
     remappings = [(f"~/{name}", given[f"{name}_topic"]) for name in ("pose", "odom") if given[f"{name}_topic"]]
     return [Node(package="lyra_sim_ros", executable="world_camera", name="world_camera", output="screen",
-                 parameters=parameters, remappings=remappings)]  # fmt: skip
+                 parameters=parameters, remappings=remappings)]
 
 
 def generate_launch_description():
     declared = [DeclareLaunchArgument(name, default_value="", description=f"{spec.description} "
                                       f"(node default: {spec.default!r})")
-                for name, spec in PARAMETERS.items()]  # fmt: skip
+                for name, spec in PARAMETERS.items()]
     declared += [DeclareLaunchArgument(name, default_value="", description=text)
-                 for name, text in EXTRA_ARGUMENTS.items()]  # fmt: skip
+                 for name, text in EXTRA_ARGUMENTS.items()]
     return LaunchDescription([*declared, OpaqueFunction(function=_node)])

@@ -100,7 +100,7 @@ class WorldCamera(Node):
         self.add_on_set_parameters_callback(self._check_parameters)
         for name, spec in PARAMETERS.items():
             descriptor = ParameterDescriptor(description=spec.description, read_only=spec.read_only,
-                                             dynamic_typing=spec.numeric)  # fmt: skip
+                                             dynamic_typing=spec.numeric)
             try:
                 self.declare_parameter(name, spec.default, descriptor)
             except InvalidParameterValueException as exc:
@@ -115,7 +115,7 @@ class WorldCamera(Node):
         self._configure_camera()
 
         latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)  # fmt: skip
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         newest = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
         images = self.image_qos()
         self.image_pub = self.create_publisher(Image, "~/image_raw", images)
@@ -135,7 +135,7 @@ class WorldCamera(Node):
             self.camera_to_world = conversions.pose_vector_to_matrix(initial)
         self.publish_world()
         self.get_logger().info(f"serving {len(self._current_world()):,} Gaussians; waiting for poses on "
-                               f"{self.resolve_topic_name('~/pose')}")  # fmt: skip
+                               f"{self.resolve_topic_name('~/pose')}")
 
     def report(self, kind: str, text: str, error: bool = False) -> None:
         """Count a skipped input or failure under ``kind`` and log it at most every REPORT_INTERVAL_S per kind.
@@ -162,7 +162,7 @@ class WorldCamera(Node):
         reliability = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
         return QoSProfile(depth=self._param("image_qos_depth"), history=HistoryPolicy.KEEP_LAST,
                           reliability=reliability[self._param("image_reliability")],
-                          durability=DurabilityPolicy.VOLATILE)  # fmt: skip
+                          durability=DurabilityPolicy.VOLATILE)
 
     def _check_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         """Refuse any value the table's checks refuse, with the reason (rclpy keeps the old values)."""
@@ -197,7 +197,7 @@ class WorldCamera(Node):
 
     def reload_world(self, initial: bool = False) -> str:
         world = load_world_from(self._param("world"), self._param("image"), self._param("depth"),
-                                self._param("intrinsics"))  # fmt: skip
+                                self._param("intrinsics"))
         self.world = world
         if not initial:
             self.publish_world()
@@ -220,7 +220,7 @@ class WorldCamera(Node):
             mesh = o3d.io.read_triangle_mesh(mesh_path)
             if len(mesh.triangles):
                 self.mesh_pub.publish(conversions.triangle_marker(np.asarray(mesh.vertices),
-                                                                  np.asarray(mesh.triangles), head))  # fmt: skip
+                                                                  np.asarray(mesh.triangles), head))
             else:
                 self.get_logger().warning(f"collision_mesh: no triangles in {mesh_path}")
 
@@ -275,7 +275,7 @@ class WorldCamera(Node):
         camera = Camera(self.K, world_to_cam, self.width, self.height)
         with torch.no_grad():
             result = render(self._current_world(), camera, backend=self._param("backend"),
-                            background=tuple(float(v) for v in self._param("background")))  # fmt: skip
+                            background=tuple(float(v) for v in self._param("background")))
         stamp = self.stamp if self.stamp is not None else self.get_clock().now().to_msg()
         head = conversions.header(stamp, self._param("camera_frame_id"))
         rgb = result.to_uint8().numpy()

@@ -71,9 +71,9 @@ def point_cloud(xyz: np.ndarray, rgb: np.ndarray, head: Header) -> PointCloud2:
     record = np.zeros(n, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
     record["x"], record["y"], record["z"], record["rgb"] = xyz[:, 0], xyz[:, 1], xyz[:, 2], packed
     fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-              for i, name in enumerate(("x", "y", "z", "rgb"))]  # fmt: skip
+              for i, name in enumerate(("x", "y", "z", "rgb"))]
     return PointCloud2(header=head, height=1, width=n, fields=fields, is_bigendian=False, point_step=16,
-                       row_step=16 * n, data=record.tobytes(), is_dense=True)  # fmt: skip
+                       row_step=16 * n, data=record.tobytes(), is_dense=True)
 
 
 def triangle_marker(vertices: np.ndarray, faces: np.ndarray, head: Header, namespace: str = "collision") -> Marker:

@@ -163,7 +163,7 @@ PARAMETERS: dict[str, Spec] = {
     "compressed_format": Spec("jpeg", "Codec of ~/image_raw/compressed: jpeg or png", _one_of(COMPRESSED_FORMATS)),
     "jpeg_quality": Spec(95, "JPEG quality of ~/image_raw/compressed, 1..100", _integer(1, 100)),
     "png_level": Spec(3, "PNG compression level of ~/image_raw/compressed, 0..9", _integer(0, 9)),
-}  # fmt: skip
+}
 
 
 def problem(name: str, value: Any) -> str | None:

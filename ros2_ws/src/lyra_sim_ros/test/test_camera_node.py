@@ -39,7 +39,7 @@ def make_world(n=300, seed=0) -> GaussianWorld:
     g = torch.Generator().manual_seed(seed)
     means = torch.randn(n, 3, generator=g) * 0.6 + torch.tensor([0.0, 0.0, 3.0])
     world = GaussianWorld(means, torch.randn(n, 4, generator=g), torch.rand(n, 3, generator=g) * 0.12 + 0.02,
-                          torch.rand(n, generator=g) * 0.9 + 0.05, torch.randn(n, 1, 3, generator=g) * 0.5)  # fmt: skip
+                          torch.rand(n, generator=g) * 0.9 + 0.05, torch.randn(n, 1, 3, generator=g) * 0.5)
     world.meters_per_unit = 1.0
     return world
 
@@ -52,7 +52,7 @@ def ros(tmp_path_factory):
     rclpy.init(context=context, domain_id=DOMAIN_ID, signal_handler_options=SignalHandlerOptions.NO)
     overrides = [Parameter("world", value=str(path)), Parameter("width", value=WIDTH),
                  Parameter("height", value=HEIGHT), Parameter("fov_deg", value=FOV), Parameter("backend", value="cpu"),
-                 Parameter("rate_hz", value=0.2)]  # fmt: skip
+                 Parameter("rate_hz", value=0.2)]
     node = WorldCamera(context=context, namespace=NAMESPACE, parameter_overrides=overrides)
     client = rclpy.create_node("soak_client", context=context)
     received = {"default": [], "sensor": [], "info": [], "compressed": []}
@@ -66,7 +66,7 @@ def ros(tmp_path_factory):
     from lyra_sim.io import load_world
 
     state = {"node": node, "client": client, "executor": executor, "received": received, "context": context,
-             "path": path, "world": load_world(path)}  # fmt: skip
+             "path": path, "world": load_world(path)}
     yield state
     executor.shutdown()
     node.destroy_node()
@@ -214,7 +214,7 @@ HOSTILE_PARAMETERS = [
     ("point_cloud_max_points", -1), ("collision_mesh", "/nonexistent/mesh.obj"), ("compressed_format", "gif"),
     ("jpeg_quality", 0), ("png_level", 10), ("initial_pose", [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
     ("image_reliability", "best_effort"), ("image_qos_depth", 5),
-]  # fmt: skip
+]
 
 
 def test_every_hostile_parameter_is_refused_with_a_reason_and_changes_nothing(ros):
@@ -249,7 +249,7 @@ def test_size_fov_and_rate_changes_apply(ros):
         assert list(info.k) == pytest.approx([fx, 0, 20, 0, fx, 15, 0, 0, 1])
     finally:
         node.set_parameters([Parameter("width", value=WIDTH), Parameter("height", value=HEIGHT),
-                             Parameter("fov_deg", value=FOV), Parameter("rate_hz", value=0.2)])  # fmt: skip
+                             Parameter("fov_deg", value=FOV), Parameter("rate_hz", value=0.2)])
 
 
 @pytest.mark.parametrize("override, message", [
@@ -258,7 +258,7 @@ def test_size_fov_and_rate_changes_apply(ros):
     (("backend", "bogus"), "backend: expected one of auto, cpu, gsplat"),
     (("base_to_camera", [0.0] * 7), "base_to_camera: quaternion (qw, qx, qy, qz) must have unit length"),
     (("width", 8192, "height", 8192), "width x height = 67,108,864 pixels is more than the 16,777,216 allowed"),
-])  # fmt: skip
+])
 def test_bad_start_up_values_fail_at_start_up_naming_the_parameter(ros, override, message):
     overrides = [Parameter(name, value=value) for name, value in zip(override[::2], override[1::2], strict=True)]
     with pytest.raises(StartupError) as caught:

@@ -29,7 +29,7 @@ HOSTILE = {
     "compressed_format": ["gif", "JPEG"],
     "jpeg_quality": [0, 101],
     "png_level": [-1, 10],
-}  # fmt: skip
+}
 
 
 def test_every_default_passes_its_own_check():
@@ -70,10 +70,10 @@ def test_config_yaml_lists_every_parameter_at_its_table_default():
 
 def test_launch_passes_only_the_arguments_given_with_the_table_types():
     given = {"world": "/w.ply", "width": "640", "fov_deg": "75", "background": "[0, 0.5, 1]", "image": "",
-             "camera_frame_id": "cam", "pose_topic": "/robot/pose"}  # fmt: skip
+             "camera_frame_id": "cam", "pose_topic": "/robot/pose"}
     parameters = launch_parameters(given)
     assert parameters == {"world": "/w.ply", "width": 640, "fov_deg": 75.0, "background": [0.0, 0.5, 1.0],
-                          "camera_frame_id": "cam"}  # fmt: skip
+                          "camera_frame_id": "cam"}
     assert type(parameters["fov_deg"]) is float and type(parameters["width"]) is int
     assert launch_parameters({"world": "123"}) == {"world": "123"}  # strings stay strings
     with pytest.raises(ValueError, match="width"):
@@ -84,10 +84,10 @@ def test_launch_file_declares_the_table_and_starts_the_installed_executable():
     """ROS's launch is not installable here: check the launch file's structure against the package."""
     tree = ast.parse((PACKAGE / "launch" / "spawn_world.launch.py").read_text())
     imports = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-               and node.module == "lyra_sim_ros.parameters" for alias in node.names}  # fmt: skip
+               and node.module == "lyra_sim_ros.parameters" for alias in node.names}
     assert {"PARAMETERS", "launch_parameters"} <= imports
     node_call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call)
-                     and getattr(node.func, "id", "") == "Node")  # fmt: skip
+                     and getattr(node.func, "id", "") == "Node")
     keywords = {k.arg: k.value for k in node_call.keywords}
     assert keywords["package"].value == "lyra_sim_ros" and keywords["executable"].value == "world_camera"
     setup = (PACKAGE / "setup.py").read_text()
