@@ -18,6 +18,8 @@ from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
 from lyra_sim.physics.proxy import CollisionMesh, build_collision_proxy
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
+COMPLETED_FLOOR_MARGIN = 1.0  # metres around the observed scene where a completed floor is free space
+
 
 @dataclass
 class FreeSpace:
@@ -65,11 +67,21 @@ class SimScene:
 
 def free_space_map(world: GaussianWorld, proxy: CollisionMesh, robot_scale: float = 1.0,
                    floor_band: float = 0.03) -> FreeSpace:
-    """Rasterise the seen floor and the obstacles below robot height on a grid of half the robot radius."""
+    """Rasterise the floor and the obstacles below robot height on a grid of half the robot radius.
+
+    A completed floor (unobserved Gaussians from ``generate_world``) counts within
+    ``COMPLETED_FLOOR_MARGIN`` metres of the observed scene's extent.
+    """
     radius = ROBOT_RADIUS * robot_scale
     cell = radius / 2
     means = world.means.detach().cpu().numpy()
     floor_points = means[(np.abs(means[:, 2]) < floor_band) & (world.opacities.cpu().numpy() > 0.2)]
+    observed = world.observed.cpu().numpy()
+    if not observed.all() and observed.any():  # a completed floor: the room around what was seen, not all of it
+        lo, hi = np.quantile(means[observed, :2], [0.01, 0.99], axis=0)
+        margin = COMPLETED_FLOOR_MARGIN * robot_scale
+        near = ((floor_points[:, :2] >= lo - margin) & (floor_points[:, :2] <= hi + margin)).all(axis=1)
+        floor_points = floor_points[near]
     if len(floor_points) == 0:
         raise ValueError("free space: no floor Gaussians near z = 0 (is the world aligned?)")
     origin = floor_points[:, :2].min(axis=0) - 2 * radius

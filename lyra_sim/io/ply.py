@@ -31,6 +31,7 @@ _REQUIRED = ["x", "y", "z", "opacity", "scale_0", "scale_1", "scale_2", "rot_0",
 _COMMENT_KEY = "lyra_sim"
 _OPACITY_EPS = 1e-10
 _MIN_SCALE = 1e-12
+OBSERVED_PROPERTY = "observed"  # 1 = seen by a camera, 0 = invented by completion (absent: all seen)
 
 
 def _check_header_against_size(path: Path) -> None:
@@ -146,6 +147,7 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
     if k > 1:
         # Channel-major: all R coefficients, then all G, then all B.
         sh[:, 1:, :] = columns("f_rest_", 3 * (k - 1)).reshape(n, 3, k - 1).transpose(0, 2, 1)
+    observed = np.asarray(vertex[OBSERVED_PROPERTY]) != 0 if OBSERVED_PROPERTY in names else None
     meta = _read_comment_metadata(ply)
     if meters_per_unit is None and meta.get("meters_per_unit", "none") != "none":
         meters_per_unit = float(meta["meters_per_unit"])
@@ -158,6 +160,7 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
             sh=torch.from_numpy(sh).float(),
             frame=frame or meta.get("frame", "opencv"),
             meters_per_unit=meters_per_unit,
+            observed=None if observed is None else torch.from_numpy(observed),
         )
     except WorldError as exc:
         raise WorldFileError(f"{path}: {exc}") from exc
@@ -192,7 +195,10 @@ def world_to_ply_array(world: GaussianWorld, layout: str = "inria") -> np.ndarra
         cols[f"scale_{i}"] = log_scales[:, i]
     for i in range(4):
         cols[f"rot_{i}"] = quats[:, i]
-    out = np.empty(n, dtype=[(name, "<f4") for name in cols])
+    observed = world.observed.detach().cpu().numpy()
+    if not observed.all():  # completed worlds only: an extra uchar property that 3DGS viewers ignore
+        cols[OBSERVED_PROPERTY] = observed.astype(np.uint8)
+    out = np.empty(n, dtype=[(name, "u1" if name == OBSERVED_PROPERTY else "<f4") for name in cols])
     for name, values in cols.items():
         out[name] = values
     return out
