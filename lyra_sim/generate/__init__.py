@@ -1,5 +1,6 @@
 """World generation: the Lyra latent 3DGS decoder and its inputs, and the embedded RGB-D lift (weightless, CPU)."""
 
+from lyra_sim.generate.completion import CompletionOptions, tint_completed
 from lyra_sim.generate.cosmos import CosmosTokenizer, TokenizerError
 from lyra_sim.generate.depth_sources import DEPTH_MODEL_ENV, estimate_depth, ground_backdrop_prior
 from lyra_sim.generate.gen3c_dir import TeacherDataError, load_teacher_latent, read_teacher_dir
@@ -11,6 +12,7 @@ from lyra_sim.generate.lyra_pipeline import decode_teacher_dir
 __all__ = [
     "DEPTH_MODEL_ENV",
     "CheckpointError",
+    "CompletionOptions",
     "CosmosTokenizer",
     "InputError",
     "LyraDecoder",
@@ -27,4 +29,5 @@ __all__ = [
     "load_rgb",
     "load_teacher_latent",
     "read_teacher_dir",
+    "tint_completed",
 ]

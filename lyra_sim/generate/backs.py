@@ -105,12 +105,14 @@ def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Depth
 
 
 def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: DepthLayers, normals: np.ndarray,
-                 objects: np.ndarray, behind: np.ndarray, max_thickness: float, stride: int = 2,
-                 sigma: float = 0.6) -> tuple[Surfels, int]:
-    """Back and side surfels closing every object (``objects``: (H,W) bool mask of non-plane pixels).
+                 objects: np.ndarray, behind: np.ndarray, max_thickness: float, floor: np.ndarray | None = None,
+                 stride: int = 2, sigma: float = 0.6) -> tuple[Surfels, int]:
+    """Back and side surfels closing every object, and the number of objects.
 
-    ``behind`` (H,W) is the depth along each ray at which a known plane (floor, wall) lies behind the
-    pixel (inf where none); backs stop short of it. Returns the surfels and the number of objects.
+    ``objects`` (H,W) marks non-plane pixels; a connected part of it (split at depth jumps) is an object
+    when it occludes something (it holds the near side of a depth jump) or stands on the ``floor`` mask;
+    other parts (background clutter) get no back. ``behind`` (H,W) is the depth along each ray at which
+    a known plane (floor, wall) lies behind the pixel (inf where none); backs stop short of it.
     """
     h, w = depth.shape
     cut = objects & ~layers.far_edge  # split touching objects at their depth jumps
@@ -119,6 +121,15 @@ def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dept
         return Surfels.empty(), 0
     _, (nv, nu) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
     labels = np.where(objects, labels[nv, nu], 0)
+    anchored = layers.near_edge if floor is None else layers.near_edge | ndimage.binary_dilation(floor, iterations=2)
+    real = np.zeros(count + 1, bool)
+    real[np.unique(labels[anchored & (labels > 0)])] = True
+    real[0] = False
+    labels = (np.cumsum(real) * real)[labels]  # renumber the objects 1..count
+    objects = labels > 0
+    count = int(real.sum())
+    if count == 0:
+        return Surfels.empty(), 0
     focal = float(np.sqrt(K[0, 0] * K[1, 1]))
     footprint = depth / focal
     # Thickness from the silhouette: as deep as the object's smaller median metric extent (rows or columns),

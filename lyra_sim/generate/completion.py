@@ -17,13 +17,14 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
 from lyra_sim.generate.backs import Surfels, back_layers, object_backs
 from lyra_sim.generate.layers import DepthLayers
 from lyra_sim.generate.planes import FloorFrame, PlaneTexture, find_floor_frame, find_walls, graded_grid
-from lyra_sim.world import GaussianWorld, WorldError
+from lyra_sim.world import SH_C0, GaussianWorld, WorldError
 
 log = logging.getLogger(__name__)
 FLOOR_RADIUS_HEIGHTS = 40.0  # default floor radius, in camera heights
@@ -147,7 +148,8 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
     report: dict = {"methods": [], "completed_area": {}}
     unit = "m2" if metric else "units2"
 
-    frame, walls, plane_mask, behind = None, [], np.zeros((h, w), bool), np.full((h, w), np.inf)
+    frame, plane_mask, behind = None, np.zeros((h, w), bool), np.full((h, w), np.inf)
+    floor_mask = None
     if options.floor or options.walls or options.object_backs:
         try:
             frame = find_floor_frame(observed)
@@ -253,7 +255,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
         report["methods"].append(f"back layers behind occlusion edges (baseline {baseline:.2f} units)")
     if options.object_backs and objects.any():
         thickness = options.max_thickness or (1.0 if metric else 0.3 * median_depth)
-        backs, count = object_backs(rgb, depth, K, layers, normals, objects, behind, thickness)
+        backs, count = object_backs(rgb, depth, K, layers, normals, objects, behind, thickness, floor=floor_mask)
         parts.append(backs)
         report["objects"] = count
         report["methods"].append("object backs: extruded along view rays by the silhouette's median width")
@@ -266,3 +268,20 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
     world.meters_per_unit = observed.meters_per_unit
     log.info("completion added %d Gaussians (%s)", len(world), "; ".join(report["methods"]))
     return world, report
+
+
+def tint_completed(world: GaussianWorld, color=(1.0, 0.0, 1.0), strength: float = 0.5) -> GaussianWorld:
+    """A copy of ``world`` whose completed (unobserved) Gaussians render blended towards ``color``.
+
+    For showing what was invented: ``render(tint_completed(world), camera)``. ``strength`` 1 paints them
+    ``color`` outright (view-dependent SH bands are zeroed then); observed Gaussians are unchanged.
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength: expected a value in [0, 1], got {strength}")
+    target = torch.as_tensor(color, dtype=world.sh.dtype, device=world.sh.device).reshape(3)
+    sh = world.sh.clone()
+    completed = ~world.observed
+    rgb = world.rgb[completed] * (1 - strength) + target * strength
+    sh[completed, 0, :] = (rgb - 0.5) / SH_C0
+    sh[completed, 1:, :] *= 1 - strength
+    return world._replace(sh=sh)

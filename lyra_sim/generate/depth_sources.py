@@ -85,6 +85,8 @@ def model_depth(rgb: np.ndarray, model_dir: str | os.PathLike) -> DepthEstimate:
         if valid.any():
             depth[valid] /= np.median(depth[valid])
         depth = np.minimum(depth, 50.0)
+    if not (depth > 0).any():
+        raise InputError(f"depth model: {model_dir} predicted a constant depth map (no usable depth)")
     return DepthEstimate(depth.astype(np.float32), f"model:{model_dir}", metric)
 
 
