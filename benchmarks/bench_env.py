@@ -8,17 +8,17 @@ from __future__ import annotations
 import datetime
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from results import write_section
 
+from lyra_sim.demo import EXAMPLE_DIR
 from lyra_sim.envs.navigate import NavigateEnv
 from lyra_sim.envs.scene import prepare_scene
 from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
 
-DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
+DATA = EXAMPLE_DIR
 
 
 def main() -> None:

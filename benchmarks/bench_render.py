@@ -18,14 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import open3d as o3d
-import pybullet as p
 import pybullet_data
 import torch
 from results import write_section
 
 from lyra_sim import Camera, GaussianWorld, render
 from lyra_sim.camera import look_at_matrix
+from lyra_sim.physics.pybullet_quiet import import_pybullet
 from lyra_sim.rotations import rotmat_to_quat
+
+p = import_pybullet()
 
 EYE, TARGET, UP = (14.0, -18.0, 7.0), (0.0, 0.0, 2.0), (0.0, 0.0, 1.0)
 VFOV = 60.0
