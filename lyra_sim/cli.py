@@ -14,6 +14,8 @@ from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, world_camera_path
 from lyra_sim.demo import EXAMPLE_DIR, run_demo
 from lyra_sim.errors import LyraSimError
 from lyra_sim.generate import generate_world
+from lyra_sim.generate.completion import completion_summary
+from lyra_sim.generate.depth_sources import PRIOR_ADVICE
 from lyra_sim.generate.images import DEFAULT_MAX_PIXELS
 from lyra_sim.io import REGISTRY, load_world, save_world
 from lyra_sim.media import render_path
@@ -24,13 +26,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     world = generate_world(
         args.image, depth=args.depth, intrinsics=args.intrinsics, fov_deg=args.fov, depth_model=args.depth_model,
         stride=args.stride, camera_height=args.camera_height, pitch_deg=args.pitch, depth_scale=args.depth_scale,
-        max_pixels=args.max_pixels or None,
+        max_pixels=args.max_pixels or None, complete=not args.no_complete,
     )  # fmt: skip
     path = save_world(world, args.output)
     info = world.info
     print(f"depth source: {info['depth_source']} ({'metric' if info['metric'] else 'scale unknown'})")
     if "depth_note" in info:
         print(f"  {info['depth_note']}")
+    if info["depth_source"] == "prior":
+        print(f"warning: {PRIOR_ADVICE}")
+    print(completion_summary(world))
     for note in info.get("input_notes", []):
         print(f"note: {note}")
     print(f"wrote {len(world):,} Gaussians to {path}")
@@ -231,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--stride", type=_positive_int, default=1, help="use every n-th pixel")
     gen.add_argument("--camera-height", type=float, default=1.2, help="prior: camera height (m)")
     gen.add_argument("--pitch", type=float, default=15.0, help="prior: camera pitch down (degrees)")
+    gen.add_argument("--no-complete", action="store_true", help="keep only what the camera saw: no invented floor, "
+                     "walls, back layers or object backs (completed Gaussians carry observed = False otherwise)")
     gen.add_argument("-o", "--output", required=True, help=f"world file to write: {WRITE_SUFFIXES}")
     gen.set_defaults(func=cmd_generate)
 

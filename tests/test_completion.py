@@ -197,3 +197,26 @@ def test_relative_depth_model_end_to_end(tmp_path):
     valid = disparity[order] > np.percentile(disparity, 2)  # below the 1st percentile: no depth (filled)
     assert np.all(np.diff(z[order][valid]) <= 1e-4 * z.max())
     assert np.median(z) == pytest.approx(1.0, rel=0.05)
+
+
+def test_cli_says_flat_prior_and_turns_completion_off(tmp_path, capsys):
+    from PIL import Image
+
+    from lyra_sim.cli import main
+
+    Image.fromarray((box_on_floor()[0] * 255).astype(np.uint8)).save(tmp_path / "photo.png")
+    assert main(["generate", str(tmp_path / "photo.png"), "-o", str(tmp_path / "w.ply")]) == 0
+    out = capsys.readouterr().out
+    assert "FLAT PRIOR" in out and "--depth-model DIR" in out and "completion:" in out
+    assert main(["generate", str(tmp_path / "photo.png"), "--no-complete", "-o", str(tmp_path / "o.ply")]) == 0
+    assert "completion: off" in capsys.readouterr().out
+    assert load_world(tmp_path / "o.ply").observed.all() and not load_world(tmp_path / "w.ply").observed.all()
+
+
+def test_prepare_scene_warns_about_the_flat_prior():
+    import lyra_sim.envs.scene as scene_module
+    from lyra_sim.generate.depth_sources import FlatPriorWarning
+
+    with pytest.warns(FlatPriorWarning, match="FLAT PRIOR"):
+        world, views = scene_module._world_from_source(box_on_floor()[0], None, None)
+    assert world.info["depth_source"] == "prior" and views == []

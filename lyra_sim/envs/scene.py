@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import open3d as o3d
 from scipy import ndimage
 
 from lyra_sim.generate import generate_world
+from lyra_sim.generate.depth_sources import PRIOR_ADVICE, FlatPriorWarning
 from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb, scale_intrinsics
 from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.physics.aligned import align_with_proxies
@@ -127,7 +129,10 @@ def _world_from_source(source, intrinsics, depth_model) -> tuple[GaussianWorld |
         return load_world(source), []
     if intrinsics is not None:
         load_intrinsics(intrinsics, *load_rgb(source, name="source").shape[1::-1])  # fail early, name the input
-    return generate_world(source, intrinsics=intrinsics, depth_model=depth_model), []
+    world = generate_world(source, intrinsics=intrinsics, depth_model=depth_model)
+    if world.info.get("depth_source") == "prior":
+        warnings.warn(PRIOR_ADVICE, FlatPriorWarning, stacklevel=3)
+    return world, []
 
 
 def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_height: float | None = None,

@@ -143,7 +143,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
     footprint = depth / focal
     # Plane grids: spacing about r / (per_side / 2) at distance r, i.e. a few input pixels (texture detail
     # follows the input resolution; far rings stay coarse).
-    per_side = int(np.clip(focal / 3, 64, 192))
+    per_side = int(np.clip(focal / 3, 64, 128))
     parts: list[Surfels] = []
     report: dict = {"methods": [], "completed_area": {}}
     unit = "m2" if metric else "units2"
@@ -285,3 +285,19 @@ def tint_completed(world: GaussianWorld, color=(1.0, 0.0, 1.0), strength: float 
     sh[completed, 0, :] = (rgb - 0.5) / SH_C0
     sh[completed, 1:, :] *= 1 - strength
     return world._replace(sh=sh)
+
+
+def completion_summary(world: GaussianWorld) -> str:
+    """One line on what ``generate_world`` invented (from ``world.info["completion"]``), for CLIs and logs."""
+    report = world.info.get("completion")
+    if not report or not report.get("enabled"):
+        return "completion: off (only what the camera saw)"
+    unit = "m²" if report.get("completed_area_unit") == "m2" else "units²"
+    areas = ", ".join(f"{name.replace('_', ' ')} {area:.1f} {unit}" for name, area in report["completed_area"].items())
+    parts = [areas] if areas else []
+    if report.get("back_layer_gaussians"):
+        parts.append(f"{report['back_layer_gaussians']:,} behind occlusion edges")
+    if report.get("objects"):
+        parts.append(f"backs of {report['objects']} objects")
+    return (f"completion: {report['completed_gaussians']:,} Gaussians the camera did not see ({'; '.join(parts)}), "
+            "marked observed = False")

@@ -17,6 +17,15 @@ import numpy as np
 from lyra_sim.generate.images import InputError
 
 DEPTH_MODEL_ENV = "LYRA_SIM_DEPTH_MODEL"
+PRIOR_ADVICE = (
+    "no depth given: the world is a FLAT PRIOR (a ground plane and a backdrop, not this scene's shape); for real "
+    "geometry pass a depth map (--depth FILE, depth=) or a local depth model (--depth-model DIR, depth_model=; "
+    "e.g. Depth Anything V2 saved with transformers)"
+)
+
+
+class FlatPriorWarning(UserWarning):
+    """A world was generated from an image alone, on the ground-plane-and-backdrop prior."""
 
 
 @dataclass

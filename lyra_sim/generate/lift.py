@@ -217,6 +217,7 @@ def generate_world(
     depth_map = fill_depth(estimate.depth, rgb)
     lifted = depth_map if loaded.valid is None else np.where(loaded.valid, depth_map, 0.0)  # alpha: no content
     world = lift_rgbd(rgb, lifted, K, stride=stride, opacity=opacity, drop_edges=False, metric=estimate.metric)
+    world = fit_input_colors(world, rgb, K)  # before completion: it hides behind what was seen
     report = {"enabled": False}
     if complete:
         layers = split_layers(depth_map)
@@ -226,7 +227,6 @@ def generate_world(
         report = {"enabled": True, **report}
         if added is not None:
             world = GaussianWorld.concatenate([world, added])
-    world = fit_input_colors(world, rgb, K)
     world.info = {
         "generator": "lift_rgbd",
         "depth_source": estimate.source,
