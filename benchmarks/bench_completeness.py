@@ -26,16 +26,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pybullet as p
 import pybullet_data
 import torch
 from results import write_section
 
 from lyra_sim.camera import Camera, look_at_matrix
 from lyra_sim.generate import generate_world
+from lyra_sim.physics.pybullet_quiet import import_pybullet
 from lyra_sim.rendering import render
 from lyra_sim.trajectories import LYRA_TRAJECTORIES, LYRA_VIEW_ORDER, lyra_trajectories
 
+p = import_pybullet()  # without its build-time banner
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE_COMMIT = "a51f8ff"  # the lift before issue 11
 NEAR, FAR, VFOV = 0.05, 60.0, 50.0

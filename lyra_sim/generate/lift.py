@@ -217,10 +217,10 @@ def generate_world(
     depth_map = fill_depth(estimate.depth, rgb)
     lifted = depth_map if loaded.valid is None else np.where(loaded.valid, depth_map, 0.0)  # alpha: no content
     world = lift_rgbd(rgb, lifted, K, stride=stride, opacity=opacity, drop_edges=False, metric=estimate.metric)
-    world = fit_input_colors(world, rgb, K)  # before completion: it hides behind what was seen
+    layers = split_layers(depth_map)
+    world = fit_input_colors(world, rgb, K, cautious=layers.far_edge)  # before completion: that hides behind it
     report = {"enabled": False}
     if complete:
-        layers = split_layers(depth_map)
         normals = layer_normals(unproject_depth(depth_map, K), layers)
         added, report = complete_view(rgb, depth_map, K, layers, normals, world, estimate.metric, completion,
                                       opacity=opacity)  # fmt: skip
