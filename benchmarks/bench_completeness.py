@@ -180,14 +180,14 @@ def main() -> None:
             input_w2c = look_at_matrix(eye, target, up=(0, 0, 1)).double().numpy()
             rgb, depth = bullet_render(client, input_w2c, width, height)
             background = np.median(rgb[depth == 0], axis=0) if (depth == 0).any() else np.ones(3)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             world_before = before.generate_world(rgb, depth=depth, intrinsics=K)
-            t_before = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            t_before, c_before = time.perf_counter() - t0, time.process_time() - c0
+            t0, c0 = time.perf_counter(), time.process_time()
             world_after = generate_world(rgb, depth=depth, intrinsics=K)
-            t_after = time.perf_counter() - t0
-            timings.append((scene_name, f"{width}x{height}", t_before, t_after, len(world_before), len(world_after),
-                            int((~world_after.observed).sum())))  # fmt: skip
+            t_after, c_after = time.perf_counter() - t0, time.process_time() - c0
+            timings.append((scene_name, f"{width}x{height}", t_before, t_after, c_before, c_after, len(world_before),
+                            len(world_after), int((~world_after.observed).sum())))  # fmt: skip
             scale = float(np.median(depth[depth > 0]))
             views = {"input": input_w2c, **novel_cameras(input_w2c, K, width, height, scale)}
             panels = []
@@ -239,10 +239,11 @@ def write_results(rows, timings) -> None:
         subset = [r for r in rows if r[2] == view]
         per_view.append(f"| {view} | {mean([r[3] for r in subset]):.3f} | {mean([r[5] for r in subset]):.3f} | "
                         f"{mean([r[4] for r in subset]):.1f} dB | {mean([r[6] for r in subset]):.1f} dB |")  # fmt: skip
-    timing = ["| scene | input | before | after | Gaussians before | Gaussians after (completed) |",
-              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for scene, size, tb, ta, nb, na, nc in timings:
-        timing.append(f"| {scene} | {size} | {tb:.2f} s | {ta:.2f} s | {nb:,} | {na:,} ({nc:,}) |")
+    timing = ["| scene | input | wall before | wall after | CPU before | CPU after | Gaussians before | "
+              "Gaussians after (completed) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for scene, size, tb, ta, cb, ca, nb, na, nc in timings:
+        timing.append(f"| {scene} | {size} | {tb:.2f} s | {ta:.2f} s | {cb:.2f} s | {ca:.2f} s | {nb:,} | "
+                      f"{na:,} ({nc:,}) |")  # fmt: skip
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
     body = f"""Measured {datetime.date.today()} on {platform.machine()}, {torch.get_num_threads()} torch threads, by
 `python benchmarks/bench_completeness.py`, in one run: BEFORE = the lift of commit {BEFORE_COMMIT} (depth-edge
@@ -260,8 +261,11 @@ All novel views, all scenes and sizes: mean coverage {mean(novel_all['cov']):.3f
 
 {chr(10).join(per_view)}
 
-Generation time (image + depth to world; the machine is a 2-core VM SHARED with six other engineers' jobs
-during this run, load average {' '.join(load)}, so times are inflated):
+Generation time (image + depth to world, the first call of each row includes no compilation: the renderer
+is warmed up by the 160x120 rows). The machine is a 2-core VM SHARED with six other engineers' jobs during
+this run (load average {' '.join(load)}), so wall-clock times are inflated several-fold; CPU is this
+process's user + system time over both threads, which contention inflates far less: on an idle 2-core
+machine the wall time lies between CPU / 2 and CPU.
 
 {chr(10).join(timing)}
 

@@ -171,8 +171,8 @@ def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dept
     # Strips sit 0.7 pixel inside the silhouette, so at the input view they hide behind the object's own front
     # surfels instead of showing over the background pixel next to it.
     inward = -outward_2d[sv, su] / np.maximum(np.linalg.norm(outward_2d[sv, su], axis=-1, keepdims=True), 1e-9)
-    ray = np.stack([(su + 0.5 + 0.7 * inward[:, 0] - K[0, 2]) / K[0, 0],
-                    (sv + 0.5 + 0.7 * inward[:, 1] - K[1, 2]) / K[1, 1], np.ones(len(sv))], axis=-1)[index]  # fmt: skip
+    ray = np.stack([(su + 0.5 + 1.0 * inward[:, 0] - K[0, 2]) / K[0, 0],
+                    (sv + 0.5 + 1.0 * inward[:, 1] - K[1, 2]) / K[1, 1], np.ones(len(sv))], axis=-1)[index]  # fmt: skip
     ray_unit = ray / np.linalg.norm(ray, axis=-1, keepdims=True)
     outward = np.concatenate([outward_2d[sv, su], np.zeros((len(sv), 1))], axis=-1)[index]
     outward -= (outward * ray_unit).sum(-1, keepdims=True) * ray_unit

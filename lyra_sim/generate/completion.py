@@ -122,6 +122,36 @@ def _touches_top(mask: np.ndarray) -> bool:
     return bool(mask[:rows].any())
 
 
+def _room_walls(q: np.ndarray, depth: np.ndarray, ray_q: np.ndarray, band: float, cam_h: float, metric: bool,
+                median_depth: float, footprint: np.ndarray):
+    """Walls among the seen points ``q`` (H,W,3, floor frame): [(Wall, top)], the pixel indices RANSAC saw,
+    the inlier distance, the mask of wall pixels and the depth at which each ray meets a wall behind it."""
+    h, w = depth.shape
+    flat = q.reshape(-1, 3)
+    candidates = np.flatnonzero((q[..., 2] > 2 * band).ravel())
+    if len(candidates) > 40_000:
+        candidates = np.random.default_rng(0).choice(candidates, 40_000, replace=False)
+    threshold = max(0.01 * median_depth, 2 * float(np.median(footprint)))
+    kept, wall_mask, behind = [], np.zeros((h, w), bool), np.full((h, w), np.inf)
+    for wall in find_walls(flat[candidates], threshold, min_width=cam_h):
+        heights = flat[candidates[wall.inliers], 2]
+        if np.percentile(heights, 98) - np.percentile(heights, 2) < 0.6 * cam_h:
+            continue  # too low for a wall: the front of a box or a cabinet
+        wall_mask |= (np.abs(flat @ wall.normal + wall.offset) < threshold).reshape(h, w) & (q[..., 2] > band)
+        inlier_pixels = np.zeros(h * w, bool)
+        inlier_pixels[candidates[wall.inliers]] = True
+        top = wall.top
+        if _touches_top(inlier_pixels.reshape(h, w)):  # cut off by the image: a room-high wall
+            room = ROOM_HEIGHT_M if metric else ROOM_HEIGHT_M / DEFAULT_CAMERA_HEIGHT * cam_h
+            top = max(wall.top, room, 1.5 * cam_h)
+        kept.append((wall, top))
+        denom = ray_q @ wall.normal  # rays start at the camera, (0, 0, cam_h), on the wall's positive side
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_wall = np.where(denom < -1e-9, -(wall.offset + cam_h * wall.normal[2]) / denom, np.inf).reshape(h, w)
+        behind = np.minimum(behind, np.where(t_wall > depth, t_wall, np.inf))
+    return kept, candidates, threshold, wall_mask, behind
+
+
 def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: DepthLayers, normals: np.ndarray,
                   observed: GaussianWorld, metric: bool, options: CompletionOptions | None = None,
                   opacity: float = 0.95) -> tuple[GaussianWorld | None, dict]:
@@ -170,46 +200,21 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
         reach = float(np.linalg.norm(seen_floor[:, :2], axis=1).max()) if len(seen_floor) else 0.0
         radius = options.floor_radius or max(FLOOR_RADIUS_HEIGHTS * cam_h, 2.0 * reach)
         report["floor"] = {"camera_height": round(cam_h, 4), "radius": round(radius, 3)}
+        kept, candidates, threshold = [], np.zeros(0, np.int64), 0.0
         if options.walls:
-            candidates = np.flatnonzero((q[..., 2] > 2 * band).ravel())
-            rng = np.random.default_rng(0)
-            if len(candidates) > 40_000:
-                candidates = rng.choice(candidates, 40_000, replace=False)
-            threshold = max(0.01 * median_depth, 2 * float(np.median(footprint)))
-            walls = find_walls(q.reshape(-1, 3)[candidates], threshold, min_width=cam_h)
-            kept = []
-            for wall in walls:
-                inlier_pixels = np.zeros(h * w, bool)
-                inlier_pixels[candidates[wall.inliers]] = True
-                heights = q.reshape(-1, 3)[candidates[wall.inliers], 2]
-                if np.percentile(heights, 98) - np.percentile(heights, 2) < 0.6 * cam_h:
-                    continue  # too low for a wall: the front of a box or a cabinet
-                near_plane = np.abs(q.reshape(-1, 3) @ wall.normal + wall.offset) < threshold
-                plane_mask |= near_plane.reshape(h, w) & (q[..., 2] > band)
-                if _touches_top(inlier_pixels.reshape(h, w)):  # cut off by the image: a room-high wall
-                    room = ROOM_HEIGHT_M if metric else ROOM_HEIGHT_M / DEFAULT_CAMERA_HEIGHT * cam_h
-                    top = max(wall.top, room, 1.5 * cam_h)
-                else:
-                    top = wall.top
-                kept.append((wall, top))
-                denom = ray_q @ wall.normal
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    t_wall = np.where(denom < -1e-9, -(wall.offset + np.array([0, 0, cam_h]) @ wall.normal) / denom,
-                                      np.inf).reshape(h, w)  # fmt: skip
-                behind = np.minimum(behind, np.where(t_wall > depth, t_wall, np.inf))
+            kept, candidates, threshold, wall_mask, t_walls = _room_walls(q, depth, ray_q, band, cam_h, metric,
+                                                                          median_depth, footprint)  # fmt: skip
+            plane_mask |= wall_mask
+            behind = np.minimum(behind, t_walls)
             report["walls"] = len(kept)
 
-            def beyond_walls(q_points: np.ndarray, own: int | None = None) -> np.ndarray:
-                out = np.zeros(len(q_points), bool)
-                for i, (wall, _) in enumerate(kept):
-                    if i != own:
-                        out |= wall.signed_distance(q_points) < -threshold
-                return out
-        else:
-            kept = []
-
-            def beyond_walls(q_points: np.ndarray, own: int | None = None) -> np.ndarray:
-                return np.zeros(len(q_points), bool)
+        def beyond_walls(q_points: np.ndarray, own: int | None = None) -> np.ndarray:
+            """Points on the far side of any wall (but ``own``) from the camera."""
+            out = np.zeros(len(q_points), bool)
+            for i, (wall, _) in enumerate(kept):
+                if i != own:
+                    out |= wall.signed_distance(q_points) < -threshold
+            return out
 
         if options.floor and len(seen_floor) >= 16:
             texture = PlaneTexture(seen_floor[:, :2], rgb[floor_mask], cell=2 * float(np.median(footprint)))

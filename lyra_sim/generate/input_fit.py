@@ -17,7 +17,7 @@ from lyra_sim.world import SH_C0, GaussianWorld
 
 def fit_input_colors(world: GaussianWorld, rgb: np.ndarray, K: np.ndarray, steps: int = 2,
                      cautious: np.ndarray | None = None, max_change: float = 0.5,
-                     cautious_change: float = 0.15) -> GaussianWorld:
+                     cautious_change: float = 0.25) -> GaussianWorld:
     """``world`` (input camera's OpenCV frame) with observed Gaussians' DC colours corrected so that the
     input view renders closer to ``rgb`` (H,W,3) in [0,1]. Other Gaussians and SH bands are unchanged.
 
