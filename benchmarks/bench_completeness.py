@@ -261,8 +261,8 @@ All novel views, all scenes and sizes: mean coverage {mean(novel_all['cov']):.3f
 
 {chr(10).join(per_view)}
 
-Generation time (image + depth to world, the first call of each row includes no compilation: the renderer
-is warmed up by the 160x120 rows). The machine is a 2-core VM SHARED with six other engineers' jobs during
+Generation time (image + depth to world; the first row includes numba compiling the renderer that the
+input-colour fit uses). The machine is a 2-core VM SHARED with six other engineers' jobs during
 this run (load average {' '.join(load)}), so wall-clock times are inflated several-fold; CPU is this
 process's user + system time over both threads, which contention inflates far less: on an idle 2-core
 machine the wall time lies between CPU / 2 and CPU.
