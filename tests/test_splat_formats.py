@@ -83,6 +83,19 @@ def test_spz_file_is_rub_with_sh_signs_flipped_as_the_spec_says(tmp_path):
     np.testing.assert_allclose(sh_rest, expected, atol=1 / 128 + 1e-6)
 
 
+def test_our_spz_read_by_nvidias_independent_decoder(tmp_path, capsys):
+    reader = pytest.importorskip("usd_convert_gsplat").read_spz
+    world = world_for_formats(n=300, degree=0)
+    data = reader(str(save_world(world, tmp_path / "w.spz")))
+    capsys.readouterr()
+    np.testing.assert_allclose(data.positions, (world.means @ RDF_TO_RUB).numpy(), atol=2.5e-4)
+    np.testing.assert_allclose(np.exp(data.scales), world.scales.numpy(), rtol=0.05)
+    np.testing.assert_allclose(1 / (1 + np.exp(-data.opacities)), world.opacities.numpy(), atol=0.004)
+    np.testing.assert_allclose(data.f_dc, world.sh[:, 0].numpy(), atol=0.02)
+    rotations = quat_to_rotmat(torch.from_numpy(np.asarray(data.rotations, np.float32)))
+    assert (rotations - RDF_TO_RUB @ quat_to_rotmat(world.quats)).abs().max() < 0.01
+
+
 def test_spz_written_by_gsply_reads_in_opencv_and_z_up(tmp_path):
     rng = np.random.default_rng(1)
     n = 50
@@ -221,3 +234,20 @@ def test_splat_of_the_wrong_size_and_unwritable_splat(tmp_path):
         load_world(tmp_path / "w.splat")
     with pytest.raises(WorldFileError, match="cannot save"):
         save_world(world_for_formats(n=4, degree=0), tmp_path / "x.splat")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda h: h.replace(b"property float min_r\n", b""), "element 'chunk' has properties"),
+        (lambda h: h.replace(b"property uint packed_color\n", b"property float packed_color\n"), "'vertex'"),
+        (lambda h: h.replace(b"property uchar f_rest_8\n", b""), "'sh' element"),
+        (lambda h: h.replace(b"format binary_little_endian", b"format binary_big_endian"), "little_endian"),
+    ],
+)
+def test_compressed_ply_with_another_layout_is_refused_by_name(tmp_path, edit, message):
+    data = save_world(world_for_formats(n=10, degree=1), tmp_path / "w.compressed.ply").read_bytes()
+    end = data.index(b"end_header\n")
+    (tmp_path / "odd.ply").write_bytes(edit(data[:end]) + data[end:])
+    with pytest.raises(WorldFileError, match=r"odd\.ply.*" + message):
+        load_world(tmp_path / "odd.ply")

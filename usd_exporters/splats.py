@@ -72,6 +72,14 @@ def _attributes(splat: UsdVol.ParticleField3DGaussianSplat, half: bool) -> dict[
     }
 
 
+def sh_as_primvar(attribute: Usd.Attribute, degree: int) -> None:
+    """Describe the SH array as NVIDIA's ``usd-convert-gsplat`` does: a per-particle ("vertex") primvar of
+    (degree + 1)^2 RGB coefficients each, so primvar-aware tools split it into particles correctly."""
+    primvar = UsdGeom.Primvar(attribute)
+    primvar.SetInterpolation(UsdGeom.Tokens.vertex)
+    primvar.SetElementSize((degree + 1) ** 2)
+
+
 def write_splats(stage: Usd.Stage, path: str, keyframes: list[tuple[float | None, GaussianWorld]],
                  half: bool = False) -> UsdVol.ParticleField3DGaussianSplat:
     """Author a splat prim. ``keyframes``: [(None, world)] for a static world, else [(time code, world), ...].
@@ -82,6 +90,7 @@ def write_splats(stage: Usd.Stage, path: str, keyframes: list[tuple[float | None
     degree = keyframes[0][1].sh_degree
     splat.CreateRadianceSphericalHarmonicsDegreeAttr().Set(degree)
     attributes = _attributes(splat, half)
+    sh_as_primvar(attributes["radiance:sphericalHarmonicsCoefficients"], degree)
     extent = splat.CreateExtentAttr()
     color = splat.CreateDisplayColorPrimvar(UsdGeom.Tokens.vertex)
     for code, world in keyframes:

@@ -12,11 +12,21 @@ from dataclasses import dataclass
 import torch
 
 from lyra_sim.camera import Camera
+from lyra_sim.errors import LyraSimError
 from lyra_sim.rendering.cpu import render_cpu_single
 from lyra_sim.rendering.gsplat_backend import gsplat_available, render_gsplat
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 BACKENDS = ("auto", "cpu", "gsplat")
+
+
+class BackendError(LyraSimError):
+    """A render backend that does not exist or cannot run here (gsplat without CUDA)."""
+
+#: A pixel less opaque than this shows no surface: its expected depth is not a measurement (collision proxies,
+#: the envs' depth images).
+SURFACE_ALPHA = 0.5
+
 #: White, as Lyra renders its training views; ``lyra-sim render``, ``demo`` and the gymnasium envs use it too.
 DEFAULT_BACKGROUND = (1.0, 1.0, 1.0)
 
@@ -29,6 +39,10 @@ class RenderResult:
     depth: torch.Tensor  # (..., H, W) expected depth along the optical axis (0 where alpha is 0)
     alpha: torch.Tensor  # (..., H, W) accumulated opacity
 
+    def surface_depth(self, min_alpha: float = SURFACE_ALPHA) -> torch.Tensor:
+        """Depth where a pixel shows a surface (alpha >= ``min_alpha``), 0 elsewhere, as a depth sensor reports it."""
+        return torch.where(self.alpha >= min_alpha, self.depth, torch.zeros_like(self.depth))
+
     def to_uint8(self) -> torch.Tensor:
         """RGB as uint8 (..., H, W, 3)."""
         return (self.rgb.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8)
@@ -37,11 +51,12 @@ class RenderResult:
 def resolve_backend(backend: str, world: GaussianWorld) -> str:
     """The backend "auto" stands for, or a clear error for an unknown or unavailable one."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+        raise BackendError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         return "gsplat" if world.device.type == "cuda" and gsplat_available() else "cpu"
     if backend == "gsplat" and not gsplat_available():
-        raise RuntimeError("backend 'gsplat' needs a CUDA GPU and the gsplat package (pip install 'lyra-sim[gpu]')")
+        raise BackendError("backend 'gsplat' needs a CUDA GPU and the gsplat package (pip install 'lyra-sim[gpu]'); "
+                           "use backend 'cpu' or 'auto' here")
     return backend
 
 
@@ -84,4 +99,4 @@ def render(
     return result
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKGROUND", "RenderResult", "render", "resolve_backend"]
+__all__ = ["BACKENDS", "DEFAULT_BACKGROUND", "BackendError", "RenderResult", "render", "resolve_backend"]
