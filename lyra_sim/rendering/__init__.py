@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from lyra_sim.camera import Camera
-from lyra_sim.rendering.cpu import render_cpu_single
+from lyra_sim.rendering.cpu import render_cpu
 from lyra_sim.rendering.gsplat_backend import gsplat_available, render_gsplat
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
@@ -72,8 +72,7 @@ def render(
     if chosen == "gsplat":
         rgb, depth, alpha = render_gsplat(world, camera, near, far, eps2d)
     else:
-        singles = [render_cpu_single(world, cam, near, far, eps2d) for cam in camera]
-        rgb, depth, alpha = (torch.stack(parts) for parts in zip(*singles, strict=True))
+        rgb, depth, alpha = render_cpu(world, camera, near, far, eps2d)
     rgb = rgb + (1.0 - alpha).unsqueeze(-1) * bg.to(rgb)
     result = RenderResult(rgb=rgb, depth=depth, alpha=alpha)
     if not camera.batched:
