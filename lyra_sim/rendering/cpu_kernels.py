@@ -93,6 +93,8 @@ def _project_range(geometry, sh, start, stop, view, cam_pos, intrinsics, width, 
     lim_x_neg = cx / fx + 0.3 * tan_fovx
     lim_y_pos = (height - cy) / fy + 0.3 * tan_fovy
     lim_y_neg = cy / fy + 0.3 * tan_fovy
+    lim_x, lim_y = max(lim_x_pos, lim_x_neg), max(lim_y_pos, lim_y_neg)
+    jac_bound = fx * fx * (1.0 + lim_x * lim_x) + fy * fy * (1.0 + lim_y * lim_y)  # |J|_F^2 z^2
     k = out
     for i in range(start, stop):
         mx, my, mz = geometry[i, GX], geometry[i, GY], geometry[i, GZ]
@@ -102,6 +104,18 @@ def _project_range(geometry, sh, start, stop, view, cam_pos, intrinsics, width, 
         x = r00 * mx + r01 * my + r02 * mz + t0
         y = r10 * mx + r11 * my + r12 * mz + t1
         rz = 1.0 / z
+        px = fx * x * rz + cx
+        py = fy * y * rz + cy
+        # Early out for a mean far outside the image: bound the footprint radius (ceil(extend sqrt(c)) <=
+        # extend sqrt(bound) + 1) by |J|_F^2 trace(Sigma) + eps2d, before computing the covariance.
+        off_x = max(-px, px - width) - 1.0
+        off_y = max(-py, py - height) - 1.0
+        if off_x > 0.0 or off_y > 0.0:
+            off = max(off_x, off_y)
+            trace = geometry[i, S00] + geometry[i, S11] + geometry[i, S22]
+            extend = geometry[i, GEXT]
+            if off * off >= extend * extend * (jac_bound * rz * rz * trace + eps2d):
+                continue
         tx = z * min(lim_x_pos, max(-lim_x_neg, x * rz))
         ty = z * min(lim_y_pos, max(-lim_y_neg, y * rz))
         # rows of T = J W (2x3)
@@ -126,8 +140,6 @@ def _project_range(geometry, sh, start, stop, view, cam_pos, intrinsics, width, 
         rad_y = math.ceil(extend * math.sqrt(c11))
         if rad_x <= 0.0 and rad_y <= 0.0:
             continue
-        px = fx * x * rz + cx
-        py = fy * y * rz + cy
         if px + rad_x <= 0 or px - rad_x >= width or py + rad_y <= 0 or py - rad_y >= height:
             continue
         inv_det = 1.0 / det
@@ -399,23 +411,28 @@ def _blend_tile_batch(batch_rows, offsets, lists, t, width, height, tile_size, t
 
 
 @njit(cache=True)
-def _bin_open_tiles(rects, count, left, tiles_x, tiles_y):
-    """bin_tiles for the first ``count`` rectangles, leaving out tiles whose pixels are all done."""
+def _bin_open_tiles(rows, order, start, count, left, tile_size, tiles_x, tiles_y):
+    """Tile lists (offsets, row indices) of rows[order[start:start+count]], front to back, leaving out the
+    tiles whose pixels are all done."""
     num_tiles = tiles_x * tiles_y
     offsets = np.zeros(num_tiles + 1, dtype=np.int64)
-    for g in range(count):
-        for ty in range(rects[g, 2], rects[g, 3]):
-            for tx in range(rects[g, 0], rects[g, 1]):
+    for k in range(start, start + count):
+        g = order[k]
+        x0, x1, y0, y1 = _tile_rect(rows[g, MX], rows[g, MY], rows[g, RX], rows[g, RY], tile_size, tiles_x, tiles_y)
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
                 t = ty * tiles_x + tx
                 if left[t] > 0:
                     offsets[t + 1] += 1
     for t in range(num_tiles):
         offsets[t + 1] += offsets[t]
     fill = offsets[:-1].copy()
-    lists = np.empty(offsets[-1], dtype=np.int32)
-    for g in range(count):
-        for ty in range(rects[g, 2], rects[g, 3]):
-            for tx in range(rects[g, 0], rects[g, 1]):
+    lists = np.empty(offsets[-1], dtype=np.int64)
+    for k in range(start, start + count):
+        g = order[k]
+        x0, x1, y0, y1 = _tile_rect(rows[g, MX], rows[g, MY], rows[g, RX], rows[g, RY], tile_size, tiles_x, tiles_y)
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
                 t = ty * tiles_x + tx
                 if left[t] > 0:
                     lists[fill[t]] = g
@@ -442,28 +459,16 @@ def composite(rows, order, width, height, tile_size, acc, trans):
     """
     tiles_x = (width + tile_size - 1) // tile_size
     tiles_y = (height + tile_size - 1) // tile_size
-    num_tiles = tiles_x * tiles_y
     left = _tile_pixels(width, height, tile_size, tiles_x, tiles_y)
     done = np.zeros((height, width), dtype=np.bool_)
-    n = order.shape[0]
-    rects = np.empty((n, 4), dtype=np.int32)
     start, size = 0, FIRST_BATCH
-    while start < n:
-        count = min(size, n - start)
-        for k in prange(start, start + count):
-            src = order[k]
-            x0, x1, y0, y1 = _tile_rect(rows[src, MX], rows[src, MY], rows[src, RX], rows[src, RY], tile_size,
-                                        tiles_x, tiles_y)  # fmt: skip
-            rects[k, 0], rects[k, 1], rects[k, 2], rects[k, 3] = x0, x1, y0, y1
-        offsets, lists = _bin_open_tiles(rects[start:], count, left, tiles_x, tiles_y)
-        for k in range(lists.shape[0]):
-            lists[k] = order[start + lists[k]]
-        for t in prange(num_tiles):
+    while start < order.shape[0] and (left > 0).any():
+        count = min(size, order.shape[0] - start)
+        offsets, lists = _bin_open_tiles(rows, order, start, count, left, tile_size, tiles_x, tiles_y)
+        for t in prange(tiles_x * tiles_y):
             _blend_tile_batch(rows, offsets, lists, t, width, height, tile_size, tiles_x, acc, trans, done, left)
         start += count
         size *= 2
-        if not (left > 0).any():
-            break
 
 
 @njit(cache=True)
@@ -471,28 +476,16 @@ def _composite_serial(rows, order, width, height, tile_size, acc, trans):
     """``composite`` on the calling thread (for one camera of a batch)."""
     tiles_x = (width + tile_size - 1) // tile_size
     tiles_y = (height + tile_size - 1) // tile_size
-    num_tiles = tiles_x * tiles_y
     left = _tile_pixels(width, height, tile_size, tiles_x, tiles_y)
     done = np.zeros((height, width), dtype=np.bool_)
-    n = order.shape[0]
-    rects = np.empty((n, 4), dtype=np.int32)
     start, size = 0, FIRST_BATCH
-    while start < n:
-        count = min(size, n - start)
-        for k in range(start, start + count):
-            src = order[k]
-            x0, x1, y0, y1 = _tile_rect(rows[src, MX], rows[src, MY], rows[src, RX], rows[src, RY], tile_size,
-                                        tiles_x, tiles_y)  # fmt: skip
-            rects[k, 0], rects[k, 1], rects[k, 2], rects[k, 3] = x0, x1, y0, y1
-        offsets, lists = _bin_open_tiles(rects[start:], count, left, tiles_x, tiles_y)
-        for k in range(lists.shape[0]):
-            lists[k] = order[start + lists[k]]
-        for t in range(num_tiles):
+    while start < order.shape[0] and (left > 0).any():
+        count = min(size, order.shape[0] - start)
+        offsets, lists = _bin_open_tiles(rows, order, start, count, left, tile_size, tiles_x, tiles_y)
+        for t in range(tiles_x * tiles_y):
             _blend_tile_batch(rows, offsets, lists, t, width, height, tile_size, tiles_x, acc, trans, done, left)
         start += count
         size *= 2
-        if not (left > 0).any():
-            break
 
 
 # ------------------------------------------------------------------------------------- batch of cameras

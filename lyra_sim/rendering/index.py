@@ -22,7 +22,7 @@ import torch
 from lyra_sim.rotations import quat_to_rotmat
 from lyra_sim.world import GaussianWorld
 
-CHUNK_SIZE = 2048
+CHUNK_SIZE = 1024
 ALPHA_THRESHOLD = 1.0 / 255.0
 EXTEND = 3.33  # gsplat's largest footprint, in standard deviations
 # The side-plane test grows each Gaussian by this many 3D standard deviations (more than EXTEND: the
