@@ -71,9 +71,9 @@ def render(
     chosen = resolve_backend(backend, world)
     if chosen == "gsplat":
         rgb, depth, alpha = render_gsplat(world, camera, near, far, eps2d)
+        rgb = rgb + (1.0 - alpha).unsqueeze(-1) * bg.to(rgb)
     else:
-        rgb, depth, alpha = render_cpu(world, camera, near, far, eps2d)
-    rgb = rgb + (1.0 - alpha).unsqueeze(-1) * bg.to(rgb)
+        rgb, depth, alpha = render_cpu(world, camera, near, far, eps2d, bg)
     result = RenderResult(rgb=rgb, depth=depth, alpha=alpha)
     if not camera.batched:
         result = RenderResult(rgb=rgb[0], depth=depth[0], alpha=alpha[0])

@@ -167,51 +167,54 @@ def _render_differentiable(world: GaussianWorld, camera: Camera, b: int, near: f
     return _RasterizeFunction.apply(mean2d, conic, features, world.opacities[idx], radii, rects, w, h)
 
 
-def _render_one(index: SceneIndex, camera: Camera, b: int, near: float, far: float, eps2d: float):
-    """One camera without autograd, every stage parallel over its own work items."""
+def _render_one(index: SceneIndex, camera: Camera, b: int, near: float, far: float, eps2d: float,
+                acc: np.ndarray, trans: np.ndarray) -> None:  # fmt: skip
+    """One camera without autograd into acc (H,W,4) and trans (H,W), every stage parallel over its work items."""
     w, h = camera.width, camera.height
     rows, order, _ = _project_and_sort(index, _View(camera, b), w, h, near, far, eps2d)
-    out = np.zeros((h, w, kernels.FEATURES), np.float32)
-    trans = np.ones((h, w), np.float32)
     with numba.parallel_chunksize(1):
-        kernels.composite(rows, order, w, h, TILE_SIZE, out, trans)
-    return torch.from_numpy(out), torch.from_numpy(1.0 - trans)
+        kernels.composite(rows, order, w, h, TILE_SIZE, acc, trans)
 
 
-def _render_batch(index: SceneIndex, camera: Camera, near: float, far: float, eps2d: float):
-    """All cameras without autograd, one camera per thread."""
+def _render_batch(index: SceneIndex, camera: Camera, near: float, far: float, eps2d: float, acc: np.ndarray,
+                  trans: np.ndarray) -> None:  # fmt: skip
+    """All cameras without autograd into acc (B,H,W,4) and trans (B,H,W), one camera per thread."""
     w, h, count = camera.width, camera.height, len(camera)
     views = [_View(camera, b) for b in range(count)]
     lists = [index.visible_chunks(v.world_to_cam, v.K, w, h, near, far) for v in views]
     list_offsets = np.concatenate([[0], np.cumsum([len(c) for c in lists])]).astype(np.int64)
-    out = np.zeros((count, h, w, kernels.FEATURES), np.float32)
-    trans = np.ones((count, h, w), np.float32)
     with numba.parallel_chunksize(1):
         kernels.render_batch(
             index.geometry, index.sh, index.chunk_starts, index.ids, np.concatenate([*lists, np.zeros(0, np.int64)]),
             list_offsets, np.stack([v.world_to_cam for v in views]), np.stack([v.position for v in views]),
-            np.stack([v.intrinsics for v in views]), w, h, TILE_SIZE, eps2d, near, far, out, trans,
+            np.stack([v.intrinsics for v in views]), w, h, TILE_SIZE, eps2d, near, far, acc, trans,
         )  # fmt: skip
-    return torch.from_numpy(out), torch.from_numpy(1.0 - trans)
 
 
 def render_cpu(
-    world: GaussianWorld, camera: Camera, near: float, far: float, eps2d: float
+    world: GaussianWorld, camera: Camera, near: float, far: float, eps2d: float, background: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Render every camera of ``camera``: accumulated RGB (B,H,W,3) without background, expected depth, alpha.
+    """Render every camera of ``camera``: RGB (B,H,W,3) over ``background`` (3,), expected depth, alpha.
 
-    Several cameras without gradients render one camera per thread, sharing the world's index.
+    Several cameras without gradients render one camera per thread, sharing the world's index. Without
+    gradients the images are finished in numpy: torch's thread pool would wake for these small element-wise
+    steps, and waking threads costs milliseconds when the machine is busy.
     """
+    dtype = world.means.dtype
     if _needs_grad(world):
         parts = [_render_differentiable(world, camera, b, near, far, eps2d) for b in range(len(camera))]
-        out, alpha = (torch.stack(p) for p in zip(*parts, strict=True))
+        out, alpha = (torch.stack(p).to(dtype) for p in zip(*parts, strict=True))
+        rgb = out[..., :3] + (1.0 - alpha).unsqueeze(-1) * background.to(out)
+        return rgb, out[..., 3] / alpha.clamp_min(1e-10), alpha
+    index = scene_index(world)
+    acc = np.zeros((len(camera), camera.height, camera.width, kernels.FEATURES), np.float32)
+    trans = np.ones((len(camera), camera.height, camera.width), np.float32)
+    if len(camera) > 1 and numba.get_num_threads() > 1:
+        _render_batch(index, camera, near, far, eps2d, acc, trans)
     else:
-        index = scene_index(world)
-        if len(camera) > 1 and numba.get_num_threads() > 1:
-            out, alpha = _render_batch(index, camera, near, far, eps2d)
-        else:
-            parts = [_render_one(index, camera, b, near, far, eps2d) for b in range(len(camera))]
-            out, alpha = (torch.stack(p) for p in zip(*parts, strict=True))
-    out, alpha = out.to(world.means.dtype), alpha.to(world.means.dtype)
-    expected_depth = out[..., 3] / alpha.clamp_min(1e-10)
-    return out[..., :3], expected_depth, alpha
+        for b in range(len(camera)):
+            _render_one(index, camera, b, near, far, eps2d, acc[b], trans[b])
+    alpha = 1.0 - trans
+    depth = acc[..., 3] / np.maximum(alpha, np.float32(1e-10))
+    rgb = acc[..., :3] + trans[..., None] * background.numpy().astype(np.float32)
+    return tuple(torch.from_numpy(a).to(dtype) for a in (rgb, depth, alpha))
