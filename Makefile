@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_usd.py
 	$(PY) benchmarks/bench_env.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_fuzz.py
 
 example: $(STAMP)
 	$(PY) examples/make_example_rgbd.py

@@ -11,20 +11,20 @@ import datetime
 import platform
 import time
 from functools import partial
-from pathlib import Path
 
 import gymnasium
 import numpy as np
 import torch
 from results import write_section
 
+from lyra_sim.demo import EXAMPLE_DIR
 from lyra_sim.envs import ENV_ID
 from lyra_sim.envs.navigate import NavigateEnv
 from lyra_sim.envs.scene import prepare_scene
 from lyra_sim.envs.vector import NavigateVectorEnv
 from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
 
-DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
+DATA = EXAMPLE_DIR
 
 
 ROBOTS, VECTOR_STEPS = 8, 100

@@ -25,7 +25,6 @@ from pathlib import Path
 import numba
 import numpy as np
 import open3d as o3d
-import pybullet as p
 import pybullet_data
 import torch
 from PIL import Image
@@ -33,11 +32,14 @@ from results import write_section
 
 from lyra_sim import Camera, GaussianWorld, render
 from lyra_sim.camera import look_at_matrix
+from lyra_sim.physics.pybullet_quiet import import_pybullet
 from lyra_sim.rendering.index import scene_index
 from lyra_sim.rotations import rotmat_to_quat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from previous_cpu_renderer import render_previous
+from previous_cpu_renderer import render_previous  # the pre-issue-13 renderer, for the speed-up
+
+p = import_pybullet()
 
 EYE, TARGET, UP = (14.0, -18.0, 7.0), (0.0, 0.0, 2.0), (0.0, 0.0, 1.0)
 ROBOT_EYE, ROBOT_TARGET = (10.0, 0.0, 1.6), (-10.0, 5.0, 2.0)  # in the courtyard, looking at the main hall

@@ -31,8 +31,9 @@ from results import write_section
 from sensor_msgs.msg import Image
 
 from lyra_sim import generate_world, save_world
+from lyra_sim.demo import EXAMPLE_DIR
 
-DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
+DATA = EXAMPLE_DIR
 PACKAGE = Path(__file__).resolve().parent.parent / "ros2_ws" / "src" / "lyra_sim_ros"
 
 

@@ -1,10 +1,11 @@
 """Make the bundled RGB-D example: a small room of pybullet_data objects seen by a tabletop camera.
 
-Writes examples/data/tabletop_rgb.png (colour), tabletop_depth.png (16-bit, millimetres) and
-tabletop_intrinsics.json (fx, fy, cx, cy, width, height). Rendered with PyBullet's CPU
-TinyRenderer, so it needs no GPU and no downloads; the output is deterministic.
+Writes lyra_sim/data/tabletop_rgb.png (colour), tabletop_depth.png (16-bit, millimetres) and
+tabletop_intrinsics.json (fx, fy, cx, cy, width, height): the package data that `lyra-sim demo` reads,
+so the example ships in the wheel (examples/data links there for scripts that use the old path).
+Rendered with PyBullet's CPU TinyRenderer, so it needs no GPU and no downloads; the output is deterministic.
 
-    python examples/make_example_rgbd.py [--out examples/data] [--width 320 --height 240]
+    python examples/make_example_rgbd.py [--out lyra_sim/data] [--width 320 --height 240]
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pybullet as p
 import pybullet_data
 from PIL import Image
+
+from lyra_sim.physics.pybullet_quiet import import_pybullet
+
+p = import_pybullet()
 
 NEAR, FAR = 0.05, 20.0
 
@@ -92,7 +96,7 @@ def render_rgbd(client: int, width: int, height: int, vfov_deg: float = 50.0) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "data")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "lyra_sim" / "data")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     args = parser.parse_args()

@@ -147,10 +147,8 @@ class Camera:
         return Camera(scale @ self.K, self.world_to_cam, width, height)
 
     def relative_to_first(self) -> Camera:
-        """Poses expressed in the first camera's frame (Lyra: ``inv(c2w_0) @ c2w``)."""
-        c2w = self.cam_to_world
-        rel = torch.linalg.inv(c2w[0]) @ c2w
-        return Camera(self.K, torch.linalg.inv(rel), self.width, self.height)
+        """Poses expressed in the first camera's frame (Lyra: ``inv(c2w_0) @ c2w``); see ``relative_poses``."""
+        return Camera(self.K, torch.linalg.inv(relative_poses(self.cam_to_world)), self.width, self.height)
 
     def rays(self, downsample: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """World-space ray origins and unit directions (B,H',W',3) through pixel centres (+0.5)."""
@@ -159,19 +157,34 @@ class Camera:
         return pixel_rays(K, self.cam_to_world, self.height // downsample, self.width // downsample)
 
 
+def relative_poses(cam_to_world: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """``inv(reference) @ c2w`` for every pose (..., 4, 4): the cameras in the reference camera's frame.
+
+    The reference defaults to the first pose (of the flattened batch), Lyra's convention for decoder inputs.
+    """
+    reference = cam_to_world.reshape(-1, 4, 4)[0] if reference is None else reference
+    return torch.linalg.solve(reference.to(cam_to_world), cam_to_world)
+
+
+def pixel_directions(K: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Camera-frame ray directions (x, y, 1) through pixel centres (+0.5) of an OpenCV pinhole.
+
+    K (..., 3, 3) -> (..., height, width, 3) in K's dtype and device; scaled by a z-depth they are points.
+    """
+    v, u = torch.meshgrid(torch.arange(height, dtype=K.dtype, device=K.device) + 0.5,
+                          torch.arange(width, dtype=K.dtype, device=K.device) + 0.5, indexing="ij")
+    x = (u - K[..., 0, 2, None, None]) / K[..., 0, 0, None, None]
+    y = (v - K[..., 1, 2, None, None]) / K[..., 1, 1, None, None]
+    return torch.stack([x, y, torch.ones_like(x)], dim=-1)
+
+
 def pixel_rays(K: torch.Tensor, cam_to_world: torch.Tensor, height: int,
                width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """World-space ray origins and unit directions through pixel centres (+0.5), OpenCV pinhole.
 
     K (N, 3, 3) and cam_to_world (N, 4, 4), any dtype/device -> origins and directions (N, height, width, 3).
     """
-    dtype, device = cam_to_world.dtype, cam_to_world.device
-    v, u = torch.meshgrid(torch.arange(height, dtype=dtype, device=device) + 0.5,
-                          torch.arange(width, dtype=dtype, device=device) + 0.5, indexing="ij")
-    K = K.to(dtype)
-    x = (u[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]
-    y = (v[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]
-    camera_dirs = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (N, H, W, 3)
+    camera_dirs = pixel_directions(K.to(cam_to_world), height, width)  # (N, H, W, 3)
     directions = torch.einsum("nij,nhwj->nhwi", cam_to_world[:, :3, :3], camera_dirs)
     directions = directions / directions.norm(dim=-1, keepdim=True)
     origins = cam_to_world[:, None, None, :3, 3].expand_as(directions)

@@ -1,13 +1,17 @@
 """Render a camera path into a ROS 2 MCAP bag (mcap + mcap-ros2-support; no ROS install needed).
 
 Topics: ``<prefix>/image_raw`` (sensor_msgs/msg/Image rgb8), ``<prefix>/depth`` (Image 32FC1, metres),
-``<prefix>/camera_info`` (sensor_msgs/msg/CameraInfo) and ``<prefix>/pose`` (geometry_msgs/msg/PoseStamped,
-the optical frame's pose in the world frame), all stamped with the frame's time.
+``<prefix>/camera_info`` (sensor_msgs/msg/CameraInfo), ``<prefix>/pose`` (geometry_msgs/msg/PoseStamped, the
+optical frame's pose in the world frame), ``/tf`` (tf2_msgs/msg/TFMessage: world -> camera body frame per
+frame) and ``/tf_static`` (body -> optical frame, once, latched), all stamped with the frame's time: real
+time (now, or a given start) plus ``i / rate_hz``. Message fields come from `lyra_sim.ros_messages`, as the
+ROS node's do.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,93 +19,113 @@ import torch
 from tqdm.auto import tqdm
 
 from lyra_sim.camera import Camera
+from lyra_sim.errors import LyraSimError
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.rendering import render
-from lyra_sim.rotations import rotmat_to_quat
+from lyra_sim.ros_messages import (
+    camera_info_fields,
+    image_fields,
+    message_definition,
+    optical_in_body,
+    pose_fields,
+    stamp_fields,
+    transform_stamped_fields,
+)
 
-# Field-only ROS 2 message definitions in the concatenated form MCAP schemas use (ros2msg encoding).
-_TIME = "int32 sec\nuint32 nanosec"
-_HEADER = "builtin_interfaces/Time stamp\nstring frame_id"
-_DEPENDENCIES = {
-    "std_msgs/Header": _HEADER,
-    "builtin_interfaces/Time": _TIME,
-    "sensor_msgs/RegionOfInterest": "uint32 x_offset\nuint32 y_offset\nuint32 height\nuint32 width\nbool do_rectify",
-    "geometry_msgs/Pose": "geometry_msgs/Point position\ngeometry_msgs/Quaternion orientation",
-    "geometry_msgs/Point": "float64 x\nfloat64 y\nfloat64 z",
-    "geometry_msgs/Quaternion": "float64 x\nfloat64 y\nfloat64 z\nfloat64 w",
-}
-_MESSAGES = {
-    "sensor_msgs/msg/Image": ("std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\n"
-                              "uint8 is_bigendian\nuint32 step\nuint8[] data",
-                              ["std_msgs/Header", "builtin_interfaces/Time"]),
-    "sensor_msgs/msg/CameraInfo": ("std_msgs/Header header\nuint32 height\nuint32 width\nstring distortion_model\n"
-                                   "float64[] d\nfloat64[9] k\nfloat64[9] r\nfloat64[12] p\nuint32 binning_x\n"
-                                   "uint32 binning_y\nsensor_msgs/RegionOfInterest roi",
-                                   ["std_msgs/Header", "builtin_interfaces/Time", "sensor_msgs/RegionOfInterest"]),
-    "geometry_msgs/msg/PoseStamped": ("std_msgs/Header header\ngeometry_msgs/Pose pose",
-                                      ["std_msgs/Header", "builtin_interfaces/Time", "geometry_msgs/Pose",
-                                       "geometry_msgs/Point", "geometry_msgs/Quaternion"]),
-}  # fmt: skip
+DATATYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", "geometry_msgs/msg/PoseStamped",
+             "tf2_msgs/msg/TFMessage")  # fmt: skip
+_INFINITE = "\n    sec: 9223372036\n    nsec: 854775807"
 
 
-def message_definition(datatype: str) -> str:
-    body, dependencies = _MESSAGES[datatype]
-    parts = [body] + [f"{'=' * 80}\nMSG: {name}\n{_DEPENDENCIES[name]}" for name in dependencies]
-    return "\n".join(parts)
+def offered_qos(durability: str) -> str:
+    """rosbag2's ``offered_qos_profiles`` channel metadata: reliable, keep-last 1, 'volatile' or 'transient_local'.
+
+    Integer enums (rmw's values), the form every rosbag2 release reads.
+    """
+    code = {"transient_local": 1, "volatile": 2}[durability]
+    return (f"- history: 1\n  depth: 1\n  reliability: 1\n  durability: {code}\n  deadline:{_INFINITE}\n"
+            f"  lifespan:{_INFINITE}\n  liveliness: 1\n  liveliness_lease_duration:{_INFINITE}\n"
+            "  avoid_ros_namespace_conventions: false")  # fmt: skip
 
 
-def _stamp(seconds: float) -> dict:
-    nanoseconds = round(seconds * 1e9)
-    return {"sec": nanoseconds // 1_000_000_000, "nanosec": nanoseconds % 1_000_000_000}
+class BagError(LyraSimError):
+    """A bag that cannot be written as asked (path, rate, start time)."""
 
 
-def record_bag(world, cameras: Camera, path: str | os.PathLike, rate_hz: float = 10.0, start_time: float = 0.0,
-               frame_id: str = "camera_optical_frame", world_frame_id: str = "map", topic_prefix: str = "/camera",
-               background=(0.0, 0.0, 0.0), backend: str = "auto", progress: bool = True) -> Path:
-    """Render each camera of ``cameras`` (frame i at ``start_time + i / rate_hz`` s) into an MCAP bag."""
+def _open_writer(stream):
     from mcap_ros2.writer import Writer  # lazy: optional dependency
 
+    class QosWriter(Writer):
+        """mcap-ros2-support's Writer registers channels without metadata; rosbag2 replays a topic latched only
+        when its channel offers transient-local QoS, so channels are registered here with that metadata."""
+
+        def register_topic(self, topic: str, schema, durability: str = "volatile") -> None:
+            self._channel_ids[topic] = self._writer.register_channel(
+                topic=topic, message_encoding="cdr", schema_id=schema.id,
+                metadata={"offered_qos_profiles": offered_qos(durability)})  # fmt: skip
+
+    return QosWriter(stream)
+
+
+def record_bag(world, cameras: Camera, path: str | os.PathLike, rate_hz: float = 10.0, start_time: float | None = None,
+               frame_id: str = "camera_optical_frame", world_frame_id: str = "map", topic_prefix: str = "/camera",
+               body_frame_id: str | None = "camera_link", background=(0.0, 0.0, 0.0), backend: str = "auto",
+               progress: bool = True) -> Path:  # fmt: skip
+    """Render each camera of ``cameras`` (frame i at ``start_time + i / rate_hz`` s) into an MCAP bag.
+
+    ``start_time``: seconds since the epoch of the first frame (default: now). ``body_frame_id``: the camera's
+    body frame (x forward, z up); /tf moves it and /tf_static fixes the optical frame ``frame_id`` to it.
+    With ``body_frame_id=None`` /tf moves ``frame_id`` itself and there is no /tf_static.
+    """
     path = Path(path)
     if path.suffix.lower() != ".mcap":
-        raise ValueError(f"{path}: expected an .mcap path")
-    if rate_hz <= 0:
-        raise ValueError(f"rate_hz: expected a positive rate, got {rate_hz}")
+        raise BagError(f"{path}: expected an .mcap path")
+    if not rate_hz > 0 or not np.isfinite(rate_hz):
+        raise BagError(f"rate_hz: expected a positive rate, got {rate_hz}")
+    start_time = time.time() if start_time is None else float(start_time)
+    if not np.isfinite(start_time) or start_time < 0:
+        raise BagError(f"start time: expected seconds since 1970 (>= 0), got {start_time}")
+    if body_frame_id in (frame_id, world_frame_id):
+        raise BagError(f"body frame id {body_frame_id!r} must differ from the optical and world frame ids")
+    optical_to_body = optical_in_body()
+    body_to_optical = np.linalg.inv(optical_to_body)
     with atomic_path(path) as tmp, open(tmp, "wb") as stream:
-        writer = Writer(stream)
-        schemas = {name: writer.register_msgdef(name, message_definition(name)) for name in _MESSAGES}
+        writer = _open_writer(stream)
+        schemas = {name: writer.register_msgdef(name, message_definition(name)) for name in DATATYPES}
+        writer.register_topic("/tf", schemas["tf2_msgs/msg/TFMessage"])
+        if body_frame_id:
+            writer.register_topic("/tf_static", schemas["tf2_msgs/msg/TFMessage"], durability="transient_local")
+            static = transform_stamped_fields(optical_to_body, stamp_fields(start_time), body_frame_id, frame_id)
+            first = round(start_time * 1e9)
+            writer.write_message("/tf_static", schemas["tf2_msgs/msg/TFMessage"], {"transforms": [static]},
+                                 log_time=first, publish_time=first)  # fmt: skip
         for i in tqdm(range(len(cameras)), desc="recording", unit="frame", disable=not progress):
             camera = cameras[i]
             seconds = start_time + i / rate_hz
             with torch.no_grad():
                 result = render(world, camera, backend=backend, background=background)
-            head = {"stamp": _stamp(seconds), "frame_id": frame_id}
+            stamp = stamp_fields(seconds)
+            head = {"stamp": stamp, "frame_id": frame_id}
             log_time = round(seconds * 1e9)
             width, height = camera.width, camera.height
-            rgb = result.to_uint8().numpy()
-            depth = np.ascontiguousarray(result.depth.reshape(height, width).numpy(), dtype="<f4")
-            K = camera.K.reshape(3, 3).double().numpy()
-            P = np.zeros((3, 4))
-            P[:, :3] = K
-            cam_to_world = torch.linalg.inv(camera.world_to_cam.reshape(4, 4).double())
-            w, x, y, z = rotmat_to_quat(cam_to_world[:3, :3]).tolist()
-            position = cam_to_world[:3, 3].tolist()
+            cam_to_world = torch.linalg.inv(camera.world_to_cam.reshape(4, 4).double()).numpy()
+            moving = (cam_to_world @ body_to_optical, body_frame_id) if body_frame_id else (cam_to_world, frame_id)
+            depth = result.depth.reshape(height, width).numpy()
             messages = {
-                "image_raw": ("sensor_msgs/msg/Image", {"header": head, "height": height, "width": width,
-                              "encoding": "rgb8", "is_bigendian": 0, "step": 3 * width, "data": rgb.tobytes()}),
-                "depth": ("sensor_msgs/msg/Image", {"header": head, "height": height, "width": width,
-                          "encoding": "32FC1", "is_bigendian": 0, "step": 4 * width, "data": depth.tobytes()}),
-                "camera_info": ("sensor_msgs/msg/CameraInfo", {
-                    "header": head, "height": height, "width": width, "distortion_model": "plumb_bob",
-                    "d": [0.0] * 5, "k": K.reshape(-1).tolist(), "r": [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
-                    "p": P.reshape(-1).tolist(), "binning_x": 0, "binning_y": 0,
-                    "roi": {"x_offset": 0, "y_offset": 0, "height": 0, "width": 0, "do_rectify": False}}),
-                "pose": ("geometry_msgs/msg/PoseStamped", {
-                    "header": {"stamp": head["stamp"], "frame_id": world_frame_id},
-                    "pose": {"position": dict(zip("xyz", position, strict=True)),
-                             "orientation": {"x": x, "y": y, "z": z, "w": w}}}),
+                f"{topic_prefix}/image_raw": ("sensor_msgs/msg/Image",
+                                              {"header": head, **image_fields(result.to_uint8().numpy())}),
+                f"{topic_prefix}/depth": ("sensor_msgs/msg/Image",
+                                          {"header": head, **image_fields(depth)}),
+                f"{topic_prefix}/camera_info": ("sensor_msgs/msg/CameraInfo",
+                                                {"header": head, **camera_info_fields(camera.K.double().numpy(),
+                                                                                      width, height)}),
+                f"{topic_prefix}/pose": ("geometry_msgs/msg/PoseStamped",
+                                         {"header": {"stamp": stamp, "frame_id": world_frame_id},
+                                          "pose": pose_fields(cam_to_world)}),
+                "/tf": ("tf2_msgs/msg/TFMessage",
+                        {"transforms": [transform_stamped_fields(moving[0], stamp, world_frame_id, moving[1])]}),
             }  # fmt: skip
-            for name, (datatype, message) in messages.items():
-                writer.write_message(f"{topic_prefix}/{name}", schemas[datatype], message, log_time=log_time,
-                                     publish_time=log_time)  # fmt: skip
+            for topic, (datatype, message) in messages.items():
+                writer.write_message(topic, schemas[datatype], message, log_time=log_time, publish_time=log_time)
         writer.finish()
     return path

@@ -46,6 +46,20 @@ def sh_basis(dirs: torch.Tensor, degree: int) -> torch.Tensor:
     return torch.stack(out, dim=-1)
 
 
+def rgb_to_sh0(rgb: torch.Tensor) -> torch.Tensor:
+    """Plain RGB in [0,1] (N,3) -> degree-0 SH coefficients (N,1,3) that render to that RGB."""
+    return ((rgb - 0.5) / C0).unsqueeze(1)
+
+
+def _dc_colour(sh: torch.Tensor) -> torch.Tensor:
+    return sh[:, 0, :] * C0 + 0.5
+
+
+def sh0_to_rgb(sh: torch.Tensor) -> torch.Tensor:
+    """View-independent base colour (N,3) of SH coefficients (N,K,3): the DC term alone, clamped to [0,1]."""
+    return _dc_colour(sh).clamp(0.0, 1.0)
+
+
 def eval_sh_colors(sh: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
     """Colours (N,3) of SH coefficients (N,K,3) seen along (unnormalised) directions (N,3).
 
@@ -53,7 +67,7 @@ def eval_sh_colors(sh: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
     """
     degree = round(sh.shape[1] ** 0.5) - 1
     if degree == 0:
-        return (sh[:, 0, :] * C0 + 0.5).clamp_min(0.0)
+        return _dc_colour(sh).clamp_min(0.0)
     dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     basis = sh_basis(dirs, degree).to(sh.dtype)
     return ((basis.unsqueeze(-1) * sh).sum(dim=1) + 0.5).clamp_min(0.0)

@@ -17,11 +17,12 @@ import torch
 
 from lyra_sim.errors import LyraSimError
 from lyra_sim.rotations import quat_multiply, rotmat_to_quat
+from lyra_sim.sh import C0 as SH_C0  # noqa: F401  (public name: callers import the DC constant from here)
+from lyra_sim.sh import rgb_to_sh0, sh0_to_rgb
 
 FRAMES = ("opencv", "z_up")
 #: Rotation taking OpenCV camera axes (x right, y down, z forward) to REP-103 axes (x forward, y left, z up).
 OPENCV_TO_Z_UP = ((0.0, 0.0, 1.0), (-1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
-SH_C0 = 0.28209479177387814
 
 
 class WorldError(LyraSimError):
@@ -38,11 +39,21 @@ def _as_float_tensor(name: str, value, device=None) -> torch.Tensor:
             raise WorldError(f"{name}: cannot convert {type(value).__name__} to a tensor ({exc})") from exc
     if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64, torch.uint8)):
         raise WorldError(f"{name}: expected a real numeric array, got dtype {value.dtype}")
-    if not value.is_floating_point():
-        value = value.float()
+    if value.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        value = value.float()  # integers and float8 (no isfinite, no arithmetic): float32
     if device is not None:
         value = value.to(device)
     return value
+
+
+def _unit_quaternions(quats: torch.Tensor) -> torch.Tensor:
+    """Normalise in float64 after dividing by the largest component, so no norm overflows or underflows.
+
+    (A float32 norm of (1e38, 0, 0, 0) is inf and would turn the rotation into zeros.)
+    """
+    q = quats.double()
+    q = q / q.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    return (q / q.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)).to(quats.dtype)
 
 
 def sh_degree_from_k(k: int) -> int:
@@ -53,9 +64,14 @@ def sh_degree_from_k(k: int) -> int:
     return deg
 
 
-def rgb_to_sh0(rgb: torch.Tensor) -> torch.Tensor:
-    """Plain RGB in [0,1] (N,3) -> degree-0 SH coefficients (N,1,3) that render to that RGB."""
-    return ((rgb - 0.5) / SH_C0).unsqueeze(1)
+def most_opaque(opacities: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the ``count`` most opaque Gaussians, most opaque first (ties: lower index first)."""
+    return torch.argsort(opacities, descending=True, stable=True)[:count]
+
+
+def fraction_count(fraction: float, total: int) -> int:
+    """``int(fraction * total)``, with ``fraction`` rounded to 12 decimals first (1 - 0.8 is 0.19999999999999996)."""
+    return int(round(fraction, 12) * total)
 
 
 @dataclass(eq=False)
@@ -91,9 +107,9 @@ class GaussianWorld:
                 raise WorldError(f"meters_per_unit: expected a positive number, got {self.meters_per_unit}")
         if self.validate:
             self._check()
-        norms = self.quats.norm(dim=-1, keepdim=True)
+        norms = self.quats.double().norm(dim=-1, keepdim=True)
         if len(norms) and ((norms - 1).abs() > 1e-6).any():  # leave unit quaternions bit-exact
-            self.quats = self.quats / norms.clamp_min(torch.finfo(dtype).tiny)
+            self.quats = _unit_quaternions(self.quats)
 
     def _check(self) -> None:
         n = self.means.shape[0] if self.means.ndim == 2 else -1
@@ -121,7 +137,7 @@ class GaussianWorld:
             raise WorldError("scales: linear scales must be >= 0")
         if ((self.opacities < 0) | (self.opacities > 1)).any():
             raise WorldError("opacities: activated opacities must lie in [0, 1]")
-        if n and (self.quats.norm(dim=-1) == 0).any():
+        if n and (self.quats.abs().amax(dim=-1) == 0).any():
             raise WorldError("quats: zero-length quaternion")
 
     # ----------------------------------------------------------------- basic properties
@@ -143,9 +159,9 @@ class GaussianWorld:
     @property
     def rgb(self) -> torch.Tensor:
         """View-independent base colour (N,3) from the DC term, clamped to [0,1]."""
-        return (self.sh[:, 0, :] * SH_C0 + 0.5).clamp(0.0, 1.0)
+        return sh0_to_rgb(self.sh)
 
-    def _replace(self, **arrays) -> GaussianWorld:
+    def _replace(self, validate: bool = False, **arrays) -> GaussianWorld:
         fields = {
             "means": self.means,
             "quats": self.quats,
@@ -157,7 +173,7 @@ class GaussianWorld:
             "info": dict(self.info),
         }
         fields.update(arrays)
-        return GaussianWorld(**fields, validate=False)
+        return GaussianWorld(**fields, validate=validate)
 
     # ----------------------------------------------------------------- helpers
     @classmethod
@@ -211,12 +227,15 @@ class GaussianWorld:
         if keep_fraction is not None:
             if not 0.0 <= keep_fraction <= 1.0:
                 raise WorldError(f"keep_fraction: expected a value in [0, 1], got {keep_fraction}")
-            k = int(keep_fraction * len(self))
-            top = torch.argsort(self.opacities, descending=True, stable=True)[:k]
+            top = most_opaque(self.opacities, fraction_count(keep_fraction, len(self)))
             keep = torch.zeros_like(mask)
             keep[top] = True
             mask &= keep
         return self.subset(mask)
+
+    def most_opaque(self, count: int) -> GaussianWorld:
+        """The ``count`` most opaque Gaussians, most opaque first (e.g. a bounded point cloud for a viewer)."""
+        return self.subset(most_opaque(self.opacities, count))
 
     def bounds(self, quantile: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Axis-aligned (min, max) of the centres; with ``quantile`` q, the q and 1-q quantiles."""
@@ -264,7 +283,8 @@ class GaussianWorld:
             from lyra_sim.sh import rotate_sh
 
             sh = rotate_sh(self.sh, rot)
-        return self._replace(
+        return self._replace(  # validated: a finite translation of 1e39 still gives infinite float32 means
+            validate=True,
             means=means,
             quats=quats,
             scales=self.scales * scale,

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from lyra_sim import Camera
-from lyra_sim.camera import CameraError
+from lyra_sim.camera import CameraError, look_at_matrix, pixel_directions, relative_poses
+from lyra_sim.generate.lift import unproject_depth
 from lyra_sim.trajectories import LYRA_VIEW_ORDER, lyra_trajectories, lyra_trajectory_positions
 
 
@@ -82,3 +83,41 @@ def test_spiral_turns_clockwise_on_screen():
     frac = np.arange(121) / 120
     assert np.all(np.abs(pos[:, 0]) <= 0.15 * 0.5 * frac + 1e-12)  # radius_x 0.15 d, growing from zero
     np.testing.assert_allclose(pos[-1], [0.0, -0.10 * 0.5, 0.0], atol=1e-12)  # ends a full turn round at radius_y
+
+
+def test_pixel_directions_project_back_to_their_pixels():
+    K = torch.tensor([[[50.0, 0.0, 20.0], [0.0, 40.0, 11.0], [0.0, 0.0, 1.0]]], dtype=torch.float64)
+    dirs = pixel_directions(K, 6, 8)
+    assert dirs.shape == (1, 6, 8, 3) and dirs.dtype == torch.float64
+    uvw = torch.einsum("ij,hwj->hwi", K[0], dirs[0] * 2.5)  # any depth: the pixel centre comes back
+    v, u = torch.meshgrid(torch.arange(6.0) + 0.5, torch.arange(8.0) + 0.5, indexing="ij")
+    torch.testing.assert_close(uvw[..., 0] / uvw[..., 2], u.double())
+    torch.testing.assert_close(uvw[..., 1] / uvw[..., 2], v.double())
+    torch.testing.assert_close(pixel_directions(K[0], 6, 8), dirs[0])  # unbatched K
+    points = unproject_depth(np.full((6, 8), 2.0), K[0].numpy())
+    np.testing.assert_allclose(points, 2.0 * dirs[0].numpy())
+
+
+def test_relative_to_first_is_invariant_to_the_world_frame():
+    eyes = np.array([[0.0, 0.0, 0.0], [1.0, 0.5, -0.2], [-0.3, 0.2, 0.4]])
+    targets = eyes + np.array([0.2, 0.1, 2.0])
+    cams = Camera(Camera.intrinsics_from_fov(32, 24, 60.0), look_at_matrix(eyes, targets), 32, 24)
+    relative = cams.relative_to_first()
+    torch.testing.assert_close(relative.cam_to_world[0].double(), torch.eye(4, dtype=torch.float64), atol=1e-6,
+                               rtol=0)
+    moved = torch.eye(4)  # the same rig somewhere else in the world: world_to_cam @ inv(move)
+    moved[:3, :3] = torch.tensor(euler_rotation((0.4, -0.7, 1.1)), dtype=torch.float32)
+    moved[:3, 3] = torch.tensor([3.0, -2.0, 0.5])
+    shifted = Camera(cams.K, cams.world_to_cam @ torch.linalg.inv(moved), 32, 24).relative_to_first()
+    torch.testing.assert_close(shifted.world_to_cam, relative.world_to_cam, atol=1e-5, rtol=0)
+    # the second camera seen from the first: its centre in the first camera's frame
+    first_w2c = cams.world_to_cam[0].double()
+    expected = (first_w2c @ torch.tensor([*eyes[1], 1.0], dtype=torch.float64))[:3]
+    torch.testing.assert_close(relative.position[1].double(), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(relative_poses(cams.cam_to_world), relative.cam_to_world, atol=1e-5, rtol=0)
+
+
+def euler_rotation(euler):
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_euler("xyz", euler).as_matrix()

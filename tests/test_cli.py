@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from lyra_sim import load_world
-from lyra_sim.cli import EXAMPLE_DIR, main
+from lyra_sim.cli import main
+from lyra_sim.demo import EXAMPLE_DIR
 
 
 @pytest.fixture

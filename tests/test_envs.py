@@ -1,7 +1,6 @@
 """LyraSim/Navigate-v0: gymnasium conformance, reproducibility, collisions, vector envs, sources."""
 
 import functools
-from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -10,12 +9,13 @@ from gymnasium.utils.env_checker import check_env
 from scenes import ROOM_X, camera_view, room_surfaces, surfels_world
 
 import lyra_sim
+from lyra_sim.demo import EXAMPLE_DIR
 from lyra_sim.envs import ENV_ID, prepare_scene
 from lyra_sim.generate import InputError
 from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.io import save_world
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "data"
+EXAMPLE = EXAMPLE_DIR
 SMALL = {"image_size": (48, 36), "max_steps": 30}
 
 
@@ -160,3 +160,39 @@ def test_sources_image_and_world_file(tmp_path, room_scene):
 def test_bad_source_is_named():
     with pytest.raises(InputError, match=r"nothing\.png"):
         lyra_sim.make_env("nothing.png")
+
+
+def test_non_finite_action_is_refused_and_the_env_keeps_working(room_scene):
+    from lyra_sim.envs.navigate import ActionError
+
+    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_steps=20).unwrapped
+    try:
+        env.reset(seed=0)
+        before = env.bullet.robot_state()
+        for bad in ([np.nan, 0.0], [0.0, np.inf], [1.0, 2.0, 3.0]):
+            with pytest.raises(ActionError, match="action"):
+                env.step(np.array(bad))
+        assert env.bullet.robot_state() == pytest.approx(before)  # nothing moved
+        obs, reward, *_ = env.step(np.array([0.5, 0.0]))
+        assert np.isfinite(obs["state"]).all() and np.isfinite(reward)
+    finally:
+        env.close()
+
+
+def test_stepping_a_finished_episode_needs_a_reset(room_scene):
+    from gymnasium.error import ResetNeeded
+
+    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_steps=2).unwrapped
+    try:
+        with pytest.raises(ResetNeeded):
+            env.step(np.zeros(2))
+        env.reset(seed=1)
+        env.step(np.zeros(2))
+        *_, truncated, _ = env.step(np.zeros(2))
+        assert truncated
+        with pytest.raises(ResetNeeded, match="ended"):
+            env.step(np.zeros(2))  # no more reward after the episode ended
+        env.reset(seed=1)
+        env.step(np.zeros(2))
+    finally:
+        env.close()

@@ -77,7 +77,7 @@ def test_depth_png_in_millimetres(tmp_path):
 @pytest.mark.parametrize(
     ("image", "depth", "message"),
     [
-        (np.zeros((H, W), np.uint8), None, "image"),
+        (np.zeros((H, W, 2), np.uint8), None, "image"),
         (np.zeros((H, W, 3), np.int64), None, "dtype"),
         (np.full((H, W, 3), 2.0), None, r"\[0, 1\]"),
         (np.zeros((H, W, 3), np.uint8), np.ones((H + 1, W)), "depth is"),

@@ -9,6 +9,7 @@ from conftest import random_world
 
 from lyra_sim import DynamicGaussianWorld, GaussianWorld, load_world, save_world
 from lyra_sim.io import WorldFileError
+from lyra_sim.io.atomic import OutputError
 from lyra_sim.io.ply import world_to_ply_array
 
 FIELDS = ("means", "quats", "scales", "opacities", "sh")
@@ -159,7 +160,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(plyfile.PlyData, "write", explode)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=f"{target}.*disk full"):
         save_world(random_world(n=3), target)
     assert list(tmp_path.iterdir()) == []
 

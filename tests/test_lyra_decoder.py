@@ -6,9 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from lyra_sim.camera import relative_poses
 from lyra_sim.generate import CheckpointError, LyraDecoder, LyraDecoderConfig
-from lyra_sim.generate.gaussian_head import activate, gaussians_from_raw, packed_to_world, top_opacity
-from lyra_sim.generate.plucker import intrinsics_matrix, plucker_image, relative_to_reference, time_image
+from lyra_sim.generate.gaussian_head import (
+    activate,
+    gaussians_from_raw,
+    kept_count,
+    packed_to_world,
+    top_opacity,
+)
+from lyra_sim.generate.plucker import intrinsics_matrix, plucker_image, time_image
 
 KEYS_FILE = Path(__file__).parent / "data" / "lyra_checkpoint_keys.txt"
 
@@ -149,18 +156,20 @@ def test_gaussian_positions_lie_on_their_pixel_rays():
     torch.testing.assert_close(cam.norm(dim=-1), depth, rtol=1e-4, atol=1e-4)  # distance along a unit ray
 
 
-def test_pruning_keeps_exactly_the_top_20_percent():
+def test_pruning_keeps_the_official_count_of_the_most_opaque():
     for n in (10, 7, 1000, 12345):
         opacity = torch.rand(n)
         packed = torch.zeros(n, 14)
         packed[:, 3] = opacity
         kept = top_opacity(packed, 0.8)
-        assert len(kept) == int(0.2 * n)  # 1 - 0.8 is 0.19999999999999996 in floats: must not lose one
+        assert len(kept) == int(n * (1 - 0.8))  # as the official code computes it (0.19999999999999996)
         if len(kept):
             dropped_max = torch.sort(opacity, descending=True).values[len(kept):].max() if len(kept) < n else -1
             assert kept[:, 3].min() >= dropped_max
             assert set(kept[:, 3].tolist()) == set(torch.topk(opacity, len(kept)).values.tolist())
-    assert len(top_opacity(torch.zeros(10_222_080 // 1000, 14), 0.8)) == 2044
+    assert len(top_opacity(torch.zeros(10, 14), 0.8)) == 1  # 10 * 0.19999999999999996 = 1.9999999999999996
+    # The released model's count: 10,222,080 Gaussians -> 2,044,415 (float rounding drops one of 0.2 * N).
+    assert kept_count(10_222_080, 0.8) == 2_044_415
 
 
 def test_packed_gaussians_become_a_world_with_plain_rgb():
@@ -187,7 +196,7 @@ def test_plucker_rays_have_unit_directions_and_moments_orthogonal():
     # Centre pixel of an unrotated camera looks down +z (pixel centres at +0.5: column 16 is 16.5).
     centre = direction[:, 11, 15]
     torch.testing.assert_close(centre, torch.nn.functional.normalize(torch.tensor([-0.5 / 50, -0.5 / 50, 1]), dim=0))
-    relative = relative_to_reference(torch.stack([pose[0], pose[0] @ torch.diag(torch.tensor([1.0, -1, -1, 1]))]))
+    relative = relative_poses(torch.stack([pose[0], pose[0] @ torch.diag(torch.tensor([1.0, -1, -1, 1]))]))
     torch.testing.assert_close(relative[0], torch.eye(4))
 
 

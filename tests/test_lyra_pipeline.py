@@ -225,6 +225,45 @@ def test_dynamic_decoding_gives_one_keyframe_per_target_time(tmp_path, teacher_d
         decode_teacher_dir(teacher_dir, model, tokenizer_dir, device="cpu", progress=False, times=(0, 60))
 
 
+def _causal_stand_in_tokenizer() -> CosmosTokenizer:
+    """A causal 8x8x8 'encoder': latent frame k sums the pooled input frames 0 .. 8k (a constant clip's later
+    latent frames therefore differ from its first, as with the real causal tokenizer)."""
+    mix = torch.randn(16, 3, generator=torch.Generator().manual_seed(0))
+
+    def encode(video: torch.Tensor) -> torch.Tensor:
+        pooled = torch.nn.functional.avg_pool3d(video, (1, 8, 8))  # (B, 3, F, h, w)
+        summed = pooled.cumsum(dim=2)[:, :, ::8]  # latent frame k sees input frames 0 .. 8k
+        return torch.einsum("oc,bcthw->bothw", mix, summed)
+
+    return CosmosTokenizer(encode, None, torch.zeros(16, 1), torch.ones(16, 1), "causal stand-in")
+
+
+def test_target_time_latent_is_one_encoded_frame_repeated_like_the_official_code(teacher_dir):
+    from tqdm import tqdm
+
+    from lyra_sim.generate.lyra_pipeline import _Inputs
+
+    tokenizer = _causal_stand_in_tokenizer()
+    views = read_teacher_dir(teacher_dir).ordered((0, 1))
+    with tqdm(disable=True) as bar:
+        inputs = _Inputs(views, tokenizer, torch.device("cpu"), bar)
+    target_frame = 6.0
+    t = target_frame / (FRAMES - 1)
+    # One frame of Lyra's time image [t, cos t, sin t] * 2 - 1, built here by hand, through the tokenizer.
+    frame = (torch.tensor([t, np.cos(t), np.sin(t)], dtype=torch.float32) * 2 - 1)[None, :, None, None, None]
+    expected = tokenizer.encode(frame.expand(1, 3, 1, HEIGHT, WIDTH).contiguous())
+    latent_frames = (FRAMES - 1) // 8 + 1
+    input_times, target = inputs.time_latents(target_frame)
+    assert target.shape == input_times.shape == (1, 2, 16, latent_frames, HEIGHT // 8, WIDTH // 8)
+    for view in range(2):
+        for k in range(latent_frames):
+            torch.testing.assert_close(target[0, view, :, k], expected[0, :, 0])
+    # Encoding the whole constant clip instead (the old way) differs after latent frame 0.
+    clip = tokenizer.encode(frame.expand(1, 3, FRAMES, HEIGHT, WIDTH).contiguous())
+    torch.testing.assert_close(clip[0, :, 0], expected[0, :, 0])
+    assert not torch.allclose(clip[0, :, 1], expected[0, :, 0], atol=1e-3)
+
+
 def test_malicious_latent_in_teacher_dir_stops_decoding(tmp_path, checkpoint, tokenizer_dir):
     root = write_teacher_dir(tmp_path / "t")
     marker = tmp_path / "pwned"

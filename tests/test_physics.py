@@ -8,7 +8,8 @@ from scipy.spatial import cKDTree
 
 from lyra_sim import DynamicGaussianWorld
 from lyra_sim.align import align_world
-from lyra_sim.physics import BulletScene, build_collision_proxy
+from lyra_sim.physics import BulletScene, align_with_proxies, build_collision_proxy
+from lyra_sim.physics.aligned import is_aligned, move_views
 from lyra_sim.physics.proxy import fill_small_holes
 
 
@@ -153,3 +154,61 @@ def test_room_height_is_respected(room_proxy):
     margin = 3 * proxy.info["voxel_size"]  # the TSDF surface may reach a voxel or two past an open edge
     assert vertices[:, 2].max() <= ROOM_Z + margin
     assert vertices[:, 1].min() >= ROOM_Y[0] - margin and vertices[:, 1].max() <= ROOM_Y[1] + margin
+
+
+def test_moved_views_see_the_moved_world_at_the_same_pixels():
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-1, 1, (50, 3)) + np.array([0.0, 0.0, 4.0])
+    world_to_cam = np.eye(4)
+    world_to_cam[:3, :3] = o3d.geometry.get_rotation_matrix_from_xyz((0.1, -0.2, 0.3))
+    world_to_cam[:3, 3] = [0.2, -0.1, 0.5]
+    rotation = o3d.geometry.get_rotation_matrix_from_xyz((-1.2, 0.4, 0.0))
+    transform = np.eye(4)
+    transform[:3, :3] = 2.5 * rotation  # x' = m R x + t with m = 2.5 metres per unit
+    transform[:3, 3] = [1.0, 2.0, 0.7]
+    depth = np.full((4, 4), 3.0)
+    K = np.diag([100.0, 100.0, 1.0])
+    [(moved_depth, moved_K, moved_world_to_cam)] = move_views([(depth, K, world_to_cam)], transform)
+    homogeneous = np.c_[points, np.ones(len(points))]
+    before = (world_to_cam @ homogeneous.T).T[:, :3]
+    after = (moved_world_to_cam @ (transform @ homogeneous.T)).T[:, :3]
+    np.testing.assert_allclose(after, 2.5 * before, atol=1e-9)  # same rays, distances in metres
+    np.testing.assert_allclose(moved_depth, 7.5) and np.testing.assert_array_equal(moved_K, K)
+
+
+def test_align_with_proxies_keeps_an_aligned_world_and_moves_measured_views(monkeypatch):
+    calls = []
+    monkeypatch.setattr("lyra_sim.physics.aligned.build_collision_proxy",
+                        lambda world, **kw: calls.append((world, kw["extra_views"])) or "proxy")
+    aligned = aligned_room(spacing=0.1)
+    assert is_aligned(aligned) and not is_aligned(camera_view(surfels_world(room_surfaces(), spacing=0.1))[0])
+    same, proxies = align_with_proxies(aligned)
+    assert same is aligned and proxies == ["proxy"] and calls[-1] == (aligned, [])
+    view, _ = camera_view(surfels_world(room_surfaces(), spacing=0.1))
+    depth, K = np.full((2, 2), 1.5), np.eye(3)
+    moved, _ = align_with_proxies(view, measured_views=[(depth, K, np.eye(4))])
+    assert is_aligned(moved) and calls[-1][0] is moved
+    [(moved_depth, _, moved_world_to_cam)] = calls[-1][1]
+    camera_to_world = np.asarray(moved.info["alignment"]["camera_to_world"])
+    np.testing.assert_allclose(moved_world_to_cam @ camera_to_world, np.eye(4), atol=1e-6)  # the input camera
+    np.testing.assert_allclose(moved_depth, depth)  # a metric world keeps its depths
+
+
+def test_cli_export_usd_collision_auto_aligns_and_adds_the_proxy(tmp_path, capsys):
+    from pxr import Usd, UsdGeom, UsdPhysics
+
+    from lyra_sim.cli import main
+    from lyra_sim.io import save_world
+
+    view, _ = camera_view(surfels_world(room_surfaces(), spacing=0.1))  # OpenCV frame, as generated
+    source = save_world(view, tmp_path / "room.safetensors")
+    out = tmp_path / "room.usda"
+    assert main(["export-usd", str(source), str(out), "--collision", "auto"]) == 0
+    printed = capsys.readouterr().out
+    assert "aligned: floor at z = 0, scale from" in printed and "collision proxy:" in printed
+    stage = Usd.Stage.Open(str(out))
+    collision = stage.GetPrimAtPath("/World/Collision")
+    assert collision.HasAPI(UsdPhysics.CollisionAPI)
+    assert UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.z
+    points = np.asarray(UsdGeom.Mesh(collision).GetPointsAttr().Get())
+    assert abs(points[:, 2].min()) < 0.05 and points[:, 2].max() == pytest.approx(ROOM_Z, abs=0.15)  # floor to ceiling

@@ -26,7 +26,7 @@ def test_single_gaussian_matches_hand_computation():
     cam = Camera.from_fov(w, h, 60.0)
     f = float(cam.K[0, 0, 0])
     z, s, o, rgb = 2.0, 0.05, 0.8, torch.tensor([0.9, 0.3, 0.1])
-    out = render(single_gaussian(z, s, o, tuple(rgb.tolist())), cam, backend="cpu")
+    out = render(single_gaussian(z, s, o, tuple(rgb.tolist())), cam, backend="cpu", background=(0, 0, 0))
     var = (f * s / z) ** 2 + 0.3  # projected variance plus gsplat's eps2d blur
     for px, py in [(16, 16), (15, 16), (18, 16), (16, 19), (20, 13)]:
         dx, dy = w / 2 - (px + 0.5), h / 2 - (py + 0.5)
@@ -69,7 +69,7 @@ def test_opaque_stack_stops_at_transmittance_floor():
     means = torch.tensor([[0.0, 0.0, 2.0 + 0.1 * i] for i in range(n)])
     world = GaussianWorld.from_rgb(means, torch.rand(n, 3), torch.full((n, 3), 1.0), torch.full((n,), 0.97))
     cam = Camera.from_fov(8, 8, 40.0)
-    out = render(world, cam, backend="cpu")
+    out = render(world, cam, backend="cpu", background=(0, 0, 0))
     rgb, _, _ = reference_render(world, cam)
     torch.testing.assert_close(out.rgb, rgb, atol=1e-5, rtol=0)
     a = [float(render(world.subset([i]), cam, backend="cpu").alpha[4, 4]) for i in range(3)]  # alone
@@ -279,5 +279,24 @@ def test_cpu_and_gsplat_agree():
 def test_rgb_to_sh0_renders_plain_colour():
     sh = rgb_to_sh0(torch.tensor([[0.25, 0.5, 1.0]]))
     world = GaussianWorld([[0, 0, 1.0]], [[1, 0, 0, 0]], [[0.5] * 3], [0.999], sh)
-    out = render(world, Camera.from_fov(4, 4, 10.0), backend="cpu")
+    out = render(world, Camera.from_fov(4, 4, 10.0), backend="cpu", background=(0, 0, 0))
     torch.testing.assert_close(out.rgb[2, 2] / out.alpha[2, 2], torch.tensor([0.25, 0.5, 1.0]), atol=1e-4, rtol=0)
+
+
+def test_default_background_is_white_like_the_cli(tmp_path):
+    from PIL import Image
+
+    from lyra_sim.cli import main
+    from lyra_sim.io import save_world
+    from lyra_sim.rendering import DEFAULT_BACKGROUND
+
+    assert DEFAULT_BACKGROUND == (1.0, 1.0, 1.0)
+    behind = GaussianWorld.from_rgb([[0, 0, -1.0]], [[1, 0, 0]], [[0.1] * 3], [0.9])
+    assert torch.equal(render(behind, Camera.from_fov(8, 8, 60)).rgb, torch.ones(8, 8, 3))
+    # `lyra-sim render` of the same world from the same side: white frames too.
+    save_world(behind, tmp_path / "w.ply")
+    args = ["render", str(tmp_path / "w.ply"), "--frames", "1", "--width", "8", "--height", "8", "--fov", "60",
+            "--path", "lyra:0", "--no-mp4", "-o", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 0
+    frame = np.asarray(Image.open(tmp_path / "out" / "frame_0000.png"))
+    assert frame.min() == 255

@@ -108,3 +108,27 @@ def test_dynamic_world_picks_keyframes_deterministically():
         DynamicGaussianWorld([1.0, 0.0], worlds[:2])
     with pytest.raises(WorldError, match="finite"):
         dyn.at(float("nan"))
+
+
+def test_most_opaque_orders_by_opacity_and_prune_keeps_the_same_set():
+    world = random_world(n=50, seed=4)
+    world.opacities[[7, 8]] = 0.5  # a tie: the lower index comes first
+    top = world.most_opaque(10)
+    expected = sorted(range(50), key=lambda i: (-float(world.opacities[i]), i))[:10]
+    assert torch.equal(top.opacities, world.opacities[expected])
+    assert torch.equal(top.means, world.means[expected])
+    pruned = world.prune(keep_fraction=0.2)  # the same ten, in the world's own order
+    assert torch.equal(pruned.means, world.means[sorted(expected)])
+
+
+def test_base_colour_round_trips_and_clamps():
+    from lyra_sim.sh import rgb_to_sh0, sh0_to_rgb
+
+    rgb = torch.tensor([[0.0, 0.25, 1.0], [0.5, 0.75, 0.1]])
+    torch.testing.assert_close(sh0_to_rgb(rgb_to_sh0(rgb)), rgb)
+    sh = torch.zeros(2, 4, 3)
+    sh[:, 0] = torch.tensor([[5.0, -5.0, 0.0], [0.0, 0.0, 0.0]])
+    sh[:, 1:] = 3.0  # higher bands do not change the base colour
+    torch.testing.assert_close(sh0_to_rgb(sh), torch.tensor([[1.0, 0.0, 0.5], [0.5, 0.5, 0.5]]))
+    world = GaussianWorld.from_rgb(torch.zeros(2, 3), rgb, torch.full((2, 3), 0.1), torch.ones(2))
+    torch.testing.assert_close(world.rgb, rgb)

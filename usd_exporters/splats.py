@@ -13,7 +13,7 @@ import torch
 from pxr import Gf, Usd, UsdGeom, UsdVol, Vt
 
 from lyra_sim.errors import LyraSimError
-from lyra_sim.world import SH_C0, GaussianWorld
+from lyra_sim.world import GaussianWorld
 
 SPLAT_FIELDS = ("positions", "orientations", "scales", "opacities", "radiance:sphericalHarmonicsCoefficients")
 COUNTS_KEY = "lyra_sim:particleCounts"  # per-time real particle counts (the rest is zero-opacity padding)
@@ -51,8 +51,7 @@ def splat_extent(world: GaussianWorld) -> Vt.Vec3fArray:
 
 
 def display_colors(world: GaussianWorld) -> Vt.Vec3fArray:
-    rgb = (world.sh[:, 0] * SH_C0 + 0.5).clamp(0, 1)
-    return Vt.Vec3fArray.FromNumpy(_np(rgb, np.float32))
+    return Vt.Vec3fArray.FromNumpy(_np(world.rgb, np.float32))
 
 
 def _attributes(splat: UsdVol.ParticleField3DGaussianSplat, half: bool) -> dict[str, Usd.Attribute]:
@@ -73,6 +72,14 @@ def _attributes(splat: UsdVol.ParticleField3DGaussianSplat, half: bool) -> dict[
     }
 
 
+def sh_as_primvar(attribute: Usd.Attribute, degree: int) -> None:
+    """Describe the SH array as NVIDIA's ``usd-convert-gsplat`` does: a per-particle ("vertex") primvar of
+    (degree + 1)^2 RGB coefficients each, so primvar-aware tools split it into particles correctly."""
+    primvar = UsdGeom.Primvar(attribute)
+    primvar.SetInterpolation(UsdGeom.Tokens.vertex)
+    primvar.SetElementSize((degree + 1) ** 2)
+
+
 def write_splats(stage: Usd.Stage, path: str, keyframes: list[tuple[float | None, GaussianWorld]],
                  half: bool = False) -> UsdVol.ParticleField3DGaussianSplat:
     """Author a splat prim. ``keyframes``: [(None, world)] for a static world, else [(time code, world), ...].
@@ -83,6 +90,7 @@ def write_splats(stage: Usd.Stage, path: str, keyframes: list[tuple[float | None
     degree = keyframes[0][1].sh_degree
     splat.CreateRadianceSphericalHarmonicsDegreeAttr().Set(degree)
     attributes = _attributes(splat, half)
+    sh_as_primvar(attributes["radiance:sphericalHarmonicsCoefficients"], degree)
     extent = splat.CreateExtentAttr()
     color = splat.CreateDisplayColorPrimvar(UsdGeom.Tokens.vertex)
     for code, world in keyframes:
@@ -110,8 +118,12 @@ def read_splats(prim: Usd.Prim, time: Usd.TimeCode, frame: str, meters_per_unit:
             if required:
                 raise UsdWorldError(f"{prim.GetPath()}: attribute {field} is not authored")
             return None
-        data = np.asarray(attribute.Get(time), dtype=np.float32)
-        return data.reshape(-1, width) if width > 1 else data.reshape(-1)
+        try:
+            data = np.asarray(attribute.Get(time), dtype=np.float32)
+            return data.reshape(-1, width) if width > 1 else data.reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise UsdWorldError(f"{prim.GetPath()}: attribute {attribute.GetName()} of type "
+                                f"{attribute.GetTypeName()} is not an array of {width}-vectors ({exc})") from exc
 
     positions = values("positions", 3)
     n = len(positions)
@@ -127,7 +139,10 @@ def read_splats(prim: Usd.Prim, time: Usd.TimeCode, frame: str, meters_per_unit:
     scales = per_particle(values("scales", 3, required=False), np.ones(3, np.float32))
     opacities = per_particle(values("opacities", 1, required=False), np.ones((), np.float32))
     degree_attr = prim.GetAttribute("radiance:sphericalHarmonicsDegree")
-    degree = int(degree_attr.Get()) if degree_attr and degree_attr.Get() is not None else 3
+    degree = degree_attr.Get() if degree_attr else None
+    degree = 3 if degree is None else degree
+    if not isinstance(degree, int) or not 0 <= degree <= 3:
+        raise UsdWorldError(f"{prim.GetPath()}: radiance:sphericalHarmonicsDegree must be 0..3, got {degree!r}")
     k = (degree + 1) ** 2
     coefficients = values("radiance:sphericalHarmonicsCoefficients", 3, required=False)
     if coefficients is None or len(coefficients) < n * k:

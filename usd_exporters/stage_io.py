@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -9,10 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pxr import Gf, Sdf, Usd, UsdGeom, UsdPhysics, UsdUtils, UsdVol, Vt
+from pxr import Gf, Sdf, Tf, Usd, UsdGeom, UsdPhysics, UsdUtils, UsdVol, Vt
 
+from lyra_sim.errors import LyraSimError
+from lyra_sim.io.atomic import OutputError
+from lyra_sim.io.cleanup import temporary
 from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld
 from usd_exporters.collision import mesh_arrays, write_collision_mesh, write_physics_scene
+from usd_exporters.composition import DEFAULT_MAX_PRIMS, check_composition, tf_message
 from usd_exporters.splats import (
     UsdWorldError,
     particle_counts,
@@ -26,6 +31,9 @@ SUFFIXES = (".usda", ".usdc", ".usdz")
 ROOT = "/World"
 DEFAULT_TIME_CODES_PER_SECOND = 24.0
 Y_UP_TO_Z_UP = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0))
+#: Particles summed over prims and time samples that import_world reads (about 250 bytes each in memory).
+DEFAULT_MAX_PARTICLES = 20_000_000
+MAX_KEYFRAMES = 10_000
 
 
 def _prepare(world, collision_mesh, convert_frame: bool):
@@ -143,27 +151,37 @@ def export_world(
     if suffix not in SUFFIXES:
         raise UsdWorldError(f"{path}: expected one of {SUFFIXES}")
     world, vertices_faces, notes = _prepare(world, collision_mesh, convert_frame)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".usd-export-") as tmp:
-        layer_path = Path(tmp) / (path.stem + (".usdc" if suffix == ".usdz" else suffix))
-        stage = Usd.Stage.CreateNew(str(layer_path))
-        _author_stage(stage, world, vertices_faces, notes, half, points_fallback, time_codes_per_second)
-        stage.GetRootLayer().Save()
-        del stage
-        written = layer_path
-        if suffix == ".usdz":
-            written = Path(tmp) / path.name
-            if not UsdUtils.CreateNewUsdzPackage(Sdf.AssetPath(str(layer_path)), str(written)):
-                raise UsdWorldError(f"{path}: USDZ packaging failed")
-        shutil.move(str(written), path)  # same directory: an atomic rename
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".usd-export-") as tmp, temporary(tmp):
+            layer_path = Path(tmp) / (path.stem + (".usdc" if suffix == ".usdz" else suffix))
+            try:
+                stage = Usd.Stage.CreateNew(str(layer_path))
+                _author_stage(stage, world, vertices_faces, notes, half, points_fallback, time_codes_per_second)
+                stage.GetRootLayer().Save()
+            except Tf.ErrorException as exc:
+                raise UsdWorldError(f"{path}: cannot write the stage ({tf_message(exc)})") from exc
+            del stage
+            written = layer_path
+            if suffix == ".usdz":
+                written = Path(tmp) / path.name
+                if not UsdUtils.CreateNewUsdzPackage(Sdf.AssetPath(str(layer_path)), str(written)):
+                    raise UsdWorldError(f"{path}: USDZ packaging failed")
+            shutil.move(str(written), path)  # same directory: an atomic rename
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); nothing was written") from exc
     return path
 
 
 def _similarity(matrix: Gf.Matrix4d, where: str) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Decompose a row-vector USD transform into (rotation, translation, uniform scale); None if identity."""
     m = np.array(matrix, dtype=np.float64).T  # column-vector convention: p' = m @ p
+    if not np.isfinite(m).all():
+        raise UsdWorldError(f"{where}: transform has non-finite entries")
     if np.allclose(m, np.eye(4)):
         return None
+    if not np.array_equal(m[3], [0.0, 0.0, 0.0, 1.0]):
+        raise UsdWorldError(f"{where}: projective transform (last column {m[3].tolist()}) cannot be applied to splats")
     linear, translation = m[:3, :3], m[:3, 3]
     scales = np.linalg.norm(linear, axis=0)
     if not np.allclose(scales, scales[0], rtol=1e-5) or np.linalg.det(linear) <= 0:
@@ -171,26 +189,48 @@ def _similarity(matrix: Gf.Matrix4d, where: str) -> tuple[np.ndarray, np.ndarray
     return linear / scales[0], translation, float(scales[0])
 
 
-def import_world(path: str | os.PathLike) -> GaussianWorld | DynamicGaussianWorld:
-    """Read every ParticleField3DGaussianSplat prim of a stage into one world (Z-up, the stage's units).
-
-    Prim transforms are applied (similarity transforms only); a Y-up stage is rotated to Z-up; time-sampled
-    prims give a DynamicGaussianWorld with times in seconds. Padding particles written by ``export_world``
-    are dropped using the prim's recorded counts.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UsdWorldError(f"{path}: file not found")
-    stage = Usd.Stage.Open(str(path))
+def _open_stage(path: Path, allow_external_composition: bool, max_prims: int) -> Usd.Stage:
+    """Open a stage after checking its layers (see usd_exporters.composition); errors name ``path``."""
+    check_composition(path, allow_external_composition, max_prims)
+    try:
+        stage = Usd.Stage.Open(str(path))
+    except (Tf.ErrorException, UnicodeDecodeError) as exc:
+        raise UsdWorldError(f"{path}: not a readable USD stage ({tf_message(exc)})") from exc
     if stage is None:
         raise UsdWorldError(f"{path}: not a readable USD stage")
+    return stage
+
+
+def _check_sizes(path: Path, prims: list[Usd.Prim], codes: list[float], max_particles: int) -> None:
+    """Refuse stages whose composed particle arrays (all prims, all times) exceed ``max_particles``."""
+    if len(codes) > MAX_KEYFRAMES:
+        raise UsdWorldError(f"{path}: {len(codes)} time samples (at most {MAX_KEYFRAMES} keyframes are read)")
+    total = 0
+    for prim in prims:
+        attribute = prim.GetAttribute("positions") or prim.GetAttribute("positionsh")
+        if not attribute:
+            continue
+        for code in codes or [None]:
+            value = attribute.Get(Usd.TimeCode.Default() if code is None else Usd.TimeCode(code))
+            total += 0 if value is None else len(value)
+        if total > max_particles:
+            raise UsdWorldError(f"{path}: the stage composes more than {max_particles:,} particles over all prims "
+                                "and times; raise max_particles to read it anyway")
+
+
+def _read_stage(path: Path, stage: Usd.Stage, max_particles: int) -> GaussianWorld | DynamicGaussianWorld:
     prims = [p for p in stage.Traverse() if p.IsA(UsdVol.ParticleField3DGaussianSplat)]
     if not prims:
         raise UsdWorldError(f"{path}: no ParticleField3DGaussianSplat prim")
     meters_per_unit = UsdGeom.GetStageMetersPerUnit(stage)
+    if not (math.isfinite(meters_per_unit) and meters_per_unit > 0):
+        raise UsdWorldError(f"{path}: metersPerUnit must be a positive number, got {meters_per_unit}")
     y_up = UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.y
     codes = sorted({c for p in prims for c in time_codes(p)})
     tcps = stage.GetTimeCodesPerSecond()
+    if codes and not (math.isfinite(tcps) and tcps > 0):
+        raise UsdWorldError(f"{path}: timeCodesPerSecond must be a positive number, got {tcps}")
+    _check_sizes(path, prims, codes, max_particles)
 
     def world_at(time: Usd.TimeCode, index: int | None) -> GaussianWorld:
         parts = []
@@ -215,3 +255,30 @@ def import_world(path: str | os.PathLike) -> GaussianWorld | DynamicGaussianWorl
     if not codes:
         return world_at(Usd.TimeCode.Default(), None)
     return DynamicGaussianWorld([c / tcps for c in codes], [world_at(Usd.TimeCode(c), i) for i, c in enumerate(codes)])
+
+
+def import_world(path: str | os.PathLike, allow_external_composition: bool = False,
+                 max_prims: int = DEFAULT_MAX_PRIMS,
+                 max_particles: int = DEFAULT_MAX_PARTICLES) -> GaussianWorld | DynamicGaussianWorld:
+    """Read every ParticleField3DGaussianSplat prim of a stage into one world (Z-up, the stage's units).
+
+    Prim transforms are applied (similarity transforms only); a Y-up stage is rotated to Z-up; time-sampled
+    prims give a DynamicGaussianWorld with times in seconds. Padding particles written by ``export_world``
+    are dropped using the prim's recorded counts.
+
+    Hostile stages are refused before they cost time or memory: sublayers, references, payloads and value
+    clips that read files outside the stage's folder (unless ``allow_external_composition``), more than
+    ``max_prims`` composed prims, more than ``max_particles`` particles summed over prims and times.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsdWorldError(f"{path}: file not found")
+    stage = _open_stage(path, allow_external_composition, max_prims)
+    try:
+        return _read_stage(path, stage, max_particles)
+    except Tf.ErrorException as exc:  # corrupt values are read lazily (crate files): name the stage
+        raise UsdWorldError(f"{path}: unreadable stage data ({tf_message(exc)})") from exc
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, LyraSimError) and str(path) in str(exc):
+            raise
+        raise UsdWorldError(f"{path}: {exc}") from exc  # errors about prims, arrays or transforms

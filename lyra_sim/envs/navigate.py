@@ -17,11 +17,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium.error import ResetNeeded
 
 from lyra_sim.camera import Camera
 from lyra_sim.envs.scene import SimScene, prepare_scene
+from lyra_sim.errors import LyraSimError
 from lyra_sim.physics.bullet import BulletScene
-from lyra_sim.rendering import render
+from lyra_sim.rendering import DEFAULT_BACKGROUND, render
 from lyra_sim.world import DynamicGaussianWorld
 
 CONTROL_DT = 0.1  # seconds per env step
@@ -29,7 +31,10 @@ PROGRESS_REWARD = 10.0
 STEP_COST = 0.01
 GOAL_REWARD = 10.0
 COLLISION_PENALTY = 5.0
-BACKGROUND = (1.0, 1.0, 1.0)  # what the robot camera sees where no Gaussian is
+
+
+class ActionError(LyraSimError):
+    """An action the env cannot apply (wrong shape, NaN or infinite values)."""
 
 
 class NavigateEnv(gym.Env):
@@ -63,6 +68,7 @@ class NavigateEnv(gym.Env):
         })  # fmt: skip
         self.goal = np.zeros(2)
         self.steps = 0
+        self._ended: bool | None = None  # None: never reset; True: terminated or truncated
         self._distance = 0.0
 
     # --- helpers ----------------------------------------------------------------------------------------------
@@ -85,7 +91,7 @@ class NavigateEnv(gym.Env):
 
     def _render(self, K: torch.Tensor, size: tuple[int, int]):
         with torch.no_grad():
-            return render(self._world_now(), self._robot_camera(K, size), background=BACKGROUND)
+            return render(self._world_now(), self._robot_camera(K, size), background=DEFAULT_BACKGROUND)
 
     def _observation(self) -> dict:
         return {**self._camera_images(self._render(self.camera_K, self.image_size)), **self._robot_observation()}
@@ -144,6 +150,7 @@ class NavigateEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.steps = 0
+        self._ended = False
         if self._keyframe != 0:
             self.bullet.set_obstacles(self.scene.proxies[0])
             self._keyframe = 0
@@ -152,7 +159,19 @@ class NavigateEnv(gym.Env):
         return self._observation(), {"goal": self.goal.copy(), "distance": self._distance}
 
     def step(self, action):
-        action = np.clip(np.asarray(action, dtype=np.float64).reshape(2), -1.0, 1.0)
+        """One control step. Non-finite actions raise ActionError (nothing moves): a NaN reaching PyBullet would
+        corrupt every later step, and treating it as zero would hide a diverged policy. Stepping an episode
+        that has ended (or was never reset) raises gymnasium's ResetNeeded instead of paying more reward."""
+        if self._ended is not False:
+            raise ResetNeeded("NavigateEnv: call reset() before step()" if self._ended is None else
+                              "NavigateEnv: the episode has ended (terminated or truncated); call reset()")
+        try:
+            action = np.asarray(action, dtype=np.float64).reshape(2)
+        except (TypeError, ValueError) as exc:
+            raise ActionError(f"action: expected 2 numbers (forward speed, yaw rate), got {action!r}") from exc
+        if not np.isfinite(action).all():
+            raise ActionError(f"action: {action.tolist()} has non-finite values; the robot was not moved")
+        action = np.clip(action, -1.0, 1.0)
         scale = self.scene.robot_scale
         self.bullet.drive(action[0] * self.max_speed * scale, action[1] * self.max_turn, CONTROL_DT)
         self.steps += 1
@@ -169,6 +188,7 @@ class NavigateEnv(gym.Env):
         terminated = bool(collided or reached)
         truncated = bool(self.steps >= self.max_steps and not terminated)
         info = {"collision": collided, "success": reached, "distance": distance, "time": self.sim_time}
+        self._ended = terminated or truncated
         return self._observation(), float(reward), terminated, truncated, info
 
     def render(self):

@@ -10,12 +10,12 @@ import numpy as np
 import open3d as o3d
 from scipy import ndimage
 
-from lyra_sim.align import align_world
 from lyra_sim.generate import generate_world
-from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
+from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb, scale_intrinsics
 from lyra_sim.io import load_world, world_suffixes
+from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
-from lyra_sim.physics.proxy import CollisionMesh, build_collision_proxy
+from lyra_sim.physics.proxy import CollisionMesh
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 
@@ -108,8 +108,9 @@ def _world_from_source(source, intrinsics, depth_model) -> tuple[GaussianWorld |
         rgb = load_rgb(source[0], name="source rgb")
         depth = load_depth(source[1], rgb.shape[:2], name="source depth")
         world = generate_world(rgb, depth=depth, intrinsics=intrinsics)
-        K = np.asarray(world.info["intrinsics"], np.float64)
-        return world, [(depth, K, np.eye(4))]  # the input camera is the world's origin
+        small_w, small_h = world.info["image_size"]  # smaller than the frame when generate_world downscaled it
+        K = scale_intrinsics(np.asarray(world.info["intrinsics"]), rgb.shape[1] / small_w, rgb.shape[0] / small_h)
+        return world, [(depth, K, np.eye(4))]  # the input camera is the world's origin; depth at full size
     if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in world_suffixes():
         return load_world(source), []
     if intrinsics is not None:
@@ -128,25 +129,9 @@ def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_he
     if isinstance(source, SimScene):
         return source
     world, extra = _world_from_source(source, intrinsics, depth_model)
-    aligned = world
-    reference = world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world
-    if reference.frame != "z_up" or "alignment" not in reference.info:
-        aligned = align_world(world, scale=scale, camera_height=camera_height)
+    aligned, proxies = align_with_proxies(world, scale=scale, camera_height=camera_height, measured_views=extra,
+                                          voxel_size=voxel_size, triangle_budget=triangle_budget, progress=progress)
     reference = aligned.worlds[0] if isinstance(aligned, DynamicGaussianWorld) else aligned
-    transform = np.asarray(reference.info["alignment"]["transform"])
-    # Measured views move with the world x' = m R x + t: world_to_cam' = [Re, m te] @ inv([R, t]), depth * m.
-    metres = float(np.cbrt(np.linalg.det(transform[:3, :3])))
-    views = []
-    for depth, K, world_to_cam in extra:
-        rigid = np.eye(4)
-        rigid[:3, :3] = transform[:3, :3] / metres
-        rigid[:3, 3] = transform[:3, 3]
-        scaled = np.array(world_to_cam, dtype=np.float64)
-        scaled[:3, 3] *= metres
-        views.append((depth * metres, K, scaled @ np.linalg.inv(rigid)))
-    proxies = build_collision_proxy(aligned, voxel_size=voxel_size, triangle_budget=triangle_budget,
-                                    extra_views=views, progress=progress)  # fmt: skip
-    proxies = proxies if isinstance(proxies, list) else [proxies]
     free = free_space_map(reference, proxies[0], robot_scale)
     return SimScene(aligned, proxies, free, robot_scale)
 

@@ -19,9 +19,9 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from lyra_sim.camera import Camera
-from lyra_sim.envs.navigate import BACKGROUND, NavigateEnv
+from lyra_sim.envs.navigate import NavigateEnv
 from lyra_sim.envs.scene import prepare_scene
-from lyra_sim.rendering import render
+from lyra_sim.rendering import DEFAULT_BACKGROUND, render
 
 
 class _DeferredCameraEnv(NavigateEnv):
@@ -81,7 +81,7 @@ class NavigateVectorEnv(SyncVectorEnv):
         slot = {id(env): i for i, env in enumerate(self.envs)}
         for entries in by_world.values():
             with torch.no_grad():
-                result = render(entries[0][2], Camera.stack([e[3] for e in entries]), background=BACKGROUND)
+                result = render(entries[0][2], Camera.stack([e[3] for e in entries]), background=DEFAULT_BACKGROUND)
             for b, (env, env_obs, _, _) in enumerate(entries):
                 images = env._camera_images(type(result)(result.rgb[b], result.depth[b], result.alpha[b]))
                 env_obs["rgb"][...] = images["rgb"]  # the env's own dict (final_obs in SAME_STEP mode)

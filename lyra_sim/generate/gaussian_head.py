@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from lyra_sim.camera import pixel_rays
-from lyra_sim.world import GaussianWorld, rgb_to_sh0
+from lyra_sim.sh import rgb_to_sh0
+from lyra_sim.world import GaussianWorld, most_opaque
 
 RAW_SPLIT = (1, 3, 3, 4, 1)  # distance, rgb, scale, rotation, opacity
 PACKED_FIELDS = {"xyz": slice(0, 3), "opacity": slice(3, 4), "scale": slice(4, 7), "quat": slice(7, 11),
@@ -50,15 +51,22 @@ def gaussians_from_raw(raw: torch.Tensor, K: torch.Tensor, cam_to_world: torch.T
     return packed.reshape(-1, PACKED_WIDTH)
 
 
+def kept_count(num_gaussians: int, prune: float) -> int:
+    """How many Gaussians Lyra's pruning keeps: ``int(N * (1 - prune))``, in floats as the official code.
+
+    1 - 0.8 is 0.19999999999999996, so prune=0.8 keeps 2,044,415 of 10,222,080 (not 2,044,416).
+    """
+    return int(num_gaussians * (1 - prune))
+
+
 def top_opacity(packed: torch.Tensor, prune: float) -> torch.Tensor:
-    """Lyra's pruning: sort by opacity and keep the top ``int((1 - prune) * N)`` Gaussians (ties: lower index)."""
+    """Lyra's pruning: sort by opacity and keep the top :func:`kept_count` Gaussians (ties: lower index)."""
     if not 0.0 <= prune < 1.0:
         raise ValueError(f"prune: expected a fraction in [0, 1), got {prune}")
     if prune == 0.0:
         return packed
-    keep = int(round(1.0 - prune, 12) * packed.shape[0])  # round: 1 - 0.8 is 0.19999999999999996
-    order = torch.argsort(packed[:, PACKED_FIELDS["opacity"]].squeeze(-1), descending=True, stable=True)
-    return packed[order[:keep]]
+    keep = kept_count(packed.shape[0], prune)
+    return packed[most_opaque(packed[:, PACKED_FIELDS["opacity"]].squeeze(-1), keep)]
 
 
 def packed_to_world(packed: torch.Tensor, info: dict | None = None) -> GaussianWorld:

@@ -30,12 +30,39 @@ class TeacherDataError(LyraSimError):
     """A teacher file or directory that is missing, malformed or unsafe."""
 
 
-def _numpy_array_globals() -> list:
-    """The globals a pickled numpy array needs, under the names numpy 1.x and 2.x write."""
+class _NdarrayName:
+    """What the name ``numpy.ndarray`` resolves to inside a latent pickle: a token, not the class.
+
+    Allowlisting ``numpy.ndarray`` itself would let a pickle CALL it (``ndarray((100000, 100000))``: an
+    837-byte file allocating 10 GB of uninitialised memory). The token is only accepted as the first
+    argument of :func:`_reconstruct_empty`, which builds the empty array that BUILD then fills with the
+    pickled bytes (numpy checks that their length matches the shape).
+    """
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray (latent loader token)"
+
+
+_NDARRAY = _NdarrayName()
+
+
+def _reconstruct_empty(subtype, shape, dtype):
+    """``numpy.core.multiarray._reconstruct`` restricted to the empty array numpy's own pickles start from."""
     from numpy._core import multiarray
 
-    allowed = [np.ndarray, np.dtype, (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-               multiarray._reconstruct]
+    if subtype is not _NDARRAY or tuple(shape) != (0,):
+        raise TypeError(f"refused array reconstruction {subtype!r}, shape {shape!r}")
+    return multiarray._reconstruct(np.ndarray, (0,), dtype)
+
+
+def _numpy_array_globals() -> list:
+    """The globals a pickled numpy array needs, under the names numpy 1.x and 2.x write (see _NdarrayName)."""
+    allowed = [(_NDARRAY, "numpy.ndarray"), np.dtype,
+               (_reconstruct_empty, "numpy.core.multiarray._reconstruct"),
+               (_reconstruct_empty, "numpy._core.multiarray._reconstruct"),
+               # BUILD (ndarray.__setstate__) needs the real class among the allowed values; a name with a
+               # newline can never be spelled by a pickle's GLOBAL opcode (it reads names line by line).
+               (np.ndarray, "\nnumpy.ndarray (BUILD only)")]
     # numpy >= 1.25 pickles dtypes through their classes (numpy.dtypes.Float32DType, ...).
     allowed += [type(np.dtype(code)) for code in ("f2", "f4", "f8")]
     return allowed
@@ -66,6 +93,10 @@ def load_teacher_latent(path: str | os.PathLike) -> torch.Tensor:
         latent = payload
     else:
         raise TeacherDataError(f"{path}: holds {type(payload).__name__}, expected a numpy array or tensor")
+    stored = latent.numel() * latent.element_size()
+    if stored > path.stat().st_size:  # stride-0 views or arrays built without data: nothing in the file backs them
+        raise TeacherDataError(f"{path}: latent claims shape {tuple(latent.shape)} ({stored:,} bytes) but the file "
+                               f"holds {path.stat().st_size:,} bytes; refused")
     if latent.dim() == 5 and latent.shape[0] == 1:
         latent = latent[0]
     if latent.dim() != 4:
@@ -148,6 +179,12 @@ class TeacherScene:
         return [self.views[k] for k in order]
 
 
+def _refuse_escaping_link(root: Path, path: Path) -> None:
+    """Refuse a file whose real location (symlinks followed) lies outside the teacher directory."""
+    if (path.exists() or path.is_symlink()) and not path.resolve().is_relative_to(root.resolve()):
+        raise TeacherDataError(f"{path}: links to {path.resolve()}, outside the teacher directory {root}; refused")
+
+
 def read_teacher_dir(path: str | os.PathLike, name: str | None = None) -> TeacherScene:
     """Index a GEN3C output directory: poses, intrinsics and latent paths of every trajectory of one scene.
 
@@ -174,11 +211,14 @@ def read_teacher_dir(path: str | os.PathLike, name: str | None = None) -> Teache
         latent_path = folder / "latent" / f"{name}.pkl"
         if not latent_path.is_file():
             continue
-        poses, pose_inds = _load_npz(folder / "pose" / f"{name}.npz", "data", (4, 4))
-        intrinsics, _ = _load_npz(folder / "intrinsics" / f"{name}.npz", "data", (4,))
+        pose_path, intrinsics_path = folder / "pose" / f"{name}.npz", folder / "intrinsics" / f"{name}.npz"
+        rgb = folder / "rgb" / f"{name}.mp4"
+        for file in (latent_path, pose_path, intrinsics_path, rgb):
+            _refuse_escaping_link(root, file)
+        poses, pose_inds = _load_npz(pose_path, "data", (4, 4))
+        intrinsics, _ = _load_npz(intrinsics_path, "data", (4,))
         if len(poses) != len(intrinsics):
             raise TeacherDataError(f"{folder}: {len(poses)} poses but {len(intrinsics)} intrinsics rows")
-        rgb = folder / "rgb" / f"{name}.mp4"
         index = int(folder.name)
         views[index] = TeacherView(index, latent_path, torch.from_numpy(poses), torch.from_numpy(intrinsics),
                                    torch.from_numpy(pose_inds), rgb if rgb.is_file() else None)

@@ -14,10 +14,19 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from lyra_sim.camera import pixel_directions
 from lyra_sim.generate.depth_sources import DepthEstimate, estimate_depth
-from lyra_sim.generate.images import InputError, load_depth, load_intrinsics, load_rgb
+from lyra_sim.generate.images import (
+    DEFAULT_MAX_PIXELS,
+    InputError,
+    load_depth,
+    load_image,
+    load_intrinsics,
+    scale_intrinsics,
+)
 from lyra_sim.rotations import rotmat_to_quat
-from lyra_sim.world import GaussianWorld, rgb_to_sh0
+from lyra_sim.sh import rgb_to_sh0
+from lyra_sim.world import GaussianWorld
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +54,7 @@ def unreliable_edges(depth: np.ndarray, rel_jump: float = 0.05, margin: int = 1)
 
 def unproject_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     """Camera-frame points (H,W,3) of a z-depth map through pixel centres (+0.5), OpenCV pinhole K."""
-    h, w = depth.shape
-    v, u = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
-    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
+    rays = pixel_directions(torch.from_numpy(np.asarray(K, np.float64)), *depth.shape).numpy()
     return rays * depth[..., None]
 
 
@@ -125,30 +132,40 @@ def generate_world(
     pitch_deg: float = 15.0,
     stride: int = 1,
     opacity: float = 0.95,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> GaussianWorld:
     """A Gaussian world from one image (+ optional depth) on any CPU, with no downloads.
 
-    Depth sources, in order: ``depth`` (metres; 16-bit PNG paths are millimetres), a local
+    Depth sources, in order: ``depth`` (stored units / ``depth_scale`` units per metre: 16-bit PNG paths
+    default to millimetres, 1000; arrays and .npy to metres, 1), a local
     transformers depth model (``depth_model`` or $LYRA_SIM_DEPTH_MODEL), else the ground-and-
     backdrop prior (``camera_height``, ``pitch_deg``). ``intrinsics`` is a 3x3 K, a dict or
     JSON file with fx, fy, cx, cy; without it a ``fov_deg`` horizontal field of view is assumed.
     The world is in the input camera's OpenCV frame; ``world.info`` records the depth source,
-    whether the scale is metric, and the intrinsics used.
+    whether the scale is metric, and the intrinsics used. Images above ``max_pixels`` are downscaled (K and
+    depth follow) and transparent pixels (alpha < 0.5) get invalid depth; ``info["input_notes"]`` says so.
     """
-    rgb = load_rgb(image)
+    loaded = load_image(image, max_pixels=max_pixels)
+    rgb = loaded.rgb
     h, w = rgb.shape[:2]
+    src_w, src_h = loaded.source_size
+    for note in loaded.notes:
+        log.warning("%s", note)
     if intrinsics is None:
         from lyra_sim.camera import Camera
 
         K = Camera.intrinsics_from_fov(w, h, fov_deg).double().numpy()
         k_source = f"assumed {fov_deg} deg horizontal field of view"
     else:
-        K = load_intrinsics(intrinsics, w, h)
+        K = scale_intrinsics(load_intrinsics(intrinsics, src_w, src_h), w / src_w, h / src_h)
         k_source = "given"
     if depth is not None:
-        estimate = DepthEstimate(load_depth(depth, (h, w), depth_scale=depth_scale), "given", metric=True)
+        metres = load_depth(depth, (src_h, src_w), depth_scale=depth_scale, output_shape=(h, w), valid=loaded.valid)
+        estimate = DepthEstimate(metres, "given", metric=True)
     else:
         estimate = estimate_depth(rgb, K, depth_model, camera_height=camera_height, pitch_deg=pitch_deg)
+        if loaded.valid is not None:  # transparent pixels carry no content: invalid depth
+            estimate.depth = np.where(loaded.valid, estimate.depth, 0.0).astype(estimate.depth.dtype)
     world = lift_rgbd(rgb, estimate.depth, K, stride=stride, opacity=opacity, metric=estimate.metric)
     world.info = {
         "generator": "lift_rgbd",
@@ -158,6 +175,7 @@ def generate_world(
         "intrinsics_source": k_source,
         "image_size": [w, h],
         **({"depth_note": estimate.note} if estimate.note else {}),
+        **({"input_notes": list(loaded.notes)} if loaded.notes else {}),
     }
     log.info(
         "generated %d Gaussians; depth source: %s (%s)",

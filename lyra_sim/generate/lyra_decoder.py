@@ -7,7 +7,7 @@ name for name and shape for shape; see ``shared/lyra/SPEC.md`` for the architect
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -172,15 +172,17 @@ class LyraDecoder(nn.Module):
         """
         state, stored_config = load_checkpoint_state(path, map_location)
         if config is None and stored_config is not None:
-            config = LyraDecoderConfig(**stored_config)
+            config = config_from_dict(stored_config, source=os.fspath(path))
             if dynamic is not None:
                 config = replace(config, dynamic=dynamic)
         if config is None:
             if dynamic is None:
                 dynamic = "dynamic" in os.path.basename(os.fspath(path)).lower()
             config = LyraDecoderConfig.official(dynamic)
+        with torch.device("meta"):  # compare shapes before allocating what the config asks for
+            check_state_dict(cls(config), state, source=os.fspath(path))
+        check_finite_weights(state, source=os.fspath(path))
         model = cls(config)
-        check_state_dict(model, state, source=os.fspath(path))
         model.load_state_dict(state, strict=True)
         return model
 
@@ -261,6 +263,47 @@ def load_checkpoint_state(path: str | os.PathLike,
     if stored_config is not None and not isinstance(stored_config, dict):
         raise CheckpointError(f"{path}: 'config' entry must be a dict, got {type(stored_config).__name__}")
     return payload["module"], stored_config
+
+
+#: Inclusive ranges of the integer config fields a checkpoint may ask for (the official model is well inside).
+CONFIG_RANGES = {
+    "latent_channels": (1, 1024), "plucker_channels": (1, 1024), "time_channels": (1, 1024), "width": (1, 8192),
+    "depth": (1, 256), "attention_every": (1, 256), "num_heads": (1, 256), "mlp_ratio": (1, 16),
+    "d_state": (1, 4096), "headdim": (1, 1024), "expand": (1, 16), "ngroups": (1, 256), "d_conv": (1, 16),
+    "chunk_size": (1, 65536), "out_channels": (1, 1024), "temporal_upsample": (1, 64),
+}  # fmt: skip
+
+
+def config_from_dict(values: dict, source: str = "checkpoint") -> LyraDecoderConfig:
+    """A LyraDecoderConfig from a checkpoint's ``config`` entry: known keys, integer types and sane ranges only."""
+    known = {f.name for f in fields(LyraDecoderConfig)}
+    unknown = sorted(map(str, set(values) - known))
+    problems = [f"unknown keys {unknown}"] if unknown else []
+    for key, value in values.items():
+        if key == "dynamic":
+            if not isinstance(value, bool):
+                problems.append(f"dynamic must be true or false, got {value!r}")
+        elif key in CONFIG_RANGES:
+            lo, hi = CONFIG_RANGES[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                problems.append(f"{key} must be an integer in [{lo}, {hi}], got {value!r}")
+    if not problems:
+        width = values.get("width", LyraDecoderConfig.width)
+        heads = values.get("num_heads", LyraDecoderConfig.num_heads)
+        if width % heads:
+            problems.append(f"width {width} is not divisible by num_heads {heads}")
+    if problems:
+        raise CheckpointError(f"{source}: invalid 'config' entry: " + "; ".join(problems))
+    return LyraDecoderConfig(**values)
+
+
+def check_finite_weights(state: dict, source: str = "checkpoint") -> None:
+    """Raise CheckpointError naming the first tensors that hold NaN or infinite values."""
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f", ... ({len(bad) - 5} more)" if len(bad) > 5 else "")
+        raise CheckpointError(f"{source}: {len(bad)} weight tensors hold NaN or infinite values ({shown})")
 
 
 def check_state_dict(model: nn.Module, state: dict, source: str = "checkpoint") -> None:

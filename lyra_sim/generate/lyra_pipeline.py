@@ -9,11 +9,12 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from lyra_sim.camera import relative_poses
 from lyra_sim.generate.cosmos import CosmosTokenizer
 from lyra_sim.generate.gaussian_head import gaussians_from_raw, packed_to_world, top_opacity
 from lyra_sim.generate.gen3c_dir import TeacherDataError, TeacherView, read_teacher_dir
 from lyra_sim.generate.lyra_decoder import LyraDecoder
-from lyra_sim.generate.plucker import frame_times, plucker_image, relative_to_reference, time_image
+from lyra_sim.generate.plucker import frame_times, plucker_image, time_image
 from lyra_sim.trajectories import LYRA_VIEW_ORDER
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
@@ -55,7 +56,7 @@ class _Inputs:
                                        f"frames, but the pose file has {view.num_frames}")
             latents.append(tokenizer.to_tokenizer_space(latent[None])[0])
             K = view.K().float()
-            cam_to_world = relative_to_reference(view.cam_to_world, reference).float()
+            cam_to_world = relative_poses(view.cam_to_world, reference).float()
             self.K.append(K)
             self.cam_to_world.append(cam_to_world)
             full_height, full_width = height * tokenizer.spatial_compression, width * tokenizer.spatial_compression
@@ -79,11 +80,21 @@ class _Inputs:
         if self._input_times is None:
             video = time_image(frame_times(self.frames), height, width).permute(1, 0, 2, 3)[None]
             self._input_times = self.tokenizer.encode(video).to(self.device)
-        target = torch.full((self.frames,), target_frame / max(self.frames - 1, 1))
-        target_video = time_image(target, height, width).permute(1, 0, 2, 3)[None]
-        target_latents = self.tokenizer.encode(target_video).to(self.device)
         expand = (1, views, *self._input_times.shape[1:])
-        return self._input_times[:, None].expand(expand), target_latents[:, None].expand(expand)
+        return self._input_times[:, None].expand(expand), self.target_time_latent(target_frame)[:, None].expand(expand)
+
+    def target_time_latent(self, target_frame: float) -> torch.Tensor:
+        """The target time's latent as the official code makes it: ONE frame of the constant time video is
+        encoded and that latent repeated over the latent frames, (1, 16, T, h, w).
+
+        (Encoding the whole constant clip would differ: the causal tokenizer's later latent frames see
+        several input frames, so only latent frame 0 equals the one-frame latent.)
+        """
+        height, width = self.full_size
+        target = torch.tensor([target_frame / max(self.frames - 1, 1)])
+        one_frame = time_image(target, height, width).permute(1, 0, 2, 3)[None]  # (1, 3, 1, H, W)
+        latent = self.tokenizer.encode(one_frame).to(self.device)  # (1, 16, 1, h, w)
+        return latent.expand(-1, -1, self.latents.shape[3], -1, -1)
 
 
 @torch.inference_mode()

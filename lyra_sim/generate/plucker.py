@@ -1,16 +1,10 @@
-"""Decoder conditioning: relative cameras, per-pixel rays, Plücker images and Lyra's time images."""
+"""Decoder conditioning: Plücker ray images and Lyra's time images (relative cameras: camera.relative_poses)."""
 
 from __future__ import annotations
 
 import torch
 
 from lyra_sim.camera import pixel_rays
-
-
-def relative_to_reference(cam_to_world: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
-    """``inv(reference) @ c2w`` for each camera (N, 4, 4); the reference defaults to the first camera."""
-    reference = cam_to_world[0] if reference is None else reference
-    return torch.linalg.solve(reference.to(cam_to_world), cam_to_world)
 
 
 def intrinsics_matrix(fx_fy_cx_cy: torch.Tensor) -> torch.Tensor:

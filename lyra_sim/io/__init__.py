@@ -1,6 +1,8 @@
 """Reading and writing world files through one suffix registry (see ``lyra_sim.io.formats``).
 
-Built in: 3DGS PLY (INRIA and Lyra layouts) and native safetensors. Adapters add theirs through the
+Built in: 3DGS PLY (INRIA and Lyra layouts), native safetensors, SuperSplat compressed PLY (same
+``.ply`` suffix, told apart by its header; written for ``*.compressed.ply`` or ``format="compressed_ply"``),
+Niantic SPZ (``.spz``) and antimatter15 ``.splat`` (read only). Adapters add theirs through the
 ``lyra_sim.world_formats`` entry point (usd_exporters adds .usd/.usda/.usdc/.usdz).
 """
 
@@ -9,10 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lyra_sim.io.compressed_ply import is_compressed_ply, read_compressed_ply, write_compressed_ply
 from lyra_sim.io.errors import WorldFileError
 from lyra_sim.io.formats import REGISTRY, WorldFormat
 from lyra_sim.io.native import read_native, write_native
 from lyra_sim.io.ply import read_ply, write_ply
+from lyra_sim.io.splat import read_splat
+from lyra_sim.io.spz import read_spz, write_spz
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 
@@ -22,14 +27,23 @@ def _read_native(path: Path, frame: str | None = None, meters_per_unit: float | 
     return read_native(path)
 
 
-def _write_ply(world, path: Path, layout: str = "inria") -> Path:
-    if isinstance(world, DynamicGaussianWorld):
-        raise WorldFileError(f"{path}: a PLY holds one static world; save dynamic worlds as .safetensors")
-    return write_ply(world, path, layout=layout)
+def _static_only(write, kind: str):
+    def writer(world, path: Path, **options) -> Path:
+        if isinstance(world, DynamicGaussianWorld):
+            raise WorldFileError(f"{path}: a {kind} holds one static world; save dynamic worlds as .safetensors")
+        return write(world, path, **options)
+
+    return writer
 
 
-REGISTRY.add(WorldFormat("ply", (".ply",), reader=read_ply, writer=_write_ply))
+COMPRESSED_PLY_SUFFIX = ".compressed.ply"  # SuperSplat's and PlayCanvas's naming convention
+
+REGISTRY.add(WorldFormat("ply", (".ply",), reader=read_ply, writer=_static_only(write_ply, "PLY")))
 REGISTRY.add(WorldFormat("native", (".safetensors",), reader=_read_native, writer=write_native))
+REGISTRY.add(WorldFormat("compressed_ply", (".ply",), reader=read_compressed_ply,
+                         writer=_static_only(write_compressed_ply, "compressed PLY"), sniff=is_compressed_ply))
+REGISTRY.add(WorldFormat("spz", (".spz",), reader=read_spz, writer=_static_only(write_spz, "SPZ file")))
+REGISTRY.add(WorldFormat("splat", (".splat",), reader=read_splat))
 
 
 def load_world(
@@ -47,13 +61,20 @@ def load_world(
     return fmt.reader(path, **options)
 
 
-def save_world(world: GaussianWorld | DynamicGaussianWorld, path: str | os.PathLike, **options) -> Path:
+def save_world(
+    world: GaussianWorld | DynamicGaussianWorld, path: str | os.PathLike, format: str | None = None, **options
+) -> Path:
     """Write a world atomically in the format its suffix names; ``options`` go to that format's writer.
 
-    PLY takes ``layout`` "inria" (default) or "lyra" (gaussians_orig); USD takes ``export_world``'s options.
+    ``format`` picks one of several formats sharing a suffix: ``"compressed_ply"`` writes SuperSplat's
+    compressed PLY, which is also chosen for names ending in ``.compressed.ply``. PLY takes ``layout``
+    "inria" (default) or "lyra" (gaussians_orig); SPZ takes ``version`` 3 (gzip, default) or 4 (zstd);
+    USD takes ``export_world``'s options.
     """
     path = Path(path)
-    return REGISTRY.writer_for(path).writer(world, path, **options)
+    if format is None and path.name.lower().endswith(COMPRESSED_PLY_SUFFIX):
+        format = "compressed_ply"
+    return REGISTRY.writer_for(path, format).writer(world, path, **options)
 
 
 def world_suffixes() -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.io.errors import WorldFileError
+from lyra_sim.io.guards import parse_json
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, WorldError
 
 FORMAT_NAME = "lyra_sim.world"
@@ -56,15 +57,20 @@ def read_native(path: str | os.PathLike) -> GaussianWorld | DynamicGaussianWorld
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
         tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WorldFileError(f"{path}: corrupt safetensors file ({exc})") from exc
+    except (SafetensorError, OSError, ValueError, NotImplementedError, TypeError) as exc:  # F8 dtypes: NotImplemented
+        raise WorldFileError(f"{path}: corrupt or unsupported safetensors file ({exc})") from exc
     if metadata.get("format") != FORMAT_NAME:
         raise WorldFileError(f"{path}: not a lyra_sim world file (metadata format={metadata.get('format')!r})")
     try:
-        times = json.loads(metadata["times"])
-        mpu = json.loads(metadata["meters_per_unit"])
+        times = parse_json(metadata["times"], f"{path}: metadata 'times'", WorldFileError)
+        mpu = parse_json(metadata["meters_per_unit"], f"{path}: metadata 'meters_per_unit'", WorldFileError)
         frame = metadata["frame"]
-        infos = json.loads(metadata.get("info", "null")) or [{} for _ in times]
+        infos = parse_json(metadata.get("info", "null"), f"{path}: metadata 'info'", WorldFileError)
+        infos = infos or [{} for _ in times]
+        if not isinstance(times, list) or not isinstance(infos, list) or len(infos) != len(times) \
+                or not all(isinstance(info, dict) for info in infos):
+            raise WorldFileError(f"{path}: metadata 'times' and 'info' must be lists of equal length (numbers, "
+                                 "objects)")
         keyframes = []
         for i in range(len(times)):
             arrays = {field: tensors[f"k{i}.{field}"] for field in _FIELDS}
@@ -74,7 +80,9 @@ def read_native(path: str | os.PathLike) -> GaussianWorld | DynamicGaussianWorld
                 raise WorldFileError(f"{path}: static world with {len(keyframes)} keyframes")
             return keyframes[0]
         return DynamicGaussianWorld(times, keyframes)
+    except WorldFileError:
+        raise
     except KeyError as exc:
         raise WorldFileError(f"{path}: world file lacks entry {exc}") from exc
-    except (WorldError, json.JSONDecodeError, TypeError) as exc:
+    except (WorldError, TypeError, ValueError, OverflowError) as exc:
         raise WorldFileError(f"{path}: {exc}") from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.io.errors import WorldFileError
+from lyra_sim.io.header_metadata import frame_scale_from_comments, info_from_comments, world_comments
 from lyra_sim.world import GaussianWorld, WorldError, sh_degree_from_k
 
 LAYOUTS = ("inria", "lyra")
@@ -27,77 +29,125 @@ _TYPE_SIZES = {
     "float": 4, "float32": 4, "double": 8, "float64": 8,
 }  # fmt: skip
 _MAX_HEADER_BYTES = 1 << 20
+#: Rows of an element lyra_sim does not read (faces, edges, ...) that carry list properties. plyfile parses
+#: list rows one by one in Python (~5 us each), so an unused list element is capped instead of parsed for seconds.
+MAX_UNUSED_LIST_ROWS = 10_000
 _REQUIRED = ["x", "y", "z", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
-_COMMENT_KEY = "lyra_sim"
 _OPACITY_EPS = 1e-10
 _MIN_SCALE = 1e-12
 
 
-def _check_header_against_size(path: Path) -> None:
-    """Raise WorldFileError if the header is malformed or promises more bytes than the file has."""
-    size = path.stat().st_size
+@dataclass
+class _Element:
+    name: str
+    count: int
+    row_bytes: int = 0  # fixed bytes per row (list properties: their length field only)
+    properties: list[str] = field(default_factory=list)
+    has_list: bool = False
+
+
+def _parse_header(path: Path) -> tuple[str, int, list[_Element]]:
+    """(format, header length in bytes, elements) of a PLY header, read line by line up to ``end_header``.
+
+    The header ends at the first line that *is* ``end_header`` (not one that merely contains it, such
+    as ``comment end_header``), exactly where plyfile ends it.
+    """
     with path.open("rb") as f:
         head = f.read(_MAX_HEADER_BYTES)
     if not head.startswith(b"ply"):
         raise WorldFileError(f"{path}: not a PLY file (missing 'ply' magic)")
-    end = head.find(b"end_header")
-    if end < 0:
-        raise WorldFileError(f"{path}: PLY header has no 'end_header' within {_MAX_HEADER_BYTES} bytes")
-    newline = head.find(b"\n", end)
-    if newline < 0:
-        raise WorldFileError(f"{path}: file ends right after the PLY header")
-    header_len = newline + 1
-    body = size - header_len
-    fmt = None
-    elements: list[list] = []  # [name, count, fixed_row_bytes, n_props, has_list]
-    for raw in head[:end].decode("ascii", errors="replace").splitlines():
+    fmt, offset, elements = None, 0, []
+    while True:
+        newline = head.find(b"\n", offset)
+        if newline < 0:
+            raise WorldFileError(f"{path}: PLY header has no 'end_header' line within {_MAX_HEADER_BYTES} bytes")
+        raw = head[offset:newline].decode("ascii", errors="replace").rstrip("\r")
+        offset = newline + 1
         words = raw.split()
-        if not words:
+        if raw.strip() == "end_header":
+            break
+        if not words or words[0] in ("ply", "comment", "obj_info"):
             continue
         if words[0] == "format" and len(words) >= 2:
             fmt = words[1]
         elif words[0] == "element":
             if len(words) != 3 or not re.fullmatch(r"\d+", words[2]):
                 raise WorldFileError(f"{path}: bad PLY element line {raw!r}")
-            elements.append([words[1], int(words[2]), 0, 0, False])
+            elements.append(_Element(words[1], int(words[2])))
         elif words[0] == "property" and elements:
             el = elements[-1]
-            el[3] += 1
             if len(words) >= 2 and words[1] == "list":
                 if len(words) != 5 or words[2] not in _TYPE_SIZES or words[3] not in _TYPE_SIZES:
                     raise WorldFileError(f"{path}: bad PLY list property line {raw!r}")
-                el[2] += _TYPE_SIZES[words[2]]
-                el[4] = True
+                el.row_bytes += _TYPE_SIZES[words[2]]
+                el.has_list = True
             elif len(words) == 3 and words[1] in _TYPE_SIZES:
-                el[2] += _TYPE_SIZES[words[1]]
+                el.row_bytes += _TYPE_SIZES[words[1]]
             else:
                 raise WorldFileError(f"{path}: bad PLY property line {raw!r}")
+            el.properties.append(words[-1])
+        else:
+            raise WorldFileError(f"{path}: bad PLY header line {raw!r}")
     if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
         raise WorldFileError(f"{path}: unknown PLY format {fmt!r}")
+    return fmt, offset, elements
+
+
+def _count_ascii_rows(path: Path, start: int) -> int:
+    """Non-blank lines after the header of an ASCII PLY (one element row per line)."""
+    rows, pending = 0, b""
+    with path.open("rb") as f:
+        f.seek(start)
+        while chunk := f.read(1 << 20):
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            rows += sum(1 for line in lines if line.strip())
+    return rows + (1 if pending.strip() else 0)
+
+
+def _check_header(path: Path) -> None:
+    """Refuse, before plyfile allocates anything, a PLY whose header does not match its body or our needs.
+
+    Checks: every element's declared size against the bytes present (exactly, for binary files without
+    lists), the row count of ASCII bodies (more rows than declared would be silently dropped), the vertex
+    properties a Gaussian splat needs, and unused list elements too long to parse quickly.
+    """
+    fmt, header_len, elements = _parse_header(path)
+    body = path.stat().st_size - header_len
+    for el in elements:
+        if el.has_list and el.count > MAX_UNUSED_LIST_ROWS:
+            raise WorldFileError(f"{path}: element {el.name!r} has {el.count} rows of list properties that "
+                                 f"lyra_sim does not use (limit {MAX_UNUSED_LIST_ROWS}); remove it from the file")
+    declared = ", ".join(f"{el.count} {el.name}" for el in elements)
     if fmt == "ascii":
         # Every value takes at least one character and one separator.
-        minimum = sum(count * max(2 * n_props - 1, 0) for _, count, _, n_props, _ in elements)
+        minimum = sum(el.count * max(2 * len(el.properties) - 1, 0) for el in elements)
         exact = False
     else:
-        minimum = sum(count * row for _, count, row, _, _ in elements)
-        exact = not any(has_list for *_, has_list in elements)
-    declared = ", ".join(f"{count} {name}" for name, count, *_ in elements)
+        minimum = sum(el.count * el.row_bytes for el in elements)
+        exact = not any(el.has_list for el in elements)
     if minimum > body or (exact and minimum != body):
         raise WorldFileError(
             f"{path}: PLY header declares {declared} ({minimum} body bytes) but the file body has "
             f"{body} bytes (truncated file or a header that lies about counts)"
         )
+    if fmt == "ascii":
+        rows, expected = _count_ascii_rows(path, header_len), sum(el.count for el in elements)
+        if rows != expected:
+            raise WorldFileError(f"{path}: PLY header declares {declared} ({expected} rows) but the ASCII body "
+                                 f"has {rows} rows (a header that lies about counts)")
+    vertex = next((el for el in elements if el.name == "vertex"), None)
+    if vertex is None:
+        raise WorldFileError(f"{path}: PLY has no 'vertex' element")
+    missing = [p for p in [*_REQUIRED, "f_dc_0", "f_dc_1", "f_dc_2"] if p not in vertex.properties]
+    if missing:
+        raise WorldFileError(f"{path}: not a Gaussian splat PLY, missing properties {missing}")
+    if vertex.has_list:
+        raise WorldFileError(f"{path}: the vertex element has list properties (not a Gaussian splat PLY)")
 
 
 def _read_comment_metadata(ply: plyfile.PlyData) -> dict:
-    meta = {}
-    for comment in ply.comments:
-        words = comment.split()
-        if words and words[0] == _COMMENT_KEY:
-            for item in words[1:]:
-                key, _, value = item.partition("=")
-                meta[key] = value
-    return meta
+    return frame_scale_from_comments(ply.comments)
 
 
 def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit: float | None = None) -> GaussianWorld:
@@ -105,19 +155,17 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
     path = Path(path)
     if not path.is_file():
         raise WorldFileError(f"{path}: no such file")
-    _check_header_against_size(path)
+    _check_header(path)
     try:
         ply = plyfile.PlyData.read(str(path))
-    except (plyfile.PlyParseError, ValueError, EOFError, OSError) as exc:
+    except (plyfile.PlyParseError, ValueError, EOFError, OSError, IndexError, TypeError, KeyError) as exc:
         raise WorldFileError(f"{path}: corrupt PLY ({exc})") from exc
-    if "vertex" not in ply:
-        raise WorldFileError(f"{path}: PLY has no 'vertex' element")
     vertex = ply["vertex"].data
     names = set(vertex.dtype.names or ())
-    missing = [p for p in [*_REQUIRED, "f_dc_0", "f_dc_1", "f_dc_2"] if p not in names]
-    if missing:
-        raise WorldFileError(f"{path}: not a Gaussian splat PLY, missing properties {missing}")
-    rest_names = sorted((n for n in names if n.startswith("f_rest_")), key=lambda n: int(n[7:]))
+    rest_names = [n for n in names if n.startswith("f_rest_")]
+    if any(not re.fullmatch(r"f_rest_\d{1,4}", n) for n in rest_names):
+        raise WorldFileError(f"{path}: f_rest_* properties must be numbered f_rest_0, f_rest_1, ...")
+    rest_names.sort(key=lambda n: int(n[7:]))
     if rest_names != [f"f_rest_{i}" for i in range(len(rest_names))] or len(rest_names) % 3:
         raise WorldFileError(f"{path}: f_rest_* properties are not numbered 0..3*(K-1)-1")
     k = 1 + len(rest_names) // 3
@@ -139,8 +187,13 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
     n = len(vertex)
     means = np.stack([column("x"), column("y"), column("z")], axis=-1)
     quats = columns("rot_", 4)
-    if n and (np.linalg.norm(quats, axis=-1) == 0).any():
-        raise WorldFileError(f"{path}: zero-length rotation quaternion")
+    # Normalise in float64 after dividing by the largest component: a float32 norm of (1e38, ...) overflows
+    # to inf and would turn the rotation into (0, 0, 0, 0).
+    biggest = np.abs(quats).max(axis=-1, keepdims=True)
+    if n and (biggest == 0).any():
+        raise WorldFileError(f"{path}: zero-length rotation quaternion (first at vertex {int(np.argmin(biggest))})")
+    quats = quats / biggest
+    quats /= np.linalg.norm(quats, axis=-1, keepdims=True)
     sh = np.empty((n, k, 3))
     sh[:, 0, :] = columns("f_dc_", 3)
     if k > 1:
@@ -158,6 +211,7 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
             sh=torch.from_numpy(sh).float(),
             frame=frame or meta.get("frame", "opencv"),
             meters_per_unit=meters_per_unit,
+            info=info_from_comments(ply.comments),
         )
     except WorldError as exc:
         raise WorldFileError(f"{path}: {exc}") from exc
@@ -201,9 +255,8 @@ def world_to_ply_array(world: GaussianWorld, layout: str = "inria") -> np.ndarra
 def write_ply(world: GaussianWorld, path: str | os.PathLike, layout: str = "inria") -> Path:
     """Write a binary little-endian 3DGS PLY atomically; returns the path written."""
     vertices = world_to_ply_array(world, layout)
-    mpu = "none" if world.meters_per_unit is None else repr(float(world.meters_per_unit))
-    comments = [f"{_COMMENT_KEY} frame={world.frame} meters_per_unit={mpu}"]
-    ply = plyfile.PlyData([plyfile.PlyElement.describe(vertices, "vertex")], text=False, comments=comments)
+    ply = plyfile.PlyData([plyfile.PlyElement.describe(vertices, "vertex")], text=False,
+                          comments=world_comments(world))
     with atomic_path(path) as tmp:
         ply.write(str(tmp))
     return Path(path)

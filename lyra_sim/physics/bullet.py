@@ -8,9 +8,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pybullet as p
 
 from lyra_sim.physics.proxy import CollisionMesh
+from lyra_sim.physics.pybullet_quiet import import_pybullet
+
+p = import_pybullet()
 
 ROBOT_URDF = Path(__file__).parent / "assets" / "diff_drive.urdf"
 WHEEL_RADIUS = 0.05  # metres at robot_scale 1 (diff_drive.urdf)

@@ -12,11 +12,19 @@ from dataclasses import dataclass
 import torch
 
 from lyra_sim.camera import Camera
+from lyra_sim.errors import LyraSimError
 from lyra_sim.rendering.cpu import render_cpu
 from lyra_sim.rendering.gsplat_backend import gsplat_available, render_gsplat
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 BACKENDS = ("auto", "cpu", "gsplat")
+
+
+class BackendError(LyraSimError):
+    """A render backend that does not exist or cannot run here (gsplat without CUDA)."""
+
+#: White, as Lyra renders its training views; ``lyra-sim render``, ``demo`` and the gymnasium envs use it too.
+DEFAULT_BACKGROUND = (1.0, 1.0, 1.0)
 
 
 @dataclass
@@ -35,11 +43,12 @@ class RenderResult:
 def resolve_backend(backend: str, world: GaussianWorld) -> str:
     """The backend "auto" stands for, or a clear error for an unknown or unavailable one."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+        raise BackendError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         return "gsplat" if world.device.type == "cuda" and gsplat_available() else "cpu"
     if backend == "gsplat" and not gsplat_available():
-        raise RuntimeError("backend 'gsplat' needs a CUDA GPU and the gsplat package (pip install 'lyra-sim[gpu]')")
+        raise BackendError("backend 'gsplat' needs a CUDA GPU and the gsplat package (pip install 'lyra-sim[gpu]'); "
+                           "use backend 'cpu' or 'auto' here")
     return backend
 
 
@@ -47,7 +56,7 @@ def render(
     world: GaussianWorld | DynamicGaussianWorld,
     camera: Camera,
     backend: str = "auto",
-    background=(0.0, 0.0, 0.0),
+    background=DEFAULT_BACKGROUND,
     t: float | None = None,
     near: float = 0.01,
     far: float = 1e10,
@@ -55,7 +64,8 @@ def render(
 ) -> RenderResult:
     """Render ``world`` from ``camera`` (one camera or a batch).
 
-    ``background`` is an RGB triple composited behind the Gaussians. For a dynamic world ``t``
+    ``background`` is an RGB triple composited behind the Gaussians (default white,
+    :data:`DEFAULT_BACKGROUND`, the same as the CLI and the envs). For a dynamic world ``t``
     picks the keyframe shown (default: the first). Gradients flow to the world's tensors on
     both backends.
     """
@@ -80,4 +90,4 @@ def render(
     return result
 
 
-__all__ = ["BACKENDS", "RenderResult", "render", "resolve_backend"]
+__all__ = ["BACKENDS", "DEFAULT_BACKGROUND", "BackendError", "RenderResult", "render", "resolve_backend"]

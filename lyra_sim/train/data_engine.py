@@ -9,14 +9,16 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pybullet as p
 import pybullet_data
 import torch
-from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from safetensors.torch import load_file, save
 
 from lyra_sim.io.atomic import atomic_path
+from lyra_sim.physics.pybullet_quiet import import_pybullet
+from lyra_sim.scale import parallel_map
 from lyra_sim.train.teachers import CacheTeacher
+
+p = import_pybullet()
 
 OBJECTS = ("cube_small.urdf", "sphere_small.urdf", "duck_vhacd.urdf", "teddy_vhacd.urdf", "sphere2.urdf",
            "cube.urdf", "lego/lego.urdf", "soccerball.urdf")  # fmt: skip
@@ -84,10 +86,24 @@ def scene_tensors(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, frames: int
     }
 
 
+def scene_shard(index: int, seed: int, width: int, height: int, frames: int) -> bytes:
+    """The safetensors bytes of scene ``index``: a pure function of its arguments, wherever it runs."""
+    rgb, depth, K = random_rgbd_scene(np.random.default_rng([seed, index]), width, height)
+    tensors = scene_tensors(rgb, depth, K, frames, CacheTeacher())
+    # One metadata entry: safetensors orders several by a per-process random hash, which would make the
+    # bytes of a shard depend on the process that wrote it.
+    provenance = json.dumps({"format": "lyra_sim.train.scene", "seed": seed, "index": index}, sort_keys=True)
+    return save({k: v.contiguous() for k, v in tensors.items()}, metadata={"lyra_sim": provenance})
+
+
 def make_dataset(output: str | os.PathLike, num_scenes: int = 16, held_out: int = 2, width: int = 64,
-                 height: int = 48, frames: int = 9, seed: int = 0, progress: bool = True) -> Path:
+                 height: int = 48, frames: int = 9, seed: int = 0, progress: bool = True, workers: int = 1,
+                 ray_address: str | None = None) -> Path:  # fmt: skip
     """Write ``num_scenes`` shards (``scene_00000.safetensors``, ...) and a manifest; the last ``held_out``
-    scenes form the evaluation split. Existing shards are kept, so an interrupted run resumes."""
+    scenes form the evaluation split. Existing shards are kept, so an interrupted run resumes.
+
+    ``workers`` > 1 or a ``ray_address`` makes the scenes on Ray (``lyra_sim.scale``); every shard is
+    written here, atomically, and holds the same bytes whichever way it was made."""
     if width % 16 or height % 16:
         raise ValueError(f"width/height must be multiples of 16 (8x latents, 2x patches), got {width}x{height}")
     if (frames - 1) % 8:
@@ -97,15 +113,11 @@ def make_dataset(output: str | os.PathLike, num_scenes: int = 16, held_out: int 
     root = Path(output)
     root.mkdir(parents=True, exist_ok=True)
     names = [f"scene_{i:05d}.safetensors" for i in range(num_scenes)]
-    teacher = CacheTeacher()
-    for i, name in enumerate(tqdm(names, desc="teacher scenes", unit="scene", disable=not progress)):
-        if (root / name).exists():
-            continue
-        rgb, depth, K = random_rgbd_scene(np.random.default_rng([seed, i]), width, height)
-        tensors = scene_tensors(rgb, depth, K, frames, teacher)
-        with atomic_path(root / name) as tmp:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-                      metadata={"format": "lyra_sim.train.scene", "seed": str(seed), "index": str(i)})  # fmt: skip
+    todo = [i for i, name in enumerate(names) if not (root / name).exists()]
+    jobs = [(i, seed, width, height, frames) for i in todo]
+    for job, shard in parallel_map(scene_shard, jobs, workers, ray_address, "teacher scenes", progress):
+        with atomic_path(root / names[todo[job]]) as tmp:
+            tmp.write_bytes(shard)
     manifest = {"format": "lyra_sim.train.dataset", "version": 1, "width": width, "height": height,
                 "frames": frames, "seed": seed, "train": names[: num_scenes - held_out],
                 "held_out": names[num_scenes - held_out:]}  # fmt: skip

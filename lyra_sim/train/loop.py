@@ -19,12 +19,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from lyra_sim.camera import Camera
+from lyra_sim.camera import Camera, relative_poses
 from lyra_sim.generate.gaussian_head import PACKED_FIELDS, gaussians_from_raw, top_opacity
-from lyra_sim.generate.lyra_decoder import LyraDecoder
+from lyra_sim.generate.lyra_decoder import CheckpointError, LyraDecoder
 from lyra_sim.generate.plucker import frame_times, plucker_image
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.rendering import render
+from lyra_sim.sh import rgb_to_sh0
 from lyra_sim.train.data_engine import SceneDataset
 from lyra_sim.train.latent_space import CosmosSpace, PixelSpace
 from lyra_sim.train.losses import (
@@ -34,7 +35,7 @@ from lyra_sim.train.losses import (
     scale_invariant_depth_loss,
     ssim_map,
 )
-from lyra_sim.world import GaussianWorld, rgb_to_sh0
+from lyra_sim.world import GaussianWorld
 
 
 @dataclass
@@ -169,9 +170,7 @@ def prepare_sample(scene: dict, views: list[int], space, dynamic: bool = False, 
     ``frames`` and ``downsample`` select a stage of the progressive schedule."""
     picked = _reduce(scene, views, frames, downsample)
     frames = picked["frames"]
-    cam_to_world = torch.linalg.inv(picked["world_to_cam"].double())
-    reference = cam_to_world[0, 0]
-    cam_to_world = torch.linalg.solve(reference, cam_to_world).float()
+    cam_to_world = relative_poses(torch.linalg.inv(picked["world_to_cam"].double())).float()
     K = picked["K"].float()
     count, num_frames, height, width = frames.shape[:4]
     encoded_frames = frames.flip(1) if reverse else frames
@@ -358,6 +357,17 @@ def evaluate(model: LyraDecoder, dataset: SceneDataset, space, config: TrainConf
                                    / mask.sum().clamp_min(1)))  # fmt: skip
     return {"psnr": sum(psnrs) / max(len(psnrs), 1), "ssim": sum(ssims) / max(len(ssims), 1),
             "trajectories": len(psnrs)}  # fmt: skip
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str | os.PathLike | None = None,
+                        split: str = "held_out") -> dict[str, float]:
+    """``evaluate`` a checkpoint written by the Trainer on ``split`` of ``dataset`` (default: its training set)."""
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if "train_config" not in payload:
+        raise CheckpointError(f"{checkpoint}: no train_config (was it written by `lyra-sim train`?)")
+    config = TrainConfig.from_dict(payload["train_config"])
+    model = LyraDecoder.from_checkpoint(checkpoint)
+    return evaluate(model, SceneDataset(dataset or config.dataset, split), make_space(config), config)
 
 
 def _to_device(sample: Sample, device: torch.device) -> Sample:

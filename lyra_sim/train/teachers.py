@@ -18,7 +18,7 @@ import open3d as o3d
 import torch
 from scipy import ndimage
 
-from lyra_sim.camera import Camera
+from lyra_sim.camera import Camera, pixel_directions, relative_poses
 from lyra_sim.generate.gen3c_dir import read_teacher_dir
 from lyra_sim.generate.lift import unproject_depth, unreliable_edges
 from lyra_sim.trajectories import LYRA_VIEW_ORDER, lyra_trajectories
@@ -118,8 +118,7 @@ def edge_mesh_depth(scene: o3d.t.geometry.RaycastingScene | None, K: np.ndarray,
     if scene is None:
         return np.full((target_h, target_w), np.inf)
     cam_to_world = np.linalg.inv(world_to_cam)
-    v, u = np.mgrid[0:target_h, 0:target_w].astype(np.float64) + 0.5
-    directions = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    directions = pixel_directions(torch.from_numpy(np.asarray(K, np.float64)), target_h, target_w).numpy()
     world_dirs = directions @ cam_to_world[:3, :3].T  # unnormalised: t_hit is then the z-depth
     origins = np.broadcast_to(cam_to_world[:3, 3], world_dirs.shape)
     rays = np.concatenate([origins, world_dirs], -1).reshape(-1, 6).astype(np.float32)
@@ -218,7 +217,7 @@ class Gen3cTeacher:
                 raise FileNotFoundError(f"{self.scene.root}/{view.index}/rgb/{self.scene.name}.mp4: missing")
             frames = torch.from_numpy(np.stack(list(iio.imiter(view.rgb_path)))).float() / 255.0
             height, width = frames.shape[1:3]
-            relative = torch.linalg.solve(reference, view.cam_to_world)
+            relative = relative_poses(view.cam_to_world, reference)
             cameras = Camera(view.K().float(), torch.linalg.inv(relative).float(), width, height)
             masks = torch.ones(frames.shape[:3], dtype=torch.bool)
             results.append(TeacherTrajectory(frames, None, masks, cameras, view.index))

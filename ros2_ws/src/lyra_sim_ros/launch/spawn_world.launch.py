@@ -1,43 +1,36 @@
-"""Spawn a lyra_sim world and its rendered camera: ros2 launch lyra_sim_ros spawn_world.launch.py world:=/path/w.ply"""
+"""Spawn a lyra_sim world and its rendered camera: ros2 launch lyra_sim_ros spawn_world.launch.py world:=/path/w.ply
 
-import os
+Every node parameter (lyra_sim_ros.parameters.PARAMETERS) is a launch argument; only the arguments given are
+passed, so the node's own defaults (the one table) hold for the rest. ``params_file:=my.yaml`` passes a
+parameter file first (config/camera.yaml is a template listing every default); ``pose_topic:=`` and
+``odom_topic:=`` remap the node's ~/pose and ~/odom inputs.
+"""
 
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
+from lyra_sim_ros.parameters import PARAMETERS, launch_parameters
 
-ARGUMENTS = {
-    "world": ("", "World file (.ply, .safetensors, .usd*) to load"),
-    "image": ("", "Image to generate a world from when 'world' is empty"),
-    "width": ("320", "Image width in pixels"),
-    "height": ("240", "Image height in pixels"),
-    "fov_deg": ("90.0", "Horizontal field of view in degrees"),
-    "rate_hz": ("10.0", "Publishing rate"),
-    "camera_frame_id": ("camera_optical_frame", "Optical frame id of the images"),
-    "world_frame_id": ("map", "Frame id of the world"),
-    "pose_topic": ("/camera/pose", "geometry_msgs/PoseStamped topic with the camera's optical-frame pose"),
+EXTRA_ARGUMENTS = {
+    "params_file": "A ROS parameter YAML file for the node (given arguments override it)",
+    "pose_topic": "geometry_msgs/PoseStamped topic with the optical frame's pose (default: ~/pose)",
+    "odom_topic": "nav_msgs/Odometry topic of the robot base (default: ~/odom)",
 }
-TYPES = {"width": int, "height": int, "fov_deg": float, "rate_hz": float}
+
+
+def _node(context):
+    given = {name: context.launch_configurations.get(name, "") for name in [*PARAMETERS, *EXTRA_ARGUMENTS]}
+    parameters = [given["params_file"]] if given["params_file"] else []
+    parameters.append(launch_parameters(given))
+    remappings = [(f"~/{name}", given[f"{name}_topic"]) for name in ("pose", "odom") if given[f"{name}_topic"]]
+    return [Node(package="lyra_sim_ros", executable="world_camera", name="world_camera", output="screen",
+                 parameters=parameters, remappings=remappings)]  # fmt: skip
 
 
 def generate_launch_description():
-    config = os.path.join(get_package_share_directory("lyra_sim_ros"), "config", "camera.yaml")
-    declared = [DeclareLaunchArgument(name, default_value=default, description=description)
-                for name, (default, description) in ARGUMENTS.items()]
-    parameters = {
-        name: ParameterValue(LaunchConfiguration(name), value_type=TYPES.get(name, str))
-        for name in ARGUMENTS
-        if name != "pose_topic"
-    }
-    node = Node(
-        package="lyra_sim_ros",
-        executable="world_camera",
-        name="world_camera",
-        output="screen",
-        parameters=[config, parameters],
-        remappings=[("~/pose", LaunchConfiguration("pose_topic"))],
-    )
-    return LaunchDescription([*declared, node])
+    declared = [DeclareLaunchArgument(name, default_value="", description=f"{spec.description} "
+                                      f"(node default: {spec.default!r})")
+                for name, spec in PARAMETERS.items()]  # fmt: skip
+    declared += [DeclareLaunchArgument(name, default_value="", description=text)
+                 for name, text in EXTRA_ARGUMENTS.items()]  # fmt: skip
+    return LaunchDescription([*declared, OpaqueFunction(function=_node)])

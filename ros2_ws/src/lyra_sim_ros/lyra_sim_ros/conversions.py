@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker
 
+from lyra_sim import ros_messages
 from lyra_sim.rotations import quat_to_rotmat
+from lyra_sim_ros.parameters import pose_vector_problem
 
-UNIT_TOLERANCE = 1e-3
 
-
-def pose_to_matrix(pose: Pose) -> np.ndarray | None:
-    """4x4 transform of a Pose; None when it holds NaN/inf or a quaternion that is not unit length."""
+def pose_vector(pose: Pose) -> list[float]:
+    """[x, y, z, qw, qx, qy, qz] of a Pose."""
     p, q = pose.position, pose.orientation
-    values = np.array([p.x, p.y, p.z, q.w, q.x, q.y, q.z], dtype=np.float64)
-    if not np.isfinite(values).all():
-        return None
-    w, x, y, z = values[3:]
-    if abs(math.sqrt(w * w + x * x + y * y + z * z) - 1.0) > UNIT_TOLERANCE:
-        return None
-    return pose_vector_to_matrix(values)
+    return [p.x, p.y, p.z, q.w, q.x, q.y, q.z]
+
+
+def pose_to_matrix(pose: Pose) -> tuple[np.ndarray | None, str | None]:
+    """(4x4 transform, None) of a usable Pose, else (None, why not): NaN/inf, a position beyond
+    parameters.MAX_COORDINATE_M, or a quaternion that is not unit length."""
+    values = pose_vector(pose)
+    problem = pose_vector_problem(values)
+    return (None, problem) if problem else (pose_vector_to_matrix(values), None)
 
 
 def pose_vector_to_matrix(values) -> np.ndarray:
@@ -44,26 +44,23 @@ def header(stamp: Time, frame_id: str) -> Header:
 
 def rgb_image(rgb: np.ndarray, head: Header) -> Image:
     """(H, W, 3) uint8 -> sensor_msgs/Image rgb8."""
-    height, width = rgb.shape[:2]
-    return Image(header=head, height=height, width=width, encoding="rgb8", is_bigendian=0, step=3 * width,
-                 data=np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())  # fmt: skip
+    return Image(header=head, **ros_messages.image_fields(rgb))
 
 
 def depth_image(depth: np.ndarray, head: Header) -> Image:
     """(H, W) metres -> sensor_msgs/Image 32FC1 (REP 118), little-endian."""
-    height, width = depth.shape[:2]
-    data = np.ascontiguousarray(depth, dtype="<f4").tobytes()
-    return Image(header=head, height=height, width=width, encoding="32FC1", is_bigendian=0, step=4 * width,
-                 data=data)  # fmt: skip
+    return Image(header=head, **ros_messages.image_fields(np.asarray(depth, dtype=np.float32)))
+
+
+def compressed_image(rgb: np.ndarray, head: Header, codec: str, jpeg_quality: int, png_level: int) -> CompressedImage:
+    """(H, W, 3) uint8 -> sensor_msgs/CompressedImage as image_transport's compressed plugin writes it."""
+    fields = ros_messages.compressed_image_fields(rgb, codec, jpeg_quality=jpeg_quality, png_level=png_level)
+    return CompressedImage(header=head, **fields)
 
 
 def camera_info(K: np.ndarray, width: int, height: int, head: Header) -> CameraInfo:
     """Pinhole, no distortion: K, identity R, P = [K | 0]."""
-    P = np.zeros((3, 4))
-    P[:, :3] = K
-    return CameraInfo(header=head, height=height, width=width, distortion_model="plumb_bob", d=[0.0] * 5,
-                      k=[float(v) for v in np.asarray(K).reshape(-1)], r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
-                      p=[float(v) for v in P.reshape(-1)])  # fmt: skip
+    return CameraInfo(header=head, **ros_messages.camera_info_fields(K, width, height))
 
 
 def point_cloud(xyz: np.ndarray, rgb: np.ndarray, head: Header) -> PointCloud2:

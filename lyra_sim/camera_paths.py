@@ -1,0 +1,170 @@
+"""Camera paths for rendering a world: intrinsics at a requested size, and path specs ("fly", "lyra:K", JSON).
+
+The path shapes themselves live in :mod:`lyra_sim.trajectories`; this module chooses one for a
+given world (its scene depth and generating camera) from the short specs the CLI accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lyra_sim.camera import Camera, CameraError
+from lyra_sim.io.guards import read_json
+from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
+from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
+
+DEFAULT_FOV_DEG = 60.0  # horizontal field of view when the world records no generating camera
+FLY_RADIUS = 0.15  # fly-through circle radius, as a fraction of the scene depth
+FLY_FORWARD = 0.25  # fly-through forward travel, as a fraction of the scene depth
+MAX_RENDER_PIXELS = 7680 * 4320  # 8K: larger frames are refused before a renderer allocates them
+MAX_PATH_CAMERAS = 100_000
+DEFAULT_SIZE = (320, 240)  # render size when the world records no generating image
+#: The camera-path JSON format (``--path cams.json``), for help texts and docs.
+JSON_CAMERA_FORMAT = (
+    'JSON camera file: {"K": 3x3 or a list of 3x3, "world_to_cam": 4x4 or a list of 4x4 (OpenCV: x right, '
+    'y down, z forward; maps world points into the camera), "width": W, "height": H} (width/height optional, '
+    "default the render size); one camera per world_to_cam entry"
+)
+
+
+def _reference(world: GaussianWorld | DynamicGaussianWorld) -> GaussianWorld:
+    return world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world
+
+
+def render_intrinsics(world: GaussianWorld | DynamicGaussianWorld, width: int, height: int,
+                      fov: float | None = None) -> torch.Tensor:
+    """K (3, 3) for rendering at width x height.
+
+    The generating camera's K rescaled to the new size when the world records one (``info["intrinsics"]``
+    and ``info["image_size"]``) and no ``fov`` is asked for; else a pinhole of ``fov`` degrees
+    (default 60) horizontally, centred.
+    """
+    check_frame_size(width, height, "render size")
+    info = _reference(world).info
+    if fov is None and "intrinsics" in info and "image_size" in info:
+        K, (src_w, src_h) = _recorded_camera(info)
+        K[0] *= width / src_w
+        K[1] *= height / src_h
+        K[2] = torch.tensor([0.0, 0.0, 1.0])
+        return K
+    return Camera.intrinsics_from_fov(width, height, fov or DEFAULT_FOV_DEG)
+
+
+def _recorded_camera(info: dict) -> tuple[torch.Tensor, tuple[float, float]]:
+    """The generating camera a world's info records, checked (a damaged file must not divide by zero)."""
+    try:
+        K = torch.tensor(info["intrinsics"], dtype=torch.float32)
+        src_w, src_h = (float(v) for v in info["image_size"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CameraError(f"world info: intrinsics/image_size are malformed ({exc}); pass a field of view") from exc
+    if K.shape != (3, 3) or not torch.isfinite(K).all() or not (src_w >= 1 and src_h >= 1) \
+            or not np.isfinite([src_w, src_h]).all():
+        raise CameraError(f"world info: image_size {info['image_size']!r} or intrinsics are not a valid camera; "
+                          "pass a field of view")
+    return K, (src_w, src_h)
+
+
+def check_frame_size(width, height, where: str) -> None:
+    """Refuse frame sizes that are not positive integers or exceed MAX_RENDER_PIXELS (before anything allocates)."""
+    if isinstance(width, bool) or isinstance(height, bool) or not isinstance(width, int) \
+            or not isinstance(height, int) or width < 1 or height < 1:
+        raise CameraError(f"{where}: width and height must be positive integers, got {width!r}x{height!r}")
+    if width * height > MAX_RENDER_PIXELS:
+        raise CameraError(f"{where}: {width}x{height} frames exceed the limit of {MAX_RENDER_PIXELS:,} pixels (8K)")
+
+
+def load_camera_file(path: str | Path, width: int, height: int) -> Camera:
+    """Cameras from a JSON file: "K" (3x3 or a list), "world_to_cam" (4x4 or a list), optional "width"/"height".
+
+    The file's size and nesting, the number of cameras and the frame size are checked before anything is
+    built; every error names the file.
+    """
+    path = Path(path)
+    data = read_json(path, "--path", CameraError)
+    where = f"--path {path}"
+    if not isinstance(data, dict):
+        raise CameraError(f"{where}: expected a JSON object with 'K' and 'world_to_cam'")
+    try:
+        K = np.asarray(data["K"], dtype=np.float64)
+        world_to_cam = np.asarray(data["world_to_cam"], dtype=np.float64)
+    except KeyError as exc:
+        raise CameraError(f"{where}: expected JSON with 'K' and 'world_to_cam' (missing {exc})") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CameraError(f"{where}: 'K' and 'world_to_cam' must be arrays of numbers ({exc})") from exc
+    if world_to_cam.ndim == 3 and len(world_to_cam) > MAX_PATH_CAMERAS:
+        raise CameraError(f"{where}: {len(world_to_cam)} cameras (at most {MAX_PATH_CAMERAS:,})")
+    frame_w, frame_h = data.get("width", width), data.get("height", height)
+    check_frame_size(frame_w, frame_h, where)
+    try:
+        return Camera(K, world_to_cam, frame_w, frame_h)
+    except CameraError as exc:
+        raise CameraError(f"{where}: {exc}") from exc
+
+
+def scene_depth(world: GaussianWorld | DynamicGaussianWorld) -> float:
+    """Median z of the Gaussians in front of the origin camera (1.0 when none is)."""
+    z = _reference(world).means[:, 2]
+    z = z[z > 0]
+    return float(z.median()) if len(z) else 1.0
+
+
+def _lyra_indices(spec: str) -> tuple[int, ...]:
+    """Trajectory indices of "lyra:K" or "lyra:A..B" (inclusive), each in 0..5."""
+    text = spec.split(":", 1)[1]
+    first, dots, last = text.partition("..")
+    if not first.isdigit() or (dots and not last.isdigit()):
+        raise CameraError(f"--path: expected lyra:K or lyra:A..B with K, A, B in 0..5, got {spec!r}")
+    indices = tuple(range(int(first), int(last if dots else first) + 1))
+    if not indices or any(i not in LYRA_TRAJECTORIES for i in indices):
+        raise CameraError(f"--path: Lyra trajectories are lyra:0 .. lyra:5 (or a range like lyra:0..5), got {spec!r}")
+    return indices
+
+
+def camera_path(spec: str, K: torch.Tensor, width: int, height: int, frames: int, depth: float) -> Camera:
+    """A batch of cameras from a path spec, scaled to a scene ``depth`` in front of the origin camera.
+
+    ``spec``: "fly" (a gentle circle moving forward; its first frame is the input view), "lyra:K" (Lyra's
+    trajectory K in 0..5), "lyra:A..B" (trajectories A to B one after the other, e.g. lyra:0..5 for all six),
+    or the path of a JSON camera file (see :data:`JSON_CAMERA_FORMAT`). ``frames`` cameras per path.
+    """
+    if int(frames) != frames or frames < 1:
+        raise CameraError(f"frames: expected a positive number of frames, got {frames}")
+    if spec == "fly":
+        return fly_through(K, width, height, num_frames=frames, look_at_depth=depth, radius=FLY_RADIUS * depth,
+                           forward=FLY_FORWARD * depth)
+    if spec.startswith("lyra:"):
+        paths = lyra_trajectories(K, width, height, num_frames=frames, scene_scale=depth, order=_lyra_indices(spec))
+        if len(paths) == 1:
+            return paths[0]
+        return Camera(torch.cat([c.K for c in paths]), torch.cat([c.world_to_cam for c in paths]), width, height)
+    path = Path(spec)
+    if not path.is_file():
+        raise CameraError(f"--path: expected 'fly', 'lyra:K', 'lyra:A..B' or a JSON camera file, got {spec!r}")
+    return load_camera_file(path, width, height)
+
+
+def render_size(world: GaussianWorld | DynamicGaussianWorld, width: int | None = None,
+                height: int | None = None) -> tuple[int, int]:
+    """The image size to render: as given; a missing side from the generating image (its size, or its aspect
+    ratio when only one side is given); else 320 x 240."""
+    recorded = _reference(world).info.get("image_size")
+    src_w, src_h = (int(recorded[0]), int(recorded[1])) if recorded else DEFAULT_SIZE
+    if width is None and height is None:
+        return src_w, src_h
+    if width is None:
+        return max(1, round(height * src_w / src_h)), int(height)
+    if height is None:
+        return int(width), max(1, round(width * src_h / src_w))
+    return int(width), int(height)
+
+
+def world_camera_path(world: GaussianWorld | DynamicGaussianWorld, spec: str, width: int | None, height: int | None,
+                      frames: int, fov: float | None = None) -> Camera:
+    """``camera_path`` for ``world``: its rendering intrinsics at width x height (None: see :func:`render_size`)
+    and its scene depth."""
+    width, height = render_size(world, width, height)
+    K = render_intrinsics(world, width, height, fov)
+    return camera_path(spec, K, width, height, frames, scene_depth(world))

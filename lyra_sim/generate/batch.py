@@ -1,0 +1,72 @@
+"""Generating many worlds at once (images, RGB-D frames, sequence folders), in this process or on Ray."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from lyra_sim.generate.images import InputError
+from lyra_sim.io.atomic import atomic_path
+from lyra_sim.scale import parallel_map
+
+DYNAMIC_SUFFIX = ".safetensors"  # the native format holds keyframes; PLY holds one static world
+
+
+def output_name(source: str | os.PathLike) -> str:
+    """Output stem of an input: the file's stem, or the folder's name for a sequence folder."""
+    path = Path(source)
+    return path.name if path.is_dir() else path.stem
+
+
+def world_file_bytes(source: str, suffix: str, options: dict) -> tuple[str, bytes]:
+    """Generate the world of one input and return (suffix written, file bytes); dynamic worlds use .safetensors."""
+    from lyra_sim.generate.api import generate_world
+    from lyra_sim.io import save_world
+    from lyra_sim.world import DynamicGaussianWorld
+
+    world = generate_world(source, **options)
+    if isinstance(world, DynamicGaussianWorld):
+        suffix = DYNAMIC_SUFFIX
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_world(world, Path(tmp) / f"world{suffix}")
+        return suffix, path.read_bytes()
+
+
+def generate_many(
+    inputs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    suffix: str = ".ply",
+    workers: int = 1,
+    ray_address: str | None = None,
+    progress: bool = True,
+    **options,
+) -> list[Path]:
+    """One world file per input in ``out_dir`` (``<stem><suffix>``), skipping those already written.
+
+    Inputs are images (depth from the prior or a depth model) or RGB-D sequence folders;
+    ``options`` go to ``generate_world``. With ``workers`` > 1 or a ``ray_address`` the worlds
+    are made on Ray; every file is written here, atomically, so an interrupted batch resumes.
+    """
+    names = [output_name(s) for s in inputs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"inputs: several inputs would write the same output name: {', '.join(dupes)}")
+    for source in inputs:
+        if not Path(source).exists():
+            raise InputError(f"{source}: no such file or folder")
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    written, todo = [], []
+    for source, name in zip(inputs, names, strict=True):
+        done = [root / f"{name}{s}" for s in (suffix, DYNAMIC_SUFFIX) if (root / f"{name}{s}").exists()]
+        if done:
+            written.append(done[0])
+        else:
+            todo.append((str(source), suffix, options))
+    for index, (used, data) in parallel_map(world_file_bytes, todo, workers, ray_address, "worlds", progress):
+        target = root / f"{output_name(todo[index][0])}{used}"
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(data)
+        written.append(target)
+    return written

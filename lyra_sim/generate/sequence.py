@@ -1,0 +1,323 @@
+"""Reading RGB-D sequences: a folder of colour + depth frames, optional poses, one intrinsics file.
+
+Two folder layouts are understood:
+
+* TUM RGB-D: ``rgb.txt`` and ``depth.txt`` (``timestamp filename`` lines, ``#`` comments), depth
+  PNGs in units of 1/5000 m; colour and depth are paired by nearest timestamp (within 20 ms).
+* Plain: ``rgb/NNNN.png`` and ``depth/NNNN.png`` paired by file stem, 16-bit depth in millimetres
+  unless told otherwise; timestamps from ``timestamps.txt`` (one per frame) or frame index / fps.
+
+Poses are camera-to-world (OpenCV camera axes: x right, y down, z forward), from a TUM trajectory
+file (``timestamp tx ty tz qx qy qz qw``, interpolated to the frame times) or a JSON file holding
+a list of 4x4 matrices (one per frame, in order) or an object mapping frame stems to 4x4 matrices.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+from lyra_sim.generate.images import InputError, load_depth, load_intrinsics, load_rgb
+
+TUM_DEPTH_SCALE = 1.0 / 5000.0  # TUM RGB-D depth PNGs: 5000 units per metre
+MAX_PAIR_GAP_S = 0.02  # colour/depth pairing tolerance (TUM's associate.py default)
+MAX_POSE_GAP_S = 0.05  # how far outside a trajectory's time range a frame may lie
+INTRINSICS_NAMES = ("intrinsics.json", "camera.json")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+
+
+@dataclass
+class RGBDFrame:
+    """One frame: colour (H,W,3) float32 in [0,1], metric z-depth (H,W) (0 = invalid), time in seconds."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    timestamp: float
+    name: str
+    cam_to_world: np.ndarray | None = None
+
+
+@dataclass
+class RGBDSequence:
+    """Frames of one capture sharing one pinhole ``K``; ``has_poses`` when every frame carries a pose."""
+
+    frames: list[RGBDFrame]
+    K: np.ndarray
+    source: str
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def has_poses(self) -> bool:
+        return all(f.cam_to_world is not None for f in self.frames)
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        return np.array([f.timestamp for f in self.frames])
+
+    @property
+    def poses(self) -> np.ndarray:
+        """Camera-to-world matrices (N,4,4); raises when some frame has none."""
+        if not self.has_poses:
+            raise InputError(f"{self.source}: the sequence has no poses (lyra_sim.generate.odometry estimates them)")
+        return np.stack([f.cam_to_world for f in self.frames])
+
+
+def is_sequence_dir(path: str | os.PathLike) -> bool:
+    """True for a folder in one of the two layouts (TUM ``rgb.txt`` + ``depth.txt``, or ``rgb/`` + ``depth/``)."""
+    p = Path(path)
+    return p.is_dir() and (
+        ((p / "rgb.txt").is_file() and (p / "depth.txt").is_file()) or ((p / "rgb").is_dir() and (p / "depth").is_dir())
+    )
+
+
+def _read_tum_list(path: Path) -> list[tuple[float, str]]:
+    """(timestamp, rest-of-line) pairs of a TUM list file, skipping comments and blank lines."""
+    rows = []
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from exc
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(maxsplit=1)
+        try:
+            stamp = float(parts[0])
+        except ValueError as exc:
+            raise InputError(f"{path}:{lineno}: expected 'timestamp value', got {line!r}") from exc
+        if len(parts) < 2 or not np.isfinite(stamp):
+            raise InputError(f"{path}:{lineno}: expected 'timestamp value', got {line!r}")
+        rows.append((stamp, parts[1].strip()))
+    if not rows:
+        raise InputError(f"{path}: no entries")
+    return rows
+
+
+def _tum_pairs(root: Path) -> list[tuple[float, Path, Path]]:
+    """(timestamp, colour path, depth path) pairs of a TUM folder, matched by nearest time."""
+    rgb = _read_tum_list(root / "rgb.txt")
+    depth = _read_tum_list(root / "depth.txt")
+    depth_times = np.array([t for t, _ in depth])
+    pairs, used = [], set()
+    for t, name in rgb:
+        j = int(np.argmin(np.abs(depth_times - t)))
+        if abs(depth_times[j] - t) <= MAX_PAIR_GAP_S and j not in used:
+            used.add(j)
+            pairs.append((t, root / name, root / depth[j][1]))
+    if not pairs:
+        raise InputError(f"{root}: no colour frame in rgb.txt has a depth frame within {MAX_PAIR_GAP_S * 1000:.0f} ms")
+    return pairs
+
+
+def _plain_pairs(root: Path, fps: float) -> list[tuple[float, Path, Path]]:
+    """(timestamp, colour path, depth path) pairs of an ``rgb/`` + ``depth/`` folder, matched by stem."""
+    colour = {p.stem: p for p in sorted((root / "rgb").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    depth = {p.stem: p for p in sorted((root / "depth").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    stems = sorted(set(colour) & set(depth))
+    if not stems:
+        raise InputError(f"{root}: no frame has both rgb/<name> and depth/<name> (same file stem)")
+    missing = sorted(set(colour) ^ set(depth))
+    if missing:
+        raise InputError(f"{root}: frames without a colour/depth partner: {', '.join(missing[:5])}")
+    stamps_file = root / "timestamps.txt"
+    if stamps_file.is_file():
+        try:
+            stamps = [float(v) for v in stamps_file.read_text().split()]
+        except ValueError as exc:
+            raise InputError(f"{stamps_file}: expected one number per frame ({exc})") from exc
+        if len(stamps) != len(stems):
+            raise InputError(f"{stamps_file}: {len(stamps)} timestamps for {len(stems)} frames")
+    else:
+        if not (np.isfinite(fps) and fps > 0):
+            raise InputError(f"fps: expected a positive frame rate, got {fps}")
+        stamps = [i / fps for i in range(len(stems))]
+    if any(b <= a for a, b in itertools.pairwise(stamps)):
+        raise InputError(f"{stamps_file}: timestamps must increase")
+    return [(t, colour[s], depth[s]) for t, s in zip(stamps, stems, strict=True)]
+
+
+def read_tum_trajectory(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Times (M,) and camera-to-world matrices (M,4,4) of a TUM trajectory (``t tx ty tz qx qy qz qw``)."""
+    path = Path(path)
+    times, mats = [], []
+    for t, rest in _read_tum_list(path):
+        try:
+            values = np.array([float(v) for v in rest.split()])
+        except ValueError as exc:
+            raise InputError(f"{path}: expected 'timestamp tx ty tz qx qy qz qw', got {rest!r}") from exc
+        if values.shape != (7,) or not np.isfinite(values).all() or np.linalg.norm(values[3:]) < 1e-9:
+            raise InputError(f"{path}: expected 'timestamp tx ty tz qx qy qz qw' with a non-zero quaternion at t={t}")
+        m = np.eye(4)
+        m[:3, :3] = Rotation.from_quat(values[3:]).as_matrix()  # scipy and TUM are both (x, y, z, w)
+        m[:3, 3] = values[:3]
+        times.append(t)
+        mats.append(m)
+    order = np.argsort(times)
+    return np.asarray(times)[order], np.stack(mats)[order]
+
+
+def write_tum_trajectory(path: str | os.PathLike, times, cam_to_world) -> Path:
+    """Write camera-to-world poses as a TUM trajectory file (atomically)."""
+    from lyra_sim.io.atomic import atomic_path
+
+    lines = ["# timestamp tx ty tz qx qy qz qw"]
+    for t, m in zip(times, cam_to_world, strict=True):
+        q = Rotation.from_matrix(np.asarray(m)[:3, :3]).as_quat()
+        lines.append(" ".join(f"{v:.6f}" for v in (float(t), *np.asarray(m)[:3, 3], *q)))
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return Path(path)
+
+
+def interpolate_poses(times: np.ndarray, poses: np.ndarray, query: np.ndarray, name: str = "poses") -> np.ndarray:
+    """Camera-to-world at ``query`` times: linear in position, slerp in rotation, clamped at the ends."""
+    if len(times) == 1:
+        return np.repeat(poses[:1], len(query), axis=0)
+    lo, hi = times[0] - MAX_POSE_GAP_S, times[-1] + MAX_POSE_GAP_S
+    outside = (query < lo) | (query > hi)
+    if outside.any():
+        raise InputError(f"{name}: frame time {query[outside][0]:.3f} s lies outside the trajectory [{times[0]:.3f}, "
+                         f"{times[-1]:.3f}] s")  # fmt: skip
+    q = np.clip(query, times[0], times[-1])
+    slerp = Slerp(times, Rotation.from_matrix(poses[:, :3, :3]))
+    out = np.repeat(np.eye(4)[None], len(q), axis=0)
+    out[:, :3, :3] = slerp(q).as_matrix()
+    for axis in range(3):
+        out[:, axis, 3] = np.interp(q, times, poses[:, axis, 3])
+    return out
+
+
+def _check_pose(m, name: str) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    if m.shape != (4, 4) or not np.isfinite(m).all():
+        raise InputError(f"{name}: expected a finite 4x4 camera-to-world matrix, got shape {m.shape}")
+    r = m[:3, :3]
+    if np.abs(r @ r.T - np.eye(3)).max() > 1e-3 or np.linalg.det(r) < 0:
+        raise InputError(f"{name}: the rotation part is not a proper rotation")
+    return m
+
+
+def load_poses(path: str | os.PathLike, names: list[str], stamps: np.ndarray) -> np.ndarray:
+    """Camera-to-world (N,4,4) for the frames ``names`` at ``stamps`` from a TUM trajectory or a JSON file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"poses: no such file {path}")
+    if path.suffix.lower() != ".json":
+        times, mats = read_tum_trajectory(path)
+        return interpolate_poses(times, mats, stamps, name=str(path))
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read as JSON ({exc})") from exc
+    if isinstance(data, dict) and "cam_to_world" in data:
+        data = data["cam_to_world"]
+    if isinstance(data, list):
+        if len(data) != len(names):
+            raise InputError(f"{path}: {len(data)} poses for {len(names)} frames")
+        return np.stack([_check_pose(m, f"{path}[{i}]") for i, m in enumerate(data)])
+    if isinstance(data, dict):
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise InputError(f"{path}: no pose for frame(s) {', '.join(missing[:5])}")
+        return np.stack([_check_pose(data[n], f"{path}[{n!r}]") for n in names])
+    raise InputError(f"{path}: expected a list of 4x4 matrices or an object of frame name -> 4x4")
+
+
+def _find_intrinsics(root: Path, intrinsics) -> tuple[object, float | None]:
+    """The intrinsics argument (or the folder's intrinsics file) and a depth scale it may carry."""
+    if intrinsics is None:
+        found = [root / n for n in INTRINSICS_NAMES if (root / n).is_file()]
+        if not found:
+            raise InputError(f"{root}: no intrinsics given and no {' or '.join(INTRINSICS_NAMES)} in the folder")
+        intrinsics = found[0]
+    scale = None
+    if isinstance(intrinsics, (str, os.PathLike)):
+        try:
+            data = json.loads(Path(intrinsics).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"intrinsics: cannot read {intrinsics} as JSON ({exc})") from exc
+        if isinstance(data, dict) and "depth_scale" in data:
+            scale = float(data["depth_scale"])
+        intrinsics = data
+    return intrinsics, scale
+
+
+def read_sequence(
+    path: str | os.PathLike,
+    intrinsics=None,
+    poses: str | os.PathLike | None = None,
+    depth_scale: float | None = None,
+    fps: float = 30.0,
+    every: int = 1,
+    max_frames: int | None = None,
+) -> RGBDSequence:
+    """Load an RGB-D sequence folder (TUM or plain layout, see the module docstring).
+
+    ``intrinsics`` is a 3x3 K, a dict or a JSON file (fx, fy, cx, cy or K; an optional
+    ``depth_scale`` in metres per depth unit); without it the folder's ``intrinsics.json`` or
+    ``camera.json`` is used. ``depth_scale`` overrides the layout's default (TUM 1/5000, plain 1/1000).
+    ``every`` keeps every n-th frame, ``max_frames`` stops early.
+    """
+    root = Path(path)
+    if not is_sequence_dir(root):
+        raise InputError(f"{root}: not an RGB-D sequence folder (expected rgb.txt + depth.txt, or rgb/ + depth/)")
+    if every < 1:
+        raise InputError(f"every: expected an integer >= 1, got {every}")
+    tum = (root / "rgb.txt").is_file() and (root / "depth.txt").is_file()
+    pairs = _tum_pairs(root) if tum else _plain_pairs(root, fps)
+    mats = None
+    if poses is not None:  # matched against every frame of the folder, before thinning
+        mats = load_poses(poses, [c.stem for _, c, _ in pairs], np.array([t for t, _, _ in pairs]))
+    keep = list(range(len(pairs)))[::every][:max_frames]
+    pairs = [pairs[i] for i in keep]
+    k_arg, file_scale = _find_intrinsics(root, intrinsics)
+    scale = depth_scale or file_scale or (TUM_DEPTH_SCALE if tum else None)
+    frames, K = [], None
+    for t, rgb_path, depth_path in pairs:
+        rgb = load_rgb(rgb_path, name=str(rgb_path))
+        h, w = rgb.shape[:2]
+        if K is None:
+            K = load_intrinsics(k_arg, w, h)
+        elif (w, h) != (frames[0].rgb.shape[1], frames[0].rgb.shape[0]):
+            raise InputError(f"{rgb_path}: {w}x{h}, but the sequence's frames are "
+                             f"{frames[0].rgb.shape[1]}x{frames[0].rgb.shape[0]}")  # fmt: skip
+        depth = load_depth(depth_path, (h, w), name=str(depth_path), depth_scale=scale)
+        frames.append(RGBDFrame(rgb, depth, float(t), rgb_path.stem))
+    if mats is not None:
+        for frame, i in zip(frames, keep, strict=True):
+            frame.cam_to_world = mats[i]
+    return RGBDSequence(frames, K, str(root), {"layout": "tum" if tum else "plain", "depth_scale": scale})
+
+
+def sequence_from_arrays(rgbs, depths, K, timestamps=None, cam_to_world=None, source: str = "arrays") -> RGBDSequence:
+    """A sequence from in-memory frames (colour uint8/float, depth in metres), e.g. straight from a sensor."""
+    rgbs, depths = list(rgbs), list(depths)
+    if len(rgbs) != len(depths) or not rgbs:
+        raise InputError(f"{source}: expected one depth map per colour frame, got {len(depths)} for {len(rgbs)}")
+    stamps = np.arange(len(rgbs)) / 30.0 if timestamps is None else np.asarray(timestamps, dtype=np.float64)
+    if len(stamps) != len(rgbs) or np.any(np.diff(stamps) <= 0):
+        raise InputError(f"{source}: timestamps must be one per frame and increasing")
+    frames = []
+    for i, (c, d) in enumerate(zip(rgbs, depths, strict=True)):
+        rgb = load_rgb(c, name=f"{source}[{i}] colour")
+        depth = load_depth(d, rgb.shape[:2], name=f"{source}[{i}] depth")
+        frames.append(RGBDFrame(rgb, depth, float(stamps[i]), f"{i:06d}"))
+    h, w = frames[0].rgb.shape[:2]
+    if any(f.rgb.shape[:2] != (h, w) for f in frames):
+        raise InputError(f"{source}: frames differ in size")
+    if cam_to_world is not None:
+        if len(cam_to_world) != len(frames):
+            raise InputError(f"{source}: {len(cam_to_world)} poses for {len(frames)} frames")
+        for i, (f, m) in enumerate(zip(frames, cam_to_world, strict=True)):
+            f.cam_to_world = _check_pose(m, f"{source} pose {i}")
+    return RGBDSequence(frames, load_intrinsics(K, w, h), source)

@@ -1,0 +1,124 @@
+"""SuperSplat / PlayCanvas compressed PLY (``*.compressed.ply``): Gaussians quantised in chunks of 256.
+
+Each chunk stores float min/max bounds of position, log scale and colour; each Gaussian packs position
+(11-10-11 bits), rotation (smallest three, 2-10-10-10), log scale (11-10-11) and RGBA (8 bits each) into
+four uint32, and the higher SH terms into one uchar each. About 16 bytes per Gaussian at SH degree 0
+against 62 in a plain PLY. Encoding and decoding are done by ``gsply`` (PlayCanvas-compatible; it sorts
+the Gaussians along a Morton curve when writing, so their order changes). The axes are those of a plain
+3DGS PLY (OpenCV-like x right, y down, z forward for camera-made worlds), and lyra_sim's frame, scale and
+info comments go into the header as in a plain PLY.
+
+It shares the ``.ply`` suffix: :func:`is_compressed_ply` tells the two apart by the header.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import gsply
+
+from lyra_sim.io.atomic import atomic_path
+from lyra_sim.io.errors import WorldFileError
+from lyra_sim.io.gsply_arrays import gsdata_to_world, world_to_gsdata
+from lyra_sim.io.header_metadata import frame_scale_from_comments, info_from_comments, world_comments
+from lyra_sim.world import GaussianWorld
+
+_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+          "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
+_HEADER_LIMIT = 1 << 20
+_END = b"end_header\n"
+
+
+def _header(head: bytes) -> tuple[int, list[str]] | None:
+    """(header length in bytes, header lines) of a PLY, or None when ``head`` holds no complete header."""
+    if not head.startswith(b"ply\n"):
+        return None
+    end = head.find(_END)
+    if end < 0:
+        return None
+    return end + len(_END), head[:end].decode("ascii", errors="replace").splitlines()
+
+
+def is_compressed_ply(path: Path) -> bool:
+    """True when ``path`` is a PLY whose header has the compressed layout (a chunk element, packed vertices)."""
+    with open(path, "rb") as f:
+        parsed = _header(f.read(_HEADER_LIMIT))
+    if parsed is None:
+        return False
+    lines = [line.split() for line in parsed[1]]
+    return any(words[:2] == ["element", "chunk"] for words in lines) and any(
+        words == ["property", "uint", "packed_position"] for words in lines
+    )
+
+
+def _check_body_size(path: Path, data: bytes, header_len: int, lines: list[str]) -> list[str]:
+    """Comments of the header, after checking that the body holds exactly what the header declares."""
+    comments, elements = [], []  # elements: [name, count, row bytes]
+    for line in lines[1:]:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "comment":
+            comments.append(line.partition(" ")[2])
+        elif words[0] == "format" and words[1:2] != ["binary_little_endian"]:
+            raise WorldFileError(f"{path}: compressed PLY must be binary_little_endian, got {line!r}")
+        elif words[0] == "element":
+            if len(words) != 3 or not words[2].isdigit():
+                raise WorldFileError(f"{path}: bad PLY element line {line!r}")
+            elements.append([words[1], int(words[2]), 0])
+        elif words[0] == "property":
+            if not elements or len(words) != 3 or words[1] not in _SIZES:
+                raise WorldFileError(f"{path}: unexpected PLY property line {line!r} in a compressed PLY")
+            elements[-1][2] += _SIZES[words[1]]
+    declared = sum(count * row for _, count, row in elements)
+    body = len(data) - header_len
+    if declared != body:
+        counts = ", ".join(f"{count} {name}" for name, count, _ in elements)
+        raise WorldFileError(f"{path}: header declares {counts} ({declared} bytes) but the body has {body} bytes")
+    chunks = next((count for name, count, _ in elements if name == "chunk"), 0)
+    vertices = next((count for name, count, _ in elements if name == "vertex"), 0)
+    if chunks != -(-vertices // 256):
+        raise WorldFileError(f"{path}: {chunks} chunks for {vertices} Gaussians (expected one per 256)")
+    return comments
+
+
+def read_compressed_ply(path: str | os.PathLike, frame: str | None = None,
+                        meters_per_unit: float | None = None) -> GaussianWorld:
+    """Load a compressed PLY; ``frame``/``meters_per_unit`` override what its header records (as for PLY)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WorldFileError(f"{path}: no such file")
+    data = path.read_bytes()
+    parsed = _header(data[:_HEADER_LIMIT])
+    if parsed is None:
+        raise WorldFileError(f"{path}: not a PLY file (no 'ply' magic and 'end_header' line)")
+    comments = _check_body_size(path, data, *parsed)
+    try:
+        gs = gsply.decompress_from_bytes(data)
+    except (ValueError, KeyError, IndexError, TypeError, struct.error, zlib.error) as exc:
+        raise WorldFileError(f"{path}: corrupt compressed PLY ({exc})") from exc
+    meta = frame_scale_from_comments(comments)
+    if meters_per_unit is None and meta.get("meters_per_unit", "none") != "none":
+        try:
+            meters_per_unit = float(meta["meters_per_unit"])
+        except ValueError as exc:
+            raise WorldFileError(f"{path}: bad meters_per_unit comment {meta['meters_per_unit']!r}") from exc
+    return gsdata_to_world(gs, path, frame or meta.get("frame", "opencv"), meters_per_unit,
+                           info_from_comments(comments))
+
+
+def write_compressed_ply(world: GaussianWorld, path: str | os.PathLike) -> Path:
+    """Write a compressed PLY atomically (SH degree 0-3); returns the path written."""
+    if world.sh_degree > 3:
+        raise WorldFileError(f"{path}: compressed PLY holds SH degree 0-3, the world has {world.sh_degree}")
+    data = gsply.compress_to_bytes(world_to_gsdata(world))
+    magic = b"ply\nformat binary_little_endian 1.0\n"
+    if not data.startswith(magic):  # gsply's header layout changed: refuse rather than write a broken file
+        raise WorldFileError(f"{path}: unexpected compressed PLY header from gsply {gsply.__version__}")
+    comments = "".join(f"comment {line}\n" for line in world_comments(world)).encode("ascii")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(magic + comments + data[len(magic):])
+    return Path(path)

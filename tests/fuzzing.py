@@ -1,0 +1,620 @@
+"""A mutation fuzzer for every file reader of lyra_sim (PLY, native, USD, images, depth, JSON, latents).
+
+Valid seed files are made here; mutators (byte-level and format-aware: header counts, PNG sizes with a
+correct CRC, numbers in text, pickles inside torch zips, safetensors headers) derive hostile variants.
+Cases run in worker subprocesses that set an address-space limit (RLIMIT_AS) after their imports and a
+per-case alarm; the parent also enforces a wall-clock limit and restarts a worker that dies or hangs.
+
+A case FAILS when the reader raises anything but a LyraSimError, when the error does not name the file,
+when it crashes the worker, runs out of time or hits the memory limit. Used by tests/test_fuzz.py
+(a few hundred cases) and benchmarks/bench_fuzz.py (thousands, with timings and peak memory).
+
+Run a worker by hand: ``python tests/fuzzing.py worker`` reads JSON lines {"reader", "path"} on stdin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import random
+import re
+import struct
+import subprocess
+import sys
+import time
+import traceback
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CASE_TIMEOUT_S = 5.0
+MEMORY_HEADROOM = 1 << 30  # address space a worker may add on top of its own after imports
+INTERESTING_NUMBERS = ["0", "-1", "1", "2", "65535", "65536", "2147483647", "4294967296", "1e39", "-1e39",
+                       "nan", "inf", "1e308", "100000", "999999999999", "0.0", "3"]
+INTERESTING_BYTES = [0x00, 0xFF, 0x7F, 0x80, 0x01, 0x0A, 0x20]
+
+
+# --------------------------------------------------------------------------------------------- seeds
+def make_seeds(folder: Path) -> dict[str, list[Path]]:
+    """Small valid inputs for each reader (reader name -> seed files)."""
+    import plyfile
+    import torch
+    from PIL import Image
+
+    from lyra_sim.io import save_world
+    from lyra_sim.world import GaussianWorld
+
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    n = 12
+    world = GaussianWorld(torch.randn(n, 3, generator=g) + torch.tensor([0, 0, 3.0]), torch.randn(n, 4, generator=g),
+                          torch.rand(n, 3, generator=g) * 0.1 + 0.01, torch.rand(n, generator=g),
+                          torch.randn(n, 4, 3, generator=g) * 0.3)  # fmt: skip
+    seeds: dict[str, list[Path]] = {}
+    ply = save_world(world, folder / "w.ply")
+    ascii_ply = folder / "ascii.ply"
+    plyfile.PlyData(plyfile.PlyData.read(str(ply)).elements, text=True).write(str(ascii_ply))
+    seeds["ply"] = [ply, ascii_ply]
+    seeds["native"] = [save_world(world, folder / "w.safetensors")]
+    usd = []
+    try:
+        from usd_exporters import export_world
+
+        usd = [export_world(world.with_z_up_axes(), folder / f"w{suffix}") for suffix in (".usda", ".usdc")]
+        (folder / "refs.usda").write_text(_REFS_USDA)
+        usd.append(folder / "refs.usda")
+    except ImportError:
+        pass
+    seeds["usd"] = usd
+    rgb = (np.random.default_rng(0).random((24, 32, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(folder / "rgb.png")
+    Image.fromarray(rgb).save(folder / "rgb.jpg", quality=80)
+    rgba = np.concatenate([rgb, np.full((24, 32, 1), 255, np.uint8)], axis=2)
+    Image.fromarray(rgba).save(folder / "rgba.png")
+    seeds["image"] = [folder / "rgb.png", folder / "rgb.jpg", folder / "rgba.png"]
+    depth_mm = np.full((24, 32), 1500, np.uint16)
+    Image.fromarray(depth_mm).save(folder / "depth.png")
+    np.save(folder / "depth.npy", depth_mm.astype(np.float32) / 1000)
+    seeds["depth"] = [folder / "depth.png", folder / "depth.npy"]
+    (folder / "intrinsics.json").write_text(json.dumps({"fx": 30.0, "fy": 30.0, "cx": 16.0, "cy": 12.0}))
+    (folder / "intrinsics_k.json").write_text(json.dumps({"K": [[30.0, 0, 16.0], [0, 30.0, 12.0], [0, 0, 1]]}))
+    seeds["intrinsics"] = [folder / "intrinsics.json", folder / "intrinsics_k.json"]
+    K = [[30.0, 0, 16.0], [0, 30.0, 12.0], [0, 0, 1]]
+    (folder / "cameras.json").write_text(json.dumps({"K": K, "world_to_cam": np.eye(4).tolist(), "width": 32,
+                                                     "height": 24}))
+    seeds["camera_path"] = [folder / "cameras.json"]
+    torch.save(np.zeros((1, 16, 2, 4, 4), np.float32), folder / "latent.pkl")
+    torch.save(torch.zeros(1, 16, 2, 4, 4), folder / "latent_tensor.pkl")
+    seeds["latent"] = [folder / "latent.pkl", folder / "latent_tensor.pkl"]
+    return seeds
+
+
+_REFS_USDA = """#usda 1.0
+(
+    defaultPrim = "World"
+    metersPerUnit = 1
+    upAxis = "Z"
+)
+
+def Xform "World"
+{
+    def "Proto"
+    {
+        def ParticleField3DGaussianSplat "Gaussians"
+        {
+            point3f[] positions = [(0, 0, 1), (1, 0, 1), (0, 1, 1)]
+            float[] opacities = [0.5, 0.5, 0.5]
+            float3[] scales = [(0.1, 0.1, 0.1), (0.1, 0.1, 0.1), (0.1, 0.1, 0.1)]
+        }
+    }
+
+    def "A" (
+        references = </World/Proto>
+    )
+    {
+        double3 xformOp:translate = (1, 2, 3)
+        uniform token[] xformOpOrder = ["xformOp:translate"]
+    }
+}
+"""
+
+
+# --------------------------------------------------------------------------------------------- mutators
+def _byte_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    if not data:
+        return b"\x00", "empty -> one byte"
+    buf = bytearray(data)
+    kind = rng.choice(["flip", "set", "insert", "delete", "truncate", "duplicate", "splice_zero"])
+    pos = rng.randrange(len(buf))
+    if kind == "flip":
+        for _ in range(rng.randint(1, 8)):
+            i = rng.randrange(len(buf))
+            buf[i] ^= 1 << rng.randrange(8)
+    elif kind == "set":
+        buf[pos] = rng.choice(INTERESTING_BYTES)
+    elif kind == "insert":
+        buf[pos:pos] = bytes(rng.choice(INTERESTING_BYTES) for _ in range(rng.randint(1, 64)))
+    elif kind == "delete":
+        del buf[pos:pos + rng.randint(1, 64)]
+    elif kind == "truncate":
+        del buf[pos:]
+    elif kind == "duplicate":
+        end = min(len(buf), pos + rng.randint(1, 256))
+        buf[end:end] = buf[pos:end] * rng.randint(1, 8)
+    else:
+        end = min(len(buf), pos + rng.randint(4, 64))
+        buf[pos:end] = bytes(end - pos)
+    return bytes(buf), f"bytes:{kind}@{pos}"
+
+
+_NUMBER = re.compile(rb"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _number_mutation(data: bytes, rng: random.Random, limit: int | None = None) -> tuple[bytes, str]:
+    """Replace a number in the (text part of the) file with an interesting value."""
+    head = data if limit is None else data[:limit]
+    matches = list(_NUMBER.finditer(head))
+    if not matches:
+        return _byte_mutation(data, rng)
+    m = rng.choice(matches)
+    value = rng.choice(INTERESTING_NUMBERS).encode()
+    return data[:m.start()] + value + data[m.end():], f"number:{m.group().decode()}->{value.decode()}@{m.start()}"
+
+
+def _ply_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    end = data.find(b"end_header\n") + len(b"end_header\n")
+    header, body = data[:end], data[end:]
+    kind = rng.choice(["count", "count", "comment_end", "type", "list_element", "numbers", "extra_rows"])
+    if kind == "count":
+        value = rng.choice([b"0", b"1", b"11", b"13", b"1000000", b"2000000000", b"99999999999999"])
+        return re.sub(rb"element vertex \d+", b"element vertex " + value, header) + body, f"ply:count={value}"
+    if kind == "comment_end":
+        lines = header.split(b"\n")
+        lines.insert(2, b"comment end_header")
+        fake = b"\n".join(lines)
+        return re.sub(rb"element vertex \d+", b"element vertex 4000000000", fake) + body, "ply:comment end_header"
+    if kind == "type":
+        types = [b"float", b"double", b"uchar", b"int", b"short", b"list uchar int"]
+        return re.sub(rb"property float (\w+)", lambda m: b"property " + rng.choice(types) + b" " + m.group(1),
+                      header, count=1) + body, "ply:property type"
+    if kind == "list_element":
+        rows = rng.choice([10, 100_000, 5_000_000])
+        extra = f"element face {rows}\nproperty list uchar int vertex_indices\n".encode()
+        return header.replace(b"end_header\n", extra + b"end_header\n") + body + bytes(rows if rows < 200_000 else 0), \
+            f"ply:face list {rows}"
+    if kind == "extra_rows":
+        return header + body + body[: max(1, len(body) // 3)], "ply:extra body rows"
+    return _number_mutation(data, rng, None if b"ascii" in header else end)
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+
+def _png_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Rewrite IHDR (size, bit depth, colour type) with a valid CRC, or append a zlib bomb of zeros."""
+    if not data.startswith(b"\x89PNG") or rng.random() < 0.3:
+        return _byte_mutation(data, rng)
+    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    kind = rng.choice(["size", "depth", "bomb"])
+    if kind == "size":
+        width, height = rng.choice([(6000, 6000), (50000, 50000), (1, 1), (0, 5), (100000, 1), (2**31 - 1, 2)])
+    elif kind == "depth":
+        depth, colour = rng.choice([(16, 0), (16, 2), (8, 0), (1, 0), (16, 6), (8, 4), (8, 3)])
+    else:
+        width, height, depth, colour = 6000, 6000, 8, 2
+    ihdr = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))
+    out = data[:8] + ihdr + data[33:]
+    if kind == "bomb":
+        raw = zlib.compress(bytes((width * 3 + 1) * height), 9)
+        idat_start = out.find(b"IDAT") - 4
+        out = out[:idat_start] + _png_chunk(b"IDAT", raw) + _png_chunk(b"IEND", b"")
+    return out, f"png:{kind} {width}x{height} depth {depth} colour {colour}"
+
+
+def _npy_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    header_end = data.find(b"\n", 10) + 1
+    if rng.random() < 0.5:
+        shape = rng.choice([b"(300000, 40000)", b"(24, 32)", b"(0,)", b"(24, 32, 1)", b"()", b"(-1, 5)"])
+        out = re.sub(rb"\(\d+, \d+\)", shape, data[:header_end], count=1)
+        return out + data[header_end:], f"npy:shape {shape.decode()}"
+    if rng.random() < 0.3:
+        descr = rng.choice([b"'|O'", b"'<f8'", b"'<u2'", b"'|b1'", b"'<c8'"])
+        return re.sub(rb"'<f4'", descr, data[:header_end]) + data[header_end:], f"npy:descr {descr.decode()}"
+    return _byte_mutation(data, rng)
+
+
+def _json_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    kind = rng.choice(["number", "number", "deep", "type", "bytes", "big"])
+    if kind == "number":
+        return _number_mutation(data, rng)
+    if kind == "deep":
+        depth = rng.choice([100, 5000, 200000])
+        return b"[" * depth + b"]" * depth, f"json:nested {depth}"
+    if kind == "type":
+        doc = json.loads(data)
+        key = rng.choice(list(doc))
+        doc[key] = rng.choice([{"a": 1}, "text", None, [], [[1, 2], [3]], True, 1e39])
+        return json.dumps(doc).encode(), f"json:{key} -> {doc[key]!r}"
+    if kind == "big":
+        doc = json.loads(data)
+        doc["width"], doc["height"] = rng.choice([(100000, 100000), (0, 0), (32, -5), (1.5, 2)])
+        return json.dumps(doc).encode(), f"json:size {doc['width']}x{doc['height']}"
+    return _byte_mutation(data, rng)
+
+
+def _zip_member_mutation(data: bytes, rng: random.Random, member_suffix: str) -> tuple[bytes, str]:
+    """Mutate one member of a zip (torch.save files) and write a valid zip again."""
+    try:
+        src = zipfile.ZipFile(io.BytesIO(data))
+        names = src.namelist()
+    except zipfile.BadZipFile:
+        return _byte_mutation(data, rng)
+    targets = [n for n in names if n.endswith(member_suffix)] or names
+    target = rng.choice(targets)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for name in names:
+            payload = src.read(name)
+            if name == target:
+                mutator = _pickle_mutation if name.endswith(".pkl") else _byte_mutation
+                payload, what = mutator(payload, rng)
+            dst.writestr(name, payload)
+    return out.getvalue(), f"zip:{target.split('/')[-1]} {what}"
+
+
+def _pickle_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Shapes in a pickle are BININT/BININT1 operands: rewrite small integers to huge ones, or flip bytes."""
+    if rng.random() < 0.5:
+        positions = [i for i in range(len(data) - 1) if data[i] == 0x4B]  # BININT1 <byte>
+        if positions:
+            i = rng.choice(positions)
+            value = rng.choice([0x7FFFFFFF, 100_000, 0, 65536])
+            return data[:i] + b"J" + struct.pack("<i", value) + data[i + 2:], f"pickle:BININT1@{i}->{value}"
+    return _byte_mutation(data, rng)
+
+
+def _safetensors_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    if len(data) < 8 or rng.random() < 0.3:
+        return _byte_mutation(data, rng)
+    (size,) = struct.unpack("<Q", data[:8])
+    header = data[8:8 + size]
+    kind = rng.choice(["numbers", "dtype", "meta"])
+    if kind == "dtype":
+        new = header.replace(b'"F32"', rng.choice([b'"F8_E4M3"', b'"BOOL"', b'"I64"', b'"F16"', b'"U8"']), 1)
+    elif kind == "meta":
+        meta = rng.choice([b'"times":"' + b"[" * 100000 + b'"', b'"info":"[{\\"image_size\\": [0, 0]}]"',
+                           b'"times":"[0.0, 1.0]"', b'"meters_per_unit":"\\"x\\""', b'"frame":"z_up"'])
+        new = re.sub(rb'"times":"[^"]*"', lambda _: meta, header, count=1)
+    else:
+        new, _ = _number_mutation(header, rng)
+    new = new + b" " * ((8 - len(new) % 8) % 8)
+    return struct.pack("<Q", len(new)) + new + data[8 + size:], f"safetensors:{kind}"
+
+
+def _usd_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    if not data.startswith(b"#usda"):
+        return _byte_mutation(data, rng)
+    kind = rng.choice(["numbers", "numbers", "external", "bomb", "tcps", "projective", "bytes"])
+    text = data.decode("utf-8", errors="replace")
+    if kind == "external":
+        asset = rng.choice(["/etc/passwd", "../outside.usda", "/tmp/elsewhere.usda", "https://example.com/x.usda"])
+        arc = rng.choice(["references", "payload"])
+        text = text.replace('def Xform "World"\n', f'def Xform "World" (\n    {arc} = @{asset}@\n)\n', 1)
+        if "subLayers" not in text and rng.random() < 0.5:
+            text = text.replace("(\n", f"(\n    subLayers = [@{asset}@]\n", 1)
+    elif kind == "bomb":
+        levels = ['def "L0"\n{\n    def "leaf"\n    {\n    }\n}\n']
+        for i in range(1, 24):
+            levels.append(f'def "L{i}"\n{{\n    def "a" (\n        references = </L{i - 1}>\n    )\n    {{\n    }}\n'
+                          f'    def "b" (\n        references = </L{i - 1}>\n    )\n    {{\n    }}\n}}\n')
+        text += "\n" + "\n".join(levels)
+    elif kind == "tcps":
+        text = text.replace("(\n", f"(\n    timeCodesPerSecond = {rng.choice(['0', '-24', '1e-300'])}\n", 1)
+        text = re.sub(r"point3f\[\] positions = ", "point3f[] positions.timeSamples = { 0: ", text, count=1)
+        text = re.sub(r"(positions.timeSamples = \{ 0: \[[^\]]*\])", r"\1 }", text, count=1)
+    elif kind == "projective":
+        text = text.replace('def ParticleField3DGaussianSplat "Gaussians"\n    {\n',
+                            'def ParticleField3DGaussianSplat "Gaussians"\n    {\n        matrix4d xformOp:transform = '
+                            '( (1, 0, 0, 0.5), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1) )\n'
+                            '        uniform token[] xformOpOrder = ["xformOp:transform"]\n', 1)
+    elif kind == "numbers":
+        return _number_mutation(data, rng)
+    else:
+        return _byte_mutation(data, rng)
+    return text.encode(), f"usd:{kind}"
+
+
+def mutate(reader: str, data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """One hostile variant of a seed file for ``reader``, with a short description of the mutation."""
+    if rng.random() < 0.2:
+        return _byte_mutation(data, rng)
+    try:
+        return _format_mutation(reader, data, rng)
+    except Exception:  # a seed already mangled by an earlier mutation: fall back to bytes
+        return _byte_mutation(data, rng)
+
+
+def _format_mutation(reader: str, data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    if reader == "ply":
+        return _ply_mutation(data, rng)
+    if reader == "image" or (reader == "depth" and data.startswith(b"\x89PNG")):
+        return _png_mutation(data, rng)
+    if reader == "depth":
+        return _npy_mutation(data, rng)
+    if reader in ("intrinsics", "camera_path"):
+        return _json_mutation(data, rng)
+    if reader == "latent":
+        return _zip_member_mutation(data, rng, ".pkl")
+    if reader == "native":
+        return _safetensors_mutation(data, rng)
+    if reader == "usd":
+        return _usd_mutation(data, rng)
+    return _byte_mutation(data, rng)
+
+
+# --------------------------------------------------------------------------------------------- readers (worker)
+def _read(reader: str, path: Path):
+    """Run one reader on ``path`` the way users reach it."""
+    if reader in ("ply", "native", "usd"):
+        from lyra_sim.io import load_world
+
+        world = load_world(path)
+        return len(world)
+    if reader == "image":
+        from lyra_sim.generate.images import load_image
+
+        return load_image(path).rgb.shape
+    if reader == "depth":
+        from lyra_sim.generate.images import load_depth
+
+        return load_depth(path, (24, 32)).shape
+    if reader == "intrinsics":
+        from lyra_sim.generate.images import load_intrinsics
+
+        return load_intrinsics(path, 32, 24).shape
+    if reader == "camera_path":
+        from lyra_sim.camera_paths import load_camera_file
+
+        return len(load_camera_file(path, width=32, height=24))
+    if reader == "latent":
+        from lyra_sim.generate.gen3c_dir import load_teacher_latent
+
+        return tuple(load_teacher_latent(path).shape)
+    if reader.startswith("selftest_"):  # readers that misbehave on purpose: the harness must catch each
+        return _SELFTESTS[reader](path)
+    raise KeyError(reader)
+
+
+def _selftest_memory(path: Path):
+    return bytearray(8 << 30)
+
+
+def _selftest_timeout(path: Path):
+    while True:
+        pass
+
+
+def _selftest_crash(path: Path):
+    os.kill(os.getpid(), 9)
+
+
+_SELFTESTS = {"selftest_exception": lambda path: {}[path], "selftest_unnamed": lambda path: _raise_unnamed(),
+              "selftest_memory": _selftest_memory, "selftest_timeout": _selftest_timeout,
+              "selftest_crash": _selftest_crash}
+
+
+def _raise_unnamed():
+    from lyra_sim.errors import LyraSimError
+
+    raise LyraSimError("something is wrong with some file")
+
+
+def _peak_rss_reset() -> None:
+    with contextlib.suppress(OSError):  # resets VmHWM (the peak resident size) on Linux
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class _CaseTimeout(BaseException):
+    pass
+
+
+def worker_main() -> None:
+    """Read cases from stdin, answer one JSON line each: outcome, error type, message, time, peak memory."""
+    import resource
+    import signal
+    import warnings
+
+    from lyra_sim.errors import LyraSimError
+
+    warnings.simplefilter("ignore")
+    for module in ("lyra_sim.io", "lyra_sim.generate.images", "lyra_sim.generate.gen3c_dir", "lyra_sim.camera_paths",
+                   "usd_exporters.stage_io"):
+        with contextlib.suppress(ImportError):
+            __import__(module)
+    vm = next(int(x.split()[1]) * 1024 for x in Path("/proc/self/status").read_text().splitlines()
+              if x.startswith("VmSize:"))
+    limit = vm + int(os.environ.get("FUZZ_MEMORY_HEADROOM", MEMORY_HEADROOM))
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    def alarm(signum, frame):
+        raise _CaseTimeout
+
+    signal.signal(signal.SIGALRM, alarm)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        case = json.loads(line)
+        path = Path(case["path"])
+        _peak_rss_reset()
+        base = _rss_bytes()
+        start = time.perf_counter()
+        result = {"outcome": "ok", "error": "", "message": ""}
+        signal.setitimer(signal.ITIMER_REAL, case.get("timeout", CASE_TIMEOUT_S))
+        try:
+            _read(case["reader"], path)
+        except _CaseTimeout:
+            limit = case.get("timeout", CASE_TIMEOUT_S)
+            result = {"outcome": "timeout", "error": "timeout", "message": f"over {limit} s"}
+        except MemoryError as exc:
+            result = {"outcome": "memory", "error": "MemoryError", "message": str(exc)[:300]}
+        except LyraSimError as exc:
+            message = str(exc)
+            named = path.name in message
+            result = {"outcome": "clean" if named else "unnamed", "error": type(exc).__name__,
+                      "message": message[:300]}
+        except BaseException as exc:  # every other exception is what the fuzzer looks for
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            result = {"outcome": "exception", "error": type(exc).__name__,
+                      "message": f"{str(exc)[:240]} (at {Path(where.filename).name}:{where.lineno})"}
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        result["seconds"] = time.perf_counter() - start
+        result["peak_bytes"] = max(0, _peak_rss_bytes() - base)
+        print(json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------------------------- driver
+@dataclass
+class Case:
+    reader: str
+    path: Path
+    mutation: str
+    size: int
+    timeout: float = CASE_TIMEOUT_S
+
+
+@dataclass
+class ReaderReport:
+    cases: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)
+    worst_seconds: float = 0.0
+    worst_peak_bytes: int = 0
+    worst_case: str = ""
+
+
+FAILING = ("exception", "unnamed", "timeout", "memory", "crash")
+
+
+def make_cases(folder: Path, counts: dict[str, int], seed: int = 0) -> list[Case]:
+    """``counts[reader]`` mutated files per reader, written under ``folder``."""
+    seeds = make_seeds(folder / "seeds")
+    rng = random.Random(seed)
+    cases = []
+    for reader, count in counts.items():
+        sources = seeds.get(reader) or []
+        if not sources:
+            continue
+        for i in range(count):
+            source = sources[i % len(sources)]
+            data, what = mutate(reader, source.read_bytes(), rng)
+            if rng.random() < 0.15:  # stack a second mutation now and then
+                data, second = mutate(reader, data, rng)
+                what += " + " + second
+            path = folder / reader / f"{i:05d}_{source.stem}{source.suffix}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            cases.append(Case(reader, path, what, len(data)))
+    return cases
+
+
+class _Worker:
+    def __init__(self, env: dict):
+        self.proc = subprocess.Popen([sys.executable, __file__, "worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        self._expect_line(120.0)
+
+    def _expect_line(self, timeout: float) -> dict | None:
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                line = self.proc.stdout.readline()
+                sel.close()
+                if not line:  # end of output: the worker died
+                    self.proc.wait(timeout=30)
+                    return None
+                return json.loads(line)
+        sel.close()
+        return None
+
+    def run(self, case: Case) -> dict:
+        request = {"reader": case.reader, "path": str(case.path), "timeout": case.timeout}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        answer = self._expect_line(case.timeout + 10.0)
+        if answer is None:
+            dead = self.proc.poll() is not None
+            self.close()
+            return {"outcome": "crash" if dead else "timeout", "error": "worker died" if dead else "hung",
+                    "message": "", "seconds": CASE_TIMEOUT_S, "peak_bytes": 0}
+        return answer
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def run_cases(cases: list[Case], progress=None) -> dict[str, ReaderReport]:
+    """Run every case in a worker subprocess (restarted after a crash or hang); a report per reader."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    reports: dict[str, ReaderReport] = {}
+    worker = None
+    try:
+        for case in cases:
+            if worker is None or worker.proc.poll() is not None:
+                worker = _Worker(env)
+            result = worker.run(case)
+            if result["outcome"] in ("crash", "timeout") and result["error"] in ("worker died", "hung"):
+                worker = None
+            report = reports.setdefault(case.reader, ReaderReport())
+            report.cases += 1
+            report.outcomes[result["outcome"]] = report.outcomes.get(result["outcome"], 0) + 1
+            if result["outcome"] in FAILING:
+                report.failures.append({"path": str(case.path), "mutation": case.mutation, **result})
+            if case.size < 1 << 20:
+                if result["seconds"] > report.worst_seconds:
+                    report.worst_seconds = result["seconds"]
+                    report.worst_case = f"{case.path.name} ({case.mutation})"
+                report.worst_peak_bytes = max(report.worst_peak_bytes, result["peak_bytes"])
+            if progress is not None:
+                progress.update(1)
+    finally:
+        if worker is not None:
+            worker.close()
+    return reports
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["worker"]:
+        worker_main()
+    else:
+        sys.exit("usage: fuzzing.py worker")
