@@ -146,7 +146,7 @@ def frustum_world(n: int, cam: Camera, seed: int = 0, sh_degree: int = 0) -> Gau
 def test_matches_previous_implementation(sh_degree):
     cam = Camera.look_at([0.1, -0.1, 0.0], [0, 0, 4.0], width=70, height=50, fov_deg=60)
     world = frustum_world(4000, cam, seed=sh_degree, sh_degree=sh_degree)
-    out = render(world, cam, backend="cpu")
+    out = render(world, cam, backend="cpu", background=(0, 0, 0))
     rgb, alpha = render_previous(world, cam)
     assert alpha.mean() > 0.5  # a dense picture, many Gaussians overlap
     # float32 blending, precomputed covariances: differences at the level of float32 rounding
@@ -170,10 +170,10 @@ def test_chunk_culling_changes_nothing(monkeypatch):
         kept = index.visible_chunks(view.world_to_cam[0].double().numpy(), view.K[0].double().numpy(), 48, 32,
                                     0.01, 1e10)  # fmt: skip
         assert len(kept) < 0.7 * index.num_chunks  # culling does something here
-    culled = render(world, cams, backend="cpu")
-    single = render(world, cams[1], backend="cpu")
+    culled = render(world, cams, backend="cpu", background=(0, 0, 0))
+    single = render(world, cams[1], backend="cpu", background=(0, 0, 0))
     monkeypatch.setattr(SceneIndex, "visible_chunks", lambda self, *args: np.arange(self.num_chunks))
-    unculled = render(world, cams, backend="cpu")
+    unculled = render(world, cams, backend="cpu", background=(0, 0, 0))
     assert unculled.alpha.mean() > 0.5  # the scene fills the view
     assert torch.equal(culled.rgb, unculled.rgb) and torch.equal(culled.alpha, unculled.alpha)
     assert torch.equal(culled.depth, unculled.depth)
@@ -187,15 +187,15 @@ def test_index_is_rebuilt_when_the_world_changes():
     cam = Camera.look_at([0, 0, 0], [0, 0, 3.0], width=32, height=24)
     first = scene_index_module.scene_index(world)
     assert scene_index_module.scene_index(world) is first
-    before = render(world, cam, backend="cpu").rgb
+    before = render(world, cam, backend="cpu", background=(0, 0, 0)).rgb
     with torch.no_grad():
         world.means[:, 0] += 0.3  # in place: same tensor, new version
     assert scene_index_module.scene_index(world) is not first
-    after = render(world, cam, backend="cpu").rgb
+    after = render(world, cam, backend="cpu", background=(0, 0, 0)).rgb
     torch.testing.assert_close(after, torch.from_numpy(render_previous(world, cam)[0]), atol=2e-5, rtol=0)
     assert not torch.allclose(before, after)
     world.sh = world.sh * 0.5  # replaced tensor
-    torch.testing.assert_close(render(world, cam, backend="cpu").rgb,
+    torch.testing.assert_close(render(world, cam, backend="cpu", background=(0, 0, 0)).rgb,
                                torch.from_numpy(render_previous(world, cam)[0]), atol=2e-5, rtol=0)  # fmt: skip
 
 
