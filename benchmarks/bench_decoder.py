@@ -11,6 +11,7 @@ memory, beside the paper's 3213 ms; and mamba-ssm's fused kernel vs the pure-PyT
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import statistics
 import sys
@@ -177,7 +178,8 @@ def main() -> None:
         f"| official, SSD scan before issue 13 | 6 views x 9 frames at 176x320 | 2,640 | | {1000 * previous:.0f} ms |",
         "",
         "Issue 13's target: <= 2500 ms for the official 6-view forward with the same outputs. The scan against "
-        "its lower bound (a matmul of the same FLOPs; best of 5, interleaved):",
+        "its lower bound (a matmul of the same FLOPs; best of 5, interleaved; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: the machine was shared):",
         "",
         "| one official-size SSD scan (2,640 tokens, 16 x 64 heads, state 256) | time | GFLOP/s |",
         "| --- | --- | --- |",

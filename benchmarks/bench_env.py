@@ -8,6 +8,7 @@ step) beside gymnasium's SyncVectorEnv of single envs, interleaved in one run (<
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import time
 from functools import partial
@@ -107,7 +108,8 @@ def main() -> None:
     lines += [
         "",
         f"{ROBOTS} robots, 64x48 RGB-D, random actions (autoreset), {VECTOR_STEPS} vector steps each, the two "
-        "interleaved in blocks of 10 steps:",
+        f"interleaved in blocks of 10 steps (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: other "
+        "engineers shared the machine, so compare the rows with each other; CPU ms are less load-sensitive):",
         "",
         "| vector env | env steps/s in total (target >= 400) | CPU ms per env step |",
         "| --- | --- | --- |",

@@ -33,6 +33,8 @@ from results import write_section
 from lyra_sim import Camera, GaussianWorld, render
 from lyra_sim.camera import look_at_matrix
 from lyra_sim.physics.pybullet_quiet import import_pybullet
+from lyra_sim.rendering import cpu as cpu_backend
+from lyra_sim.rendering import cpu_kernels as kernels
 from lyra_sim.rendering.index import scene_index
 from lyra_sim.rotations import rotmat_to_quat
 
@@ -135,6 +137,32 @@ def read_once_seconds(world: GaussianWorld) -> float:
     return min(timeit.repeat(lambda: (index.geometry.sum(), index.sh.sum()), number=1, repeat=5))
 
 
+def stage_cpu_ms(world: GaussianWorld, camera: Camera) -> dict[str, float]:
+    """CPU milliseconds of each stage of one frame on one thread (median of 5): chunk culling, projection of
+    the kept chunks, depth sort, composite (gather, bin, blend in batches until the tiles saturate)."""
+    index, view, (w, h) = scene_index(world), cpu_backend._View(camera, 0), (camera.width, camera.height)
+    chunks = index.visible_chunks(view.world_to_cam, view.K, w, h, 0.01, 1e10)
+    sizes = index.chunk_starts[chunks + 1] - index.chunk_starts[chunks]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    rows, depth = np.empty((offsets[-1], kernels.PACKED_WIDTH), np.float32), np.empty(offsets[-1], np.float32)
+    slots, counts = np.empty(offsets[-1], np.int64), np.zeros(len(chunks), np.int64)
+    steps = {
+        "cull": lambda: index.visible_chunks(view.world_to_cam, view.K, w, h, 0.01, 1e10),
+        "project": lambda: kernels.project_chunks(index.geometry, index.sh, index.chunk_starts, chunks, offsets,
+                                                  view.world_to_cam, view.position, view.intrinsics, w, h, 0.3, 0.01,
+                                                  1e10, rows, depth, slots, counts),
+        "sort": lambda: kernels.depth_sort(depth, offsets, counts, index.ids, slots),
+        "composite": lambda: kernels.composite(rows, kernels.depth_sort(depth, offsets, counts, index.ids, slots), w,
+                                               h, cpu_backend.TILE_SIZE, np.zeros((h, w, 4), np.float32),
+                                               np.ones((h, w), np.float32)),
+    }  # fmt: skip
+    _, cpu_times = interleaved({name: threads(1, fn) for name, fn in steps.items()}, repeats=5)
+    result = {name: 1000 * t for name, t in cpu_times.items()}
+    result["composite"] -= result["sort"]
+    result["visible"] = int(counts.sum())
+    return result
+
+
 def main() -> None:
     client = p.connect(p.DIRECT)
     p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
@@ -155,7 +183,7 @@ def main() -> None:
                    "prev2": threads(2, lambda w=world: render_previous(w, cam))}  # fmt: skip
             t, cpu = interleaved(fns, repeats=15)
             coverage = float((render(world, cam, backend="cpu").alpha > 0.5).float().mean())
-        rows.append((label, t, cpu, coverage))
+        rows.append((label, t, cpu, coverage, stage_cpu_ms(world, cam)))
         print(f"{label} 200k 128x128: TinyRenderer {1000 * t['tiny']:.1f} ms, ours 2 threads {1000 * t['ours2']:.1f} ms"
               f" (ratio {t['ours2'] / t['tiny']:.2f}), 1 thread {1000 * t['ours1']:.1f} ms (ratio "
               f"{t['ours1'] / t['tiny']:.2f}; CPU-time ratio {cpu['ours1'] / cpu['tiny']:.2f}), previous renderer "
@@ -173,6 +201,7 @@ def main() -> None:
                             "prev2": threads(2, lambda: render_previous(big, robot))}, repeats=5)  # fmt: skip
         picture = render(big, robot, backend="cpu", background=(1.0, 1.0, 1.0))
     read_once = read_once_seconds(big)
+    rows.append(("2M SH3 robot camera 640x480", None, None, None, stage_cpu_ms(big, robot)))
     Image.fromarray(picture.to_uint8().numpy()).save(Path(__file__).with_name("robot_camera_2m.png"))
     print(f"2M SH3 640x480 robot camera: {1000 * t['ours2']:.0f} ms ({1 / t['ours2']:.1f} frames/s), previous "
           f"{1000 * t['prev2']:.0f} ms; {seen:,} Gaussians in the chunks kept; reading the index once "
@@ -184,7 +213,8 @@ def write_results(rows, big, seen: int, read_once: float) -> None:
     lines = [
         f"Measured {datetime.date.today()} on {platform.processor() or platform.machine()} ({os.cpu_count()} CPUs) by "
         "`python benchmarks/bench_render.py`: one run, timings interleaved round-robin (medians), so the",
-        "ratios are robust to a busy machine; absolute times are not (other engineers shared this machine).",
+        "ratios are robust to a busy machine; absolute times are not (other engineers shared this machine: load",
+        f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end of the run).",
         "Scene: pybullet_data samurai monastery; TinyRenderer draws the textured mesh, lyra_sim draws 200k",
         "Gaussians sampled on the same surface, or 200k random Gaussians filling the same view (depths 2-25 m,",
         "log-scales in [-4, -2]); same camera, 128x128. \"previous\" is the renderer before issue 13 (tests/).",
@@ -194,7 +224,7 @@ def write_results(rows, big, seen: int, read_once: float) -> None:
         "| pixels covered |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for label, t, cpu, cov in rows:
+    for label, t, cpu, cov, _ in rows[:2]:
         lines.append(f"| {label} | {1000 * t['tiny']:.1f} ms | {1000 * t['ours2']:.1f} ms | {1000 * t['ours1']:.1f} ms "
                      f"| {1000 * t['prev2']:.1f} ms | {t['ours2'] / t['tiny']:.2f} | {t['ours1'] / t['tiny']:.2f} "
                      f"| {cpu['ours1'] / cpu['tiny']:.2f} | {cov:.0%} |")  # fmt: skip
@@ -206,7 +236,15 @@ def write_results(rows, big, seen: int, read_once: float) -> None:
         f"culling keeps {seen:,} of the 2M Gaussians for this view. Lower bound: reading the world's index "
         f"once takes {1000 * read_once:.1f} ms here (the frame is {big['ours2'] / read_once:.0f}x that). "
         "Picture: benchmarks/robot_camera_2m.png.",
+        "",
+        "Stages of one frame, CPU ms on one thread (median of 5; a frame's parts, each measured alone):",
+        "",
+        "| frame | Gaussians drawn | cull chunks | project | depth sort | composite |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
+    for label, _, _, _, st in rows:
+        lines.append(f"| {label} | {st['visible']:,} visible | {st['cull']:.1f} | {st['project']:.1f} "
+                     f"| {st['sort']:.1f} | {st['composite']:.1f} |")  # fmt: skip
     out = write_section("CPU camera: lyra_sim Gaussian rasterizer vs PyBullet TinyRenderer", "\n".join(lines))
     print(f"wrote {out}")
 
