@@ -234,3 +234,20 @@ def test_splat_of_the_wrong_size_and_unwritable_splat(tmp_path):
         load_world(tmp_path / "w.splat")
     with pytest.raises(WorldFileError, match="cannot save"):
         save_world(world_for_formats(n=4, degree=0), tmp_path / "x.splat")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda h: h.replace(b"property float min_r\n", b""), "element 'chunk' has properties"),
+        (lambda h: h.replace(b"property uint packed_color\n", b"property float packed_color\n"), "'vertex'"),
+        (lambda h: h.replace(b"property uchar f_rest_8\n", b""), "'sh' element"),
+        (lambda h: h.replace(b"format binary_little_endian", b"format binary_big_endian"), "little_endian"),
+    ],
+)
+def test_compressed_ply_with_another_layout_is_refused_by_name(tmp_path, edit, message):
+    data = save_world(world_for_formats(n=10, degree=1), tmp_path / "w.compressed.ply").read_bytes()
+    end = data.index(b"end_header\n")
+    (tmp_path / "odd.ply").write_bytes(edit(data[:end]) + data[end:])
+    with pytest.raises(WorldFileError, match=r"odd\.ply.*" + message):
+        load_world(tmp_path / "odd.ply")

@@ -19,6 +19,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from lyra_sim.camera import Camera
+from lyra_sim.envs import DEFAULT_MAX_STEPS
 from lyra_sim.envs.navigate import NavigateEnv
 from lyra_sim.envs.scene import prepare_scene
 from lyra_sim.rendering import DEFAULT_BACKGROUND, render
@@ -45,20 +46,21 @@ class _DeferredCameraEnv(NavigateEnv):
 class NavigateVectorEnv(SyncVectorEnv):
     """``num_envs`` Navigate-v0 robots in one scene, stepped in this process with one batched render per step.
 
-    ``source`` and ``intrinsics`` are as for ``make_env`` (the scene is prepared once and shared);
-    other keyword arguments go to each ``NavigateEnv``. ``threads`` sets numba's thread count for the
-    process (default: every CPU it may use).
+    ``source`` and ``intrinsics`` are as for ``make_env`` (the scene is prepared once and shared); each robot
+    is truncated after ``max_steps`` steps (None: never); other keyword arguments go to each ``NavigateEnv``.
+    ``threads`` sets numba's thread count for the process (default: every CPU it may use).
     """
 
     def __init__(self, source, num_envs: int, intrinsics=None, threads: int | None = None, copy: bool = True,
-                 autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP, **kwargs):  # fmt: skip
+                 autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+                 max_steps: int | None = DEFAULT_MAX_STEPS, **kwargs):  # fmt: skip
         if int(num_envs) != num_envs or num_envs < 1:
             raise ValueError(f"num_envs: expected a positive integer, got {num_envs!r}")
         scene = prepare_scene(source, intrinsics=intrinsics, **(kwargs.pop("scene_options", None) or {}))
         available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         numba.set_num_threads(max(1, min(threads or available, numba.config.NUMBA_NUM_THREADS)))
         self._pending: list = []
-        make = partial(_DeferredCameraEnv, scene, pending=self._pending, **kwargs)
+        make = partial(_DeferredCameraEnv, scene, pending=self._pending, max_steps=max_steps, **kwargs)
         super().__init__([make] * int(num_envs), copy=copy, autoreset_mode=autoreset_mode)
 
     def reset(self, *, seed=None, options=None):

@@ -54,9 +54,19 @@ def is_compressed_ply(path: Path) -> bool:
     )
 
 
-def _check_body_size(path: Path, data: bytes, header_len: int, lines: list[str]) -> list[str]:
-    """Comments of the header, after checking that the body holds exactly what the header declares."""
-    comments, elements = [], []  # elements: [name, count, row bytes]
+_CHUNK = [f"{bound}_{axis}" for bound in ("min", "max") for axis in "xyz"]
+_CHUNK += [f"{bound}_scale_{axis}" for bound in ("min", "max") for axis in "xyz"]
+_CHUNK += [f"{bound}_{c}" for bound in ("min", "max") for c in "rgb"]
+LAYOUT = {  # the layout gsply (and current SuperSplat / PlayCanvas) read and write, element by element
+    "chunk": [("float", name) for name in _CHUNK],
+    "vertex": [("uint", name) for name in ("packed_position", "packed_rotation", "packed_scale", "packed_color")],
+}
+_SH_REST_COUNTS = (9, 24, 45)  # f_rest per Gaussian at SH degree 1, 2, 3
+
+
+def _check_layout(path: Path, data: bytes, header_len: int, lines: list[str]) -> list[str]:
+    """Comments of the header, after checking its elements, properties and sizes against the layout."""
+    comments, elements = [], []  # elements: (name, count, [(type, property name), ...])
     for line in lines[1:]:
         words = line.split()
         if not words:
@@ -68,18 +78,31 @@ def _check_body_size(path: Path, data: bytes, header_len: int, lines: list[str])
         elif words[0] == "element":
             if len(words) != 3 or not words[2].isdigit():
                 raise WorldFileError(f"{path}: bad PLY element line {line!r}")
-            elements.append([words[1], int(words[2]), 0])
+            elements.append((words[1], int(words[2]), []))
         elif words[0] == "property":
             if not elements or len(words) != 3 or words[1] not in _SIZES:
                 raise WorldFileError(f"{path}: unexpected PLY property line {line!r} in a compressed PLY")
-            elements[-1][2] += _SIZES[words[1]]
-    declared = sum(count * row for _, count, row in elements)
+            elements[-1][2].append((words[1], words[2]))
+    names = [name for name, _, _ in elements]
+    if names not in (["chunk", "vertex"], ["chunk", "vertex", "sh"]):
+        raise WorldFileError(f"{path}: compressed PLY elements {names}, expected chunk, vertex[, sh]")
+    for name, _, properties in elements[:2]:
+        if properties != LAYOUT[name]:
+            raise WorldFileError(f"{path}: compressed PLY element {name!r} has properties "
+                                 f"{[p for _, p in properties]}, expected {[p for _, p in LAYOUT[name]]}")
+    if len(elements) == 3:
+        rest = elements[2][2]
+        if len(rest) not in _SH_REST_COUNTS or rest != [("uchar", f"f_rest_{i}") for i in range(len(rest))]:
+            raise WorldFileError(f"{path}: compressed PLY 'sh' element is not uchar f_rest_0..N with N+1 in "
+                                 f"{_SH_REST_COUNTS}")
+        if elements[2][1] != elements[1][1]:
+            raise WorldFileError(f"{path}: {elements[2][1]} SH rows for {elements[1][1]} Gaussians")
+    declared = sum(count * sum(_SIZES[t] for t, _ in properties) for _, count, properties in elements)
     body = len(data) - header_len
     if declared != body:
         counts = ", ".join(f"{count} {name}" for name, count, _ in elements)
         raise WorldFileError(f"{path}: header declares {counts} ({declared} bytes) but the body has {body} bytes")
-    chunks = next((count for name, count, _ in elements if name == "chunk"), 0)
-    vertices = next((count for name, count, _ in elements if name == "vertex"), 0)
+    chunks, vertices = elements[0][1], elements[1][1]
     if chunks != -(-vertices // 256):
         raise WorldFileError(f"{path}: {chunks} chunks for {vertices} Gaussians (expected one per 256)")
     return comments
@@ -95,7 +118,7 @@ def read_compressed_ply(path: str | os.PathLike, frame: str | None = None,
     parsed = _header(data[:_HEADER_LIMIT])
     if parsed is None:
         raise WorldFileError(f"{path}: not a PLY file (no 'ply' magic and 'end_header' line)")
-    comments = _check_body_size(path, data, *parsed)
+    comments = _check_layout(path, data, *parsed)
     try:
         gs = gsply.decompress_from_bytes(data)
     except (ValueError, KeyError, IndexError, TypeError, struct.error, zlib.error) as exc:
