@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from lyra_sim.camera import Camera
@@ -45,7 +46,10 @@ class RenderResult:
 
     def to_uint8(self) -> torch.Tensor:
         """RGB as uint8 (..., H, W, 3)."""
-        return (self.rgb.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        rgb = self.rgb.detach()
+        if rgb.device.type == "cpu":  # numpy: torch's thread pool would wake for this and contend with numba's
+            return torch.from_numpy((np.clip(rgb.numpy(), 0, 1) * 255 + 0.5).astype(np.uint8))
+        return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
 
 
 def resolve_backend(backend: str, world: GaussianWorld) -> str:
