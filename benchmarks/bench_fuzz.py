@@ -1,6 +1,6 @@
 """Mutation fuzzing of every file reader at scale (tests/fuzzing.py): failures, worst time, peak memory.
 
-    python benchmarks/bench_fuzz.py                 # ~3,700 cases, writes its section of benchmarks/RESULTS.md
+    python benchmarks/bench_fuzz.py                 # ~4,100 cases, writes its section of benchmarks/RESULTS.md
     python benchmarks/bench_fuzz.py --scale 0.1     # a quick look
 
 A failure is any exception other than a LyraSimError naming the file, a worker crash, a case over
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import fuzzing  # lives with the tests
 
 CASES = {"ply": 800, "native": 500, "usd": 600, "image": 500, "depth": 400, "intrinsics": 250, "camera_path": 250,
-         "latent": 400}  # fmt: skip
+         "latent": 400, "splat_formats": 400}  # fmt: skip
 TARGET_SECONDS, TARGET_BYTES = 2.0, 500 << 20
 
 
@@ -68,7 +68,7 @@ def main() -> None:
         ".npy shapes and dtypes; JSON numbers, types, sizes and 5,000-200,000-deep nesting; pickles inside torch "
         "zips (BININT operands); safetensors header numbers, dtypes (F8, BOOL, ...) and metadata; USD numbers, "
         "external references/payloads/sublayers, doubling-reference bombs, timeCodesPerSecond 0, projective "
-        "transforms.",
+        "transforms; .spz, compressed .ply and .splat files (splat_formats) get the byte mutations.",
     ])  # fmt: skip
     print(body)
     print(f"wrote {write_section('Hostile inputs: mutation fuzzing (bench_fuzz.py)', body)}")

@@ -19,11 +19,15 @@ import numpy as np
 import pybullet_data
 from PIL import Image
 
+from lyra_sim.physics.bullet_camera import render_rgbd
 from lyra_sim.physics.pybullet_quiet import import_pybullet
 
 p = import_pybullet()
 
-NEAR, FAR = 0.05, 20.0
+NEAR, FAR = 0.05, 20.0  # clip planes (m)
+VFOV_DEG = 50.0
+CAMERA_EYE, CAMERA_TARGET = (-0.6, 0.0, 1.25), (1.2, 0.0, 0.5)  # a tabletop camera looking down at the table
+LIGHT = (-1, -0.5, 2)  # light direction
 
 
 def build_scene(client: int) -> None:
@@ -72,26 +76,13 @@ def build_scene(client: int) -> None:
         p.stepSimulation(physicsClientId=client)
 
 
-def render_rgbd(client: int, width: int, height: int, vfov_deg: float = 50.0) -> tuple[np.ndarray, np.ndarray, dict]:
+def example_view(client: int, width: int, height: int,
+                 vfov_deg: float = VFOV_DEG) -> tuple[np.ndarray, np.ndarray, dict]:
     """RGB (H,W,3) uint8, metric z-depth (H,W) and pinhole intrinsics of the example camera."""
-    view = p.computeViewMatrix([-0.6, 0.0, 1.25], [1.2, 0.0, 0.5], [0, 0, 1])
-    proj = p.computeProjectionMatrixFOV(vfov_deg, width / height, NEAR, FAR)
-    _, _, rgba, zbuf, _ = p.getCameraImage(
-        width,
-        height,
-        view,
-        proj,
-        renderer=p.ER_TINY_RENDERER,
-        lightDirection=[-1, -0.5, 2],
-        physicsClientId=client,
-    )
-    rgba = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)
-    zbuf = np.asarray(zbuf, dtype=np.float64).reshape(height, width)
-    depth = FAR * NEAR / (FAR - (FAR - NEAR) * zbuf)  # OpenGL depth buffer -> metric z
-    depth[zbuf >= 1.0] = 0.0  # nothing hit
-    fy = 0.5 * height / math.tan(math.radians(vfov_deg) / 2)
-    intrinsics = {"fx": fy, "fy": fy, "cx": width / 2, "cy": height / 2, "width": width, "height": height}
-    return rgba[..., :3], depth, intrinsics
+    rgb, depth, K = render_rgbd(client, width, height, CAMERA_EYE, CAMERA_TARGET, vfov_deg, NEAR, FAR, light=LIGHT)
+    fx, fy, cx, cy = (float(v) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
+    intrinsics = {"fx": fx, "fy": fy, "cx": cx, "cy": cy, "width": width, "height": height}
+    return rgb, depth, intrinsics
 
 
 def main() -> None:
@@ -103,7 +94,7 @@ def main() -> None:
     client = p.connect(p.DIRECT)
     try:
         build_scene(client)
-        rgb, depth, intrinsics = render_rgbd(client, args.width, args.height)
+        rgb, depth, intrinsics = example_view(client, args.width, args.height)
     finally:
         p.disconnect(client)
     args.out.mkdir(parents=True, exist_ok=True)

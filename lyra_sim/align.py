@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld, WorldError
+from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld, WorldError, first_keyframe
 
 DEFAULT_CAMERA_HEIGHT = 1.2  # metres: a person holding a phone, a robot's mast camera
 
@@ -141,7 +141,7 @@ def align_world(
     for the camera. The report holds the floor plane, tilt, scale source, the camera pose in the new frame
     and the 4x4 transform applied. Dynamic worlds are aligned with their first keyframe's floor.
     """
-    reference = world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world
+    reference = first_keyframe(world)
     virtual_camera = camera_position is None and reference.frame == "z_up"
     if camera_position is None:
         camera_position = (0.0, 0.0, 0.0)

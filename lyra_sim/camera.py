@@ -10,6 +10,9 @@ import torch
 
 from lyra_sim.errors import LyraSimError
 
+#: Horizontal field of view assumed when a camera's is unknown (degrees; a typical phone camera).
+DEFAULT_FOV_DEG = 60.0
+
 
 class CameraError(LyraSimError):
     """Camera parameters are malformed (shape, non-finite values, bad intrinsics or pose)."""
@@ -92,7 +95,7 @@ class Camera:
         up=(0.0, -1.0, 0.0),
         width: int = 640,
         height: int = 480,
-        fov_deg: float = 60.0,
+        fov_deg: float = DEFAULT_FOV_DEG,
         K=None,
     ) -> Camera:
         """Camera at ``eye`` looking at ``target``; ``up`` is the world's up direction.

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lyra_sim.camera import Camera, CameraError
+from lyra_sim.camera import DEFAULT_FOV_DEG, Camera, CameraError
 from lyra_sim.io.guards import read_json
 from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
-from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
+from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
-DEFAULT_FOV_DEG = 60.0  # horizontal field of view when the world records no generating camera
+PATH_FRAMES = 48  # frames of a rendered camera path by default (2 s at 24 frames/s)
 FLY_RADIUS = 0.15  # fly-through circle radius, as a fraction of the scene depth
 FLY_FORWARD = 0.25  # fly-through forward travel, as a fraction of the scene depth
 MAX_RENDER_PIXELS = 7680 * 4320  # 8K: larger frames are refused before a renderer allocates them
@@ -30,10 +30,6 @@ JSON_CAMERA_FORMAT = (
 )
 
 
-def _reference(world: GaussianWorld | DynamicGaussianWorld) -> GaussianWorld:
-    return world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world
-
-
 def render_intrinsics(world: GaussianWorld | DynamicGaussianWorld, width: int, height: int,
                       fov: float | None = None) -> torch.Tensor:
     """K (3, 3) for rendering at width x height.
@@ -43,7 +39,7 @@ def render_intrinsics(world: GaussianWorld | DynamicGaussianWorld, width: int, h
     (default 60) horizontally, centred.
     """
     check_frame_size(width, height, "render size")
-    info = _reference(world).info
+    info = first_keyframe(world).info
     if fov is None and "intrinsics" in info and "image_size" in info:
         K, (src_w, src_h) = _recorded_camera(info)
         K[0] *= width / src_w
@@ -106,7 +102,7 @@ def load_camera_file(path: str | Path, width: int, height: int) -> Camera:
 
 def scene_depth(world: GaussianWorld | DynamicGaussianWorld) -> float:
     """Median z of the Gaussians in front of the origin camera (1.0 when none is)."""
-    z = _reference(world).means[:, 2]
+    z = first_keyframe(world).means[:, 2]
     z = z[z > 0]
     return float(z.median()) if len(z) else 1.0
 
@@ -150,7 +146,7 @@ def render_size(world: GaussianWorld | DynamicGaussianWorld, width: int | None =
                 height: int | None = None) -> tuple[int, int]:
     """The image size to render: as given; a missing side from the generating image (its size, or its aspect
     ratio when only one side is given); else 320 x 240."""
-    recorded = _reference(world).info.get("image_size")
+    recorded = first_keyframe(world).info.get("image_size")
     src_w, src_h = (int(recorded[0]), int(recorded[1])) if recorded else DEFAULT_SIZE
     if width is None and height is None:
         return src_w, src_h

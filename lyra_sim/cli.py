@@ -10,30 +10,81 @@ import time
 from pathlib import Path
 
 from lyra_sim import __version__
-from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, world_camera_path
-from lyra_sim.demo import EXAMPLE_DIR, run_demo
+from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
+from lyra_sim.camera import DEFAULT_FOV_DEG
+from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, PATH_FRAMES, world_camera_path
+from lyra_sim.demo import DEMO_EPISODE_STEPS, DEMO_FLY_FRAMES, EXAMPLE_DIR, run_demo
 from lyra_sim.errors import LyraSimError
-from lyra_sim.generate import generate_world
+from lyra_sim.generate import InputError, generate_world
+from lyra_sim.generate.depth_sources import PRIOR_PITCH_DEG
 from lyra_sim.generate.images import DEFAULT_MAX_PIXELS
 from lyra_sim.io import REGISTRY, load_world, save_world
+from lyra_sim.io.errors import WorldFileError
 from lyra_sim.media import render_path
 from lyra_sim.world import DynamicGaussianWorld
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    world = generate_world(
-        args.image, depth=args.depth, intrinsics=args.intrinsics, fov_deg=args.fov, depth_model=args.depth_model,
-        stride=args.stride, camera_height=args.camera_height, pitch_deg=args.pitch, depth_scale=args.depth_scale,
-        max_pixels=args.max_pixels or None,
-    )  # fmt: skip
-    path = save_world(world, args.output)
-    info = world.info
+def _generate_options(args: argparse.Namespace) -> tuple[dict, dict]:
+    """generate_world options for single images and for sequence folders."""
+    image = dict(fov_deg=args.fov, depth_model=args.depth_model, stride=args.stride, camera_height=args.camera_height,
+                 pitch_deg=args.pitch, depth_scale=args.depth_scale, max_pixels=args.max_pixels or None)  # fmt: skip
+    sequence = dict(poses=args.poses, depth_scale=args.depth_scale, every=args.every, max_frames=args.max_frames,
+                    voxel_size=args.voxel_size, sh_degree=args.sh_degree, keyframe_interval=args.keyframe_interval,
+                    dynamic=False if args.static else None)  # fmt: skip
+    return image, sequence
+
+
+def _print_world_facts(world) -> None:
+    info = (world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world).info
+    if info.get("generator") == "rgbd_sequence":
+        print(f"{info['frames']} frames; poses: {info['pose_source']}")
+        if "odometry" in info:
+            odo = info["odometry"]
+            residual_mm = odo["residual_trans_m"]["mean"] * 1000
+            print(f"  odometry: min overlap {odo['overlap_min']:.0%}, {odo['pairs_kept']} of {odo['pairs_tried']} "
+                  f"keyframe/loop registrations kept, pose-graph residual mean {residual_mm:.1f} mm / "
+                  f"{odo['residual_rot_deg']['mean']:.2f} deg")  # fmt: skip
+        if isinstance(world, DynamicGaussianWorld):
+            print(f"  moving parts: {len(world)} keyframes at t = {', '.join(f'{t:.2f}' for t in world.times)} s")
+        return
     print(f"depth source: {info['depth_source']} ({'metric' if info['metric'] else 'scale unknown'})")
     if "depth_note" in info:
         print(f"  {info['depth_note']}")
     for note in info.get("input_notes", []):
         print(f"note: {note}")
-    print(f"wrote {len(world):,} Gaussians to {path}")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from lyra_sim.generate.batch import generate_many
+    from lyra_sim.generate.sequence import is_sequence_dir
+
+    image_options, sequence_options = _generate_options(args)
+    if len(args.inputs) > 1 or args.workers > 1 or args.ray_address:
+        if args.depth:
+            raise InputError("--depth: with several inputs give depth inside sequence folders instead")
+        image_options["intrinsics"] = sequence_options["intrinsics"] = args.intrinsics
+        written = generate_many(args.inputs, args.output, suffix=f".{args.format}", workers=args.workers,
+                                ray_address=args.ray_address, image_options=image_options,
+                                sequence_options=sequence_options)  # fmt: skip
+        for path in written:
+            print(f"wrote {path}")
+        return 0
+    source = args.inputs[0]
+    if is_sequence_dir(source):
+        world = generate_world(source, intrinsics=args.intrinsics, **sequence_options)
+    else:
+        world = generate_world(source, depth=args.depth, intrinsics=args.intrinsics, **image_options)
+    try:
+        path = save_world(world, args.output)
+    except WorldFileError:
+        if not isinstance(world, DynamicGaussianWorld):
+            raise
+        path = save_world(world, Path(args.output).with_suffix(".safetensors"))  # keep minutes of work
+        print(f"note: part of the capture moved, so the world is dynamic and {Path(args.output).suffix} holds one "
+              f"static world: wrote {path.suffix} instead (--static leaves moving parts out)")
+    _print_world_facts(world)
+    count = sum(len(w) for w in world.worlds) if isinstance(world, DynamicGaussianWorld) else len(world)
+    print(f"wrote {count:,} Gaussians to {path}")
     return 0
 
 
@@ -94,12 +145,15 @@ def _world_and_cameras(args: argparse.Namespace, spec: str):
 
 
 def cmd_record_bag(args: argparse.Namespace) -> int:
-    from lyra_sim.rosbag import record_bag
+    from lyra_sim.rosbag import parse_start_time, record_bag
 
     world, cams = _world_and_cameras(args, args.trajectory)
-    out = record_bag(world, cams, args.output, rate_hz=args.rate, frame_id=args.frame_id,
-                     world_frame_id=args.world_frame_id, topic_prefix=args.topic_prefix)  # fmt: skip
-    print(f"wrote {len(cams)} frames x 4 topics ({args.topic_prefix}/image_raw, depth, camera_info, pose) to {out}")
+    start = None if args.start is None else parse_start_time(args.start)
+    out = record_bag(world, cams, args.output, rate_hz=args.rate, start_time=start, frame_id=args.frame_id,
+                     world_frame_id=args.world_frame_id, topic_prefix=args.topic_prefix,
+                     body_frame_id=args.body_frame_id or None)  # fmt: skip
+    tf = "/tf, /tf_static" if args.body_frame_id else "/tf"
+    print(f"wrote {len(cams)} frames ({args.topic_prefix}/image_raw, depth, camera_info, pose; {tf}) to {out}")
     return 0
 
 
@@ -107,7 +161,8 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
     from lyra_sim.train.data_engine import make_dataset
 
     manifest = make_dataset(args.output, num_scenes=args.scenes, held_out=args.held_out, width=args.width,
-                            height=args.height, frames=args.frames, seed=args.seed)  # fmt: skip
+                            height=args.height, frames=args.frames, seed=args.seed, workers=args.workers,
+                            ray_address=args.ray_address)  # fmt: skip
     print(f"wrote {args.scenes} scenes ({args.held_out} held out) and {manifest}")
     return 0
 
@@ -209,6 +264,14 @@ SIZE_HELP = "image {} in pixels (default: the generating image's, else 320x240; 
 WRITE_SUFFIXES = ".ply, .compressed.ply, .spz, .safetensors, .usda/.usdc/.usdz"
 
 
+def _add_camera_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a rendered camera path: frame count, image size and field of view."""
+    parser.add_argument("--frames", type=_positive_int, default=PATH_FRAMES, help="frames per camera path")
+    parser.add_argument("--width", type=_positive_int, help=SIZE_HELP.format("width"))
+    parser.add_argument("--height", type=_positive_int, help=SIZE_HELP.format("height"))
+    parser.add_argument("--fov", type=_positive_float, help="horizontal FOV (default: the generating camera's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lyra-sim", description="Gaussian-splat worlds for robot simulation.",
                      formatter_class=_HelpFormatter)
@@ -218,20 +281,42 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, summary: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=summary, description=summary, formatter_class=_HelpFormatter)
 
-    gen = command("generate", "image [+ depth] -> world file (the output's suffix picks the format)")
-    gen.add_argument("image", help="input photo (PNG, JPEG, ...)")
+    gen = command("generate", "image [+ depth], RGB-D sequence folder, or several of them -> world file(s) (the "
+                  "output's suffix picks the format)")  # fmt: skip
+    gen.add_argument("inputs", nargs="+", metavar="INPUT",
+                     help="input photo (PNG, JPEG, ...) or RGB-D sequence folder (TUM rgb.txt/depth.txt, or rgb/ + "
+                          "depth/); several inputs write one world each into the -o folder")  # fmt: skip
     gen.add_argument("--depth", help="depth map: 16-bit PNG (millimetres unless --depth-scale) or .npy (metres)")
     gen.add_argument("--depth-scale", type=_positive_float, help="stored depth units per metre: 1000 for millimetre "
-                     "PNGs (the PNG default), 5000 for TUM RGB-D, 1 for metres (the .npy default)")
+                     "PNGs (the PNG default), 5000 for TUM RGB-D (the TUM layout's default), 1 for metres (.npy)")
     gen.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="downscale larger images to this "
                      "many pixels, one Gaussian each (0 keeps the full size)")
-    gen.add_argument("--intrinsics", help="JSON with fx, fy, cx, cy (or K)")
-    gen.add_argument("--fov", type=float, default=60.0, help="horizontal FOV when no intrinsics (degrees)")
+    gen.add_argument("--intrinsics", help="JSON with fx, fy, cx, cy (or K); sequences default to their intrinsics.json")
+    gen.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG, help="horizontal FOV when no intrinsics (degrees)")
     gen.add_argument("--depth-model", help="local transformers depth model directory")
     gen.add_argument("--stride", type=_positive_int, default=1, help="use every n-th pixel")
-    gen.add_argument("--camera-height", type=float, default=1.2, help="prior: camera height (m)")
-    gen.add_argument("--pitch", type=float, default=15.0, help="prior: camera pitch down (degrees)")
-    gen.add_argument("-o", "--output", required=True, help=f"world file to write: {WRITE_SUFFIXES}")
+    gen.add_argument("--camera-height", type=float, default=DEFAULT_CAMERA_HEIGHT, help="prior: camera height (m)")
+    gen.add_argument("--pitch", type=float, default=PRIOR_PITCH_DEG, help="prior: camera pitch down (degrees)")
+    seq = gen.add_argument_group("RGB-D sequences")
+    seq.add_argument("--poses", help="camera-to-world poses: TUM trajectory file or JSON of 4x4 matrices "
+                     "(default: estimated with open3d RGB-D odometry + pose graph)")  # fmt: skip
+    seq.add_argument("--every", type=_positive_int, default=1, help="use every n-th frame")
+    seq.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
+    seq.add_argument("--voxel-size", type=_positive_float, default=0.02,
+                     help="fusion voxel (m): one surfel per voxel of surface")  # fmt: skip
+    seq.add_argument("--sh-degree", type=int, default=0, choices=[0, 1],
+                     help="1: fit view-dependent colour from the views; 0: best view's colour")  # fmt: skip
+    seq.add_argument("--static", action="store_true", help="never make a dynamic world (moving parts are left out)")
+    seq.add_argument("--keyframe-interval", type=_positive_float, default=0.5,
+                     help="seconds between moving-part keyframes")  # fmt: skip
+    many = gen.add_argument_group("several inputs")
+    many.add_argument("--workers", type=_positive_int, default=1, help="parallel workers on a local Ray "
+                      "(lyra-sim[scale])")  # fmt: skip
+    many.add_argument("--ray-address", help="run on this existing Ray cluster instead (e.g. ray://head:10001)")
+    many.add_argument("--format", default="ply", choices=["ply", "safetensors"],
+                      help="file format of each world (dynamic worlds are always .safetensors)")  # fmt: skip
+    gen.add_argument("-o", "--output", required=True, help=f"world file to write: {WRITE_SUFFIXES}; with several "
+                     "inputs a folder")  # fmt: skip
     gen.set_defaults(func=cmd_generate)
 
     dec = command("decode", "GEN3C teacher directory -> Gaussians with the Lyra decoder")
@@ -258,18 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     usd.add_argument("--points", action="store_true", help="also write a UsdGeom.Points proxy for plain viewers")
     usd.set_defaults(func=cmd_export_usd)
 
-    bag = command("record-bag", "world + camera path -> ROS 2 MCAP bag (image, depth, info, pose)")
+    bag = command("record-bag", "world + camera path -> ROS 2 MCAP bag (image, depth, info, pose, /tf)")
     bag.add_argument("world", help="world file to render (any readable format)")
     bag.add_argument("trajectory", help=PATH_HELP)
     bag.add_argument("output", help="OUT.mcap")
-    bag.add_argument("--frames", type=_positive_int, default=48, help="frames per camera path")
-    bag.add_argument("--width", type=_positive_int, help=SIZE_HELP.format("width"))
-    bag.add_argument("--height", type=_positive_int, help=SIZE_HELP.format("height"))
-    bag.add_argument("--fov", type=_positive_float, help="horizontal FOV (default: the generating camera's)")
+    _add_camera_options(bag)
     bag.add_argument("--rate", type=_positive_float, default=10.0, help="frames per second of bag time")
     bag.add_argument("--frame-id", default="camera_optical_frame", help="frame_id of the camera messages")
     bag.add_argument("--world-frame-id", default="map", help="frame_id of the poses")
     bag.add_argument("--topic-prefix", default="/camera", help="prefix of every topic")
+    bag.add_argument("--start", help="stamp of the first frame: seconds since 1970 or an ISO 8601 time (UTC unless "
+                     "it has an offset); default: now")
+    bag.add_argument("--body-frame-id", default="camera_link", help="camera body frame (x forward, z up) that /tf "
+                     "moves in the world frame; /tf_static fixes the optical frame to it. '' = /tf moves the optical "
+                     "frame itself, no /tf_static")
     bag.set_defaults(func=cmd_record_bag)
 
     mk = command("make-dataset", "PyBullet scenes through the 3D-cache teacher -> training shards")
@@ -280,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--height", type=_positive_int, default=48, help="image height in pixels")
     mk.add_argument("--frames", type=_positive_int, default=9, help="frames per trajectory (1 + 8k)")
     mk.add_argument("--seed", type=int, default=0, help="random seed of the scenes")
+    mk.add_argument("--workers", type=_positive_int, default=1, help="parallel workers on a local Ray "
+                    "(lyra-sim[scale]); the shards are the same")  # fmt: skip
+    mk.add_argument("--ray-address", help="run on this existing Ray cluster instead (e.g. ray://head:10001)")
     mk.set_defaults(func=cmd_make_dataset)
 
     tr = command("train", "self-distillation of the Lyra decoder (accelerate; resumes)")
@@ -299,10 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     ren = command("render", "world + camera path -> PNG frames, contact sheet, MP4")
     ren.add_argument("world", help="world file to render (any readable format)")
     ren.add_argument("--path", default="fly", help=PATH_HELP)
-    ren.add_argument("--frames", type=_positive_int, default=48, help="frames per camera path")
-    ren.add_argument("--width", type=_positive_int, help=SIZE_HELP.format("width"))
-    ren.add_argument("--height", type=_positive_int, help=SIZE_HELP.format("height"))
-    ren.add_argument("--fov", type=_positive_float, help="horizontal FOV (default: the generating camera's)")
+    _add_camera_options(ren)
     ren.add_argument("--backend", default="auto", choices=["auto", "cpu", "gsplat"],
                      help="rasterizer: gsplat needs CUDA; auto picks it when the world is on a GPU")
     ren.add_argument("--depth", action="store_true", help="also write depth previews")
@@ -316,9 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", "generate a world from the bundled example and fly through it")
     demo.add_argument("--out", default="out", help="output folder")
-    demo.add_argument("--frames", type=_positive_int, default=36, help="fly-through frames")
+    demo.add_argument("--frames", type=_positive_int, default=DEMO_FLY_FRAMES, help="fly-through frames")
     demo.add_argument("--example-dir", default=str(EXAMPLE_DIR), help="folder with the tabletop_* example files")
-    demo.add_argument("--steps", type=_positive_int, default=60, help="steps of the scripted robot episode")
+    demo.add_argument("--steps", type=_positive_int, default=DEMO_EPISODE_STEPS,
+                      help="steps of the scripted robot episode")
     demo.set_defaults(func=cmd_demo)
     return parser
 

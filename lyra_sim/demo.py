@@ -26,6 +26,8 @@ from lyra_sim.rendering import render
 
 EXAMPLE_DIR = Path(__file__).resolve().parent / "data"  # package data (pyproject [tool.setuptools.package-data])
 EXAMPLE_RGB, EXAMPLE_DEPTH, EXAMPLE_INTRINSICS = "tabletop_rgb.png", "tabletop_depth.png", "tabletop_intrinsics.json"
+DEMO_FLY_FRAMES = 36  # fly-through frames
+DEMO_EPISODE_STEPS = 60  # steps of the scripted robot episode (6 s of simulated time)
 EPISODE_IMAGE_SIZE = (160, 120)  # the robot camera of the demo episode (width, height)
 EPISODE_FPS = 10
 EPISODE_SHEET_FRAMES = 12
@@ -49,7 +51,7 @@ def scripted_action(goal: np.ndarray) -> np.ndarray:
     return np.array([np.clip(1.0 - abs(heading), 0.0, 1.0), np.clip(2.0 * heading, -1.0, 1.0)])
 
 
-def run_demo(out: str | os.PathLike, frames: int = 36, steps: int = 60,
+def run_demo(out: str | os.PathLike, frames: int = DEMO_FLY_FRAMES, steps: int = DEMO_EPISODE_STEPS,
              example_dir: str | os.PathLike = EXAMPLE_DIR, log: Log = print) -> None:
     """Generate, save, preview and fly through the example world, then run the robot episode, all into ``out``."""
     out = Path(out)

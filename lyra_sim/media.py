@@ -19,7 +19,7 @@ from tqdm import tqdm
 from lyra_sim.camera import Camera
 from lyra_sim.io.atomic import atomic_dir, atomic_path
 from lyra_sim.rendering import DEFAULT_BACKGROUND, render, resolve_backend
-from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
+from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
 CONTACT_SHEET_FRAMES = 16  # frames tiled in a contact sheet by default
 
@@ -93,7 +93,7 @@ def render_path(world: GaussianWorld | DynamicGaussianWorld, cameras: Camera, ou
     also writes depth_NNNN.png previews. Returns the written paths: {"frames": [...], "contact_sheet": ...,
     "mp4": ...} (no "mp4" when ``mp4`` is False).
     """
-    backend = resolve_backend(backend, world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world)
+    backend = resolve_backend(backend, first_keyframe(world))
     out_dir = Path(out_dir)
     frames, names = [], {"frames": []}
     with atomic_dir(out_dir) as tmp:  # all files appear together, or none (full disk, error, SIGTERM)

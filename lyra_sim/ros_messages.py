@@ -24,11 +24,17 @@ class RosMessageError(LyraSimError):
     """Values that cannot go into a ROS message (wrong shape, non-finite, unknown codec)."""
 
 
-def stamp_fields(seconds: float) -> dict:
-    """builtin_interfaces/Time of ``seconds`` (since the epoch), rounded to the nanosecond."""
+def to_nanoseconds(seconds: float) -> int:
+    """``seconds`` since the epoch as integer nanoseconds, exact to the float's own precision (``seconds * 1e9``
+    in float64 would be off by up to 128 ns today)."""
     if not math.isfinite(seconds) or seconds < 0:
         raise RosMessageError(f"stamp: expected a finite time >= 0 s, got {seconds}")
-    nanoseconds = round(seconds * 1e9)
+    whole = math.floor(seconds)
+    return whole * 1_000_000_000 + round((seconds - whole) * 1e9)
+
+
+def stamp_fields(nanoseconds: int) -> dict:
+    """builtin_interfaces/Time of integer ``nanoseconds`` since the epoch."""
     return {"sec": nanoseconds // 1_000_000_000, "nanosec": nanoseconds % 1_000_000_000}
 
 

@@ -10,6 +10,7 @@ ROS node's do.
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 from lyra_sim.camera import Camera
 from lyra_sim.errors import LyraSimError
 from lyra_sim.io.atomic import atomic_path
-from lyra_sim.rendering import render
+from lyra_sim.rendering import DEFAULT_BACKGROUND, render
 from lyra_sim.ros_messages import (
     camera_info_fields,
     image_fields,
@@ -29,6 +30,7 @@ from lyra_sim.ros_messages import (
     optical_in_body,
     pose_fields,
     stamp_fields,
+    to_nanoseconds,
     transform_stamped_fields,
 )
 
@@ -52,6 +54,24 @@ class BagError(LyraSimError):
     """A bag that cannot be written as asked (path, rate, start time)."""
 
 
+def parse_start_time(text: str) -> float:
+    """Seconds since the epoch from "1700000000.5" or an ISO 8601 time ("2026-11-21T12:00:00", UTC unless it
+    carries an offset)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise BagError(f"start time: expected seconds since 1970 or an ISO 8601 time, got {text!r}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        seconds = moment.timestamp()
+    if not np.isfinite(seconds) or seconds < 0:
+        raise BagError(f"start time: expected a time after 1970, got {text!r}")
+    return seconds
+
+
 def _open_writer(stream):
     from mcap_ros2.writer import Writer  # lazy: optional dependency
 
@@ -69,7 +89,7 @@ def _open_writer(stream):
 
 def record_bag(world, cameras: Camera, path: str | os.PathLike, rate_hz: float = 10.0, start_time: float | None = None,
                frame_id: str = "camera_optical_frame", world_frame_id: str = "map", topic_prefix: str = "/camera",
-               body_frame_id: str | None = "camera_link", background=(0.0, 0.0, 0.0), backend: str = "auto",
+               body_frame_id: str | None = "camera_link", background=DEFAULT_BACKGROUND, backend: str = "auto",
                progress: bool = True) -> Path:  # fmt: skip
     """Render each camera of ``cameras`` (frame i at ``start_time + i / rate_hz`` s) into an MCAP bag.
 
@@ -87,6 +107,7 @@ def record_bag(world, cameras: Camera, path: str | os.PathLike, rate_hz: float =
         raise BagError(f"start time: expected seconds since 1970 (>= 0), got {start_time}")
     if body_frame_id in (frame_id, world_frame_id):
         raise BagError(f"body frame id {body_frame_id!r} must differ from the optical and world frame ids")
+    start_ns = to_nanoseconds(start_time)
     optical_to_body = optical_in_body()
     body_to_optical = np.linalg.inv(optical_to_body)
     with atomic_path(path) as tmp, open(tmp, "wb") as stream:
@@ -95,18 +116,16 @@ def record_bag(world, cameras: Camera, path: str | os.PathLike, rate_hz: float =
         writer.register_topic("/tf", schemas["tf2_msgs/msg/TFMessage"])
         if body_frame_id:
             writer.register_topic("/tf_static", schemas["tf2_msgs/msg/TFMessage"], durability="transient_local")
-            static = transform_stamped_fields(optical_to_body, stamp_fields(start_time), body_frame_id, frame_id)
-            first = round(start_time * 1e9)
+            static = transform_stamped_fields(optical_to_body, stamp_fields(start_ns), body_frame_id, frame_id)
             writer.write_message("/tf_static", schemas["tf2_msgs/msg/TFMessage"], {"transforms": [static]},
-                                 log_time=first, publish_time=first)  # fmt: skip
+                                 log_time=start_ns, publish_time=start_ns)  # fmt: skip
         for i in tqdm(range(len(cameras)), desc="recording", unit="frame", disable=not progress):
             camera = cameras[i]
-            seconds = start_time + i / rate_hz
+            log_time = start_ns + round(i * 1e9 / rate_hz)
             with torch.no_grad():
                 result = render(world, camera, backend=backend, background=background)
-            stamp = stamp_fields(seconds)
+            stamp = stamp_fields(log_time)
             head = {"stamp": stamp, "frame_id": frame_id}
-            log_time = round(seconds * 1e9)
             width, height = camera.width, camera.height
             cam_to_world = torch.linalg.inv(camera.world_to_cam.reshape(4, 4).double()).numpy()
             moving = (cam_to_world @ body_to_optical, body_frame_id) if body_frame_id else (cam_to_world, frame_id)

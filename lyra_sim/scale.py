@@ -36,6 +36,15 @@ def _ray():
     return ray
 
 
+def _check_loopback_only() -> None:
+    """Refuse to start a local Ray that would listen on the network (ray was imported before ``_ray`` set it up)."""
+    from ray._private import ray_constants  # private: the one place Ray records it (read at import)
+
+    if ray_constants.ENABLE_RAY_CLUSTER:
+        raise ScaleError("ray was imported before lyra_sim.scale, so a local Ray would listen on the network; "
+                         "set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before importing ray")
+
+
 def init_ray(workers: int | None = None, address: str | None = None):
     """Connect to Ray: the cluster at ``address``, the one already initialised, or a new local one (localhost only)."""
     ray = _ray()
@@ -45,6 +54,7 @@ def init_ray(workers: int | None = None, address: str | None = None):
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
+            _check_loopback_only()
             ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
                      _node_ip_address="127.0.0.1", object_store_memory=LOCAL_OBJECT_STORE_BYTES)  # fmt: skip
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -13,7 +13,7 @@ import torch
 
 from lyra_sim.camera import Camera, look_at_matrix
 
-# index -> (name, default distance = midpoint of the range in SPEC.md, range)
+# index -> (name, default distance = midpoint of the paper's range, range); Lyra, arXiv 2509.19296
 LYRA_TRAJECTORIES: dict[int, tuple[str, float, tuple[float, float]]] = {
     0: ("left", 0.25, (0.2, 0.3)),
     1: ("right", 0.25, (0.2, 0.3)),

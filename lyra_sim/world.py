@@ -1,6 +1,6 @@
 """Gaussian worlds: the one data type every part of lyra_sim passes around.
 
-In memory a world holds *activated* values (see DESIGN.md): positions (N,3), unit real-first
+In memory a world holds *activated* values (README, "Conventions"): positions (N,3), unit real-first
 quaternions (N,4), linear scales (N,3), opacities in [0,1] (N,) and SH colour coefficients
 (N,K,3) with K=(deg+1)^2.
 """
@@ -418,3 +418,9 @@ class DynamicGaussianWorld:
             "num_gaussians": [len(w) for w in self.worlds],
             **{k: v for k, v in self.worlds[0].summary().items() if k not in ("num_gaussians",)},
         }
+
+
+def first_keyframe(world: GaussianWorld | DynamicGaussianWorld) -> GaussianWorld:
+    """The world itself, or a dynamic world's first keyframe: the one that carries the generating camera,
+    the frame and the alignment report the whole world shares."""
+    return world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world

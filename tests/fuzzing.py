@@ -61,6 +61,12 @@ def make_seeds(folder: Path) -> dict[str, list[Path]]:
     plyfile.PlyData(plyfile.PlyData.read(str(ply)).elements, text=True).write(str(ascii_ply))
     seeds["ply"] = [ply, ascii_ply]
     seeds["native"] = [save_world(world, folder / "w.safetensors")]
+    seeds["splat_formats"] = [save_world(world, folder / "w.spz"), save_world(world, folder / "w.compressed.ply")]
+    splat = folder / "w.splat"  # antimatter15 layout: position f32x3, scale f32x3, RGBA u8x4, quaternion u8x4
+    rows = np.zeros(n, dtype=[("p", "<f4", 3), ("s", "<f4", 3), ("c", "u1", 4), ("q", "u1", 4)])
+    rows["p"], rows["s"], rows["c"], rows["q"] = world.means.numpy(), world.scales.numpy(), 200, (255, 128, 128, 128)
+    splat.write_bytes(rows.tobytes())
+    seeds["splat_formats"].append(splat)
     usd = []
     try:
         from usd_exporters import export_world
@@ -361,7 +367,7 @@ def _format_mutation(reader: str, data: bytes, rng: random.Random) -> tuple[byte
 # --------------------------------------------------------------------------------------------- readers (worker)
 def _read(reader: str, path: Path):
     """Run one reader on ``path`` the way users reach it."""
-    if reader in ("ply", "native", "usd"):
+    if reader in ("ply", "native", "usd", "splat_formats"):
         from lyra_sim.io import load_world
 
         world = load_world(path)
@@ -462,6 +468,9 @@ def worker_main() -> None:
         raise _CaseTimeout
 
     signal.signal(signal.SIGALRM, alarm)
+    for reader, seed in json.loads(os.environ.get("FUZZ_WARMUP", "[]")):  # JIT compilation (numba) is not
+        with contextlib.suppress(Exception):                              # a cost of the hostile file
+            _read(reader, Path(seed))
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         case = json.loads(line)
@@ -502,6 +511,7 @@ class Case:
     mutation: str
     size: int
     timeout: float = CASE_TIMEOUT_S
+    seed: Path | None = None  # the valid file it was derived from (read once per worker to warm up JIT code)
 
 
 @dataclass
@@ -535,7 +545,7 @@ def make_cases(folder: Path, counts: dict[str, int], seed: int = 0) -> list[Case
             path = folder / reader / f"{i:05d}_{source.stem}{source.suffix}"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-            cases.append(Case(reader, path, what, len(data)))
+            cases.append(Case(reader, path, what, len(data), seed=source))
     return cases
 
 
@@ -543,7 +553,7 @@ class _Worker:
     def __init__(self, env: dict):
         self.proc = subprocess.Popen([sys.executable, __file__, "worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        self._expect_line(120.0)
+        self._expect_line(300.0)
 
     def _expect_line(self, timeout: float) -> dict | None:
         import selectors
@@ -586,6 +596,7 @@ def run_cases(cases: list[Case], progress=None) -> dict[str, ReaderReport]:
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
     env.setdefault("OMP_NUM_THREADS", "1")
+    env["FUZZ_WARMUP"] = json.dumps(sorted({(c.reader, str(c.seed)) for c in cases if c.seed is not None}))
     reports: dict[str, ReaderReport] = {}
     worker = None
     try:

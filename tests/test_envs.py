@@ -196,3 +196,14 @@ def test_stepping_a_finished_episode_needs_a_reset(room_scene):
         env.step(np.zeros(2))
     finally:
         env.close()
+
+
+def test_step_limit_is_gymnasiums_max_episode_steps(room_scene):
+    assert gymnasium.spec(ENV_ID).max_episode_steps == 200
+    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_episode_steps=2)
+    try:
+        assert env.spec.max_episode_steps == 2 and env.unwrapped.max_steps is None  # the wrapper counts
+        env.reset(seed=1)
+        assert [env.step(np.zeros(2))[3] for _ in range(2)] == [False, True]
+    finally:
+        env.close()

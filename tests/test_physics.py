@@ -212,3 +212,25 @@ def test_cli_export_usd_collision_auto_aligns_and_adds_the_proxy(tmp_path, capsy
     assert UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.z
     points = np.asarray(UsdGeom.Mesh(collision).GetPointsAttr().Get())
     assert abs(points[:, 2].min()) < 0.05 and points[:, 2].max() == pytest.approx(ROOM_Z, abs=0.15)  # floor to ceiling
+
+
+def test_bullet_rgbd_gives_metric_z_depth_of_a_wall():
+    import pybullet as p
+
+    from lyra_sim.physics.bullet_camera import depth_from_zbuffer, render_rgbd
+
+    client = p.connect(p.DIRECT)
+    try:
+        wall = p.createCollisionShape(p.GEOM_BOX, halfExtents=[0.05, 5.0, 5.0], physicsClientId=client)
+        look = p.createVisualShape(p.GEOM_BOX, halfExtents=[0.05, 5.0, 5.0], rgbaColor=[1, 0, 0, 1],
+                                   physicsClientId=client)
+        p.createMultiBody(0, wall, look, [3.0, 0.0, 1.0], physicsClientId=client)
+        rgb, depth, K = render_rgbd(client, 40, 30, (0.0, 0.0, 1.0), (1.0, 0.0, 1.0), 60.0, 0.05, 20.0)
+        _, away, _ = render_rgbd(client, 40, 30, (0.0, 0.0, 1.0), (-1.0, 0.0, 1.0), 60.0, 0.05, 20.0)
+    finally:
+        p.disconnect(client)
+    np.testing.assert_allclose(depth, 2.95, rtol=1e-3)  # a fronto-parallel wall: the same z-depth everywhere
+    assert rgb.shape == (30, 40, 3) and rgb[..., 0].min() > rgb[..., 1].max()  # red
+    assert (away == 0).all()  # nothing hit
+    np.testing.assert_allclose(K, [[15 * np.sqrt(3), 0, 20], [0, 15 * np.sqrt(3), 15], [0, 0, 1]])
+    np.testing.assert_allclose(depth_from_zbuffer(np.array([0.0, 1.0]), 0.1, 10.0), [0.1, 0.0])

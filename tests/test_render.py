@@ -212,3 +212,13 @@ def test_default_background_is_white_like_the_cli(tmp_path):
     assert main(args) == 0
     frame = np.asarray(Image.open(tmp_path / "out" / "frame_0000.png"))
     assert frame.min() == 255
+
+
+def test_surface_depth_drops_pixels_that_show_no_surface():
+    from lyra_sim.rendering import SURFACE_ALPHA, RenderResult
+
+    depth = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    alpha = torch.tensor([[0.9, SURFACE_ALPHA], [SURFACE_ALPHA - 1e-3, 0.0]])
+    result = RenderResult(torch.zeros(2, 2, 3), depth, alpha)
+    torch.testing.assert_close(result.surface_depth(), torch.tensor([[1.0, 2.0], [0.0, 0.0]]))
+    torch.testing.assert_close(result.surface_depth(min_alpha=0.95), torch.zeros(2, 2))

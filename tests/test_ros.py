@@ -4,9 +4,9 @@ DDS stays on this machine: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a test-sp
 set here, before rclpy is imported, and passed to the node's process.
 """
 
-import ast
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,7 +78,7 @@ def ros_setup(tmp_path_factory):
     rclpy.init()
     node = rclpy.create_node("world_camera_test")
     received = {"image": [], "depth": [], "info": [], "points": []}
-    node.create_subscription(Image, "/world_camera/image_raw", received["image"].append, qos_profile_sensor_data)
+    node.create_subscription(Image, "/world_camera/image_raw", received["image"].append, 10)  # default QoS
     node.create_subscription(Image, "/world_camera/depth", received["depth"].append, qos_profile_sensor_data)
     node.create_subscription(CameraInfo, "/world_camera/camera_info", received["info"].append,
                              qos_profile_sensor_data)  # fmt: skip
@@ -130,7 +130,7 @@ def publish_until_image(state, matrix, sec, timeout=60.0):
 def expected_render(world, matrix):
     camera = Camera.from_fov(WIDTH, HEIGHT, FOV, world_to_cam=torch.from_numpy(np.linalg.inv(matrix)).float())
     with torch.no_grad():
-        return render(world, camera, backend="cpu", background=(0.0, 0.0, 0.0))
+        return render(world, camera, backend="cpu")  # the node's and the bag's default background too
 
 
 def test_node_renders_what_lyra_sim_renders(ros_setup):
@@ -179,7 +179,7 @@ def test_burst_of_bad_poses_leaves_node_alive(ros_setup):
 
 def test_odometry_pose_goes_through_the_camera_mount(ros_setup):
     from lyra_sim_ros.conversions import pose_vector_to_matrix
-    from lyra_sim_ros.world_camera import PARAMETERS
+    from lyra_sim_ros.parameters import PARAMETERS
     from nav_msgs.msg import Odometry
 
     from lyra_sim.io import load_world
@@ -198,7 +198,7 @@ def test_odometry_pose_goes_through_the_camera_mount(ros_setup):
         spin_until(ros_setup, lambda: image_for_stamp(ros_setup, 500) is not None, timeout=1.0)
     image = image_for_stamp(ros_setup, 500)
     assert image is not None
-    camera = base @ pose_vector_to_matrix(PARAMETERS["base_to_camera"][0])
+    camera = base @ pose_vector_to_matrix(PARAMETERS["base_to_camera"].default)
     expected = expected_render(load_world(ros_setup["world_path"]), camera).to_uint8().numpy()
     np.testing.assert_array_equal(np.frombuffer(bytes(image.data), np.uint8).reshape(HEIGHT, WIDTH, 3), expected)
 
@@ -238,32 +238,18 @@ def test_reload_switches_world_and_bad_reload_keeps_the_old_one(ros_setup):
     assert ros_setup["process"].poll() is None
 
 
-def test_launch_file_starts_the_installed_executable_with_declared_parameters():
-    """ROS's launch is not installable here: check the launch file's structure against the package."""
-    from lyra_sim_ros.world_camera import PARAMETERS
+def _matrix(translation, rotation) -> np.ndarray:
+    from lyra_sim.rotations import quat_to_rotmat
 
-    source = (PACKAGE / "launch" / "spawn_world.launch.py").read_text()
-    tree = ast.parse(source)
-    arguments = next(node for node in ast.walk(tree) if isinstance(node, ast.Assign)
-                     and getattr(node.targets[0], "id", "") == "ARGUMENTS")  # fmt: skip
-    names = {key.value for key in arguments.value.keys}
-    assert names - {"pose_topic"} <= set(PARAMETERS), names - set(PARAMETERS)
-    assert {"world", "image", "width", "height", "fov_deg", "rate_hz", "camera_frame_id", "pose_topic"} <= names
-    node_call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call)
-                     and getattr(node.func, "id", "") == "Node")  # fmt: skip
-    keywords = {k.arg: k.value for k in node_call.keywords}
-    assert keywords["package"].value == "lyra_sim_ros" and keywords["executable"].value == "world_camera"
-    setup = (PACKAGE / "setup.py").read_text()
-    assert "world_camera = {PACKAGE}.world_camera:main" in setup and 'PACKAGE = "lyra_sim_ros"' in setup
-    assert "<build_type>ament_python</build_type>" in (PACKAGE / "package.xml").read_text()
-    assert (PACKAGE / "resource" / "lyra_sim_ros").exists()
-    import yaml
-
-    config = yaml.safe_load((PACKAGE / "config" / "camera.yaml").read_text())
-    assert set(config["world_camera"]["ros__parameters"]) <= set(PARAMETERS)
+    matrix = np.eye(4)
+    q = torch.tensor([rotation.w, rotation.x, rotation.y, rotation.z], dtype=torch.float64)
+    matrix[:3, :3] = quat_to_rotmat(q).numpy()
+    matrix[:3, 3] = [translation.x, translation.y, translation.z]
+    return matrix
 
 
 def test_mcap_bag_round_trip(tmp_path):
+    from mcap.reader import make_reader
     from mcap_ros2.reader import read_ros2_messages
 
     from lyra_sim.cli import main
@@ -271,24 +257,38 @@ def test_mcap_bag_round_trip(tmp_path):
     world = small_world()
     world_path = save_world(world, tmp_path / "w.ply")
     bag = tmp_path / "path.mcap"
+    start = 1_700_000_000.25
     code = main(["record-bag", str(world_path), "fly", str(bag), "--frames", "4", "--width", str(WIDTH),
-                 "--height", str(HEIGHT), "--fov", str(FOV), "--rate", "5"])  # fmt: skip
+                 "--height", str(HEIGHT), "--fov", str(FOV), "--rate", "5", "--start", str(start)])  # fmt: skip
     assert code == 0
     messages = list(read_ros2_messages(bag))
     topics = [m.channel.topic for m in messages]
-    assert {t: topics.count(t) for t in set(topics)} == {f"/camera/{n}": 4 for n in
-                                                        ("image_raw", "depth", "camera_info", "pose")}  # fmt: skip
+    expected_counts = {f"/camera/{n}": 4 for n in ("image_raw", "depth", "camera_info", "pose")}
+    assert {t: topics.count(t) for t in set(topics)} == {**expected_counts, "/tf": 4, "/tf_static": 1}
     poses = [m.ros_msg for m in messages if m.channel.topic == "/camera/pose"]
     images = [m.ros_msg for m in messages if m.channel.topic == "/camera/image_raw"]
-    assert [p.header.stamp.nanosec for p in poses] == [0, 200_000_000, 400_000_000, 600_000_000]
+    assert [(p.header.stamp.sec, p.header.stamp.nanosec) for p in poses] == [
+        (1_700_000_000, 250_000_000), (1_700_000_000, 450_000_000), (1_700_000_000, 650_000_000),
+        (1_700_000_000, 850_000_000)]  # fmt: skip
+    assert [m.log_time_ns for m in messages if m.channel.topic == "/camera/pose"] == [
+        p.header.stamp.sec * 10**9 + p.header.stamp.nanosec for p in poses]
+    # /tf moves camera_link in map; /tf_static fixes the optical frame to it (REP 103: optical z = body x,
+    # optical x = body -y, optical y = body -z); together they give the pose topic's optical-frame pose.
+    (static,) = next(m.ros_msg for m in messages if m.channel.topic == "/tf_static").transforms
+    assert (static.header.frame_id, static.child_frame_id) == ("camera_link", "camera_optical_frame")
+    optical_in_body = _matrix(static.transform.translation, static.transform.rotation)
+    np.testing.assert_allclose(optical_in_body[:3, :3], [[0, 0, 1], [-1, 0, 0], [0, -1, 0]], atol=1e-12)
+    tfs = [m.ros_msg.transforms for m in messages if m.channel.topic == "/tf"]
+    for (tf,), pose in zip(tfs, poses, strict=True):
+        assert (tf.header.frame_id, tf.child_frame_id) == ("map", "camera_link")
+        assert (tf.header.stamp.sec, tf.header.stamp.nanosec) == (pose.header.stamp.sec, pose.header.stamp.nanosec)
+        chained = _matrix(tf.transform.translation, tf.transform.rotation) @ optical_in_body
+        np.testing.assert_allclose(chained, _matrix(pose.pose.position, pose.pose.orientation), atol=1e-6)
+    with open(bag, "rb") as stream:
+        channels = {c.topic: c for c in make_reader(stream).get_summary().channels.values()}
+    assert "durability: 1" in channels["/tf_static"].metadata["offered_qos_profiles"]  # transient local: latched
     # Re-render frame 2 from the pose in the bag: identical image.
-    pose = poses[2].pose
-    from lyra_sim.rotations import quat_to_rotmat
-
-    matrix = np.eye(4)
-    q = torch.tensor([[pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z]])
-    matrix[:3, :3] = quat_to_rotmat(q.double())[0].numpy()
-    matrix[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
+    matrix = _matrix(poses[2].pose.position, poses[2].pose.orientation)
     got = np.frombuffer(bytes(images[2].data), np.uint8).reshape(HEIGHT, WIDTH, 3)
     expected = expected_render(world, matrix).to_uint8().numpy()
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # float32 pose round trip
@@ -297,3 +297,64 @@ def test_mcap_bag_round_trip(tmp_path):
     assert list(info.k) == pytest.approx([fx, 0, WIDTH / 2, 0, fx, HEIGHT / 2, 0, 0, 1])
     assert main(["record-bag", str(world_path), "fly", str(tmp_path / "x.bag")]) == 2
     assert not (tmp_path / "x.bag").exists()
+
+
+def test_bag_stamps_start_now_and_without_a_body_frame_tf_moves_the_optical_frame(tmp_path):
+    from mcap_ros2.reader import read_ros2_messages
+
+    from lyra_sim.rosbag import record_bag
+
+    cameras = Camera.stack([Camera.from_fov(16, 12, 60.0), Camera.from_fov(16, 12, 60.0)])
+    before = time.time()
+    bag = record_bag(small_world(), cameras, tmp_path / "now.mcap", body_frame_id=None, progress=False)
+    after = time.time()
+    messages = list(read_ros2_messages(bag))
+    assert "/tf_static" not in {m.channel.topic for m in messages}
+    (first,) = next(m.ros_msg for m in messages if m.channel.topic == "/tf").transforms
+    assert first.child_frame_id == "camera_optical_frame"
+    assert before - 1e-3 <= first.header.stamp.sec + first.header.stamp.nanosec * 1e-9 <= after + 1e-3
+
+
+def test_sigterm_and_ctrl_c_end_the_node_cleanly_and_a_bad_parameter_is_one_line(tmp_path):
+    """Signals arrive while the node renders at 50 Hz (where a publisher used to raise RCLError)."""
+    world_path = save_world(small_world(), tmp_path / "w.ply")
+    env = {**os.environ, "PYTHONPATH": f"{PACKAGE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+    def start(namespace, *parameters):
+        command = [sys.executable, "-m", "lyra_sim_ros.world_camera", "--ros-args", "-r", f"__ns:=/{namespace}",
+                   "-p", f"world:={world_path}", "-p", "backend:=cpu", *parameters]  # fmt: skip
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    rendering = ("-p", "rate_hz:=50.0", "-p", "initial_pose:=[0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]")
+    processes = {sig: start(f"signal_{sig.name.lower()}", *rendering) for sig in (signal.SIGTERM, signal.SIGINT)}
+    refused = start("refused", "-p", "width:=0")
+    for sig, process in processes.items():
+        line = process.stderr.readline()  # rclpy logs to stderr: the node is up once it says so
+        while line and "serving" not in line:
+            line = process.stderr.readline()
+        assert "serving" in line, f"{sig.name}: node did not start"
+        time.sleep(1.0)  # let it render a few frames
+        process.send_signal(sig)
+    for sig, process in processes.items():
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, (sig.name, process.returncode, stderr)
+        assert "Traceback" not in stderr and "RCLError" not in stderr, (sig.name, stderr)
+    _, stderr = refused.communicate(timeout=120)
+    assert refused.returncode == 2
+    assert stderr.strip().splitlines() == ["world_camera: width: expected an integer in [1, 8192], got 0"]
+
+
+def test_bag_start_time_is_seconds_or_iso_8601_and_nonsense_is_one_line(tmp_path, capsys):
+    from lyra_sim.cli import main
+    from lyra_sim.rosbag import BagError, parse_start_time
+
+    assert parse_start_time("1700000000.5") == 1_700_000_000.5
+    assert parse_start_time("2023-11-14T22:13:20") == 1_700_000_000  # UTC
+    assert parse_start_time("2023-11-14T23:13:20+01:00") == 1_700_000_000
+    for bad in ("yesterday", "-5", "nan"):
+        with pytest.raises(BagError, match="start time"):
+            parse_start_time(bad)
+    world_path = save_world(small_world(), tmp_path / "w.ply")
+    capsys.readouterr()
+    assert main(["record-bag", str(world_path), "fly", str(tmp_path / "b.mcap"), "--start", "yesterday"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "b.mcap").exists()

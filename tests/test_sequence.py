@@ -1,5 +1,6 @@
 """RGB-D sequences: folder layouts, pose files, odometry against PyBullet's true poses, fusion, moving objects."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from lyra_sim import DynamicGaussianWorld, GaussianWorld, generate_world
+from lyra_sim import DynamicGaussianWorld, GaussianWorld
 from lyra_sim.camera import Camera
 from lyra_sim.generate.capture import reconstruct_sequence
 from lyra_sim.generate.images import InputError
@@ -42,11 +43,12 @@ def _ate(estimated: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("layout", ["tum", "plain"])
 def test_folder_layouts_round_trip(tmp_path, walk_capture, layout):
-    cap = walk_capture
+    cap = dataclasses.replace(walk_capture, rgb=walk_capture.rgb[:9], depth=walk_capture.depth[:9],
+                              timestamps=walk_capture.timestamps[:9], cam_to_world=walk_capture.cam_to_world[:9])
     write_capture(cap, tmp_path, layout=layout)
     poses = tmp_path / ("groundtruth.txt" if layout == "tum" else "poses.json")
     seq = read_sequence(tmp_path, poses=poses, every=3)
-    assert len(seq) == 10 and seq.info["layout"] == layout
+    assert len(seq) == 3 and seq.info["layout"] == layout
     np.testing.assert_allclose(seq.K, cap.K)
     np.testing.assert_allclose(seq.timestamps, cap.timestamps[::3], atol=1e-6)
     step = 1 / 5000 if layout == "tum" else 1 / 1000  # the layouts' depth units
@@ -118,10 +120,15 @@ def test_tracking_lost_is_refused(walk_capture):
         estimate_poses(seq, progress=False)
 
 
-def test_fused_world_renders_the_views_it_was_made_from(walk_capture):
+@pytest.fixture(scope="module")
+def fused_walk(walk_capture):
     seq = walk_capture.sequence(with_poses=True)
     seq.frames = seq.frames[::2]
-    result = reconstruct_sequence(seq, voxel_size=0.03, progress=False, dynamic=False)
+    return seq, reconstruct_sequence(seq, voxel_size=0.03, progress=False, dynamic=False)
+
+
+def test_fused_world_renders_the_views_it_was_made_from(walk_capture, fused_walk):
+    seq, result = fused_walk
     world = result.world
     assert isinstance(world, GaussianWorld) and world.frame == "opencv" and world.meters_per_unit == 1.0
     assert world.info["pose_source"] == "given" and world.info["frames"] == 15
@@ -170,10 +177,18 @@ def test_view_dependent_colour_is_fitted_from_several_views():
     assert (from_left - from_right).mean() > 0.3  # true difference 0.6, shrunk a little by the ridge
 
 
-def test_moving_object_becomes_a_dynamic_world(moving_capture, tmp_path):
+def test_moving_object_becomes_a_dynamic_world(moving_capture, tmp_path, capsys):
+    from lyra_sim.cli import main
+    from lyra_sim.io import load_world
+
     cap = moving_capture
-    write_capture(cap, tmp_path, layout="tum")
-    world = generate_world(tmp_path, poses=tmp_path / "groundtruth.txt", voxel_size=0.03, keyframe_interval=0.5)
+    write_capture(cap, tmp_path / "capture", layout="tum")
+    assert main(["generate", str(tmp_path / "capture"), "--poses", str(tmp_path / "capture" / "groundtruth.txt"),
+                 "--voxel-size", "0.03", "-o", str(tmp_path / "scene.ply")]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "moving parts: 3 keyframes at t = 0.00, 0.53, 1.07 s" in printed
+    assert "the world is dynamic and .ply holds one static world: wrote .safetensors instead" in printed
+    world = load_world(tmp_path / "scene.safetensors")  # the native format keeps the keyframes
     assert isinstance(world, DynamicGaussianWorld)
     np.testing.assert_allclose(world.times, cap.timestamps[[0, 8, 16]], atol=1e-6)  # 15 fps, one every 0.5 s
     ref = np.linalg.inv(cap.cam_to_world[0])  # world frame = first camera's OpenCV frame
@@ -194,3 +209,37 @@ def test_moving_object_becomes_a_dynamic_world(moving_capture, tmp_path):
     path_hi = cap.object_positions.max(axis=0) + half - [0.03, 0.03, 0.0]
     on_path = ((background > path_lo) & (background < path_hi)).all(axis=1)
     assert on_path.sum() < 60, on_path.sum()  # a box left in the background would leave hundreds per position
+
+
+def test_fused_world_works_like_any_other(tmp_path, fused_walk):
+    """make_env aligns it (floor at z = 0, camera height from the floor) and USD export takes it."""
+    import lyra_sim
+    from lyra_sim.io import load_world, save_world
+    from usd_exporters import export_world
+
+    _, result = fused_walk
+    path = save_world(result.world, tmp_path / "walk.ply")
+    assert len(load_world(path)) == len(result.world)
+    env = lyra_sim.make_env(str(path), image_size=(48, 36), max_steps=5)
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs["rgb"].shape == (36, 48, 3)
+        height = env.unwrapped.scene.world.info["alignment"]["camera_height_m"]
+        assert height == pytest.approx(1.3, abs=0.1)  # the sim camera walked 1.25-1.35 m above the floor
+    finally:
+        env.close()
+    usd = export_world(result.world, tmp_path / "walk.usda")
+    assert usd.exists() and "ParticleField3DGaussianSplat" in usd.read_text()
+
+
+def test_cli_generates_a_world_from_a_sequence_folder(tmp_path, walk_capture, capsys):
+    from lyra_sim.cli import main
+
+    write_capture(walk_capture, tmp_path / "capture", layout="plain", poses=False)
+    out = tmp_path / "capture.ply"
+    assert main(["generate", str(tmp_path / "capture"), "--every", "2", "--max-frames", "8", "--voxel-size", "0.04",
+                 "--static", "-o", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "8 frames; poses: open3d RGB-D odometry + pose graph" in printed
+    assert f"Gaussians to {out}" in printed and out.exists()
+    assert main(["generate", str(tmp_path / "missing"), "-o", str(out)]) == 2

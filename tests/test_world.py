@@ -132,3 +132,11 @@ def test_base_colour_round_trips_and_clamps():
     torch.testing.assert_close(sh0_to_rgb(sh), torch.tensor([[1.0, 0.0, 0.5], [0.5, 0.5, 0.5]]))
     world = GaussianWorld.from_rgb(torch.zeros(2, 3), rgb, torch.full((2, 3), 0.1), torch.ones(2))
     torch.testing.assert_close(world.rgb, rgb)
+
+
+def test_first_keyframe():
+    from lyra_sim.world import first_keyframe
+
+    a, b = random_world(n=5, seed=1), random_world(n=6, seed=2)
+    assert first_keyframe(a) is a
+    assert first_keyframe(DynamicGaussianWorld([0.0, 1.0], [a, b])) is a

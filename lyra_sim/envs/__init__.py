@@ -6,19 +6,23 @@ import gymnasium
 
 ENV_ID = "LyraSim/Navigate-v0"
 
+DEFAULT_MAX_STEPS = 200  # the step limit gymnasium.make applies (TimeLimit); max_episode_steps=N changes it
+
 if ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=ENV_ID, entry_point="lyra_sim.envs.navigate:NavigateEnv")
+    gymnasium.register(id=ENV_ID, entry_point="lyra_sim.envs.navigate:NavigateEnv",
+                       max_episode_steps=DEFAULT_MAX_STEPS)
 
 
-def make_env(source, intrinsics=None, **kwargs) -> gymnasium.Env:
-    """A ``LyraSim/Navigate-v0`` environment for ``source``.
+def make_env(source, intrinsics=None, max_steps: int = DEFAULT_MAX_STEPS, **kwargs) -> gymnasium.Env:
+    """A ``LyraSim/Navigate-v0`` environment for ``source``, truncated after ``max_steps`` steps.
 
     ``source``: an image path or array (a world is generated with ``generate_world``), an RGB-D pair
     ``(rgb, depth_metres)`` with ``intrinsics=K``, a world file (.ply, .safetensors, .usd*), a world object,
     or a ``SimScene`` from ``prepare_scene`` (build once, share between vectorised copies).
-    Keyword arguments go to ``NavigateEnv`` (image_size, fov_deg, max_steps, scene_options, ...).
+    ``max_steps`` becomes gymnasium's ``max_episode_steps``; other keyword arguments go to ``NavigateEnv``
+    (image_size, fov_deg, scene_options, ...).
     """
-    return gymnasium.make(ENV_ID, source=source, intrinsics=intrinsics, **kwargs)
+    return gymnasium.make(ENV_ID, source=source, intrinsics=intrinsics, max_episode_steps=max_steps, **kwargs)
 
 
 def prepare_scene(*args, **kwargs):

@@ -1,11 +1,7 @@
 """``LyraSim/Navigate-v0``: drive a differential-drive robot to a goal in a generated world.
 
 Physics is PyBullet on the world's collision proxy; the robot's camera sees the GAUSSIANS (rendered with
-lyra_sim.render), not the proxy. Actions are velocity commands in [-1, 1]^2 (forward speed, yaw rate,
-scaled to ``max_speed`` / ``max_turn``). Observations: ``rgb`` (H, W, 3) uint8, ``depth`` (H, W, 1) metres
-(0 where nothing was rendered), ``state`` (x, y, cos yaw, sin yaw, speed, yaw rate) and ``goal``
-(goal x, y in the robot frame, distance). Reward: 10 x progress towards the goal (metres) - 0.01 per
-step; reaching the goal: +10 and terminate; touching an obstacle: -5 and terminate; ``max_steps`` truncates.
+lyra_sim.render), not the proxy. :class:`NavigateEnv` documents the spaces, rewards and episode end.
 """
 
 from __future__ import annotations
@@ -38,12 +34,50 @@ class ActionError(LyraSimError):
 
 
 class NavigateEnv(gym.Env):
-    """Point-goal navigation in a Gaussian world (see the module docstring)."""
+    """Point-goal navigation in a Gaussian world.
+
+    ## Description
+    A differential-drive robot (PyBullet, on the world's collision proxy) must reach a goal point on the
+    floor. Its camera renders the Gaussians themselves, so what it sees is the generated world.
+
+    ## Action Space
+    ``Box(-1, 1, (2,), float32)``: forward speed and yaw rate as fractions of ``max_speed`` (m/s, times the
+    robot scale) and ``max_turn`` (rad/s), held for 0.1 s of simulated time. Values outside [-1, 1] are
+    clipped; non-finite ones raise ``ActionError`` and nothing moves.
+
+    ## Observation Space
+    ``Dict``: ``rgb`` ``Box(0, 255, (H, W, 3), uint8)`` from the robot camera (W x H = ``image_size``);
+    ``depth`` ``Box(0, inf, (H, W, 1), float32)`` metres along the optical axis, 0 where no surface was
+    rendered; ``state`` ``Box(-inf, inf, (6,))``: x, y, cos yaw, sin yaw, forward speed, yaw rate;
+    ``goal`` ``Box(-inf, inf, (3,))``: the goal's x, y in the robot frame (x forward, y left) and its distance.
+
+    ## Rewards
+    10 per metre of progress towards the goal, -0.01 per step; +10 on reaching the goal; -5 on touching an
+    obstacle.
+
+    ## Starting State
+    A random free-space cell facing within 90 degrees of the generating camera's heading (behind a
+    single-view world there is nothing to see); the goal is a free cell of the same connected region,
+    ``goal_distance`` metres away when there is one.
+
+    ## Episode End
+    Terminated when the goal is within ``goal_radius`` (times the robot scale) or the robot touches an
+    obstacle. Truncated after ``max_episode_steps`` steps: 200 at registration, set it with
+    ``gymnasium.make("LyraSim/Navigate-v0", max_episode_steps=N)``; ``max_steps`` is the same limit for an env
+    built directly (``NavigateEnv(...)``), None for none. Stepping an ended episode raises ``ResetNeeded``.
+
+    ## Arguments
+    ``source``: an image, an ``(rgb, depth_metres)`` pair (with ``intrinsics``), a world file, a world or a
+    ``SimScene`` (``lyra_sim.envs.prepare_scene``; share one between vectorised copies). ``image_size``
+    (width, height) and ``fov_deg`` of the robot camera; ``max_steps``; ``max_speed``, ``max_turn``;
+    ``goal_distance`` (min, max metres); ``goal_radius``; ``render_mode`` ("rgb_array") and ``render_size``
+    of ``render()``; ``scene_options`` go to ``prepare_scene``.
+    """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": int(1 / CONTROL_DT)}
 
     def __init__(self, source, intrinsics=None, image_size: tuple[int, int] = (96, 72), fov_deg: float = 90.0,
-                 max_steps: int = 200, max_speed: float = 0.5, max_turn: float = 1.5,
+                 max_steps: int | None = None, max_speed: float = 0.5, max_turn: float = 1.5,
                  goal_distance: tuple[float, float] = (0.5, 2.5), goal_radius: float = 0.25,
                  render_mode: str | None = "rgb_array", render_size: tuple[int, int] = (320, 240),
                  scene_options: dict | None = None):
@@ -93,9 +127,7 @@ class NavigateEnv(gym.Env):
 
     def _observation(self) -> dict:
         result = self._render(self.camera_K, self.image_size)
-        depth = result.depth.reshape(self.image_size[1], self.image_size[0], 1)
-        alpha = result.alpha.reshape(self.image_size[1], self.image_size[0], 1)
-        depth = torch.where(alpha >= 0.5, depth, torch.zeros_like(depth))
+        depth = result.surface_depth().reshape(self.image_size[1], self.image_size[0], 1)
         x, y, yaw, speed, turn = self.bullet.robot_state()
         offset = self.goal - np.array([x, y])
         local = np.array([math.cos(yaw) * offset[0] + math.sin(yaw) * offset[1],
@@ -179,7 +211,7 @@ class NavigateEnv(gym.Env):
         if reached:
             reward += GOAL_REWARD
         terminated = bool(collided or reached)
-        truncated = bool(self.steps >= self.max_steps and not terminated)
+        truncated = bool(self.max_steps is not None and self.steps >= self.max_steps and not terminated)
         info = {"collision": collided, "success": reached, "distance": distance, "time": self.sim_time}
         self._ended = terminated or truncated
         return self._observation(), float(reward), terminated, truncated, info

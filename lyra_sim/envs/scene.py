@@ -16,7 +16,19 @@ from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
 from lyra_sim.physics.proxy import CollisionMesh
-from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
+from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
+
+# The free-space map: floor Gaussians are those within FLOOR_BAND of z = 0 and at least FLOOR_MIN_OPACITY opaque;
+# obstacle points lie above what the wheels roll over (WHEEL_STEP, times the robot scale) and below the robot
+# plus HEAD_ROOM. The proxy's obstacle surface is sampled OBSTACLE_SAMPLES_PER_CELL times per grid cell of area
+# (at least MIN_OBSTACLE_SAMPLES points), and FLOOR_CLOSING closing steps bridge gaps between floor splats.
+FLOOR_BAND = 0.03
+FLOOR_MIN_OPACITY = 0.2
+WHEEL_STEP = 0.03
+HEAD_ROOM = 0.05
+OBSTACLE_SAMPLES_PER_CELL = 8
+MIN_OBSTACLE_SAMPLES = 1000
+FLOOR_CLOSING = 2
 
 
 @dataclass
@@ -59,17 +71,17 @@ class SimScene:
     @property
     def camera_to_world(self) -> np.ndarray:
         """The generating camera in the aligned frame."""
-        reference = self.world.worlds[0] if isinstance(self.world, DynamicGaussianWorld) else self.world
+        reference = first_keyframe(self.world)
         return np.asarray(reference.info["alignment"]["camera_to_world"])
 
 
 def free_space_map(world: GaussianWorld, proxy: CollisionMesh, robot_scale: float = 1.0,
-                   floor_band: float = 0.03) -> FreeSpace:
+                   floor_band: float = FLOOR_BAND) -> FreeSpace:
     """Rasterise the seen floor and the obstacles below robot height on a grid of half the robot radius."""
     radius = ROBOT_RADIUS * robot_scale
     cell = radius / 2
     means = world.means.detach().cpu().numpy()
-    floor_points = means[(np.abs(means[:, 2]) < floor_band) & (world.opacities.cpu().numpy() > 0.2)]
+    floor_points = means[(np.abs(means[:, 2]) < floor_band) & (world.opacities.cpu().numpy() > FLOOR_MIN_OPACITY)]
     if len(floor_points) == 0:
         raise ValueError("free space: no floor Gaussians near z = 0 (is the world aligned?)")
     origin = floor_points[:, :2].min(axis=0) - 2 * radius
@@ -77,19 +89,19 @@ def free_space_map(world: GaussianWorld, proxy: CollisionMesh, robot_scale: floa
     seen = np.zeros(shape, bool)
     idx = np.floor((floor_points[:, :2] - origin) / cell).astype(int)
     seen[idx[:, 0], idx[:, 1]] = True
-    seen = ndimage.binary_closing(seen, iterations=2)
+    seen = ndimage.binary_closing(seen, iterations=FLOOR_CLOSING)
 
     occupied = np.zeros(shape, bool)
     vertices, faces = proxy.obstacle_mesh
     if len(faces):
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                          o3d.utility.Vector3iVector(faces.astype(np.int32)))  # fmt: skip
-        samples = max(int(mesh.get_surface_area() / (cell * cell) * 8), 1000)
+        samples = max(int(mesh.get_surface_area() / (cell * cell) * OBSTACLE_SAMPLES_PER_CELL), MIN_OBSTACLE_SAMPLES)
         o3d.utility.random.seed(0)  # the same map every time
         points = np.asarray(mesh.sample_points_uniformly(samples).points)
         points = np.concatenate([points, vertices])
-        step = max(0.03 * robot_scale, proxy.info.get("floor_band", 0.0))  # what the wheels can roll over
-        low = points[(points[:, 2] > step) & (points[:, 2] < ROBOT_HEIGHT * robot_scale + 0.05)]
+        step = max(WHEEL_STEP * robot_scale, proxy.info.get("floor_band", 0.0))  # what the wheels can roll over
+        low = points[(points[:, 2] > step) & (points[:, 2] < ROBOT_HEIGHT * robot_scale + HEAD_ROOM)]
         idx = np.floor((low[:, :2] - origin) / cell).astype(int)
         inside = (idx >= 0).all(axis=1) & (idx[:, 0] < shape[0]) & (idx[:, 1] < shape[1])
         occupied[idx[inside, 0], idx[inside, 1]] = True
@@ -131,7 +143,7 @@ def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_he
     world, extra = _world_from_source(source, intrinsics, depth_model)
     aligned, proxies = align_with_proxies(world, scale=scale, camera_height=camera_height, measured_views=extra,
                                           voxel_size=voxel_size, triangle_budget=triangle_budget, progress=progress)
-    reference = aligned.worlds[0] if isinstance(aligned, DynamicGaussianWorld) else aligned
+    reference = first_keyframe(aligned)
     free = free_space_map(reference, proxies[0], robot_scale)
     return SimScene(aligned, proxies, free, robot_scale)
 

@@ -19,13 +19,17 @@ def output_name(source: str | os.PathLike) -> str:
     return path.name if path.is_dir() else path.stem
 
 
-def world_file_bytes(source: str, suffix: str, options: dict) -> tuple[str, bytes]:
+def world_file_bytes(source: str, suffix: str, image_options: dict, sequence_options: dict) -> tuple[str, bytes]:
     """Generate the world of one input and return (suffix written, file bytes); dynamic worlds use .safetensors."""
     from lyra_sim.generate.api import generate_world
+    from lyra_sim.generate.sequence import is_sequence_dir
     from lyra_sim.io import save_world
     from lyra_sim.world import DynamicGaussianWorld
 
-    world = generate_world(source, **options)
+    if is_sequence_dir(source):
+        world = generate_world(source, progress=False, **sequence_options)
+    else:
+        world = generate_world(source, **image_options)
     if isinstance(world, DynamicGaussianWorld):
         suffix = DYNAMIC_SUFFIX
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,12 +44,13 @@ def generate_many(
     workers: int = 1,
     ray_address: str | None = None,
     progress: bool = True,
-    **options,
+    image_options: dict | None = None,
+    sequence_options: dict | None = None,
 ) -> list[Path]:
     """One world file per input in ``out_dir`` (``<stem><suffix>``), skipping those already written.
 
-    Inputs are images (depth from the prior or a depth model) or RGB-D sequence folders;
-    ``options`` go to ``generate_world``. With ``workers`` > 1 or a ``ray_address`` the worlds
+    Inputs are images (depth from the prior or a depth model) or RGB-D sequence folders; ``image_options``
+    or ``sequence_options`` go to ``generate_world`` accordingly. With ``workers`` > 1 or a ``ray_address`` the worlds
     are made on Ray; every file is written here, atomically, so an interrupted batch resumes.
     """
     names = [output_name(s) for s in inputs]
@@ -63,7 +68,7 @@ def generate_many(
         if done:
             written.append(done[0])
         else:
-            todo.append((str(source), suffix, options))
+            todo.append((str(source), suffix, dict(image_options or {}), dict(sequence_options or {})))
     for index, (used, data) in parallel_map(world_file_bytes, todo, workers, ray_address, "worlds", progress):
         target = root / f"{output_name(todo[index][0])}{used}"
         with atomic_path(target) as tmp:

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from lyra_sim.generate.fusion import clean_depth, integrate_tsdf, observe, project, sensor_tolerance, surfel_world
+from lyra_sim.generate.fusion import (
+    clean_sequence,
+    integrate_tsdf,
+    observe,
+    project,
+    sensor_tolerance,
+    surfel_world,
+)
 from lyra_sim.generate.images import InputError
 from lyra_sim.generate.lift import lift_rgbd
 from lyra_sim.generate.odometry import OdometryReport, estimate_poses
@@ -28,6 +35,8 @@ log = logging.getLogger(__name__)
 MIN_SEEN_THROUGH = 3  # frames that must see through a point before it counts as moving
 SEEN_THROUGH_RATIO = 0.25  # ... and their share relative to the frames that saw it
 MIN_MOVING_AREA_M2 = 0.004  # less moving surface than this (about 6 x 6 cm) is noise, not an object
+MIN_MOVING_PIXELS = 0.002  # share of a frame's pixels that must be in front of the background to count
+MIN_MOVING_FRAMES = 3  # frames showing something in front of the background before the world is dynamic
 
 
 @dataclass
@@ -76,12 +85,15 @@ def _static_zbuffer(points: np.ndarray, cam_to_ref: np.ndarray, K: np.ndarray, s
 
 def moving_masks(seq: RGBDSequence, cam_to_ref: np.ndarray, static_points: np.ndarray, voxel_size: float,
                  depth_max: float) -> list[np.ndarray]:  # fmt: skip
-    """Per frame, the pixels (within ``depth_max``) clearly in front of the fused static background, without specks."""
+    """Per frame, the pixels (within ``depth_max``) clearly in front of the fused static background, without specks.
+
+    Expects cleaned depth (``clean_sequence``).
+    """
     h, w = seq.frames[0].depth.shape
     min_pixels = max(16, (h * w) // 2000)
     masks = []
     for i, frame in enumerate(seq.frames):
-        depth = clean_depth(frame.depth)
+        depth = frame.depth
         static = _static_zbuffer(static_points, cam_to_ref[i], seq.K, (h, w), voxel_size)
         # Only where something static was seen behind: a surface with nothing known behind it cannot be said to move.
         mask = (depth > 0) & (depth <= depth_max) & np.isfinite(static)
@@ -121,18 +133,22 @@ def reconstruct_sequence(
     else:
         cam_to_ref, report = estimate_poses(seq, depth_max=depth_max, progress=progress)
         pose_source = "open3d RGB-D odometry + pose graph"
+    raw, seq = seq, clean_sequence(seq)
     points, normals = integrate_tsdf(seq, cam_to_ref, voxel_size, depth_max, progress=progress)
     if not len(points):
         raise InputError(f"{seq.source}: the fused volume has no surface (is there valid depth within {depth_max} m?)")
     obs = observe(points, normals, seq, cam_to_ref, voxel_size, sh_degree, progress=progress)
     moving = (obs.seen_through >= MIN_SEEN_THROUGH) & (obs.seen_through >= SEEN_THROUGH_RATIO * obs.seen)
     moving_area = float(moving.sum()) * voxel_size**2
-    if dynamic is None:
-        dynamic = moving_area >= MIN_MOVING_AREA_M2
     log.info("fused %d surface points; %.3f m^2 seen through (moving)", len(points), moving_area)
-    masks = None
-    if moving.any() or dynamic:
+    masks, moving_frames = None, 0
+    if moving_area >= MIN_MOVING_AREA_M2 or dynamic:
         masks = moving_masks(seq, cam_to_ref, points[~moving], voxel_size, depth_max)
+        h, w = seq.frames[0].depth.shape
+        moving_frames = sum(int(m.sum() >= MIN_MOVING_PIXELS * h * w) for m in masks)
+    if dynamic is None:  # a moving object shows in several frames; stray pixels of a pose error do not add up
+        dynamic = moving_frames >= MIN_MOVING_FRAMES
+    if moving_frames:  # fuse the background again without the moving pixels
         points, normals = integrate_tsdf(seq, cam_to_ref, voxel_size, depth_max, masks=[~m for m in masks],
                                          progress=progress)  # fmt: skip
         obs = observe(points, normals, seq, cam_to_ref, voxel_size, sh_degree, progress=progress)
@@ -150,6 +166,7 @@ def reconstruct_sequence(
         "image_size": [w, h],
         "reference_cam_to_world": (seq.poses[0] if seq.has_poses else np.eye(4)).round(6).tolist(),
         "moving_area_m2": round(moving_area, 4),
+        "moving_frames": moving_frames,
     }
     static.info = dict(info)
     if not dynamic:
@@ -158,14 +175,14 @@ def reconstruct_sequence(
     keys = _keyframes(times, keyframe_interval)
     worlds = []
     for k in keys:
-        frame = seq.frames[k]
+        frame = raw.frames[k]
         parts = [static]
         if masks[k].any():
             depth = np.where(masks[k], frame.depth, 0.0)
             part = lift_rgbd(frame.rgb, depth, seq.K).transformed(rotation=cam_to_ref[k][:3, :3],
                                                                     translation=cam_to_ref[k][:3, 3])  # fmt: skip
             parts.append(part)
-        world = GaussianWorld.concatenate(parts) if len(parts) > 1 else static._replace()
+        world = GaussianWorld.concatenate(parts) if len(parts) > 1 else static.subset(slice(None))
         world.info = {**info, "keyframe_frame": frame.name, "moving_gaussians": len(world) - len(static)}
         worlds.append(world)
     return CaptureResult(DynamicGaussianWorld(times[keys], worlds), cam_to_ref, pose_source, report,

@@ -14,9 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
 from lyra_sim.generate.images import InputError
 
 DEPTH_MODEL_ENV = "LYRA_SIM_DEPTH_MODEL"
+PRIOR_PITCH_DEG = 15.0  # the prior camera looks this far down (degrees)
+PRIOR_BACKDROP = 6.0  # metres to the prior's vertical backdrop, measured horizontally
+RELATIVE_DEPTH_CAP = 50.0  # a relative model's depth (median 1) is clipped here: the sky is not infinitely far
+DISPARITY_ZERO_PERCENTILE = 1  # a relative model's disparity shift: its 1st percentile becomes zero
+MIN_RAY_COMPONENT = 1e-6  # rays this close to parallel to the floor or backdrop never reach it
 
 
 @dataclass
@@ -31,9 +37,9 @@ def ground_backdrop_prior(
     K: np.ndarray,
     width: int,
     height: int,
-    camera_height: float = 1.2,
-    pitch_deg: float = 15.0,
-    backdrop: float = 6.0,
+    camera_height: float = DEFAULT_CAMERA_HEIGHT,
+    pitch_deg: float = PRIOR_PITCH_DEG,
+    backdrop: float = PRIOR_BACKDROP,
 ) -> np.ndarray:
     """Z-depth (H,W) of a flat floor ``camera_height`` below a camera pitched down ``pitch_deg``,
     closed by a vertical wall ``backdrop`` metres ahead (measured horizontally)."""
@@ -45,8 +51,8 @@ def ground_backdrop_prior(
     down = y * math.cos(pitch) + math.sin(pitch)
     forward = math.cos(pitch) - y * math.sin(pitch)
     with np.errstate(divide="ignore"):
-        t_floor = np.where(down > 1e-6, camera_height / np.maximum(down, 1e-6), np.inf)
-        t_wall = np.where(forward > 1e-6, backdrop / np.maximum(forward, 1e-6), np.inf)
+        t_floor = np.where(down > MIN_RAY_COMPONENT, camera_height / np.maximum(down, MIN_RAY_COMPONENT), np.inf)
+        t_wall = np.where(forward > MIN_RAY_COMPONENT, backdrop / np.maximum(forward, MIN_RAY_COMPONENT), np.inf)
     depth = np.minimum(t_floor, t_wall)
     return np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
 
@@ -78,13 +84,13 @@ def model_depth(rgb: np.ndarray, model_dir: str | os.PathLike) -> DepthEstimate:
     if metric:
         depth = np.where(pred > 0, pred, 0.0)
     else:
-        disparity = pred - np.percentile(pred, 1)
+        disparity = pred - np.percentile(pred, DISPARITY_ZERO_PERCENTILE)
         valid = disparity > 1e-6
         depth = np.zeros_like(pred)
         depth[valid] = 1.0 / disparity[valid]
         if valid.any():
             depth[valid] /= np.median(depth[valid])
-        depth = np.minimum(depth, 50.0)
+        depth = np.minimum(depth, RELATIVE_DEPTH_CAP)
     return DepthEstimate(depth.astype(np.float32), f"model:{model_dir}", metric)
 
 
@@ -92,8 +98,8 @@ def estimate_depth(
     rgb: np.ndarray,
     K: np.ndarray,
     depth_model: str | os.PathLike | None = None,
-    camera_height: float = 1.2,
-    pitch_deg: float = 15.0,
+    camera_height: float = DEFAULT_CAMERA_HEIGHT,
+    pitch_deg: float = PRIOR_PITCH_DEG,
 ) -> DepthEstimate:
     """Depth for an image without a depth map: the model directory if one is configured, else the prior."""
     model_dir = depth_model or os.environ.get(DEPTH_MODEL_ENV)
@@ -101,5 +107,6 @@ def estimate_depth(
         return model_depth(rgb, model_dir)
     h, w = rgb.shape[:2]
     depth = ground_backdrop_prior(K, w, h, camera_height=camera_height, pitch_deg=pitch_deg)
-    note = f"ground plane {camera_height} m below a camera pitched {pitch_deg} deg down, backdrop 6 m ahead"
+    note = (f"ground plane {camera_height} m below a camera pitched {pitch_deg} deg down, "
+            f"backdrop {PRIOR_BACKDROP:g} m ahead")
     return DepthEstimate(depth, "prior", metric=False, note=note)

@@ -12,13 +12,14 @@ only for a while (a moving object) and are reported as such.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import open3d as o3d
 import open3d.core as o3c
 import torch
-from scipy import ndimage
 from tqdm.auto import tqdm
 
 from lyra_sim.generate.lift import unreliable_edges
@@ -43,6 +44,18 @@ def clean_depth(depth: np.ndarray) -> np.ndarray:
     return np.where(unreliable_edges(depth, margin=1), 0.0, depth).astype(np.float32)
 
 
+def clean_sequence(seq: RGBDSequence) -> RGBDSequence:
+    """The sequence with ``clean_depth`` applied to every frame (what fusion and observation expect)."""
+    frames = [dataclasses.replace(f, depth=clean_depth(f.depth)) for f in seq.frames]
+    return dataclasses.replace(seq, frames=frames)
+
+
+def nearest_depth(depth: np.ndarray, size: int = 5) -> np.ndarray:
+    """The smallest valid depth in each ``size`` x ``size`` neighbourhood (inf where none)."""
+    valid = np.where(depth > 0, depth, np.inf).astype(np.float32)
+    return cv2.erode(valid, np.ones((size, size), np.uint8), borderType=cv2.BORDER_REPLICATE)
+
+
 def integrate_tsdf(
     seq: RGBDSequence,
     cam_to_ref: np.ndarray,
@@ -53,7 +66,8 @@ def integrate_tsdf(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Surface points (G,3) and unit normals (G,3) of the TSDF fused from every frame (reference frame).
 
-    ``masks`` (per frame, True = use the pixel) leave out pixels such as moving objects.
+    Expects cleaned depth (``clean_sequence``). ``masks`` (per frame, True = use the pixel) leave out pixels
+    such as moving objects.
     """
     # The tensor VoxelBlockGrid: the legacy ScalableTSDFVolume of open3d 0.20 extracts no surface at all.
     grid = o3d.t.geometry.VoxelBlockGrid(
@@ -65,7 +79,7 @@ def integrate_tsdf(
     K[:2, 2] -= 0.5  # open3d puts pixel centres at integer coordinates, the package at +0.5
     intrinsic = o3c.Tensor(K, o3c.float64)
     for i, frame in enumerate(tqdm(seq.frames, desc="fusing", unit="frame", disable=not progress)):
-        depth = clean_depth(frame.depth)
+        depth = frame.depth
         if masks is not None:
             depth = np.where(masks[i], depth, 0.0).astype(np.float32)
         depth_image = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth)))
@@ -102,7 +116,7 @@ class Observations:
 
 def project(points: np.ndarray, cam_to_ref: np.ndarray, K: np.ndarray, shape: tuple[int, int]):
     """Camera-frame points, pixel indices (rows, cols) and an in-image mask for ``points`` in the reference frame."""
-    world_to_cam = np.linalg.inv(cam_to_ref)
+    world_to_cam = np.linalg.inv(cam_to_ref).astype(points.dtype)
     pc = points @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
     z = pc[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -124,7 +138,10 @@ def observe(
     sh_degree: int = 0,
     progress: bool = True,
 ) -> Observations:
-    """Project the surface points into every frame: visibility, best view, see-through counts, SH normal equations."""
+    """Project the surface points into every frame: visibility, best view, see-through counts, SH normal equations.
+
+    Expects cleaned depth (``clean_sequence``).
+    """
     g = len(points)
     obs = Observations(np.zeros((g, 3)), np.zeros(g), np.full(g, -1), np.zeros(g), np.zeros(g, np.int32),
                        np.zeros(g, np.int32), np.zeros((g, 4, 4)) if sh_degree else None,
@@ -135,12 +152,10 @@ def observe(
         pc, rows, cols, inside = project(points, cam_to_ref[i], seq.K, (h, w))
         idx = np.flatnonzero(inside)
         z = pc[idx, 2]
-        depth = clean_depth(frame.depth)
-        measured = depth[rows[idx], cols[idx]]
+        measured = frame.depth[rows[idx], cols[idx]]
         # Seeing through needs the whole neighbourhood behind the point: a point on a silhouette projects
         # within a pixel or two of the background behind it.
-        nearest = ndimage.minimum_filter(np.where(depth > 0, depth, np.inf), size=5, mode="nearest")
-        nearest = nearest[rows[idx], cols[idx]]
+        nearest = nearest_depth(frame.depth)[rows[idx], cols[idx]]
         tol = sensor_tolerance(z, voxel_size)
         through = np.isfinite(nearest) & (nearest > z + 2.5 * tol)
         obs.seen_through[idx[through]] += 1

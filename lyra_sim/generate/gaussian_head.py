@@ -13,20 +13,23 @@ RAW_SPLIT = (1, 3, 3, 4, 1)  # distance, rgb, scale, rotation, opacity
 PACKED_FIELDS = {"xyz": slice(0, 3), "opacity": slice(3, 4), "scale": slice(4, 7), "quat": slice(7, 11),
                  "rgb": slice(11, 14)}
 PACKED_WIDTH = 14
+# Lyra's activations (as in the released model): depth = lerp(NEAR, FAR, sigmoid(raw - DEPTH_OFFSET)),
+# scale = min(MAX_SCALE * exp(raw - SCALE_OFFSET), MAX_SCALE), opacity = sigmoid(raw - OPACITY_OFFSET).
 NEAR, FAR = 0.1, 500.0
 MAX_SCALE = 0.3
+DEPTH_OFFSET, SCALE_OFFSET, OPACITY_OFFSET = 1.65, 1.0, 2.0
 
 
 def activate(raw: torch.Tensor) -> dict[str, torch.Tensor]:
     """Raw channels (..., 12) -> depth along the ray, rgb, linear scale, unit quaternion (w first), opacity."""
     distance, rgb, scale, rotation, opacity = torch.split(raw.float(), RAW_SPLIT, dim=-1)
-    weight = torch.sigmoid(distance - 1.65)
+    weight = torch.sigmoid(distance - DEPTH_OFFSET)
     return {
         "depth": NEAR * (1 - weight) + FAR * weight,
         "rgb": 0.5 * torch.tanh(rgb) + 0.5,
-        "scale": torch.clamp(MAX_SCALE * torch.exp(scale - 1), max=MAX_SCALE),
+        "scale": torch.clamp(MAX_SCALE * torch.exp(scale - SCALE_OFFSET), max=MAX_SCALE),
         "quat": F.normalize(rotation, dim=-1),
-        "opacity": torch.sigmoid(opacity - 2),
+        "opacity": torch.sigmoid(opacity - OPACITY_OFFSET),
     }
 
 
@@ -69,10 +72,17 @@ def top_opacity(packed: torch.Tensor, prune: float) -> torch.Tensor:
     return packed[most_opaque(packed[:, PACKED_FIELDS["opacity"]].squeeze(-1), keep)]
 
 
-def packed_to_world(packed: torch.Tensor, info: dict | None = None) -> GaussianWorld:
-    """Packed Gaussians (N, 14) -> a GaussianWorld (OpenCV frame of the reference camera, unknown scale)."""
-    fields = {name: packed[:, sl].float().cpu() for name, sl in PACKED_FIELDS.items()}
+def packed_to_world(packed: torch.Tensor, info: dict | None = None, validate: bool = True) -> GaussianWorld:
+    """Packed Gaussians (N, 14) -> a GaussianWorld (OpenCV frame of the reference camera, unknown scale).
+
+    By default the world is a checked float32 CPU copy. ``validate=False`` uses the tensors as they are
+    (device, dtype, autograd graph), unchecked: for rendering the decoder's output inside a training loss.
+    """
+    fields = {name: packed[:, sl] for name, sl in PACKED_FIELDS.items()}
+    if validate:
+        fields = {name: value.float().cpu() for name, value in fields.items()}
     return GaussianWorld(
         means=fields["xyz"], quats=fields["quat"], scales=fields["scale"], opacities=fields["opacity"][:, 0],
         sh=rgb_to_sh0(fields["rgb"]), frame="opencv", meters_per_unit=None, info=dict(info or {}),
+        validate=validate,
     )

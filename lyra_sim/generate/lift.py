@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from lyra_sim.camera import pixel_directions
-from lyra_sim.generate.depth_sources import DepthEstimate, estimate_depth
+from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
+from lyra_sim.camera import DEFAULT_FOV_DEG, pixel_directions
+from lyra_sim.generate.depth_sources import PRIOR_PITCH_DEG, DepthEstimate, estimate_depth
 from lyra_sim.generate.images import (
     DEFAULT_MAX_PIXELS,
     InputError,
@@ -125,11 +126,11 @@ def generate_world(
     image,
     depth=None,
     intrinsics=None,
-    fov_deg: float = 60.0,
+    fov_deg: float = DEFAULT_FOV_DEG,
     depth_model: str | os.PathLike | None = None,
     depth_scale: float | None = None,
-    camera_height: float = 1.2,
-    pitch_deg: float = 15.0,
+    camera_height: float = DEFAULT_CAMERA_HEIGHT,
+    pitch_deg: float = PRIOR_PITCH_DEG,
     stride: int = 1,
     opacity: float = 0.95,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,

@@ -1,7 +1,7 @@
 """Lyra's latent 3DGS decoder: patch embeddings, 16 Mamba-2/Transformer blocks, a 3D deconvolution head.
 
 The module's ``state_dict()`` matches the released checkpoints (``lyra_static.pt``, ``lyra_dynamic.pt``)
-name for name and shape for shape; see ``shared/lyra/SPEC.md`` for the architecture facts.
+name for name and shape for shape; the architecture follows them and the paper (Lyra, arXiv 2509.19296).
 """
 
 from __future__ import annotations
@@ -265,9 +265,10 @@ def load_checkpoint_state(path: str | os.PathLike,
     return payload["module"], stored_config
 
 
-#: Inclusive ranges of the integer config fields a checkpoint may ask for (the official model is well inside).
+#: Inclusive ranges of the integer config fields a checkpoint may ask for (the official model is well inside;
+#: latent_channels also admits the trainer's PixelSpace input, 3 x 8 x 8 x 8 = 1536 space-to-depth channels).
 CONFIG_RANGES = {
-    "latent_channels": (1, 1024), "plucker_channels": (1, 1024), "time_channels": (1, 1024), "width": (1, 8192),
+    "latent_channels": (1, 4096), "plucker_channels": (1, 1024), "time_channels": (1, 1024), "width": (1, 8192),
     "depth": (1, 256), "attention_every": (1, 256), "num_heads": (1, 256), "mlp_ratio": (1, 16),
     "d_state": (1, 4096), "headdim": (1, 1024), "expand": (1, 16), "ngroups": (1, 256), "d_conv": (1, 16),
     "chunk_size": (1, 65536), "out_channels": (1, 1024), "temporal_upsample": (1, 64),

@@ -13,8 +13,9 @@ from lyra_sim.camera import relative_poses
 from lyra_sim.generate.cosmos import CosmosTokenizer
 from lyra_sim.generate.gaussian_head import gaussians_from_raw, packed_to_world, top_opacity
 from lyra_sim.generate.gen3c_dir import TeacherDataError, TeacherView, read_teacher_dir
+from lyra_sim.generate.latent_space import CosmosSpace
 from lyra_sim.generate.lyra_decoder import LyraDecoder
-from lyra_sim.generate.plucker import frame_times, plucker_image, time_image
+from lyra_sim.generate.plucker import frame_times, plucker_image
 from lyra_sim.trajectories import LYRA_VIEW_ORDER
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
@@ -40,6 +41,7 @@ class _Inputs:
 
     def __init__(self, views: list[TeacherView], tokenizer: CosmosTokenizer, device: torch.device, bar: tqdm):
         reference = views[0].cam_to_world[0]
+        space = CosmosSpace(tokenizer)
         latents, pluckers, self.K, self.cam_to_world = [], [], [], []
         shape = None
         for view in views:
@@ -61,16 +63,14 @@ class _Inputs:
             self.cam_to_world.append(cam_to_world)
             full_height, full_width = height * tokenizer.spatial_compression, width * tokenizer.spatial_compression
             rays = plucker_image(K, cam_to_world, full_height, full_width)  # (F, 6, H, W)
-            video = rays.permute(1, 0, 2, 3)[None]  # (1, 6, F, H, W)
-            # Each 3-channel half goes through the same encoder, no rescaling: [o x d, d] -> 16 + 16 channels.
-            pluckers.append(torch.cat([tokenizer.encode(video[:, :3])[0], tokenizer.encode(video[:, 3:])[0]]))
-            del rays, video
+            pluckers.append(space.encode_plucker(rays))
+            del rays
             bar.update(1)
         self.frames, self.full_size = frames, (full_height, full_width)
         self.downsample = tokenizer.spatial_compression
         self.latents = torch.stack(latents)[None].to(device)
         self.plucker = torch.stack(pluckers)[None].to(device)
-        self.tokenizer, self.device = tokenizer, device
+        self.space, self.device = space, device
         self._input_times: torch.Tensor | None = None
 
     def time_latents(self, target_frame: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,23 +78,16 @@ class _Inputs:
         views = self.latents.shape[1]
         height, width = self.full_size
         if self._input_times is None:
-            video = time_image(frame_times(self.frames), height, width).permute(1, 0, 2, 3)[None]
-            self._input_times = self.tokenizer.encode(video).to(self.device)
+            self._input_times = self.space.encode_times(frame_times(self.frames), height, width)[None].to(self.device)
         expand = (1, views, *self._input_times.shape[1:])
         return self._input_times[:, None].expand(expand), self.target_time_latent(target_frame)[:, None].expand(expand)
 
     def target_time_latent(self, target_frame: float) -> torch.Tensor:
-        """The target time's latent as the official code makes it: ONE frame of the constant time video is
-        encoded and that latent repeated over the latent frames, (1, 16, T, h, w).
-
-        (Encoding the whole constant clip would differ: the causal tokenizer's later latent frames see
-        several input frames, so only latent frame 0 equals the one-frame latent.)
-        """
+        """The target time's latent as the official code makes it, (1, 16, T, h, w): see
+        ``CosmosSpace.encode_target_time`` (one encoded frame, repeated)."""
         height, width = self.full_size
-        target = torch.tensor([target_frame / max(self.frames - 1, 1)])
-        one_frame = time_image(target, height, width).permute(1, 0, 2, 3)[None]  # (1, 3, 1, H, W)
-        latent = self.tokenizer.encode(one_frame).to(self.device)  # (1, 16, 1, h, w)
-        return latent.expand(-1, -1, self.latents.shape[3], -1, -1)
+        target = target_frame / max(self.frames - 1, 1)
+        return self.space.encode_target_time(target, self.frames, height, width)[None].to(self.device)
 
 
 @torch.inference_mode()

@@ -7,8 +7,8 @@ Two implementations of one set of parameters:
 - mamba-ssm's fused ``mamba_split_conv1d_scan_combined`` (Triton/CUDA), imported lazily and used only
   for CUDA tensors when the package is installed.
 
-Layout (Lyra, SPEC.md): one ``in_proj`` (d_model -> z, x, B, C, dt) shared by two scans; scan 0 reads the
-sequence forward, scan 1 the flipped sequence (its output flipped back); each scan owns ``conv1d``,
+Layout (the released Lyra checkpoints): one ``in_proj`` (d_model -> z, x, B, C, dt) shared by two scans; scan 0 reads
+the sequence forward, scan 1 the flipped sequence (its output flipped back); each scan owns ``conv1d``,
 ``dt_bias``, ``A_log``, ``D`` and a gated RMSNorm ``rmsnorm(y * silu(z))``; the two outputs are summed and
 go through one ``out_proj``.
 """

@@ -22,6 +22,7 @@ from lyra_sim.generate.sequence import RGBDSequence
 
 log = logging.getLogger(__name__)
 reg = o3d.pipelines.registration
+ODOMETRY_ITERATIONS = (20, 10, 5)  # Gauss-Newton iterations per pyramid level, coarse to fine (open3d's default)
 
 
 class TrackingLostError(LyraSimError):
@@ -140,7 +141,7 @@ def estimate_poses(
     K_small = np.diag([1.0 / factor, 1.0 / factor, 1.0]) @ seq.K  # exact for pixel centres at +0.5
     intrinsic = _o3d_intrinsic(K_small, w // factor, h // factor)
     option = o3d.pipelines.odometry.OdometryOption(
-        o3d.utility.IntVector([20, 10, 5]), depth_diff_max=depth_diff_max, depth_min=0.1, depth_max=depth_max
+        o3d.utility.IntVector(ODOMETRY_ITERATIONS), depth_diff_max=depth_diff_max, depth_min=0.1, depth_max=depth_max
     )
     jacobian = o3d.pipelines.odometry.RGBDOdometryJacobianFromHybridTerm()
     images = _o3d_images(seq, depth_max, factor)

@@ -25,7 +25,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from lyra_sim.generate.images import InputError, load_depth, load_intrinsics, load_rgb
 
-TUM_DEPTH_SCALE = 1.0 / 5000.0  # TUM RGB-D depth PNGs: 5000 units per metre
+TUM_DEPTH_SCALE = 5000.0  # TUM RGB-D depth PNGs: 5000 units per metre
 MAX_PAIR_GAP_S = 0.02  # colour/depth pairing tolerance (TUM's associate.py default)
 MAX_POSE_GAP_S = 0.05  # how far outside a trajectory's time range a frame may lie
 INTRINSICS_NAMES = ("intrinsics.json", "camera.json")
@@ -264,8 +264,8 @@ def read_sequence(
     """Load an RGB-D sequence folder (TUM or plain layout, see the module docstring).
 
     ``intrinsics`` is a 3x3 K, a dict or a JSON file (fx, fy, cx, cy or K; an optional
-    ``depth_scale`` in metres per depth unit); without it the folder's ``intrinsics.json`` or
-    ``camera.json`` is used. ``depth_scale`` overrides the layout's default (TUM 1/5000, plain 1/1000).
+    ``depth_scale`` in stored depth units per metre); without it the folder's ``intrinsics.json`` or
+    ``camera.json`` is used. ``depth_scale`` overrides the layout's default (TUM 5000, plain 1000).
     ``every`` keeps every n-th frame, ``max_frames`` stops early.
     """
     root = Path(path)
@@ -284,14 +284,14 @@ def read_sequence(
     scale = depth_scale or file_scale or (TUM_DEPTH_SCALE if tum else None)
     frames, K = [], None
     for t, rgb_path, depth_path in pairs:
-        rgb = load_rgb(rgb_path, name=str(rgb_path))
+        rgb = load_rgb(rgb_path, name="colour")
         h, w = rgb.shape[:2]
         if K is None:
             K = load_intrinsics(k_arg, w, h)
         elif (w, h) != (frames[0].rgb.shape[1], frames[0].rgb.shape[0]):
             raise InputError(f"{rgb_path}: {w}x{h}, but the sequence's frames are "
                              f"{frames[0].rgb.shape[1]}x{frames[0].rgb.shape[0]}")  # fmt: skip
-        depth = load_depth(depth_path, (h, w), name=str(depth_path), depth_scale=scale)
+        depth = load_depth(depth_path, (h, w), name="depth", depth_scale=scale)
         frames.append(RGBDFrame(rgb, depth, float(t), rgb_path.stem))
     if mats is not None:
         for frame, i in zip(frames, keep, strict=True):

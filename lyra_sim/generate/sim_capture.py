@@ -142,20 +142,24 @@ def sensor_noise(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def render_capture(num_frames: int = 100, width: int = 640, height: int = 480, moving_object: bool = False,
                    noise: bool = True, walk_kind: str | None = None, fps: float = 15.0, vfov_deg: float = 50.0,
-                   seed: int = 0, only_first: int | None = None) -> SimCapture:  # fmt: skip
+                   seed: int = 0, only_first: int | None = None, cam_to_world: np.ndarray | None = None,
+                   ) -> SimCapture:  # fmt: skip
     """Render a capture of the room; with ``moving_object`` a box slides 1.2 m across the floor meanwhile.
 
-    ``only_first`` renders just the first frames of the ``num_frames`` walk (a shorter capture at the same pace).
+    ``only_first`` renders just the first frames of the ``num_frames`` walk (a shorter capture at the same pace);
+    ``cam_to_world`` (N,4,4) renders these OpenCV camera poses instead of a walk (e.g. novel views).
     """
-    walk_kind = walk_kind or ("arc" if moving_object else "loop")
-    eyes, targets = walk(num_frames, walk_kind)
-    eyes, targets = eyes[:only_first], targets[:only_first]
+    if cam_to_world is None:
+        walk_kind = walk_kind or ("arc" if moving_object else "loop")
+        eyes, targets = walk(num_frames, walk_kind)
+        eyes, targets = eyes[:only_first], targets[:only_first]
+        cam_to_world = np.stack([look_at_cam_to_world(e, t) for e, t in zip(eyes, targets, strict=True)])
     fy = 0.5 * height / math.tan(math.radians(vfov_deg) / 2)
     K = np.array([[fy, 0, width / 2], [0, fy, height / 2], [0, 0, 1.0]])
     projection = p.computeProjectionMatrixFOV(vfov_deg, width / height, NEAR, FAR)
     rng = np.random.default_rng(seed)
     client = p.connect(p.DIRECT)
-    rgbs, depths, poses, objects = [], [], [], []
+    rgbs, depths, objects = [], [], []
     try:
         with tempfile.TemporaryDirectory() as tex_dir:
             build_room(client, Path(tex_dir), seed)
@@ -164,12 +168,13 @@ def render_capture(num_frames: int = 100, width: int = 640, height: int = 480, m
                 tex = p.loadTexture(_texture(Path(tex_dir) / "moving.png", rng, (0.9, 0.2, 0.2), 64),
                                     physicsClientId=client)  # fmt: skip
                 box = _box(client, MOVING_HALF, (0, 0, MOVING_HALF[2]), (1, 1, 1, 1), tex)
-            for i in range(len(eyes)):
+            for i, pose in enumerate(cam_to_world):
                 if box is not None:
                     pos = np.array([-0.2 + 1.2 * i / max(num_frames - 1, 1), -0.3, MOVING_HALF[2]])
                     p.resetBasePositionAndOrientation(box, pos.tolist(), [0, 0, 0, 1], physicsClientId=client)
                     objects.append(pos)
-                view = p.computeViewMatrix(eyes[i].tolist(), targets[i].tolist(), [0, 0, 1])
+                eye, forward, up = pose[:3, 3], pose[:3, 2], -pose[:3, 1]
+                view = p.computeViewMatrix(eye.tolist(), (eye + forward).tolist(), up.tolist())
                 _, _, rgba, zbuf, _ = p.getCameraImage(width, height, view, projection, renderer=p.ER_TINY_RENDERER,
                                                        lightDirection=[1, 1, 3], physicsClientId=client)  # fmt: skip
                 zbuf = np.asarray(zbuf, np.float64).reshape(height, width)
@@ -177,10 +182,9 @@ def render_capture(num_frames: int = 100, width: int = 640, height: int = 480, m
                 depth[zbuf >= 1.0] = 0.0
                 rgbs.append(np.asarray(rgba, np.uint8).reshape(height, width, 4)[..., :3].copy())
                 depths.append(sensor_noise(depth, rng) if noise else depth.astype(np.float32))
-                poses.append(look_at_cam_to_world(eyes[i], targets[i]))
     finally:
         p.disconnect(client)
-    return SimCapture(rgbs, depths, K, np.arange(len(eyes)) / fps, np.stack(poses),
+    return SimCapture(rgbs, depths, K, np.arange(len(cam_to_world)) / fps, np.asarray(cam_to_world, float),
                       np.stack(objects) if objects else None)  # fmt: skip
 
 

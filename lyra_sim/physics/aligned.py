@@ -9,12 +9,12 @@ import numpy as np
 
 from lyra_sim.align import align_world
 from lyra_sim.physics.proxy import CollisionMesh, build_collision_proxy
-from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
+from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
 
 def is_aligned(world: GaussianWorld | DynamicGaussianWorld) -> bool:
     """True when the world is already in the simulation frame (lyra_sim.align's output, with its report)."""
-    reference = world.worlds[0] if isinstance(world, DynamicGaussianWorld) else world
+    reference = first_keyframe(world)
     return reference.frame == "z_up" and "alignment" in reference.info
 
 
@@ -56,7 +56,7 @@ def align_with_proxies(
     aligned = world if is_aligned(world) else align_world(world, scale=scale, camera_height=camera_height)
     views = []
     if measured_views:
-        reference = aligned.worlds[0] if isinstance(aligned, DynamicGaussianWorld) else aligned
+        reference = first_keyframe(aligned)
         views = move_views(measured_views, reference.info["alignment"]["transform"])
     proxies = build_collision_proxy(aligned, voxel_size=voxel_size, triangle_budget=triangle_budget,
                                     extra_views=views, progress=progress)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,10 @@ WHEEL_RADIUS = 0.05  # metres at robot_scale 1 (diff_drive.urdf)
 WHEEL_BASE = 0.26
 ROBOT_RADIUS = 0.18  # footprint circle
 ROBOT_HEIGHT = 0.12
+WHEEL_FRICTION = 1.2  # lateral friction of the wheels (the caster has none)
+WHEEL_MAX_TORQUE = 20.0  # N m per wheel motor at robot_scale 1 (scales with the robot's mass, scale^3)
+SPAWN_CLEARANCE = 1e-3  # metres between the wheels and the floor when the robot is placed
+GRAVITY = 9.81  # m/s^2, along -z
 # OpenCV optical axes (x right, y down, z forward) as columns, in the camera link's axes (x fwd, y left, z up).
 OPTICAL_AXES_IN_LINK = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
@@ -38,7 +41,7 @@ class BulletScene:
         self.client = p.connect(p.DIRECT)
         self.time_step = time_step
         self.robot_scale = robot_scale
-        p.setGravity(0, 0, -9.81, physicsClientId=self.client)
+        p.setGravity(0, 0, -GRAVITY, physicsClientId=self.client)
         p.setTimeStep(time_step, physicsClientId=self.client)
         self.floor_z = proxy.floor_z if proxy.floor_z is not None else float(proxy.vertices[:, 2].min())
         plane = p.createCollisionShape(p.GEOM_PLANE, physicsClientId=self.client)
@@ -53,7 +56,7 @@ class BulletScene:
         previous episode, so the same pose and commands always give the same motion."""
         if self.robot is not None:
             p.removeBody(self.robot, physicsClientId=self.client)
-        position = [x, y, self.floor_z + WHEEL_RADIUS * self.robot_scale + 1e-3]
+        position = [x, y, self.floor_z + WHEEL_RADIUS * self.robot_scale + SPAWN_CLEARANCE]
         self.robot = p.loadURDF(str(ROBOT_URDF), position, p.getQuaternionFromEuler([0, 0, yaw]),
                                 globalScaling=self.robot_scale, physicsClientId=self.client)  # fmt: skip
         joints = {p.getJointInfo(self.robot, j, physicsClientId=self.client)[1].decode(): j
@@ -63,7 +66,7 @@ class BulletScene:
         p.changeDynamics(self.robot, joints["caster_joint"], lateralFriction=0.0, rollingFriction=0.0,
                          spinningFriction=0.0, physicsClientId=self.client)  # fmt: skip
         for wheel in self.wheels:
-            p.changeDynamics(self.robot, wheel, lateralFriction=1.2, physicsClientId=self.client)
+            p.changeDynamics(self.robot, wheel, lateralFriction=WHEEL_FRICTION, physicsClientId=self.client)
 
     # --- scene ------------------------------------------------------------------------------------------------
     def set_obstacles(self, proxy: CollisionMesh) -> None:
@@ -76,19 +79,6 @@ class BulletScene:
             shape = _mesh_shape(self.client, vertices, faces)
             self.obstacles = p.createMultiBody(0, shape, physicsClientId=self.client)
 
-    def add_dynamic_body(self, vertices: np.ndarray, faces: np.ndarray, mass: float, position) -> int:
-        """A movable body from a (possibly concave) mesh, via PyBullet's VHACD convex decomposition."""
-        import open3d as o3d
-
-        with tempfile.TemporaryDirectory() as tmp:
-            source, target = Path(tmp) / "in.obj", Path(tmp) / "convex.obj"
-            mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
-                                             o3d.utility.Vector3iVector(np.asarray(faces, np.int32)))  # fmt: skip
-            o3d.io.write_triangle_mesh(str(source), mesh)
-            p.vhacd(str(source), str(target), str(Path(tmp) / "vhacd.log"), physicsClientId=self.client)
-            shape = p.createCollisionShape(p.GEOM_MESH, fileName=str(target), physicsClientId=self.client)
-        return p.createMultiBody(mass, shape, basePosition=list(position), physicsClientId=self.client)
-
     # --- robot ------------------------------------------------------------------------------------------------
     def set_robot_pose(self, x: float, y: float, yaw: float) -> None:
         """Place a fresh robot at rest at (x, y) facing ``yaw`` (radians)."""
@@ -98,8 +88,9 @@ class BulletScene:
         """Hold wheel speeds for a forward speed (m/s) and yaw rate (rad/s) during ``duration`` seconds."""
         radius, base = WHEEL_RADIUS * self.robot_scale, WHEEL_BASE * self.robot_scale
         speeds = [(linear - angular * base / 2) / radius, (linear + angular * base / 2) / radius]
+        torque = WHEEL_MAX_TORQUE * self.robot_scale**3
         p.setJointMotorControlArray(self.robot, self.wheels, p.VELOCITY_CONTROL, targetVelocities=speeds,
-                                    forces=[20.0 * self.robot_scale**3] * 2, physicsClientId=self.client)  # fmt: skip
+                                    forces=[torque, torque], physicsClientId=self.client)
         for _ in range(max(1, round(duration / self.time_step))):
             p.stepSimulation(physicsClientId=self.client)
 

@@ -22,7 +22,6 @@ from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, WorldError
 
 PROXY_IMAGE_SIZE = (160, 120)
 PROXY_FOV_DEG = 90.0
-MIN_ALPHA = 0.5  # rendered pixels less opaque than this carry no depth
 
 
 @dataclass
@@ -110,9 +109,8 @@ def _depth_views(world: GaussianWorld, cameras: Camera, progress: bool):
         camera = cameras[i]
         with torch.no_grad():
             result = render(world, camera, background=(0, 0, 0))
-        depth = result.depth.squeeze(-1).numpy() if result.depth.dim() == 3 else result.depth.numpy()
-        alpha = result.alpha.squeeze(-1).numpy() if result.alpha.dim() == 3 else result.alpha.numpy()
-        depth = np.where(alpha >= MIN_ALPHA, depth, 0.0).astype(np.float32)
+        depth = result.surface_depth()
+        depth = (depth.squeeze(-1) if depth.dim() == 3 else depth).numpy().astype(np.float32)
         yield depth, camera.K.reshape(3, 3).numpy(), camera.world_to_cam.reshape(4, 4).double().numpy()
 
 
@@ -260,7 +258,7 @@ def build_collision_proxy(
     """Collision mesh of a world, in the world's frame (one per keyframe for a dynamic world).
 
     Depth is rendered from the Gaussians (``proxy_cameras``: Lyra's trajectories and views from inside),
-    pixels with alpha < 0.5 are left out, views are fused in a TSDF of ``voxel_size`` (default: 1/160 of
+    pixels with alpha < SURFACE_ALPHA (0.5) are left out, views are fused in a TSDF of ``voxel_size`` (default: 1/160 of
     the scene extent), and the mesh is cleaned (components under ``min_component_fraction`` of the
     triangles dropped, holes up to 4 voxels filled, decimated to ``triangle_budget``). For an aligned
     world (lyra_sim.align) the floor is replaced by an exact plane at z = 0. ``extra_views`` adds measured

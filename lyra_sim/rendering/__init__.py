@@ -23,6 +23,10 @@ BACKENDS = ("auto", "cpu", "gsplat")
 class BackendError(LyraSimError):
     """A render backend that does not exist or cannot run here (gsplat without CUDA)."""
 
+#: A pixel less opaque than this shows no surface: its expected depth is not a measurement (collision proxies,
+#: the envs' depth images).
+SURFACE_ALPHA = 0.5
+
 #: White, as Lyra renders its training views; ``lyra-sim render``, ``demo`` and the gymnasium envs use it too.
 DEFAULT_BACKGROUND = (1.0, 1.0, 1.0)
 
@@ -34,6 +38,10 @@ class RenderResult:
     rgb: torch.Tensor  # (..., H, W, 3) in [0, 1] for colours in [0, 1], background composited
     depth: torch.Tensor  # (..., H, W) expected depth along the optical axis (0 where alpha is 0)
     alpha: torch.Tensor  # (..., H, W) accumulated opacity
+
+    def surface_depth(self, min_alpha: float = SURFACE_ALPHA) -> torch.Tensor:
+        """Depth where a pixel shows a surface (alpha >= ``min_alpha``), 0 elsewhere, as a depth sensor reports it."""
+        return torch.where(self.alpha >= min_alpha, self.depth, torch.zeros_like(self.depth))
 
     def to_uint8(self) -> torch.Tensor:
         """RGB as uint8 (..., H, W, 3)."""

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from lyra_sim.io.atomic import atomic_path
+from lyra_sim.physics.bullet_camera import render_rgbd
 from lyra_sim.physics.pybullet_quiet import import_pybullet
 from lyra_sim.scale import parallel_map
 from lyra_sim.train.teachers import CacheTeacher
@@ -54,20 +55,10 @@ def random_rgbd_scene(rng: np.random.Generator, width: int, height: int) -> tupl
         eye = [rng.uniform(-0.5, 0.3), rng.uniform(-0.4, 0.4), rng.uniform(0.6, 1.5)]
         target = [rng.uniform(2.0, 3.0), rng.uniform(-0.5, 0.5), rng.uniform(0.0, 0.5)]
         vfov = float(rng.uniform(45, 65))
-        view = p.computeViewMatrix(eye, target, [0, 0, 1])
-        projection = p.computeProjectionMatrixFOV(vfov, width / height, NEAR, FAR)
         light = [rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(1, 3)]
-        _, _, rgba, zbuffer, _ = p.getCameraImage(width, height, view, projection, lightDirection=light,
-                                                  renderer=p.ER_TINY_RENDERER, physicsClientId=client)  # fmt: skip
+        return render_rgbd(client, width, height, eye, target, vfov, NEAR, FAR, light=light)
     finally:
         p.disconnect(client)
-    rgb = np.asarray(rgba, np.uint8).reshape(height, width, 4)[..., :3]
-    zbuffer = np.asarray(zbuffer, np.float64).reshape(height, width)
-    depth = FAR * NEAR / (FAR - (FAR - NEAR) * zbuffer)
-    depth[zbuffer >= 1.0] = 0.0
-    focal = 0.5 * height / math.tan(math.radians(vfov) / 2)
-    K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1.0]])
-    return rgb, depth, K
 
 
 def scene_tensors(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, frames: int,

@@ -20,14 +20,13 @@ import torch
 from tqdm.auto import tqdm
 
 from lyra_sim.camera import Camera, relative_poses
-from lyra_sim.generate.gaussian_head import PACKED_FIELDS, gaussians_from_raw, top_opacity
+from lyra_sim.generate.gaussian_head import PACKED_FIELDS, gaussians_from_raw, packed_to_world, top_opacity
+from lyra_sim.generate.latent_space import CosmosSpace, PixelSpace
 from lyra_sim.generate.lyra_decoder import CheckpointError, LyraDecoder
 from lyra_sim.generate.plucker import frame_times, plucker_image
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.rendering import render
-from lyra_sim.sh import rgb_to_sh0
 from lyra_sim.train.data_engine import SceneDataset
-from lyra_sim.train.latent_space import CosmosSpace, PixelSpace
 from lyra_sim.train.losses import (
     PerceptualLoss,
     masked_mse,
@@ -35,7 +34,6 @@ from lyra_sim.train.losses import (
     scale_invariant_depth_loss,
     ssim_map,
 )
-from lyra_sim.world import GaussianWorld
 
 
 @dataclass
@@ -181,26 +179,28 @@ def prepare_sample(scene: dict, views: list[int], space, dynamic: bool = False, 
     if dynamic:
         times = frame_times(num_frames)
         times = times.flip(0) if reverse else times
-        target = torch.full((num_frames,), 1.0 - target_time if reverse else target_time)
+        target = 1.0 - target_time if reverse else target_time
         expand = (1, count, -1, -1, -1, -1)
         sample.input_times = space.encode_times(times, height, width)[None, None].expand(expand)
-        sample.target_times = space.encode_times(target, height, width)[None, None].expand(expand)
+        sample.target_times = space.encode_target_time(target, num_frames, height, width)[None, None].expand(expand)
     return sample
 
 
 def decode_gaussians(model: LyraDecoder, sample: Sample, prune: float = 0.0) -> torch.Tensor:
     """Packed Gaussians (N, 14) of all chosen trajectories (differentiable)."""
     raw = model(sample.latents, sample.plucker, sample.input_times, sample.target_times)[0]  # (V, 12, F, h, w)
-    packed = torch.cat([gaussians_from_raw(raw[v].float(), sample.K[v], sample.cam_to_world[v], 8)
-                        for v in range(raw.shape[0])])  # fmt: skip
+    downsample = sample.frames.shape[2] // raw.shape[3]  # the head's grid vs the frames that K describes
+    if raw.shape[3] * downsample != sample.frames.shape[2] or raw.shape[4] * downsample != sample.frames.shape[3]:
+        raise ValueError(f"decoder output {tuple(raw.shape[3:])} does not tile the {tuple(sample.frames.shape[2:4])} "
+                         "frames")
+    packed = torch.cat([gaussians_from_raw(raw[v].float(), sample.K[v], sample.cam_to_world[v], downsample)
+                        for v in range(raw.shape[0])])
     return top_opacity(packed, prune) if prune > 0 else packed
 
 
 def render_packed(packed: torch.Tensor, K: torch.Tensor, cam_to_world: torch.Tensor, width: int, height: int,
                   background: float):
-    world = GaussianWorld(packed[:, PACKED_FIELDS["xyz"]], packed[:, PACKED_FIELDS["quat"]],
-                          packed[:, PACKED_FIELDS["scale"]], packed[:, PACKED_FIELDS["opacity"]][:, 0],
-                          rgb_to_sh0(packed[:, PACKED_FIELDS["rgb"]]), validate=False)  # fmt: skip
+    world = packed_to_world(packed, validate=False)
     camera = Camera(K.cpu(), torch.linalg.inv(cam_to_world.double().cpu()).float(), width, height)
     return render(world, camera, background=(background,) * 3)
 

@@ -1,4 +1,4 @@
-"""Lyra's training losses (SPEC.md): MSE + 0.5 perceptual + 0.05 scale-invariant depth + opacity.
+"""Lyra's training losses (Lyra, arXiv 2509.19296): MSE + 0.5 perceptual + 0.05 scale-invariant depth + opacity.
 
 Masked pixels (teacher disocclusions) contribute neither value nor gradient to any term.
 """

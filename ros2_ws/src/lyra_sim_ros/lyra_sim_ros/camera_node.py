@@ -72,14 +72,6 @@ def load_world_from(world: str, image: str, depth: str, intrinsics: str):
     raise StartupError("set the 'world' or the 'image' parameter")
 
 
-def most_opaque(world, limit: int):
-    """The ``limit`` most opaque Gaussians of ``world`` (all of them when it has fewer)."""
-    if limit >= len(world):
-        return world
-    # GaussianWorld.prune keeps int(keep_fraction * N): the half point makes that exactly ``limit``.
-    return world.prune(keep_fraction=(limit + 0.5) / len(world))
-
-
 def survives(kind: str):
     """Decorate a callback so that no exception leaves it: log (throttled), count under ``kind``, skip."""
 
@@ -180,7 +172,7 @@ class WorldCamera(Node):
             if reason:
                 self._refusal = f"{parameter.name}: {reason}"
                 return SetParametersResult(successful=False, reason=self._refusal)
-            if parameter.name in values:
+            if parameter.name in ("width", "height"):  # also while they are declared, one after the other
                 values[parameter.name] = parameter.value
         if len(values) == 2 and (reason := combined_problem(values)):
             self._refusal = reason
@@ -218,7 +210,7 @@ class WorldCamera(Node):
 
     @survives("world_publish_failures")
     def publish_world(self) -> None:
-        world = most_opaque(self._current_world(), int(self._param("point_cloud_max_points")))
+        world = self._current_world().most_opaque(int(self._param("point_cloud_max_points")))
         head = conversions.header(self.get_clock().now().to_msg(), self._param("world_frame_id"))
         self.points_pub.publish(conversions.point_cloud(world.means.numpy(), world.rgb.numpy(), head))
         mesh_path = self._param("collision_mesh")
@@ -248,8 +240,9 @@ class WorldCamera(Node):
     @survives("odom_callback_failures")
     def on_odom(self, message: Odometry) -> None:
         base, reason = conversions.pose_to_matrix(message.pose.pose)
-        mount = conversions.pose_vector_to_matrix(self._param("base_to_camera"))
-        self._accept(None if base is None else base @ mount, reason, message.header.stamp)
+        if base is not None:
+            base = base @ conversions.pose_vector_to_matrix(self._param("base_to_camera"))
+        self._accept(base, reason, message.header.stamp)
 
     @survives("time_callback_failures")
     def on_time(self, message: Float64) -> None:

@@ -149,7 +149,8 @@ PARAMETERS: dict[str, Spec] = {
     "base_to_camera": Spec([0.14, 0.0, 0.10, 0.5, -0.5, 0.5, -0.5],
                            "Camera mount for ~/odom: base_link -> optical frame, [x, y, z, qw, qx, qy, qz]",
                            pose_vector_problem, numeric=True),
-    "background": Spec([0.0, 0.0, 0.0], "RGB background in [0, 1] where no Gaussian is seen", _colour, numeric=True),
+    "background": Spec([1.0, 1.0, 1.0], "RGB background in [0, 1] where no Gaussian is seen (lyra_sim.render's "
+                       "default)", _colour, numeric=True),
     "backend": Spec("auto", "Renderer: auto, cpu or gsplat (CUDA)", _backend),
     "point_cloud_max_points": Spec(50_000, "Most points published on ~/world_points (most opaque first)",
                                    _integer(0, MAX_POINT_CLOUD_POINTS)),

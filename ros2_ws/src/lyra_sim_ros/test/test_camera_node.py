@@ -18,6 +18,7 @@ DOMAIN_ID = 30 + os.getpid() % 60  # 30-89: apart from tests/test_ros.py (100-19
 rclpy = pytest.importorskip("rclpy", reason="the ros extra (ROS 2 Kilted wheels) is not installed")
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from lyra_sim_ros.camera_node import StartupError, WorldCamera  # noqa: E402
+from lyra_sim_ros.hostile import hostile_poses  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -31,7 +32,7 @@ from lyra_sim import Camera, GaussianWorld, render, save_world  # noqa: E402
 WIDTH, HEIGHT, FOV = 48, 36, 70.0
 NAMESPACE = "/soak"
 TOPIC = f"{NAMESPACE}/world_camera"
-HOSTILE_POSES = int(os.environ.get("LYRA_SIM_ROS_SOAK_POSES", "10000"))
+HOSTILE_POSES = int(os.environ.get("LYRA_SIM_ROS_SOAK_POSES", "2000"))  # benchmarks/bench_ros.py: 10,000
 
 
 def make_world(n=300, seed=0) -> GaussianWorld:
@@ -125,32 +126,6 @@ def pixels(image) -> np.ndarray:
     return np.frombuffer(bytes(image.data), np.uint8).reshape(image.height, image.width, 3)
 
 
-def hostile_poses(count: int, seed: int = 0):
-    """``count`` mixed poses no camera can have: NaN/inf, beyond float32 or 1000 km, zero/non-unit/overflowing
-    quaternions; PoseStamped and Odometry alike."""
-    rng = np.random.default_rng(seed)
-    kinds = [
-        lambda v: v.__setitem__(0, 1e39), lambda v: v.__setitem__(1, -1e300), lambda v: v.__setitem__(2, math.nan),
-        lambda v: v.__setitem__(0, math.inf), lambda v: v.__setitem__(slice(3, 7), [0.0, 0.0, 0.0, 0.0]),
-        lambda v: v.__setitem__(3, 2.0), lambda v: v.__setitem__(slice(3, 5), [1e200, 1e200]),
-        lambda v: v.__setitem__(4, math.nan), lambda v: v.__setitem__(slice(3, 7), [1e-320, 0.0, 0.0, 0.0]),
-        lambda v: v.__setitem__(0, 1.0000001e6), lambda v: v.__setitem__(6, -math.inf),
-    ]  # fmt: skip
-    for i in range(count):
-        values = [*rng.normal(size=3).tolist(), 1.0, 0.0, 0.0, 0.0]
-        kinds[i % len(kinds)](values)
-        if rng.random() < 0.5:
-            message = PoseStamped()
-            pose = message.pose
-        else:
-            message = Odometry()
-            message.pose.pose.position.x = 0.0
-            pose = message.pose.pose
-        pose.position.x, pose.position.y, pose.position.z = values[:3]
-        pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = values[3:]
-        yield message
-
-
 def test_default_qos_and_sensor_data_subscribers_both_receive_images(ros):
     matrix = optical_pose([0.1, -0.05, 0.0], yaw_deg=5.0)
     image = serve(ros, matrix, sec=11)
@@ -194,7 +169,7 @@ def test_hostile_poses_are_counted_and_skipped_and_good_poses_still_serve(ros):
     assert len(ros["received"]["default"]) == images_before  # none was rendered
     # A pose far out (but inside the 1000 km bound) renders an empty image instead of dying.
     far = optical_pose([9.9e5, -9.9e5, 9.9e5])
-    np.testing.assert_array_equal(pixels(serve(ros, far, sec=31)), 0)
+    np.testing.assert_array_equal(pixels(serve(ros, far, sec=31)), 255)  # nothing but the white background
     good = optical_pose([0.05, 0.0, -0.1], yaw_deg=3.0)
     np.testing.assert_array_equal(pixels(serve(ros, good, sec=32)), expected_rgb(ros, good))
 
@@ -282,9 +257,33 @@ def test_size_fov_and_rate_changes_apply(ros):
     (("background", [0.0, 0.5]), "background: expected [r, g, b]"),
     (("backend", "bogus"), "backend: expected one of auto, cpu, gsplat"),
     (("base_to_camera", [0.0] * 7), "base_to_camera: quaternion (qw, qx, qy, qz) must have unit length"),
+    (("width", 8192, "height", 8192), "width x height = 67,108,864 pixels is more than the 16,777,216 allowed"),
 ])  # fmt: skip
 def test_bad_start_up_values_fail_at_start_up_naming_the_parameter(ros, override, message):
+    overrides = [Parameter(name, value=value) for name, value in zip(override[::2], override[1::2], strict=True)]
     with pytest.raises(StartupError) as caught:
-        name, value = override
-        WorldCamera(context=ros["context"], namespace="/refused", parameter_overrides=[Parameter(name, value=value)])
+        WorldCamera(context=ros["context"], namespace="/refused", parameter_overrides=overrides)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_point_cloud_limit_applies_at_once_and_keeps_the_most_opaque(ros):
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+
+    clouds = []
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    subscription = ros["client"].create_subscription(PointCloud2, f"{TOPIC}/world_points", clouds.append, latched)
+    try:
+        assert ros["node"].set_parameters([Parameter("point_cloud_max_points", value=50)])[0].successful
+        assert spin_until(ros, lambda: clouds and clouds[-1].width == 50)
+        record = np.frombuffer(bytes(clouds[-1].data), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<u4")])
+        world = ros["world"]
+        top = np.argsort(-world.opacities.numpy(), kind="stable")[:50]
+        xyz = np.stack([record["x"], record["y"], record["z"]], axis=1)
+        np.testing.assert_array_equal(xyz, world.means.numpy()[top])
+        dc = np.clip(world.sh[:, 0].numpy()[top] * 0.28209479177387814 + 0.5, 0, 1)  # SH DC -> RGB, by hand
+        packed = np.round(dc * 255).astype(np.uint32)
+        np.testing.assert_array_equal(record["rgb"], (packed[:, 0] << 16) | (packed[:, 1] << 8) | packed[:, 2])
+    finally:
+        ros["client"].destroy_subscription(subscription)
+        ros["node"].set_parameters([Parameter("point_cloud_max_points", value=50_000)])

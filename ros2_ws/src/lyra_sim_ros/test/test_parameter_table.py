@@ -55,6 +55,12 @@ def test_image_size_is_bounded_as_a_whole():
     assert combined_problem({"width": 4096, "height": 4096}) is None
 
 
+def test_defaults_agree_with_the_library():
+    from lyra_sim.rendering import DEFAULT_BACKGROUND
+
+    assert tuple(PARAMETERS["background"].default) == DEFAULT_BACKGROUND
+
+
 def test_config_yaml_lists_every_parameter_at_its_table_default():
     config = yaml.safe_load((PACKAGE / "config" / "camera.yaml").read_text())["world_camera"]["ros__parameters"]
     assert list(config) == list(PARAMETERS)

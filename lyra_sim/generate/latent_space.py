@@ -1,4 +1,4 @@
-"""Latent spaces the decoder can be trained in.
+"""Latent spaces: how frames, Plücker rays and time images become decoder inputs (for decoding and training).
 
 - ``PixelSpace``: weightless space-to-depth with the Cosmos tokenizer's compression (8x spatial, causal 8x
   temporal): latent frame 0 holds frame 0 (repeated 8 times), latent frame t >= 1 holds frames
@@ -36,8 +36,15 @@ def _causal_groups(video: torch.Tensor) -> torch.Tensor:
     return torch.cat(groups, dim=1)
 
 
+def _repeat_latent(latent: torch.Tensor, frames: int) -> torch.Tensor:
+    """A one-frame latent (C, 1, h, w) repeated over the latent frames of a ``frames``-frame clip."""
+    _check_frames("frames", frames)
+    return latent.expand(-1, (frames - 1) // TEMPORAL + 1, -1, -1)
+
+
 class PixelSpace:
     name = "pixels"
+    spatial_compression = SPATIAL  # pixels per latent cell along x and y
     latent_channels = 3 * SPATIAL * SPATIAL * TEMPORAL
     plucker_channels = 6
     time_channels = 3
@@ -68,6 +75,10 @@ class PixelSpace:
         _check_frames("times", times.shape[0])
         return self._pool(time_image(times, height, width).permute(1, 0, 2, 3))
 
+    def encode_target_time(self, time: float, frames: int, height: int, width: int) -> torch.Tensor:
+        """One normalised target time -> (3, T, H/8, W/8) for a clip of ``frames`` frames (constant over T)."""
+        return _repeat_latent(self.encode_times(torch.tensor([float(time)]), height, width), frames)
+
     def decoder_config(self, **overrides) -> LyraDecoderConfig:
         return LyraDecoderConfig.small(latent_channels=self.latent_channels, plucker_channels=self.plucker_channels,
                                        time_channels=self.time_channels, **overrides)  # fmt: skip
@@ -79,17 +90,28 @@ class CosmosSpace:
 
     def __init__(self, tokenizer: CosmosTokenizer):
         self.tokenizer = tokenizer
+        self.spatial_compression = tokenizer.spatial_compression
 
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         video = frames.permute(3, 0, 1, 2)[None] * 2 - 1
         return self.tokenizer.encode(video)[0]
 
     def encode_plucker(self, plucker: torch.Tensor) -> torch.Tensor:
+        """(F, 6, H, W) -> (32, T, H/8, W/8): each 3-channel half ([o x d], [d]) through the video encoder as is."""
         video = plucker.permute(1, 0, 2, 3)[None]
         return torch.cat([self.tokenizer.encode(video[:, :3])[0], self.tokenizer.encode(video[:, 3:])[0]])
 
     def encode_times(self, times: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Normalised times (F,) -> (16, T, H/8, W/8): Lyra's time images through the video encoder."""
         return self.tokenizer.encode(time_image(times, height, width).permute(1, 0, 2, 3)[None])[0]
+
+    def encode_target_time(self, time: float, frames: int, height: int, width: int) -> torch.Tensor:
+        """One normalised target time -> (16, T, H/8, W/8) for a clip of ``frames`` frames, as the official code
+        makes it: ONE frame of the constant time image is encoded and its latent repeated over the T latent
+        frames. (Encoding the whole constant clip would differ: the causal tokenizer's later latent frames see
+        several input frames, so only latent frame 0 equals the one-frame latent.)
+        """
+        return _repeat_latent(self.encode_times(torch.tensor([float(time)]), height, width), frames)
 
     def decoder_config(self, **overrides) -> LyraDecoderConfig:
         return LyraDecoderConfig.small(**overrides)
