@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 import lyra_sim
-
 from lyra_sim import Camera
 from lyra_sim.camera_paths import camera_path
 from lyra_sim.cli import build_parser, main
