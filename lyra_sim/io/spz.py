@@ -1,5 +1,6 @@
 """Niantic's SPZ (``.spz``): gzip- (v1-3) or zstd- (v4) compressed, quantised Gaussians, about 10x smaller
-than a PLY. Encoding and decoding are done by ``gsply`` (Niantic's own C++ library has no Python wheel).
+than a PLY. Encoding and decoding are done by ``gsply`` (v1-4 read, v3/v4 write): Niantic's own C++
+library has no Python wheel, and the PyPI package named ``spz`` is an unrelated Rust source release.
 
 SPZ stores its coordinates in RUB axes (x right, y up, z back; OpenGL / three.js), PLY and lyra_sim's
 camera-made worlds use RDF ("opencv": x right, y down, z forward). Reading and writing rotate between
