@@ -16,7 +16,8 @@ from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, PATH_FRAMES, world_camera_
 from lyra_sim.demo import DEMO_EPISODE_STEPS, DEMO_FLY_FRAMES, EXAMPLE_DIR, run_demo
 from lyra_sim.errors import LyraSimError
 from lyra_sim.generate import InputError, generate_world
-from lyra_sim.generate.depth_sources import PRIOR_PITCH_DEG
+from lyra_sim.generate.completion import completion_summary
+from lyra_sim.generate.depth_sources import PRIOR_ADVICE, PRIOR_PITCH_DEG
 from lyra_sim.generate.images import DEFAULT_MAX_PIXELS
 from lyra_sim.io import REGISTRY, load_world, save_world
 from lyra_sim.io.errors import WorldFileError
@@ -27,7 +28,8 @@ from lyra_sim.world import DynamicGaussianWorld
 def _generate_options(args: argparse.Namespace) -> tuple[dict, dict]:
     """generate_world options for single images and for sequence folders."""
     image = dict(fov_deg=args.fov, depth_model=args.depth_model, stride=args.stride, camera_height=args.camera_height,
-                 pitch_deg=args.pitch, depth_scale=args.depth_scale, max_pixels=args.max_pixels or None)  # fmt: skip
+                 pitch_deg=args.pitch, depth_scale=args.depth_scale, max_pixels=args.max_pixels or None,
+                 complete=not args.no_complete)  # fmt: skip
     sequence = dict(poses=args.poses, depth_scale=args.depth_scale, every=args.every, max_frames=args.max_frames,
                     voxel_size=args.voxel_size, sh_degree=args.sh_degree, keyframe_interval=args.keyframe_interval,
                     dynamic=False if args.static else None)  # fmt: skip
@@ -50,8 +52,14 @@ def _print_world_facts(world) -> None:
     print(f"depth source: {info['depth_source']} ({'metric' if info['metric'] else 'scale unknown'})")
     if "depth_note" in info:
         print(f"  {info['depth_note']}")
+    if info["depth_source"] == "prior":
+        print(f"warning: {PRIOR_ADVICE}")
+    print(completion_summary(world))
     for note in info.get("input_notes", []):
         print(f"note: {note}")
+    if info["depth_source"] == "prior":
+        print(f"warning: {PRIOR_ADVICE}")
+    print(completion_summary(world))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -297,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--stride", type=_positive_int, default=1, help="use every n-th pixel")
     gen.add_argument("--camera-height", type=float, default=DEFAULT_CAMERA_HEIGHT, help="prior: camera height (m)")
     gen.add_argument("--pitch", type=float, default=PRIOR_PITCH_DEG, help="prior: camera pitch down (degrees)")
+    gen.add_argument("--no-complete", action="store_true", help="keep only what the camera saw: no invented floor, "
+                     "walls, back layers or object backs (completed Gaussians carry observed = False otherwise)")
     seq = gen.add_argument_group("RGB-D sequences")
     seq.add_argument("--poses", help="camera-to-world poses: TUM trajectory file or JSON of 4x4 matrices "
                      "(default: estimated with open3d RGB-D odometry + pose graph)")  # fmt: skip

@@ -46,6 +46,15 @@ def _as_float_tensor(name: str, value, device=None) -> torch.Tensor:
     return value
 
 
+def _observed_mask(observed, means: torch.Tensor) -> torch.Tensor:
+    """The per-Gaussian ``observed`` flags as a bool tensor on the means' device (all True when absent)."""
+    if observed is None:
+        return torch.ones(means.shape[0] if means.ndim else 0, dtype=torch.bool, device=means.device)
+    if isinstance(observed, np.ndarray):
+        observed = torch.from_numpy(np.ascontiguousarray(observed))
+    return torch.as_tensor(observed, device=means.device).reshape(-1).to(torch.bool)
+
+
 def _unit_quaternions(quats: torch.Tensor) -> torch.Tensor:
     """Normalise in float64 after dividing by the largest component, so no norm overflows or underflows.
 
@@ -91,6 +100,8 @@ class GaussianWorld:
     meters_per_unit: float | None = None
     validate: bool = True
     info: dict = field(default_factory=dict)  # provenance (e.g. depth source); never validated
+    observed: torch.Tensor | None = None  # (N,) bool: seen by a camera (True) or invented by completion
+
 
     def __post_init__(self) -> None:
         self.means = _as_float_tensor("means", self.means)
@@ -105,6 +116,7 @@ class GaussianWorld:
             self.meters_per_unit = float(self.meters_per_unit)
             if not (math.isfinite(self.meters_per_unit) and self.meters_per_unit > 0):
                 raise WorldError(f"meters_per_unit: expected a positive number, got {self.meters_per_unit}")
+        self.observed = _observed_mask(self.observed, self.means)
         if self.validate:
             self._check()
         norms = self.quats.double().norm(dim=-1, keepdim=True)
@@ -127,6 +139,8 @@ class GaussianWorld:
         if self.sh.ndim != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
             raise WorldError(f"sh: expected shape ({n}, K, 3), got {tuple(self.sh.shape)}")
         sh_degree_from_k(self.sh.shape[1])
+        if tuple(self.observed.shape) != (n,):
+            raise WorldError(f"observed: expected shape ({n},), got {tuple(self.observed.shape)}")
         for name in ("means", "quats", "scales", "opacities", "sh"):
             tensor = getattr(self, name)
             bad = ~torch.isfinite(tensor)
@@ -171,6 +185,7 @@ class GaussianWorld:
             "frame": self.frame,
             "meters_per_unit": self.meters_per_unit,
             "info": dict(self.info),
+            "observed": self.observed,
         }
         fields.update(arrays)
         return GaussianWorld(**fields, validate=validate)
@@ -201,7 +216,8 @@ class GaussianWorld:
             **{
                 k: getattr(self, k).to(device=device, dtype=dtype)
                 for k in ("means", "quats", "scales", "opacities", "sh")
-            }
+            },
+            observed=self.observed.to(device=device),
         )
 
     def subset(self, index: torch.Tensor | np.ndarray | Sequence[int] | slice) -> GaussianWorld:
@@ -214,7 +230,12 @@ class GaussianWorld:
             index = index.to(self.device)
             if index.dtype == torch.bool and index.shape != (len(self),):
                 raise WorldError(f"subset mask: expected shape ({len(self)},), got {tuple(index.shape)}")
-        return self._replace(**{k: getattr(self, k)[index] for k in ("means", "quats", "scales", "opacities", "sh")})
+        fields = ("means", "quats", "scales", "opacities", "sh", "observed")
+        return self._replace(**{k: getattr(self, k)[index] for k in fields})
+
+    def observed_only(self) -> GaussianWorld:
+        """The Gaussians a camera saw, without those invented by completion (``observed`` False)."""
+        return self.subset(self.observed)
 
     def prune(self, keep_fraction: float | None = None, min_opacity: float | None = None) -> GaussianWorld:
         """Keep the most opaque Gaussians: the top ``int(keep_fraction * N)`` and/or those >= min_opacity.
@@ -321,6 +342,7 @@ class GaussianWorld:
             scales=torch.cat([w.scales for w in worlds]),
             opacities=torch.cat([w.opacities for w in worlds]),
             sh=torch.cat(sh),
+            observed=torch.cat([w.observed.to(first.device) for w in worlds]),
         )
 
     def with_sh_degree(self, degree: int) -> GaussianWorld:
@@ -340,6 +362,8 @@ class GaussianWorld:
             "dtype": str(self.means.dtype).replace("torch.", ""),
             **({"info": self.info} if self.info else {}),
         }
+        if not bool(self.observed.all()):
+            out["completed_gaussians"] = int((~self.observed).sum())
         if len(self):
             lo, hi = self.bounds()
             out["bounds_min"] = [round(float(v), 4) for v in lo]

@@ -6,7 +6,8 @@ Cases run in worker subprocesses that set an address-space limit (RLIMIT_AS) aft
 per-case alarm; the parent also enforces a wall-clock limit and restarts a worker that dies or hangs.
 
 A case FAILS when the reader raises anything but a LyraSimError, when the error does not name the file,
-when it crashes the worker, runs out of time or hits the memory limit. Used by tests/test_fuzz.py
+when it crashes the worker, runs out of time or hits the memory limit (each case may map MEMORY_HEADROOM
+more address space than the worker had before it). Used by tests/test_fuzz.py
 (a few hundred cases) and benchmarks/bench_fuzz.py (thousands, with timings and peak memory).
 
 Run a worker by hand: ``python tests/fuzzing.py worker`` reads JSON lines {"reader", "path"} on stdin.
@@ -435,6 +436,13 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _vm_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def _rss_bytes() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -459,10 +467,7 @@ def worker_main() -> None:
                    "usd_exporters.stage_io"):
         with contextlib.suppress(ImportError):
             __import__(module)
-    vm = next(int(x.split()[1]) * 1024 for x in Path("/proc/self/status").read_text().splitlines()
-              if x.startswith("VmSize:"))
-    limit = vm + int(os.environ.get("FUZZ_MEMORY_HEADROOM", MEMORY_HEADROOM))
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    headroom = int(os.environ.get("FUZZ_MEMORY_HEADROOM", MEMORY_HEADROOM))
 
     def alarm(signum, frame):
         raise _CaseTimeout
@@ -475,6 +480,9 @@ def worker_main() -> None:
     for line in sys.stdin:
         case = json.loads(line)
         path = Path(case["path"])
+        # Soft limit only, reset per case: each case may add `headroom` of address space to what the worker has
+        # mapped so far (earlier cases grow malloc arenas; the hard limit stays where it was).
+        resource.setrlimit(resource.RLIMIT_AS, (_vm_bytes() + headroom, resource.getrlimit(resource.RLIMIT_AS)[1]))
         _peak_rss_reset()
         base = _rss_bytes()
         start = time.perf_counter()

@@ -33,7 +33,8 @@ def test_generate_info_render(tmp_path, example, capsys):
     out = capsys.readouterr().out
     assert "depth source: given (metric)" in out and str(world_path) in out
     world = load_world(world_path)
-    assert 1500 < len(world) <= 80 * 60  # minus sky-less holes and dropped depth edges
+    assert int(world.observed.sum()) == 80 * 60  # every pixel kept
+    assert (~world.observed).sum() > 0 and "completion: " in out  # plus what the camera could not see
     assert main(["info", str(world_path)]) == 0
     assert json.loads(capsys.readouterr().out)["num_gaussians"] == len(world)
     render_dir = tmp_path / "r"

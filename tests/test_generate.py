@@ -24,8 +24,8 @@ def test_lift_reproduces_a_tilted_plane():
     normal /= np.linalg.norm(normal)
     depth = plane_depth(normal, -2.0)  # plane 2 m from the camera, facing it
     rgb = np.full((H, W, 3), 128, np.uint8)
-    world = generate_world(rgb, depth=depth, intrinsics=K)
-    assert len(world) == W * H  # a smooth plane has no unreliable edges
+    world = generate_world(rgb, depth=depth, intrinsics=K, complete=False)
+    assert len(world) == W * H  # one surfel per pixel
     pts = world.means.double().numpy()
     np.testing.assert_allclose(pts @ normal, -2.0, atol=1e-5)  # every centre lies on the plane
     surfel_normals = quat_to_rotmat(world.quats)[:, :, 2].double().numpy()  # thin axis
@@ -45,13 +45,15 @@ def test_lift_renders_back_the_input_view():
     assert psnr > 30
 
 
-def test_depth_edges_are_dropped():
+def test_depth_jump_is_split_not_dropped():
     depth = np.full((H, W), 2.0, np.float32)
     depth[:, W // 2 :] = 4.0
-    edges = unreliable_edges(depth)
+    edges = unreliable_edges(depth)  # the old rule (still used to mask teacher losses) flags the jump
     assert edges[:, W // 2 - 2 : W // 2 + 2].all() and not edges[:, : W // 2 - 3].any()
-    world = generate_world(np.zeros((H, W, 3), np.uint8), depth=depth, intrinsics=K)
-    assert len(world) == H * (W - 4)
+    world = generate_world(np.zeros((H, W, 3), np.uint8), depth=depth, intrinsics=K, complete=False)
+    assert len(world) == H * W  # every pixel kept, each side on its own surface
+    z = world.means[:, 2].numpy()
+    np.testing.assert_allclose(np.sort(np.unique(z.round(4))), [2.0, 4.0])
 
 
 def test_prior_depth_is_reported_and_geometric():

@@ -550,3 +550,18 @@ def test_render_writes_its_frame_set_atomically(tmp_path, monkeypatch):
         media.render_path(random_world(n=30, seed=5), cams, out, mp4=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old set, untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["render"]  # no partial folder left
+
+
+def test_usdc_whose_token_count_lies_is_refused_before_the_crate_reader_allocates(tmp_path):
+    from usd_exporters import export_world
+
+    path = export_world(random_world(n=5).with_z_up_axes(), tmp_path / "w.usdc")
+    data = bytearray(path.read_bytes())
+    (toc,) = struct.unpack_from("<q", data, 16)
+    (count,) = struct.unpack_from("<Q", data, toc)
+    sections = [struct.unpack_from("<16sqq", data, toc + 8 + 32 * i) for i in range(count)]
+    start = next(s for name, s, _ in sections if name.rstrip(b"\0") == b"TOKENS")
+    struct.pack_into("<Q", data, start, 67_108_907)  # the 512 MB claim one flipped bit made in the fuzzer
+    path.write_bytes(bytes(data))
+    with pytest.raises(LyraSimError, match=rf"{path}.*claims 67108907 tokens"):
+        load_world(path)

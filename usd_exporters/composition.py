@@ -10,7 +10,9 @@ memoisation, so the walk costs as many steps as there are prim specs, however la
 
 from __future__ import annotations
 
+import os
 import re
+import struct
 from pathlib import Path
 
 from pxr import Sdf, Tf
@@ -32,8 +34,54 @@ def tf_message(exc: Exception) -> str:
     return " ".join((found[-1] if found else text or type(exc).__name__).split())[:300]
 
 
+_CRATE_MAGIC = b"PXR-USDC"
+_LZ4_MAX_RATIO = 255  # an LZ4 block expands at most ~255x
+
+
+def check_crate(path: str, what: str) -> None:
+    """Refuse a binary (.usdc) layer whose section counts claim more than its bytes can hold.
+
+    The crate reader sizes its tables from these counts before it decompresses anything: one flipped bit in
+    a 3 KB file ("67,108,907 tokens") costs 512 MB. Counts are checked against the section sizes here.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+            if len(head) < 24 or not head.startswith(_CRATE_MAGIC):
+                return
+            size = os.fstat(f.fileno()).st_size
+            (toc,) = struct.unpack_from("<q", head, 16)
+            if not 24 <= toc <= size - 8:
+                raise UsdWorldError(f"{what}: crate table of contents at {toc} lies outside the {size}-byte file")
+            f.seek(toc)
+            (count,) = struct.unpack("<Q", f.read(8))
+            if count > 64:
+                raise UsdWorldError(f"{what}: crate file claims {count} sections")
+            sections = [struct.unpack("<16sqq", f.read(32)) for _ in range(count)]
+            for raw_name, start, length in sections:
+                name = raw_name.split(b"\0", 1)[0].decode("ascii", "replace")
+                if start < 0 or length < 0 or start + length > size:
+                    raise UsdWorldError(f"{what}: crate section {name} ({start}+{length}) lies outside the file")
+                f.seek(start)
+                words = f.read(24)
+                if len(words) < 8:
+                    continue
+                (claimed,) = struct.unpack_from("<Q", words)
+                if name == "TOKENS" and len(words) == 24:
+                    raw_bytes, packed = struct.unpack_from("<QQ", words, 8)
+                    if packed > length or raw_bytes > _LZ4_MAX_RATIO * packed + 64 or claimed > raw_bytes:
+                        raise UsdWorldError(f"{what}: crate file claims {claimed} tokens in {raw_bytes} bytes "
+                                            f"from a {length}-byte section")
+                elif claimed > _LZ4_MAX_RATIO * 8 * length + 1024:  # integer arrays: a few bits per entry
+                    raise UsdWorldError(f"{what}: crate section {name} claims {claimed} entries in {length} bytes")
+    except (OSError, struct.error) as exc:
+        raise UsdWorldError(f"{what}: unreadable crate file ({exc})") from exc
+
+
 def open_layer(path: str, what: str) -> Sdf.Layer | None:
     """Parse one layer (no composition); UsdWorldError naming ``what`` when it is not USD."""
+    if "[" not in path and os.path.isfile(path):
+        check_crate(path, what)
     try:
         return Sdf.Layer.FindOrOpen(path)
     except (Tf.ErrorException, UnicodeDecodeError) as exc:

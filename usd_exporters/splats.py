@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from pxr import Gf, Usd, UsdGeom, UsdVol, Vt
+from pxr import Gf, Sdf, Usd, UsdGeom, UsdVol, Vt
 
 from lyra_sim.errors import LyraSimError
 from lyra_sim.world import GaussianWorld
 
 SPLAT_FIELDS = ("positions", "orientations", "scales", "opacities", "radiance:sphericalHarmonicsCoefficients")
+OBSERVED_PRIMVAR = "lyra_sim:observed"  # per particle: seen by a camera (True) or invented by completion
 COUNTS_KEY = "lyra_sim:particleCounts"  # per-time real particle counts (the rest is zero-opacity padding)
 
 
@@ -93,12 +94,18 @@ def write_splats(stage: Usd.Stage, path: str, keyframes: list[tuple[float | None
     sh_as_primvar(attributes["radiance:sphericalHarmonicsCoefficients"], degree)
     extent = splat.CreateExtentAttr()
     color = splat.CreateDisplayColorPrimvar(UsdGeom.Tokens.vertex)
+    observed = None
+    if any(not bool(world.observed.all()) for _, world in keyframes):  # only completed worlds carry the primvar
+        observed = UsdGeom.PrimvarsAPI(splat).CreatePrimvar(OBSERVED_PRIMVAR, Sdf.ValueTypeNames.BoolArray,
+                                                            UsdGeom.Tokens.vertex)  # fmt: skip
     for code, world in keyframes:
         time = Usd.TimeCode.Default() if code is None else Usd.TimeCode(code)
         for name, array in _splat_arrays(world, half).items():
             attributes[name].Set(array, time)
         extent.Set(splat_extent(world), time)
         color.Set(display_colors(world), time)
+        if observed is not None:
+            observed.Set(Vt.BoolArray.FromNumpy(world.observed.cpu().numpy()), time)
     return splat
 
 
@@ -138,6 +145,10 @@ def read_splats(prim: Usd.Prim, time: Usd.TimeCode, frame: str, meters_per_unit:
     xyzw = per_particle(values("orientations", 4, required=False), np.array([0, 0, 0, 1], np.float32))
     scales = per_particle(values("scales", 3, required=False), np.ones(3, np.float32))
     opacities = per_particle(values("opacities", 1, required=False), np.ones((), np.float32))
+    observed_primvar = UsdGeom.PrimvarsAPI(prim).GetPrimvar(OBSERVED_PRIMVAR)
+    observed = None
+    if observed_primvar and observed_primvar.HasAuthoredValue():
+        observed = per_particle(np.asarray(observed_primvar.Get(time), dtype=bool), np.ones((), bool))
     degree_attr = prim.GetAttribute("radiance:sphericalHarmonicsDegree")
     degree = degree_attr.Get() if degree_attr else None
     degree = 3 if degree is None else degree
@@ -153,6 +164,7 @@ def read_splats(prim: Usd.Prim, time: Usd.TimeCode, frame: str, meters_per_unit:
         means=torch.from_numpy(positions.copy()), quats=torch.from_numpy(xyzw[:, [3, 0, 1, 2]].copy()),
         scales=torch.from_numpy(scales.copy()), opacities=torch.from_numpy(opacities.copy()),
         sh=torch.from_numpy(sh.copy()), frame=frame, meters_per_unit=meters_per_unit,
+        observed=None if observed is None else torch.from_numpy(observed.copy()),
         info={"source": f"usd:{prim.GetStage().GetRootLayer().identifier}{prim.GetPath()}"},
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import open3d as o3d
 from scipy import ndimage
 
 from lyra_sim.generate import generate_world
+from lyra_sim.generate.depth_sources import PRIOR_ADVICE, FlatPriorWarning
 from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb, scale_intrinsics
 from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.physics.aligned import align_with_proxies
@@ -29,6 +31,8 @@ HEAD_ROOM = 0.05
 OBSTACLE_SAMPLES_PER_CELL = 8
 MIN_OBSTACLE_SAMPLES = 1000
 FLOOR_CLOSING = 2
+
+COMPLETED_FLOOR_MARGIN = 1.0  # metres around the observed scene where a completed floor is free space
 
 
 @dataclass
@@ -77,11 +81,21 @@ class SimScene:
 
 def free_space_map(world: GaussianWorld, proxy: CollisionMesh, robot_scale: float = 1.0,
                    floor_band: float = FLOOR_BAND) -> FreeSpace:
-    """Rasterise the seen floor and the obstacles below robot height on a grid of half the robot radius."""
+    """Rasterise the floor and the obstacles below robot height on a grid of half the robot radius.
+
+    A completed floor (unobserved Gaussians from ``generate_world``) counts within
+    ``COMPLETED_FLOOR_MARGIN`` metres of the observed scene's extent.
+    """
     radius = ROBOT_RADIUS * robot_scale
     cell = radius / 2
     means = world.means.detach().cpu().numpy()
     floor_points = means[(np.abs(means[:, 2]) < floor_band) & (world.opacities.cpu().numpy() > FLOOR_MIN_OPACITY)]
+    observed = world.observed.cpu().numpy()
+    if not observed.all() and observed.any():  # a completed floor: the room around what was seen, not all of it
+        lo, hi = np.quantile(means[observed, :2], [0.01, 0.99], axis=0)
+        margin = COMPLETED_FLOOR_MARGIN * robot_scale
+        near = ((floor_points[:, :2] >= lo - margin) & (floor_points[:, :2] <= hi + margin)).all(axis=1)
+        floor_points = floor_points[near]
     if len(floor_points) == 0:
         raise ValueError("free space: no floor Gaussians near z = 0 (is the world aligned?)")
     origin = floor_points[:, :2].min(axis=0) - 2 * radius
@@ -127,7 +141,10 @@ def _world_from_source(source, intrinsics, depth_model) -> tuple[GaussianWorld |
         return load_world(source), []
     if intrinsics is not None:
         load_intrinsics(intrinsics, *load_rgb(source, name="source").shape[1::-1])  # fail early, name the input
-    return generate_world(source, intrinsics=intrinsics, depth_model=depth_model), []
+    world = generate_world(source, intrinsics=intrinsics, depth_model=depth_model)
+    if world.info.get("depth_source") == "prior":
+        warnings.warn(PRIOR_ADVICE, FlatPriorWarning, stacklevel=3)
+    return world, []
 
 
 def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_height: float | None = None,

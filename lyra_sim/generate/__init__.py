@@ -1,6 +1,7 @@
 """World generation: the Lyra latent 3DGS decoder and its inputs, and the embedded RGB-D lift (weightless, CPU)."""
 
 from lyra_sim.generate.api import generate_world
+from lyra_sim.generate.completion import CompletionOptions, tint_completed
 from lyra_sim.generate.cosmos import CosmosTokenizer, TokenizerError
 from lyra_sim.generate.depth_sources import DEPTH_MODEL_ENV, estimate_depth, ground_backdrop_prior
 from lyra_sim.generate.gen3c_dir import TeacherDataError, load_teacher_latent, read_teacher_dir
@@ -13,6 +14,7 @@ from lyra_sim.generate.sequence import RGBDSequence, read_sequence
 __all__ = [
     "DEPTH_MODEL_ENV",
     "CheckpointError",
+    "CompletionOptions",
     "CosmosTokenizer",
     "InputError",
     "LyraDecoder",
@@ -31,4 +33,5 @@ __all__ = [
     "load_teacher_latent",
     "read_sequence",
     "read_teacher_dir",
+    "tint_completed",
 ]

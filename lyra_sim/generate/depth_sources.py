@@ -23,6 +23,15 @@ PRIOR_BACKDROP = 6.0  # metres to the prior's vertical backdrop, measured horizo
 RELATIVE_DEPTH_CAP = 50.0  # a relative model's depth (median 1) is clipped here: the sky is not infinitely far
 DISPARITY_ZERO_PERCENTILE = 1  # a relative model's disparity shift: its 1st percentile becomes zero
 MIN_RAY_COMPONENT = 1e-6  # rays this close to parallel to the floor or backdrop never reach it
+PRIOR_ADVICE = (
+    "no depth given: the world is a FLAT PRIOR (a ground plane and a backdrop, not this scene's shape); for real "
+    "geometry pass a depth map (--depth FILE, depth=) or a local depth model (--depth-model DIR, depth_model=; "
+    "e.g. Depth Anything V2 saved with transformers)"
+)
+
+
+class FlatPriorWarning(UserWarning):
+    """A world was generated from an image alone, on the ground-plane-and-backdrop prior."""
 
 
 @dataclass
@@ -91,6 +100,8 @@ def model_depth(rgb: np.ndarray, model_dir: str | os.PathLike) -> DepthEstimate:
         if valid.any():
             depth[valid] /= np.median(depth[valid])
         depth = np.minimum(depth, RELATIVE_DEPTH_CAP)
+    if not (depth > 0).any():
+        raise InputError(f"depth model: {model_dir} predicted a constant depth map (no usable depth)")
     return DepthEstimate(depth.astype(np.float32), f"model:{model_dir}", metric)
 
 

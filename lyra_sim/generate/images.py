@@ -117,7 +117,10 @@ def _pil_to_array(img: Image.Image, size: tuple[int, int], name: str) -> tuple[n
         values = np.asarray(img, dtype=np.float32)
         return np.repeat(values[..., None], 3, axis=2), None
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-    img = _shrink(img.convert("RGBA" if has_alpha else "RGB"), size)
+    if img.mode in ("RGB", "RGBA", "L", "LA"):
+        img = _shrink(img, size)  # shrink first: converting a big image would copy it at full size
+    mode = "RGBA" if has_alpha else "RGB"
+    img = _shrink(img if img.mode == mode else img.convert(mode), size)
     arr = np.asarray(img, dtype=np.float32) / 255.0
     return (arr[..., :3], arr[..., 3]) if has_alpha else (arr, None)
 

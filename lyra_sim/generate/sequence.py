@@ -15,7 +15,6 @@ a list of 4x4 matrices (one per frame, in order) or an object mapping frame stem
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from lyra_sim.generate.images import InputError, load_depth, load_intrinsics, load_rgb
+from lyra_sim.io.guards import read_json
 
 TUM_DEPTH_SCALE = 5000.0  # TUM RGB-D depth PNGs: 5000 units per metre
 MAX_PAIR_GAP_S = 0.02  # colour/depth pairing tolerance (TUM's associate.py default)
@@ -215,10 +215,7 @@ def load_poses(path: str | os.PathLike, names: list[str], stamps: np.ndarray) ->
     if path.suffix.lower() != ".json":
         times, mats = read_tum_trajectory(path)
         return interpolate_poses(times, mats, stamps, name=str(path))
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read as JSON ({exc})") from exc
+    data = read_json(path, "poses", InputError)
     if isinstance(data, dict) and "cam_to_world" in data:
         data = data["cam_to_world"]
     if isinstance(data, list):
@@ -242,10 +239,7 @@ def _find_intrinsics(root: Path, intrinsics) -> tuple[object, float | None]:
         intrinsics = found[0]
     scale = None
     if isinstance(intrinsics, (str, os.PathLike)):
-        try:
-            data = json.loads(Path(intrinsics).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"intrinsics: cannot read {intrinsics} as JSON ({exc})") from exc
+        data = read_json(intrinsics, "intrinsics", InputError)  # size-limited, deep nesting refused
         if isinstance(data, dict) and "depth_scale" in data:
             scale = float(data["depth_scale"])
         intrinsics = data

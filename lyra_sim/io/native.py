@@ -34,6 +34,7 @@ def write_native(world: GaussianWorld | DynamicGaussianWorld, path: str | os.Pat
         for i, w in enumerate(keyframes)
         for field in _FIELDS
     }
+    tensors.update({f"k{i}.observed": w.observed.detach().cpu().contiguous() for i, w in enumerate(keyframes)})
     metadata = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -74,7 +75,9 @@ def read_native(path: str | os.PathLike) -> GaussianWorld | DynamicGaussianWorld
         keyframes = []
         for i in range(len(times)):
             arrays = {field: tensors[f"k{i}.{field}"] for field in _FIELDS}
-            keyframes.append(GaussianWorld(**arrays, frame=frame, meters_per_unit=mpu, info=infos[i]))
+            observed = tensors.get(f"k{i}.observed")  # absent in files written before the flag: all observed
+            keyframes.append(GaussianWorld(**arrays, frame=frame, meters_per_unit=mpu, info=infos[i],
+                                           observed=observed))
         if metadata.get("kind") == "static":
             if len(keyframes) != 1:
                 raise WorldFileError(f"{path}: static world with {len(keyframes)} keyframes")

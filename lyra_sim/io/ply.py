@@ -35,6 +35,7 @@ MAX_UNUSED_LIST_ROWS = 10_000
 _REQUIRED = ["x", "y", "z", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
 _OPACITY_EPS = 1e-10
 _MIN_SCALE = 1e-12
+OBSERVED_PROPERTY = "observed"  # 1 = seen by a camera, 0 = invented by completion (absent: all seen)
 
 
 @dataclass
@@ -199,6 +200,7 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
     if k > 1:
         # Channel-major: all R coefficients, then all G, then all B.
         sh[:, 1:, :] = columns("f_rest_", 3 * (k - 1)).reshape(n, 3, k - 1).transpose(0, 2, 1)
+    observed = np.asarray(vertex[OBSERVED_PROPERTY]) != 0 if OBSERVED_PROPERTY in names else None
     meta = _read_comment_metadata(ply)
     if meters_per_unit is None and meta.get("meters_per_unit", "none") != "none":
         meters_per_unit = float(meta["meters_per_unit"])
@@ -212,6 +214,7 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
             frame=frame or meta.get("frame", "opencv"),
             meters_per_unit=meters_per_unit,
             info=info_from_comments(ply.comments),
+            observed=None if observed is None else torch.from_numpy(observed),
         )
     except WorldError as exc:
         raise WorldFileError(f"{path}: {exc}") from exc
@@ -246,7 +249,10 @@ def world_to_ply_array(world: GaussianWorld, layout: str = "inria") -> np.ndarra
         cols[f"scale_{i}"] = log_scales[:, i]
     for i in range(4):
         cols[f"rot_{i}"] = quats[:, i]
-    out = np.empty(n, dtype=[(name, "<f4") for name in cols])
+    observed = world.observed.detach().cpu().numpy()
+    if not observed.all():  # completed worlds only: an extra uchar property that 3DGS viewers ignore
+        cols[OBSERVED_PROPERTY] = observed.astype(np.uint8)
+    out = np.empty(n, dtype=[(name, "u1" if name == OBSERVED_PROPERTY else "<f4") for name in cols])
     for name, values in cols.items():
         out[name] = values
     return out

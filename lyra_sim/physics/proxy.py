@@ -81,12 +81,13 @@ def proxy_cameras(world: GaussianWorld, image_size: tuple[int, int] = PROXY_IMAG
     width, height = image_size
     K = Camera.intrinsics_from_fov(width, height, fov_deg)
     reference = torch.from_numpy(_reference_camera(world)).float()
-    depth = float(torch.median(torch.linalg.norm(world.means.float() - reference[:3, 3], dim=1)))
+    core = _scene_core(world)
+    depth = float(torch.median(torch.linalg.norm(core.means.float() - reference[:3, 3], dim=1)))
     world_to_cams = [
         torch.linalg.inv(reference @ trajectory.cam_to_world)  # trajectories are relative to the first camera
         for trajectory in lyra_trajectories(K, width, height, num_frames=8, scene_scale=max(depth, 1e-3))
     ]
-    lo, hi = world.bounds(quantile=0.02)
+    lo, hi = core.bounds(quantile=0.02)
     centre = 0.5 * (lo + hi)
     if world.frame == "z_up":
         up, across = torch.tensor([0.0, 0.0, 1.0]), (torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]))
@@ -209,9 +210,14 @@ def _floor_quad(lo: np.ndarray, hi: np.ndarray, z: float, margin: float) -> tupl
     return vertices, np.array([[0, 1, 2], [0, 2, 3]])
 
 
+def _scene_core(world: GaussianWorld) -> GaussianWorld:
+    """The observed Gaussians when completion added others (a completed floor reaches far beyond the scene)."""
+    return world.observed_only() if bool(world.observed.any()) and not bool(world.observed.all()) else world
+
+
 def default_voxel_size(world: GaussianWorld) -> float:
-    """1/160 of the scene's largest extent (2 %-98 % quantiles of the centres)."""
-    lo, hi = world.bounds(quantile=0.02)
+    """1/160 of the scene's largest extent (2 %-98 % quantiles of the observed centres)."""
+    lo, hi = _scene_core(world).bounds(quantile=0.02)
     return max(float((hi - lo).max()) / 160.0, 1e-4)
 
 
@@ -222,19 +228,21 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     voxel = voxel_size or default_voxel_size(world)
     cameras = cameras if cameras is not None else proxy_cameras(world)
     lo, hi = world.bounds(quantile=0.0)
-    far = float((hi - lo).norm()) * 1.5
+    core_lo, core_hi = _scene_core(world).bounds(quantile=0.0)
+    far = float((core_hi - core_lo).norm()) * 1.5  # completed surfaces farther out are not fused
     mesh = fuse_depth(list(_depth_views(world, cameras, progress)) + list(extra_views), voxel, far)
-    mesh = clean_mesh(mesh, voxel, triangle_budget, min_component_fraction)
-    vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
     floor_z = None
     if keep_floor and _is_aligned(world):
         floor_z = 0.0
-        # The floor becomes an exact plane: drop fused triangles lying in the floor band, add a quad.
+        # The floor becomes an exact plane: drop fused triangles lying in the floor band (before cleaning, so a
+        # large completed floor costs no decimation time), add a quad afterwards.
         band = 3.0 * voxel  # the fused floor sits up to ~2 voxels off z = 0 (surfel thickness, grazing views)
-        on_floor = (np.abs(vertices[faces][:, :, 2] - floor_z) < band).all(axis=1)
-        faces = faces[~on_floor]
-        used, inverse = np.unique(faces, return_inverse=True)
-        vertices, faces = vertices[used], inverse.reshape(-1, 3)
+        vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
+        if len(faces):
+            mesh.remove_triangles_by_mask((np.abs(vertices[faces][:, :, 2] - floor_z) < band).all(axis=1))
+            mesh.remove_unreferenced_vertices()
+    mesh = clean_mesh(mesh, voxel, triangle_budget, min_component_fraction)
+    vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
     obstacle_faces = len(faces)
     if floor_z is not None:
         quad_v, quad_f = _floor_quad(lo.numpy(), hi.numpy(), floor_z, margin=5 * voxel)

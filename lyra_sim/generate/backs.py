@@ -1,0 +1,188 @@
+"""Hidden surfaces next to what one camera saw: back layers behind occlusion edges and closed object backs.
+
+Both work on the input image grid (OpenCV frame of the input camera) and return plain arrays
+(points, normals, scales, colours) that ``completion`` turns into unobserved Gaussians.
+
+- Back layers: behind every foreground edge the background surface is continued into the
+  foreground's side, as wide as the parallax of a camera move of ``baseline`` there. Depth is
+  extrapolated along the background surface (inverse depth is affine on planes, so a plane
+  continues exactly); colour is mirrored from the background side across the edge (texture kept,
+  nothing taken from the foreground).
+- Object backs: each object (a layer component that is not floor or wall) is closed by a back
+  surface pushed along the view rays by a thickness estimated from its silhouette (its median
+  width), stopping short of the floor/walls behind it, and by side strips joining front and back
+  along its silhouette, so side views and the collision proxy see a solid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from lyra_sim.generate.layers import DepthLayers
+
+
+@dataclass
+class Surfels:
+    """Plain surfel arrays in the camera frame (see lift.surfel_world)."""
+
+    points: np.ndarray  # (M, 3)
+    normals: np.ndarray  # (M, 3) unit
+    scales: np.ndarray  # (M, 3): tangent 1, tangent 2, normal
+    colors: np.ndarray  # (M, 3) in [0, 1]
+    tangents: np.ndarray | None = None  # (M, 3) first axis when it matters (elongated strips)
+
+    @staticmethod
+    def empty() -> Surfels:
+        z = np.zeros((0, 3))
+        return Surfels(z, z, z, z)
+
+    def subset(self, mask: np.ndarray) -> Surfels:
+        return Surfels(self.points[mask], self.normals[mask], self.scales[mask], self.colors[mask],
+                       None if self.tangents is None else self.tangents[mask])  # fmt: skip
+
+    @staticmethod
+    def concatenate(parts: list[Surfels]) -> Surfels:
+        parts = [p for p in parts if len(p.points)]
+        if not parts:
+            return Surfels.empty()
+        tangents = None
+        if any(p.tangents is not None for p in parts):
+            tangents = np.concatenate([p.tangents if p.tangents is not None else _default_tangents(p.normals)
+                                       for p in parts])  # fmt: skip
+        return Surfels(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("points", "normals", "scales",
+                                                                                   "colors")), tangents)
+
+
+def _default_tangents(normals: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(normals[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0.0, 1, 0]]))
+
+
+def _rays(shape: tuple[int, int], K: np.ndarray) -> np.ndarray:
+    h, w = shape
+    v, u = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
+    return np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
+
+
+def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: DepthLayers, normals: np.ndarray,
+                baseline: float, max_width: float = 0.25, sigma: float = 0.6) -> Surfels:
+    """Background surfels behind the foreground edges (module docstring); ``baseline`` in world units."""
+    h, w = depth.shape
+    near = layers.near_edge
+    if not near.any():
+        return Surfels.empty()
+    focal = float(np.sqrt(K[0, 0] * K[1, 1]))
+    inv = layers.inv_depth
+    bg_inv = layers.background_inv_depth()
+    width = np.where(near, focal * baseline * np.maximum(inv - bg_inv, 0.0) + 2.0, 0.0)
+    width = np.minimum(width, max_width * max(h, w))
+    distance, (ev, eu) = ndimage.distance_transform_edt(~near, return_indices=True)
+    band = (distance <= width[ev, eu]) & (inv > bg_inv[ev, eu] * 1.04) & (bg_inv[ev, eu] > 0)
+    if not band.any():
+        return Surfels.empty()
+    bv, bu = np.nonzero(band)
+    ev, eu = ev[band], eu[band]
+    # The background pixel across the edge: the far-edge pixel nearest to the foreground edge pixel.
+    far = layers.far_edge
+    _, (fv_all, fu_all) = ndimage.distance_transform_edt(~far, return_indices=True)
+    fv, fu = fv_all[ev, eu], fu_all[ev, eu]
+    grad_u, grad_v = layers.gradients(inv)
+    inv_b = inv[fv, fu] + grad_u[fv, fu] * (bu - fu) + grad_v[fv, fu] * (bv - fv)
+    inv_b = np.clip(inv_b, 0.25 * inv[fv, fu], inv[bv, bu] / 1.04)
+    # Colour: mirror the background across its edge pixel; fall back to the edge pixel itself.
+    mv, mu = 2 * fv - bv, 2 * fu - bu
+    ok = (mv >= 0) & (mv < h) & (mu >= 0) & (mu < w)
+    mv, mu = np.where(ok, mv, fv), np.where(ok, mu, fu)
+    ok = inv[mv, mu] <= inv[fv, fu] * 1.1  # the mirrored pixel must itself be background
+    mv, mu = np.where(ok, mv, fv), np.where(ok, mu, fu)
+    z = 1.0 / inv_b
+    points = _rays((h, w), K)[bv, bu] * z[:, None]
+    footprint = z / focal
+    scales = np.stack([sigma * footprint, sigma * footprint, 0.1 * footprint], axis=-1)
+    return Surfels(points, normals[fv, fu], scales, rgb[mv, mu])
+
+
+def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: DepthLayers, normals: np.ndarray,
+                 objects: np.ndarray, behind: np.ndarray, max_thickness: float, floor: np.ndarray | None = None,
+                 stride: int = 2, sigma: float = 0.6) -> tuple[Surfels, int]:
+    """Back and side surfels closing every object, and the number of objects.
+
+    ``objects`` (H,W) marks non-plane pixels; a connected part of it (split at depth jumps) is an object
+    when it occludes something (it holds the near side of a depth jump) or stands on the ``floor`` mask;
+    other parts (background clutter) get no back. ``behind`` (H,W) is the depth along each ray at which
+    a known plane (floor, wall) lies behind the pixel (inf where none); backs stop short of it.
+    """
+    h, w = depth.shape
+    cut = objects & ~layers.far_edge  # split touching objects at their depth jumps
+    labels, count = ndimage.label(cut)
+    if count == 0:
+        return Surfels.empty(), 0
+    _, (nv, nu) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    labels = np.where(objects, labels[nv, nu], 0)
+    anchored = layers.near_edge if floor is None else layers.near_edge | ndimage.binary_dilation(floor, iterations=2)
+    real = np.zeros(count + 1, bool)
+    real[np.unique(labels[anchored & (labels > 0)])] = True
+    real[0] = False
+    labels = (np.cumsum(real) * real)[labels]  # renumber the objects 1..count
+    objects = labels > 0
+    count = int(real.sum())
+    if count == 0:
+        return Surfels.empty(), 0
+    focal = float(np.sqrt(K[0, 0] * K[1, 1]))
+    footprint = depth / focal
+    # Thickness from the silhouette: as deep as the object's smaller median metric extent (rows or columns),
+    # so a box is as deep as it is wide and a table top seen from above stays a slab.
+    rows = np.broadcast_to(np.arange(h)[:, None], (h, w))
+    cols = np.broadcast_to(np.arange(w)[None, :], (h, w))
+    extents = []
+    for index, n in ((rows, h), (cols, w)):
+        sums = np.bincount((labels * n + index)[objects], footprint[objects], minlength=(count + 1) * n)
+        sums = sums.reshape(count + 1, n)
+        extents.append(np.array([np.median(r[r > 0]) if (r > 0).any() else 0.0 for r in sums]))
+    thickness = np.clip(np.minimum(*extents)[labels], 2 * footprint, max_thickness)
+    back = np.minimum(depth + thickness, behind - 2 * footprint)
+    closed = objects & (back > depth + footprint)
+    rays = _rays((h, w), K)
+    # Sides: silhouette pixels get strips along their view ray from front to back, facing outwards (towards
+    # the neighbours that are not the same object).
+    padded = np.pad(labels, 1, mode="constant")
+    outward_2d = np.zeros((h, w, 2))
+    edge = np.zeros((h, w), bool)
+    for dv, du in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        other = padded[1 + dv : 1 + dv + h, 1 + du : 1 + du + w] != labels
+        outward_2d[other] += (du, dv)
+        edge |= other  # (a thin object's opposite sides cancel in outward_2d but it is still an edge)
+    # Backs: every stride-th pixel, facing away from the camera (a mirrored shell of the front).
+    grid = np.zeros((h, w), bool)
+    grid[stride // 2 :: stride, stride // 2 :: stride] = True
+    sel = closed & grid & ~ndimage.binary_dilation(edge, iterations=stride)  # backs stay inside the silhouette
+    fp = footprint[sel] * stride * (back[sel] / depth[sel])
+    back_part = Surfels(rays[sel] * back[sel][:, None], -normals[sel],
+                        np.stack([sigma * fp, sigma * fp, 0.1 * fp], axis=-1), rgb[sel])  # fmt: skip
+    sel = closed & edge
+    sv, su = np.nonzero(sel)
+    length = back[sv, su] - depth[sv, su]
+    pieces = np.clip(np.ceil(length / (4 * footprint[sv, su] * stride)), 1, 24).astype(int)
+    index = np.repeat(np.arange(len(sv)), pieces)
+    offset = np.concatenate([(np.arange(n) + 0.5) / n for n in pieces]) if len(pieces) else np.zeros(0)
+    z = depth[sv, su][index] + offset * length[index]
+    # Strips sit 0.7 pixel inside the silhouette, so at the input view they hide behind the object's own front
+    # surfels instead of showing over the background pixel next to it.
+    inward = -outward_2d[sv, su] / np.maximum(np.linalg.norm(outward_2d[sv, su], axis=-1, keepdims=True), 1e-9)
+    ray = np.stack([(su + 0.5 + 1.0 * inward[:, 0] - K[0, 2]) / K[0, 0],
+                    (sv + 0.5 + 1.0 * inward[:, 1] - K[1, 2]) / K[1, 1], np.ones(len(sv))], axis=-1)[index]  # fmt: skip
+    ray_unit = ray / np.linalg.norm(ray, axis=-1, keepdims=True)
+    outward = np.concatenate([outward_2d[sv, su], np.zeros((len(sv), 1))], axis=-1)[index]
+    outward -= (outward * ray_unit).sum(-1, keepdims=True) * ray_unit
+    norm = np.linalg.norm(outward, axis=-1, keepdims=True)
+    sideways = np.cross(ray_unit, np.array([0.0, 1.0, 0.0]))  # thin objects (both sides open): face sideways
+    sideways /= np.maximum(np.linalg.norm(sideways, axis=-1, keepdims=True), 1e-9)
+    outward = np.where(norm > 1e-9, outward / np.maximum(norm, 1e-9), sideways)
+    seg = (length / pieces)[index] * np.linalg.norm(ray, axis=-1)
+    width = footprint[sv, su][index] * (z / depth[sv, su][index])
+    side_part = Surfels(ray * z[:, None], outward,
+                        np.stack([0.6 * seg, sigma * width, 0.1 * width], axis=-1), rgb[sv, su][index],
+                        tangents=ray_unit)  # fmt: skip
+    return Surfels.concatenate([back_part, side_part]), count

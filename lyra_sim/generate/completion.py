@@ -1,0 +1,308 @@
+"""Weightless scene completion of a single RGB-D view: what the camera could not see, invented plausibly.
+
+Added as Gaussians with ``observed = False`` (the input camera's OpenCV frame):
+1. the floor, found by ``lyra_sim.align``'s RANSAC, as a textured plane out to ``floor_radius`` (under
+   objects and beyond the image), its colour synthesised from the seen floor (``planes.PlaneTexture``);
+2. walls (vertical planes open3d's RANSAC finds) continued sideways and up, also textured;
+3. background layers behind occlusion edges (``backs.back_layers``);
+4. closed backs and sides of objects (``backs.object_backs``).
+Every candidate passes a visibility test against the input depth: it must lie behind what the camera
+saw or outside its image, never in front of a seen surface (that space is known to be empty) and
+never on it (that surface is already there). Floor and walls end at walls (closing the room).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
+from lyra_sim.generate.backs import Surfels, back_layers, object_backs
+from lyra_sim.generate.layers import DepthLayers
+from lyra_sim.generate.planes import FloorFrame, PlaneTexture, find_floor_frame, find_walls, graded_grid
+from lyra_sim.world import SH_C0, GaussianWorld, WorldError
+
+log = logging.getLogger(__name__)
+FLOOR_RADIUS_HEIGHTS = 40.0  # default floor radius, in camera heights
+ROOM_HEIGHT_M = 2.6  # walls cut off by the top of the image are continued up to this height (metric worlds)
+
+
+@dataclass(frozen=True)
+class CompletionOptions:
+    """Knobs of ``complete_view`` (lengths in world units; "h" is the camera height above the floor).
+
+    ``floor_radius``: how far around the camera's foot the floor is continued (default: 40 h, at least
+    twice the farthest seen floor: to about half a degree below the horizon of a camera 0.5 h high, so a
+    robot turning anywhere near the scene sees floor, not void; far rings are coarse, so it costs little).
+    ``baseline``: the largest camera move whose disocclusions back layers cover (default: 0.75 m in metric
+    worlds, 0.4 x the median depth otherwise). ``max_thickness``: cap on object depth (default: 1 m in
+    metric worlds, 0.3 x the median depth otherwise).
+    """
+
+    floor: bool = True
+    walls: bool = True
+    back_layers: bool = True
+    object_backs: bool = True
+    floor_radius: float | None = None
+    baseline: float | None = None
+    max_thickness: float | None = None
+
+
+_WINDOWS = (3, 5, 9, 17, 33, 65)  # neighbourhood sizes of the visibility test (pixels)
+
+
+class _Visibility:
+    """The input view's depth, for testing that completion surfels stay behind everything seen.
+
+    A surfel's on-screen footprint must stay behind every seen surface it overlaps, or it shows through at
+    the input view beside foreground edges: each candidate is compared with the farthest seen depth (and
+    its slack) over a window as wide as its footprint there.
+    """
+
+    def __init__(self, depth: np.ndarray, K: np.ndarray, tolerance: np.ndarray):
+        self.K, self.shape = K, depth.shape
+        self.focal = float(np.sqrt(K[0, 0] * K[1, 1]))
+        self.far = [ndimage.maximum_filter(depth, size=s) for s in _WINDOWS]
+        self.slack = [ndimage.maximum_filter(tolerance, size=s) for s in _WINDOWS]
+
+    def keep(self, points: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """Candidates (M,3) with in-plane std ``sigma`` (M,) that lie behind the seen surface, or off-image."""
+        h, w = self.shape
+        z = points[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.floor(self.K[0, 0] * points[:, 0] / z + self.K[0, 2])
+            v = np.floor(self.K[1, 1] * points[:, 1] / z + self.K[1, 2])
+            reach = 2.5 * sigma * self.focal / z + 1.0  # pixels where the surfel is still visible
+        # Off-image surfels whose footprint reaches into the image are tested at the nearest border pixel.
+        inside = (z > 1e-6) & (u >= -reach) & (u < w + reach) & (v >= -reach) & (v < h + reach)
+        keep = ~inside
+        iu = u[inside].clip(0, w - 1).astype(np.int64)
+        iv = v[inside].clip(0, h - 1).astype(np.int64)
+        window = np.searchsorted((np.array(_WINDOWS) - 1) / 2, reach[inside]).clip(0, len(_WINDOWS) - 1)
+        far = np.choose(window, [f[iv, iu] for f in self.far])
+        slack = np.choose(window, [t[iv, iu] for t in self.slack])
+        keep[inside] = z[inside] > far + slack
+        return keep
+
+
+def _plane_surfels(frame: FloorFrame, coords: np.ndarray, spacing: np.ndarray, to_floor_coords,
+                   normal_floor: np.ndarray, texture: PlaneTexture, visibility: _Visibility, excluded,
+                   refinements: int = 4) -> tuple[Surfels, float]:
+    """Textured surfels on a plane at 2D ``coords`` (spacing ``spacing``) that pass the visibility test, and
+    their area. A surfel that is hidden at its own pixel but too big to stay hidden around it (beside a
+    foreground edge) is split into four of half the spacing, up to ``refinements`` times (a quadtree)."""
+    normal = frame.direction_to_camera(normal_floor[None, :])
+    parts, area = [], 0.0
+    for level in range(refinements + 1):
+        q = to_floor_coords(coords)
+        points = frame.to_camera(q)
+        sigma = 0.6 * spacing
+        allowed = ~excluded(q)
+        keep = allowed & visibility.keep(points, sigma)
+        parts.append(Surfels(points[keep], np.repeat(normal, int(keep.sum()), axis=0),
+                             np.stack([sigma[keep], sigma[keep], 0.05 * spacing[keep]], axis=-1),
+                             texture.colors_at(coords[keep])))  # fmt: skip
+        area += float((spacing[keep] ** 2).sum())
+        split = allowed & ~keep & visibility.keep(points, np.zeros(len(points)))
+        if level == refinements or not split.any():
+            break
+        quarter = 0.25 * spacing[split, None]
+        offsets = np.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+        coords = (coords[split, None, :] + offsets[None] * quarter[..., None]).reshape(-1, 2)
+        spacing = np.repeat(0.5 * spacing[split], 4)
+    return Surfels.concatenate(parts), area
+
+
+def _touches_top(mask: np.ndarray) -> bool:
+    rows = max(2, mask.shape[0] // 50)
+    return bool(mask[:rows].any())
+
+
+def _room_walls(q: np.ndarray, depth: np.ndarray, ray_q: np.ndarray, band: float, cam_h: float, metric: bool,
+                median_depth: float, footprint: np.ndarray):
+    """Walls among the seen points ``q`` (H,W,3, floor frame): [(Wall, top)], the pixel indices RANSAC saw,
+    the inlier distance, the mask of wall pixels and the depth at which each ray meets a wall behind it."""
+    h, w = depth.shape
+    flat = q.reshape(-1, 3)
+    candidates = np.flatnonzero((q[..., 2] > 2 * band).ravel())
+    if len(candidates) > 40_000:
+        candidates = np.random.default_rng(0).choice(candidates, 40_000, replace=False)
+    threshold = max(0.01 * median_depth, 2 * float(np.median(footprint)))
+    kept, wall_mask, behind = [], np.zeros((h, w), bool), np.full((h, w), np.inf)
+    for wall in find_walls(flat[candidates], threshold, min_width=cam_h):
+        heights = flat[candidates[wall.inliers], 2]
+        if np.percentile(heights, 98) - np.percentile(heights, 2) < 0.6 * cam_h:
+            continue  # too low for a wall: the front of a box or a cabinet
+        wall_mask |= (np.abs(flat @ wall.normal + wall.offset) < threshold).reshape(h, w) & (q[..., 2] > band)
+        inlier_pixels = np.zeros(h * w, bool)
+        inlier_pixels[candidates[wall.inliers]] = True
+        top = wall.top
+        if _touches_top(inlier_pixels.reshape(h, w)):  # cut off by the image: a room-high wall
+            room = ROOM_HEIGHT_M if metric else ROOM_HEIGHT_M / DEFAULT_CAMERA_HEIGHT * cam_h
+            top = max(wall.top, room, 1.5 * cam_h)
+        kept.append((wall, top))
+        denom = ray_q @ wall.normal  # rays start at the camera, (0, 0, cam_h), on the wall's positive side
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_wall = np.where(denom < -1e-9, -(wall.offset + cam_h * wall.normal[2]) / denom, np.inf).reshape(h, w)
+        behind = np.minimum(behind, np.where(t_wall > depth, t_wall, np.inf))
+    return kept, candidates, threshold, wall_mask, behind
+
+
+def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: DepthLayers, normals: np.ndarray,
+                  observed: GaussianWorld, metric: bool, options: CompletionOptions | None = None,
+                  opacity: float = 0.95) -> tuple[GaussianWorld | None, dict]:
+    """Unobserved Gaussians completing a lifted view, and a report for ``world.info["completion"]``.
+
+    ``depth`` is the filled input depth (H,W), ``layers``/``normals`` those of the lift, ``observed``
+    the lifted world (OpenCV frame). Returns (None, report) when nothing was added.
+    """
+    from lyra_sim.generate.lift import surfel_world, unproject_depth  # lift imports this module
+
+    options = options or CompletionOptions()
+    h, w = depth.shape
+    points = unproject_depth(depth, K)
+    grad_u, grad_v = layers.gradients(depth)
+    median_depth = float(np.median(depth))
+    tolerance = 0.03 * depth + 1.5 * np.maximum(np.abs(grad_u), np.abs(grad_v))
+    scene = _Visibility(depth, K, tolerance)
+    focal = float(np.sqrt(K[0, 0] * K[1, 1]))
+    footprint = depth / focal
+    # Plane grids: spacing about r / (per_side / 2) at distance r, i.e. a few input pixels (texture detail
+    # follows the input resolution; far rings stay coarse).
+    per_side = int(np.clip(focal / 3, 64, 128))
+    parts: list[Surfels] = []
+    report: dict = {"methods": [], "completed_area": {}}
+    unit = "m2" if metric else "units2"
+
+    frame, plane_mask, behind = None, np.zeros((h, w), bool), np.full((h, w), np.inf)
+    floor_mask = None
+    if options.floor or options.walls or options.object_backs:
+        try:
+            frame = find_floor_frame(observed)
+        except WorldError as exc:
+            report["floor"] = f"not found ({exc})"
+    if frame is not None and frame.height > 0:
+        cam_h = frame.height
+        q = frame.to_floor(points.reshape(-1, 3)).reshape(h, w, 3)
+        band = max(0.02 * median_depth, 0.02 * cam_h)
+        floor_mask = np.abs(q[..., 2]) < band
+        plane_mask |= floor_mask
+        rays = points / depth[..., None]
+        ray_q = rays.reshape(-1, 3) @ frame.rotation.T  # ray directions in floor coordinates
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_floor = np.where(ray_q[:, 2] < -1e-9, -cam_h / ray_q[:, 2], np.inf).reshape(h, w)
+        behind = np.minimum(behind, np.where(t_floor > depth, t_floor, np.inf))
+        seen_floor = q[floor_mask]
+        reach = float(np.linalg.norm(seen_floor[:, :2], axis=1).max()) if len(seen_floor) else 0.0
+        radius = options.floor_radius or max(FLOOR_RADIUS_HEIGHTS * cam_h, 2.0 * reach)
+        report["floor"] = {"camera_height": round(cam_h, 4), "radius": round(radius, 3)}
+        kept, candidates, threshold = [], np.zeros(0, np.int64), 0.0
+        if options.walls:
+            kept, candidates, threshold, wall_mask, t_walls = _room_walls(q, depth, ray_q, band, cam_h, metric,
+                                                                          median_depth, footprint)  # fmt: skip
+            plane_mask |= wall_mask
+            behind = np.minimum(behind, t_walls)
+            report["walls"] = len(kept)
+
+        def beyond_walls(q_points: np.ndarray, own: int | None = None) -> np.ndarray:
+            """Points on the far side of any wall (but ``own``) from the camera."""
+            out = np.zeros(len(q_points), bool)
+            for i, (wall, _) in enumerate(kept):
+                if i != own:
+                    out |= wall.signed_distance(q_points) < -threshold
+            return out
+
+        if options.floor and len(seen_floor) >= 16:
+            texture = PlaneTexture(seen_floor[:, :2], rgb[floor_mask], cell=2 * float(np.median(footprint)))
+            xy, spacing = graded_grid(inner=cam_h, radius=radius, per_side=per_side)
+            floor, area = _plane_surfels(frame, xy, spacing, lambda c: np.column_stack([c, np.zeros(len(c))]),
+                                         np.array([0.0, 0.0, 1.0]), texture, scene, beyond_walls)  # fmt: skip
+            parts.append(floor)
+            report["completed_area"]["floor"] = round(area, 3)
+            report["methods"].append(f"floor plane (RANSAC) to {radius:.2f} units: {texture.method}")
+        for i, (wall, top) in enumerate(kept):
+            along = wall.along()
+            foot = -wall.offset * wall.normal  # the camera's foot projected on the wall
+            inl = q.reshape(-1, 3)[candidates[wall.inliers]]
+            coords = np.column_stack([(inl - foot) @ along, inl[:, 2]])
+            texture = PlaneTexture(coords, rgb.reshape(-1, 3)[candidates[wall.inliers]],
+                                   cell=2 * float(np.median(footprint)))  # fmt: skip
+            distance = abs(wall.offset)
+            az, spacing = graded_grid(inner=max(distance, 0.5 * cam_h), radius=radius, per_side=per_side)
+            az[:, 1] += cam_h
+            inside = (az[:, 1] >= 0) & (az[:, 1] <= top)
+            az, spacing = az[inside], spacing[inside]
+
+            def to_floor(c, foot=foot, along=along):
+                return foot + c[:, :1] * along + c[:, 1:2] * np.array([0.0, 0.0, 1.0])
+
+            surf, area = _plane_surfels(frame, az, spacing, to_floor, wall.normal, texture, scene,
+                                        lambda c, i=i: beyond_walls(c, own=i))  # fmt: skip
+            parts.append(surf)
+            report["completed_area"][f"wall_{i}"] = round(area, 3)
+        if kept:
+            report["methods"].append("walls (open3d RANSAC, vertical) continued sideways and up: textured")
+    report["completed_area_unit"] = unit
+    objects = ~plane_mask
+    if options.back_layers:
+        baseline = options.baseline or (0.75 if metric else 0.4 * median_depth)
+        layer = back_layers(rgb, depth, K, layers, normals, baseline)
+        if frame is not None and len(layer.points):
+            q_layer = frame.to_floor(layer.points)
+            layer = layer.subset(q_layer[:, 2] > max(0.02 * median_depth, 0.02 * frame.height))  # floor has its own
+        layer = layer.subset(scene.keep(layer.points, layer.scales[:, 0]))
+        parts.append(layer)
+        report["back_layer_gaussians"] = len(layer.points)
+        report["methods"].append(f"back layers behind occlusion edges (baseline {baseline:.2f} units)")
+    if options.object_backs and objects.any():
+        thickness = options.max_thickness or (1.0 if metric else 0.3 * median_depth)
+        backs, count = object_backs(rgb, depth, K, layers, normals, objects, behind, thickness, floor=floor_mask)
+        parts.append(backs)
+        report["objects"] = count
+        report["methods"].append("object backs: extruded along view rays by the silhouette's median width")
+    surfels = Surfels.concatenate(parts)
+    report["completed_gaussians"] = len(surfels.points)
+    if not len(surfels.points):
+        return None, report
+    world = surfel_world(surfels.points, surfels.normals, surfels.scales, surfels.colors, opacity, observed=False,
+                         metric=metric, tangents=surfels.tangents)  # fmt: skip
+    world.meters_per_unit = observed.meters_per_unit
+    log.info("completion added %d Gaussians (%s)", len(world), "; ".join(report["methods"]))
+    return world, report
+
+
+def tint_completed(world: GaussianWorld, color=(1.0, 0.0, 1.0), strength: float = 0.5) -> GaussianWorld:
+    """A copy of ``world`` whose completed (unobserved) Gaussians render blended towards ``color``.
+
+    For showing what was invented: ``render(tint_completed(world), camera)``. ``strength`` 1 paints them
+    ``color`` outright (view-dependent SH bands are zeroed then); observed Gaussians are unchanged.
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength: expected a value in [0, 1], got {strength}")
+    target = torch.as_tensor(color, dtype=world.sh.dtype, device=world.sh.device).reshape(3)
+    sh = world.sh.clone()
+    completed = ~world.observed
+    rgb = world.rgb[completed] * (1 - strength) + target * strength
+    sh[completed, 0, :] = (rgb - 0.5) / SH_C0
+    sh[completed, 1:, :] *= 1 - strength
+    return world._replace(sh=sh)
+
+
+def completion_summary(world: GaussianWorld) -> str:
+    """One line on what ``generate_world`` invented (from ``world.info["completion"]``), for CLIs and logs."""
+    report = world.info.get("completion")
+    if not report or not report.get("enabled"):
+        return "completion: off (only what the camera saw)"
+    unit = "m²" if report.get("completed_area_unit") == "m2" else "units²"
+    areas = ", ".join(f"{name.replace('_', ' ')} {area:.1f} {unit}" for name, area in report["completed_area"].items())
+    parts = [areas] if areas else []
+    if report.get("back_layer_gaussians"):
+        parts.append(f"{report['back_layer_gaussians']:,} behind occlusion edges")
+    if report.get("objects"):
+        parts.append(f"backs of {report['objects']} objects")
+    return (f"completion: {report['completed_gaussians']:,} Gaussians the camera did not see ({'; '.join(parts)}), "
+            "marked observed = False")

@@ -1,0 +1,176 @@
+"""Big planes of a lifted scene: the floor (lyra_sim.align's RANSAC) and walls (open3d RANSAC), and the
+colour of their unseen parts synthesised from the seen texture.
+
+Everything is in the input camera's OpenCV frame; ``FloorFrame`` maps it to floor coordinates
+(x forward, y left, z up, the camera's foot at the origin, floor at z = 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import open3d as o3d
+
+from lyra_sim.align import find_floor, floor_rotation
+from lyra_sim.world import GaussianWorld
+
+
+@dataclass(frozen=True)
+class FloorFrame:
+    """q = R p + (0, 0, height): camera frame -> floor frame (z = height above the floor)."""
+
+    rotation: np.ndarray  # (3, 3), rows x, y, z
+    height: float  # camera height above the floor, in world units
+
+    def to_floor(self, points: np.ndarray) -> np.ndarray:
+        return points @ self.rotation.T + np.array([0.0, 0.0, self.height])
+
+    def to_camera(self, points: np.ndarray) -> np.ndarray:
+        return (points - np.array([0.0, 0.0, self.height])) @ self.rotation
+
+    def direction_to_camera(self, directions: np.ndarray) -> np.ndarray:
+        return directions @ self.rotation
+
+
+@dataclass(frozen=True)
+class Wall:
+    """A vertical plane in floor coordinates: normal . q + offset = 0, the normal pointing to the camera."""
+
+    normal: np.ndarray  # (3,) horizontal unit vector
+    offset: float
+    top: float  # highest seen point (floor frame z)
+    inliers: np.ndarray  # (M,) indices into the points it was fitted to
+
+    def signed_distance(self, q: np.ndarray) -> np.ndarray:
+        return q @ self.normal + self.offset
+
+    def along(self) -> np.ndarray:
+        """The horizontal unit vector in the wall (with +z it spans the wall)."""
+        along = np.cross([0.0, 0.0, 1.0], self.normal)
+        return along / np.linalg.norm(along)
+
+
+def find_floor_frame(world: GaussianWorld) -> FloorFrame:
+    """The floor under the input camera of an "opencv" world (lyra_sim.align; WorldError when there is none)."""
+    plane = find_floor(world)
+    return FloorFrame(floor_rotation(plane.normal, np.array([0.0, 0.0, 1.0])), float(plane.offset))
+
+
+def find_walls(points: np.ndarray, threshold: float, min_fraction: float = 0.04, max_walls: int = 4,
+               max_tilt_deg: float = 10.0, min_width: float = 0.0, seed: int = 0) -> list[Wall]:
+    """Near-vertical planes among floor-frame ``points`` (floor excluded by the caller) by open3d RANSAC.
+
+    Planes are peeled off one at a time; one counts as a wall when its normal is within ``max_tilt_deg``
+    of horizontal, it holds ``min_fraction`` of the points and spans ``min_width`` along itself.
+    """
+    if len(points) < 100:
+        return []
+    o3d.utility.random.seed(seed)
+    remaining = np.arange(len(points))
+    walls: list[Wall] = []
+    sin_tilt = np.sin(np.radians(max_tilt_deg))
+    for _ in range(2 * max_walls):
+        if len(walls) >= max_walls or len(remaining) < min_fraction * len(points):
+            break
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points[remaining]))
+        model, inliers = cloud.segment_plane(threshold, 3, 200)
+        inliers = np.asarray(inliers)
+        if len(inliers) < min_fraction * len(points):
+            break
+        normal, offset = np.asarray(model[:3], np.float64), float(model[3])
+        scale = np.linalg.norm(normal)
+        normal, offset = normal / scale, offset / scale
+        chosen = remaining[inliers]
+        remaining = np.delete(remaining, inliers)
+        if abs(normal[2]) > sin_tilt:
+            continue  # a table top or a slope: not a wall
+        normal[2] = 0.0
+        norm = np.linalg.norm(normal)
+        normal /= norm
+        offset /= norm
+        camera = np.zeros(3)  # the camera's foot; the camera itself is above it
+        if normal @ camera + offset < 0:
+            normal, offset = -normal, -offset
+        wall = Wall(normal, offset, float(points[chosen, 2].max()), chosen)
+        spread = points[chosen] @ wall.along()
+        if np.percentile(spread, 98) - np.percentile(spread, 2) < min_width:
+            continue
+        walls.append(wall)
+    return walls
+
+
+class PlaneTexture:
+    """Colour of a plane at 2D coordinates, synthesised from the seen part of it.
+
+    Seen colours are binned on a grid of ``cell``; inside the seen region's bounding box, unseen cells
+    are inpainted (OpenCV Telea) from the seen ones; outside it, the largest fully seen square patch is
+    tiled with mirror reflections (no seams). Too little seen texture falls back to its mean colour.
+    """
+
+    def __init__(self, coords: np.ndarray, colors: np.ndarray, cell: float, max_cells: int = 512):
+        lo, hi = coords.min(axis=0), coords.max(axis=0)
+        cell = max(cell, float((hi - lo).max()) / max_cells, 1e-9)
+        shape = tuple(np.floor((hi - lo) / cell).astype(int) + 1)
+        idx = np.floor((coords - lo) / cell).astype(int)
+        flat = idx[:, 0] * shape[1] + idx[:, 1]
+        counts = np.bincount(flat, minlength=shape[0] * shape[1])
+        sums = np.stack([np.bincount(flat, colors[:, c], shape[0] * shape[1]) for c in range(3)], axis=-1)
+        seen = (counts > 0).reshape(shape)
+        grid = (sums / np.maximum(counts, 1)[:, None]).reshape(*shape, 3)
+        self.lo, self.cell, self.mean = lo, cell, colors.mean(axis=0)
+        image = np.clip(grid * 255, 0, 255).astype(np.uint8)
+        if (~seen).any():
+            image = cv2.inpaint(image, (~seen).astype(np.uint8), 3, cv2.INPAINT_TELEA)
+        self.grid = image.astype(np.float32) / 255.0
+        inside = np.pad(seen, 1)
+        distance = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_C, 3)[1:-1, 1:-1]
+        centre = np.unravel_index(int(np.argmax(distance)), distance.shape)
+        half = int(min(distance[centre] - 1, 48))
+        self.patch = None
+        if half >= 3:
+            self.patch = self.grid[centre[0] - half : centre[0] + half + 1, centre[1] - half : centre[1] + half + 1]
+
+    @property
+    def method(self) -> str:
+        return "seen texture inpainted (Telea) and mirror-tiled" if self.patch is not None else "mean seen colour"
+
+    def colors_at(self, coords: np.ndarray) -> np.ndarray:
+        """RGB (M,3) in [0,1] at plane coordinates (M,2)."""
+        idx = np.floor((coords - self.lo) / self.cell).astype(int)
+        shape = np.array(self.grid.shape[:2])
+        inside = (idx >= 0).all(axis=1) & (idx < shape).all(axis=1)
+        out = np.empty((len(coords), 3), np.float32)
+        out[inside] = self.grid[idx[inside, 0], idx[inside, 1]]
+        outside = ~inside
+        if self.patch is None:
+            out[outside] = self.mean
+        else:
+            size = np.array(self.patch.shape[:2])
+            wrapped = np.mod(idx[outside], 2 * size)
+            mirrored = np.where(wrapped >= size, 2 * size - 1 - wrapped, wrapped)
+            out[outside] = self.patch[mirrored[:, 0], mirrored[:, 1]]
+        return out
+
+
+def graded_grid(inner: float, radius: float, per_side: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Points (M,2) and their spacing (M,) covering the disk of ``radius`` around the origin: a square of
+    half-size ``inner`` at spacing 2*inner/per_side, then square rings, each twice as large and as coarse."""
+    points, spacing = [], []
+    half, step = inner, 2.0 * inner / per_side
+    previous = 0.0
+    while True:
+        axis = (np.arange(per_side) + 0.5) * step - half
+        x, y = np.meshgrid(axis, axis, indexing="ij")
+        ring = np.maximum(np.abs(x), np.abs(y)) >= previous
+        xy = np.stack([x[ring], y[ring]], axis=-1)
+        points.append(xy)
+        spacing.append(np.full(len(xy), step))
+        if half >= radius:
+            break
+        previous, half, step = half, 2 * half, 2 * step
+    xy, s = np.concatenate(points), np.concatenate(spacing)
+    keep = np.linalg.norm(xy, axis=1) <= radius
+    return xy[keep], s[keep]
+
