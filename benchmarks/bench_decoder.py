@@ -11,16 +11,23 @@ memory, beside the paper's 3213 ms; and mamba-ssm's fused kernel vs the pure-PyT
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
+from unittest import mock
 
 import torch
 from results import write_section
 
-from lyra_sim.generate import LyraDecoder, LyraDecoderConfig
+from lyra_sim.generate import LyraDecoder, LyraDecoderConfig, mamba2
 from lyra_sim.generate.lyra_decoder import MambaBlock
-from lyra_sim.generate.mamba2 import fused_kernel_available
+from lyra_sim.generate.mamba2 import fused_kernel_available, ssd_scan
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from previous_ssd_scan import ssd_scan as previous_ssd_scan
 
 
 def _inputs(config: LyraDecoderConfig, views: int, latent_frames: int, h: int, w: int, device="cpu", dtype=None):
@@ -60,6 +67,51 @@ def cpu_rows() -> list[tuple[str, str, int, int, float]]:
         params = sum(p.numel() for p in model.parameters())
         rows.append((label, size, tokens, params, seconds))
         print(f"CPU {label}: {size} ({tokens:,} tokens): {1000 * seconds:.0f} ms")
+    return rows
+
+
+@torch.inference_mode()
+def previous_scan_forward_seconds() -> float:
+    """The official 6-view forward with the pre-issue-13 SSD scan swapped in (same weights and inputs)."""
+    model = LyraDecoder(LyraDecoderConfig.official()).eval()
+    latents, plucker = _inputs(model.config, 6, 2, 22, 40)
+    with mock.patch.object(mamba2, "ssd_scan", previous_ssd_scan):
+        return _time(lambda: model(latents, plucker), repeats=3)
+
+
+@torch.inference_mode()
+def scan_rows() -> list[tuple[str, float, float]]:
+    """One official-size SSD scan (2,640 tokens, 16 heads x 64, state 256, chunk 256): (name, seconds, GFLOP/s),
+    beside float32 and bfloat16 matmuls of the same FLOPs, interleaved (best of 5)."""
+    g = torch.Generator().manual_seed(0)
+    length, heads, head_dim, state, chunk = 2640, 16, 64, 256, 256
+    x = torch.randn(1, length, heads, head_dim, generator=g)
+    dt = torch.rand(1, length, heads, generator=g) * 0.1
+    A = -torch.rand(heads, generator=g) * 8 - 1
+    B, C = torch.randn(1, length, 1, state, generator=g), torch.randn(1, length, 1, state, generator=g)
+    padded = -(-length // chunk) * chunk
+    # intra-chunk C B^T and (C B^T * L) x, chunk states B^T x, state read-out C h: the matmul FLOPs
+    flops = 2 * padded * (chunk * state + chunk * heads * head_dim + 2 * state * heads * head_dim)
+    side = round((flops / 2) ** (1 / 3))
+    a32, b32 = torch.randn(side, side, generator=g), torch.randn(side, side, generator=g)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+    cases = {
+        "SSD scan, this version": lambda: ssd_scan(x, dt, A, B, C, chunk),
+        "SSD scan, before issue 13": lambda: previous_ssd_scan(x, dt, A, B, C, chunk),
+        "float32 matmul, same FLOPs": lambda: a32 @ b32,
+        "bfloat16 matmul, same FLOPs": lambda: a16 @ b16,
+    }
+    best = {}
+    for fn in cases.values():
+        fn()
+    for _ in range(5):
+        for name, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+    rows = [(name, best[name], flops / best[name] / 1e9) for name in cases]
+    for name, seconds, rate in rows:
+        print(f"{name}: {1000 * seconds:.0f} ms ({rate:.0f} GFLOP/s)")
     return rows
 
 
@@ -120,6 +172,19 @@ def main() -> None:
     ]
     lines += [f"| {label} | {size} | {tokens:,} | {params:,} | {1000 * s:.0f} ms |"
               for label, size, tokens, params, s in rows]
+    previous = previous_scan_forward_seconds()
+    print(f"official 6 views with the previous scan: {1000 * previous:.0f} ms")
+    lines += [
+        f"| official, SSD scan before issue 13 | 6 views x 9 frames at 176x320 | 2,640 | | {1000 * previous:.0f} ms |",
+        "",
+        "Issue 13's target: <= 2500 ms for the official 6-view forward with the same outputs. The scan against "
+        "its lower bound (a matmul of the same FLOPs; best of 5, interleaved; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: the machine was shared):",
+        "",
+        "| one official-size SSD scan (2,640 tokens, 16 x 64 heads, state 256) | time | GFLOP/s |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {name} | {1000 * seconds:.0f} ms | {rate:.0f} |" for name, seconds, rate in scan_rows()]
     write_section("Lyra decoder forward, CPU", "\n".join(lines))
     if torch.cuda.is_available():
         body = f"Measured {datetime.date.today()} by `python benchmarks/bench_decoder.py`.\n\n" + gpu_report()

@@ -11,6 +11,7 @@ import torch
 from conftest import small_example
 from PIL import Image
 
+import lyra_sim
 from lyra_sim import Camera
 from lyra_sim.camera_paths import camera_path
 from lyra_sim.cli import build_parser, main
@@ -64,7 +65,7 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert stop.value.code == 0
-    assert capsys.readouterr().out.strip() == "lyra-sim 0.1.0"
+    assert capsys.readouterr().out.strip() == f"lyra-sim {lyra_sim.__version__}"
 
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:

@@ -55,3 +55,16 @@ def test_failed_write_leaves_nothing(tmp_path):
         tmp.write_bytes(b"partial")
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rendered_frame_sets_respect_the_umask(tmp_path, umask):
+    from lyra_sim import Camera
+    from lyra_sim.media import render_path
+
+    umask(0o027)
+    cams = Camera.from_fov(16, 12, 60.0)
+    cams = Camera(cams.K.expand(2, 3, 3), cams.world_to_cam.expand(2, 4, 4), 16, 12)
+    written = render_path(random_world(n=10), cams, tmp_path / "frames")
+    files = [*map(str, written["frames"]), written["contact_sheet"], written["mp4"]]
+    assert {oct(mode(f)) for f in files} == {oct(0o640)}
+    assert mode(tmp_path / "frames") == 0o750

@@ -4,12 +4,16 @@ import numpy as np
 import pytest
 import torch
 from conftest import random_world
+from previous_cpu_renderer import render_previous
 from reference_render import reference_render
 
 from lyra_sim import Camera, GaussianWorld, render
 from lyra_sim.rendering import cpu_kernels
+from lyra_sim.rendering import index as scene_index_module
 from lyra_sim.rendering.gsplat_backend import gsplat_available
+from lyra_sim.rendering.index import SceneIndex, build_index
 from lyra_sim.rendering.projection import project_ewa
+from lyra_sim.sh import eval_sh_colors
 from lyra_sim.world import rgb_to_sh0
 
 
@@ -87,28 +91,112 @@ def test_batched_cameras_equal_single_renders():
 def test_numba_projection_matches_torch_projection():
     world = random_world(n=200, sh_degree=2, seed=3)
     cam = Camera.look_at([0.2, 0.1, -0.5], [0, 0, 3.0], width=64, height=48, fov_deg=80)
-    n = len(world)
-    packed = np.empty((n, cpu_kernels.PACKED_WIDTH), np.float32)
-    depth = np.empty(n, np.float32)
+    index = build_index(world, chunk_size=32)
+    n = len(index.ids)
+    chunks = np.arange(index.num_chunks)
+    rows = np.empty((n, cpu_kernels.PACKED_WIDTH), np.float32)
+    depth, slots, counts = np.empty(n, np.float32), np.empty(n, np.int64), np.empty(len(chunks), np.int64)
     K = cam.K[0].double()
-    cpu_kernels.project_gaussians(
-        world.means.numpy(), world.quats.numpy(), world.scales.numpy(), world.opacities.numpy(), world.sh.numpy(),
-        cam.world_to_cam[0].double().numpy(), cam.position[0].double().numpy(), float(K[0, 0]), float(K[1, 1]),
-        float(K[0, 2]), float(K[1, 2]), 64, 48, 0.3, 0.01, 1e10, packed, depth,
+    cpu_kernels.project_chunks(
+        index.geometry, index.sh, index.chunk_starts, chunks, index.chunk_starts[:-1],
+        cam.world_to_cam[0].double().numpy(), cam.position[0].double().numpy(),
+        np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]), 64, 48, 0.3, 0.01, 1e10, rows, depth, slots, counts,
     )
-    visible = packed[:, cpu_kernels.RX] > 0
-    assert visible.sum() > 100
+    visible = np.concatenate([np.arange(s, s + c) for s, c in zip(index.chunk_starts[:-1], counts, strict=True)])
+    assert len(visible) > 100
+    ids = torch.from_numpy(index.ids[slots[visible]].astype(np.int64))
     mean2d, conic, z = project_ewa(world.means, world.quats, world.scales, cam.world_to_cam[0], cam.K[0], 64, 48)
-    np.testing.assert_allclose(packed[visible, :2], mean2d[visible].numpy(), rtol=1e-5, atol=1e-3)
-    np.testing.assert_allclose(packed[visible, 2:5], conic[visible].numpy(), rtol=1e-3, atol=1e-6)
-    np.testing.assert_allclose(depth[visible], z[visible].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(rows[visible, :2], mean2d[ids].numpy(), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(rows[visible, 2:5], conic[ids].numpy(), rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(depth[visible], z[ids].numpy(), rtol=1e-6)
+    colors = eval_sh_colors(world.sh[ids], world.means[ids] - cam.position[0])
+    np.testing.assert_allclose(rows[visible, cpu_kernels.COL : cpu_kernels.COL + 3], colors.numpy(), atol=1e-5)
 
 
-def test_depth_order_is_a_stable_sort():
+def test_depth_sort_orders_by_depth_then_world_index():
     rng = np.random.default_rng(1)
     depth = rng.choice(np.array([0.5, 1.0, 2.5, 7.0], np.float32), size=5000)
-    order = cpu_kernels.depth_order(depth)
-    np.testing.assert_array_equal(order, np.argsort(depth, kind="stable"))
+    depth = np.concatenate([depth, rng.uniform(0.1, 50.0, 3000).astype(np.float32)])
+    world_ids = rng.permutation(len(depth)).astype(np.int32)  # the index's order is not the world's
+    cand_offsets = np.array([0, 1000, 4000, 6000], np.int64)  # three regions, partly filled
+    counts = np.array([700, 3000, 2000], np.int64)
+    slots = np.arange(len(depth), dtype=np.int64)
+    order = cpu_kernels.depth_sort(depth, cand_offsets, counts, world_ids, slots)
+    candidates = np.concatenate([np.arange(o, o + c) for o, c in zip(cand_offsets, counts, strict=False)])
+    expected = candidates[np.lexsort((world_ids[candidates], depth[candidates]))]
+    np.testing.assert_array_equal(order, expected)
+
+
+def frustum_world(n: int, cam: Camera, seed: int = 0, sh_degree: int = 0) -> GaussianWorld:
+    """n Gaussians spread over the camera's view between 1 and 8 units deep, plus some outside it."""
+    g = torch.Generator().manual_seed(seed)
+    K = cam.K[0]
+    z = torch.rand(n, generator=g) * 7 + 1
+    u = torch.rand(n, generator=g) * cam.width * 1.6 - 0.3 * cam.width
+    v = torch.rand(n, generator=g) * cam.height * 1.6 - 0.3 * cam.height
+    means = torch.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], -1)
+    means = torch.cat([means, means[: n // 4] * torch.tensor([1.0, 1.0, -1.0])])  # behind the camera
+    m = len(means)
+    scales = torch.exp(torch.rand(m, 3, generator=g) * 2 - 4)
+    return GaussianWorld(means, torch.randn(m, 4, generator=g), scales, torch.rand(m, generator=g) * 0.95 + 0.01,
+                         torch.randn(m, (sh_degree + 1) ** 2, 3, generator=g) * 0.4)
+
+
+@pytest.mark.parametrize("sh_degree", [0, 3])
+def test_matches_previous_implementation(sh_degree):
+    cam = Camera.look_at([0.1, -0.1, 0.0], [0, 0, 4.0], width=70, height=50, fov_deg=60)
+    world = frustum_world(4000, cam, seed=sh_degree, sh_degree=sh_degree)
+    out = render(world, cam, backend="cpu", background=(0, 0, 0))
+    rgb, alpha = render_previous(world, cam)
+    assert alpha.mean() > 0.5  # a dense picture, many Gaussians overlap
+    # float32 blending, precomputed covariances: differences at the level of float32 rounding
+    np.testing.assert_allclose(out.rgb.numpy(), rgb, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(out.alpha.numpy(), alpha, atol=2e-5, rtol=0)
+
+
+def test_chunk_culling_changes_nothing(monkeypatch):
+    """A camera inside a large world: whole chunks are culled, the picture is that of the unculled render."""
+    monkeypatch.setattr(scene_index_module, "CHUNK_SIZE", 64)
+    g = torch.Generator().manual_seed(4)
+    n = 20_000
+    means = (torch.rand(n, 3, generator=g) - 0.5) * torch.tensor([20.0, 20.0, 4.0])
+    world = GaussianWorld(means, torch.randn(n, 4, generator=g), torch.exp(torch.rand(n, 3, generator=g) * 3 - 5),
+                          torch.rand(n, generator=g), torch.randn(n, 4, 3, generator=g) * 0.4)
+    cams = Camera.look_at([[0, 0, 0], [3.0, -2, 0.5]], [[1.0, 0, 0], [0, 5, 0]], width=48, height=32, fov_deg=70,
+                          up=(0, 0, 1))
+    index = scene_index_module.scene_index(world)
+    for b in range(2):
+        view = cams[b]
+        kept = index.visible_chunks(view.world_to_cam[0].double().numpy(), view.K[0].double().numpy(), 48, 32,
+                                    0.01, 1e10)
+        assert len(kept) < 0.7 * index.num_chunks  # culling does something here
+    culled = render(world, cams, backend="cpu", background=(0, 0, 0))
+    single = render(world, cams[1], backend="cpu", background=(0, 0, 0))
+    monkeypatch.setattr(SceneIndex, "visible_chunks", lambda self, *args: np.arange(self.num_chunks))
+    unculled = render(world, cams, backend="cpu", background=(0, 0, 0))
+    assert unculled.alpha.mean() > 0.5  # the scene fills the view
+    assert torch.equal(culled.rgb, unculled.rgb) and torch.equal(culled.alpha, unculled.alpha)
+    assert torch.equal(culled.depth, unculled.depth)
+    assert torch.equal(single.rgb, culled.rgb[1])  # one camera (parallel stages) == one of a batch (serial)
+    rgb, _ = render_previous(world, cams[1])
+    np.testing.assert_allclose(culled.rgb[1].numpy(), rgb, atol=2e-5, rtol=0)
+
+
+def test_index_is_rebuilt_when_the_world_changes():
+    world = random_world(n=300, seed=2)
+    cam = Camera.look_at([0, 0, 0], [0, 0, 3.0], width=32, height=24)
+    first = scene_index_module.scene_index(world)
+    assert scene_index_module.scene_index(world) is first
+    before = render(world, cam, backend="cpu", background=(0, 0, 0)).rgb
+    with torch.no_grad():
+        world.means[:, 0] += 0.3  # in place: same tensor, new version
+    assert scene_index_module.scene_index(world) is not first
+    after = render(world, cam, backend="cpu", background=(0, 0, 0)).rgb
+    torch.testing.assert_close(after, torch.from_numpy(render_previous(world, cam)[0]), atol=2e-5, rtol=0)
+    assert not torch.allclose(before, after)
+    world.sh = world.sh * 0.5  # replaced tensor
+    torch.testing.assert_close(render(world, cam, backend="cpu", background=(0, 0, 0)).rgb,
+                               torch.from_numpy(render_previous(world, cam)[0]), atol=2e-5, rtol=0)
 
 
 def test_gradients_match_autograd_through_reference():

@@ -251,3 +251,13 @@ def test_compressed_ply_with_another_layout_is_refused_by_name(tmp_path, edit, m
     (tmp_path / "odd.ply").write_bytes(edit(data[:end]) + data[end:])
     with pytest.raises(WorldFileError, match=r"odd\.ply.*" + message):
         load_world(tmp_path / "odd.ply")
+
+
+@pytest.mark.parametrize("name", ["w.spz", "w.compressed.ply"])
+def test_formats_without_an_observed_flag_say_they_drop_it(tmp_path, caplog, name):
+    world = world_for_formats(n=50, degree=0)
+    world.observed = torch.arange(50) < 30  # 20 completed Gaussians
+    with caplog.at_level("WARNING"):
+        back = load_world(save_world(world, tmp_path / name))
+    assert "20 completed (unobserved) Gaussians" in caplog.text and name in caplog.text
+    assert len(back) == 50 and bool(back.observed.all())

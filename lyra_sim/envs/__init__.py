@@ -13,15 +13,23 @@ if ENV_ID not in gymnasium.registry:
                        max_episode_steps=DEFAULT_MAX_STEPS)
 
 
-def make_env(source, intrinsics=None, max_steps: int = DEFAULT_MAX_STEPS, **kwargs) -> gymnasium.Env:
-    """A ``LyraSim/Navigate-v0`` environment for ``source``, truncated after ``max_steps`` steps.
+def make_env(source, intrinsics=None, max_steps: int = DEFAULT_MAX_STEPS, num_envs: int | None = None,
+             **kwargs) -> gymnasium.Env:
+    """A ``LyraSim/Navigate-v0`` environment for ``source``, truncated after ``max_steps`` steps; with
+    ``num_envs=N`` a vector env of N robots.
 
     ``source``: an image path or array (a world is generated with ``generate_world``), an RGB-D pair
     ``(rgb, depth_metres)`` with ``intrinsics=K``, a world file (.ply, .safetensors, .usd*), a world object,
     or a ``SimScene`` from ``prepare_scene`` (build once, share between vectorised copies).
     ``max_steps`` becomes gymnasium's ``max_episode_steps``; other keyword arguments go to ``NavigateEnv``
-    (image_size, fov_deg, scene_options, ...).
+    (image_size, fov_deg, scene_options, ...). ``num_envs=N`` returns ``lyra_sim.envs.vector.NavigateVectorEnv``:
+    N robots in this process, their cameras rendered in one batched call per step (the fast way to run many
+    robots on a CPU; each robot is truncated after ``max_steps`` steps).
     """
+    if num_envs is not None:
+        from lyra_sim.envs.vector import NavigateVectorEnv
+
+        return NavigateVectorEnv(source, num_envs, intrinsics=intrinsics, max_steps=max_steps, **kwargs)
     return gymnasium.make(ENV_ID, source=source, intrinsics=intrinsics, max_episode_steps=max_steps, **kwargs)
 
 

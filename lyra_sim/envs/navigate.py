@@ -120,21 +120,28 @@ class NavigateEnv(gym.Env):
             return world.worlds[index]
         return world
 
+    def _robot_camera(self, K: torch.Tensor, size: tuple[int, int]) -> Camera:
+        return Camera(K, torch.from_numpy(self.bullet.camera_world_to_cam()).float(), *size)
+
     def _render(self, K: torch.Tensor, size: tuple[int, int]):
-        camera = Camera(K, torch.from_numpy(self.bullet.camera_world_to_cam()).float(), *size)
         with torch.no_grad():
-            return render(self._world_now(), camera, background=DEFAULT_BACKGROUND)
+            return render(self._world_now(), self._robot_camera(K, size), background=DEFAULT_BACKGROUND)
 
     def _observation(self) -> dict:
-        result = self._render(self.camera_K, self.image_size)
+        return {**self._camera_images(self._render(self.camera_K, self.image_size)), **self._robot_observation()}
+
+    def _camera_images(self, result) -> dict:
+        """The observation's rgb and depth from the robot camera's RenderResult."""
         depth = result.surface_depth().reshape(self.image_size[1], self.image_size[0], 1)
+        return {"rgb": result.to_uint8().numpy(), "depth": depth.numpy().astype(np.float32)}
+
+    def _robot_observation(self) -> dict:
+        """The observation's state and goal."""
         x, y, yaw, speed, turn = self.bullet.robot_state()
         offset = self.goal - np.array([x, y])
         local = np.array([math.cos(yaw) * offset[0] + math.sin(yaw) * offset[1],
                           -math.sin(yaw) * offset[0] + math.cos(yaw) * offset[1]])
         return {
-            "rgb": result.to_uint8().numpy(),
-            "depth": depth.numpy().astype(np.float32),
             "state": np.array([x, y, math.cos(yaw), math.sin(yaw), speed, turn], dtype=np.float32),
             "goal": np.array([local[0], local[1], np.linalg.norm(offset)], dtype=np.float32),
         }

@@ -22,7 +22,7 @@ import gsply
 
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.io.errors import WorldFileError
-from lyra_sim.io.gsply_arrays import gsdata_to_world, world_to_gsdata
+from lyra_sim.io.gsply_arrays import gsdata_to_world, warn_if_observed_flags_dropped, world_to_gsdata
 from lyra_sim.io.header_metadata import frame_scale_from_comments, info_from_comments, world_comments
 from lyra_sim.world import GaussianWorld
 
@@ -137,6 +137,7 @@ def write_compressed_ply(world: GaussianWorld, path: str | os.PathLike) -> Path:
     """Write a compressed PLY atomically (SH degree 0-3); returns the path written."""
     if world.sh_degree > 3:
         raise WorldFileError(f"{path}: compressed PLY holds SH degree 0-3, the world has {world.sh_degree}")
+    warn_if_observed_flags_dropped(world, Path(path), "compressed PLY")
     data = gsply.compress_to_bytes(world_to_gsdata(world))
     magic = b"ply\nformat binary_little_endian 1.0\n"
     if not data.startswith(magic):  # gsply's header layout changed: refuse rather than write a broken file

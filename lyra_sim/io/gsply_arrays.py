@@ -6,6 +6,7 @@ logit opacities, the DC SH term (N, 3) and the higher SH terms (N, K-1, 3) coeff
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import gsply
@@ -15,12 +16,21 @@ import torch
 from lyra_sim.io.errors import WorldFileError
 from lyra_sim.world import GaussianWorld, WorldError, sh_degree_from_k
 
+log = logging.getLogger(__name__)
 _OPACITY_EPS = 1e-7  # logit(1 - 1e-7) = 16.1: beyond float32's sigmoid resolution anyway
 _MIN_SCALE = 1e-12
 
 
 def _np32(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy().astype(np.float32))
+
+
+def warn_if_observed_flags_dropped(world: GaussianWorld, path: Path, kind: str) -> None:
+    """SPZ and compressed PLY have no room for the per-Gaussian ``observed`` flag: say so when it is lost."""
+    invented = int((~world.observed).sum())
+    if invented:
+        log.warning("%s: %s has no observed flag; %d completed (unobserved) Gaussians are written like observed "
+                    "ones (keep the flag with .ply, .safetensors or USD)", path, kind, invented)
 
 
 def world_to_gsdata(world: GaussianWorld) -> gsply.GSData:

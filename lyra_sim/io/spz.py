@@ -1,5 +1,6 @@
 """Niantic's SPZ (``.spz``): gzip- (v1-3) or zstd- (v4) compressed, quantised Gaussians, about 10x smaller
-than a PLY. Encoding and decoding are done by ``gsply`` (Niantic's own C++ library has no Python wheel).
+than a PLY. Encoding and decoding are done by ``gsply`` (v1-4 read, v3/v4 write): Niantic's own C++
+library has no Python wheel, and the PyPI package named ``spz`` is an unrelated Rust source release.
 
 SPZ stores its coordinates in RUB axes (x right, y up, z back; OpenGL / three.js), PLY and lyra_sim's
 camera-made worlds use RDF ("opencv": x right, y down, z forward). Reading and writing rotate between
@@ -21,7 +22,7 @@ import torch
 
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.io.errors import WorldFileError
-from lyra_sim.io.gsply_arrays import gsdata_to_world, world_to_gsdata
+from lyra_sim.io.gsply_arrays import gsdata_to_world, warn_if_observed_flags_dropped, world_to_gsdata
 from lyra_sim.world import FRAMES, GaussianWorld
 
 #: Rotation from SPZ's RUB axes to each lyra_sim frame (x' = R @ x); writing uses the transpose.
@@ -82,6 +83,7 @@ def write_spz(world: GaussianWorld, path: str | os.PathLike, version: int = 3) -
         raise WorldFileError(f"{path}: SPZ holds SH degree 0-3, the world has {world.sh_degree}")
     if version not in (3, 4):
         raise WorldFileError(f"{path}: SPZ version must be 3 (gzip) or 4 (zstd), got {version}")
+    warn_if_observed_flags_dropped(world, Path(path), "SPZ")
     rotation = torch.tensor(RUB_TO_FRAME[world.frame]).T
     rub = world.transformed(rotation=rotation, meters_per_unit=world.meters_per_unit)
     with atomic_path(path) as tmp:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from lyra_sim.camera import Camera
 from lyra_sim.errors import LyraSimError
-from lyra_sim.rendering.cpu import render_cpu_single
+from lyra_sim.rendering.cpu import render_cpu
 from lyra_sim.rendering.gsplat_backend import gsplat_available, render_gsplat
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
@@ -45,7 +46,10 @@ class RenderResult:
 
     def to_uint8(self) -> torch.Tensor:
         """RGB as uint8 (..., H, W, 3)."""
-        return (self.rgb.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        rgb = self.rgb.detach()
+        if rgb.device.type == "cpu":  # numpy: torch's thread pool would wake for this and contend with numba's
+            return torch.from_numpy((np.clip(rgb.numpy(), 0, 1) * 255 + 0.5).astype(np.uint8))
+        return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
 
 
 def resolve_backend(backend: str, world: GaussianWorld) -> str:
@@ -89,10 +93,9 @@ def render(
     chosen = resolve_backend(backend, world)
     if chosen == "gsplat":
         rgb, depth, alpha = render_gsplat(world, camera, near, far, eps2d)
+        rgb = rgb + (1.0 - alpha).unsqueeze(-1) * bg.to(rgb)
     else:
-        singles = [render_cpu_single(world, cam, near, far, eps2d) for cam in camera]
-        rgb, depth, alpha = (torch.stack(parts) for parts in zip(*singles, strict=True))
-    rgb = rgb + (1.0 - alpha).unsqueeze(-1) * bg.to(rgb)
+        rgb, depth, alpha = render_cpu(world, camera, near, far, eps2d, bg)
     result = RenderResult(rgb=rgb, depth=depth, alpha=alpha)
     if not camera.batched:
         result = RenderResult(rgb=rgb[0], depth=depth[0], alpha=alpha[0])

@@ -1,21 +1,25 @@
 """The CPU rendering backend: numba tile rasterizer, differentiable through a custom autograd op.
 
-Pipeline per camera: project every Gaussian (numba) -> keep the visible ones, radix-sort them
-front to back -> gather their packed rows -> bin them into 16x16 tiles -> composite each tile.
-Without gradients everything stays in numba. With gradients, the visible Gaussians' 2D means,
-conics, colours and depths are recomputed in torch (lyra_sim.rendering.projection) so autograd
-reaches the world's tensors, and the raster step's backward pass is the numba kernel.
+Pipeline per camera: cull the world's index chunks against the view (lyra_sim.rendering.index) ->
+project the Gaussians of the remaining chunks (numba) -> radix-sort the visible ones front to back ->
+gather their packed rows -> bin them into 16x16 tiles -> composite each tile. A batch of cameras
+renders one camera per thread. Without gradients everything stays in numba. With gradients, the
+visible Gaussians' 2D means, conics, colours and depths are recomputed in torch
+(lyra_sim.rendering.projection) so autograd reaches the world's tensors, and the raster step's
+backward pass is the numba kernel.
 """
 
 from __future__ import annotations
 
 import threading
 
+import numba
 import numpy as np
 import torch
 
 from lyra_sim.camera import Camera
 from lyra_sim.rendering import cpu_kernels as kernels
+from lyra_sim.rendering.index import SceneIndex, scene_index
 from lyra_sim.rendering.projection import project_ewa
 from lyra_sim.sh import eval_sh_colors
 from lyra_sim.world import GaussianWorld
@@ -38,55 +42,88 @@ def _np(t: torch.Tensor, dtype=np.float32) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)
 
 
+def _tile_grid(width: int, height: int) -> tuple[int, int]:
+    return (width + TILE_SIZE - 1) // TILE_SIZE, (height + TILE_SIZE - 1) // TILE_SIZE
+
+
+class _View:
+    """One camera's parameters as the kernels take them."""
+
+    def __init__(self, camera: Camera, index: int):
+        self.world_to_cam = camera.world_to_cam[index].double().numpy()
+        K = camera.K[index].double().numpy()
+        self.K = K
+        self.intrinsics = np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+        self.position = camera.position[index].double().numpy()
+
+
+def _project_and_sort(index: SceneIndex, view: _View, width: int, height: int, near: float, far: float,
+                      eps2d: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Packed rows of the Gaussians one camera sees, their front-to-back order (positions in the rows) and
+    index slots."""
+    chunks = index.visible_chunks(view.world_to_cam, view.K, width, height, near, far)
+    sizes = index.chunk_starts[chunks + 1] - index.chunk_starts[chunks]
+    cand_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    capacity = int(cand_offsets[-1])
+    rows = _scratch("rows", (capacity, kernels.PACKED_WIDTH), np.float32)
+    depth = _scratch("depth", (capacity,), np.float32)
+    slots = _scratch("slots", (capacity,), np.int64)
+    counts = np.zeros(len(chunks), np.int64)
+    with numba.parallel_chunksize(1):  # dynamic schedule: chunks differ in cost, a neighbour may hold a core
+        kernels.project_chunks(index.geometry, index.sh, index.chunk_starts, chunks, cand_offsets, view.world_to_cam,
+                               view.position, view.intrinsics, width, height, eps2d, near, far, rows, depth, slots,
+                               counts)
+    order = kernels.depth_sort(depth, cand_offsets, counts, index.ids, slots)
+    return rows, order, slots
+
+
+def _front_end(index: SceneIndex, view: _View, width: int, height: int, near: float, far: float, eps2d: float):
+    """Sorted packed rows (front to back), their world indices and tile rectangles for one camera."""
+    rows, order, slots = _project_and_sort(index, view, width, height, near, far, eps2d)
+    return kernels.gather_sorted(rows, order, slots, index.ids, TILE_SIZE, *_tile_grid(width, height))
+
+
 class _Tiles:
     """Tile lists and image geometry shared by the forward and backward raster passes."""
 
-    def __init__(self, packed: np.ndarray, width: int, height: int):
+    def __init__(self, rects: np.ndarray, width: int, height: int):
         self.width, self.height = width, height
-        self.tiles_x = (width + TILE_SIZE - 1) // TILE_SIZE
-        tiles_y = (height + TILE_SIZE - 1) // TILE_SIZE
-        self.offsets, self.lists = kernels.bin_tiles(packed, TILE_SIZE, self.tiles_x, tiles_y)
+        self.tiles_x, tiles_y = _tile_grid(width, height)
+        self.offsets, self.lists = kernels.bin_tiles(rects, self.tiles_x, tiles_y)
 
     def forward(self, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out = np.zeros((self.height, self.width, kernels.FEATURES), dtype=packed.dtype)
-        t_final = np.ones((self.height, self.width), dtype=packed.dtype)
+        out = np.zeros((self.height, self.width, kernels.FEATURES), dtype=np.float32)
+        t_final = np.ones((self.height, self.width), dtype=np.float32)
         last = np.zeros((self.height, self.width), dtype=np.int64)
-        kernels.raster_forward(
-            packed,
-            self.offsets,
-            self.lists,
-            self.width,
-            self.height,
-            TILE_SIZE,
-            self.tiles_x,
-            out,
-            t_final,
-            last,
-        )
+        with numba.parallel_chunksize(1):
+            kernels.raster_forward(packed, self.offsets, self.lists, self.width, self.height, TILE_SIZE,
+                                   self.tiles_x, out, t_final, last)
         return out, t_final, last
 
 
 def _pack(mean2d, conic, features, opacities, radii) -> np.ndarray:
-    """Packed rows (see cpu_kernels column constants) from separate tensors."""
-    cols = [mean2d, conic, opacities.unsqueeze(-1), features, radii.to(features)]
-    return _np(torch.cat([c.detach().to(features.dtype) for c in cols], dim=-1), dtype=None)
+    """Packed float32 rows (see cpu_kernels column constants) from separate tensors."""
+    cut = torch.log(opacities * 255.0).unsqueeze(-1)
+    cols = [mean2d, conic, opacities.unsqueeze(-1), features, radii.to(features), cut]
+    return _np(torch.cat([c.detach().to(features.dtype) for c in cols], dim=-1))
 
 
 class _RasterizeFunction(torch.autograd.Function):
     """(mean2d, conic, features, opacities) of sorted Gaussians -> (accumulated features, alpha)."""
 
     @staticmethod
-    def forward(ctx, mean2d, conic, features, opacities, radii, width, height):
+    def forward(ctx, mean2d, conic, features, opacities, radii, rects, width, height):
         packed = _pack(mean2d, conic, features, opacities, radii)
-        tiles = _Tiles(packed, width, height)
+        tiles = _Tiles(rects, width, height)
         out, t_final, last = tiles.forward(packed)
         ctx.tiles, ctx.packed, ctx.t_final, ctx.last = tiles, packed, t_final, last
-        return torch.from_numpy(out), torch.from_numpy(1.0 - t_final)
+        dtype = features.dtype
+        return torch.from_numpy(out).to(dtype), torch.from_numpy(1.0 - t_final).to(dtype)
 
     @staticmethod
     def backward(ctx, v_out, v_alpha):
         tiles, packed = ctx.tiles, ctx.packed
-        dtype = packed.dtype
+        dtype = np.float64
         slots = tiles.lists.shape[0]
         v_mean2d = np.zeros((slots, 2), dtype)
         v_conic = np.zeros((slots, 3), dtype)
@@ -101,17 +138,11 @@ class _RasterizeFunction(torch.autograd.Function):
 
         def per_gaussian(slot_grads: np.ndarray) -> torch.Tensor:
             grads = torch.from_numpy(slot_grads)
-            return torch.zeros((count, *grads.shape[1:]), dtype=grads.dtype).index_add_(0, index, grads)
+            summed = torch.zeros((count, *grads.shape[1:]), dtype=grads.dtype).index_add_(0, index, grads)
+            return summed.to(v_out.dtype)
 
-        return (
-            per_gaussian(v_mean2d),
-            per_gaussian(v_conic),
-            per_gaussian(v_features),
-            per_gaussian(v_opac),
-            None,
-            None,
-            None,
-        )
+        return (per_gaussian(v_mean2d), per_gaussian(v_conic), per_gaussian(v_features), per_gaussian(v_opac),
+                None, None, None, None)
 
 
 def _needs_grad(world: GaussianWorld) -> bool:
@@ -120,37 +151,70 @@ def _needs_grad(world: GaussianWorld) -> bool:
     )
 
 
-def render_cpu_single(
-    world: GaussianWorld, camera: Camera, near: float, far: float, eps2d: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Render one camera: accumulated RGB (H,W,3) without background, expected depth, alpha."""
+def _render_differentiable(world: GaussianWorld, camera: Camera, b: int, near: float, far: float, eps2d: float):
+    """One camera with autograd: the numba front end picks and sorts the visible Gaussians, torch recomputes
+    their projection and colours, the raster op's backward is the numba kernel."""
     w, h = camera.width, camera.height
-    K, w2c = camera.K[0].double(), camera.world_to_cam[0].double()
-    cam_pos = camera.position[0].double()
-    n = len(world)
-    packed = _scratch("packed", (n, kernels.PACKED_WIDTH), np.float32)
-    depth = _scratch("depth", (n,), np.float32)
-    kernels.project_gaussians(
-        _np(world.means), _np(world.quats), _np(world.scales), _np(world.opacities), _np(world.sh),
-        w2c.numpy(), cam_pos.numpy(), float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]),
-        w, h, eps2d, near, far, packed, depth,
-    )
-    visible = np.flatnonzero(packed[:, kernels.RX] > 0)
-    order = visible[kernels.depth_order(depth[visible])]  # front to back, ties by index
-    sorted_rows = kernels.gather_rows(packed, order.astype(np.int32))
-    radii = torch.from_numpy(sorted_rows[:, kernels.RX :])
+    view = _View(camera, b)
+    sorted_rows, ids, rects = _front_end(scene_index(world), view, w, h, near, far, eps2d)
+    idx = torch.from_numpy(ids).to(world.device)
+    means = world.means[idx]
+    w2c, K = torch.from_numpy(view.world_to_cam), torch.from_numpy(view.K)
+    mean2d, conic, depth = project_ewa(means, world.quats[idx], world.scales[idx], w2c.float(), K, w, h, eps2d)
+    colors = eval_sh_colors(world.sh[idx], means - torch.from_numpy(view.position).to(means))
+    features = torch.cat([colors, depth.unsqueeze(-1)], dim=-1)
+    radii = torch.from_numpy(sorted_rows[:, kernels.RX : kernels.RY + 1].copy())
+    return _RasterizeFunction.apply(mean2d, conic, features, world.opacities[idx], radii, rects, w, h)
+
+
+def _render_one(index: SceneIndex, camera: Camera, b: int, near: float, far: float, eps2d: float,
+                acc: np.ndarray, trans: np.ndarray) -> None:
+    """One camera without autograd into acc (H,W,4) and trans (H,W), every stage parallel over its work items."""
+    w, h = camera.width, camera.height
+    rows, order, _ = _project_and_sort(index, _View(camera, b), w, h, near, far, eps2d)
+    with numba.parallel_chunksize(1):
+        kernels.composite(rows, order, w, h, TILE_SIZE, acc, trans)
+
+
+def _render_batch(index: SceneIndex, camera: Camera, near: float, far: float, eps2d: float, acc: np.ndarray,
+                  trans: np.ndarray) -> None:
+    """All cameras without autograd into acc (B,H,W,4) and trans (B,H,W), one camera per thread."""
+    w, h, count = camera.width, camera.height, len(camera)
+    views = [_View(camera, b) for b in range(count)]
+    lists = [index.visible_chunks(v.world_to_cam, v.K, w, h, near, far) for v in views]
+    list_offsets = np.concatenate([[0], np.cumsum([len(c) for c in lists])]).astype(np.int64)
+    with numba.parallel_chunksize(1):
+        kernels.render_batch(
+            index.geometry, index.sh, index.chunk_starts, index.ids, np.concatenate([*lists, np.zeros(0, np.int64)]),
+            list_offsets, np.stack([v.world_to_cam for v in views]), np.stack([v.position for v in views]),
+            np.stack([v.intrinsics for v in views]), w, h, TILE_SIZE, eps2d, near, far, acc, trans,
+        )
+
+
+def render_cpu(
+    world: GaussianWorld, camera: Camera, near: float, far: float, eps2d: float, background: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Render every camera of ``camera``: RGB (B,H,W,3) over ``background`` (3,), expected depth, alpha.
+
+    Several cameras without gradients render one camera per thread, sharing the world's index. Without
+    gradients the images are finished in numpy: torch's thread pool would wake for these small element-wise
+    steps, and waking threads costs milliseconds when the machine is busy.
+    """
+    dtype = world.means.dtype
     if _needs_grad(world):
-        idx = torch.from_numpy(order.astype(np.int64)).to(world.device)
-        means = world.means[idx]
-        mean2d, conic, depth_t = project_ewa(means, world.quats[idx], world.scales[idx], w2c.float(), K, w, h, eps2d)
-        colors = eval_sh_colors(world.sh[idx], means - cam_pos.to(means))
-        features = torch.cat([colors, depth_t.unsqueeze(-1)], dim=-1)
-        opacities = world.opacities[idx]
-        out, alpha = _RasterizeFunction.apply(mean2d, conic, features, opacities, radii, w, h)
+        parts = [_render_differentiable(world, camera, b, near, far, eps2d) for b in range(len(camera))]
+        out, alpha = (torch.stack(p).to(dtype) for p in zip(*parts, strict=True))
+        rgb = out[..., :3] + (1.0 - alpha).unsqueeze(-1) * background.to(out)
+        return rgb, out[..., 3] / alpha.clamp_min(1e-10), alpha
+    index = scene_index(world)
+    acc = np.zeros((len(camera), camera.height, camera.width, kernels.FEATURES), np.float32)
+    trans = np.ones((len(camera), camera.height, camera.width), np.float32)
+    if len(camera) > 1 and numba.get_num_threads() > 1:
+        _render_batch(index, camera, near, far, eps2d, acc, trans)
     else:
-        tiles = _Tiles(sorted_rows, w, h)
-        out_np, t_final, _ = tiles.forward(sorted_rows)
-        out, alpha = torch.from_numpy(out_np), torch.from_numpy(1.0 - t_final)
-    out, alpha = out.to(world.means.dtype), alpha.to(world.means.dtype)
-    expected_depth = out[..., 3] / alpha.clamp_min(1e-10)
-    return out[..., :3], expected_depth, alpha
+        for b in range(len(camera)):
+            _render_one(index, camera, b, near, far, eps2d, acc[b], trans[b])
+    alpha = 1.0 - trans
+    depth = acc[..., 3] / np.maximum(alpha, np.float32(1e-10))
+    rgb = acc[..., :3] + trans[..., None] * background.numpy().astype(np.float32)
+    return tuple(torch.from_numpy(a).to(dtype) for a in (rgb, depth, alpha))

@@ -1,13 +1,21 @@
-"""Numba kernels of the CPU tile rasterizer (projection, tile binning, forward and backward raster).
+"""Numba kernels of the CPU tile rasterizer: projection of index chunks, depth sort, tile binning, raster.
 
 Why numba and not vectorised torch: a vectorised rasterizer has to materialise (pixels x
 Gaussians) blocks and cannot stop a pixel once it is opaque; these loops visit only each
-Gaussian's own pixel box and stop early, and on two cores they reach the speeds recorded in
-benchmarks/RESULTS.md (faster than PyBullet's TinyRenderer at 128x128).
+Gaussian's own pixel box and stop early (benchmarks/RESULTS.md has the speeds).
 Conventions follow gsplat's ``rasterization()`` exactly: EWA projection
 with the 1.3x-FOV clamp, eps2d blur, opacity-aware 3.33-sigma boxes, 16-pixel tiles, pixel
 centres at +0.5, alpha = min(0.999, o * exp(-sigma)), skip alpha < 1/255, stop before
 transmittance falls to 1e-4.
+
+Every stage has a serial core. One camera runs the stages one after the other, each parallel over
+its own work items (index chunks, Gaussians, tiles); a batch of cameras runs the serial cores in
+parallel over the cameras (``render_batch``). Callers launch the parallel kernels inside
+``numba.parallel_chunksize(1)`` (a dynamic schedule), so a busy neighbour process on one core does not
+stall the frame.
+
+Threading layer: numba's own ``workqueue`` first. It survives ``fork()`` (gymnasium's AsyncVectorEnv
+forks by default), which GNU OpenMP does not; and it measured as fast as OpenMP on these kernels.
 """
 
 from __future__ import annotations
@@ -18,20 +26,26 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-# OpenMP first: an old system TBB makes numba warn and fall back on every start otherwise.
-numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+from lyra_sim.rendering.index import GCUT, GEXT, GOP, GX, GY, GZ, S00, S01, S02, S11, S12, S22
 
-ALPHA_THRESHOLD = 1.0 / 255.0
-MAX_ALPHA = 0.999
-T_EPS = 1e-4
-EXTEND = 3.33
-# Columns of a packed Gaussian row (float32): 2D mean, conic (a, b, c), opacity, RGB, depth, radii.
-MX, MY, CA, CB, CC, OP, COL, Z, RX, RY = 0, 1, 2, 3, 4, 5, 6, 9, 10, 11
-PACKED_WIDTH = 12
+numba.config.THREADING_LAYER_PRIORITY = ["workqueue", "omp", "tbb"]
+
+F32 = np.float32
+ALPHA_THRESHOLD = F32(1.0 / 255.0)
+MAX_ALPHA = F32(0.999)
+T_EPS = F32(1e-4)
+HALF = F32(0.5)
+ONE = F32(1.0)
+ZERO = F32(0.0)
+# Columns of a packed Gaussian row (float32): 2D mean, conic (a, b, c), opacity, RGB, depth, radii, and the
+# blending cut-off ln(255 opacity) (op exp(-sigma) < 1/255 exactly when sigma exceeds it).
+MX, MY, CA, CB, CC, OP, COL, Z, RX, RY, CUT = 0, 1, 2, 3, 4, 5, 6, 9, 10, 11, 12
+PACKED_WIDTH = 13
 FEATURES = 4  # RGB + depth, composited together
+RADIX_BITS = 11  # three passes over 32-bit keys; 2048 buckets stay in L1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sh_color(sh, g, ch, x, y, z, degree):
     """SH colour channel of Gaussian g along unit direction (x, y, z); same basis as lyra_sim.sh."""
     c = 0.28209479177387814 * sh[g, 0, ch]
@@ -59,121 +73,173 @@ def _sh_color(sh, g, ch, x, y, z, degree):
     return max(c + 0.5, 0.0)
 
 
-@njit(parallel=True, cache=True, fastmath=False)
-def project_gaussians(
-    means,
-    quats,
-    scales,
-    opacities,
-    sh,
-    viewmat,
-    cam_pos,
-    fx,
-    fy,
-    cx,
-    cy,
-    width,
-    height,
-    eps2d,
-    near,
-    far,
-    packed,
-    depth,
-):
-    """Project N Gaussians into ``packed`` rows (see the column constants) and ``depth`` (N,).
+# ------------------------------------------------------------------------------------------- projection
+@njit(cache=True)
+def _project_range(geometry, sh, start, stop, view, cam_pos, intrinsics, width, height, eps2d, near, far,
+                   rows, depth, slots, out):
+    """Project index rows start:stop; the visible ones go to rows/depth/slots from position ``out`` on.
 
-    Culled Gaussians get radius 0 in columns RX and RY. Colours are the SH colours seen from
-    ``cam_pos`` (gsplat's rule: SH + 0.5, clamped at 0).
+    Returns how many were visible. Colours are the SH colours seen from ``cam_pos`` (gsplat's rule: SH + 0.5,
+    clamped at 0). The 2D covariance is J W Sigma W^T J^T with the world's precomputed 3D covariance Sigma.
     """
-    n = means.shape[0]
     degree = round(math.sqrt(sh.shape[1])) - 1
-    r00, r01, r02, t0 = viewmat[0, 0], viewmat[0, 1], viewmat[0, 2], viewmat[0, 3]
-    r10, r11, r12, t1 = viewmat[1, 0], viewmat[1, 1], viewmat[1, 2], viewmat[1, 3]
-    r20, r21, r22, t2 = viewmat[2, 0], viewmat[2, 1], viewmat[2, 2], viewmat[2, 3]
+    fx, fy, cx, cy = intrinsics[0], intrinsics[1], intrinsics[2], intrinsics[3]
+    r00, r01, r02, t0 = view[0, 0], view[0, 1], view[0, 2], view[0, 3]
+    r10, r11, r12, t1 = view[1, 0], view[1, 1], view[1, 2], view[1, 3]
+    r20, r21, r22, t2 = view[2, 0], view[2, 1], view[2, 2], view[2, 3]
     tan_fovx = 0.5 * width / fx
     tan_fovy = 0.5 * height / fy
     lim_x_pos = (width - cx) / fx + 0.3 * tan_fovx
     lim_x_neg = cx / fx + 0.3 * tan_fovx
     lim_y_pos = (height - cy) / fy + 0.3 * tan_fovy
     lim_y_neg = cy / fy + 0.3 * tan_fovy
-    for i in prange(n):
-        packed[i, RX] = 0.0
-        packed[i, RY] = 0.0
-        mx, my, mz = means[i, 0], means[i, 1], means[i, 2]
-        x = r00 * mx + r01 * my + r02 * mz + t0
-        y = r10 * mx + r11 * my + r12 * mz + t1
+    lim_x, lim_y = max(lim_x_pos, lim_x_neg), max(lim_y_pos, lim_y_neg)
+    jac_bound = fx * fx * (1.0 + lim_x * lim_x) + fy * fy * (1.0 + lim_y * lim_y)  # |J|_F^2 z^2
+    k = out
+    for i in range(start, stop):
+        mx, my, mz = geometry[i, GX], geometry[i, GY], geometry[i, GZ]
         z = r20 * mx + r21 * my + r22 * mz + t2
         if z < near or z > far:
             continue
-        op = opacities[i]
-        if op < ALPHA_THRESHOLD:
-            continue
+        x = r00 * mx + r01 * my + r02 * mz + t0
+        y = r10 * mx + r11 * my + r12 * mz + t1
         rz = 1.0 / z
+        px = fx * x * rz + cx
+        py = fy * y * rz + cy
+        # Early out for a mean far outside the image: bound the footprint radius (ceil(extend sqrt(c)) <=
+        # extend sqrt(bound) + 1) by |J|_F^2 trace(Sigma) + eps2d, before computing the covariance.
+        off_x = max(-px, px - width) - 1.0
+        off_y = max(-py, py - height) - 1.0
+        if off_x > 0.0 or off_y > 0.0:
+            off = max(off_x, off_y)
+            trace = geometry[i, S00] + geometry[i, S11] + geometry[i, S22]
+            extend = geometry[i, GEXT]
+            if off * off >= extend * extend * (jac_bound * rz * rz * trace + eps2d):
+                continue
         tx = z * min(lim_x_pos, max(-lim_x_neg, x * rz))
         ty = z * min(lim_y_pos, max(-lim_y_neg, y * rz))
-        # J (2x3) @ R_cam (3x3)
+        # rows of T = J W (2x3)
         j00, j02 = fx * rz, -fx * tx * rz * rz
         j11, j12 = fy * rz, -fy * ty * rz * rz
-        a0 = j00 * r00 + j02 * r20
-        a1 = j00 * r01 + j02 * r21
-        a2 = j00 * r02 + j02 * r22
-        b0 = j11 * r10 + j12 * r20
-        b1 = j11 * r11 + j12 * r21
-        b2 = j11 * r12 + j12 * r22
-        # rotation of the Gaussian from its quaternion (normalised)
-        qw, qx, qy, qz = quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3]
-        qn = 1.0 / math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-        qw, qx, qy, qz = qw * qn, qx * qn, qy * qn, qz * qn
-        m00 = 1 - 2 * (qy * qy + qz * qz)
-        m01 = 2 * (qx * qy - qw * qz)
-        m02 = 2 * (qx * qz + qw * qy)
-        m10 = 2 * (qx * qy + qw * qz)
-        m11 = 1 - 2 * (qx * qx + qz * qz)
-        m12 = 2 * (qy * qz - qw * qx)
-        m20 = 2 * (qx * qz - qw * qy)
-        m21 = 2 * (qy * qz + qw * qx)
-        m22 = 1 - 2 * (qx * qx + qy * qy)
-        s0, s1, s2 = scales[i, 0], scales[i, 1], scales[i, 2]
-        # rows of (J R_cam R_q S)
-        u0 = (a0 * m00 + a1 * m10 + a2 * m20) * s0
-        u1 = (a0 * m01 + a1 * m11 + a2 * m21) * s1
-        u2 = (a0 * m02 + a1 * m12 + a2 * m22) * s2
-        v0 = (b0 * m00 + b1 * m10 + b2 * m20) * s0
-        v1 = (b0 * m01 + b1 * m11 + b2 * m21) * s1
-        v2 = (b0 * m02 + b1 * m12 + b2 * m22) * s2
-        c00 = u0 * u0 + u1 * u1 + u2 * u2 + eps2d
-        c01 = u0 * v0 + u1 * v1 + u2 * v2
-        c11 = v0 * v0 + v1 * v1 + v2 * v2 + eps2d
+        a0, a1, a2 = j00 * r00 + j02 * r20, j00 * r01 + j02 * r21, j00 * r02 + j02 * r22
+        b0, b1, b2 = j11 * r10 + j12 * r20, j11 * r11 + j12 * r21, j11 * r12 + j12 * r22
+        s00, s01, s02 = geometry[i, S00], geometry[i, S01], geometry[i, S02]
+        s11, s12, s22 = geometry[i, S11], geometry[i, S12], geometry[i, S22]
+        sa0 = s00 * a0 + s01 * a1 + s02 * a2
+        sa1 = s01 * a0 + s11 * a1 + s12 * a2
+        sa2 = s02 * a0 + s12 * a1 + s22 * a2
+        c00 = a0 * sa0 + a1 * sa1 + a2 * sa2 + eps2d
+        c01 = b0 * sa0 + b1 * sa1 + b2 * sa2
+        c11 = b0 * (s00 * b0 + s01 * b1 + s02 * b2) + b1 * (s01 * b0 + s11 * b1 + s12 * b2) \
+            + b2 * (s02 * b0 + s12 * b1 + s22 * b2) + eps2d
         det = c00 * c11 - c01 * c01
         if det <= 0.0:
             continue
-        extend = min(EXTEND, math.sqrt(2.0 * math.log(op / ALPHA_THRESHOLD)))
+        extend = geometry[i, GEXT]
         rad_x = math.ceil(extend * math.sqrt(c00))
         rad_y = math.ceil(extend * math.sqrt(c11))
         if rad_x <= 0.0 and rad_y <= 0.0:
             continue
-        px = fx * x * rz + cx
-        py = fy * y * rz + cy
         if px + rad_x <= 0 or px - rad_x >= width or py + rad_y <= 0 or py - rad_y >= height:
             continue
         inv_det = 1.0 / det
-        packed[i, MX] = px
-        packed[i, MY] = py
-        packed[i, CA] = c11 * inv_det
-        packed[i, CB] = -c01 * inv_det
-        packed[i, CC] = c00 * inv_det
-        packed[i, OP] = op
+        rows[k, MX] = px
+        rows[k, MY] = py
+        rows[k, CA] = c11 * inv_det
+        rows[k, CB] = -c01 * inv_det
+        rows[k, CC] = c00 * inv_det
+        rows[k, OP] = geometry[i, GOP]
         dx, dy, dz = mx - cam_pos[0], my - cam_pos[1], mz - cam_pos[2]
         inv = 1.0 / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
         for ch in range(3):
-            packed[i, COL + ch] = _sh_color(sh, i, ch, dx * inv, dy * inv, dz * inv, degree)
-        packed[i, Z] = z
-        packed[i, RX] = rad_x
-        packed[i, RY] = rad_y
-        depth[i] = z
+            rows[k, COL + ch] = _sh_color(sh, i, ch, dx * inv, dy * inv, dz * inv, degree)
+        rows[k, Z] = z
+        rows[k, RX] = rad_x
+        rows[k, RY] = rad_y
+        rows[k, CUT] = geometry[i, GCUT]
+        depth[k] = z
+        slots[k] = i
+        k += 1
+    return k - out
 
 
+@njit(parallel=True, cache=True)
+def project_chunks(geometry, sh, chunk_starts, chunks, cand_offsets, view, cam_pos, intrinsics, width, height,
+                   eps2d, near, far, rows, depth, slots, counts):
+    """Project the listed chunks in parallel; chunk j's visible rows start at cand_offsets[j]."""
+    for j in prange(chunks.shape[0]):
+        c = chunks[j]
+        counts[j] = _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], view, cam_pos, intrinsics,
+                                   width, height, eps2d, near, far, rows, depth, slots, cand_offsets[j])
+
+
+# ---------------------------------------------------------------------------------------------- sorting
 @njit(cache=True)
+def depth_sort(depth, cand_offsets, counts, slot_ids, slots):
+    """Positions of the candidates (regions cand_offsets[j] : +counts[j]) sorted front to back.
+
+    Stable LSD radix sort on the float32 depth bits (positive floats order like their bit patterns),
+    three 11-bit passes whose histograms are all taken in one read; equal depths are then ordered by the
+    Gaussians' index in the world, so the result does not depend on the index's chunk order.
+    """
+    total = 0
+    for j in range(counts.shape[0]):
+        total += counts[j]
+    keys = depth.view(np.uint32)
+    buckets = 1 << RADIX_BITS
+    mask = buckets - 1
+    hist = np.zeros((3, buckets + 1), dtype=np.int64)
+    for j in range(counts.shape[0]):
+        for i in range(cand_offsets[j], cand_offsets[j] + counts[j]):
+            key = keys[i]
+            hist[0, (key & mask) + 1] += 1
+            hist[1, ((key >> RADIX_BITS) & mask) + 1] += 1
+            hist[2, (key >> (2 * RADIX_BITS)) + 1] += 1
+    for p in range(3):
+        for d in range(buckets):
+            hist[p, d + 1] += hist[p, d]
+    pos_a = np.empty(total, dtype=np.int64)
+    key_a = np.empty(total, dtype=np.uint32)
+    for j in range(counts.shape[0]):
+        for i in range(cand_offsets[j], cand_offsets[j] + counts[j]):
+            d = keys[i] & mask
+            at = hist[0, d]
+            hist[0, d] += 1
+            pos_a[at] = i
+            key_a[at] = keys[i]
+    pos_b = np.empty_like(pos_a)
+    key_b = np.empty_like(key_a)
+    for k in range(total):
+        d = (key_a[k] >> RADIX_BITS) & mask
+        at = hist[1, d]
+        hist[1, d] += 1
+        pos_b[at] = pos_a[k]
+        key_b[at] = key_a[k]
+    for k in range(total):
+        d = key_b[k] >> (2 * RADIX_BITS)
+        at = hist[2, d]
+        hist[2, d] += 1
+        pos_a[at] = pos_b[k]
+        key_a[at] = key_b[k]
+    k = 0
+    while k < total:  # ties: by world index (rare outside synthetic scenes)
+        e = k + 1
+        while e < total and key_a[e] == key_a[k]:
+            e += 1
+        if e - k > 1:
+            run = pos_a[k:e].copy()
+            world_ids = np.empty(e - k, dtype=np.int64)
+            for r in range(e - k):
+                world_ids[r] = slot_ids[slots[run[r]]]
+            by_id = np.argsort(world_ids)
+            for r in range(e - k):
+                pos_a[k + r] = run[by_id[r]]
+        k = e
+    return pos_a
+
+
+# ------------------------------------------------------------------------------------ gather and binning
+@njit(cache=True, inline="always")
 def _tile_rect(mx, my, rx, ry, tile_size, tiles_x, tiles_y):
     x0 = min(max(math.floor((mx - rx) / tile_size), 0), tiles_x)
     x1 = min(max(math.ceil((mx + rx) / tile_size), 0), tiles_x)
@@ -182,142 +248,289 @@ def _tile_rect(mx, my, rx, ry, tile_size, tiles_x, tiles_y):
     return x0, x1, y0, y1
 
 
+@njit(cache=True, inline="always")
+def _gather_one(rows, order, slots, slot_ids, k, tile_size, tiles_x, tiles_y, sorted_rows, sorted_ids, rects):
+    src = order[k]
+    for c in range(PACKED_WIDTH):
+        sorted_rows[k, c] = rows[src, c]
+    sorted_ids[k] = slot_ids[slots[src]]
+    x0, x1, y0, y1 = _tile_rect(rows[src, MX], rows[src, MY], rows[src, RX], rows[src, RY], tile_size, tiles_x,
+                                tiles_y)
+    rects[k, 0], rects[k, 1], rects[k, 2], rects[k, 3] = x0, x1, y0, y1
+
+
+@njit(parallel=True, cache=True)
+def gather_sorted(rows, order, slots, slot_ids, tile_size, tiles_x, tiles_y):
+    """Rows in depth order, their world indices and tile rectangles (x0, x1, y0, y1), in parallel."""
+    n = order.shape[0]
+    sorted_rows = np.empty((n, PACKED_WIDTH), dtype=rows.dtype)
+    sorted_ids = np.empty(n, dtype=np.int64)
+    rects = np.empty((n, 4), dtype=np.int32)
+    for k in prange(n):
+        _gather_one(rows, order, slots, slot_ids, k, tile_size, tiles_x, tiles_y, sorted_rows, sorted_ids, rects)
+    return sorted_rows, sorted_ids, rects
+
+
 @njit(cache=True)
-def depth_order(depth):
-    """Stable argsort of positive float32 depths: LSD radix sort on their IEEE bits (2 x 16-bit passes).
-
-    Positive floats order like their bit patterns; radix sort is ~5x faster than a comparison
-    sort here and stable, so ties keep index order as in gsplat's tile sort.
-    """
-    n = depth.shape[0]
-    keys = depth.view(np.uint32).copy()
-    keys_tmp = np.empty_like(keys)
-    order = np.arange(n).astype(np.int32)
-    order_tmp = np.empty_like(order)
-    for radix_pass in range(2):
-        shift = 16 * radix_pass
-        starts = np.zeros(65537, dtype=np.int64)
-        for i in range(n):
-            starts[((keys[i] >> shift) & 0xFFFF) + 1] += 1
-        for d in range(65536):
-            starts[d + 1] += starts[d]
-        for i in range(n):
-            digit = (keys[i] >> shift) & 0xFFFF
-            pos = starts[digit]
-            starts[digit] += 1
-            order_tmp[pos] = order[i]
-            keys_tmp[pos] = keys[i]
-        keys, keys_tmp = keys_tmp, keys
-        order, order_tmp = order_tmp, order
-    return order
-
-
-@njit(parallel=True, cache=True)
-def gather_rows(rows, index):
-    """rows[index] for a 2D array, in parallel (one cache line per packed row)."""
-    out = np.empty((index.shape[0], rows.shape[1]), dtype=rows.dtype)
-    for i in prange(index.shape[0]):
-        for j in range(rows.shape[1]):
-            out[i, j] = rows[index[i], j]
-    return out
-
-
-@njit(parallel=True, cache=True)
-def bin_tiles(packed, tile_size, tiles_x, tiles_y):
-    """Per-tile lists of Gaussian indices, given Gaussians already sorted front to back.
+def bin_tiles(rects, tiles_x, tiles_y):
+    """Per-tile lists of Gaussian indices from tile rectangles of Gaussians sorted front to back.
 
     Returns (offsets (T+1,), lists (I,)): tile t owns lists[offsets[t]:offsets[t+1]], in input
     order (a stable counting sort by tile), hence front to back within each tile.
     """
-    n = packed.shape[0]
+    n = rects.shape[0]
     num_tiles = tiles_x * tiles_y
-    counts = np.zeros(num_tiles + 1, dtype=np.int64)
-    rects = np.empty((n, 4), dtype=np.int32)
-    for g in prange(n):
-        x0, x1, y0, y1 = _tile_rect(
-            packed[g, MX], packed[g, MY], packed[g, RX], packed[g, RY], tile_size, tiles_x, tiles_y
-        )
-        rects[g, 0], rects[g, 1], rects[g, 2], rects[g, 3] = x0, x1, y0, y1
+    offsets = np.zeros(num_tiles + 1, dtype=np.int64)
     for g in range(n):
         for ty in range(rects[g, 2], rects[g, 3]):
             for tx in range(rects[g, 0], rects[g, 1]):
-                counts[ty * tiles_x + tx + 1] += 1
-    offsets = np.cumsum(counts)
+                offsets[ty * tiles_x + tx + 1] += 1
+    for t in range(num_tiles):
+        offsets[t + 1] += offsets[t]
     fill = offsets[:-1].copy()
     lists = np.empty(offsets[-1], dtype=np.int32)
     for g in range(n):
-        x0, x1, y0, y1 = rects[g, 0], rects[g, 1], rects[g, 2], rects[g, 3]
-        for ty in range(y0, y1):
-            for tx in range(x0, x1):
+        for ty in range(rects[g, 2], rects[g, 3]):
+            for tx in range(rects[g, 0], rects[g, 1]):
                 t = ty * tiles_x + tx
                 lists[fill[t]] = g
                 fill[t] += 1
     return offsets, lists
 
 
-@njit(cache=True)
+# ------------------------------------------------------------------------------------------------ raster
+@njit(cache=True, inline="always")
 def _pixel_span(m, r, lo, hi):
     """Pixels [start, stop) of [lo, hi) whose centres lie within m +- r."""
     return max(lo, math.floor(m - r)), min(hi, math.ceil(m + r))
 
 
+@njit(cache=True, fastmath=True)
+def _raster_tile(packed, offsets, lists, t, width, height, tile_size, tiles_x, out, t_final, last):
+    """Front-to-back compositing of tile t in float32; the exp is skipped where alpha would be < 1/255."""
+    ty, tx = t // tiles_x, t % tiles_x
+    x0, y0 = tx * tile_size, ty * tile_size
+    x1, y1 = min(x0 + tile_size, width), min(y0 + tile_size, height)
+    tw = x1 - x0
+    npx = tw * (y1 - y0)
+    trans = np.ones(npx, dtype=np.float32)
+    acc = np.zeros((npx, FEATURES), dtype=np.float32)
+    done = np.zeros(npx, dtype=np.bool_)
+    last_k = np.zeros(npx, dtype=np.int64)
+    n_done = 0
+    for k in range(offsets[t], offsets[t + 1]):
+        if n_done == npx:
+            break
+        g = lists[k]
+        mx, my = packed[g, MX], packed[g, MY]
+        ca, cb, cc = HALF * packed[g, CA], packed[g, CB], HALF * packed[g, CC]
+        op, cut = packed[g, OP], packed[g, CUT]
+        sx0, sx1 = _pixel_span(mx, packed[g, RX], x0, x1)
+        sy0, sy1 = _pixel_span(my, packed[g, RY], y0, y1)
+        for py in range(sy0, sy1):
+            dy = my - (F32(py) + HALF)
+            row = (py - y0) * tw - x0
+            for px in range(sx0, sx1):
+                p = row + px
+                if done[p]:
+                    continue
+                dx = mx - (F32(px) + HALF)
+                sigma = ca * dx * dx + cc * dy * dy + cb * dx * dy
+                if sigma < ZERO or sigma > cut:
+                    continue
+                alpha = min(MAX_ALPHA, op * math.exp(-sigma))
+                if alpha < ALPHA_THRESHOLD:
+                    continue
+                next_t = trans[p] * (ONE - alpha)
+                if next_t <= T_EPS:
+                    done[p] = True
+                    n_done += 1
+                    continue
+                w = alpha * trans[p]
+                for ch in range(FEATURES):
+                    acc[p, ch] += packed[g, COL + ch] * w
+                trans[p] = next_t
+                last_k[p] = k + 1
+    for py in range(y0, y1):
+        for px in range(x0, x1):
+            p = (py - y0) * tw + (px - x0)
+            for ch in range(FEATURES):
+                out[py, px, ch] = acc[p, ch]
+            t_final[py, px] = trans[p]
+            last[py, px] = last_k[p]
+
+
 @njit(parallel=True, cache=True)
 def raster_forward(packed, offsets, lists, width, height, tile_size, tiles_x, out, t_final, last):
-    """Front-to-back alpha compositing per tile; writes out (H,W,4), t_final (H,W), last (H,W)."""
-    channels = FEATURES
-    num_tiles = offsets.shape[0] - 1
-    for t in prange(num_tiles):
+    """Front-to-back alpha compositing, tiles in parallel; writes out (H,W,4), t_final (H,W), last (H,W)."""
+    for t in prange(offsets.shape[0] - 1):
+        _raster_tile(packed, offsets, lists, t, width, height, tile_size, tiles_x, out, t_final, last)
+
+
+# ----------------------------------------------------------------- progressive composite (no gradients)
+FIRST_BATCH = 4096  # Gaussians gathered, binned and blended in the first batch; later batches double
+
+
+@njit(cache=True, fastmath=True)
+def _blend_tile_batch(batch_rows, offsets, lists, t, width, height, tile_size, tiles_x, acc, trans, done, left):
+    """Continue compositing tile t with this batch's list; the state (acc, trans, done, left) persists.
+
+    Along a pixel row a Gaussian is exp(-sigma) with sigma quadratic in x, so one exp per row and two
+    multiplications per pixel give it (forward differences in float64: e(x+1) = e(x) f(x), f(x+1) = f(x) q),
+    where the per-pixel form pays an exp for every pixel.
+    """
+    ty, tx = t // tiles_x, t % tiles_x
+    x0, y0 = tx * tile_size, ty * tile_size
+    x1, y1 = min(x0 + tile_size, width), min(y0 + tile_size, height)
+    for k in range(offsets[t], offsets[t + 1]):
+        if left[t] == 0:
+            break
+        g = lists[k]
+        mx, my = np.float64(batch_rows[g, MX]), np.float64(batch_rows[g, MY])
+        ha, hc = 0.5 * np.float64(batch_rows[g, CA]), 0.5 * np.float64(batch_rows[g, CC])
+        cb = np.float64(batch_rows[g, CB])
+        op, cut = batch_rows[g, OP], np.float64(batch_rows[g, CUT])
+        sx0, sx1 = _pixel_span(batch_rows[g, MX], batch_rows[g, RX], x0, x1)
+        sy0, sy1 = _pixel_span(batch_rows[g, MY], batch_rows[g, RY], y0, y1)
+        q = math.exp(-2.0 * ha) if sx1 - sx0 > 2 else 1.0
+        for py in range(sy0, sy1):
+            dy = my - (py + 0.5)
+            dx = mx - (sx0 + 0.5)
+            sigma = ha * dx * dx + cb * dx * dy + hc * dy * dy
+            step = ha * (1.0 - 2.0 * dx) - cb * dy  # sigma(x + 1) - sigma(x)
+            e = math.exp(-sigma)
+            f = math.exp(-step) if sx1 - sx0 > 1 else 1.0
+            for px in range(sx0, sx1):
+                if not done[py, px] and ZERO <= sigma <= cut:
+                    alpha = min(MAX_ALPHA, op * F32(e))
+                    if alpha >= ALPHA_THRESHOLD:
+                        t_now = trans[py, px]
+                        next_t = t_now * (ONE - alpha)
+                        if next_t <= T_EPS:
+                            done[py, px] = True
+                            left[t] -= 1
+                        else:
+                            w = alpha * t_now
+                            for ch in range(FEATURES):
+                                acc[py, px, ch] += batch_rows[g, COL + ch] * w
+                            trans[py, px] = next_t
+                sigma += step
+                step += 2.0 * ha
+                e *= f
+                f *= q
+
+
+@njit(cache=True)
+def _bin_open_tiles(rows, order, start, count, left, tile_size, tiles_x, tiles_y, batch_rows):
+    """Copy rows[order[start:start+count]] to batch_rows (front to back, so the blend reads them in order)
+    and return their tile lists (offsets, batch_rows indices), leaving out the tiles whose pixels are all done."""
+    num_tiles = tiles_x * tiles_y
+    offsets = np.zeros(num_tiles + 1, dtype=np.int64)
+    for k in range(count):
+        src = order[start + k]
+        for c in range(PACKED_WIDTH):
+            batch_rows[k, c] = rows[src, c]
+        x0, x1, y0, y1 = _tile_rect(batch_rows[k, MX], batch_rows[k, MY], batch_rows[k, RX], batch_rows[k, RY],
+                                    tile_size, tiles_x, tiles_y)
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
+                t = ty * tiles_x + tx
+                if left[t] > 0:
+                    offsets[t + 1] += 1
+    for t in range(num_tiles):
+        offsets[t + 1] += offsets[t]
+    fill = offsets[:-1].copy()
+    lists = np.empty(offsets[-1], dtype=np.int32)
+    for k in range(count):
+        x0, x1, y0, y1 = _tile_rect(batch_rows[k, MX], batch_rows[k, MY], batch_rows[k, RX], batch_rows[k, RY],
+                                    tile_size, tiles_x, tiles_y)
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
+                t = ty * tiles_x + tx
+                if left[t] > 0:
+                    lists[fill[t]] = k
+                    fill[t] += 1
+    return offsets, lists
+
+
+@njit(cache=True)
+def _tile_pixels(width, height, tile_size, tiles_x, tiles_y):
+    left = np.empty(tiles_x * tiles_y, dtype=np.int64)
+    for t in range(tiles_x * tiles_y):
         ty, tx = t // tiles_x, t % tiles_x
-        x0, y0 = tx * tile_size, ty * tile_size
-        x1, y1 = min(x0 + tile_size, width), min(y0 + tile_size, height)
-        tw = x1 - x0
-        npx = tw * (y1 - y0)
-        trans = np.ones(npx)
-        acc = np.zeros((npx, channels))
-        done = np.zeros(npx, dtype=np.bool_)
-        last_k = np.zeros(npx, dtype=np.int64)
-        n_done = 0
-        for k in range(offsets[t], offsets[t + 1]):
-            if n_done == npx:
-                break
-            g = lists[k]
-            mx, my = packed[g, MX], packed[g, MY]
-            ca, cb, cc = packed[g, CA], packed[g, CB], packed[g, CC]
-            op = packed[g, OP]
-            sx0, sx1 = _pixel_span(mx, packed[g, RX], x0, x1)
-            sy0, sy1 = _pixel_span(my, packed[g, RY], y0, y1)
-            for py in range(sy0, sy1):
-                dy = my - (py + 0.5)
-                for px in range(sx0, sx1):
-                    p = (py - y0) * tw + (px - x0)
-                    if done[p]:
-                        continue
-                    dx = mx - (px + 0.5)
-                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0.0:
-                        continue
-                    alpha = min(MAX_ALPHA, op * math.exp(-sigma))
-                    if alpha < ALPHA_THRESHOLD:
-                        continue
-                    next_t = trans[p] * (1.0 - alpha)
-                    if next_t <= T_EPS:
-                        done[p] = True
-                        n_done += 1
-                        continue
-                    w = alpha * trans[p]
-                    for ch in range(channels):
-                        acc[p, ch] += packed[g, COL + ch] * w
-                    trans[p] = next_t
-                    last_k[p] = k + 1
-        for py in range(y0, y1):
-            for px in range(x0, x1):
-                p = (py - y0) * tw + (px - x0)
-                for ch in range(channels):
-                    out[py, px, ch] = acc[p, ch]
-                t_final[py, px] = trans[p]
-                last[py, px] = last_k[p]
+        left[t] = (min(tile_size, width - tx * tile_size)) * (min(tile_size, height - ty * tile_size))
+    return left
 
 
+@njit(parallel=True, cache=True)
+def composite(rows, order, width, height, tile_size, acc, trans):
+    """Front-to-back compositing of rows[order] into acc (H,W,4) and trans (H,W), in batches.
+
+    Each batch (4096 Gaussians, then doubling) is binned into the tiles that still have pixels to fill and
+    blended, tiles in parallel; when every pixel is opaque the rest is never touched (dense scenes
+    saturate after a few percent of their Gaussians). Same result as binning everything at once.
+    """
+    tiles_x = (width + tile_size - 1) // tile_size
+    tiles_y = (height + tile_size - 1) // tile_size
+    left = _tile_pixels(width, height, tile_size, tiles_x, tiles_y)
+    done = np.zeros((height, width), dtype=np.bool_)
+    batch_rows = np.empty((min(order.shape[0], FIRST_BATCH * 64), PACKED_WIDTH), dtype=np.float32)
+    start, size = 0, FIRST_BATCH
+    while start < order.shape[0] and (left > 0).any():
+        count = min(size, order.shape[0] - start, batch_rows.shape[0])
+        offsets, lists = _bin_open_tiles(rows, order, start, count, left, tile_size, tiles_x, tiles_y, batch_rows)
+        for t in prange(tiles_x * tiles_y):
+            _blend_tile_batch(batch_rows, offsets, lists, t, width, height, tile_size, tiles_x, acc, trans, done,
+                              left)
+        start += count
+        size *= 2
+
+
+@njit(cache=True)
+def _composite_serial(rows, order, width, height, tile_size, acc, trans):
+    """``composite`` on the calling thread (for one camera of a batch)."""
+    tiles_x = (width + tile_size - 1) // tile_size
+    tiles_y = (height + tile_size - 1) // tile_size
+    left = _tile_pixels(width, height, tile_size, tiles_x, tiles_y)
+    done = np.zeros((height, width), dtype=np.bool_)
+    batch_rows = np.empty((min(order.shape[0], FIRST_BATCH * 64), PACKED_WIDTH), dtype=np.float32)
+    start, size = 0, FIRST_BATCH
+    while start < order.shape[0] and (left > 0).any():
+        count = min(size, order.shape[0] - start, batch_rows.shape[0])
+        offsets, lists = _bin_open_tiles(rows, order, start, count, left, tile_size, tiles_x, tiles_y, batch_rows)
+        for t in range(tiles_x * tiles_y):
+            _blend_tile_batch(batch_rows, offsets, lists, t, width, height, tile_size, tiles_x, acc, trans, done,
+                              left)
+        start += count
+        size *= 2
+
+
+# ------------------------------------------------------------------------------------- batch of cameras
+@njit(parallel=True, cache=True)
+def render_batch(geometry, sh, chunk_starts, slot_ids, chunk_lists, list_offsets, views, cam_positions,
+                 intrinsics, width, height, tile_size, eps2d, near, far, acc, trans):
+    """Render B cameras, one camera per thread: chunk_lists[list_offsets[b]:list_offsets[b+1]] are camera b's
+    visible chunks. Composites into acc (B,H,W,4) (zeros) and trans (B,H,W) (ones)."""
+    for b in prange(views.shape[0]):
+        chunks = chunk_lists[list_offsets[b]:list_offsets[b + 1]]
+        cand_offsets = np.zeros(chunks.shape[0] + 1, dtype=np.int64)
+        for j in range(chunks.shape[0]):
+            cand_offsets[j + 1] = cand_offsets[j] + chunk_starts[chunks[j] + 1] - chunk_starts[chunks[j]]
+        capacity = cand_offsets[-1]
+        rows = np.empty((capacity, PACKED_WIDTH), dtype=np.float32)
+        depth = np.empty(capacity, dtype=np.float32)
+        slots = np.empty(capacity, dtype=np.int64)
+        counts = np.empty(chunks.shape[0], dtype=np.int64)
+        for j in range(chunks.shape[0]):
+            c = chunks[j]
+            counts[j] = _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], views[b], cam_positions[b],
+                                       intrinsics[b], width, height, eps2d, near, far, rows, depth, slots,
+                                       cand_offsets[j])
+        order = depth_sort(depth, cand_offsets, counts, slot_ids, slots)
+        _composite_serial(rows, order, width, height, tile_size, acc[b], trans[b])
+
+
+# --------------------------------------------------------------------------------------------- backward
 @njit(parallel=True, cache=True)
 def raster_backward(
     packed,

@@ -1,6 +1,6 @@
 """Differentiable EWA projection in torch, identical in convention to gsplat's pinhole projection.
 
-The CPU rasterizer uses the numba projection (cpu_kernels.project_gaussians) to cull, bin and
+The CPU rasterizer uses the numba projection (cpu_kernels.project_chunks) to cull, bin and
 sort; when gradients are needed it recomputes the visible Gaussians' 2D means and conics here so
 autograd can carry them back to positions, rotations and scales.
 """

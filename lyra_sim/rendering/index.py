@@ -1,0 +1,181 @@
+"""A spatial index of a Gaussian world for the CPU rasterizer, built once per world and cached.
+
+The Gaussians that can ever be drawn (opacity >= 1/255) are stored in Morton (Z-curve) order as float32
+rows (mean, 3D covariance, opacity and its blending cut-off) beside their SH coefficients, and grouped in
+chunks of ``CHUNK_SIZE`` consecutive Gaussians with two bounding boxes each: one of the means (near/far
+tests, which gsplat applies to the mean) and one of the means grown by each Gaussian's 3D extent (frustum
+side planes). A camera then projects only the chunks whose boxes reach its view.
+
+``scene_index(world)`` returns the cached index; it is rebuilt when any of the world's tensors is replaced
+or modified in place (tensor identity and autograd version counter are the key).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lyra_sim.rotations import quat_to_rotmat
+from lyra_sim.world import GaussianWorld
+
+CHUNK_SIZE = 1024
+ALPHA_THRESHOLD = 1.0 / 255.0
+EXTEND = 3.33  # gsplat's largest footprint, in standard deviations
+# The side-plane test grows each Gaussian by this many 3D standard deviations (more than EXTEND: the
+# EWA footprint is a linearisation of the projection, slightly larger than the projected ellipsoid off-axis)
+# and widens the image by CULL_MARGIN_PX pixels (eps2d blur and the rounding up of footprint radii).
+CULL_SIGMAS = 5.0
+CULL_MARGIN_PX = 4.0
+# Columns of SceneIndex.geometry.
+GX, GY, GZ, S00, S01, S02, S11, S12, S22, GOP, GEXT, GCUT = range(12)
+GEOMETRY_WIDTH = 12
+
+
+@dataclass(frozen=True)
+class SceneIndex:
+    """Morton-ordered float32 geometry of a world's drawable Gaussians, in chunks with bounding boxes."""
+
+    geometry: np.ndarray  # (M, GEOMETRY_WIDTH) float32: mean, covariance (xx xy xz yy yz zz), opacity, extend, cut
+    sh: np.ndarray  # (M, K, 3) float32 SH coefficients, same order
+    ids: np.ndarray  # (M,) int32: index of each row in the world
+    chunk_starts: np.ndarray  # (C+1,) int64: chunk c owns rows chunk_starts[c]:chunk_starts[c+1]
+    mean_boxes: np.ndarray  # (C, 2, 3) float64: min and max corner of the chunk's means
+    extent_boxes: np.ndarray  # (C, 2, 3) float64: same, grown by CULL_SIGMAS standard deviations per axis
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self.chunk_starts) - 1
+
+    def visible_chunks(self, world_to_cam: np.ndarray, K: np.ndarray, width: int, height: int, near: float,
+                       far: float) -> np.ndarray:
+        """Indices (int64) of the chunks that may hold a Gaussian this camera draws (conservative test)."""
+        if self.num_chunks == 0:
+            return np.zeros(0, np.int64)
+        rot, trans = world_to_cam[:3, :3], world_to_cam[:3, 3]
+        mean_z = _corners(self.mean_boxes) @ rot[2] + trans[2]  # (C, 8)
+        keep = (mean_z.max(axis=1) >= near) & (mean_z.min(axis=1) <= far)
+        cam = _corners(self.extent_boxes) @ rot.T + trans  # (C, 8, 3)
+        x, y, z = cam[..., 0], cam[..., 1], cam[..., 2]
+        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+        m = CULL_MARGIN_PX
+        # A chunk is outside when all eight corners lie beyond one plane through the camera centre.
+        keep &= ~np.all(x * fx > (width + m - cx) * z, axis=1)
+        keep &= ~np.all(x * fx < (-m - cx) * z, axis=1)
+        keep &= ~np.all(y * fy > (height + m - cy) * z, axis=1)
+        keep &= ~np.all(y * fy < (-m - cy) * z, axis=1)
+        return np.flatnonzero(keep)
+
+
+def _corners(boxes: np.ndarray) -> np.ndarray:
+    """(C, 2, 3) min/max boxes -> (C, 8, 3) corners."""
+    pick = np.array([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)])
+    return np.stack([boxes[:, pick[:, axis], axis] for axis in range(3)], axis=-1)
+
+
+def _spread_bits(v: np.ndarray) -> np.ndarray:
+    """10-bit integers -> their bits spread to every third position (Morton interleave)."""
+    v = v.astype(np.uint32)
+    v = (v | (v << 16)) & 0x030000FF
+    v = (v | (v << 8)) & 0x0300F00F
+    v = (v | (v << 4)) & 0x030C30C3
+    return (v | (v << 2)) & 0x09249249
+
+
+def morton_order(points: np.ndarray) -> np.ndarray:
+    """Stable argsort of points (N, 3) along a 3D Z-curve over their central 99.8 % bounding box."""
+    if len(points) == 0:
+        return np.zeros(0, np.int64)
+    lo, hi = np.quantile(points, [0.001, 0.999], axis=0)
+    cells = np.clip((points - lo) / np.maximum(hi - lo, 1e-12) * 1024, 0, 1023).astype(np.uint32)
+    code = _spread_bits(cells[:, 0]) | (_spread_bits(cells[:, 1]) << 1) | (_spread_bits(cells[:, 2]) << 2)
+    return np.argsort(code, kind="stable")
+
+
+def build_index(world: GaussianWorld, chunk_size: int | None = None) -> SceneIndex:
+    """The SceneIndex of ``world`` in chunks of ``chunk_size`` (default CHUNK_SIZE); no caching, see ``scene_index``."""
+    chunk_size = chunk_size or CHUNK_SIZE
+    with torch.no_grad():
+        opacities = world.opacities.detach().cpu().double()
+        drawable = torch.nonzero(opacities >= ALPHA_THRESHOLD).flatten()
+        means = world.means.detach().cpu().double()[drawable]
+        order = torch.from_numpy(morton_order(means.numpy()))
+        ids = drawable[order]
+        means = means[order]
+        rot = quat_to_rotmat(world.quats.detach().cpu().double()[ids])
+        var = world.scales.detach().cpu().double()[ids].square()
+        cov = (rot * var.unsqueeze(-2)) @ rot.transpose(-1, -2)  # R diag(s^2) R^T
+        op = opacities[ids]
+        geometry = torch.empty(len(ids), GEOMETRY_WIDTH, dtype=torch.float64)
+        geometry[:, GX:GZ + 1] = means
+        upper = torch.triu_indices(3, 3)
+        geometry[:, S00:S22 + 1] = cov[:, upper[0], upper[1]]
+        geometry[:, GOP] = op
+        geometry[:, GEXT] = torch.sqrt(2.0 * torch.log(op / ALPHA_THRESHOLD)).clamp(max=EXTEND)
+        geometry[:, GCUT] = torch.log(op / ALPHA_THRESHOLD)  # op exp(-sigma) < 1/255  <=>  sigma > cut
+        sh = world.sh.detach().cpu()[ids].to(torch.float32).contiguous().numpy()
+        std = torch.sqrt(torch.diagonal(cov, dim1=-2, dim2=-1)) * CULL_SIGMAS
+    starts = np.append(np.arange(0, len(ids), chunk_size, dtype=np.int64), len(ids))
+    mean_np, std_np = means.numpy(), std.numpy()
+    mean_boxes, extent_boxes = _chunk_boxes(mean_np, std_np, starts)
+    return SceneIndex(geometry.to(torch.float32).numpy(), sh, ids.to(torch.int32).numpy(), starts,
+                      mean_boxes, extent_boxes)
+
+
+def _chunk_boxes(means: np.ndarray, std: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-chunk min/max of the means and of the means +- std."""
+    if len(starts) < 2:
+        return np.zeros((0, 2, 3)), np.zeros((0, 2, 3))
+    lo = starts[:-1]
+    mean_boxes = np.stack([np.minimum.reduceat(means, lo), np.maximum.reduceat(means, lo)], axis=1)
+    extent_boxes = np.stack([np.minimum.reduceat(means - std, lo), np.maximum.reduceat(means + std, lo)], axis=1)
+    return mean_boxes, extent_boxes
+
+
+class _Cache:
+    """world -> (key, SceneIndex), dropped with the world; key = identity and version of each tensor."""
+
+    def __init__(self):
+        self._entries: dict[int, tuple] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _tensors(world: GaussianWorld) -> tuple[torch.Tensor, ...]:
+        return world.means, world.quats, world.scales, world.opacities, world.sh
+
+    def get(self, world: GaussianWorld) -> SceneIndex | None:
+        entry = self._entries.get(id(world))
+        if entry is None:
+            return None
+        world_ref, refs, versions, index = entry
+        tensors = self._tensors(world)
+        if world_ref() is not world or any(r() is not t for r, t in zip(refs, tensors, strict=True)):
+            return None
+        if versions != tuple(t._version for t in tensors):
+            return None
+        return index
+
+    def put(self, world: GaussianWorld, index: SceneIndex) -> None:
+        tensors = self._tensors(world)
+        key = id(world)
+        with self._lock:
+            if key not in self._entries:
+                weakref.finalize(world, self._entries.pop, key, None)
+            self._entries[key] = (weakref.ref(world), tuple(weakref.ref(t) for t in tensors),
+                                  tuple(t._version for t in tensors), index)
+
+
+_CACHE = _Cache()
+
+
+def scene_index(world: GaussianWorld) -> SceneIndex:
+    """The world's SceneIndex, built on first use and rebuilt when the world's tensors change."""
+    index = _CACHE.get(world)
+    if index is None:
+        index = build_index(world)
+        _CACHE.put(world, index)
+    return index
+

@@ -1,0 +1,79 @@
+"""NavigateVectorEnv (one process, batched camera render) and AsyncVectorEnv with gymnasium's default fork."""
+
+import functools
+
+import gymnasium
+import numba
+import numpy as np
+import pytest
+from scenes import camera_view, room_surfaces, surfels_world
+
+import lyra_sim
+from lyra_sim.envs import ENV_ID, prepare_scene
+from lyra_sim.envs.vector import NavigateVectorEnv
+
+SMALL = {"image_size": (40, 30), "max_steps": 6}
+
+
+@pytest.fixture(scope="module")
+def room_scene():
+    view, _ = camera_view(surfels_world(room_surfaces(), spacing=0.05))
+    return prepare_scene(view)
+
+
+def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene):
+    """Same seeds and actions: identical observations, rewards and autoresets (max_steps=6 truncates)."""
+    make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, **SMALL)
+    sync = gymnasium.vector.SyncVectorEnv([make] * 3)
+    batched = lyra_sim.make_env(room_scene, num_envs=3, **SMALL)
+    assert isinstance(batched, NavigateVectorEnv)
+    try:
+        obs_a, _ = sync.reset(seed=[5, 6, 7])
+        obs_b, _ = batched.reset(seed=[5, 6, 7])
+        rng = np.random.default_rng(0)
+        saw_reset = False
+        for _ in range(9):
+            for key in obs_a:
+                np.testing.assert_array_equal(obs_a[key], obs_b[key], err_msg=key)
+            assert obs_b["rgb"].std() > 5  # real pictures, not the blank placeholders
+            actions = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
+            *step_a, _ = sync.step(actions)
+            *step_b, _ = batched.step(actions)
+            obs_a, obs_b = step_a[0], step_b[0]
+            for a, b in zip(step_a[1:], step_b[1:], strict=True):
+                np.testing.assert_array_equal(a, b)
+            saw_reset |= bool(step_b[3].any())
+        assert saw_reset  # the autoreset path was exercised
+    finally:
+        sync.close()
+        batched.close()
+
+
+def test_vector_env_sets_one_thread_pool(room_scene):
+    before = numba.get_num_threads()
+    env = NavigateVectorEnv(room_scene, 2, threads=1, **SMALL)
+    try:
+        assert numba.get_num_threads() == 1
+        obs, _ = env.reset(seed=0)
+        assert obs["rgb"].shape == (2, 30, 40, 3) and obs["depth"].shape == (2, 30, 40, 1)
+    finally:
+        env.close()
+        numba.set_num_threads(before)
+    with pytest.raises(ValueError, match="num_envs"):
+        NavigateVectorEnv(room_scene, 0)
+
+
+def test_async_vector_env_with_the_default_fork_context(room_scene):
+    """The parent has already rendered with numba's thread pool; forked workers must still render."""
+    make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, **SMALL)
+    reference = gymnasium.vector.SyncVectorEnv([make, make])
+    obs_sync, _ = reference.reset(seed=[1, 2])  # numba's parallel kernels have run in this process
+    asynchronous = gymnasium.vector.AsyncVectorEnv([make, make])  # default context: fork on Linux
+    try:
+        obs_async, _ = asynchronous.reset(seed=[1, 2])
+        np.testing.assert_array_equal(obs_sync["rgb"], obs_async["rgb"])
+        actions = np.array([[0.5, 0.2], [0.3, -0.4]], dtype=np.float32)
+        np.testing.assert_array_equal(reference.step(actions)[0]["depth"], asynchronous.step(actions)[0]["depth"])
+    finally:
+        reference.close()
+        asynchronous.close()
