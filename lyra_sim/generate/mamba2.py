@@ -111,9 +111,15 @@ def _ssd_chunk_group(x_dt, log_decay, B, C, state, heads_per_group):
     B, C = B.permute(0, 1, 3, 2, 4), C.permute(0, 1, 3, 2, 4)  # (b, c, g, q, n)
 
     # 1. Inside each chunk: y = (C B^T * L) x_dt with L[i, j] = exp(cum_i - cum_j) for j <= i, else 0.
-    # (exp may overflow above the diagonal; tril_ then overwrites those entries, nothing multiplies them.)
-    weights = (cumulative[..., :, None] - cumulative[..., None, :]).exp_().tril_()  # (b, c, g, r, q, s)
-    weights.mul_((C @ B.transpose(-1, -2)).unsqueeze(3))
+    # Inference works in place (exp may overflow above the diagonal; tril_ then overwrites those entries).
+    # Training cannot (autograd needs exp's output) and masks before exp, so no inf * 0 reaches a gradient.
+    differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in (x_dt, log_decay, B, C, state))
+    weights = cumulative[..., :, None] - cumulative[..., None, :]  # (b, c, g, r, q, s)
+    if differentiable:
+        upper = torch.ones(q, q, dtype=torch.bool, device=weights.device).triu(1)
+        weights = weights.masked_fill(upper, float("-inf")).exp() * (C @ B.transpose(-1, -2)).unsqueeze(3)
+    else:
+        weights.exp_().tril_().mul_((C @ B.transpose(-1, -2)).unsqueeze(3))
     y_within = weights @ x_heads  # (b, c, g, r, q, p)
     del weights
 
@@ -132,7 +138,11 @@ def _ssd_chunk_group(x_dt, log_decay, B, C, state, heads_per_group):
     # 4. What the entering state contributes at each position of its chunk: C h, decayed to the position.
     y = C @ entering.reshape(batch, chunks, g, r * p, n).transpose(-1, -2)  # (b, c, g, q, r*p)
     y = y.view(batch, chunks, g, q, r, p)
-    y.mul_(torch.exp(cumulative).transpose(-1, -2)[..., None]).add_(y_within.transpose(3, 4))
+    decay_from_start = torch.exp(cumulative).transpose(-1, -2)[..., None]
+    if differentiable:
+        y = y * decay_from_start + y_within.transpose(3, 4)
+    else:
+        y.mul_(decay_from_start).add_(y_within.transpose(3, 4))
     y = y.permute(0, 1, 3, 2, 4, 5).reshape(batch, chunks, q, heads, p)
     return y, final_state.reshape(batch, heads, p, -1)
 
