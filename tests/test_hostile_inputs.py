@@ -565,3 +565,11 @@ def test_usdc_whose_token_count_lies_is_refused_before_the_crate_reader_allocate
     path.write_bytes(bytes(data))
     with pytest.raises(LyraSimError, match=rf"{path}.*claims 67108907 tokens"):
         load_world(path)
+
+
+def test_ply_info_comment_that_is_not_json_or_nested_too_deeply_is_ignored():
+    from lyra_sim.io.header_metadata import info_from_comments
+
+    assert info_from_comments(["lyra_sim_info " + "[" * 100_000]) == {}
+    assert info_from_comments(["lyra_sim_info {not json"]) == {}
+    assert info_from_comments(['lyra_sim_info {"metric": true}']) == {"metric": True}

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 
+from lyra_sim.io.errors import WorldFileError
+from lyra_sim.io.guards import parse_json
+
 FRAME_COMMENT_KEY = "lyra_sim"
 INFO_COMMENT_KEY = "lyra_sim_info"
 MAX_INFO_BYTES = 64 * 1024  # far above what generate_world records; a header stays small
@@ -49,8 +52,8 @@ def info_from_comments(comments: list[str]) -> dict:
         key, _, text = comment.partition(" ")
         if key == INFO_COMMENT_KEY:
             try:
-                info = json.loads(text)
-            except json.JSONDecodeError:
+                info = parse_json(text, INFO_COMMENT_KEY, WorldFileError)
+            except WorldFileError:  # unreadable provenance is ignored, as in files from other tools
                 return {}
             return info if isinstance(info, dict) else {}
     return {}
