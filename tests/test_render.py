@@ -8,6 +8,7 @@ from previous_cpu_renderer import render_previous
 from reference_render import reference_render
 
 from lyra_sim import Camera, GaussianWorld, render
+from lyra_sim.rendering import cpu as cpu_backend
 from lyra_sim.rendering import cpu_kernels
 from lyra_sim.rendering import index as scene_index_module
 from lyra_sim.rendering.gsplat_backend import gsplat_available
@@ -96,11 +97,13 @@ def test_numba_projection_matches_torch_projection():
     chunks = np.arange(index.num_chunks)
     rows = np.empty((n, cpu_kernels.PACKED_WIDTH), np.float32)
     depth, slots, counts = np.empty(n, np.float32), np.empty(n, np.int64), np.empty(len(chunks), np.int64)
+    tile_rows = np.empty((n, 2), np.int32)
     K = cam.K[0].double()
     cpu_kernels.project_chunks(
         index.geometry, index.sh, index.chunk_starts, chunks, index.chunk_starts[:-1],
         cam.world_to_cam[0].double().numpy(), cam.position[0].double().numpy(),
-        np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]), 64, 48, 0.3, 0.01, 1e10, rows, depth, slots, counts,
+        np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]), 64, 48, 16, 0.3, 0.01, 1e10, rows, depth, slots, tile_rows,
+        counts,
     )
     visible = np.concatenate([np.arange(s, s + c) for s, c in zip(index.chunk_starts[:-1], counts, strict=True)])
     assert len(visible) > 100
@@ -111,6 +114,9 @@ def test_numba_projection_matches_torch_projection():
     np.testing.assert_allclose(depth[visible], z[ids].numpy(), rtol=1e-6)
     colors = eval_sh_colors(world.sh[ids], world.means[ids] - cam.position[0])
     np.testing.assert_allclose(rows[visible, cpu_kernels.COL : cpu_kernels.COL + 3], colors.numpy(), atol=1e-5)
+    top, radius = rows[visible, cpu_kernels.MY], rows[visible, cpu_kernels.RY]  # tile rows 16 pixels high
+    np.testing.assert_array_equal(tile_rows[visible, 0], np.maximum(np.floor((top - radius) / 16), 0))
+    np.testing.assert_array_equal(tile_rows[visible, 1], np.ceil((top + radius) / 16))
 
 
 def test_depth_sort_orders_by_depth_then_world_index():
@@ -152,6 +158,20 @@ def test_matches_previous_implementation(sh_degree):
     # float32 blending, precomputed covariances: differences at the level of float32 rounding
     np.testing.assert_allclose(out.rgb.numpy(), rgb, atol=2e-5, rtol=0)
     np.testing.assert_allclose(out.alpha.numpy(), alpha, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("band_height", [1, 2, 3])
+def test_bands_of_tile_rows_change_nothing(monkeypatch, band_height):
+    """The parallel composite's bands (each sorts, bins and blends the Gaussians touching it) give the picture
+    of one band over the whole image, bit for bit, whatever the band height (4 tile rows here)."""
+    cam = Camera.look_at([0.1, -0.1, 0.0], [0, 0, 4.0], width=70, height=50, fov_deg=60)
+    world = frustum_world(6000, cam, seed=5, sh_degree=1)
+    monkeypatch.setattr(cpu_backend, "_band_height", lambda height, threads: 4)
+    whole = render(world, cam, backend="cpu")
+    monkeypatch.setattr(cpu_backend, "_band_height", lambda height, threads: band_height)
+    banded = render(world, cam, backend="cpu")
+    assert torch.equal(banded.rgb, whole.rgb) and torch.equal(banded.alpha, whole.alpha)
+    assert torch.equal(banded.depth, whole.depth)
 
 
 def test_chunk_culling_changes_nothing(monkeypatch):

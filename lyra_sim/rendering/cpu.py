@@ -25,6 +25,8 @@ from lyra_sim.sh import eval_sh_colors
 from lyra_sim.world import GaussianWorld
 
 TILE_SIZE = 16
+BANDS_PER_THREAD = 4
+MIN_BAND_TILE_ROWS = 2
 _workspace = threading.local()
 
 
@@ -57,30 +59,46 @@ class _View:
         self.position = camera.position[index].double().numpy()
 
 
-def _project_and_sort(index: SceneIndex, view: _View, width: int, height: int, near: float, far: float,
-                      eps2d: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Packed rows of the Gaussians one camera sees, their front-to-back order (positions in the rows) and
-    index slots."""
-    chunks = index.visible_chunks(view.world_to_cam, view.K, width, height, near, far)
-    sizes = index.chunk_starts[chunks + 1] - index.chunk_starts[chunks]
-    cand_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    capacity = int(cand_offsets[-1])
-    rows = _scratch("rows", (capacity, kernels.PACKED_WIDTH), np.float32)
-    depth = _scratch("depth", (capacity,), np.float32)
-    slots = _scratch("slots", (capacity,), np.int64)
-    counts = np.zeros(len(chunks), np.int64)
-    with numba.parallel_chunksize(1):  # dynamic schedule: chunks differ in cost, a neighbour may hold a core
-        kernels.project_chunks(index.geometry, index.sh, index.chunk_starts, chunks, cand_offsets, view.world_to_cam,
-                               view.position, view.intrinsics, width, height, eps2d, near, far, rows, depth, slots,
-                               counts)
-    order = kernels.depth_sort(depth, cand_offsets, counts, index.ids, slots)
-    return rows, order, slots
+class _Projected:
+    """One camera's projected Gaussians: chunk j's visible rows are rows[offsets[j] : offsets[j] + counts[j]]
+    (packed rows, depths, index slots, tile-row ranges)."""
+
+    def __init__(self, index: SceneIndex, view: _View, width: int, height: int, near: float, far: float,
+                 eps2d: float):
+        chunks = index.visible_chunks(view.world_to_cam, view.K, width, height, near, far)
+        sizes = index.chunk_starts[chunks + 1] - index.chunk_starts[chunks]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        capacity = int(self.offsets[-1])
+        self.rows = _scratch("rows", (capacity, kernels.PACKED_WIDTH), np.float32)
+        self.depth = _scratch("depth", (capacity,), np.float32)
+        self.slots = _scratch("slots", (capacity,), np.int64)
+        self.tile_rows = _scratch("tile_rows", (capacity, 2), np.int32)
+        self.counts = np.zeros(len(chunks), np.int64)
+        with numba.parallel_chunksize(1):  # dynamic schedule: chunks differ in cost, a neighbour may hold a core
+            kernels.project_chunks(index.geometry, index.sh, index.chunk_starts, chunks, self.offsets,
+                                   view.world_to_cam, view.position, view.intrinsics, width, height, TILE_SIZE, eps2d,
+                                   near, far, self.rows, self.depth, self.slots, self.tile_rows, self.counts)
+
+    def sorted_order(self, slot_ids: np.ndarray) -> np.ndarray:
+        """Positions of the visible rows, front to back."""
+        return kernels.depth_sort(self.depth, self.offsets, self.counts, slot_ids, self.slots)
 
 
 def _front_end(index: SceneIndex, view: _View, width: int, height: int, near: float, far: float, eps2d: float):
     """Sorted packed rows (front to back), their world indices and tile rectangles for one camera."""
-    rows, order, slots = _project_and_sort(index, view, width, height, near, far, eps2d)
-    return kernels.gather_sorted(rows, order, slots, index.ids, TILE_SIZE, *_tile_grid(width, height))
+    projected = _Projected(index, view, width, height, near, far, eps2d)
+    return kernels.gather_sorted(projected.rows, projected.sorted_order(index.ids), projected.slots, index.ids,
+                                 TILE_SIZE, *_tile_grid(width, height))
+
+
+def _band_height(height: int, threads: int) -> int:
+    """Tile rows per band of the parallel composite: one band for one thread; else about BANDS_PER_THREAD bands
+    per thread (a busy core then holds up less of the frame), but at least MIN_BAND_TILE_ROWS tile rows each
+    (a Gaussian crossing a band's edge is sorted and binned by both bands)."""
+    tiles_y = _tile_grid(1, height)[1]
+    if threads <= 1:
+        return tiles_y
+    return max(MIN_BAND_TILE_ROWS, -(-tiles_y // (BANDS_PER_THREAD * threads)))
 
 
 class _Tiles:
@@ -169,11 +187,13 @@ def _render_differentiable(world: GaussianWorld, camera: Camera, b: int, near: f
 
 def _render_one(index: SceneIndex, camera: Camera, b: int, near: float, far: float, eps2d: float,
                 acc: np.ndarray, trans: np.ndarray) -> None:
-    """One camera without autograd into acc (H,W,4) and trans (H,W), every stage parallel over its work items."""
+    """One camera without autograd into acc (H,W,4) and trans (H,W): projection parallel over index chunks, then
+    sorting and compositing parallel over bands of tile rows."""
     w, h = camera.width, camera.height
-    rows, order, _ = _project_and_sort(index, _View(camera, b), w, h, near, far, eps2d)
+    p = _Projected(index, _View(camera, b), w, h, near, far, eps2d)
     with numba.parallel_chunksize(1):
-        kernels.composite(rows, order, w, h, TILE_SIZE, acc, trans)
+        kernels.composite(p.rows, p.depth, p.tile_rows, p.offsets, p.counts, index.ids, p.slots,
+                          _band_height(h, numba.get_num_threads()), w, h, TILE_SIZE, acc, trans)
 
 
 def _render_batch(index: SceneIndex, camera: Camera, near: float, far: float, eps2d: float, acc: np.ndarray,

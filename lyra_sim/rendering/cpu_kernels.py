@@ -43,6 +43,7 @@ MX, MY, CA, CB, CC, OP, COL, Z, RX, RY, CUT = 0, 1, 2, 3, 4, 5, 6, 9, 10, 11, 12
 PACKED_WIDTH = 13
 FEATURES = 4  # RGB + depth, composited together
 RADIX_BITS = 11  # three passes over 32-bit keys; 2048 buckets stay in L1
+NO_LIMIT = 1 << 30  # tile count for an unclamped tile rectangle
 
 
 @njit(cache=True, inline="always")
@@ -74,10 +75,22 @@ def _sh_color(sh, g, ch, x, y, z, degree):
 
 
 # ------------------------------------------------------------------------------------------- projection
+@njit(cache=True, inline="always")
+def _tile_rect(mx, my, rx, ry, tile_size, tiles_x, tiles_y):
+    # float64 floor/ceil compile to one instruction; numba calls a helper function for float32 ones.
+    x0 = min(max(math.floor(np.float64(mx - rx) / tile_size), 0), tiles_x)
+    x1 = min(max(math.ceil(np.float64(mx + rx) / tile_size), 0), tiles_x)
+    y0 = min(max(math.floor(np.float64(my - ry) / tile_size), 0), tiles_y)
+    y1 = min(max(math.ceil(np.float64(my + ry) / tile_size), 0), tiles_y)
+    return x0, x1, y0, y1
+
+
 @njit(cache=True)
-def _project_range(geometry, sh, start, stop, view, cam_pos, intrinsics, width, height, eps2d, near, far,
-                   rows, depth, slots, out):
-    """Project index rows start:stop; the visible ones go to rows/depth/slots from position ``out`` on.
+def _project_range(geometry, sh, start, stop, view, cam_pos, intrinsics, width, height, tile_size, eps2d, near, far,
+                   rows, depth, slots, tile_rows, out):
+    """Project index rows start:stop; the visible ones go to rows/depth/slots/tile_rows from position ``out`` on.
+
+    ``tile_rows[k]`` is the range [first, last + 1) of tile rows (of ``tile_size`` pixels) that row k touches.
 
     Returns how many were visible. Colours are the SH colours seen from ``cam_pos`` (gsplat's rule: SH + 0.5,
     clamped at 0). The 2D covariance is J W Sigma W^T J^T with the world's precomputed 3D covariance Sigma.
@@ -159,54 +172,70 @@ def _project_range(geometry, sh, start, stop, view, cam_pos, intrinsics, width, 
         rows[k, CUT] = geometry[i, GCUT]
         depth[k] = z
         slots[k] = i
+        # from the stored float32 values, exactly as the binning's _tile_rect will see them
+        _, _, tile_rows[k, 0], tile_rows[k, 1] = _tile_rect(rows[k, MX], rows[k, MY], rows[k, RX], rows[k, RY],
+                                                            tile_size, NO_LIMIT, NO_LIMIT)
         k += 1
     return k - out
 
 
 @njit(parallel=True, cache=True)
 def project_chunks(geometry, sh, chunk_starts, chunks, cand_offsets, view, cam_pos, intrinsics, width, height,
-                   eps2d, near, far, rows, depth, slots, counts):
+                   tile_size, eps2d, near, far, rows, depth, slots, tile_rows, counts):
     """Project the listed chunks in parallel; chunk j's visible rows start at cand_offsets[j]."""
     for j in prange(chunks.shape[0]):
         c = chunks[j]
         counts[j] = _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], view, cam_pos, intrinsics,
-                                   width, height, eps2d, near, far, rows, depth, slots, cand_offsets[j])
+                                   width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows,
+                                   cand_offsets[j])
 
 
 # ---------------------------------------------------------------------------------------------- sorting
 @njit(cache=True)
 def depth_sort(depth, cand_offsets, counts, slot_ids, slots):
-    """Positions of the candidates (regions cand_offsets[j] : +counts[j]) sorted front to back.
+    """Positions of all the candidates (regions cand_offsets[j] : +counts[j]) sorted front to back."""
+    total = 0
+    for j in range(counts.shape[0]):
+        total += counts[j]
+    positions = np.empty(total, dtype=np.int64)
+    n = 0
+    for j in range(counts.shape[0]):
+        for i in range(cand_offsets[j], cand_offsets[j] + counts[j]):
+            positions[n] = i
+            n += 1
+    return sort_positions(depth, positions, slot_ids, slots)
+
+
+@njit(cache=True)
+def sort_positions(depth, positions, slot_ids, slots):
+    """``positions`` (into depth) sorted front to back.
 
     Stable LSD radix sort on the float32 depth bits (positive floats order like their bit patterns),
     three 11-bit passes whose histograms are all taken in one read; equal depths are then ordered by the
     Gaussians' index in the world, so the result does not depend on the index's chunk order.
     """
-    total = 0
-    for j in range(counts.shape[0]):
-        total += counts[j]
+    total = positions.shape[0]
     keys = depth.view(np.uint32)
     buckets = 1 << RADIX_BITS
     mask = buckets - 1
     hist = np.zeros((3, buckets + 1), dtype=np.int64)
-    for j in range(counts.shape[0]):
-        for i in range(cand_offsets[j], cand_offsets[j] + counts[j]):
-            key = keys[i]
-            hist[0, (key & mask) + 1] += 1
-            hist[1, ((key >> RADIX_BITS) & mask) + 1] += 1
-            hist[2, (key >> (2 * RADIX_BITS)) + 1] += 1
+    for k in range(total):
+        key = keys[positions[k]]
+        hist[0, (key & mask) + 1] += 1
+        hist[1, ((key >> RADIX_BITS) & mask) + 1] += 1
+        hist[2, (key >> (2 * RADIX_BITS)) + 1] += 1
     for p in range(3):
         for d in range(buckets):
             hist[p, d + 1] += hist[p, d]
     pos_a = np.empty(total, dtype=np.int64)
     key_a = np.empty(total, dtype=np.uint32)
-    for j in range(counts.shape[0]):
-        for i in range(cand_offsets[j], cand_offsets[j] + counts[j]):
-            d = keys[i] & mask
-            at = hist[0, d]
-            hist[0, d] += 1
-            pos_a[at] = i
-            key_a[at] = keys[i]
+    for k in range(total):
+        i = positions[k]
+        d = keys[i] & mask
+        at = hist[0, d]
+        hist[0, d] += 1
+        pos_a[at] = i
+        key_a[at] = keys[i]
     pos_b = np.empty_like(pos_a)
     key_b = np.empty_like(key_a)
     for k in range(total):
@@ -239,15 +268,6 @@ def depth_sort(depth, cand_offsets, counts, slot_ids, slots):
 
 
 # ------------------------------------------------------------------------------------ gather and binning
-@njit(cache=True, inline="always")
-def _tile_rect(mx, my, rx, ry, tile_size, tiles_x, tiles_y):
-    x0 = min(max(math.floor((mx - rx) / tile_size), 0), tiles_x)
-    x1 = min(max(math.ceil((mx + rx) / tile_size), 0), tiles_x)
-    y0 = min(max(math.floor((my - ry) / tile_size), 0), tiles_y)
-    y1 = min(max(math.ceil((my + ry) / tile_size), 0), tiles_y)
-    return x0, x1, y0, y1
-
-
 @njit(cache=True, inline="always")
 def _gather_one(rows, order, slots, slot_ids, k, tile_size, tiles_x, tiles_y, sorted_rows, sorted_ids, rects):
     src = order[k]
@@ -301,8 +321,8 @@ def bin_tiles(rects, tiles_x, tiles_y):
 # ------------------------------------------------------------------------------------------------ raster
 @njit(cache=True, inline="always")
 def _pixel_span(m, r, lo, hi):
-    """Pixels [start, stop) of [lo, hi) whose centres lie within m +- r."""
-    return max(lo, math.floor(m - r)), min(hi, math.ceil(m + r))
+    """Pixels [start, stop) of [lo, hi) whose centres lie within m +- r (floor/ceil in float64, see _tile_rect)."""
+    return max(lo, math.floor(np.float64(m - r))), min(hi, math.ceil(np.float64(m + r)))
 
 
 @njit(cache=True, fastmath=True)
@@ -372,14 +392,16 @@ FIRST_BATCH = 4096  # Gaussians gathered, binned and blended in the first batch;
 
 
 @njit(cache=True, fastmath=True)
-def _blend_tile_batch(batch_rows, offsets, lists, t, width, height, tile_size, tiles_x, acc, trans, done, left):
-    """Continue compositing tile t with this batch's list; the state (acc, trans, done, left) persists.
+def _blend_tile_batch(batch_rows, offsets, lists, t, band_t0, y_top, width, height, tile_size, tiles_x, acc, trans,
+                      done, left):
+    """Continue compositing tile t of the band (tile rows from band_t0; ``done`` rows from pixel row y_top) with
+    this batch's list; the state (acc, trans, done, left) persists between batches.
 
     Along a pixel row a Gaussian is exp(-sigma) with sigma quadratic in x, so one exp per row and two
     multiplications per pixel give it (forward differences in float64: e(x+1) = e(x) f(x), f(x+1) = f(x) q),
     where the per-pixel form pays an exp for every pixel.
     """
-    ty, tx = t // tiles_x, t % tiles_x
+    ty, tx = band_t0 + t // tiles_x, t % tiles_x
     x0, y0 = tx * tile_size, ty * tile_size
     x1, y1 = min(x0 + tile_size, width), min(y0 + tile_size, height)
     for k in range(offsets[t], offsets[t + 1]):
@@ -401,13 +423,13 @@ def _blend_tile_batch(batch_rows, offsets, lists, t, width, height, tile_size, t
             e = math.exp(-sigma)
             f = math.exp(-step) if sx1 - sx0 > 1 else 1.0
             for px in range(sx0, sx1):
-                if not done[py, px] and ZERO <= sigma <= cut:
+                if not done[py - y_top, px] and ZERO <= sigma <= cut:
                     alpha = min(MAX_ALPHA, op * F32(e))
                     if alpha >= ALPHA_THRESHOLD:
                         t_now = trans[py, px]
                         next_t = t_now * (ONE - alpha)
                         if next_t <= T_EPS:
-                            done[py, px] = True
+                            done[py - y_top, px] = True
                             left[t] -= 1
                         else:
                             w = alpha * t_now
@@ -421,20 +443,38 @@ def _blend_tile_batch(batch_rows, offsets, lists, t, width, height, tile_size, t
 
 
 @njit(cache=True)
-def _bin_open_tiles(rows, order, start, count, left, tile_size, tiles_x, tiles_y, batch_rows):
+def _band_candidates(tile_rows, cand_offsets, counts, band_t0, band_t1):
+    """Positions of the projected Gaussians whose tile rows overlap the band [band_t0, band_t1)."""
+    n = 0
+    for j in range(counts.shape[0]):
+        for i in range(cand_offsets[j], cand_offsets[j] + counts[j]):
+            n += tile_rows[i, 0] < band_t1 and tile_rows[i, 1] > band_t0
+    positions = np.empty(n, dtype=np.int64)
+    n = 0
+    for j in range(counts.shape[0]):
+        for i in range(cand_offsets[j], cand_offsets[j] + counts[j]):
+            if tile_rows[i, 0] < band_t1 and tile_rows[i, 1] > band_t0:
+                positions[n] = i
+                n += 1
+    return positions
+
+
+@njit(cache=True)
+def _bin_open_tiles(rows, order, start, count, left, band_t0, band_t1, tile_size, tiles_x, batch_rows):
     """Copy rows[order[start:start+count]] to batch_rows (front to back, so the blend reads them in order)
-    and return their tile lists (offsets, batch_rows indices), leaving out the tiles whose pixels are all done."""
-    num_tiles = tiles_x * tiles_y
+    and return their lists for the band's tiles (offsets, batch_rows indices), leaving out the tiles whose
+    pixels are all done."""
+    num_tiles = tiles_x * (band_t1 - band_t0)
     offsets = np.zeros(num_tiles + 1, dtype=np.int64)
     for k in range(count):
         src = order[start + k]
         for c in range(PACKED_WIDTH):
             batch_rows[k, c] = rows[src, c]
         x0, x1, y0, y1 = _tile_rect(batch_rows[k, MX], batch_rows[k, MY], batch_rows[k, RX], batch_rows[k, RY],
-                                    tile_size, tiles_x, tiles_y)
-        for ty in range(y0, y1):
+                                    tile_size, tiles_x, band_t1)
+        for ty in range(max(y0, band_t0), y1):
             for tx in range(x0, x1):
-                t = ty * tiles_x + tx
+                t = (ty - band_t0) * tiles_x + tx
                 if left[t] > 0:
                     offsets[t + 1] += 1
     for t in range(num_tiles):
@@ -443,10 +483,10 @@ def _bin_open_tiles(rows, order, start, count, left, tile_size, tiles_x, tiles_y
     lists = np.empty(offsets[-1], dtype=np.int32)
     for k in range(count):
         x0, x1, y0, y1 = _tile_rect(batch_rows[k, MX], batch_rows[k, MY], batch_rows[k, RX], batch_rows[k, RY],
-                                    tile_size, tiles_x, tiles_y)
-        for ty in range(y0, y1):
+                                    tile_size, tiles_x, band_t1)
+        for ty in range(max(y0, band_t0), y1):
             for tx in range(x0, x1):
-                t = ty * tiles_x + tx
+                t = (ty - band_t0) * tiles_x + tx
                 if left[t] > 0:
                     lists[fill[t]] = k
                     fill[t] += 1
@@ -454,55 +494,48 @@ def _bin_open_tiles(rows, order, start, count, left, tile_size, tiles_x, tiles_y
 
 
 @njit(cache=True)
-def _tile_pixels(width, height, tile_size, tiles_x, tiles_y):
-    left = np.empty(tiles_x * tiles_y, dtype=np.int64)
-    for t in range(tiles_x * tiles_y):
-        ty, tx = t // tiles_x, t % tiles_x
-        left[t] = (min(tile_size, width - tx * tile_size)) * (min(tile_size, height - ty * tile_size))
-    return left
+def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, band_t0, band_t1, width, height,
+                   tile_size, acc, trans):
+    """Front-to-back compositing of the tile rows [band_t0, band_t1) into acc (H,W,4) and trans (H,W).
+
+    The band sorts the projected Gaussians that touch it by depth (``sort_positions``), then gathers, bins and
+    blends them in batches (4096, then doubling), binning each batch only into the tiles that still have
+    pixels to fill; when every pixel of the band is opaque the rest is never touched (dense scenes saturate
+    after a few percent of their Gaussians). Same result as sorting, binning and blending everything at once.
+    """
+    tiles_x = (width + tile_size - 1) // tile_size
+    order = sort_positions(depth, _band_candidates(tile_rows, cand_offsets, counts, band_t0, band_t1), slot_ids,
+                           slots)
+    y_top, y_end = band_t0 * tile_size, min(band_t1 * tile_size, height)
+    num_tiles = tiles_x * (band_t1 - band_t0)
+    left = np.empty(num_tiles, dtype=np.int64)
+    for t in range(num_tiles):
+        ty, tx = band_t0 + t // tiles_x, t % tiles_x
+        left[t] = min(tile_size, width - tx * tile_size) * min(tile_size, height - ty * tile_size)
+    done = np.zeros((y_end - y_top, width), dtype=np.bool_)
+    batch_rows = np.empty((min(order.shape[0], FIRST_BATCH * 64), PACKED_WIDTH), dtype=np.float32)
+    start, size = 0, FIRST_BATCH
+    while start < order.shape[0] and (left > 0).any():
+        count = min(size, order.shape[0] - start, batch_rows.shape[0])
+        offsets, lists = _bin_open_tiles(rows, order, start, count, left, band_t0, band_t1, tile_size, tiles_x,
+                                         batch_rows)
+        for t in range(num_tiles):
+            _blend_tile_batch(batch_rows, offsets, lists, t, band_t0, y_top, width, height, tile_size, tiles_x, acc,
+                              trans, done, left)
+        start += count
+        size *= 2
 
 
 @njit(parallel=True, cache=True)
-def composite(rows, order, width, height, tile_size, acc, trans):
-    """Front-to-back compositing of rows[order] into acc (H,W,4) and trans (H,W), in batches.
-
-    Each batch (4096 Gaussians, then doubling) is binned into the tiles that still have pixels to fill and
-    blended, tiles in parallel; when every pixel is opaque the rest is never touched (dense scenes
-    saturate after a few percent of their Gaussians). Same result as binning everything at once.
-    """
-    tiles_x = (width + tile_size - 1) // tile_size
+def composite(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, band_height, width, height, tile_size,
+              acc, trans):
+    """``composite_band`` for bands of ``band_height`` tile rows in parallel (one launch per frame: waking
+    threads costs milliseconds on a busy machine, so the frame's composite does not wake them batch by batch)."""
     tiles_y = (height + tile_size - 1) // tile_size
-    left = _tile_pixels(width, height, tile_size, tiles_x, tiles_y)
-    done = np.zeros((height, width), dtype=np.bool_)
-    batch_rows = np.empty((min(order.shape[0], FIRST_BATCH * 64), PACKED_WIDTH), dtype=np.float32)
-    start, size = 0, FIRST_BATCH
-    while start < order.shape[0] and (left > 0).any():
-        count = min(size, order.shape[0] - start, batch_rows.shape[0])
-        offsets, lists = _bin_open_tiles(rows, order, start, count, left, tile_size, tiles_x, tiles_y, batch_rows)
-        for t in prange(tiles_x * tiles_y):
-            _blend_tile_batch(batch_rows, offsets, lists, t, width, height, tile_size, tiles_x, acc, trans, done,
-                              left)
-        start += count
-        size *= 2
-
-
-@njit(cache=True)
-def _composite_serial(rows, order, width, height, tile_size, acc, trans):
-    """``composite`` on the calling thread (for one camera of a batch)."""
-    tiles_x = (width + tile_size - 1) // tile_size
-    tiles_y = (height + tile_size - 1) // tile_size
-    left = _tile_pixels(width, height, tile_size, tiles_x, tiles_y)
-    done = np.zeros((height, width), dtype=np.bool_)
-    batch_rows = np.empty((min(order.shape[0], FIRST_BATCH * 64), PACKED_WIDTH), dtype=np.float32)
-    start, size = 0, FIRST_BATCH
-    while start < order.shape[0] and (left > 0).any():
-        count = min(size, order.shape[0] - start, batch_rows.shape[0])
-        offsets, lists = _bin_open_tiles(rows, order, start, count, left, tile_size, tiles_x, tiles_y, batch_rows)
-        for t in range(tiles_x * tiles_y):
-            _blend_tile_batch(batch_rows, offsets, lists, t, width, height, tile_size, tiles_x, acc, trans, done,
-                              left)
-        start += count
-        size *= 2
+    bands = (tiles_y + band_height - 1) // band_height
+    for b in prange(bands):
+        composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, b * band_height,
+                       min(tiles_y, (b + 1) * band_height), width, height, tile_size, acc, trans)
 
 
 # ------------------------------------------------------------------------------------- batch of cameras
@@ -511,6 +544,7 @@ def render_batch(geometry, sh, chunk_starts, slot_ids, chunk_lists, list_offsets
                  intrinsics, width, height, tile_size, eps2d, near, far, acc, trans):
     """Render B cameras, one camera per thread: chunk_lists[list_offsets[b]:list_offsets[b+1]] are camera b's
     visible chunks. Composites into acc (B,H,W,4) (zeros) and trans (B,H,W) (ones)."""
+    tiles_y = (height + tile_size - 1) // tile_size
     for b in prange(views.shape[0]):
         chunks = chunk_lists[list_offsets[b]:list_offsets[b + 1]]
         cand_offsets = np.zeros(chunks.shape[0] + 1, dtype=np.int64)
@@ -520,14 +554,15 @@ def render_batch(geometry, sh, chunk_starts, slot_ids, chunk_lists, list_offsets
         rows = np.empty((capacity, PACKED_WIDTH), dtype=np.float32)
         depth = np.empty(capacity, dtype=np.float32)
         slots = np.empty(capacity, dtype=np.int64)
+        tile_rows = np.empty((capacity, 2), dtype=np.int32)
         counts = np.empty(chunks.shape[0], dtype=np.int64)
         for j in range(chunks.shape[0]):
             c = chunks[j]
             counts[j] = _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], views[b], cam_positions[b],
-                                       intrinsics[b], width, height, eps2d, near, far, rows, depth, slots,
-                                       cand_offsets[j])
-        order = depth_sort(depth, cand_offsets, counts, slot_ids, slots)
-        _composite_serial(rows, order, width, height, tile_size, acc[b], trans[b])
+                                       intrinsics[b], width, height, tile_size, eps2d, near, far, rows, depth, slots,
+                                       tile_rows, cand_offsets[j])
+        composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, 0, tiles_y, width, height,
+                       tile_size, acc[b], trans[b])
 
 
 # --------------------------------------------------------------------------------------------- backward
