@@ -152,7 +152,7 @@ def stage_cpu_ms(world: GaussianWorld, camera: Camera) -> dict[str, float]:
                                                projected.offsets, projected.counts, index.ids, projected.slots,
                                                tiles_y, w, h, cpu_backend.TILE_SIZE, np.zeros((h, w, 4), np.float32),
                                                np.ones((h, w), np.float32)),
-        "sort": lambda: projected.sorted_order(index.ids),
+        "sort": lambda: projected.sorted_order(),
     }
     _, cpu_times = interleaved({name: threads(1, fn) for name, fn in steps.items()}, repeats=5)
     result = {name: 1000 * t for name, t in cpu_times.items()}

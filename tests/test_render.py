@@ -103,7 +103,7 @@ def test_numba_projection_matches_torch_projection():
         index.geometry, index.sh, index.chunk_starts, chunks, index.chunk_starts[:-1],
         cam.world_to_cam[0].double().numpy(), cam.position[0].double().numpy(),
         np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]), 64, 48, 16, 0.3, 0.01, 1e10, rows, depth, slots, tile_rows,
-        counts,
+        counts, 0,
     )
     visible = np.concatenate([np.arange(s, s + c) for s, c in zip(index.chunk_starts[:-1], counts, strict=True)])
     assert len(visible) > 100

@@ -20,6 +20,7 @@ import torch
 from lyra_sim.camera import Camera
 from lyra_sim.rendering import cpu_kernels as kernels
 from lyra_sim.rendering.index import SceneIndex, scene_index
+from lyra_sim.rendering.lod import choose_levels
 from lyra_sim.rendering.projection import project_ewa
 from lyra_sim.sh import eval_sh_colors
 from lyra_sim.world import GaussianWorld
@@ -59,35 +60,66 @@ class _View:
         self.position = camera.position[index].double().numpy()
 
 
-class _Projected:
-    """One camera's projected Gaussians: chunk j's visible rows are rows[offsets[j] : offsets[j] + counts[j]]
-    (packed rows, depths, index slots, tile-row ranges)."""
+class _DrawList:
+    """The index chunks one camera draws exactly (``chunks``) and, with a level of detail ``lod_px``, the
+    coarse-level chunks it draws instead (``coarse``: ids into ``CoarseLevels.chunk_starts``)."""
 
     def __init__(self, index: SceneIndex, view: _View, width: int, height: int, near: float, far: float,
-                 eps2d: float):
-        chunks = index.visible_chunks(view.world_to_cam, view.K, width, height, near, far)
-        sizes = index.chunk_starts[chunks + 1] - index.chunk_starts[chunks]
+                 lod_px: float | None):
+        self.levels = index.coarse_levels() if lod_px else None
+        if self.levels is None:
+            self.chunks = index.visible_chunks(view.world_to_cam, view.K, width, height, near, far)
+            self.coarse = np.zeros(0, np.int64)
+            self.slot_ids = index.ids
+            return
+        chunks = index.visible_chunks(view.world_to_cam, view.K, width, height, near, far, self.levels.extent_boxes)
+        level = choose_levels(index, self.levels, chunks, view.world_to_cam, max(view.K[0, 0], view.K[1, 1]), near,
+                              lod_px)
+        self.chunks = chunks[level == 0]
+        self.coarse = (level[level > 0] - 1) * index.num_chunks + chunks[level > 0]
+        self.slot_ids = self.levels.slot_ids
+
+
+class _Projected:
+    """One camera's projected Gaussians: chunk j's visible rows are rows[offsets[j] : offsets[j] + counts[j]]
+    (packed rows, depths, index slots, tile-row ranges); ``slot_ids`` maps slots to tie-break ids."""
+
+    def __init__(self, index: SceneIndex, view: _View, width: int, height: int, near: float, far: float,
+                 eps2d: float, lod_px: float | None = None):
+        draw = _DrawList(index, view, width, height, near, far, lod_px)
+        self.slot_ids = draw.slot_ids
+        sizes = index.chunk_starts[draw.chunks + 1] - index.chunk_starts[draw.chunks]
+        if draw.levels is not None:
+            starts = draw.levels.chunk_starts
+            sizes = np.concatenate([sizes, starts[draw.coarse + 1] - starts[draw.coarse]])
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         capacity = int(self.offsets[-1])
         self.rows = _scratch("rows", (capacity, kernels.PACKED_WIDTH), np.float32)
         self.depth = _scratch("depth", (capacity,), np.float32)
         self.slots = _scratch("slots", (capacity,), np.int64)
         self.tile_rows = _scratch("tile_rows", (capacity, 2), np.int32)
-        self.counts = np.zeros(len(chunks), np.int64)
-        with numba.parallel_chunksize(1):  # dynamic schedule: chunks differ in cost, a neighbour may hold a core
-            kernels.project_chunks(index.geometry, index.sh, index.chunk_starts, chunks, self.offsets,
-                                   view.world_to_cam, view.position, view.intrinsics, width, height, TILE_SIZE, eps2d,
-                                   near, far, self.rows, self.depth, self.slots, self.tile_rows, self.counts)
+        self.counts = np.zeros(len(sizes), np.int64)
+        fine = len(draw.chunks)
+        parts = [(index.geometry, index.sh, index.chunk_starts, draw.chunks, 0, 0)]
+        if len(draw.coarse):
+            levels = draw.levels
+            parts.append((levels.geometry, levels.sh, levels.chunk_starts, draw.coarse, fine, len(index.ids)))
+        for geometry, sh, chunk_starts, chunks, first, slot_base in parts:
+            with numba.parallel_chunksize(1):  # dynamic schedule: chunks differ in cost, a neighbour may hold a core
+                kernels.project_chunks(geometry, sh, chunk_starts, chunks, self.offsets[first:], view.world_to_cam,
+                                       view.position, view.intrinsics, width, height, TILE_SIZE, eps2d, near, far,
+                                       self.rows, self.depth, self.slots, self.tile_rows,
+                                       self.counts[first:first + len(chunks)], slot_base)
 
-    def sorted_order(self, slot_ids: np.ndarray) -> np.ndarray:
+    def sorted_order(self) -> np.ndarray:
         """Positions of the visible rows, front to back."""
-        return kernels.depth_sort(self.depth, self.offsets, self.counts, slot_ids, self.slots)
+        return kernels.depth_sort(self.depth, self.offsets, self.counts, self.slot_ids, self.slots)
 
 
 def _front_end(index: SceneIndex, view: _View, width: int, height: int, near: float, far: float, eps2d: float):
     """Sorted packed rows (front to back), their world indices and tile rectangles for one camera."""
     projected = _Projected(index, view, width, height, near, far, eps2d)
-    return kernels.gather_sorted(projected.rows, projected.sorted_order(index.ids), projected.slots, index.ids,
+    return kernels.gather_sorted(projected.rows, projected.sorted_order(), projected.slots, index.ids,
                                  TILE_SIZE, *_tile_grid(width, height))
 
 
@@ -186,36 +218,50 @@ def _render_differentiable(world: GaussianWorld, camera: Camera, b: int, near: f
 
 
 def _render_one(index: SceneIndex, camera: Camera, b: int, near: float, far: float, eps2d: float,
-                acc: np.ndarray, trans: np.ndarray) -> None:
+                lod_px: float | None, acc: np.ndarray, trans: np.ndarray) -> None:
     """One camera without autograd into acc (H,W,4) and trans (H,W): projection parallel over index chunks, then
     sorting and compositing parallel over bands of tile rows."""
     w, h = camera.width, camera.height
-    p = _Projected(index, _View(camera, b), w, h, near, far, eps2d)
+    p = _Projected(index, _View(camera, b), w, h, near, far, eps2d, lod_px)
     with numba.parallel_chunksize(1):
-        kernels.composite(p.rows, p.depth, p.tile_rows, p.offsets, p.counts, index.ids, p.slots,
+        kernels.composite(p.rows, p.depth, p.tile_rows, p.offsets, p.counts, p.slot_ids, p.slots,
                           _band_height(h, numba.get_num_threads()), w, h, TILE_SIZE, acc, trans)
 
 
-def _render_batch(index: SceneIndex, camera: Camera, near: float, far: float, eps2d: float, acc: np.ndarray,
-                  trans: np.ndarray) -> None:
+def _offsets(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated int64 lists and the offsets of each."""
+    return (np.concatenate([*lists, np.zeros(0, np.int64)]),
+            np.concatenate([[0], np.cumsum([len(c) for c in lists])]).astype(np.int64))
+
+
+def _render_batch(index: SceneIndex, camera: Camera, near: float, far: float, eps2d: float, lod_px: float | None,
+                  acc: np.ndarray, trans: np.ndarray) -> None:
     """All cameras without autograd into acc (B,H,W,4) and trans (B,H,W), one camera per thread."""
     w, h, count = camera.width, camera.height, len(camera)
     views = [_View(camera, b) for b in range(count)]
-    lists = [index.visible_chunks(v.world_to_cam, v.K, w, h, near, far) for v in views]
-    list_offsets = np.concatenate([[0], np.cumsum([len(c) for c in lists])]).astype(np.int64)
+    draws = [_DrawList(index, v, w, h, near, far, lod_px) for v in views]
+    levels = draws[0].levels
+    if levels is None:
+        coarse_arrays = (np.zeros((0, index.geometry.shape[1]), np.float32), index.sh[:0], np.zeros(1, np.int64))
+    else:
+        coarse_arrays = (levels.geometry, levels.sh, levels.chunk_starts)
     with numba.parallel_chunksize(1):
         kernels.render_batch(
-            index.geometry, index.sh, index.chunk_starts, index.ids, np.concatenate([*lists, np.zeros(0, np.int64)]),
-            list_offsets, np.stack([v.world_to_cam for v in views]), np.stack([v.position for v in views]),
+            index.geometry, index.sh, index.chunk_starts, *coarse_arrays, draws[0].slot_ids,
+            *_offsets([d.chunks for d in draws]), *_offsets([d.coarse for d in draws]),
+            np.stack([v.world_to_cam for v in views]), np.stack([v.position for v in views]),
             np.stack([v.intrinsics for v in views]), w, h, TILE_SIZE, eps2d, near, far, acc, trans,
         )
 
 
 def render_cpu(
-    world: GaussianWorld, camera: Camera, near: float, far: float, eps2d: float, background: torch.Tensor
+    world: GaussianWorld, camera: Camera, near: float, far: float, eps2d: float, background: torch.Tensor,
+    lod_px: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render every camera of ``camera``: RGB (B,H,W,3) over ``background`` (3,), expected depth, alpha.
 
+    ``lod_px``: draw chunks whose merged Gaussians project to at most this many pixels of standard deviation
+    at their coarser level of detail (lyra_sim.rendering.lod; no gradients only); None draws every Gaussian.
     Several cameras without gradients render one camera per thread, sharing the world's index. Without
     gradients the images are finished in numpy: torch's thread pool would wake for these small element-wise
     steps, and waking threads costs milliseconds when the machine is busy.
@@ -230,10 +276,10 @@ def render_cpu(
     acc = np.zeros((len(camera), camera.height, camera.width, kernels.FEATURES), np.float32)
     trans = np.ones((len(camera), camera.height, camera.width), np.float32)
     if len(camera) > 1 and numba.get_num_threads() > 1:
-        _render_batch(index, camera, near, far, eps2d, acc, trans)
+        _render_batch(index, camera, near, far, eps2d, lod_px, acc, trans)
     else:
         for b in range(len(camera)):
-            _render_one(index, camera, b, near, far, eps2d, acc[b], trans[b])
+            _render_one(index, camera, b, near, far, eps2d, lod_px, acc[b], trans[b])
     alpha = 1.0 - trans
     depth = acc[..., 3] / np.maximum(alpha, np.float32(1e-10))
     rgb = acc[..., :3] + trans[..., None] * background.numpy().astype(np.float32)

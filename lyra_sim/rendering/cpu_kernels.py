@@ -87,8 +87,9 @@ def _tile_rect(mx, my, rx, ry, tile_size, tiles_x, tiles_y):
 
 @njit(cache=True)
 def _project_range(geometry, sh, start, stop, view, cam_pos, intrinsics, width, height, tile_size, eps2d, near, far,
-                   rows, depth, slots, tile_rows, out):
-    """Project index rows start:stop; the visible ones go to rows/depth/slots/tile_rows from position ``out`` on.
+                   rows, depth, slots, tile_rows, out, slot_base):
+    """Project index rows start:stop; the visible ones go to rows/depth/slots/tile_rows from position ``out`` on
+    (slots: slot_base + the row's index in ``geometry``).
 
     ``tile_rows[k]`` is the range [first, last + 1) of tile rows (of ``tile_size`` pixels) that row k touches.
 
@@ -171,7 +172,7 @@ def _project_range(geometry, sh, start, stop, view, cam_pos, intrinsics, width, 
         rows[k, RY] = rad_y
         rows[k, CUT] = geometry[i, GCUT]
         depth[k] = z
-        slots[k] = i
+        slots[k] = slot_base + i
         # from the stored float32 values, exactly as the binning's _tile_rect will see them
         _, _, tile_rows[k, 0], tile_rows[k, 1] = _tile_rect(rows[k, MX], rows[k, MY], rows[k, RX], rows[k, RY],
                                                             tile_size, NO_LIMIT, NO_LIMIT)
@@ -181,13 +182,13 @@ def _project_range(geometry, sh, start, stop, view, cam_pos, intrinsics, width, 
 
 @njit(parallel=True, cache=True)
 def project_chunks(geometry, sh, chunk_starts, chunks, cand_offsets, view, cam_pos, intrinsics, width, height,
-                   tile_size, eps2d, near, far, rows, depth, slots, tile_rows, counts):
+                   tile_size, eps2d, near, far, rows, depth, slots, tile_rows, counts, slot_base):
     """Project the listed chunks in parallel; chunk j's visible rows start at cand_offsets[j]."""
     for j in prange(chunks.shape[0]):
         c = chunks[j]
         counts[j] = _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], view, cam_pos, intrinsics,
                                    width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows,
-                                   cand_offsets[j])
+                                   cand_offsets[j], slot_base)
 
 
 # ---------------------------------------------------------------------------------------------- sorting
@@ -539,28 +540,47 @@ def composite(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, ban
 
 
 # ------------------------------------------------------------------------------------- batch of cameras
+@njit(cache=True)
+def _project_list(geometry, sh, chunk_starts, chunks, view, cam_pos, intrinsics, width, height, tile_size, eps2d,
+                  near, far, rows, depth, slots, tile_rows, cand_offsets, counts, first, slot_base):
+    """Project ``chunks`` on the calling thread; chunk j's rows start at cand_offsets[first + j]."""
+    for j in range(chunks.shape[0]):
+        c = chunks[j]
+        counts[first + j] = _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], view, cam_pos,
+                                           intrinsics, width, height, tile_size, eps2d, near, far, rows, depth, slots,
+                                           tile_rows, cand_offsets[first + j], slot_base)
+
+
 @njit(parallel=True, cache=True)
-def render_batch(geometry, sh, chunk_starts, slot_ids, chunk_lists, list_offsets, views, cam_positions,
-                 intrinsics, width, height, tile_size, eps2d, near, far, acc, trans):
-    """Render B cameras, one camera per thread: chunk_lists[list_offsets[b]:list_offsets[b+1]] are camera b's
-    visible chunks. Composites into acc (B,H,W,4) (zeros) and trans (B,H,W) (ones)."""
+def render_batch(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_chunk_starts, slot_ids, chunk_lists,
+                 list_offsets, coarse_lists, coarse_offsets, views, cam_positions, intrinsics, width, height,
+                 tile_size, eps2d, near, far, acc, trans):
+    """Render B cameras, one camera per thread. Camera b draws the index chunks
+    chunk_lists[list_offsets[b]:list_offsets[b+1]] and the coarse-level chunks
+    coarse_lists[coarse_offsets[b]:coarse_offsets[b+1]] (lyra_sim.rendering.lod; their slots follow the exact
+    rows'). Composites into acc (B,H,W,4) (zeros) and trans (B,H,W) (ones)."""
     tiles_y = (height + tile_size - 1) // tile_size
     for b in prange(views.shape[0]):
         chunks = chunk_lists[list_offsets[b]:list_offsets[b + 1]]
-        cand_offsets = np.zeros(chunks.shape[0] + 1, dtype=np.int64)
-        for j in range(chunks.shape[0]):
+        coarse = coarse_lists[coarse_offsets[b]:coarse_offsets[b + 1]]
+        fine_count = chunks.shape[0]
+        cand_offsets = np.zeros(fine_count + coarse.shape[0] + 1, dtype=np.int64)
+        for j in range(fine_count):
             cand_offsets[j + 1] = cand_offsets[j] + chunk_starts[chunks[j] + 1] - chunk_starts[chunks[j]]
+        for j in range(coarse.shape[0]):
+            size = coarse_chunk_starts[coarse[j] + 1] - coarse_chunk_starts[coarse[j]]
+            cand_offsets[fine_count + j + 1] = cand_offsets[fine_count + j] + size
         capacity = cand_offsets[-1]
         rows = np.empty((capacity, PACKED_WIDTH), dtype=np.float32)
         depth = np.empty(capacity, dtype=np.float32)
         slots = np.empty(capacity, dtype=np.int64)
         tile_rows = np.empty((capacity, 2), dtype=np.int32)
-        counts = np.empty(chunks.shape[0], dtype=np.int64)
-        for j in range(chunks.shape[0]):
-            c = chunks[j]
-            counts[j] = _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], views[b], cam_positions[b],
-                                       intrinsics[b], width, height, tile_size, eps2d, near, far, rows, depth, slots,
-                                       tile_rows, cand_offsets[j])
+        counts = np.empty(cand_offsets.shape[0] - 1, dtype=np.int64)
+        _project_list(geometry, sh, chunk_starts, chunks, views[b], cam_positions[b], intrinsics[b], width, height,
+                      tile_size, eps2d, near, far, rows, depth, slots, tile_rows, cand_offsets, counts, 0, 0)
+        _project_list(coarse_geometry, coarse_sh, coarse_chunk_starts, coarse, views[b], cam_positions[b],
+                      intrinsics[b], width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows,
+                      cand_offsets, counts, fine_count, geometry.shape[0])
         composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, 0, tiles_y, width, height,
                        tile_size, acc[b], trans[b])
 

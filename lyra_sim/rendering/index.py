@@ -1,8 +1,8 @@
 """A spatial index of a Gaussian world for the CPU rasterizer, built once per world and cached.
 
-The Gaussians that can ever be drawn (opacity >= 1/255) are stored in Morton (Z-curve) order as float32
-rows (mean, 3D covariance, opacity and its blending cut-off) beside their SH coefficients, and grouped in
-chunks of ``CHUNK_SIZE`` consecutive Gaussians with two bounding boxes each: one of the means (near/far
+The Gaussians that can ever be drawn (opacity >= 1/255) are stored in Morton (Z-curve, 21 bits per axis)
+order as float32 rows (mean, 3D covariance, opacity and its blending cut-off) beside their SH coefficients, and
+grouped in chunks of ``CHUNK_SIZE`` consecutive Gaussians with two bounding boxes each: one of the means (near/far
 tests, which gsplat applies to the mean) and one of the means grown by each Gaussian's 3D extent (frustum
 side planes). A camera then projects only the chunks whose boxes reach its view.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -45,20 +45,32 @@ class SceneIndex:
     chunk_starts: np.ndarray  # (C+1,) int64: chunk c owns rows chunk_starts[c]:chunk_starts[c+1]
     mean_boxes: np.ndarray  # (C, 2, 3) float64: min and max corner of the chunk's means
     extent_boxes: np.ndarray  # (C, 2, 3) float64: same, grown by CULL_SIGMAS standard deviations per axis
+    codes: np.ndarray  # (M,) uint64 Morton codes of the rows (ascending)
+    _coarse: dict = field(default_factory=dict, compare=False, repr=False)  # built on first use
 
     @property
     def num_chunks(self) -> int:
         return len(self.chunk_starts) - 1
 
+    def coarse_levels(self):
+        """The chunks' coarser levels of detail (``lyra_sim.rendering.lod.CoarseLevels``), built on first use."""
+        if "levels" not in self._coarse:
+            from lyra_sim.rendering.lod import build_coarse_levels
+
+            self._coarse["levels"] = build_coarse_levels(self)
+        return self._coarse["levels"]
+
     def visible_chunks(self, world_to_cam: np.ndarray, K: np.ndarray, width: int, height: int, near: float,
-                       far: float) -> np.ndarray:
-        """Indices (int64) of the chunks that may hold a Gaussian this camera draws (conservative test)."""
+                       far: float, extent_boxes: np.ndarray | None = None) -> np.ndarray:
+        """Indices (int64) of the chunks that may hold a Gaussian this camera draws (conservative test);
+        ``extent_boxes`` replaces the chunks' own (the coarse levels' boxes are larger)."""
         if self.num_chunks == 0:
             return np.zeros(0, np.int64)
         rot, trans = world_to_cam[:3, :3], world_to_cam[:3, 3]
         mean_z = _corners(self.mean_boxes) @ rot[2] + trans[2]  # (C, 8)
         keep = (mean_z.max(axis=1) >= near) & (mean_z.min(axis=1) <= far)
-        cam = _corners(self.extent_boxes) @ rot.T + trans  # (C, 8, 3)
+        boxes = self.extent_boxes if extent_boxes is None else extent_boxes
+        cam = _corners(boxes) @ rot.T + trans  # (C, 8, 3)
         x, y, z = cam[..., 0], cam[..., 1], cam[..., 2]
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
         m = CULL_MARGIN_PX
@@ -76,23 +88,27 @@ def _corners(boxes: np.ndarray) -> np.ndarray:
     return np.stack([boxes[:, pick[:, axis], axis] for axis in range(3)], axis=-1)
 
 
+MORTON_BITS = 21  # bits per axis of the 63-bit Morton codes
+
+
 def _spread_bits(v: np.ndarray) -> np.ndarray:
-    """10-bit integers -> their bits spread to every third position (Morton interleave)."""
-    v = v.astype(np.uint32)
-    v = (v | (v << 16)) & 0x030000FF
-    v = (v | (v << 8)) & 0x0300F00F
-    v = (v | (v << 4)) & 0x030C30C3
-    return (v | (v << 2)) & 0x09249249
+    """21-bit integers -> their bits spread to every third position of a uint64 (Morton interleave)."""
+    v = v.astype(np.uint64) & np.uint64(0x1FFFFF)
+    for shift, mask in ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
+                        (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249)):
+        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+    return v
 
 
-def morton_order(points: np.ndarray) -> np.ndarray:
-    """Stable argsort of points (N, 3) along a 3D Z-curve over their central 99.8 % bounding box."""
+def morton_codes(points: np.ndarray) -> np.ndarray:
+    """63-bit Z-curve codes (uint64) of points (N, 3) on a 2^21 grid over their central 99.8 % bounding box."""
     if len(points) == 0:
-        return np.zeros(0, np.int64)
+        return np.zeros(0, np.uint64)
     lo, hi = np.quantile(points, [0.001, 0.999], axis=0)
-    cells = np.clip((points - lo) / np.maximum(hi - lo, 1e-12) * 1024, 0, 1023).astype(np.uint32)
-    code = _spread_bits(cells[:, 0]) | (_spread_bits(cells[:, 1]) << 1) | (_spread_bits(cells[:, 2]) << 2)
-    return np.argsort(code, kind="stable")
+    cells = 1 << MORTON_BITS
+    grid = np.clip((points - lo) / np.maximum(hi - lo, 1e-12) * cells, 0, cells - 1).astype(np.uint64)
+    return _spread_bits(grid[:, 0]) | (_spread_bits(grid[:, 1]) << np.uint64(1)) | (_spread_bits(grid[:, 2])
+                                                                                    << np.uint64(2))
 
 
 def build_index(world: GaussianWorld, chunk_size: int | None = None) -> SceneIndex:
@@ -102,7 +118,9 @@ def build_index(world: GaussianWorld, chunk_size: int | None = None) -> SceneInd
         opacities = world.opacities.detach().cpu().double()
         drawable = torch.nonzero(opacities >= ALPHA_THRESHOLD).flatten()
         means = world.means.detach().cpu().double()[drawable]
-        order = torch.from_numpy(morton_order(means.numpy()))
+        codes = morton_codes(means.numpy())
+        order_np = np.argsort(codes, kind="stable")
+        order = torch.from_numpy(order_np)
         ids = drawable[order]
         means = means[order]
         rot = quat_to_rotmat(world.quats.detach().cpu().double()[ids])
@@ -122,7 +140,7 @@ def build_index(world: GaussianWorld, chunk_size: int | None = None) -> SceneInd
     mean_np, std_np = means.numpy(), std.numpy()
     mean_boxes, extent_boxes = _chunk_boxes(mean_np, std_np, starts)
     return SceneIndex(geometry.to(torch.float32).numpy(), sh, ids.to(torch.int32).numpy(), starts,
-                      mean_boxes, extent_boxes)
+                      mean_boxes, extent_boxes, codes[order_np])
 
 
 def _chunk_boxes(means: np.ndarray, std: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

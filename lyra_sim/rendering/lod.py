@@ -1,0 +1,186 @@
+"""Level of detail for the CPU rasterizer: each index chunk also exists as coarser Gaussians.
+
+A coarse level merges the Gaussians of a chunk that share a cell of an octree over the index's Morton grid
+(cells twice as wide at each level, so a merged Gaussian never spans more than its cell plus its members'
+own size). A merged Gaussian matches the moments of its cell's Gaussians, each weighted by opacity x
+footprint area (w = o A, A = sqrt(e2) with e2 the sum of the principal 2x2 minors of the covariance: s1 s2
+for a flat disc): mean = sum w mu / W, covariance = sum w (Sigma + (mu - mean)(mu - mean)^T) / W,
+SH = sum w sh / W, opacity = min(MAX_MERGED_OPACITY, sum o A / A_merged) (the cell's opaque area spread over
+the merged footprint). A level is kept only if it at least halves the previous one's Gaussians, so all
+levels together hold fewer Gaussians than the world.
+
+A camera draws a chunk at the coarsest level whose merged Gaussians (cells of two or more) all project to at
+most ``lod_px`` pixels of standard deviation (sqrt(trace Sigma) f / z at the chunk's nearest depth), so far
+and dense chunks cost a fraction of their Gaussians; near chunks stay exact. ``benchmarks/bench_render.py``
+measures the error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lyra_sim.rendering.index import (
+    ALPHA_THRESHOLD,
+    CULL_SIGMAS,
+    EXTEND,
+    GCUT,
+    GEOMETRY_WIDTH,
+    GEXT,
+    GOP,
+    GX,
+    GZ,
+    MORTON_BITS,
+    S00,
+    S01,
+    S02,
+    S11,
+    S12,
+    S22,
+    SceneIndex,
+    _chunk_boxes,
+    _corners,
+)
+
+MAX_LEVELS = 6
+MAX_MERGED_OPACITY = 0.99
+FIRST_CELL_SIGMAS = 2.0  # the first level's cells are about this many median Gaussian widths wide
+
+
+@dataclass(frozen=True)
+class CoarseLevels:
+    """Coarse levels 1..L of an index, concatenated: level l of chunk c owns rows
+    chunk_starts[(l - 1) C + c] : chunk_starts[(l - 1) C + c + 1] (C chunks)."""
+
+    geometry: np.ndarray  # (M, GEOMETRY_WIDTH) float32, same columns as SceneIndex.geometry
+    sh: np.ndarray  # (M, K, 3) float32
+    chunk_starts: np.ndarray  # (L C + 1,) int64
+    sigma_max: np.ndarray  # (L + 1, C) float64: largest sqrt(trace Sigma) of each chunk at each level (0: exact)
+    extent_boxes: np.ndarray  # (C, 2, 3) float64: each chunk's extent box over all its levels
+    slot_ids: np.ndarray  # (N + M,) int64: tie-break ids of the exact rows, then of the merged rows (unused ids)
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.sigma_max) - 1
+
+
+def build_coarse_levels(index: SceneIndex) -> CoarseLevels:
+    """The coarse levels of ``index``."""
+    geometry = index.geometry.astype(np.float64)
+    means, cov = geometry[:, GX:GZ + 1], _covariances(geometry)
+    op = geometry[:, GOP]
+    area = _area(cov)
+    weight = op * area
+    trace_std = np.sqrt(np.trace(cov, axis1=1, axis2=2))
+    sigma_max = [_chunk_max(trace_std, index.chunk_starts)]
+    extent_lo, extent_hi = index.extent_boxes[:, 0].copy(), index.extent_boxes[:, 1].copy()
+    levels_geometry, levels_sh, levels_starts = [], [], []
+    shift = _first_shift(index, trace_std)
+    previous = len(means)
+    while len(levels_geometry) < MAX_LEVELS and shift < MORTON_BITS and previous > index.num_chunks:
+        group_starts, chunk_starts = _cell_groups(index.codes, index.chunk_starts, shift)
+        shift += 1
+        if len(group_starts) > previous // 2:
+            continue  # the cells are still too small to merge much: try cells twice as wide
+        previous = len(group_starts)
+        total = np.add.reduceat(weight, group_starts)
+        safe = np.maximum(total, 1e-30)[:, None]
+        merged_means = np.add.reduceat(weight[:, None] * means, group_starts) / safe
+        offset = means - np.repeat(merged_means, np.diff(np.append(group_starts, len(means))), axis=0)
+        spread = cov + offset[:, :, None] * offset[:, None, :]
+        merged_cov = np.add.reduceat(weight[:, None, None] * spread, group_starts) / safe[:, :, None]
+        members = np.diff(np.append(group_starts, len(means)))
+        merged_op = np.add.reduceat(op * area, group_starts) / np.maximum(_area(merged_cov), 1e-30)
+        merged_op = np.clip(merged_op, ALPHA_THRESHOLD, MAX_MERGED_OPACITY)
+        merged_op[members == 1] = op[group_starts[members == 1]]  # a Gaussian alone in its cell stays as it is
+        merged_sh = np.add.reduceat(weight.astype(np.float32)[:, None, None] * index.sh, group_starts)
+        merged_sh /= safe[:, :, None].astype(np.float32)
+        # Only merged Gaussians can differ from what they replace: a Gaussian alone in its cell does not count.
+        merged_std = np.where(members > 1, np.sqrt(np.trace(merged_cov, axis1=1, axis2=2)), 0.0)
+        sigma_max.append(_chunk_max(merged_std, chunk_starts))
+        std = np.sqrt(np.diagonal(merged_cov, axis1=1, axis2=2)) * CULL_SIGMAS
+        _, boxes = _chunk_boxes(merged_means, std, chunk_starts)
+        extent_lo, extent_hi = np.minimum(extent_lo, boxes[:, 0]), np.maximum(extent_hi, boxes[:, 1])
+        levels_geometry.append(_geometry_rows(merged_means, merged_cov, merged_op))
+        levels_sh.append(merged_sh)
+        levels_starts.append(chunk_starts)
+    offsets = np.cumsum([0] + [len(g) for g in levels_geometry])
+    chunk_starts = np.concatenate([s[:-1] + o for s, o in zip(levels_starts, offsets, strict=False)]
+                                  + [offsets[-1:]]).astype(np.int64)
+    merged_geometry = (np.concatenate(levels_geometry) if levels_geometry
+                       else np.zeros((0, GEOMETRY_WIDTH), np.float32))
+    merged_sh = np.concatenate(levels_sh) if levels_sh else index.sh[:0]
+    first_merged_id = int(index.ids.max()) + 1 if len(index.ids) else 0
+    slot_ids = np.concatenate([index.ids.astype(np.int64), first_merged_id + np.arange(len(merged_geometry))])
+    return CoarseLevels(merged_geometry, merged_sh, chunk_starts, np.stack(sigma_max),
+                        np.stack([extent_lo, extent_hi], axis=1), slot_ids)
+
+
+def _first_shift(index: SceneIndex, trace_std: np.ndarray) -> int:
+    """Morton bits per axis dropped for the first level: cells about FIRST_CELL_SIGMAS median widths wide."""
+    if len(trace_std) == 0:
+        return MORTON_BITS
+    extent = index.mean_boxes[:, 1].max(axis=0) - index.mean_boxes[:, 0].min(axis=0)
+    unit = max(float(extent.max()), 1e-12) / (1 << MORTON_BITS)  # at least the Morton grid's cell (quantile box)
+    width = FIRST_CELL_SIGMAS * float(np.median(trace_std))
+    return int(np.clip(np.ceil(np.log2(max(width / unit, 1.0))), 1, MORTON_BITS))
+
+
+def _cell_groups(codes: np.ndarray, chunk_starts: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Starts of the runs of rows sharing a Morton cell (``shift`` bits per axis dropped) inside each chunk,
+    and the chunks' starts in that list of groups."""
+    cells = codes >> np.uint64(3 * shift)
+    boundary = np.ones(len(codes), bool)
+    boundary[1:] = cells[1:] != cells[:-1]
+    boundary[chunk_starts[:-1][chunk_starts[:-1] < len(codes)]] = True
+    group_starts = np.flatnonzero(boundary)
+    return group_starts, np.searchsorted(group_starts, chunk_starts).astype(np.int64)
+
+
+def choose_levels(index: SceneIndex, coarse: CoarseLevels, chunks: np.ndarray, world_to_cam: np.ndarray,
+                  focal: float, near: float, lod_px: float) -> np.ndarray:
+    """Level (0 = exact) at which to draw each of ``chunks``: the coarsest whose Gaussians project to at most
+    ``lod_px`` pixels of standard deviation at the chunk's nearest depth."""
+    if len(chunks) == 0:
+        return np.zeros(0, np.int64)
+    z = _corners(index.mean_boxes[chunks]) @ world_to_cam[2, :3] + world_to_cam[2, 3]
+    nearest = np.maximum(z.min(axis=1), near)
+    fits = coarse.sigma_max[:, chunks] * focal <= lod_px * nearest  # (levels + 1, chunks)
+    level = np.zeros(len(chunks), np.int64)
+    for candidate in range(1, coarse.num_levels + 1):
+        level[fits[candidate]] = candidate
+    return level
+
+
+def _covariances(geometry: np.ndarray) -> np.ndarray:
+    cov = np.empty((len(geometry), 3, 3))
+    for (i, j), col in {(0, 0): S00, (0, 1): S01, (0, 2): S02, (1, 1): S11, (1, 2): S12, (2, 2): S22}.items():
+        cov[:, i, j] = cov[:, j, i] = geometry[:, col]
+    return cov
+
+
+def _area(cov: np.ndarray) -> np.ndarray:
+    """sqrt of the sum of the principal 2x2 minors (s1 s2 for a flat disc of standard deviations s1, s2)."""
+    minors = (cov[:, 0, 0] * cov[:, 1, 1] - cov[:, 0, 1] ** 2 + cov[:, 0, 0] * cov[:, 2, 2] - cov[:, 0, 2] ** 2
+              + cov[:, 1, 1] * cov[:, 2, 2] - cov[:, 1, 2] ** 2)
+    return np.sqrt(np.maximum(minors, 0.0))
+
+
+def _chunk_max(values: np.ndarray, chunk_starts: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(chunk_starts) - 1)
+    nonempty = np.diff(chunk_starts) > 0
+    if nonempty.any():
+        out[nonempty] = np.maximum.reduceat(values, chunk_starts[:-1][nonempty])
+    return out
+
+
+def _geometry_rows(means: np.ndarray, cov: np.ndarray, op: np.ndarray) -> np.ndarray:
+    rows = np.empty((len(means), GEOMETRY_WIDTH), np.float32)
+    rows[:, GX:GZ + 1] = means
+    for (i, j), col in {(0, 0): S00, (0, 1): S01, (0, 2): S02, (1, 1): S11, (1, 2): S12, (2, 2): S22}.items():
+        rows[:, col] = cov[:, i, j]
+    rows[:, GOP] = op
+    rows[:, GEXT] = np.minimum(np.sqrt(2.0 * np.log(op / ALPHA_THRESHOLD)), EXTEND)
+    rows[:, GCUT] = np.log(op / ALPHA_THRESHOLD)
+    return rows
