@@ -43,6 +43,7 @@ MX, MY, CA, CB, CC, OP, COL, Z, RX, RY, CUT = 0, 1, 2, 3, 4, 5, 6, 9, 10, 11, 12
 PACKED_WIDTH = 13
 FEATURES = 4  # RGB + depth, composited together
 RADIX_BITS = 11  # three passes over 32-bit keys; 2048 buckets stay in L1
+DEPTH_BUCKET_BITS = 12  # lazy depth order: sign, exponent and 3 mantissa bits (8 buckets per octave of depth)
 NO_LIMIT = 1 << 30  # tile count for an unclamped tile rectangle
 
 
@@ -461,6 +462,26 @@ def _band_candidates(tile_rows, cand_offsets, counts, band_t0, band_t1):
 
 
 @njit(cache=True)
+def _depth_buckets(depth, positions):
+    """``positions`` grouped by the top DEPTH_BUCKET_BITS of their depth's float32 bits, nearest bucket first
+    (a counting sort; order within a bucket is arbitrary), and the buckets' starts (2^bits + 1)."""
+    keys = depth.view(np.uint32)
+    shift = 32 - DEPTH_BUCKET_BITS
+    starts = np.zeros((1 << DEPTH_BUCKET_BITS) + 1, dtype=np.int64)
+    for k in range(positions.shape[0]):
+        starts[(keys[positions[k]] >> shift) + 1] += 1
+    for b in range(1 << DEPTH_BUCKET_BITS):
+        starts[b + 1] += starts[b]
+    fill = starts[:-1].copy()
+    grouped = np.empty_like(positions)
+    for k in range(positions.shape[0]):
+        b = keys[positions[k]] >> shift
+        grouped[fill[b]] = positions[k]
+        fill[b] += 1
+    return grouped, starts
+
+
+@njit(cache=True)
 def _bin_open_tiles(rows, order, start, count, left, band_t0, band_t1, tile_size, tiles_x, batch_rows):
     """Copy rows[order[start:start+count]] to batch_rows (front to back, so the blend reads them in order)
     and return their lists for the band's tiles (offsets, batch_rows indices), leaving out the tiles whose
@@ -499,14 +520,16 @@ def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots
                    tile_size, acc, trans):
     """Front-to-back compositing of the tile rows [band_t0, band_t1) into acc (H,W,4) and trans (H,W).
 
-    The band sorts the projected Gaussians that touch it by depth (``sort_positions``), then gathers, bins and
-    blends them in batches (4096, then doubling), binning each batch only into the tiles that still have
-    pixels to fill; when every pixel of the band is opaque the rest is never touched (dense scenes saturate
-    after a few percent of their Gaussians). Same result as sorting, binning and blending everything at once.
+    The band takes the projected Gaussians that touch it in depth order, and gathers, bins and blends them in
+    batches (4096, then doubling), binning each batch only into the tiles that still have pixels to fill;
+    when every pixel of the band is opaque the rest is never touched (dense scenes saturate after a few
+    percent of their Gaussians). The depth order is made lazily: the candidates are bucketed by the top bits
+    of their depth once (``_depth_buckets``), and runs of buckets are sorted (``sort_positions``) only as the
+    batches reach them. Same result as sorting, binning and blending everything at once.
     """
     tiles_x = (width + tile_size - 1) // tile_size
-    order = sort_positions(depth, _band_candidates(tile_rows, cand_offsets, counts, band_t0, band_t1), slot_ids,
-                           slots)
+    order, bucket_starts = _depth_buckets(depth, _band_candidates(tile_rows, cand_offsets, counts, band_t0, band_t1))
+    sorted_end, next_bucket = 0, 0
     y_top, y_end = band_t0 * tile_size, min(band_t1 * tile_size, height)
     num_tiles = tiles_x * (band_t1 - band_t0)
     left = np.empty(num_tiles, dtype=np.int64)
@@ -518,6 +541,13 @@ def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots
     start, size = 0, FIRST_BATCH
     while start < order.shape[0] and (left > 0).any():
         count = min(size, order.shape[0] - start, batch_rows.shape[0])
+        while sorted_end < start + count:  # sort the next run of buckets that covers this batch
+            stop = next_bucket + 1
+            while bucket_starts[stop] < start + count:
+                stop += 1
+            run_end = bucket_starts[stop]
+            order[sorted_end:run_end] = sort_positions(depth, order[sorted_end:run_end], slot_ids, slots)
+            sorted_end, next_bucket = run_end, stop
         offsets, lists = _bin_open_tiles(rows, order, start, count, left, band_t0, band_t1, tile_size, tiles_x,
                                          batch_rows)
         for t in range(num_tiles):
