@@ -390,14 +390,16 @@ def raster_forward(packed, offsets, lists, width, height, tile_size, tiles_x, ou
 
 
 # ----------------------------------------------------------------- progressive composite (no gradients)
-FIRST_BATCH = 4096  # Gaussians gathered, binned and blended in the first batch; later batches double
+FIRST_BATCH = 1024  # Gaussians gathered, binned and blended in the first batch; later batches double
 
 
 @njit(cache=True, fastmath=True)
 def _blend_tile_batch(batch_rows, offsets, lists, t, band_t0, y_top, width, height, tile_size, tiles_x, acc, trans,
-                      done, left):
+                      done, left, row_left):
     """Continue compositing tile t of the band (tile rows from band_t0; ``done`` rows from pixel row y_top) with
-    this batch's list; the state (acc, trans, done, left) persists between batches.
+    this batch's list; the state (acc, trans, done, left, row_left) persists between batches. ``left[t]`` and
+    ``row_left[y - y_top, tile column]`` count the pixels still open in the tile and in each of its pixel rows:
+    a Gaussian's pass over a row whose pixels are all done is skipped before its exps are computed.
 
     Along a pixel row a Gaussian is exp(-sigma) with sigma quadratic in x, so one exp per row and two
     multiplications per pixel give it (forward differences in float64: e(x+1) = e(x) f(x), f(x+1) = f(x) q),
@@ -418,6 +420,8 @@ def _blend_tile_batch(batch_rows, offsets, lists, t, band_t0, y_top, width, heig
         sy0, sy1 = _pixel_span(batch_rows[g, MY], batch_rows[g, RY], y0, y1)
         q = math.exp(-2.0 * ha) if sx1 - sx0 > 2 else 1.0
         for py in range(sy0, sy1):
+            if row_left[py - y_top, tx] == 0:
+                continue
             dy = my - (py + 0.5)
             dx = mx - (sx0 + 0.5)
             sigma = ha * dx * dx + cb * dx * dy + hc * dy * dy
@@ -433,6 +437,7 @@ def _blend_tile_batch(batch_rows, offsets, lists, t, band_t0, y_top, width, heig
                         if next_t <= T_EPS:
                             done[py - y_top, px] = True
                             left[t] -= 1
+                            row_left[py - y_top, tx] -= 1
                         else:
                             w = alpha * t_now
                             for ch in range(FEATURES):
@@ -521,7 +526,7 @@ def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots
     """Front-to-back compositing of the tile rows [band_t0, band_t1) into acc (H,W,4) and trans (H,W).
 
     The band takes the projected Gaussians that touch it in depth order, and gathers, bins and blends them in
-    batches (4096, then doubling), binning each batch only into the tiles that still have pixels to fill;
+    batches (1024, then doubling), binning each batch only into the tiles that still have pixels to fill;
     when every pixel of the band is opaque the rest is never touched (dense scenes saturate after a few
     percent of their Gaussians). The depth order is made lazily: the candidates are bucketed by the top bits
     of their depth once (``_depth_buckets``), and runs of buckets are sorted (``sort_positions``) only as the
@@ -537,6 +542,9 @@ def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots
         ty, tx = band_t0 + t // tiles_x, t % tiles_x
         left[t] = min(tile_size, width - tx * tile_size) * min(tile_size, height - ty * tile_size)
     done = np.zeros((y_end - y_top, width), dtype=np.bool_)
+    row_left = np.empty((y_end - y_top, tiles_x), dtype=np.int64)
+    for tx in range(tiles_x):
+        row_left[:, tx] = min(tile_size, width - tx * tile_size)
     batch_rows = np.empty((min(order.shape[0], FIRST_BATCH * 64), PACKED_WIDTH), dtype=np.float32)
     start, size = 0, FIRST_BATCH
     while start < order.shape[0] and (left > 0).any():
@@ -552,7 +560,7 @@ def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots
                                          batch_rows)
         for t in range(num_tiles):
             _blend_tile_batch(batch_rows, offsets, lists, t, band_t0, y_top, width, height, tile_size, tiles_x, acc,
-                              trans, done, left)
+                              trans, done, left, row_left)
         start += count
         size *= 2
 
