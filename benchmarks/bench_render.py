@@ -200,20 +200,54 @@ def main() -> None:
                             "prev2": threads(2, lambda: render_previous(big, robot))}, repeats=5)
         picture = render(big, robot, backend="cpu", background=(1.0, 1.0, 1.0))
     read_once = read_once_seconds(big)
+    lod_rows = level_of_detail_rows(big, {"overview 128x128": cam, "robot 640x480": robot,
+                                          "robot 64x48": monastery_camera(64, 48, eye=ROBOT_EYE,
+                                                                          target=ROBOT_TARGET)})
     rows.append(("2M SH3 robot camera 640x480", None, None, None, stage_cpu_ms(big, robot)))
     Image.fromarray(picture.to_uint8().numpy()).save(Path(__file__).with_name("robot_camera_2m.png"))
     print(f"2M SH3 640x480 robot camera: {1000 * t['ours2']:.0f} ms ({1 / t['ours2']:.1f} frames/s), previous "
           f"{1000 * t['prev2']:.0f} ms; {seen:,} Gaussians in the chunks kept; reading the index once "
           f"{1000 * read_once:.1f} ms")
-    write_results(rows, t, seen, read_once)
+    write_results(rows, t, seen, read_once, lod_rows)
 
 
-def write_results(rows, big, seen: int, read_once: float) -> None:
+LOD_PIXELS = (0.5, 1.0)
+
+
+def level_of_detail_rows(world: GaussianWorld, cameras: dict[str, Camera]) -> list[str]:
+    """Table rows: each camera exact and with each LOD_PIXELS level of detail: time (2 threads, interleaved),
+    Gaussians drawn, PSNR against the exact picture."""
+    index = scene_index(world)
+    started = time.perf_counter()
+    index.coarse_levels()
+    build = time.perf_counter() - started
+    lines = []
+    for name, camera in cameras.items():
+        view = cpu_backend._View(camera, 0)
+        with torch.no_grad():
+            exact = render(world, camera, backend="cpu")
+            fns = {lod: threads(2, lambda lod=lod, camera=camera: render(world, camera, backend="cpu", lod=lod))
+                   for lod in (None, *LOD_PIXELS)}
+            t, _ = interleaved(fns, repeats=5)
+            for lod in fns:
+                drawn = cpu_backend._Projected(index, view, camera.width, camera.height, 0.01, 1e10, 0.3, lod)
+                out = render(world, camera, backend="cpu", lod=lod)
+                mse = float(((out.rgb - exact.rgb) ** 2).mean())
+                psnr = "exact" if mse == 0 else f"{10 * math.log10(1 / mse):.1f} dB"
+                label = "exact" if lod is None else f"lod={lod}"
+                lines.append(f"| {name} | {label} | {1000 * t[lod]:.1f} ms | {int(drawn.counts.sum()):,} | {psnr} |")
+                print(f"LOD {name} {label}: {1000 * t[lod]:.1f} ms, {int(drawn.counts.sum()):,} drawn, PSNR {psnr}")
+    return [f"Building the coarse levels once: {build:.1f} s.", "",
+            "| camera (2M SH3 monastery) | level of detail | frame, 2 threads | Gaussians drawn | PSNR vs exact |",
+            "| --- | --- | --- | --- | --- |", *lines]
+
+
+def write_results(rows, big, seen: int, read_once: float, lod_rows: list[str]) -> None:
     lines = [
         f"Measured {datetime.date.today()} on {platform.processor() or platform.machine()} ({os.cpu_count()} CPUs) by "
         "`python benchmarks/bench_render.py`: one run, timings interleaved round-robin (medians), so the",
-        "ratios are robust to a busy machine; absolute times are not (other engineers shared this machine: load",
-        f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end of the run).",
+        "ratios are robust to a busy machine; absolute times are not (load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end of the run).",
         "Scene: pybullet_data samurai monastery; TinyRenderer draws the textured mesh, lyra_sim draws 200k",
         "Gaussians sampled on the same surface, or 200k random Gaussians filling the same view (depths 2-25 m,",
         "log-scales in [-4, -2]); same camera, 128x128. \"previous\" is the renderer before issue 13 (tests/).",
@@ -244,6 +278,9 @@ def write_results(rows, big, seen: int, read_once: float) -> None:
     for label, _, _, _, st in rows:
         lines.append(f"| {label} | {st['visible']:,} visible | {st['cull']:.1f} | {st['project']:.1f} "
                      f"| {st['composite']:.1f} | {st['sort']:.1f} |")
+    lines += ["", "Level of detail (`render(..., lod=px)`, lyra_sim/rendering/lod.py): chunks drawn as Gaussians "
+              "merged per octree cell when those project below `lod` pixels of standard deviation; far, dense "
+              "parts gain, near surfaces stay exact.", "", *lod_rows]
     out = write_section("CPU camera: lyra_sim Gaussian rasterizer vs PyBullet TinyRenderer", "\n".join(lines))
     print(f"wrote {out}")
 
