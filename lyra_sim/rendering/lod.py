@@ -66,45 +66,49 @@ class CoarseLevels:
 
 
 def build_coarse_levels(index: SceneIndex) -> CoarseLevels:
-    """The coarse levels of ``index``."""
+    """The coarse levels of ``index``. Each level is merged from the previous one (cells nest, and the moments
+    of merged Gaussians combine with their total weights), so building costs about twice one pass over the
+    index."""
     geometry = index.geometry.astype(np.float64)
     means, cov = geometry[:, GX:GZ + 1], _covariances(geometry)
     op = geometry[:, GOP]
-    area = _area(cov)
-    weight = op * area
+    weight = op * _area(cov)
+    sh, codes, starts = index.sh, index.codes, index.chunk_starts
+    members = np.ones(len(means), np.int64)
     trace_std = np.sqrt(np.trace(cov, axis1=1, axis2=2))
-    sigma_max = [_chunk_max(trace_std, index.chunk_starts)]
+    sigma_max = [_chunk_max(trace_std, starts)]
     extent_lo, extent_hi = index.extent_boxes[:, 0].copy(), index.extent_boxes[:, 1].copy()
     levels_geometry, levels_sh, levels_starts = [], [], []
     shift = _first_shift(index, trace_std)
-    previous = len(means)
-    while len(levels_geometry) < MAX_LEVELS and shift < MORTON_BITS and previous > index.num_chunks:
-        group_starts, chunk_starts = _cell_groups(index.codes, index.chunk_starts, shift)
+    while len(levels_geometry) < MAX_LEVELS and shift < MORTON_BITS and len(means) > index.num_chunks:
+        group_starts, group_chunk_starts = _cell_groups(codes, starts, shift)
         shift += 1
-        if len(group_starts) > previous // 2:
+        if len(group_starts) > len(means) // 2:
             continue  # the cells are still too small to merge much: try cells twice as wide
-        previous = len(group_starts)
+        sizes = np.diff(np.append(group_starts, len(means)))
         total = np.add.reduceat(weight, group_starts)
         safe = np.maximum(total, 1e-30)[:, None]
         merged_means = np.add.reduceat(weight[:, None] * means, group_starts) / safe
-        offset = means - np.repeat(merged_means, np.diff(np.append(group_starts, len(means))), axis=0)
+        offset = means - np.repeat(merged_means, sizes, axis=0)
         spread = cov + offset[:, :, None] * offset[:, None, :]
-        merged_cov = np.add.reduceat(weight[:, None, None] * spread, group_starts) / safe[:, :, None]
-        members = np.diff(np.append(group_starts, len(means)))
-        merged_op = np.add.reduceat(op * area, group_starts) / np.maximum(_area(merged_cov), 1e-30)
-        merged_op = np.clip(merged_op, ALPHA_THRESHOLD, MAX_MERGED_OPACITY)
-        merged_op[members == 1] = op[group_starts[members == 1]]  # a Gaussian alone in its cell stays as it is
-        merged_sh = np.add.reduceat(weight.astype(np.float32)[:, None, None] * index.sh, group_starts)
-        merged_sh /= safe[:, :, None].astype(np.float32)
+        cov = np.add.reduceat(weight[:, None, None] * spread, group_starts) / safe[:, :, None]
+        means = merged_means
+        merged_members = np.add.reduceat(members, group_starts)
+        # the group's opaque area (sum of o A over the original Gaussians) spread over the merged footprint
+        merged_op = np.clip(total / np.maximum(_area(cov), 1e-30), ALPHA_THRESHOLD, MAX_MERGED_OPACITY)
+        alone = merged_members == 1
+        merged_op[alone] = op[group_starts[alone]]  # a Gaussian alone in its cell stays as it is
+        sh = np.add.reduceat(weight.astype(np.float32)[:, None, None] * sh, group_starts)
+        sh /= safe[:, :, None].astype(np.float32)
+        op, weight, members, codes, starts = merged_op, total, merged_members, codes[group_starts], group_chunk_starts
         # Only merged Gaussians can differ from what they replace: a Gaussian alone in its cell does not count.
-        merged_std = np.where(members > 1, np.sqrt(np.trace(merged_cov, axis1=1, axis2=2)), 0.0)
-        sigma_max.append(_chunk_max(merged_std, chunk_starts))
-        std = np.sqrt(np.diagonal(merged_cov, axis1=1, axis2=2)) * CULL_SIGMAS
-        _, boxes = _chunk_boxes(merged_means, std, chunk_starts)
+        merged_std = np.where(alone, 0.0, np.sqrt(np.trace(cov, axis1=1, axis2=2)))
+        sigma_max.append(_chunk_max(merged_std, starts))
+        _, boxes = _chunk_boxes(means, np.sqrt(np.diagonal(cov, axis1=1, axis2=2)) * CULL_SIGMAS, starts)
         extent_lo, extent_hi = np.minimum(extent_lo, boxes[:, 0]), np.maximum(extent_hi, boxes[:, 1])
-        levels_geometry.append(_geometry_rows(merged_means, merged_cov, merged_op))
-        levels_sh.append(merged_sh)
-        levels_starts.append(chunk_starts)
+        levels_geometry.append(_geometry_rows(means, cov, op))
+        levels_sh.append(sh)
+        levels_starts.append(starts)
     offsets = np.cumsum([0] + [len(g) for g in levels_geometry])
     chunk_starts = np.concatenate([s[:-1] + o for s, o in zip(levels_starts, offsets, strict=False)]
                                   + [offsets[-1:]]).astype(np.int64)
