@@ -10,6 +10,7 @@ from scenes import camera_view, room_surfaces, surfels_world
 
 import lyra_sim
 from lyra_sim.envs import ENV_ID, prepare_scene
+from lyra_sim.envs.navigate import ActionError
 from lyra_sim.envs.vector import NavigateVectorEnv
 
 SMALL = {"image_size": (40, 30), "max_steps": 6}
@@ -21,11 +22,13 @@ def room_scene():
     return prepare_scene(view)
 
 
-def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene):
-    """Same seeds and actions: identical observations, rewards and autoresets (max_steps=6 truncates)."""
+@pytest.mark.parametrize("render_group", [None, 2])
+def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene, render_group):
+    """Same seeds and actions: identical observations, rewards and autoresets (max_steps=6 truncates), whether
+    the cameras render in one batch after the physics or in groups of 2 on the worker during it."""
     make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, **SMALL)
     sync = gymnasium.vector.SyncVectorEnv([make] * 3)
-    batched = lyra_sim.make_env(room_scene, num_envs=3, **SMALL)
+    batched = lyra_sim.make_env(room_scene, num_envs=3, render_group=render_group, **SMALL)
     assert isinstance(batched, NavigateVectorEnv)
     try:
         obs_a, _ = sync.reset(seed=[5, 6, 7])
@@ -47,6 +50,32 @@ def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene):
     finally:
         sync.close()
         batched.close()
+
+
+def test_vector_env_after_a_bad_action_mid_step(room_scene):
+    """Robot 1's NaN action raises after robot 0 queued its camera: nothing is left rendering, and the next
+    step returns the same pictures as an env that never saw the bad action."""
+    clean = NavigateVectorEnv(room_scene, 2, render_group=1, **SMALL)
+    interrupted = NavigateVectorEnv(room_scene, 2, render_group=1, **SMALL)
+    try:
+        clean.reset(seed=3)
+        interrupted.reset(seed=3)
+        with pytest.raises(ActionError):
+            interrupted.step(np.array([[0.0, 0.0], [np.nan, 0.0]], np.float32))
+        interrupted.envs[0].reset(seed=4)  # robot 0 moved no further than a zero action would have: reset both
+        clean.envs[0].reset(seed=4)
+        actions = np.array([[0.5, 0.1], [0.2, -0.3]], np.float32)
+        for a, b in zip(clean.step(actions)[:4], interrupted.step(actions)[:4], strict=True):
+            if isinstance(a, dict):
+                for key in a:
+                    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+            else:
+                np.testing.assert_array_equal(a, b)
+    finally:
+        clean.close()
+        interrupted.close()
+    with pytest.raises(ValueError, match="render_group"):
+        NavigateVectorEnv(room_scene, 1, render_group=0, **SMALL)
 
 
 def test_vector_env_sets_one_thread_pool(room_scene):

@@ -1,0 +1,81 @@
+"""Robot cameras of one vector-env step, rendered in batches on one worker thread.
+
+PyBullet holds the GIL while it steps; numba's rasterizer kernels release it. So a batch queued by the first
+robots can be drawn on the worker (with numba's threads) while the main thread steps the next robots' physics
+(``group`` smaller than the robot count). Only this one thread launches numba's parallel kernels while renders
+are in flight: the ``workqueue`` threading layer the renderer selects must not be entered by two threads at once.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numba
+import numpy as np
+import torch
+
+from lyra_sim.camera import Camera
+from lyra_sim.rendering import DEFAULT_BACKGROUND, render
+
+
+def _images(world, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 (B,H,W,3) and depth float32 (B,H,W,1) of a camera batch, as ``NavigateEnv._camera_images``."""
+    with torch.no_grad():  # grad mode is per thread: set it in the worker
+        result = render(world, camera, background=DEFAULT_BACKGROUND)
+    depth = result.surface_depth().numpy().astype(np.float32)[..., None]
+    return result.to_uint8().numpy(), depth
+
+
+class RenderQueue:
+    """Queue robot cameras (intrinsics ``K``, ``size`` = (width, height)); every ``group`` cameras of one world
+    (None: all the cameras of a step) go to the worker as one batched render. ``threads``: the worker's numba
+    threads."""
+
+    def __init__(self, K: torch.Tensor, size: tuple[int, int], group: int | None, threads: int):
+        if group is not None and (int(group) != group or group < 1):
+            raise ValueError(f"render_group: expected a positive integer or None, got {group!r}")
+        self.K, self.size, self.group = K, size, group
+        # numba's thread count is per thread: the worker sets its own.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lyra-render", initializer=numba.set_num_threads,
+                                            initargs=(threads,))
+        self._waiting: list[tuple[object, np.ndarray]] = []  # (key, world_to_cam) not yet submitted
+        self._world = None
+        self._submitted: list[tuple[list, Future]] = []
+
+    def add(self, key, world, world_to_cam: np.ndarray) -> None:
+        """Queue one camera (OpenCV world-to-camera (4, 4)) of ``world``; ``key`` comes back with its images."""
+        if self._waiting and world is not self._world:
+            self._submit()
+        self._world = world
+        self._waiting.append((key, world_to_cam))
+        if self.group is not None and len(self._waiting) >= self.group:
+            self._submit()
+
+    def _submit(self) -> None:
+        entries, self._waiting = self._waiting, []
+        # One Camera per batch: its checks (many small torch ops) run once per batch, not once per robot.
+        poses = torch.from_numpy(np.stack([pose for _, pose in entries])).float()
+        camera = Camera(self.K, poses, *self.size)
+        self._submitted.append(([key for key, _ in entries], self._executor.submit(_images, self._world, camera)))
+
+    def finish(self) -> list[tuple[object, np.ndarray, np.ndarray]]:
+        """Render what is still waiting and wait for every render: (key, rgb, depth) per queued camera, in order."""
+        if self._waiting:
+            self._submit()
+        submitted, self._submitted = self._submitted, []
+        done = []
+        for keys, future in submitted:
+            rgb, depth = future.result()
+            done += [(key, rgb[b], depth[b]) for b, key in enumerate(keys)]
+        return done
+
+    def discard(self) -> None:
+        """Drop queued cameras and wait for renders in flight (so none runs when the caller renders itself)."""
+        self._waiting = []
+        submitted, self._submitted = self._submitted, []
+        for _, future in submitted:
+            future.exception()  # waits; the error of a dropped render concerns nobody
+
+    def close(self) -> None:
+        self.discard()
+        self._executor.shutdown(wait=True)
