@@ -6,6 +6,7 @@ import gymnasium
 import numba
 import numpy as np
 import pytest
+from gymnasium.vector import AutoresetMode
 from scenes import camera_view, room_surfaces, surfels_world
 
 import lyra_sim
@@ -22,13 +23,16 @@ def room_scene():
     return prepare_scene(view)
 
 
-@pytest.mark.parametrize("render_group", [None, 2])
-def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene, render_group):
-    """Same seeds and actions: identical observations, rewards and autoresets (max_steps=6 truncates), whether
-    the cameras render in one batch after the physics or in groups of 2 on the worker during it."""
+@pytest.mark.parametrize(("render_group", "mode"), [
+    (None, AutoresetMode.NEXT_STEP), (2, AutoresetMode.NEXT_STEP), (2, AutoresetMode.SAME_STEP),
+])
+def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene, render_group, mode):
+    """Same seeds and actions: identical observations, rewards, autoresets (max_steps=6 truncates) and, in
+    same-step mode, final observations, whether the cameras render in one batch after the physics or in groups
+    of 2 on the worker during it."""
     make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, **SMALL)
-    sync = gymnasium.vector.SyncVectorEnv([make] * 3)
-    batched = lyra_sim.make_env(room_scene, num_envs=3, render_group=render_group, **SMALL)
+    sync = gymnasium.vector.SyncVectorEnv([make] * 3, autoreset_mode=mode)
+    batched = lyra_sim.make_env(room_scene, num_envs=3, render_group=render_group, autoreset_mode=mode, **SMALL)
     assert isinstance(batched, NavigateVectorEnv)
     try:
         obs_a, _ = sync.reset(seed=[5, 6, 7])
@@ -40,11 +44,19 @@ def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene, render_gro
                 np.testing.assert_array_equal(obs_a[key], obs_b[key], err_msg=key)
             assert obs_b["rgb"].std() > 5  # real pictures, not the blank placeholders
             actions = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
-            *step_a, _ = sync.step(actions)
-            *step_b, _ = batched.step(actions)
+            *step_a, info_a = sync.step(actions)
+            *step_b, info_b = batched.step(actions)
             obs_a, obs_b = step_a[0], step_b[0]
             for a, b in zip(step_a[1:], step_b[1:], strict=True):
                 np.testing.assert_array_equal(a, b)
+            assert ("final_obs" in info_a) == ("final_obs" in info_b)
+            assert ("final_obs" in info_b) == (mode == AutoresetMode.SAME_STEP and bool(step_b[3].any()))
+            for final_a, final_b in zip(info_a.get("final_obs", []), info_b.get("final_obs", []), strict=True):
+                assert (final_a is None) == (final_b is None)
+                if final_a is not None:
+                    assert final_b["rgb"].std() > 5
+                    for key in final_a:
+                        np.testing.assert_array_equal(final_a[key], final_b[key], err_msg=f"final_obs {key}")
             saw_reset |= bool(step_b[3].any())
         assert saw_reset  # the autoreset path was exercised
     finally:
