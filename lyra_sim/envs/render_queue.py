@@ -1,13 +1,15 @@
-"""Robot cameras of one vector-env step, rendered in batches on one worker thread.
+"""Robot cameras of one vector-env step, rendered in batches on a worker thread.
 
 PyBullet holds the GIL while it steps; numba's rasterizer kernels release it. So a batch queued by the first
 robots can be drawn on the worker (with numba's threads) while the main thread steps the next robots' physics
-(``group`` smaller than the robot count). Only this one thread launches numba's parallel kernels while renders
-are in flight: the ``workqueue`` threading layer the renderer selects must not be entered by two threads at once.
+(``group`` smaller than the robot count). numba's ``workqueue`` threading layer, which the renderer selects,
+aborts the process when two threads launch parallel kernels at once; so every queue of the process renders on
+ONE shared worker thread, and renders are in flight only between ``begin`` and ``finish`` or ``discard``.
 """
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numba
@@ -17,9 +19,22 @@ import torch
 from lyra_sim.camera import Camera
 from lyra_sim.rendering import DEFAULT_BACKGROUND, render
 
+_worker: ThreadPoolExecutor | None = None
+_worker_lock = threading.Lock()
 
-def _images(world, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+
+def _shared_worker() -> ThreadPoolExecutor:
+    """The process's one render thread (created on first use; idle threads end with the interpreter)."""
+    global _worker
+    with _worker_lock:
+        if _worker is None:
+            _worker = ThreadPoolExecutor(1, thread_name_prefix="lyra-render")
+        return _worker
+
+
+def _images(world, camera: Camera, threads: int) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 (B,H,W,3) and depth float32 (B,H,W,1) of a camera batch, as ``NavigateEnv._camera_images``."""
+    numba.set_num_threads(threads)  # per thread, and queues sharing the worker may want different counts
     with torch.no_grad():  # grad mode is per thread: set it in the worker
         result = render(world, camera, background=DEFAULT_BACKGROUND)
     depth = result.surface_depth().numpy().astype(np.float32)[..., None]
@@ -34,16 +49,22 @@ class RenderQueue:
     def __init__(self, K: torch.Tensor, size: tuple[int, int], group: int | None, threads: int):
         if group is not None and (int(group) != group or group < 1):
             raise ValueError(f"render_group: expected a positive integer or None, got {group!r}")
-        self.K, self.size, self.group = K, size, group
-        # numba's thread count is per thread: the worker sets its own.
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lyra-render", initializer=numba.set_num_threads,
-                                            initargs=(threads,))
+        self.K, self.size, self.group, self.threads = K, size, group, threads
+        self._collecting = False
         self._waiting: list[tuple[object, np.ndarray]] = []  # (key, world_to_cam) not yet submitted
         self._world = None
         self._submitted: list[tuple[list, Future]] = []
 
+    def begin(self) -> None:
+        """Start collecting the cameras of one reset or step (dropping anything left from an interrupted one)."""
+        self.discard()
+        self._collecting = True
+
     def add(self, key, world, world_to_cam: np.ndarray) -> None:
-        """Queue one camera (OpenCV world-to-camera (4, 4)) of ``world``; ``key`` comes back with its images."""
+        """Queue one camera (OpenCV world-to-camera (4, 4)) of ``world``; ``key`` comes back with its images.
+        Outside ``begin``/``finish`` (a sub-env reset by hand) nothing is queued: its images stay blank."""
+        if not self._collecting:
+            return
         if self._waiting and world is not self._world:
             self._submit()
         self._world = world
@@ -56,12 +77,14 @@ class RenderQueue:
         # One Camera per batch: its checks (many small torch ops) run once per batch, not once per robot.
         poses = torch.from_numpy(np.stack([pose for _, pose in entries])).float()
         camera = Camera(self.K, poses, *self.size)
-        self._submitted.append(([key for key, _ in entries], self._executor.submit(_images, self._world, camera)))
+        future = _shared_worker().submit(_images, self._world, camera, self.threads)
+        self._submitted.append(([key for key, _ in entries], future))
 
     def finish(self) -> list[tuple[object, np.ndarray, np.ndarray]]:
         """Render what is still waiting and wait for every render: (key, rgb, depth) per queued camera, in order."""
         if self._waiting:
             self._submit()
+        self._collecting = False
         submitted, self._submitted = self._submitted, []
         done = []
         for keys, future in submitted:
@@ -71,11 +94,9 @@ class RenderQueue:
 
     def discard(self) -> None:
         """Drop queued cameras and wait for renders in flight (so none runs when the caller renders itself)."""
+        self._collecting = False
         self._waiting = []
         submitted, self._submitted = self._submitted, []
         for _, future in submitted:
             future.exception()  # waits; the error of a dropped render concerns nobody
 
-    def close(self) -> None:
-        self.discard()
-        self._executor.shutdown(wait=True)

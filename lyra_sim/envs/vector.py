@@ -46,8 +46,8 @@ class NavigateVectorEnv(SyncVectorEnv):
     is truncated after ``max_steps`` steps (None: never); other keyword arguments go to each ``NavigateEnv``.
     ``threads`` sets numba's thread count (default: every CPU the process may use). ``render_group``: cameras
     per batched render (default None: one render of every robot's camera after all the physics). A smaller
-    group renders on a worker thread while the next robots' physics steps; with today's renderer its extra
-    calls cost more than the overlap gains (benchmarks/RESULTS.md, "Navigate-v0 simulation speed").
+    group renders on a worker thread while the next robots' physics steps: it needs an idle core, and on a busy
+    2-core machine it measured slower than one batch (benchmarks/RESULTS.md, "Navigate-v0 simulation speed").
     """
 
     def __init__(self, source, num_envs: int, intrinsics=None, threads: int | None = None, copy: bool = True,
@@ -74,7 +74,7 @@ class NavigateVectorEnv(SyncVectorEnv):
 
     def _with_images(self, call, *args, **kwargs):
         """Run SyncVectorEnv's reset or step (which queues every robot's camera) and fill in the images."""
-        self._renders.discard()
+        self._renders.begin()
         try:
             result = call(*args, **kwargs)
         except BaseException:
@@ -93,5 +93,5 @@ class NavigateVectorEnv(SyncVectorEnv):
 
     def close_extras(self, **kwargs):
         if getattr(self, "_renders", None) is not None:
-            self._renders.close()
+            self._renders.discard()
         super().close_extras(**kwargs)
