@@ -1,6 +1,8 @@
 """NavigateVectorEnv (one process, batched camera render) and AsyncVectorEnv with gymnasium's default fork."""
 
 import functools
+import os
+import signal
 
 import gymnasium
 import numba
@@ -121,3 +123,20 @@ def test_async_vector_env_with_the_default_fork_context(room_scene):
     finally:
         reference.close()
         asynchronous.close()
+
+
+def test_vector_env_in_a_forked_child(room_scene):
+    """The render worker thread does not survive fork(): a child process must start its own, not wait forever
+    on the parent's."""
+    parent = NavigateVectorEnv(room_scene, 2, **SMALL)
+    try:
+        obs, _ = parent.reset(seed=0)  # the parent's worker exists now
+        pid = os.fork()
+        if pid == 0:  # the child: exit code 0 = same pictures, 3 = different, killed by SIGALRM = hung
+            signal.alarm(60)
+            child = NavigateVectorEnv(room_scene, 2, **SMALL)
+            os._exit(0 if np.array_equal(child.reset(seed=0)[0]["rgb"], obs["rgb"]) else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        parent.close()

@@ -9,6 +9,7 @@ ONE shared worker thread, and renders are in flight only between ``begin`` and `
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -30,6 +31,16 @@ def _shared_worker() -> ThreadPoolExecutor:
         if _worker is None:
             _worker = ThreadPoolExecutor(1, thread_name_prefix="lyra-render")
         return _worker
+
+
+def _forget_worker() -> None:
+    """In a forked child the parent's worker thread does not exist: start a new one when needed."""
+    global _worker, _worker_lock
+    _worker, _worker_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_worker)
 
 
 def _images(world, camera: Camera, threads: int) -> tuple[np.ndarray, np.ndarray]:
