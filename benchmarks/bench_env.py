@@ -1,71 +1,131 @@
 """Simulation speed of LyraSim/Navigate-v0 on the bundled RGB-D example: scene preparation and env steps,
-one env per camera size, then 8 robots at 64x48: NavigateVectorEnv (one process, one batched render per
-step) beside gymnasium's SyncVectorEnv of single envs, interleaved in one run (< 3 min).
+one env per camera size, then 8 robots at 64x48: NavigateVectorEnv (one batched render per step, or renders
+overlapping the physics) beside gymnasium's SyncVectorEnv of single envs, interleaved in one run; the same on
+a small stand-in world for a fast renderer; the lower bounds without the render and PyBullet alone (< 3 min).
 
     python benchmarks/bench_env.py            # writes its section of benchmarks/RESULTS.md
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import platform
 import time
 from functools import partial
+from unittest import mock
 
 import gymnasium
 import numpy as np
 import torch
 from results import write_section
 
+from lyra_sim.camera import Camera
 from lyra_sim.demo import EXAMPLE_DIR
-from lyra_sim.envs import ENV_ID
+from lyra_sim.envs import ENV_ID, render_queue
 from lyra_sim.envs.navigate import CONTROL_DT, NavigateEnv
 from lyra_sim.envs.scene import prepare_scene
 from lyra_sim.envs.vector import NavigateVectorEnv
 from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
+from lyra_sim.rendering import DEFAULT_BACKGROUND, render
 
 DATA = EXAMPLE_DIR
 
 
-ROBOTS, VECTOR_STEPS = 8, 100
+ROBOTS, VECTOR_STEPS, BLOCK = 8, 100, 10
+STAND_IN_GAUSSIANS = 5_000  # a world this small renders about as fast as the renderer must for 400 steps/s
+ONE_BATCH = "NavigateVectorEnv (`make_env(..., num_envs=8)`): one render of the 8 cameras after the physics"
+OVERLAP = "NavigateVectorEnv(render_group=4): 2 renders of 4 cameras, the first during robots 4-7's physics"
+SYNC = "SyncVectorEnv of 8 NavigateEnv"
 
 
-def vector_steps_per_second(scene) -> dict[str, tuple[float, float]]:
-    """Env steps per second (all robots together) and CPU milliseconds per env step for two vector envs."""
-    make = partial(gymnasium.make, ENV_ID, source=scene, image_size=(64, 48), max_steps=200)
-    envs = {
-        "NavigateVectorEnv (`make_env(..., num_envs=8)`)": NavigateVectorEnv(scene, ROBOTS, image_size=(64, 48),
-                                                                             max_steps=200),
-        "SyncVectorEnv of 8 NavigateEnv": gymnasium.vector.SyncVectorEnv([make] * ROBOTS),
-    }
-    rng = np.random.default_rng(0)
+def _blank_images(world, camera, threads):
+    """Stands in for RenderQueue's renderer in the no-render lower bound: blank images of the right shape."""
+    shape = (len(camera), camera.height, camera.width)
+    return np.zeros((*shape, 3), np.uint8), np.zeros((*shape, 1), np.float32)
+
+
+def _interleaved(envs: dict, rng) -> dict[str, tuple[float, float]]:
+    """Env steps/s and CPU ms per env step of each vector env: the same random actions for all, in blocks
+    of BLOCK steps taken in turn (autoreset included)."""
     wall, cpu = dict.fromkeys(envs, 0.0), dict.fromkeys(envs, 0.0)
     for env in envs.values():
         env.reset(seed=0)
         env.step(np.zeros((ROBOTS, 2), np.float32))  # warm-up
-    for _ in range(VECTOR_STEPS // 10):
+    for _ in range(VECTOR_STEPS // BLOCK):
+        block = rng.uniform(-1, 1, (BLOCK, ROBOTS, 2)).astype(np.float32)
         for name, env in envs.items():
             t0, c0 = time.perf_counter(), time.process_time()
-            for _ in range(10):
-                env.step(rng.uniform(-1, 1, (ROBOTS, 2)).astype(np.float32))
+            for actions in block:
+                env.step(actions)
             wall[name] += time.perf_counter() - t0
             cpu[name] += time.process_time() - c0
-    physics = envs["NavigateVectorEnv (`make_env(..., num_envs=8)`)"].envs
-    t0, c0 = time.perf_counter(), time.process_time()
+    steps = ROBOTS * VECTOR_STEPS
+    return {name: (steps / wall[name], 1000 * cpu[name] / steps) for name in envs}
+
+
+def _physics_alone(envs: list, rng) -> tuple[float, float]:
+    """PyBullet alone (0.1 s at 240 Hz per env step, random actions), no camera and no env Python: a robot
+    that touches an obstacle is put back at its start, as the env's reset would."""
+    starts = [env.bullet.robot_state()[:3] for env in envs]
+    wall = cpu = 0.0
     for _ in range(VECTOR_STEPS // 4):
-        for env in physics:  # the lower bound: PyBullet alone (0.1 s at 240 Hz per step), no camera, no Python env
-            env.bullet.drive(0.2, 0.1, CONTROL_DT)
-    physics_wall, physics_cpu = time.perf_counter() - t0, time.process_time() - c0
+        actions = rng.uniform(-1, 1, (ROBOTS, 2))
+        t0, c0 = time.perf_counter(), time.process_time()
+        for env, (forward, turn) in zip(envs, actions, strict=True):
+            env.bullet.drive(forward * env.max_speed, turn * env.max_turn, CONTROL_DT)
+        wall += time.perf_counter() - t0
+        cpu += time.process_time() - c0
+        for env, start in zip(envs, starts, strict=True):
+            if env.bullet.in_collision():
+                env.bullet.set_robot_pose(*start)
+    steps = ROBOTS * (VECTOR_STEPS // 4)
+    return steps / wall, 1000 * cpu / steps
+
+
+def _batch_render_ms(env: NavigateVectorEnv, repeats: int = 10) -> float:
+    """Wall milliseconds per camera of one batched render of the robots' current cameras (the renderer alone)."""
+    first = env.envs[0]
+    poses = torch.from_numpy(np.stack([e.bullet.camera_world_to_cam() for e in env.envs])).float()
+    camera = Camera(first.camera_K, poses, *first.image_size)
+    with torch.no_grad():
+        render(first.scene.world, camera, background=DEFAULT_BACKGROUND)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            render(first.scene.world, camera, background=DEFAULT_BACKGROUND)
+    return 1000 * (time.perf_counter() - t0) / repeats / len(camera)
+
+
+def vector_steps_per_second(scene) -> dict[str, dict]:
+    """Env steps/s (all robots together) and CPU ms per env step: the vector envs on the bundled world and on a
+    stand-in for a fast renderer (the world cut to its STAND_IN_GAUSSIANS most opaque Gaussians), the lower
+    bounds (no render; PyBullet alone), and the renderer's batched time per camera."""
+    rng = np.random.default_rng(0)
+    options = {"image_size": (64, 48), "max_steps": 200}
+    make = partial(gymnasium.make, ENV_ID, source=scene, **options)
+    envs = {ONE_BATCH: NavigateVectorEnv(scene, ROBOTS, **options),
+            OVERLAP: NavigateVectorEnv(scene, ROBOTS, render_group=4, **options),
+            SYNC: gymnasium.vector.SyncVectorEnv([make] * ROBOTS)}
+    results = {"bundled": _interleaved(envs, rng)}
+    render_ms = {"bundled": _batch_render_ms(envs[ONE_BATCH])}
     for env in envs.values():
         env.close()
-    steps = ROBOTS * VECTOR_STEPS
-    result = {name: (steps / wall[name], 1000 * cpu[name] / steps) for name in envs}
-    physics_steps = ROBOTS * (VECTOR_STEPS // 4)
-    result["lower bound: PyBullet steps alone"] = (physics_steps / physics_wall, 1000 * physics_cpu / physics_steps)
-    for name, (rate, ms) in result.items():
-        print(f"{name}: {rate:.0f} env steps/s, {ms:.2f} CPU ms per env step")
-    return result
+    small = dataclasses.replace(scene, world=scene.world.most_opaque(STAND_IN_GAUSSIANS))
+    envs = {ONE_BATCH: NavigateVectorEnv(small, ROBOTS, **options),
+            OVERLAP: NavigateVectorEnv(small, ROBOTS, render_group=4, **options)}
+    results["stand-in"] = _interleaved(envs, rng)
+    render_ms["stand-in"] = _batch_render_ms(envs[ONE_BATCH])
+    with mock.patch.object(render_queue, "_images", _blank_images):
+        results["lower bound"] = _interleaved({"physics + env Python, no camera render": envs[ONE_BATCH]}, rng)
+    results["lower bound"]["PyBullet steps alone (random actions)"] = _physics_alone(envs[ONE_BATCH].envs, rng)
+    for env in envs.values():
+        env.close()
+    for group, rows in results.items():
+        for name, (rate, ms) in rows.items():
+            print(f"{group}: {name}: {rate:.0f} env steps/s, {ms:.2f} CPU ms per env step")
+    print("batched render, wall ms per camera:", {k: round(v, 2) for k, v in render_ms.items()})
+    return {"rows": results, "render_ms": render_ms}
 
 
 def main() -> None:
@@ -76,7 +136,7 @@ def main() -> None:
     t0 = time.perf_counter()
     scene = prepare_scene((rgb, depth), intrinsics=K)
     prepare_s = time.perf_counter() - t0
-    rows = []
+    rows_single = []
     rng = np.random.default_rng(0)
     for size in ((64, 48), (160, 120), (320, 240)):
         env = NavigateEnv(scene, image_size=size, max_steps=10_000)
@@ -90,9 +150,15 @@ def main() -> None:
                 env.reset(seed=steps)
         seconds = (time.perf_counter() - t0) / steps
         env.close()
-        rows.append((size, seconds))
+        rows_single.append((size, seconds))
         print(f"{size[0]}x{size[1]}: {1000 * seconds:.1f} ms per step ({1 / seconds:.0f} steps/s)")
     vector = vector_steps_per_second(scene)
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    rows, render_ms = vector["rows"], vector["render_ms"]
+    no_render_rate = rows["lower bound"]["physics + env Python, no camera render"][0]
+    budget_ms = 1000 / 400 - 1000 / no_render_rate  # one-batch step: the physics and Python, then the render
+    no_render_cpu = rows["lower bound"]["physics + env Python, no camera render"][1]
+    budget_cpu_ms = 2 * (1000 / 400 - no_render_cpu)  # idle 2 cores: the render's CPU time is split over both
     lines = [
         f"Measured {datetime.date.today()} on {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch threads, by `python benchmarks/bench_env.py`: the bundled RGB-D",
@@ -104,17 +170,35 @@ def main() -> None:
         "| robot camera | per step | steps/s |",
         "| --- | --- | --- |",
     ]
-    lines += [f"| {w}x{h} | {1000 * s:.1f} ms | {1 / s:.0f} |" for (w, h), s in rows]
+    lines += [f"| {w}x{h} | {1000 * s:.1f} ms | {1 / s:.0f} |" for (w, h), s in rows_single]
+    shared = (": other processes shared the machine, so compare the rows of a table with each other (they were "
+              "interleaved); CPU ms are less load-sensitive" if load > cpus + 1 else "")
     lines += [
         "",
-        f"{ROBOTS} robots, 64x48 RGB-D, random actions (autoreset), {VECTOR_STEPS} vector steps each, the two "
-        f"interleaved in blocks of 10 steps (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: other "
-        "engineers shared the machine, so compare the rows with each other; CPU ms are less load-sensitive):",
+        f"{ROBOTS} robots, 64x48 RGB-D, the same random actions for every env (autoreset), {VECTOR_STEPS} vector "
+        f"steps each, the envs of a table interleaved in blocks of {BLOCK} steps; 1-minute load average "
+        f"{load:.1f} at the end, on {cpus} CPUs{shared}.",
         "",
-        "| vector env | env steps/s in total (target >= 400) | CPU ms per env step |",
-        "| --- | --- | --- |",
+        "| world | vector env | env steps/s in total (target >= 400) | CPU ms per env step |",
+        "| --- | --- | --- | --- |",
     ]
-    lines += [f"| {name} | {rate:.0f} | {cpu:.2f} |" for name, (rate, cpu) in vector.items()]
+    worlds = {"bundled": f"bundled ({len(scene.world):,})",
+              "stand-in": f"{STAND_IN_GAUSSIANS:,} most opaque (a fast renderer's stand-in)", "lower bound": "-"}
+    lines += [f"| {worlds[group]} | {name} | {rate:.0f} | {cpu:.2f} |"
+              for group, table in rows.items() for name, (rate, cpu) in table.items()]
+    lines += [
+        "",
+        f"The renderer alone, one batched call of the 8 robot cameras: {render_ms['bundled']:.2f} ms per camera",
+        f"on the bundled world, {render_ms['stand-in']:.2f} ms on the stand-in (wall, both cores). With the default",
+        "one render per step, a step costs the physics and env Python (the no-render row) plus that render, so 400",
+        f"env steps/s needs a batched render of at most {budget_ms:.2f} ms per camera at this load; on 2 idle",
+        "cores (the no-render row's CPU time as its wall time, the render's CPU time split over both) at most",
+        f"{budget_cpu_ms:.2f} CPU ms per camera. PyBullet holds the GIL while it steps and numba's kernels release",
+        "it, so render_group=4 draws the first 4 cameras during the other robots' physics; " + ", ".join(
+            f"on the {group} world it ran at {table[OVERLAP][0] / table[ONE_BATCH][0]:.2f}x the one-batch env's "
+            f"steps/s and {table[OVERLAP][1] / table[ONE_BATCH][1]:.2f}x its CPU"
+            for group, table in rows.items() if OVERLAP in table) + ".",
+    ]
     write_section("Navigate-v0 simulation speed, CPU", "\n".join(lines))
     print("wrote benchmarks/RESULTS.md")
 

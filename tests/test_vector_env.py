@@ -1,15 +1,19 @@
 """NavigateVectorEnv (one process, batched camera render) and AsyncVectorEnv with gymnasium's default fork."""
 
 import functools
+import os
+import signal
 
 import gymnasium
 import numba
 import numpy as np
 import pytest
+from gymnasium.vector import AutoresetMode
 from scenes import camera_view, room_surfaces, surfels_world
 
 import lyra_sim
 from lyra_sim.envs import ENV_ID, prepare_scene
+from lyra_sim.envs.navigate import ActionError
 from lyra_sim.envs.vector import NavigateVectorEnv
 
 SMALL = {"image_size": (40, 30), "max_steps": 6}
@@ -21,11 +25,16 @@ def room_scene():
     return prepare_scene(view)
 
 
-def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene):
-    """Same seeds and actions: identical observations, rewards and autoresets (max_steps=6 truncates)."""
+@pytest.mark.parametrize(("render_group", "mode"), [
+    (None, AutoresetMode.NEXT_STEP), (2, AutoresetMode.NEXT_STEP), (2, AutoresetMode.SAME_STEP),
+])
+def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene, render_group, mode):
+    """Same seeds and actions: identical observations, rewards, autoresets (max_steps=6 truncates) and, in
+    same-step mode, final observations, whether the cameras render in one batch after the physics or in groups
+    of 2 on the worker during it."""
     make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, **SMALL)
-    sync = gymnasium.vector.SyncVectorEnv([make] * 3)
-    batched = lyra_sim.make_env(room_scene, num_envs=3, **SMALL)
+    sync = gymnasium.vector.SyncVectorEnv([make] * 3, autoreset_mode=mode)
+    batched = lyra_sim.make_env(room_scene, num_envs=3, render_group=render_group, autoreset_mode=mode, **SMALL)
     assert isinstance(batched, NavigateVectorEnv)
     try:
         obs_a, _ = sync.reset(seed=[5, 6, 7])
@@ -37,16 +46,53 @@ def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene):
                 np.testing.assert_array_equal(obs_a[key], obs_b[key], err_msg=key)
             assert obs_b["rgb"].std() > 5  # real pictures, not the blank placeholders
             actions = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
-            *step_a, _ = sync.step(actions)
-            *step_b, _ = batched.step(actions)
+            *step_a, info_a = sync.step(actions)
+            *step_b, info_b = batched.step(actions)
             obs_a, obs_b = step_a[0], step_b[0]
             for a, b in zip(step_a[1:], step_b[1:], strict=True):
                 np.testing.assert_array_equal(a, b)
+            assert ("final_obs" in info_a) == ("final_obs" in info_b)
+            assert ("final_obs" in info_b) == (mode == AutoresetMode.SAME_STEP and bool((step_b[2] | step_b[3]).any()))
+            for final_a, final_b in zip(info_a.get("final_obs", []), info_b.get("final_obs", []), strict=True):
+                assert (final_a is None) == (final_b is None)
+                if final_a is not None:
+                    assert final_b["rgb"].std() > 5
+                    for key in final_a:
+                        np.testing.assert_array_equal(final_a[key], final_b[key], err_msg=f"final_obs {key}")
             saw_reset |= bool(step_b[3].any())
         assert saw_reset  # the autoreset path was exercised
     finally:
         sync.close()
         batched.close()
+
+
+def test_vector_env_after_a_bad_action_mid_step(room_scene):
+    """Robot 1's NaN action raises after robot 0's camera went to the worker: nothing is left rendering, and
+    the next step returns the same pictures as an env that never saw the bad action (two vector envs, one
+    render worker)."""
+    clean = NavigateVectorEnv(room_scene, 2, render_group=1, **SMALL)
+    interrupted = NavigateVectorEnv(room_scene, 2, render_group=1, **SMALL)
+    try:
+        clean.reset(seed=3)
+        interrupted.reset(seed=3)
+        with pytest.raises(ActionError):
+            interrupted.step(np.array([[0.0, 0.0], [np.nan, 0.0]], np.float32))
+        # Robot 0 moved (a zero action) in one env only: reset it by hand in both. Outside the vector env's own
+        # reset and step its camera is not rendered (no render may be left running in the shared worker).
+        assert interrupted.envs[0].reset(seed=4)[0]["rgb"].max() == 0
+        clean.envs[0].reset(seed=4)
+        actions = np.array([[0.5, 0.1], [0.2, -0.3]], np.float32)
+        for a, b in zip(clean.step(actions)[:4], interrupted.step(actions)[:4], strict=True):
+            if isinstance(a, dict):
+                for key in a:
+                    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+            else:
+                np.testing.assert_array_equal(a, b)
+    finally:
+        clean.close()
+        interrupted.close()
+    with pytest.raises(ValueError, match="render_group"):
+        NavigateVectorEnv(room_scene, 1, render_group=0, **SMALL)
 
 
 def test_vector_env_sets_one_thread_pool(room_scene):
@@ -77,3 +123,20 @@ def test_async_vector_env_with_the_default_fork_context(room_scene):
     finally:
         reference.close()
         asynchronous.close()
+
+
+def test_vector_env_in_a_forked_child(room_scene):
+    """The render worker thread does not survive fork(): a child process must start its own, not wait forever
+    on the parent's."""
+    parent = NavigateVectorEnv(room_scene, 2, **SMALL)
+    try:
+        obs, _ = parent.reset(seed=0)  # the parent's worker exists now
+        pid = os.fork()
+        if pid == 0:  # the child: exit code 0 = same pictures, 3 = different, killed by SIGALRM = hung
+            signal.alarm(60)
+            child = NavigateVectorEnv(room_scene, 2, **SMALL)
+            os._exit(0 if np.array_equal(child.reset(seed=0)[0]["rgb"], obs["rgb"]) else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        parent.close()

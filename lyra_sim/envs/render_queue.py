@@ -1,0 +1,113 @@
+"""Robot cameras of one vector-env step, rendered in batches on a worker thread.
+
+PyBullet holds the GIL while it steps; numba's rasterizer kernels release it. So a batch queued by the first
+robots can be drawn on the worker (with numba's threads) while the main thread steps the next robots' physics
+(``group`` smaller than the robot count). numba's ``workqueue`` threading layer, which the renderer selects,
+aborts the process when two threads launch parallel kernels at once; so every queue of the process renders on
+ONE shared worker thread, and renders are in flight only between ``begin`` and ``finish`` or ``discard``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numba
+import numpy as np
+import torch
+
+from lyra_sim.camera import Camera
+from lyra_sim.rendering import DEFAULT_BACKGROUND, render
+
+_worker: ThreadPoolExecutor | None = None
+_worker_lock = threading.Lock()
+
+
+def _shared_worker() -> ThreadPoolExecutor:
+    """The process's one render thread (created on first use; idle threads end with the interpreter)."""
+    global _worker
+    with _worker_lock:
+        if _worker is None:
+            _worker = ThreadPoolExecutor(1, thread_name_prefix="lyra-render")
+        return _worker
+
+
+def _forget_worker() -> None:
+    """In a forked child the parent's worker thread does not exist: start a new one when needed."""
+    global _worker, _worker_lock
+    _worker, _worker_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_worker)
+
+
+def _images(world, camera: Camera, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 (B,H,W,3) and depth float32 (B,H,W,1) of a camera batch, as ``NavigateEnv._camera_images``."""
+    numba.set_num_threads(threads)  # per thread, and queues sharing the worker may want different counts
+    with torch.no_grad():  # grad mode is per thread: set it in the worker
+        result = render(world, camera, background=DEFAULT_BACKGROUND)
+    depth = result.surface_depth().numpy().astype(np.float32)[..., None]
+    return result.to_uint8().numpy(), depth
+
+
+class RenderQueue:
+    """Queue robot cameras (intrinsics ``K``, ``size`` = (width, height)); every ``group`` cameras of one world
+    (None: all the cameras of a step) go to the worker as one batched render. ``threads``: the worker's numba
+    threads."""
+
+    def __init__(self, K: torch.Tensor, size: tuple[int, int], group: int | None, threads: int):
+        if group is not None and (int(group) != group or group < 1):
+            raise ValueError(f"render_group: expected a positive integer or None, got {group!r}")
+        self.K, self.size, self.group, self.threads = K, size, group, threads
+        self._collecting = False
+        self._waiting: list[tuple[object, np.ndarray]] = []  # (key, world_to_cam) not yet submitted
+        self._world = None
+        self._submitted: list[tuple[list, Future]] = []
+
+    def begin(self) -> None:
+        """Start collecting the cameras of one reset or step (dropping anything left from an interrupted one)."""
+        self.discard()
+        self._collecting = True
+
+    def add(self, key, world, world_to_cam: np.ndarray) -> None:
+        """Queue one camera (OpenCV world-to-camera (4, 4)) of ``world``; ``key`` comes back with its images.
+        Outside ``begin``/``finish`` (a sub-env reset by hand) nothing is queued: its images stay blank."""
+        if not self._collecting:
+            return
+        if self._waiting and world is not self._world:
+            self._submit()
+        self._world = world
+        self._waiting.append((key, world_to_cam))
+        if self.group is not None and len(self._waiting) >= self.group:
+            self._submit()
+
+    def _submit(self) -> None:
+        entries, self._waiting = self._waiting, []
+        # One Camera per batch: its checks (many small torch ops) run once per batch, not once per robot.
+        poses = torch.from_numpy(np.stack([pose for _, pose in entries])).float()
+        camera = Camera(self.K, poses, *self.size)
+        future = _shared_worker().submit(_images, self._world, camera, self.threads)
+        self._submitted.append(([key for key, _ in entries], future))
+
+    def finish(self) -> list[tuple[object, np.ndarray, np.ndarray]]:
+        """Render what is still waiting and wait for every render: (key, rgb, depth) per queued camera, in order."""
+        if self._waiting:
+            self._submit()
+        self._collecting = False
+        submitted, self._submitted = self._submitted, []
+        done = []
+        for keys, future in submitted:
+            rgb, depth = future.result()
+            done += [(key, rgb[b], depth[b]) for b, key in enumerate(keys)]
+        return done
+
+    def discard(self) -> None:
+        """Drop queued cameras and wait for renders in flight (so none runs when the caller renders itself)."""
+        self._collecting = False
+        self._waiting = []
+        submitted, self._submitted = self._submitted, []
+        for _, future in submitted:
+            future.exception()  # waits; the error of a dropped render concerns nobody
+
