@@ -25,16 +25,18 @@ def room_scene():
     return prepare_scene(view)
 
 
-@pytest.mark.parametrize(("render_group", "mode"), [
-    (None, AutoresetMode.NEXT_STEP), (2, AutoresetMode.NEXT_STEP), (2, AutoresetMode.SAME_STEP),
+@pytest.mark.parametrize(("render_group", "mode", "camera_lod"), [
+    (None, AutoresetMode.NEXT_STEP, None), (2, AutoresetMode.NEXT_STEP, None), (2, AutoresetMode.SAME_STEP, None),
+    (None, AutoresetMode.NEXT_STEP, 8.0),  # coarse enough to change this small room's 40x30 pictures
 ])
-def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene, render_group, mode):
+def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene, render_group, mode, camera_lod):
     """Same seeds and actions: identical observations, rewards, autoresets (max_steps=6 truncates) and, in
     same-step mode, final observations, whether the cameras render in one batch after the physics or in groups
-    of 2 on the worker during it."""
-    make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, **SMALL)
+    of 2 on the worker during it, and with a level of detail."""
+    make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, camera_lod=camera_lod, **SMALL)
     sync = gymnasium.vector.SyncVectorEnv([make] * 3, autoreset_mode=mode)
-    batched = lyra_sim.make_env(room_scene, num_envs=3, render_group=render_group, autoreset_mode=mode, **SMALL)
+    batched = lyra_sim.make_env(room_scene, num_envs=3, render_group=render_group, autoreset_mode=mode,
+                                camera_lod=camera_lod, **SMALL)
     assert isinstance(batched, NavigateVectorEnv)
     try:
         obs_a, _ = sync.reset(seed=[5, 6, 7])

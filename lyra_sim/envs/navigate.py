@@ -71,7 +71,8 @@ class NavigateEnv(gym.Env):
     ``SimScene`` (``lyra_sim.envs.prepare_scene``; share one between vectorised copies). ``image_size``
     (width, height) and ``fov_deg`` of the robot camera; ``max_steps``; ``max_speed``, ``max_turn``;
     ``goal_distance`` (min, max metres); ``goal_radius``; ``render_mode`` ("rgb_array") and ``render_size``
-    of ``render()``; ``scene_options`` go to ``prepare_scene``.
+    of ``render()``; ``scene_options`` go to ``prepare_scene``; ``camera_lod``: the robot camera's level of detail
+    (``lyra_sim.render``'s ``lod``, pixels; None draws every Gaussian).
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": int(1 / CONTROL_DT)}
@@ -80,7 +81,7 @@ class NavigateEnv(gym.Env):
                  max_steps: int | None = None, max_speed: float = 0.5, max_turn: float = 1.5,
                  goal_distance: tuple[float, float] = (0.5, 2.5), goal_radius: float = 0.25,
                  render_mode: str | None = "rgb_array", render_size: tuple[int, int] = (320, 240),
-                 scene_options: dict | None = None):
+                 scene_options: dict | None = None, camera_lod: float | None = None):
         super().__init__()
         self.scene: SimScene = prepare_scene(source, intrinsics=intrinsics, **(scene_options or {}))
         self.render_mode = render_mode
@@ -89,6 +90,7 @@ class NavigateEnv(gym.Env):
         width, height = image_size
         self.camera_K = Camera.intrinsics_from_fov(width, height, fov_deg)
         self.image_size, self.render_size = (width, height), render_size
+        self.camera_lod = camera_lod
         self.render_K = Camera.intrinsics_from_fov(*render_size, fov_deg)
         self.bullet = BulletScene(self.scene.proxies[0], robot_scale=self.scene.robot_scale)
         self._keyframe = 0
@@ -123,12 +125,13 @@ class NavigateEnv(gym.Env):
     def _robot_camera(self, K: torch.Tensor, size: tuple[int, int]) -> Camera:
         return Camera(K, torch.from_numpy(self.bullet.camera_world_to_cam()).float(), *size)
 
-    def _render(self, K: torch.Tensor, size: tuple[int, int]):
+    def _render(self, K: torch.Tensor, size: tuple[int, int], lod: float | None = None):
         with torch.no_grad():
-            return render(self._world_now(), self._robot_camera(K, size), background=DEFAULT_BACKGROUND)
+            return render(self._world_now(), self._robot_camera(K, size), background=DEFAULT_BACKGROUND, lod=lod)
 
     def _observation(self) -> dict:
-        return {**self._camera_images(self._render(self.camera_K, self.image_size)), **self._robot_observation()}
+        images = self._camera_images(self._render(self.camera_K, self.image_size, self.camera_lod))
+        return {**images, **self._robot_observation()}
 
     def _camera_images(self, result) -> dict:
         """The observation's rgb and depth from the robot camera's RenderResult."""

@@ -43,11 +43,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_worker)
 
 
-def _images(world, camera: Camera, threads: int) -> tuple[np.ndarray, np.ndarray]:
+def _images(world, camera: Camera, threads: int, lod: float | None) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 (B,H,W,3) and depth float32 (B,H,W,1) of a camera batch, as ``NavigateEnv._camera_images``."""
     numba.set_num_threads(threads)  # per thread, and queues sharing the worker may want different counts
     with torch.no_grad():  # grad mode is per thread: set it in the worker
-        result = render(world, camera, background=DEFAULT_BACKGROUND)
+        result = render(world, camera, background=DEFAULT_BACKGROUND, lod=lod)
     depth = result.surface_depth().numpy().astype(np.float32)[..., None]
     return result.to_uint8().numpy(), depth
 
@@ -55,12 +55,13 @@ def _images(world, camera: Camera, threads: int) -> tuple[np.ndarray, np.ndarray
 class RenderQueue:
     """Queue robot cameras (intrinsics ``K``, ``size`` = (width, height)); every ``group`` cameras of one world
     (None: all the cameras of a step) go to the worker as one batched render. ``threads``: the worker's numba
-    threads."""
+    threads; ``lod``: the level of detail of the renders (``lyra_sim.render``)."""
 
-    def __init__(self, K: torch.Tensor, size: tuple[int, int], group: int | None, threads: int):
+    def __init__(self, K: torch.Tensor, size: tuple[int, int], group: int | None, threads: int,
+                 lod: float | None = None):
         if group is not None and (int(group) != group or group < 1):
             raise ValueError(f"render_group: expected a positive integer or None, got {group!r}")
-        self.K, self.size, self.group, self.threads = K, size, group, threads
+        self.K, self.size, self.group, self.threads, self.lod = K, size, group, threads, lod
         self._collecting = False
         self._waiting: list[tuple[object, np.ndarray]] = []  # (key, world_to_cam) not yet submitted
         self._world = None
@@ -88,7 +89,7 @@ class RenderQueue:
         # One Camera per batch: its checks (many small torch ops) run once per batch, not once per robot.
         poses = torch.from_numpy(np.stack([pose for _, pose in entries])).float()
         camera = Camera(self.K, poses, *self.size)
-        future = _shared_worker().submit(_images, self._world, camera, self.threads)
+        future = _shared_worker().submit(_images, self._world, camera, self.threads, self.lod)
         self._submitted.append(([key for key, _ in entries], future))
 
     def finish(self) -> list[tuple[object, np.ndarray, np.ndarray]]:

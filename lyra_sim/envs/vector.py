@@ -62,7 +62,7 @@ class NavigateVectorEnv(SyncVectorEnv):
         make = partial(_DeferredCameraEnv, scene, max_steps=max_steps, **kwargs)
         super().__init__([make] * int(num_envs), copy=copy, autoreset_mode=autoreset_mode)
         first = self.envs[0]
-        self._renders = RenderQueue(first.camera_K, first.image_size, render_group, threads)
+        self._renders = RenderQueue(first.camera_K, first.image_size, render_group, threads, first.camera_lod)
         for env in self.envs:
             env.render_queue = self._renders
 
