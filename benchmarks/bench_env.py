@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import os
 import platform
 import time
@@ -38,6 +39,8 @@ STAND_IN_GAUSSIANS = 5_000  # a world this small renders about as fast as the re
 ONE_BATCH = "NavigateVectorEnv (`make_env(..., num_envs=8)`): one render of the 8 cameras after the physics"
 OVERLAP = "NavigateVectorEnv(render_group=4): 2 renders of 4 cameras, the first during robots 4-7's physics"
 SYNC = "SyncVectorEnv of 8 NavigateEnv"
+CAMERA_LOD = 1.0
+LOD = f"NavigateVectorEnv(camera_lod={CAMERA_LOD}): one batch, robot cameras with a level of detail"
 
 
 def _blank_images(world, camera, threads):
@@ -84,17 +87,28 @@ def _physics_alone(envs: list, rng) -> tuple[float, float]:
     return steps / wall, 1000 * cpu / steps
 
 
-def _batch_render_ms(env: NavigateVectorEnv, repeats: int = 10) -> float:
+def _batch_render_ms(env: NavigateVectorEnv, repeats: int = 10, lod: float | None = None) -> float:
     """Wall milliseconds per camera of one batched render of the robots' current cameras (the renderer alone)."""
     first = env.envs[0]
     poses = torch.from_numpy(np.stack([e.bullet.camera_world_to_cam() for e in env.envs])).float()
     camera = Camera(first.camera_K, poses, *first.image_size)
     with torch.no_grad():
-        render(first.scene.world, camera, background=DEFAULT_BACKGROUND)
+        render(first.scene.world, camera, background=DEFAULT_BACKGROUND, lod=lod)
         t0 = time.perf_counter()
         for _ in range(repeats):
-            render(first.scene.world, camera, background=DEFAULT_BACKGROUND)
+            render(first.scene.world, camera, background=DEFAULT_BACKGROUND, lod=lod)
     return 1000 * (time.perf_counter() - t0) / repeats / len(camera)
+
+
+def _lod_psnr(env: NavigateVectorEnv, lod: float) -> float:
+    """PSNR (dB) of the robots' current camera images with level of detail ``lod`` against the exact ones."""
+    first = env.envs[0]
+    poses = torch.from_numpy(np.stack([e.bullet.camera_world_to_cam() for e in env.envs])).float()
+    camera = Camera(first.camera_K, poses, *first.image_size)
+    with torch.no_grad():
+        exact = render(first.scene.world, camera, background=DEFAULT_BACKGROUND).rgb
+        coarse = render(first.scene.world, camera, background=DEFAULT_BACKGROUND, lod=lod).rgb
+    return 10 * math.log10(1.0 / max(float(((exact - coarse) ** 2).mean()), 1e-12))
 
 
 def vector_steps_per_second(scene) -> dict[str, dict]:
@@ -106,9 +120,12 @@ def vector_steps_per_second(scene) -> dict[str, dict]:
     make = partial(gymnasium.make, ENV_ID, source=scene, **options)
     envs = {ONE_BATCH: NavigateVectorEnv(scene, ROBOTS, **options),
             OVERLAP: NavigateVectorEnv(scene, ROBOTS, render_group=4, **options),
+            LOD: NavigateVectorEnv(scene, ROBOTS, camera_lod=CAMERA_LOD, **options),
             SYNC: gymnasium.vector.SyncVectorEnv([make] * ROBOTS)}
     results = {"bundled": _interleaved(envs, rng)}
-    render_ms = {"bundled": _batch_render_ms(envs[ONE_BATCH])}
+    render_ms = {"bundled": _batch_render_ms(envs[ONE_BATCH]),
+                 "bundled, level of detail": _batch_render_ms(envs[ONE_BATCH], lod=CAMERA_LOD)}
+    render_ms["level of detail PSNR"] = _lod_psnr(envs[ONE_BATCH], CAMERA_LOD)
     for env in envs.values():
         env.close()
     small = dataclasses.replace(scene, world=scene.world.most_opaque(STAND_IN_GAUSSIANS))
@@ -189,7 +206,9 @@ def main() -> None:
     lines += [
         "",
         f"The renderer alone, one batched call of the 8 robot cameras: {render_ms['bundled']:.2f} ms per camera",
-        f"on the bundled world, {render_ms['stand-in']:.2f} ms on the stand-in (wall, both cores). With the default",
+        f"on the bundled world ({render_ms['bundled, level of detail']:.2f} ms with camera_lod={CAMERA_LOD}, whose "
+        f"images are {render_ms['level of detail PSNR']:.1f} dB PSNR from the exact ones),",
+        f"{render_ms['stand-in']:.2f} ms on the stand-in (wall, both cores). With the default",
         "one render per step, a step costs the physics and env Python (the no-render row) plus that render, so 400",
         f"env steps/s needs a batched render of at most {budget_ms:.2f} ms per camera at this load; on 2 idle",
         "cores (the no-render row's CPU time as its wall time, the render's CPU time split over both) at most",
