@@ -203,7 +203,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     world, cams = _world_and_cameras(args, args.path)
     written = render_path(world, cams, Path(args.out), backend=args.backend, mp4=not args.no_mp4,
-                          depth_frames=args.depth)
+                          depth_frames=args.depth, lod=args.lod)
     print(f"wrote {len(written['frames'])} frames to {args.out}/")
     print(f"wrote contact sheet {written['contact_sheet']}")
     if "mp4" in written:
@@ -403,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--backend", default="auto", choices=["auto", "cpu", "gsplat"],
                      help="rasterizer: gsplat needs CUDA; auto picks it when the world is on a GPU")
     ren.add_argument("--depth", action="store_true", help="also write depth previews")
+    ren.add_argument("--lod", type=_positive_float, help="CPU level of detail: draw far, dense parts as merged "
+                     "Gaussians of at most this many pixels (standard deviation); default: every Gaussian")
     ren.add_argument("--no-mp4", action="store_true", help="skip the MP4")
     ren.add_argument("-o", "--out", default="out/render", help="output folder")
     ren.set_defaults(func=cmd_render)

@@ -86,8 +86,9 @@ def path_time(world: GaussianWorld | DynamicGaussianWorld, index: int, count: in
 
 def render_path(world: GaussianWorld | DynamicGaussianWorld, cameras: Camera, out_dir: str | os.PathLike,
                 backend: str = "auto", mp4: bool = True, background=DEFAULT_BACKGROUND, depth_frames: bool = False,
-                fps: int = 24) -> dict:
-    """Render every camera of a path to ``out_dir``: frame_NNNN.png, contact_sheet.png and flythrough.mp4.
+                fps: int = 24, lod: float | None = None) -> dict:
+    """Render every camera of a path to ``out_dir``: frame_NNNN.png, contact_sheet.png and flythrough.mp4
+    (``lod``: the CPU renderer's level of detail, see ``lyra_sim.render``).
 
     A dynamic world is played from its first to its last keyframe time over the path. ``depth_frames``
     also writes depth_NNNN.png previews. Returns the written paths: {"frames": [...], "contact_sheet": ...,
@@ -100,7 +101,7 @@ def render_path(world: GaussianWorld | DynamicGaussianWorld, cameras: Camera, ou
         for i in tqdm(range(len(cameras)), desc="rendering", unit="frame"):
             with torch.no_grad():
                 result = render(world, cameras[i], backend=backend, background=background,
-                                t=path_time(world, i, len(cameras)))
+                                t=path_time(world, i, len(cameras)), lod=lod)
             frames.append(result.rgb.numpy())
             names["frames"].append(save_png(result.rgb, tmp / f"frame_{i:04d}.png").name)
             if depth_frames:

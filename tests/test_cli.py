@@ -38,6 +38,15 @@ def test_generate_info_render(tmp_path, example, capsys):
     assert iio.imread(frames[0]).shape == (36, 48, 3)
     assert iio.imread(render_dir / "flythrough.mp4").shape[0] == 4
     assert (render_dir / "contact_sheet.png").is_file()
+    coarse_dir = tmp_path / "r_lod"  # a level of detail coarse enough to merge most of this small world
+    assert main(["render", str(world_path), "--frames", "4", "--width", "48", "--height", "36", "-o", str(coarse_dir),
+                 "--path", "lyra:0", "--lod", "50", "--no-mp4"]) == 0
+    coarse = [iio.imread(coarse_dir / f.name).astype(int) for f in frames]
+    difference = np.mean([np.abs(c - iio.imread(f)).mean() for c, f in zip(coarse, frames, strict=True)])
+    assert 0 < difference < 40  # the same scene, drawn with merged Gaussians
+    with pytest.raises(SystemExit) as refused:  # a usage error: one line, exit code 2
+        main(["render", str(world_path), "--lod", "-1", "-o", str(tmp_path / "bad")])
+    assert refused.value.code == 2 and "--lod" in capsys.readouterr().err
 
 
 def test_demo_writes_ply_and_preview(tmp_path, example):
