@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -160,18 +161,31 @@ def test_matches_previous_implementation(sh_degree):
     np.testing.assert_allclose(out.alpha.numpy(), alpha, atol=2e-5, rtol=0)
 
 
-@pytest.mark.parametrize("band_height", [1, 2, 3])
-def test_bands_of_tile_rows_change_nothing(monkeypatch, band_height):
+@pytest.mark.parametrize("bands", [2, 3, 4])
+def test_bands_of_tile_rows_change_nothing(monkeypatch, bands):
     """The parallel composite's bands (each sorts, bins and blends the Gaussians touching it) give the picture
-    of one band over the whole image, bit for bit, whatever the band height (4 tile rows here)."""
+    of one band over the whole image, bit for bit, however the 4 tile rows are split."""
     cam = Camera.look_at([0.1, -0.1, 0.0], [0, 0, 4.0], width=70, height=50, fov_deg=60)
     world = frustum_world(6000, cam, seed=5, sh_degree=1)
-    monkeypatch.setattr(cpu_backend, "_band_height", lambda height, threads: 4)
+    monkeypatch.setattr(cpu_backend, "_band_count", lambda height, threads: 1)
     whole = render(world, cam, backend="cpu")
-    monkeypatch.setattr(cpu_backend, "_band_height", lambda height, threads: band_height)
+    monkeypatch.setattr(cpu_backend, "_band_count", lambda height, threads: bands)
     banded = render(world, cam, backend="cpu")
     assert torch.equal(banded.rgb, whole.rgb) and torch.equal(banded.alpha, whole.alpha)
     assert torch.equal(banded.depth, whole.depth)
+
+
+def test_bands_hold_equal_shares_of_the_gaussians():
+    """Band boundaries split the tile rows so each band holds about the same count of Gaussian x tile row."""
+    tile_rows = np.array([[0, 1]] * 10 + [[5, 7]] * 30 + [[6, 8]] * 30, np.int32)  # rows 5-7 are busy
+    bounds = cpu_kernels.balanced_bands(tile_rows, np.array([0]), np.array([len(tile_rows)]), 8, 4)
+    cover = np.zeros(8)
+    for first, last in tile_rows:
+        cover[first:last] += 1
+    shares = [cover[a:b].sum() for a, b in itertools.pairwise(bounds)]
+    assert bounds[0] == 0 and bounds[-1] == 8 and np.all(np.diff(bounds) >= 1)
+    assert max(shares) <= 0.5 * cover.sum()  # 4 bands of 2 rows each would give rows 6-7 90 of the 130
+    assert len(cpu_kernels.balanced_bands(tile_rows, np.array([0]), np.array([len(tile_rows)]), 3, 8)) == 4
 
 
 def test_chunk_culling_changes_nothing(monkeypatch):

@@ -27,7 +27,6 @@ from lyra_sim.world import GaussianWorld
 
 TILE_SIZE = 16
 BANDS_PER_THREAD = 4
-MIN_BAND_TILE_ROWS = 2
 _workspace = threading.local()
 
 
@@ -123,14 +122,10 @@ def _front_end(index: SceneIndex, view: _View, width: int, height: int, near: fl
                                  TILE_SIZE, *_tile_grid(width, height))
 
 
-def _band_height(height: int, threads: int) -> int:
-    """Tile rows per band of the parallel composite: one band for one thread; else about BANDS_PER_THREAD bands
-    per thread (a busy core then holds up less of the frame), but at least MIN_BAND_TILE_ROWS tile rows each
-    (a Gaussian crossing a band's edge is sorted and binned by both bands)."""
-    tiles_y = _tile_grid(1, height)[1]
-    if threads <= 1:
-        return tiles_y
-    return max(MIN_BAND_TILE_ROWS, -(-tiles_y // (BANDS_PER_THREAD * threads)))
+def _band_count(height: int, threads: int) -> int:
+    """Bands of the parallel composite: one for one thread, else BANDS_PER_THREAD per thread (a busy core then
+    holds up less of the frame; a Gaussian crossing a band's edge is sorted and binned by both bands)."""
+    return 1 if threads <= 1 else BANDS_PER_THREAD * threads
 
 
 class _Tiles:
@@ -223,9 +218,11 @@ def _render_one(index: SceneIndex, camera: Camera, b: int, near: float, far: flo
     sorting and compositing parallel over bands of tile rows."""
     w, h = camera.width, camera.height
     p = _Projected(index, _View(camera, b), w, h, near, far, eps2d, lod_px)
+    bounds = kernels.balanced_bands(p.tile_rows, p.offsets, p.counts, _tile_grid(w, h)[1],
+                                    _band_count(h, numba.get_num_threads()))
     with numba.parallel_chunksize(1):
-        kernels.composite(p.rows, p.depth, p.tile_rows, p.offsets, p.counts, p.slot_ids, p.slots,
-                          _band_height(h, numba.get_num_threads()), w, h, TILE_SIZE, acc, trans)
+        kernels.composite(p.rows, p.depth, p.tile_rows, p.offsets, p.counts, p.slot_ids, p.slots, bounds, w, h,
+                          TILE_SIZE, acc, trans)
 
 
 def _offsets(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

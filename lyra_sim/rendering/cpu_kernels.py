@@ -565,16 +565,44 @@ def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots
         size *= 2
 
 
+@njit(cache=True)
+def balanced_bands(tile_rows, cand_offsets, counts, tiles_y, bands):
+    """Boundaries (tile rows, ascending, first 0 and last tiles_y) of at most ``bands`` bands holding about the
+    same number of projected Gaussians each (a Gaussian counts in every tile row it touches): a frame's work
+    sits where its geometry is, so bands of equal height would leave one thread with most of it."""
+    cover = np.zeros(tiles_y + 1, dtype=np.int64)
+    for j in range(counts.shape[0]):
+        for i in range(cand_offsets[j], cand_offsets[j] + counts[j]):
+            cover[min(tile_rows[i, 0], tiles_y)] += 1
+            cover[min(tile_rows[i, 1], tiles_y)] -= 1
+    for r in range(tiles_y):
+        cover[r + 1] += cover[r]
+    total = 0
+    for r in range(tiles_y):
+        total += cover[r]
+    bands = max(1, min(bands, tiles_y))
+    bounds = np.empty(bands + 1, dtype=np.int64)
+    bounds[0] = 0
+    made, run = 1, 0
+    for r in range(tiles_y):
+        run += cover[r]
+        # close the band after row r once the bands so far hold their shares (the last band takes the rest)
+        if made < bands and run * bands >= made * total and r + 1 < tiles_y:
+            bounds[made] = r + 1
+            made += 1
+    bounds[made] = tiles_y
+    return bounds[:made + 1]
+
+
 @njit(parallel=True, cache=True)
-def composite(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, band_height, width, height, tile_size,
-              acc, trans):
-    """``composite_band`` for bands of ``band_height`` tile rows in parallel (one launch per frame: waking
-    threads costs milliseconds on a busy machine, so the frame's composite does not wake them batch by batch)."""
-    tiles_y = (height + tile_size - 1) // tile_size
-    bands = (tiles_y + band_height - 1) // band_height
-    for b in prange(bands):
-        composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, b * band_height,
-                       min(tiles_y, (b + 1) * band_height), width, height, tile_size, acc, trans)
+def composite(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, bounds, width, height, tile_size, acc,
+              trans):
+    """``composite_band`` for the bands of tile rows [bounds[b], bounds[b+1]) in parallel (one launch per frame:
+    waking threads costs milliseconds on a busy machine, so the frame's composite does not wake them batch by
+    batch)."""
+    for b in prange(bounds.shape[0] - 1):
+        composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, bounds[b], bounds[b + 1], width,
+                       height, tile_size, acc, trans)
 
 
 # ------------------------------------------------------------------------------------- batch of cameras
