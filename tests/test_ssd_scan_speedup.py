@@ -22,3 +22,24 @@ def test_scan_matches_previous_implementation(groups, chunk_size, length):
     assert torch.isfinite(y).all()
     torch.testing.assert_close(y, y_prev, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(final, final_prev, atol=1e-4, rtol=1e-5)
+
+
+def test_scan_gradients_match_previous_implementation():
+    """Training takes the out-of-place path (masked exp, functional state updates): its gradients must agree."""
+    g = torch.Generator().manual_seed(7)
+    heads, head_dim, state, length = 4, 8, 16, 150
+    inputs = [torch.randn(2, length, heads, head_dim, generator=g),
+              torch.rand(2, length, heads, generator=g) * 0.5,
+              -torch.rand(heads, generator=g) * 8 - 0.5,
+              torch.randn(2, length, 1, state, generator=g),
+              torch.randn(2, length, 1, state, generator=g),
+              torch.randn(2, heads, head_dim, state, generator=g)]
+    weights = torch.randn(2, length, heads, head_dim, generator=g)
+    grads = []
+    for scan, chunk in ((ssd_scan, 32), (previous_ssd_scan, 64)):
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        y, final = scan(*leaves[:5], chunk, initial_state=leaves[5], chunks_per_step=2)
+        ((y * weights).sum() + final.sum()).backward()
+        grads.append([leaf.grad for leaf in leaves])
+    for new, old in zip(*grads, strict=True):
+        torch.testing.assert_close(new, old, atol=2e-4, rtol=1e-4)
