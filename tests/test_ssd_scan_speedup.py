@@ -7,8 +7,9 @@ from previous_ssd_scan import ssd_scan as previous_ssd_scan
 from lyra_sim.generate.mamba2 import ssd_scan
 
 
+@pytest.mark.parametrize("inference", [True, False])  # in-place buffers vs the autograd-safe path
 @pytest.mark.parametrize(("groups", "chunk_size", "length"), [(1, 64, 300), (2, 32, 200), (1, 256, 256)])
-def test_scan_matches_previous_implementation(groups, chunk_size, length):
+def test_scan_matches_previous_implementation(groups, chunk_size, length, inference):
     g = torch.Generator().manual_seed(groups + chunk_size)
     heads, head_dim, state = 8, 16, 32
     x = torch.randn(2, length, heads, head_dim, generator=g)
@@ -17,7 +18,8 @@ def test_scan_matches_previous_implementation(groups, chunk_size, length):
     B = torch.randn(2, length, groups, state, generator=g)
     C = torch.randn(2, length, groups, state, generator=g)
     initial = torch.randn(2, heads, head_dim, state, generator=g)
-    y, final = ssd_scan(x, dt, A, B, C, chunk_size, initial_state=initial, chunks_per_step=3)
+    with torch.inference_mode(inference):
+        y, final = ssd_scan(x, dt, A, B, C, chunk_size, initial_state=initial, chunks_per_step=3)
     y_prev, final_prev = previous_ssd_scan(x, dt, A, B, C, chunk_size, initial_state=initial, chunks_per_step=3)
     assert torch.isfinite(y).all()
     torch.testing.assert_close(y, y_prev, atol=1e-4, rtol=1e-5)
