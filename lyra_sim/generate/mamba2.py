@@ -46,117 +46,105 @@ def ssd_scan(
     C: torch.Tensor,
     chunk_size: int,
     initial_state: torch.Tensor | None = None,
-    chunks_per_step: int = 16,
+    chunks_per_step: int = 4,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The Mamba-2 selective scan  h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t^T,  y_t = C_t . h_t.
 
     Shapes: x (b, l, h, p), dt (b, l, h) (already softplus'ed), A (h,) (negative), B and C (b, l, g, n)
     with g dividing h. Returns y (b, l, h, p) and the final state (b, h, p, n). Computed in float32 with the
     chunked SSD algorithm: quadratic attention-like form inside each chunk, a linear recurrence of chunk
-    states between chunks. The D skip term is not included.
+    states between chunks. The D skip term is not included. ``chunks_per_step`` chunks share one batched
+    intra-chunk computation (its decay matrices: chunks_per_step x h x chunk_size^2 floats); the result does
+    not depend on it.
+
+    Heads are handled as (group, head-in-group) so that B and C, shared by the heads of a group, are never
+    copied per head (Lyra has one group for 16 heads). The state walks the chunks in order, so it (h x p x n,
+    1 MB for Lyra) stays in cache while each chunk reads it out (C h) and updates it (decay h + x_dt^T B):
+    materialising every chunk's state instead costs memory traffic that dominates on a CPU.
     """
-    batch, length, heads, head_dim = x.shape
-    groups, state_dim = B.shape[2], B.shape[3]
-    if heads % groups:
-        raise ValueError(f"heads ({heads}) must be a multiple of groups ({groups})")
+    batch, length, heads, p = x.shape
+    g, n = B.shape[2], B.shape[3]
+    if heads % g:
+        raise ValueError(f"heads ({heads}) must be a multiple of groups ({g})")
+    r = heads // g
     out_dtype = x.dtype
     x, dt, A, B, C = (t.float() for t in (x, dt, A, B, C))
-    pad = (-length) % chunk_size
+    q = chunk_size
+    pad = (-length) % q
     if not pad:
         x_dt = x * dt[..., None]
     elif torch.is_grad_enabled():
         x_dt = F.pad(x * dt[..., None], (0, 0, 0, 0, 0, pad))
     else:  # written straight into the padded buffer (saves a copy of the largest input)
-        x_dt = x.new_empty(batch, length + pad, heads, head_dim)
+        x_dt = x.new_empty(batch, length + pad, heads, p)
         torch.mul(x, dt[..., None], out=x_dt[:, :length])
         x_dt[:, length:].zero_()
     if pad:  # dt = 0 on padding: no decay and no input, so the final state is unchanged
         dt, B, C = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (dt, B, C))
-    n_chunks = x_dt.shape[1] // chunk_size
-    heads_per_group = heads // groups
+    chunks = x_dt.shape[1] // q
+    state = x.new_zeros(batch, heads, p, n) if initial_state is None else initial_state.float()
+    differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in (x, dt, A, B, C, state))
 
-    def chunked(t: torch.Tensor) -> torch.Tensor:
-        return t.reshape(batch, n_chunks, chunk_size, *t.shape[2:])
-
-    x_dt = chunked(x_dt)  # (b, c, q, h, p)
-    log_decay = chunked(dt * A).permute(0, 3, 1, 2)  # (b, h, c, q)
-    B, C = chunked(B), chunked(C)  # (b, c, q, g, n)
-
-    state = x.new_zeros(batch, heads, head_dim, state_dim) if initial_state is None else initial_state.float()
-    outputs = []
-    for start in range(0, n_chunks, chunks_per_step):
-        sl = slice(start, min(start + chunks_per_step, n_chunks))
-        y, state = _ssd_chunk_group(x_dt[:, sl], log_decay[:, :, sl], B[:, sl], C[:, sl], state, heads_per_group)
-        outputs.append(y)
-    y = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
-    y = y.reshape(batch, n_chunks * chunk_size, heads, head_dim)[:, :length]
-    return y.to(out_dtype), state
-
-
-def _ssd_chunk_group(x_dt, log_decay, B, C, state, heads_per_group):
-    """SSD over a group of chunks, starting from ``state``; returns (y (b, c, q, h, p), final state).
-
-    Heads are handled as (group, head-in-group) so that B and C, shared by the heads of a group, are never
-    copied per head (Lyra has one group for 16 heads). The intra-chunk part is one batched matmul over all
-    chunks; the state part walks the chunks in order, so the state (heads x p x n, 1 MB for Lyra) stays in
-    cache while each chunk reads it out (C h) and updates it (decay h + x_dt^T B). Materialising every chunk's
-    state instead costs memory traffic that dominates on a CPU.
-    """
-    batch, chunks, q, heads, p = x_dt.shape
-    g, r, n = B.shape[3], heads_per_group, B.shape[4]
-    x_heads = x_dt.view(batch, chunks, q, g, r, p).permute(0, 1, 3, 4, 2, 5)  # (b, c, g, r, q, p)
-    log_decay = log_decay.view(batch, g, r, chunks, q).permute(0, 3, 1, 2, 4)  # (b, c, g, r, q)
+    x_dt = x_dt.view(batch, chunks, q, g, r, p)
+    log_decay = (dt * A).view(batch, chunks, q, g, r).permute(0, 1, 3, 4, 2)  # (b, c, g, r, q)
     cumulative = torch.cumsum(log_decay, dim=-1)
-    B, C = B.permute(0, 1, 3, 2, 4), C.permute(0, 1, 3, 2, 4)  # (b, c, g, q, n)
+    B = B.view(batch, chunks, q, g, n).transpose(2, 3)  # (b, c, g, q, n)
+    C = C.view(batch, chunks, q, g, n).transpose(2, 3)
 
-    # 1. Inside each chunk: y = (C B^T * L) x_dt with L[i, j] = exp(cum_i - cum_j) for j <= i, else 0.
-    # Inference works in place (exp may overflow above the diagonal; tril_ then overwrites those entries).
-    # Training cannot (autograd needs exp's output) and masks before exp, so no inf * 0 reaches a gradient.
-    differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in (x_dt, log_decay, B, C, state))
-    weights = cumulative[..., :, None] - cumulative[..., None, :]  # (b, c, g, r, q, s)
-    if differentiable:
-        upper = torch.ones(q, q, dtype=torch.bool, device=weights.device).triu(1)
-        weights = weights.masked_fill(upper, float("-inf")).exp() * (C @ B.transpose(-1, -2)).unsqueeze(3)
-    else:
-        weights.exp_().tril_().mul_((C @ B.transpose(-1, -2)).unsqueeze(3))
-    y_within = weights @ x_heads  # (b, c, g, r, q, p)
-    del weights
-
-    # 2. The state, chunk by chunk: what enters chunk i is read out at its positions (C h, decayed from the
-    # chunk start below), then h <- exp(sum of the chunk's log decay) h + sum_q decay_to_end x_dt B^T.
+    # The state part's inputs, per chunk: x_dt decayed to the chunk end, and the chunk's total decay.
     decay_to_end = torch.exp(cumulative[..., -1:] - cumulative).permute(0, 1, 4, 2, 3)  # (b, c, q, g, r)
-    weighted = x_dt.view(batch, chunks, q, g, r, p) * decay_to_end[..., None]
-    weighted = weighted.view(batch, chunks, q, g, r * p).permute(0, 1, 3, 4, 2)  # (b, c, g, r*p, q), a view
+    weighted = (x_dt * decay_to_end[..., None]).view(batch, chunks, q, g, r * p).permute(0, 1, 3, 4, 2)
     chunk_decay = torch.exp(cumulative[..., -1]).view(batch, chunks, g, r, 1, 1).expand(-1, -1, -1, -1, p, 1)
     chunk_decay = chunk_decay.reshape(batch, chunks, g, r * p, 1)
+    decay_from_start = torch.exp(cumulative).transpose(-1, -2)[..., None]  # (b, c, g, q, r, 1)
 
     def per_chunk(t: torch.Tensor) -> torch.Tensor:  # (b, c, g, ...) -> (c, b*g, ...), a view for b = 1 or g = 1
         return t.transpose(0, 1).reshape(chunks, batch * g, *t.shape[3:])
 
-    C_c, B_c, weighted, chunk_decay = (per_chunk(t) for t in (C, B, weighted, chunk_decay))
-    state = state.float().reshape(batch * g, r * p, n)
-    if differentiable:
-        from_state = []
-        for i in range(chunks):
-            from_state.append(C_c[i] @ state.transpose(-1, -2))  # (b*g, q, r*p)
-            state = torch.baddbmm(state * chunk_decay[i], weighted[i], B_c[i])
-        y = torch.stack(from_state)
-    else:
-        state = state.clone()  # updated in place
-        y = x_dt.new_empty(chunks, batch * g, q, r * p)  # each chunk's read-out is written in place
-        for i in range(chunks):
-            torch.bmm(C_c[i], state.transpose(-1, -2), out=y[i])
-            state.mul_(chunk_decay[i]).baddbmm_(weighted[i], B_c[i])
-    y = y.view(chunks, batch, g, q, r, p).transpose(0, 1)  # (b, c, g, q, r, p)
+    B_c, C_c, weighted, chunk_decay = (per_chunk(t) for t in (B, C, weighted, chunk_decay))
+    state = state.reshape(batch * g, r * p, n)
+    state = state if differentiable else state.clone()  # updated in place at inference
+    # y is built chunk-major (c, b*g, q, r*p): each chunk's read-out C h is written in place at inference.
+    y = [] if differentiable else x.new_empty(chunks, batch * g, q, r * p)
+    for start in range(0, chunks, chunks_per_step):
+        block = slice(start, min(start + chunks_per_step, chunks))
+        within = _within_chunks(x_dt[:, block], cumulative[:, block], B[:, block], C[:, block], differentiable)
+        from_state = [] if differentiable else y[block]
+        for i in range(block.start, block.stop):
+            if differentiable:
+                from_state.append(C_c[i] @ state.transpose(-1, -2))
+                state = torch.baddbmm(state * chunk_decay[i], weighted[i], B_c[i])
+            else:
+                torch.bmm(C_c[i], state.transpose(-1, -2), out=from_state[i - block.start])
+                state.mul_(chunk_decay[i]).baddbmm_(weighted[i], B_c[i])
+        # The state's contribution decays from the chunk start; add the intra-chunk part.
+        if differentiable:
+            from_state = torch.stack(from_state).view(-1, batch, g, q, r, p).transpose(0, 1)
+            y.append(from_state * decay_from_start[:, block] + within.transpose(3, 4))
+        else:
+            from_state = from_state.view(-1, batch, g, q, r, p).transpose(0, 1)
+            from_state.mul_(decay_from_start[:, block]).add_(within.transpose(3, 4))
+    y = torch.cat(y, dim=1) if differentiable else y.view(chunks, batch, g, q, r, p).transpose(0, 1)
+    y = y.permute(0, 1, 3, 2, 4, 5).reshape(batch, chunks * q, heads, p)[:, :length]
+    return y.to(out_dtype), state.reshape(batch, heads, p, n)
 
-    # 3. Sum: the state's contribution decayed from the chunk start, plus the intra-chunk part.
-    decay_from_start = torch.exp(cumulative).transpose(-1, -2)[..., None]  # (b, c, g, q, r, 1)
+
+def _within_chunks(x_dt, cumulative, B, C, differentiable: bool) -> torch.Tensor:
+    """Intra-chunk outputs (C B^T * L) x_dt, L[i, j] = exp(cum_i - cum_j) for j <= i else 0: (b, c, g, r, q, p).
+
+    Shapes: x_dt (b, c, q, g, r, p), cumulative (b, c, g, r, q), B and C (b, c, g, q, n). Inference builds the
+    decay matrix in place (exp may overflow above the diagonal; tril_ then overwrites those entries). Training
+    cannot (autograd needs exp's output) and masks before exp, so no inf * 0 reaches a gradient.
+    """
+    q = cumulative.shape[-1]
+    weights = cumulative[..., :, None] - cumulative[..., None, :]  # (b, c, g, r, q, s)
+    scores = (C @ B.transpose(-1, -2)).unsqueeze(3)  # (b, c, g, 1, q, s)
     if differentiable:
-        y = y * decay_from_start + y_within.transpose(3, 4)
+        upper = torch.ones(q, q, dtype=torch.bool, device=weights.device).triu(1)
+        weights = weights.masked_fill(upper, float("-inf")).exp() * scores
     else:
-        y.mul_(decay_from_start).add_(y_within.transpose(3, 4))
-    y = y.permute(0, 1, 3, 2, 4, 5).reshape(batch, chunks, q, heads, p)
-    return y, state.reshape(batch, heads, p, n)
+        weights.exp_().tril_().mul_(scores)
+    return weights @ x_dt.permute(0, 1, 3, 4, 2, 5)
 
 
 def causal_depthwise_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -201,10 +189,8 @@ class GatedRMSNorm(nn.Module):
 
 #: Chunk length of the pure-PyTorch scan on a CPU. The result does not depend on it beyond rounding; 64 balances
 #: the quadratic intra-chunk work (and its chunk x chunk decay matrices) against the per-chunk state updates
-#: (measured on the official config: 256 -> 64 makes the scan about 1.5x faster). Chunks go through the scan
-#: CPU_CHUNKS_PER_STEP at a time: 4,096 tokens, all of the official 6-view sequence in one step.
+#: (measured on the official config: 256 -> 64 makes the scan about 1.5x faster).
 CPU_CHUNK_SIZE = 64
-CPU_CHUNKS_PER_STEP = 64
 
 
 class Mamba2Scan(nn.Module):
@@ -262,10 +248,9 @@ class Mamba2Scan(nn.Module):
         x = x.unflatten(-1, (self.nheads, self.headdim))
         dt = F.softplus(dt.float() + self.dt_bias.float())
         A = -torch.exp(self.A_log.float())
-        chunk, per_step = (self.chunk_size, 16) if xbcdt.is_cuda else (min(self.chunk_size, CPU_CHUNK_SIZE),
-                                                                          CPU_CHUNKS_PER_STEP)
+        chunk = self.chunk_size if xbcdt.is_cuda else min(self.chunk_size, CPU_CHUNK_SIZE)
         y, _ = ssd_scan(x, dt, A, B.unflatten(-1, (self.ngroups, self.d_state)),
-                        C.unflatten(-1, (self.ngroups, self.d_state)), chunk, chunks_per_step=per_step)
+                        C.unflatten(-1, (self.ngroups, self.d_state)), chunk)
         if torch.is_grad_enabled():
             return torch.addcmul(y, x, self.D.float()[:, None]).flatten(-2)
         return y.addcmul_(x, self.D.float()[:, None]).flatten(-2)
