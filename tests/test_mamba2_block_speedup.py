@@ -9,15 +9,19 @@ from previous_ssd_scan import ssd_scan as previous_ssd_scan
 from lyra_sim.generate.mamba2 import CPU_CHUNK_SIZE, BidirectionalMamba2, causal_depthwise_conv1d
 
 
-@pytest.mark.parametrize(("taps", "length"), [(4, 50), (4, 2), (3, 1), (1, 7)])
-def test_shifted_conv_equals_conv1d(taps, length):
+@pytest.mark.parametrize("inference", [True, False])  # blocks of rows vs whole-sequence passes
+@pytest.mark.parametrize(("taps", "length", "rows"), [(4, 50, 7), (4, 50, 256), (4, 2, 1), (3, 1, 4), (1, 7, 3)])
+def test_shifted_conv_equals_conv1d(taps, length, rows, inference):
     torch.manual_seed(taps + length)
     conv = torch.nn.Conv1d(12, 12, taps, groups=12, padding=taps - 1)
     x = torch.randn(3, length, 12)
-    expected = conv(x.transpose(1, 2))[..., :length].transpose(1, 2)
-    torch.testing.assert_close(causal_depthwise_conv1d(x, conv.weight, conv.bias), expected, atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(causal_depthwise_conv1d(x, conv.weight, None), expected - conv.bias, atol=1e-6,
-                               rtol=1e-6)
+    with torch.no_grad():
+        expected = conv(x.transpose(1, 2))[..., :length].transpose(1, 2)
+    with torch.inference_mode(inference):
+        with_bias = causal_depthwise_conv1d(x, conv.weight, conv.bias, rows)
+        without_bias = causal_depthwise_conv1d(x, conv.weight, None, rows)
+    torch.testing.assert_close(with_bias, expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(without_bias, expected - conv.bias, atol=1e-6, rtol=1e-6)
 
 
 def _mixer(d_model, d_state, headdim, chunk_size, ngroups=1, seed=0):
