@@ -5,6 +5,7 @@ import pytest
 import torch
 from previous_mamba2_mixer import previous_mixer_forward
 from previous_ssd_scan import ssd_scan as previous_ssd_scan
+from previous_ssd_scan_inplace import ssd_scan as previous_inplace_scan
 
 from lyra_sim.generate.mamba2 import CPU_CHUNK_SIZE, BidirectionalMamba2, causal_depthwise_conv1d
 
@@ -37,11 +38,13 @@ def _mixer(d_model, d_state, headdim, chunk_size, ngroups=1, seed=0):
 @pytest.mark.parametrize(("d_model", "d_state", "headdim", "ngroups", "chunk_size", "length"),
                          [(512, 256, 64, 1, 256, 300),  # Lyra's width: the CPU chunk replaces 256
                           (32, 8, 8, 2, 16, 70)])
-def test_mixer_inference_matches_previous_implementation(d_model, d_state, headdim, ngroups, chunk_size, length):
+@pytest.mark.parametrize("previous_scan", [previous_ssd_scan, previous_inplace_scan])
+def test_mixer_inference_matches_previous_implementation(d_model, d_state, headdim, ngroups, chunk_size, length,
+                                                         previous_scan):
     mixer = _mixer(d_model, d_state, headdim, chunk_size, ngroups).eval()
     hidden = torch.randn(2, length, d_model)
     with torch.inference_mode():
-        expected = previous_mixer_forward(mixer, hidden, previous_ssd_scan)
+        expected = previous_mixer_forward(mixer, hidden, previous_scan)
         out = mixer(hidden, use_kernel=False)
     assert CPU_CHUNK_SIZE < 256
     torch.testing.assert_close(out, expected, atol=2e-5, rtol=1e-4)
