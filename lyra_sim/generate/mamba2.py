@@ -124,8 +124,11 @@ def ssd_scan(
 
     B_c, C_c, weighted, chunk_decay = (per_chunk(t) for t in (B, C, weighted, chunk_decay))
     state = state.reshape(batch * g, r * p, n)
-    state = state if differentiable else state.clone()  # updated in place at inference
-    # y is built chunk-major (c, b*g, q, r*p): each chunk's read-out C h is written in place at inference.
+    if not differentiable:
+        entering = x.new_empty(chunks_per_step + 1, batch * g, r * p, n)
+    # y is built chunk-major (c, b*g, q, r*p) and written in place at inference, where the states entering a
+    # block's chunks go to one buffer so that their read-outs C h are one matmul (fewer threaded operations:
+    # on a shared machine each one waits for the slower of the threads).
     y = [] if differentiable else x.new_empty(chunks, batch * g, q, r * p)
     for start in range(0, chunks, chunks_per_step):
         block = slice(start, min(start + chunks_per_step, chunks))
@@ -135,14 +138,19 @@ def ssd_scan(
             within = (scores @ within_input[:, block]).view(batch, -1, g, q, r, p)
         else:
             within = _within_chunks_per_head(within_input[:, block], cumulative[:, block], scores, differentiable)
-        from_state = [] if differentiable else y[block]
-        for i in range(block.start, block.stop):
-            if differentiable:
+        if differentiable:
+            from_state = []
+            for i in range(block.start, block.stop):
                 from_state.append(C_c[i] @ state.transpose(-1, -2))
                 state = torch.baddbmm(state * chunk_decay[i], weighted[i], B_c[i])
-            else:
-                torch.bmm(C_c[i], state.transpose(-1, -2), out=from_state[i - block.start])
-                state.mul_(chunk_decay[i]).baddbmm_(weighted[i], B_c[i])
+        else:  # the states entering the block's chunks, then all their read-outs in one matmul
+            entering[0].copy_(state)
+            for k, i in enumerate(range(block.start, block.stop)):
+                torch.mul(entering[k], chunk_decay[i], out=entering[k + 1]).baddbmm_(weighted[i], B_c[i])
+            size = block.stop - block.start
+            from_state = y[block]
+            torch.matmul(C_c[block], entering[:size].transpose(-1, -2), out=from_state)
+            state = entering[size]
         # y = the state's read-out decayed from the chunk start + the intra-chunk part.
         if differentiable:
             from_state = torch.stack(from_state).view(-1, batch, g, q, r, p).transpose(0, 1) * from_start[:, block]
@@ -155,7 +163,8 @@ def ssd_scan(
                 from_state.add_(within)
     y = torch.cat(y, dim=1) if differentiable else y.view(chunks, batch, g, q, r, p).transpose(0, 1)
     y = y.permute(0, 1, 3, 2, 4, 5).reshape(batch, chunks * q, heads, p)[:, :length]
-    return y.to(out_dtype), state.reshape(batch, heads, p, n)
+    state = state.reshape(batch, heads, p, n)
+    return y.to(out_dtype), state if differentiable else state.clone()  # not a view into the state buffer
 
 
 def _within_chunks_per_head(x_dt, cumulative, scores, differentiable: bool) -> torch.Tensor:
