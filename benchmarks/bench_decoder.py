@@ -97,9 +97,10 @@ def _previous_mixer(self: BidirectionalMamba2, hidden: torch.Tensor, use_kernel:
 
 
 @torch.inference_mode()
-def before_after() -> dict:
+def before_after(threads: int) -> dict:
     """The official 6-view forward with the mixer as it was before the block rewrite (issue 13's first scan
     rewrite, 3.9 s) and as it is now, same weights and inputs, alternated 3 times: medians of wall and CPU time."""
+    torch.manual_seed(0)
     model = LyraDecoder(LyraDecoderConfig.official()).eval()
     latents, plucker = _inputs(model.config, 6, 2, 22, 40)
 
@@ -108,6 +109,8 @@ def before_after() -> dict:
             return model(latents, plucker)
 
     cases = {"before": before, "now": lambda: model(latents, plucker)}
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
     outputs = {name: fn() for name, fn in cases.items()}  # also the warm-up
     wall = {name: [] for name in cases}
     cpu = {name: [] for name in cases}
@@ -117,11 +120,13 @@ def before_after() -> dict:
             fn()
             wall[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
+    torch.set_num_threads(default_threads)
     result = {f"{kind}_{name}": statistics.median(values[name]) for kind, values in (("wall", wall), ("cpu", cpu))
               for name in cases}
     result["max_abs_diff"] = (outputs["now"] - outputs["before"]).abs().max().item()
     result["max_abs_output"] = outputs["before"].abs().max().item()
-    print(f"before/after (interleaved): wall {result['wall_before']:.2f} s -> {result['wall_now']:.2f} s, "
+    print(f"{threads} threads, before/after (interleaved): wall {result['wall_before']:.2f} s -> "
+          f"{result['wall_now']:.2f} s, "
           f"CPU {result['cpu_before']:.2f} s -> {result['cpu_now']:.2f} s, max abs diff {result['max_abs_diff']:.1e}")
     return result
 
@@ -222,7 +227,8 @@ def main() -> None:
     ]
     lines += [f"| {label} | {size} | {tokens:,} | {params:,} | {1000 * s:.0f} ms |"
               for label, size, tokens, params, s in rows]
-    compared = before_after()
+    compared = before_after(torch.get_num_threads())
+    single = before_after(1)  # CPU time of one thread is the figure least disturbed by other work on the machine
     scans = scan_rows()
     matmul_rate = next(rate for name, _, rate in scans if name.startswith("float32 matmul"))
     flops = official_forward_flops(6, 2, 22, 40)
@@ -241,6 +247,10 @@ def main() -> None:
         f"| now | {1000 * compared['wall_now']:.0f} ms | {1000 * compared['cpu_now']:.0f} ms |",
         f"| ratio before / now | {compared['wall_before'] / compared['wall_now']:.2f}x "
         f"| {compared['cpu_before'] / compared['cpu_now']:.2f}x |",
+        f"| 1 thread: before | {1000 * single['wall_before']:.0f} ms | {1000 * single['cpu_before']:.0f} ms |",
+        f"| 1 thread: now | {1000 * single['wall_now']:.0f} ms | {1000 * single['cpu_now']:.0f} ms |",
+        f"| 1 thread: ratio before / now | {single['wall_before'] / single['wall_now']:.2f}x "
+        f"| {single['cpu_before'] / single['cpu_now']:.2f}x |",
         "",
         f"Outputs: max abs difference {compared['max_abs_diff']:.1e} (outputs up to "
         f"{compared['max_abs_output']:.1f}). Lower bound: the forward's {flops / 1e9:.0f} GFLOP of matmuls and "
