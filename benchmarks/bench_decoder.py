@@ -22,7 +22,7 @@ from unittest import mock
 import torch
 from results import write_section
 
-from lyra_sim.generate import LyraDecoder, LyraDecoderConfig
+from lyra_sim.generate import LyraDecoder, LyraDecoderConfig, lyra_decoder
 from lyra_sim.generate.lyra_decoder import MambaBlock
 from lyra_sim.generate.mamba2 import CPU_CHUNK_SIZE, BidirectionalMamba2, fused_kernel_available, ssd_scan
 
@@ -98,14 +98,15 @@ def _previous_mixer(self: BidirectionalMamba2, hidden: torch.Tensor, use_kernel:
 
 @torch.inference_mode()
 def before_after(threads: int) -> dict:
-    """The official 6-view forward with the mixer as it was before the block rewrite (issue 13's first scan
-    rewrite, 3.9 s) and as it is now, same weights and inputs, alternated 3 times: medians of wall and CPU time."""
+    """The official 6-view forward as it was before the block rewrite (issue 13's first scan rewrite, BLAS
+    projections: 3.9 s) and as it is now, same weights and inputs, alternated 3 times: medians of wall and CPU."""
     torch.manual_seed(0)
     model = LyraDecoder(LyraDecoderConfig.official()).eval()
     latents, plucker = _inputs(model.config, 6, 2, 22, 40)
 
-    def before():
-        with mock.patch.object(BidirectionalMamba2, "forward", _previous_mixer):
+    def before():  # the previous mixer, and the attention blocks' projections through nn.Linear (BLAS)
+        with mock.patch.object(BidirectionalMamba2, "forward", _previous_mixer), \
+                mock.patch.object(lyra_decoder, "linear", lambda layer, x: layer(x)):
             return model(latents, plucker)
 
     cases = {"before": before, "now": lambda: model(latents, plucker)}

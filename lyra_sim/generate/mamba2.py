@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lyra_sim.generate.cpu_linear import linear
+
 
 @cache
 def _fused_kernel():
@@ -325,7 +327,7 @@ class BidirectionalMamba2(nn.Module):
 
     def forward(self, hidden: torch.Tensor, use_kernel: bool | None = None) -> torch.Tensor:
         """(b, l, d_model) -> (b, l, d_model)."""
-        zxbcdt = self.in_proj(hidden)
+        zxbcdt = linear(self.in_proj, hidden)
         forward_scan, backward_scan = self.mamba_scans
         if use_kernel is None:
             use_kernel = zxbcdt.is_cuda and _fused_kernel() is not None
@@ -339,4 +341,4 @@ class BidirectionalMamba2(nn.Module):
         mixed = forward_scan.norm.gated(forward_scan.mix(xbcdt), gate, overwrite=True)
         backward = backward_scan.norm.gated(backward_scan.mix(xbcdt.flip(1)).flip(1), gate, overwrite=True)
         mixed = mixed.add_(backward) if not torch.is_grad_enabled() else mixed + backward
-        return self.out_proj(mixed.to(zxbcdt.dtype))
+        return linear(self.out_proj, mixed.to(zxbcdt.dtype))
