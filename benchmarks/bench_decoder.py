@@ -22,12 +22,15 @@ from unittest import mock
 import torch
 from results import write_section
 
-from lyra_sim.generate import LyraDecoder, LyraDecoderConfig, mamba2
+from lyra_sim.generate import LyraDecoder, LyraDecoderConfig, lyra_decoder
+from lyra_sim.generate.cpu_linear import linear
 from lyra_sim.generate.lyra_decoder import MambaBlock
-from lyra_sim.generate.mamba2 import fused_kernel_available, ssd_scan
+from lyra_sim.generate.mamba2 import CPU_CHUNK_SIZE, BidirectionalMamba2, fused_kernel_available, ssd_scan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from previous_mamba2_mixer import previous_mixer_forward
 from previous_ssd_scan import ssd_scan as previous_ssd_scan
+from previous_ssd_scan_inplace import ssd_scan as previous_inplace_scan
 
 
 def _inputs(config: LyraDecoderConfig, views: int, latent_frames: int, h: int, w: int, device="cpu", dtype=None):
@@ -70,46 +73,101 @@ def cpu_rows() -> list[tuple[str, str, int, int, float]]:
     return rows
 
 
+def _scan_flops(tokens: int, chunk: int, heads: int = 16, head_dim: int = 64, state: int = 256) -> int:
+    """Matmul FLOPs of one chunked SSD scan: C B^T and (C B^T * L) x inside chunks, x^T B and C h for the state."""
+    padded = -(-tokens // chunk) * chunk
+    return 2 * padded * (chunk * state + chunk * heads * head_dim + 2 * state * heads * head_dim)
+
+
+def official_forward_flops(views: int, latent_frames: int, h: int, w: int) -> int:
+    """Matmul/convolution FLOPs of one official forward (projections, attention, MLPs, scans, embeddings, head)."""
+    c = LyraDecoderConfig.official()
+    tokens = views * latent_frames * (h // 2) * (w // 2)
+    d, d_inner = c.width, c.expand * c.width
+    in_features = 2 * d_inner + 2 * c.ngroups * c.d_state + d_inner // c.headdim
+    mamba = 2 * tokens * d * in_features + 2 * tokens * d_inner * d + 2 * _scan_flops(tokens, CPU_CHUNK_SIZE)
+    attention = 2 * tokens * d * (3 * d + d + 2 * c.mlp_ratio * d) + 4 * tokens * tokens * d
+    blocks = sum(attention if c.is_attention_block(i) else mamba for i in range(c.depth))
+    embed = 2 * tokens * d * (c.latent_channels + c.plucker_channels) * 4
+    head = 2 * tokens * d * c.out_channels * (c.temporal_upsample + 1) * 4
+    return blocks + embed + head
+
+
+def _previous_mixer(self: BidirectionalMamba2, hidden: torch.Tensor, use_kernel: bool | None = None) -> torch.Tensor:
+    return previous_mixer_forward(self, hidden, previous_inplace_scan)
+
+
 @torch.inference_mode()
-def previous_scan_forward_seconds() -> float:
-    """The official 6-view forward with the pre-issue-13 SSD scan swapped in (same weights and inputs)."""
+def before_after(threads: int) -> dict:
+    """The official 6-view forward as it was before the block rewrite (issue 13's first scan rewrite, BLAS
+    projections: 3.9 s) and as it is now, same weights and inputs, alternated 3 times: medians of wall and CPU."""
+    torch.manual_seed(0)
     model = LyraDecoder(LyraDecoderConfig.official()).eval()
     latents, plucker = _inputs(model.config, 6, 2, 22, 40)
-    with mock.patch.object(mamba2, "ssd_scan", previous_ssd_scan):
-        return _time(lambda: model(latents, plucker), repeats=3)
+
+    def before():  # the previous mixer, and the attention blocks' projections through nn.Linear (BLAS)
+        with mock.patch.object(BidirectionalMamba2, "forward", _previous_mixer), \
+                mock.patch.object(lyra_decoder, "linear", lambda layer, x: layer(x)):
+            return model(latents, plucker)
+
+    cases = {"before": before, "now": lambda: model(latents, plucker)}
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    outputs = {name: fn() for name, fn in cases.items()}  # also the warm-up
+    wall = {name: [] for name in cases}
+    cpu = {name: [] for name in cases}
+    for _ in range(3):
+        for name, fn in cases.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    torch.set_num_threads(default_threads)
+    result = {f"{kind}_{name}": statistics.median(values[name]) for kind, values in (("wall", wall), ("cpu", cpu))
+              for name in cases}
+    result["max_abs_diff"] = (outputs["now"] - outputs["before"]).abs().max().item()
+    result["max_abs_output"] = outputs["before"].abs().max().item()
+    print(f"{threads} threads, before/after (interleaved): wall {result['wall_before']:.2f} s -> "
+          f"{result['wall_now']:.2f} s, "
+          f"CPU {result['cpu_before']:.2f} s -> {result['cpu_now']:.2f} s, max abs diff {result['max_abs_diff']:.1e}")
+    return result
 
 
 @torch.inference_mode()
 def scan_rows() -> list[tuple[str, float, float]]:
-    """One official-size SSD scan (2,640 tokens, 16 heads x 64, state 256, chunk 256): (name, seconds, GFLOP/s),
-    beside float32 and bfloat16 matmuls of the same FLOPs, interleaved (best of 5)."""
+    """One official-size SSD scan (2,640 tokens, 16 heads x 64, state 256): (name, seconds, GFLOP/s) for this
+    version at the CPU chunk and the previous ones at the config's chunk 256, beside float32 and bfloat16
+    matmuls of the current version's FLOPs, interleaved (best of 5)."""
     g = torch.Generator().manual_seed(0)
-    length, heads, head_dim, state, chunk = 2640, 16, 64, 256, 256
+    length, heads, head_dim, state = 2640, 16, 64, 256
     x = torch.randn(1, length, heads, head_dim, generator=g)
     dt = torch.rand(1, length, heads, generator=g) * 0.1
     A = -torch.rand(heads, generator=g) * 8 - 1
     B, C = torch.randn(1, length, 1, state, generator=g), torch.randn(1, length, 1, state, generator=g)
-    padded = -(-length // chunk) * chunk
-    # intra-chunk C B^T and (C B^T * L) x, chunk states B^T x, state read-out C h: the matmul FLOPs
-    flops = 2 * padded * (chunk * state + chunk * heads * head_dim + 2 * state * heads * head_dim)
-    side = round((flops / 2) ** (1 / 3))
+    flops_now, flops_256 = _scan_flops(length, CPU_CHUNK_SIZE), _scan_flops(length, 256)
+    side = round((flops_now / 2) ** (1 / 3))
     a32, b32 = torch.randn(side, side, generator=g), torch.randn(side, side, generator=g)
     a16, b16 = a32.bfloat16(), b32.bfloat16()
+    square = torch.nn.Linear(side, side, bias=False)
     cases = {
-        "SSD scan, this version": lambda: ssd_scan(x, dt, A, B, C, chunk),
-        "SSD scan, before issue 13": lambda: previous_ssd_scan(x, dt, A, B, C, chunk),
-        "float32 matmul, same FLOPs": lambda: a32 @ b32,
-        "bfloat16 matmul, same FLOPs": lambda: a16 @ b16,
+        f"SSD scan, this version (chunk {CPU_CHUNK_SIZE}, as the blocks run it)":
+            (lambda: ssd_scan(x, dt, A, B, C, CPU_CHUNK_SIZE), flops_now),
+        "SSD scan, issue 13's first rewrite (chunk 256)":
+            (lambda: previous_inplace_scan(x, dt, A, B, C, 256), flops_256),
+        "SSD scan, before issue 13 (chunk 256)": (lambda: previous_ssd_scan(x, dt, A, B, C, 256), flops_256),
+        "float32 matmul (BLAS), same FLOPs as this version": (lambda: a32 @ b32, flops_now),
+        "float32 matmul (oneDNN, as the projections run), same FLOPs": (lambda: linear(square, a32), flops_now),
+        "bfloat16 matmul, same FLOPs as this version": (lambda: a16 @ b16, flops_now),
     }
     best = {}
-    for fn in cases.values():
+    for fn, _ in cases.values():
         fn()
     for _ in range(5):
-        for name, fn in cases.items():
+        for name, (fn, _) in cases.items():
             t0 = time.perf_counter()
             fn()
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
-    rows = [(name, best[name], flops / best[name] / 1e9) for name in cases]
+    rows = [(name, best[name], flops / best[name] / 1e9) for name, (_, flops) in cases.items()]
     for name, seconds, rate in rows:
         print(f"{name}: {1000 * seconds:.0f} ms ({rate:.0f} GFLOP/s)")
     return rows
@@ -161,6 +219,7 @@ def gpu_report() -> str:
 
 
 def main() -> None:
+    load_before = os.getloadavg()[0]
     rows = cpu_rows()
     lines = [
         f"Measured {datetime.date.today()} on {platform.processor() or platform.machine()}, "
@@ -172,19 +231,42 @@ def main() -> None:
     ]
     lines += [f"| {label} | {size} | {tokens:,} | {params:,} | {1000 * s:.0f} ms |"
               for label, size, tokens, params, s in rows]
-    previous = previous_scan_forward_seconds()
-    print(f"official 6 views with the previous scan: {1000 * previous:.0f} ms")
+    compared = before_after(torch.get_num_threads())
+    single = before_after(1)  # CPU time of one thread is the figure least disturbed by other work on the machine
+    scans = scan_rows()
+    matmul_rate = max(rate for name, _, rate in scans if name.startswith("float32 matmul"))
+    flops = official_forward_flops(6, 2, 22, 40)
+    bound = flops / matmul_rate / 1e9
     lines += [
-        f"| official, SSD scan before issue 13 | 6 views x 9 frames at 176x320 | 2,640 | | {1000 * previous:.0f} ms |",
         "",
-        "Issue 13's target: <= 2500 ms for the official 6-view forward with the same outputs. The scan against "
-        "its lower bound (a matmul of the same FLOPs; best of 5, interleaved; load average "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: the machine was shared):",
+        "Issue 13's target: <= 2500 ms for the official 6-view forward with the same outputs. Before and after the "
+        "Mamba-2 block rewrite and oneDNN projections, same weights and inputs, alternated 3 times in one run "
+        "(medians; load average "
+        f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs shared with "
+        "other work, so compare the ratios):",
         "",
-        "| one official-size SSD scan (2,640 tokens, 16 x 64 heads, state 256) | time | GFLOP/s |",
+        "| official 6-view forward | wall | CPU time (all threads) |",
+        "| --- | --- | --- |",
+        f"| before (issue 13's first scan rewrite, Conv1d, chunk 256, BLAS projections) "
+        f"| {1000 * compared['wall_before']:.0f} ms "
+        f"| {1000 * compared['cpu_before']:.0f} ms |",
+        f"| now | {1000 * compared['wall_now']:.0f} ms | {1000 * compared['cpu_now']:.0f} ms |",
+        f"| ratio before / now | {compared['wall_before'] / compared['wall_now']:.2f}x "
+        f"| {compared['cpu_before'] / compared['cpu_now']:.2f}x |",
+        f"| 1 thread: before | {1000 * single['wall_before']:.0f} ms | {1000 * single['cpu_before']:.0f} ms |",
+        f"| 1 thread: now | {1000 * single['wall_now']:.0f} ms | {1000 * single['cpu_now']:.0f} ms |",
+        f"| 1 thread: ratio before / now | {single['wall_before'] / single['wall_now']:.2f}x "
+        f"| {single['cpu_before'] / single['cpu_now']:.2f}x |",
+        "",
+        f"Outputs: max abs difference {compared['max_abs_diff']:.1e} (outputs up to "
+        f"{compared['max_abs_output']:.1f}). Lower bound: the forward's {flops / 1e9:.0f} GFLOP of matmuls and "
+        f"convolutions at this run's best float32 matmul rate ({matmul_rate:.0f} GFLOP/s, the faster of BLAS and "
+        f"oneDNN below) take {1000 * bound:.0f} ms; the forward above is {compared['wall_now'] / bound:.2f}x that.",
+        "",
+        "| one official-size SSD scan (2,640 tokens, 16 x 64 heads, state 256; best of 5) | time | GFLOP/s |",
         "| --- | --- | --- |",
     ]
-    lines += [f"| {name} | {1000 * seconds:.0f} ms | {rate:.0f} |" for name, seconds, rate in scan_rows()]
+    lines += [f"| {name} | {1000 * seconds:.0f} ms | {rate:.0f} |" for name, seconds, rate in scans]
     write_section("Lyra decoder forward, CPU", "\n".join(lines))
     if torch.cuda.is_available():
         body = f"Measured {datetime.date.today()} by `python benchmarks/bench_decoder.py`.\n\n" + gpu_report()

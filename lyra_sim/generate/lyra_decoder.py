@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lyra_sim.errors import LyraSimError
+from lyra_sim.generate.cpu_linear import linear
 from lyra_sim.generate.mamba2 import BidirectionalMamba2
 
 
@@ -85,9 +86,9 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, width = x.shape
-        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = linear(self.qkv, x).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(batch, length, width))
+        return linear(self.proj, out.transpose(1, 2).reshape(batch, length, width))
 
 
 class Mlp(nn.Module):
@@ -97,7 +98,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return linear(self.fc2, F.gelu(linear(self.fc1, x)))
 
 
 class TransformerBlock(nn.Module):
