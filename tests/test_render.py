@@ -188,6 +188,17 @@ def test_bands_hold_equal_shares_of_the_gaussians():
     assert len(cpu_kernels.balanced_bands(tile_rows, np.array([0]), np.array([len(tile_rows)]), 3, 8)) == 4
 
 
+def test_camera_groups_share_the_work_equally():
+    """A batch's cameras go to one group per thread with about equal Gaussian counts (numba gives each thread
+    one contiguous run of the batch loop, so the order matters)."""
+    costs = [100, 5, 5, 90, 10, 5, 80, 5]
+    order, starts = cpu_backend._camera_groups(costs, 2)
+    assert sorted(order.tolist()) == list(range(8)) and starts.tolist()[0] == 0 and starts[-1] == 8
+    totals = [sum(costs[c] for c in order[a:b]) for a, b in itertools.pairwise(starts)]
+    assert len(totals) == 2 and max(totals) == 170  # the best split (90 + 80); 4 + 4 in order: 200 and 100
+    assert len(cpu_backend._camera_groups([3, 1], 8)[1]) == 3  # no more groups than cameras
+
+
 def test_chunk_culling_changes_nothing(monkeypatch):
     """A camera inside a large world: whole chunks are culled, the picture is that of the unculled render."""
     monkeypatch.setattr(scene_index_module, "CHUNK_SIZE", 64)

@@ -10,9 +10,10 @@ transmittance falls to 1e-4.
 
 Every stage has a serial core. One camera runs the stages one after the other, each parallel over
 its own work items (index chunks, Gaussians, tiles); a batch of cameras runs the serial cores in
-parallel over the cameras (``render_batch``). Callers launch the parallel kernels inside
-``numba.parallel_chunksize(1)`` (a dynamic schedule), so a busy neighbour process on one core does not
-stall the frame.
+parallel over the cameras (``render_batch``). Parallel loops are split by the callers into about as many
+parts of equal cost as there are threads (bands of equal Gaussian counts, camera groups of equal counts):
+numba's workqueue layer gives each thread one contiguous run of a prange, whatever
+``numba.parallel_chunksize`` says (measured).
 
 Threading layer: numba's own ``workqueue`` first. It survives ``fork()`` (gymnasium's AsyncVectorEnv
 forks by default), which GNU OpenMP does not; and it measured as fast as OpenMP on these kernels.
@@ -620,35 +621,47 @@ def _project_list(geometry, sh, chunk_starts, chunks, view, cam_pos, intrinsics,
 @njit(parallel=True, cache=True)
 def render_batch(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_chunk_starts, slot_ids, chunk_lists,
                  list_offsets, coarse_lists, coarse_offsets, views, cam_positions, intrinsics, width, height,
-                 tile_size, eps2d, near, far, acc, trans):
-    """Render B cameras, one camera per thread. Camera b draws the index chunks
+                 tile_size, eps2d, near, far, camera_order, group_starts, acc, trans):
+    """Render B cameras, one camera at a time per thread: group k (one per thread) renders the cameras
+    camera_order[group_starts[k]:group_starts[k+1]]. Camera b draws the index chunks
     chunk_lists[list_offsets[b]:list_offsets[b+1]] and the coarse-level chunks
     coarse_lists[coarse_offsets[b]:coarse_offsets[b+1]] (lyra_sim.rendering.lod; their slots follow the exact
     rows'). Composites into acc (B,H,W,4) (zeros) and trans (B,H,W) (ones)."""
     tiles_y = (height + tile_size - 1) // tile_size
-    for b in prange(views.shape[0]):
-        chunks = chunk_lists[list_offsets[b]:list_offsets[b + 1]]
-        coarse = coarse_lists[coarse_offsets[b]:coarse_offsets[b + 1]]
-        fine_count = chunks.shape[0]
-        cand_offsets = np.zeros(fine_count + coarse.shape[0] + 1, dtype=np.int64)
-        for j in range(fine_count):
-            cand_offsets[j + 1] = cand_offsets[j] + chunk_starts[chunks[j] + 1] - chunk_starts[chunks[j]]
-        for j in range(coarse.shape[0]):
-            size = coarse_chunk_starts[coarse[j] + 1] - coarse_chunk_starts[coarse[j]]
-            cand_offsets[fine_count + j + 1] = cand_offsets[fine_count + j] + size
-        capacity = cand_offsets[-1]
-        rows = np.empty((capacity, PACKED_WIDTH), dtype=np.float32)
-        depth = np.empty(capacity, dtype=np.float32)
-        slots = np.empty(capacity, dtype=np.int64)
-        tile_rows = np.empty((capacity, 2), dtype=np.int32)
-        counts = np.empty(cand_offsets.shape[0] - 1, dtype=np.int64)
-        _project_list(geometry, sh, chunk_starts, chunks, views[b], cam_positions[b], intrinsics[b], width, height,
-                      tile_size, eps2d, near, far, rows, depth, slots, tile_rows, cand_offsets, counts, 0, 0)
-        _project_list(coarse_geometry, coarse_sh, coarse_chunk_starts, coarse, views[b], cam_positions[b],
-                      intrinsics[b], width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows,
-                      cand_offsets, counts, fine_count, geometry.shape[0])
-        composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, 0, tiles_y, width, height,
-                       tile_size, acc[b], trans[b])
+    for group in prange(group_starts.shape[0] - 1):
+        for position in range(group_starts[group], group_starts[group + 1]):
+            _render_camera(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_chunk_starts, slot_ids,
+                           chunk_lists, list_offsets, coarse_lists, coarse_offsets, views, cam_positions, intrinsics,
+                           width, height, tile_size, tiles_y, eps2d, near, far, camera_order[position], acc, trans)
+
+
+@njit(cache=True)
+def _render_camera(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_chunk_starts, slot_ids, chunk_lists,
+                   list_offsets, coarse_lists, coarse_offsets, views, cam_positions, intrinsics, width, height,
+                   tile_size, tiles_y, eps2d, near, far, b, acc, trans):
+    """Camera b of ``render_batch`` on the calling thread."""
+    chunks = chunk_lists[list_offsets[b]:list_offsets[b + 1]]
+    coarse = coarse_lists[coarse_offsets[b]:coarse_offsets[b + 1]]
+    fine_count = chunks.shape[0]
+    cand_offsets = np.zeros(fine_count + coarse.shape[0] + 1, dtype=np.int64)
+    for j in range(fine_count):
+        cand_offsets[j + 1] = cand_offsets[j] + chunk_starts[chunks[j] + 1] - chunk_starts[chunks[j]]
+    for j in range(coarse.shape[0]):
+        size = coarse_chunk_starts[coarse[j] + 1] - coarse_chunk_starts[coarse[j]]
+        cand_offsets[fine_count + j + 1] = cand_offsets[fine_count + j] + size
+    capacity = cand_offsets[-1]
+    rows = np.empty((capacity, PACKED_WIDTH), dtype=np.float32)
+    depth = np.empty(capacity, dtype=np.float32)
+    slots = np.empty(capacity, dtype=np.int64)
+    tile_rows = np.empty((capacity, 2), dtype=np.int32)
+    counts = np.empty(cand_offsets.shape[0] - 1, dtype=np.int64)
+    _project_list(geometry, sh, chunk_starts, chunks, views[b], cam_positions[b], intrinsics[b], width, height,
+                  tile_size, eps2d, near, far, rows, depth, slots, tile_rows, cand_offsets, counts, 0, 0)
+    _project_list(coarse_geometry, coarse_sh, coarse_chunk_starts, coarse, views[b], cam_positions[b],
+                  intrinsics[b], width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows,
+                  cand_offsets, counts, fine_count, geometry.shape[0])
+    composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, 0, tiles_y, width, height,
+                   tile_size, acc[b], trans[b])
 
 
 # --------------------------------------------------------------------------------------------- backward
