@@ -43,7 +43,7 @@ CAMERA_LOD = 1.0
 LOD = f"NavigateVectorEnv(camera_lod={CAMERA_LOD}): one batch, robot cameras with a level of detail"
 
 
-def _blank_images(world, camera, threads):
+def _blank_images(world, camera, threads, lod=None):
     """Stands in for RenderQueue's renderer in the no-render lower bound: blank images of the right shape."""
     shape = (len(camera), camera.height, camera.width)
     return np.zeros((*shape, 3), np.uint8), np.zeros((*shape, 1), np.float32)
