@@ -41,7 +41,7 @@ def _covariance(rows: np.ndarray) -> np.ndarray:
 
 def test_merged_gaussians_match_the_moments_of_their_cells():
     world = checker_floor(n_side=40, size=2.0)
-    index = build_index(world)
+    index = build_index(world, chunk_size=2048)  # one chunk: every cell whole, so members are nearest their merge
     levels = build_coarse_levels(index)
     assert levels.num_levels >= 2
     level_one = levels.geometry[levels.chunk_starts[0]:levels.chunk_starts[index.num_chunks]]
