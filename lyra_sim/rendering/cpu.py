@@ -78,13 +78,13 @@ class _DrawList:
         self.coarse = (level[level > 0] - 1) * index.num_chunks + chunks[level > 0]
         self.slot_ids = self.levels.slot_ids
 
-    def candidates(self, index: SceneIndex) -> int:
-        """Gaussians in the chunks drawn (an estimate of the camera's cost)."""
-        count = int((index.chunk_starts[self.chunks + 1] - index.chunk_starts[self.chunks]).sum())
-        if self.levels is not None:
-            starts = self.levels.chunk_starts
-            count += int((starts[self.coarse + 1] - starts[self.coarse]).sum())
-        return count
+    def sizes(self, index: SceneIndex) -> np.ndarray:
+        """Gaussians in each chunk drawn: the exact chunks', then the coarse ones'."""
+        sizes = index.chunk_starts[self.chunks + 1] - index.chunk_starts[self.chunks]
+        if self.levels is None:
+            return sizes
+        starts = self.levels.chunk_starts
+        return np.concatenate([sizes, starts[self.coarse + 1] - starts[self.coarse]])
 
 
 class _Projected:
@@ -95,10 +95,7 @@ class _Projected:
                  eps2d: float, lod_px: float | None = None):
         draw = _DrawList(index, view, width, height, near, far, lod_px)
         self.slot_ids = draw.slot_ids
-        sizes = index.chunk_starts[draw.chunks + 1] - index.chunk_starts[draw.chunks]
-        if draw.levels is not None:
-            starts = draw.levels.chunk_starts
-            sizes = np.concatenate([sizes, starts[draw.coarse + 1] - starts[draw.coarse]])
+        sizes = draw.sizes(index)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         capacity = int(self.offsets[-1])
         self.rows = _scratch("rows", (capacity, kernels.PACKED_WIDTH), np.float32)
@@ -249,7 +246,7 @@ def _render_batch(index: SceneIndex, camera: Camera, near: float, far: float, ep
         coarse_arrays = (np.zeros((0, index.geometry.shape[1]), np.float32), index.sh[:0], np.zeros(1, np.int64))
     else:
         coarse_arrays = (levels.geometry, levels.sh, levels.chunk_starts)
-    costs = [d.candidates(index) for d in draws]
+    costs = [int(d.sizes(index).sum()) for d in draws]  # Gaussians to project: an estimate of each camera's cost
     order, group_starts = _camera_groups(costs, numba.get_num_threads())
     kernels.render_batch(
         index.geometry, index.sh, index.chunk_starts, *coarse_arrays, draws[0].slot_ids,
