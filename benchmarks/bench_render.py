@@ -150,9 +150,9 @@ def stage_cpu_ms(world: GaussianWorld, camera: Camera) -> dict[str, float]:
         "project": lambda: cpu_backend._Projected(index, view, w, h, 0.01, 1e10, 0.3),
         "composite": lambda: kernels.composite(projected.rows, projected.depth, projected.tile_rows,
                                                projected.offsets, projected.counts, index.ids, projected.slots,
-                                               np.array([0, tiles_y]), w, h, cpu_backend.TILE_SIZE,
-                                               np.zeros((h, w, 4), np.float32),
-                                               np.ones((h, w), np.float32)),
+                                               np.array([0, tiles_y]), 0.0, np.inf, w, h, cpu_backend.TILE_SIZE,
+                                               np.zeros((h, w, 4), np.float32), np.ones((h, w), np.float32),
+                                               *kernels.fresh_state(w, h, cpu_backend.TILE_SIZE)),
         "sort": lambda: projected.sorted_order(),
     }
     _, cpu_times = interleaved({name: threads(1, fn) for name, fn in steps.items()}, repeats=5)

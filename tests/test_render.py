@@ -175,6 +175,24 @@ def test_bands_of_tile_rows_change_nothing(monkeypatch, bands):
     assert torch.equal(banded.depth, whole.depth)
 
 
+@pytest.mark.parametrize("share", [0.02, 0.3])
+def test_nearest_chunks_first_changes_nothing(monkeypatch, share):
+    """Projecting and compositing the nearest chunks first (then the rest, only if pixels are still open) gives
+    the picture of projecting everything at once, bit for bit, in a dense view and a half-empty one."""
+    cam = Camera.look_at([0.1, -0.1, 0.0], [0, 0, 4.0], width=70, height=50, fov_deg=60)
+    dense = frustum_world(20000, cam, seed=7, sh_degree=1)
+    sparse = frustum_world(300, cam, seed=8)
+    for world in (dense, sparse):
+        monkeypatch.setattr(scene_index_module, "CHUNK_SIZE", 64)  # many chunks to split
+        world = GaussianWorld(world.means.clone(), world.quats, world.scales, world.opacities, world.sh)
+        monkeypatch.setattr(cpu_backend, "FIRST_WAVE_SHARE", 1.0)
+        at_once = render(world, cam, backend="cpu")
+        monkeypatch.setattr(cpu_backend, "FIRST_WAVE_SHARE", share)
+        waves = render(world, cam, backend="cpu")
+        assert torch.equal(waves.rgb, at_once.rgb) and torch.equal(waves.depth, at_once.depth)
+    assert float(at_once.alpha.mean()) < 0.9  # the sparse view leaves pixels open: the second wave runs
+
+
 def test_bands_hold_equal_shares_of_the_gaussians():
     """Band boundaries split the tile rows so each band holds about the same count of Gaussian x tile row."""
     tile_rows = np.array([[0, 1]] * 10 + [[5, 7]] * 30 + [[6, 8]] * 30, np.int32)  # rows 5-7 are busy

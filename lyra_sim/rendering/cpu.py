@@ -19,7 +19,7 @@ import torch
 
 from lyra_sim.camera import Camera
 from lyra_sim.rendering import cpu_kernels as kernels
-from lyra_sim.rendering.index import SceneIndex, scene_index
+from lyra_sim.rendering.index import SceneIndex, _corners, scene_index
 from lyra_sim.rendering.lod import choose_levels
 from lyra_sim.rendering.projection import project_ewa
 from lyra_sim.sh import eval_sh_colors
@@ -27,6 +27,7 @@ from lyra_sim.world import GaussianWorld
 
 TILE_SIZE = 16
 BANDS_PER_THREAD = 1
+FIRST_WAVE_SHARE = 0.25  # share of a view's Gaussians (nearest chunks first) projected before the others
 _workspace = threading.local()
 
 
@@ -88,14 +89,16 @@ class _DrawList:
 
 
 class _Projected:
-    """One camera's projected Gaussians: chunk j's visible rows are rows[offsets[j] : offsets[j] + counts[j]]
-    (packed rows, depths, index slots, tile-row ranges); ``slot_ids`` maps slots to tie-break ids."""
+    """One camera's projected Gaussians: drawn chunk j's visible rows are rows[offsets[j] : offsets[j] + counts[j]]
+    (packed rows, depths, index slots, tile-row ranges); ``slot_ids`` maps slots to tie-break ids. Every chunk
+    is projected unless ``project_all`` is False (then ``project`` the chunks when needed)."""
 
     def __init__(self, index: SceneIndex, view: _View, width: int, height: int, near: float, far: float,
-                 eps2d: float, lod_px: float | None = None):
-        draw = _DrawList(index, view, width, height, near, far, lod_px)
-        self.slot_ids = draw.slot_ids
-        sizes = draw.sizes(index)
+                 eps2d: float, lod_px: float | None = None, project_all: bool = True):
+        self.index, self.view, self.size, self.clip, self.eps2d = index, view, (width, height), (near, far), eps2d
+        self.draw = _DrawList(index, view, width, height, near, far, lod_px)
+        self.slot_ids = self.draw.slot_ids
+        sizes = self.draw.sizes(index)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         capacity = int(self.offsets[-1])
         self.rows = _scratch("rows", (capacity, kernels.PACKED_WIDTH), np.float32)
@@ -103,16 +106,34 @@ class _Projected:
         self.slots = _scratch("slots", (capacity,), np.int64)
         self.tile_rows = _scratch("tile_rows", (capacity, 2), np.int32)
         self.counts = np.zeros(len(sizes), np.int64)
+        if project_all:
+            self.project(np.arange(len(sizes)))
+
+    def project(self, selected: np.ndarray) -> None:
+        """Project the drawn chunks ``selected`` (positions in the draw list: exact chunks, then coarse ones)."""
+        index, draw, view, (width, height), (near, far) = self.index, self.draw, self.view, self.size, self.clip
         fine = len(draw.chunks)
-        parts = [(index.geometry, index.sh, index.chunk_starts, draw.chunks, 0, 0)]
+        parts = [(index.geometry, index.sh, index.chunk_starts, draw.chunks, selected[selected < fine], 0, 0)]
         if len(draw.coarse):
             levels = draw.levels
-            parts.append((levels.geometry, levels.sh, levels.chunk_starts, draw.coarse, fine, len(index.ids)))
-        for geometry, sh, chunk_starts, chunks, first, slot_base in parts:
-            kernels.project_chunks(geometry, sh, chunk_starts, chunks, self.offsets[first:], view.world_to_cam,
-                                   view.position, view.intrinsics, width, height, TILE_SIZE, eps2d, near, far,
-                                   self.rows, self.depth, self.slots, self.tile_rows,
-                                   self.counts[first:first + len(chunks)], slot_base)
+            parts.append((levels.geometry, levels.sh, levels.chunk_starts, draw.coarse,
+                          selected[selected >= fine], fine, len(index.ids)))
+        for geometry, sh, chunk_starts, chunks, chosen, first, slot_base in parts:
+            if len(chosen) == 0:
+                continue
+            counts = np.zeros(len(chosen), np.int64)
+            kernels.project_chunks(geometry, sh, chunk_starts, chunks[chosen - first], self.offsets[chosen],
+                                   view.world_to_cam, view.position, view.intrinsics, width, height, TILE_SIZE,
+                                   self.eps2d, near, far, self.rows, self.depth, self.slots, self.tile_rows, counts,
+                                   slot_base)
+            self.counts[chosen] = counts
+
+    def nearest_depths(self) -> np.ndarray:
+        """Each drawn chunk's smallest mean depth (no Gaussian of the chunk is nearer), float64."""
+        index, draw = self.index, self.draw
+        chunks = np.concatenate([draw.chunks, draw.coarse % max(index.num_chunks, 1)]).astype(np.int64)
+        w2c = self.view.world_to_cam
+        return (_corners(index.mean_boxes[chunks]) @ w2c[2, :3] + w2c[2, 3]).min(axis=1)
 
     def sorted_order(self) -> np.ndarray:
         """Positions of the visible rows, front to back."""
@@ -219,14 +240,30 @@ def _render_differentiable(world: GaussianWorld, camera: Camera, b: int, near: f
 
 def _render_one(index: SceneIndex, camera: Camera, b: int, near: float, far: float, eps2d: float,
                 lod_px: float | None, acc: np.ndarray, trans: np.ndarray) -> None:
-    """One camera without autograd into acc (H,W,4) and trans (H,W): projection parallel over index chunks, then
-    sorting and compositing parallel over bands of tile rows."""
+    """One camera without autograd into acc (H,W,4) and trans (H,W), nearest chunks first: the chunks holding the
+    nearest FIRST_WAVE_SHARE of the Gaussians are projected and composited up to the depth where the others
+    begin; only if some pixel is still not opaque are the others projected and composited (a dense view
+    never projects most of what lies behind its first surfaces). Projection is parallel over index chunks,
+    compositing over bands of tile rows; the picture is that of compositing everything at once."""
     w, h = camera.width, camera.height
-    p = _Projected(index, _View(camera, b), w, h, near, far, eps2d, lod_px)
-    bounds = kernels.balanced_bands(p.tile_rows, p.offsets, p.counts, _tile_grid(w, h)[1],
-                                    _band_count(h, numba.get_num_threads()))
-    kernels.composite(p.rows, p.depth, p.tile_rows, p.offsets, p.counts, p.slot_ids, p.slots, bounds, w, h,
-                      TILE_SIZE, acc, trans)
+    p = _Projected(index, _View(camera, b), w, h, near, far, eps2d, lod_px, project_all=False)
+    nearest = p.nearest_depths()
+    by_depth = np.argsort(nearest, kind="stable")
+    sizes = np.diff(p.offsets)[by_depth]
+    first = min(len(by_depth), int(np.searchsorted(np.cumsum(sizes), FIRST_WAVE_SHARE * sizes.sum())) + 1)
+    # Every Gaussian of a later chunk is at least this deep (less a margin for the float32 means and depths).
+    boundary = nearest[by_depth[first]] if first < len(by_depth) else np.inf
+    boundary = float(np.float32(boundary - 1e-5 * abs(boundary) - 1e-6)) if np.isfinite(boundary) else np.inf
+    done, left, row_left = kernels.fresh_state(w, h, TILE_SIZE)
+    tiles_y = _tile_grid(w, h)[1]
+    for selected, lo, hi in ((by_depth[:first], 0.0, boundary), (by_depth[first:], boundary, np.inf)):
+        if not left.any() or lo == hi:
+            break
+        p.project(selected)
+        bounds = kernels.balanced_bands(p.tile_rows, p.offsets, p.counts, tiles_y,
+                                        _band_count(h, numba.get_num_threads()))
+        kernels.composite(p.rows, p.depth, p.tile_rows, p.offsets, p.counts, p.slot_ids, p.slots, bounds, lo, hi,
+                          w, h, TILE_SIZE, acc, trans, done, left, row_left)
 
 
 def _offsets(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

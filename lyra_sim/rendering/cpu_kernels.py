@@ -451,17 +451,18 @@ def _blend_tile_batch(batch_rows, offsets, lists, t, band_t0, y_top, width, heig
 
 
 @njit(cache=True)
-def _band_candidates(tile_rows, cand_offsets, counts, band_t0, band_t1):
-    """Positions of the projected Gaussians whose tile rows overlap the band [band_t0, band_t1)."""
+def _band_candidates(depth, tile_rows, cand_offsets, counts, band_t0, band_t1, near, far):
+    """Positions of the projected Gaussians whose tile rows overlap the band [band_t0, band_t1) and whose depth
+    lies in [near, far)."""
     n = 0
     for j in range(counts.shape[0]):
         for i in range(cand_offsets[j], cand_offsets[j] + counts[j]):
-            n += tile_rows[i, 0] < band_t1 and tile_rows[i, 1] > band_t0
+            n += tile_rows[i, 0] < band_t1 and tile_rows[i, 1] > band_t0 and near <= depth[i] < far
     positions = np.empty(n, dtype=np.int64)
     n = 0
     for j in range(counts.shape[0]):
         for i in range(cand_offsets[j], cand_offsets[j] + counts[j]):
-            if tile_rows[i, 0] < band_t1 and tile_rows[i, 1] > band_t0:
+            if tile_rows[i, 0] < band_t1 and tile_rows[i, 1] > band_t0 and near <= depth[i] < far:
                 positions[n] = i
                 n += 1
     return positions
@@ -522,9 +523,27 @@ def _bin_open_tiles(rows, order, start, count, left, band_t0, band_t1, tile_size
 
 
 @njit(cache=True)
-def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, band_t0, band_t1, width, height,
-                   tile_size, acc, trans):
-    """Front-to-back compositing of the tile rows [band_t0, band_t1) into acc (H,W,4) and trans (H,W).
+def fresh_state(width, height, tile_size):
+    """Compositing state of an empty image: ``done`` (H, W) opaque pixels, ``left`` open pixels per tile
+    (row-major tiles), ``row_left`` (H, tile columns) open pixels per tile row segment."""
+    tiles_x = (width + tile_size - 1) // tile_size
+    tiles_y = (height + tile_size - 1) // tile_size
+    left = np.empty(tiles_x * tiles_y, dtype=np.int64)
+    for t in range(tiles_x * tiles_y):
+        ty, tx = t // tiles_x, t % tiles_x
+        left[t] = min(tile_size, width - tx * tile_size) * min(tile_size, height - ty * tile_size)
+    row_left = np.empty((height, tiles_x), dtype=np.int64)
+    for tx in range(tiles_x):
+        row_left[:, tx] = min(tile_size, width - tx * tile_size)
+    return np.zeros((height, width), dtype=np.bool_), left, row_left
+
+
+@njit(cache=True)
+def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, band_t0, band_t1, near, far,
+                   width, height, tile_size, acc, trans, done, left, row_left):
+    """Front-to-back compositing of the Gaussians with depth in [near, far) into the tile rows [band_t0, band_t1)
+    of acc (H,W,4) and trans (H,W); ``done``, ``left`` and ``row_left`` (``fresh_state``) carry the pixels'
+    saturation from one call to the next (a frame composited in depth ranges gives the same picture).
 
     The band takes the projected Gaussians that touch it in depth order, and gathers, bins and blends them in
     batches (1024, then doubling), binning each batch only into the tiles that still have pixels to fill;
@@ -534,21 +553,18 @@ def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots
     batches reach them. Same result as sorting, binning and blending everything at once.
     """
     tiles_x = (width + tile_size - 1) // tile_size
-    order, bucket_starts = _depth_buckets(depth, _band_candidates(tile_rows, cand_offsets, counts, band_t0, band_t1))
+    band_left = left[band_t0 * tiles_x:band_t1 * tiles_x]
+    if not (band_left > 0).any():
+        return
+    positions = _band_candidates(depth, tile_rows, cand_offsets, counts, band_t0, band_t1, near, far)
+    order, bucket_starts = _depth_buckets(depth, positions)
     sorted_end, next_bucket = 0, 0
     y_top, y_end = band_t0 * tile_size, min(band_t1 * tile_size, height)
+    band_done, band_row_left = done[y_top:y_end], row_left[y_top:y_end]
     num_tiles = tiles_x * (band_t1 - band_t0)
-    left = np.empty(num_tiles, dtype=np.int64)
-    for t in range(num_tiles):
-        ty, tx = band_t0 + t // tiles_x, t % tiles_x
-        left[t] = min(tile_size, width - tx * tile_size) * min(tile_size, height - ty * tile_size)
-    done = np.zeros((y_end - y_top, width), dtype=np.bool_)
-    row_left = np.empty((y_end - y_top, tiles_x), dtype=np.int64)
-    for tx in range(tiles_x):
-        row_left[:, tx] = min(tile_size, width - tx * tile_size)
     batch_rows = np.empty((min(order.shape[0], FIRST_BATCH * 64), PACKED_WIDTH), dtype=np.float32)
     start, size = 0, FIRST_BATCH
-    while start < order.shape[0] and (left > 0).any():
+    while start < order.shape[0] and (band_left > 0).any():
         count = min(size, order.shape[0] - start, batch_rows.shape[0])
         while sorted_end < start + count:  # sort the next run of buckets that covers this batch
             stop = next_bucket + 1
@@ -557,11 +573,11 @@ def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots
             run_end = bucket_starts[stop]
             order[sorted_end:run_end] = sort_positions(depth, order[sorted_end:run_end], slot_ids, slots)
             sorted_end, next_bucket = run_end, stop
-        offsets, lists = _bin_open_tiles(rows, order, start, count, left, band_t0, band_t1, tile_size, tiles_x,
+        offsets, lists = _bin_open_tiles(rows, order, start, count, band_left, band_t0, band_t1, tile_size, tiles_x,
                                          batch_rows)
         for t in range(num_tiles):
             _blend_tile_batch(batch_rows, offsets, lists, t, band_t0, y_top, width, height, tile_size, tiles_x, acc,
-                              trans, done, left, row_left)
+                              trans, band_done, band_left, band_row_left)
         start += count
         size *= 2
 
@@ -596,14 +612,14 @@ def balanced_bands(tile_rows, cand_offsets, counts, tiles_y, bands):
 
 
 @njit(parallel=True, cache=True)
-def composite(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, bounds, width, height, tile_size, acc,
-              trans):
-    """``composite_band`` for the bands of tile rows [bounds[b], bounds[b+1]) in parallel (one launch per frame:
-    waking threads costs milliseconds on a busy machine, so the frame's composite does not wake them batch by
+def composite(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, bounds, near, far, width, height,
+              tile_size, acc, trans, done, left, row_left):
+    """``composite_band`` for the bands of tile rows [bounds[b], bounds[b+1]) in parallel (one launch per depth
+    range: waking threads costs milliseconds on a busy machine, so the composite does not wake them batch by
     batch)."""
     for b in prange(bounds.shape[0] - 1):
-        composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, bounds[b], bounds[b + 1], width,
-                       height, tile_size, acc, trans)
+        composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, bounds[b], bounds[b + 1], near,
+                       far, width, height, tile_size, acc, trans, done, left, row_left)
 
 
 # ------------------------------------------------------------------------------------- batch of cameras
@@ -660,8 +676,9 @@ def _render_camera(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coars
     _project_list(coarse_geometry, coarse_sh, coarse_chunk_starts, coarse, views[b], cam_positions[b],
                   intrinsics[b], width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows,
                   cand_offsets, counts, fine_count, geometry.shape[0])
-    composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, 0, tiles_y, width, height,
-                   tile_size, acc[b], trans[b])
+    done, left, row_left = fresh_state(width, height, tile_size)
+    composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, 0, tiles_y, 0.0, np.inf, width,
+                   height, tile_size, acc[b], trans[b], done, left, row_left)
 
 
 # --------------------------------------------------------------------------------------------- backward
