@@ -188,6 +188,7 @@ def test_nearest_chunks_first_changes_nothing(monkeypatch, share):
         monkeypatch.setattr(cpu_backend, "FIRST_WAVE_SHARE", 1.0)
         at_once = render(world, cam, backend="cpu")
         monkeypatch.setattr(cpu_backend, "FIRST_WAVE_SHARE", share)
+        monkeypatch.setattr(cpu_backend, "WAVE_MIN_LAYERS", 0)  # two waves whatever the view's depth
         waves = render(world, cam, backend="cpu")
         assert torch.equal(waves.rgb, at_once.rgb) and torch.equal(waves.depth, at_once.depth)
     assert float(at_once.alpha.mean()) < 0.9  # the sparse view leaves pixels open: the second wave runs
@@ -196,14 +197,20 @@ def test_nearest_chunks_first_changes_nothing(monkeypatch, share):
 def test_bands_hold_equal_shares_of_the_gaussians():
     """Band boundaries split the tile rows so each band holds about the same count of Gaussian x tile row."""
     tile_rows = np.array([[0, 1]] * 10 + [[5, 7]] * 30 + [[6, 8]] * 30, np.int32)  # rows 5-7 are busy
-    bounds = cpu_kernels.balanced_bands(tile_rows, np.array([0]), np.array([len(tile_rows)]), 8, 4)
+    depth = np.ones(len(tile_rows), np.float32)
+    bounds = cpu_kernels.balanced_bands(depth, tile_rows, np.array([0]), np.array([len(tile_rows)]), 0.5, 2.0, 8, 4)
     cover = np.zeros(8)
     for first, last in tile_rows:
         cover[first:last] += 1
     shares = [cover[a:b].sum() for a, b in itertools.pairwise(bounds)]
     assert bounds[0] == 0 and bounds[-1] == 8 and np.all(np.diff(bounds) >= 1)
     assert max(shares) <= 0.5 * cover.sum()  # 4 bands of 2 rows each would give rows 6-7 90 of the 130
-    assert len(cpu_kernels.balanced_bands(tile_rows, np.array([0]), np.array([len(tile_rows)]), 3, 8)) == 4
+    assert len(cpu_kernels.balanced_bands(depth, tile_rows, np.array([0]), np.array([len(tile_rows)]), 0.5, 2.0, 3,
+                                          8)) == 4
+    # only the Gaussians of the depth range count: without the busy rows' ones, the first band holds row 0 alone
+    far_busy = np.where(tile_rows[:, 0] >= 5, 3.0, 1.0).astype(np.float32)
+    assert cpu_kernels.balanced_bands(far_busy, tile_rows, np.array([0]), np.array([len(tile_rows)]), 0.5, 2.0, 8,
+                                      4)[1] == 1
 
 
 def test_camera_groups_share_the_work_equally():

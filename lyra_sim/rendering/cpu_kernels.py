@@ -583,15 +583,17 @@ def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots
 
 
 @njit(cache=True)
-def balanced_bands(tile_rows, cand_offsets, counts, tiles_y, bands):
+def balanced_bands(depth, tile_rows, cand_offsets, counts, near, far, tiles_y, bands):
     """Boundaries (tile rows, ascending, first 0 and last tiles_y) of at most ``bands`` bands holding about the
-    same number of projected Gaussians each (a Gaussian counts in every tile row it touches): a frame's work
-    sits where its geometry is, so bands of equal height would leave one thread with most of it."""
+    same number of the projected Gaussians with depth in [near, far) each (a Gaussian counts in every tile row
+    it touches): a frame's work sits where its geometry is, so bands of equal height would leave one thread
+    with most of it."""
     cover = np.zeros(tiles_y + 1, dtype=np.int64)
     for j in range(counts.shape[0]):
         for i in range(cand_offsets[j], cand_offsets[j] + counts[j]):
-            cover[min(tile_rows[i, 0], tiles_y)] += 1
-            cover[min(tile_rows[i, 1], tiles_y)] -= 1
+            if near <= depth[i] < far:
+                cover[min(tile_rows[i, 0], tiles_y)] += 1
+                cover[min(tile_rows[i, 1], tiles_y)] -= 1
     for r in range(tiles_y):
         cover[r + 1] += cover[r]
     total = 0
