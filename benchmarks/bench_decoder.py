@@ -22,10 +22,11 @@ from unittest import mock
 import torch
 from results import write_section
 
-from lyra_sim.generate import LyraDecoder, LyraDecoderConfig, lyra_decoder
-from lyra_sim.generate.cpu_linear import linear
-from lyra_sim.generate.lyra_decoder import MambaBlock
-from lyra_sim.generate.mamba2 import CPU_CHUNK_SIZE, BidirectionalMamba2, fused_kernel_available, ssd_scan
+from lyra_sim.lyra import LyraDecoder, LyraDecoderConfig
+from lyra_sim.lyra import decoder as lyra_decoder
+from lyra_sim.lyra.cpu_linear import linear
+from lyra_sim.lyra.decoder import MambaBlock
+from lyra_sim.lyra.mamba2 import CPU_CHUNK_SIZE, BidirectionalMamba2, fused_kernel_available, ssd_scan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from previous_mamba2_mixer import previous_mixer_forward

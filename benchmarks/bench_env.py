@@ -28,7 +28,7 @@ from lyra_sim.envs import ENV_ID, render_queue
 from lyra_sim.envs.navigate import CONTROL_DT, NavigateEnv
 from lyra_sim.envs.scene import prepare_scene
 from lyra_sim.envs.vector import NavigateVectorEnv
-from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
+from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.rendering import DEFAULT_BACKGROUND, render
 
 DATA = EXAMPLE_DIR

@@ -21,7 +21,7 @@ from results import write_section
 from lyra_sim.demo import EXAMPLE_DIR
 from lyra_sim.envs.navigate import CONTROL_DT, NavigateEnv
 from lyra_sim.envs.scene import prepare_scene
-from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
+from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.physics.bullet import (
     WHEEL_BASE,
     WHEEL_MAX_TORQUE,

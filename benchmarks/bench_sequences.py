@@ -1,7 +1,7 @@
 """RGB-D capture to world: pose accuracy, novel-view coverage/PSNR, world size and speed; the data engine on Ray.
 
 Two PyBullet captures of a furnished, textured room with structured-light depth noise
-(lyra_sim.generate.sim_capture): a 100-frame, 5 m loop walked at 640x480, and a 60-frame arc while
+(lyra_sim.synthetic.captures): a 100-frame, 5 m loop walked at 640x480, and a 60-frame arc while
 a box slides across the floor. Poses are estimated (open3d RGB-D odometry + pose graph), the frames
 fused, and the results compared with PyBullet's ground truth.
 
@@ -24,12 +24,12 @@ from results import write_section
 from scipy.spatial.transform import Rotation
 
 from lyra_sim.camera import Camera
-from lyra_sim.generate.capture import reconstruct_sequence
-from lyra_sim.generate.fusion import project
-from lyra_sim.generate.lift import unproject_depth
-from lyra_sim.generate.sim_capture import CAMERA_HEIGHT, look_at_cam_to_world, render_capture
+from lyra_sim.capture.fusion import project
+from lyra_sim.capture.pipeline import reconstruct_sequence
 from lyra_sim.io import save_world
 from lyra_sim.rendering import render
+from lyra_sim.single_view.surfels import unproject_depth
+from lyra_sim.synthetic.captures import CAMERA_HEIGHT, look_at_cam_to_world, render_capture
 from lyra_sim.train.data_engine import make_dataset
 
 WIDTH, HEIGHT = 640, 480

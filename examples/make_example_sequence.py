@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lyra_sim.generate.sim_capture import render_capture, write_capture
+from lyra_sim.synthetic.captures import render_capture, write_capture
 
 
 def main() -> None:

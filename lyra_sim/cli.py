@@ -15,13 +15,14 @@ from lyra_sim.camera import DEFAULT_FOV_DEG
 from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, PATH_FRAMES, world_camera_path
 from lyra_sim.demo import DEMO_EPISODE_STEPS, DEMO_FLY_FRAMES, EXAMPLE_DIR, run_demo
 from lyra_sim.errors import LyraSimError
-from lyra_sim.generate import InputError, generate_world
-from lyra_sim.generate.completion import completion_summary
-from lyra_sim.generate.depth_sources import PRIOR_ADVICE, PRIOR_PITCH_DEG
-from lyra_sim.generate.images import DEFAULT_MAX_PIXELS
+from lyra_sim.generate import generate_world
+from lyra_sim.inputs import InputError
+from lyra_sim.inputs.images import DEFAULT_MAX_PIXELS
 from lyra_sim.io import REGISTRY, load_world, save_world
 from lyra_sim.io.errors import WorldFileError
 from lyra_sim.media import render_path
+from lyra_sim.single_view.completion import completion_summary
+from lyra_sim.single_view.depth_sources import PRIOR_ADVICE, PRIOR_PITCH_DEG
 from lyra_sim.world import DynamicGaussianWorld, first_keyframe
 
 
@@ -64,7 +65,7 @@ def _print_world_facts(world) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from lyra_sim.generate.batch import generate_many
-    from lyra_sim.generate.sequence import is_sequence_dir
+    from lyra_sim.inputs.sequence import is_sequence_dir
 
     image_options, sequence_options = _generate_options(args)
     if len(args.inputs) > 1 or args.workers > 1 or args.ray_address:
@@ -104,7 +105,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from lyra_sim.generate.lyra_pipeline import decode_teacher_dir  # lazy: pulls in diffusers
+    from lyra_sim.lyra.pipeline import decode_teacher_dir  # lazy: pulls in diffusers
 
     output = Path(args.output)
     if output.suffix.lower() not in (".ply", ".safetensors"):

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from lyra_sim.camera import Camera
 from lyra_sim.camera_paths import camera_path, render_intrinsics, scene_depth
 from lyra_sim.generate import generate_world
-from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
+from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.io import save_world
 from lyra_sim.media import contact_sheet, render_path, save_mp4, save_png
 from lyra_sim.rendering import render

@@ -374,15 +374,15 @@ def _read(reader: str, path: Path):
         world = load_world(path)
         return len(world)
     if reader == "image":
-        from lyra_sim.generate.images import load_image
+        from lyra_sim.inputs.images import load_image
 
         return load_image(path).rgb.shape
     if reader == "depth":
-        from lyra_sim.generate.images import load_depth
+        from lyra_sim.inputs.images import load_depth
 
         return load_depth(path, (24, 32)).shape
     if reader == "intrinsics":
-        from lyra_sim.generate.images import load_intrinsics
+        from lyra_sim.inputs.images import load_intrinsics
 
         return load_intrinsics(path, 32, 24).shape
     if reader == "camera_path":
@@ -390,7 +390,7 @@ def _read(reader: str, path: Path):
 
         return len(load_camera_file(path, width=32, height=24))
     if reader == "latent":
-        from lyra_sim.generate.gen3c_dir import load_teacher_latent
+        from lyra_sim.lyra.gen3c_dir import load_teacher_latent
 
         return tuple(load_teacher_latent(path).shape)
     if reader.startswith("selftest_"):  # readers that misbehave on purpose: the harness must catch each
@@ -463,7 +463,7 @@ def worker_main() -> None:
     from lyra_sim.errors import LyraSimError
 
     warnings.simplefilter("ignore")
-    for module in ("lyra_sim.io", "lyra_sim.generate.images", "lyra_sim.generate.gen3c_dir", "lyra_sim.camera_paths",
+    for module in ("lyra_sim.io", "lyra_sim.inputs.images", "lyra_sim.lyra.gen3c_dir", "lyra_sim.camera_paths",
                    "usd_exporters.stage_io"):
         with contextlib.suppress(ImportError):
             __import__(module)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lyra_sim.generate.plucker import intrinsics_matrix
+from lyra_sim.lyra.plucker import intrinsics_matrix
 from lyra_sim.trajectories import lyra_trajectories
 
 FRAMES, HEIGHT, WIDTH = 9, 32, 48  # 2 latent frames of 4 x 6

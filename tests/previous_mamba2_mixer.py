@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from previous_ssd_scan import ssd_scan as previous_ssd_scan
 
-from lyra_sim.generate.mamba2 import BidirectionalMamba2, Mamba2Scan
+from lyra_sim.lyra.mamba2 import BidirectionalMamba2, Mamba2Scan
 
 
 def _gated_norm(scan: Mamba2Scan, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from scenes import BOX_MAX, CAMERA_EYE, camera_view, room_surfaces, surfels_world
 
 from lyra_sim import DynamicGaussianWorld
 from lyra_sim.align import align_world, find_floor
+from lyra_sim.synthetic.gaussian_rooms import BOX_MAX, CAMERA_EYE, camera_view, room_surfaces, surfels_world
 from lyra_sim.world import WorldError
 
 

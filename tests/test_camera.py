@@ -6,7 +6,7 @@ import torch
 
 from lyra_sim import Camera
 from lyra_sim.camera import CameraError, look_at_matrix, pixel_directions, relative_poses
-from lyra_sim.generate.lift import unproject_depth
+from lyra_sim.single_view.surfels import unproject_depth
 from lyra_sim.trajectories import LYRA_VIEW_ORDER, lyra_trajectories, lyra_trajectory_positions
 
 

@@ -7,10 +7,10 @@ import torch
 from lyra_sim import Camera, GaussianWorld, generate_world, render
 from lyra_sim.camera import look_at_matrix
 from lyra_sim.generate import tint_completed
-from lyra_sim.generate.depth_fill import fill_depth
-from lyra_sim.generate.layers import split_layers
 from lyra_sim.io import load_world, save_world
 from lyra_sim.rotations import quat_to_rotmat
+from lyra_sim.single_view.depth_fill import fill_depth
+from lyra_sim.single_view.layers import split_layers
 
 W, H = 128, 96
 K = np.array([[100.0, 0, W / 2], [0, 100.0, H / 2], [0, 0, 1]])
@@ -215,7 +215,7 @@ def test_cli_says_flat_prior_and_turns_completion_off(tmp_path, capsys):
 
 def test_prepare_scene_warns_about_the_flat_prior():
     import lyra_sim.envs.scene as scene_module
-    from lyra_sim.generate.depth_sources import FlatPriorWarning
+    from lyra_sim.single_view.depth_sources import FlatPriorWarning
 
     with pytest.warns(FlatPriorWarning, match="FLAT PRIOR"):
         world, views = scene_module._world_from_source(box_on_floor()[0], None, None)

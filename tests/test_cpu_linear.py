@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lyra_sim.generate import cpu_linear
+from lyra_sim.lyra import cpu_linear
 
 
 @pytest.mark.parametrize("bias", [True, False])

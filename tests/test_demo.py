@@ -44,7 +44,7 @@ def test_wheel_ships_the_example_and_the_installed_demo_finds_it(tmp_path):
         assert f"lyra_sim/data/{path.name}" in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # what pip install puts in site-packages
-    check = ("import lyra_sim.demo as d; from lyra_sim.generate.images import load_rgb, load_intrinsics; "
+    check = ("import lyra_sim.demo as d; from lyra_sim.inputs.images import load_rgb, load_intrinsics; "
              "rgb, _, intr = d.example_paths(); img = load_rgb(rgb); "
              "load_intrinsics(intr, img.shape[1], img.shape[0]); print(d.__file__, img.shape)")
     result = subprocess.run([sys.executable, "-c", check], env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},

@@ -6,14 +6,14 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from scenes import ROOM_X, camera_view, room_surfaces, surfels_world
 
 import lyra_sim
 from lyra_sim.demo import EXAMPLE_DIR
 from lyra_sim.envs import ENV_ID, prepare_scene
-from lyra_sim.generate import InputError
-from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb
+from lyra_sim.inputs import InputError
+from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.io import save_world
+from lyra_sim.synthetic.gaussian_rooms import ROOM_X, camera_view, room_surfaces, surfels_world
 
 EXAMPLE = EXAMPLE_DIR
 SMALL = {"image_size": (48, 36), "max_steps": 30}

@@ -4,9 +4,10 @@ import torch
 from PIL import Image
 
 from lyra_sim import Camera, generate_world, render
-from lyra_sim.generate import InputError, ground_backdrop_prior
-from lyra_sim.generate.lift import unreliable_edges
+from lyra_sim.inputs import InputError
 from lyra_sim.rotations import quat_to_rotmat
+from lyra_sim.single_view import ground_backdrop_prior
+from lyra_sim.single_view.lift import unreliable_edges
 
 W, H = 40, 30
 K = np.array([[50.0, 0, 20], [0, 50.0, 15], [0, 0, 1]])

@@ -27,11 +27,11 @@ from PIL import Image
 from lyra_sim import GaussianWorld, load_world, save_world
 from lyra_sim.errors import LyraSimError
 from lyra_sim.generate import generate_world
-from lyra_sim.generate.gen3c_dir import TeacherDataError, load_teacher_latent, read_teacher_dir
-from lyra_sim.generate.images import InputError, load_depth, load_image, load_intrinsics, load_rgb
-from lyra_sim.generate.lyra_decoder import CheckpointError, LyraDecoder, LyraDecoderConfig
+from lyra_sim.inputs.images import InputError, load_depth, load_image, load_intrinsics, load_rgb
 from lyra_sim.io import WorldFileError
 from lyra_sim.io.atomic import OutputError, atomic_path
+from lyra_sim.lyra.decoder import CheckpointError, LyraDecoder, LyraDecoderConfig
+from lyra_sim.lyra.gen3c_dir import TeacherDataError, load_teacher_latent, read_teacher_dir
 from lyra_sim.world import WorldError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from lyra_sim.camera import relative_poses
-from lyra_sim.generate import CheckpointError, LyraDecoder, LyraDecoderConfig
-from lyra_sim.generate.gaussian_head import (
+from lyra_sim.lyra import CheckpointError, LyraDecoder, LyraDecoderConfig
+from lyra_sim.lyra.gaussian_head import (
     activate,
     gaussians_from_raw,
     kept_count,
     packed_to_world,
     top_opacity,
 )
-from lyra_sim.generate.plucker import intrinsics_matrix, plucker_image, time_image
+from lyra_sim.lyra.plucker import intrinsics_matrix, plucker_image, time_image
 
 KEYS_FILE = Path(__file__).parent / "data" / "lyra_checkpoint_keys.txt"
 

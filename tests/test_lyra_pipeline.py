@@ -11,7 +11,8 @@ import torch
 from lyra_fixtures import FRAMES, HEIGHT, INTRINSICS, WIDTH, tiny_cosmos, write_teacher_dir, write_tiny_tokenizer
 
 from lyra_sim.cli import main
-from lyra_sim.generate import (
+from lyra_sim.io import load_world
+from lyra_sim.lyra import (
     CosmosTokenizer,
     LyraDecoder,
     LyraDecoderConfig,
@@ -21,7 +22,6 @@ from lyra_sim.generate import (
     load_teacher_latent,
     read_teacher_dir,
 )
-from lyra_sim.io import load_world
 from lyra_sim.world import DynamicGaussianWorld
 
 PIXELS_PER_VIEW = FRAMES * (HEIGHT // 8) * (WIDTH // 8)
@@ -241,7 +241,7 @@ def _causal_stand_in_tokenizer() -> CosmosTokenizer:
 def test_target_time_latent_is_one_encoded_frame_repeated_like_the_official_code(teacher_dir):
     from tqdm import tqdm
 
-    from lyra_sim.generate.lyra_pipeline import _Inputs
+    from lyra_sim.lyra.pipeline import _Inputs
 
     tokenizer = _causal_stand_in_tokenizer()
     views = read_teacher_dir(teacher_dir).ordered((0, 1))

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lyra_sim.generate.mamba2 import BidirectionalMamba2, Mamba2Scan, fused_kernel_available, ssd_scan
+from lyra_sim.lyra.mamba2 import BidirectionalMamba2, Mamba2Scan, fused_kernel_available, ssd_scan
 
 
 def recurrence(x, dt, A, B, C, initial_state=None):

@@ -7,7 +7,7 @@ from previous_mamba2_mixer import previous_mixer_forward
 from previous_ssd_scan import ssd_scan as previous_ssd_scan
 from previous_ssd_scan_inplace import ssd_scan as previous_inplace_scan
 
-from lyra_sim.generate.mamba2 import CPU_CHUNK_SIZE, BidirectionalMamba2, causal_depthwise_conv1d
+from lyra_sim.lyra.mamba2 import CPU_CHUNK_SIZE, BidirectionalMamba2, causal_depthwise_conv1d
 
 
 @pytest.mark.parametrize("inference", [True, False])  # blocks of rows vs whole-sequence passes

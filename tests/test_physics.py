@@ -3,7 +3,6 @@
 import numpy as np
 import open3d as o3d
 import pytest
-from scenes import BOX_MAX, BOX_MIN, ROOM_X, ROOM_Y, ROOM_Z, camera_view, room_surfaces, surfels_world
 from scipy.spatial import cKDTree
 
 from lyra_sim import DynamicGaussianWorld
@@ -11,6 +10,16 @@ from lyra_sim.align import align_world
 from lyra_sim.physics import BulletScene, align_with_proxies, build_collision_proxy
 from lyra_sim.physics.aligned import is_aligned, move_views
 from lyra_sim.physics.proxy import fill_small_holes
+from lyra_sim.synthetic.gaussian_rooms import (
+    BOX_MAX,
+    BOX_MIN,
+    ROOM_X,
+    ROOM_Y,
+    ROOM_Z,
+    camera_view,
+    room_surfaces,
+    surfels_world,
+)
 
 
 def aligned_room(box_offset=(0.0, 0.0), spacing=0.03):

@@ -11,18 +11,18 @@ from scipy.spatial.transform import Rotation
 
 from lyra_sim import DynamicGaussianWorld, GaussianWorld
 from lyra_sim.camera import Camera
-from lyra_sim.generate.capture import reconstruct_sequence
-from lyra_sim.generate.images import InputError
-from lyra_sim.generate.odometry import TrackingLostError, estimate_poses
-from lyra_sim.generate.sequence import (
+from lyra_sim.capture.odometry import TrackingLostError, estimate_poses
+from lyra_sim.capture.pipeline import reconstruct_sequence
+from lyra_sim.inputs.images import InputError
+from lyra_sim.inputs.sequence import (
     interpolate_poses,
     read_sequence,
     read_tum_trajectory,
     sequence_from_arrays,
     write_tum_trajectory,
 )
-from lyra_sim.generate.sim_capture import render_capture, write_capture
 from lyra_sim.rendering import render
+from lyra_sim.synthetic.captures import render_capture, write_capture
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import torch
 from previous_ssd_scan import ssd_scan as previous_ssd_scan
 from previous_ssd_scan_inplace import ssd_scan as previous_inplace_scan
 
-from lyra_sim.generate import mamba2
-from lyra_sim.generate.mamba2 import ssd_scan
+from lyra_sim.lyra import mamba2
+from lyra_sim.lyra.mamba2 import ssd_scan
 
 
 @pytest.mark.parametrize("inference", [True, False])  # in-place buffers vs the autograd-safe path

@@ -8,8 +8,8 @@ import torch
 
 from lyra_sim.camera import Camera
 from lyra_sim.cli import main
-from lyra_sim.generate import LyraDecoder
-from lyra_sim.generate.latent_space import PixelSpace
+from lyra_sim.lyra import LyraDecoder
+from lyra_sim.lyra.latent_space import PixelSpace
 from lyra_sim.train.data_engine import SceneDataset, make_dataset
 from lyra_sim.train.loop import Stage, TrainConfig, Trainer, prepare_sample
 from lyra_sim.train.losses import PerceptualLoss, masked_mse, scale_invariant_depth_loss

@@ -9,12 +9,12 @@ import numba
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
-from scenes import camera_view, room_surfaces, surfels_world
 
 import lyra_sim
 from lyra_sim.envs import ENV_ID, prepare_scene
 from lyra_sim.envs.navigate import ActionError
 from lyra_sim.envs.vector import NavigateVectorEnv
+from lyra_sim.synthetic.gaussian_rooms import camera_view, room_surfaces, surfels_world
 
 SMALL = {"image_size": (40, 30), "max_steps": 6}
 

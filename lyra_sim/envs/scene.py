@@ -12,12 +12,12 @@ import open3d as o3d
 from scipy import ndimage
 
 from lyra_sim.generate import generate_world
-from lyra_sim.generate.depth_sources import PRIOR_ADVICE, FlatPriorWarning
-from lyra_sim.generate.images import load_depth, load_intrinsics, load_rgb, scale_intrinsics
+from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb, scale_intrinsics
 from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
 from lyra_sim.physics.proxy import CollisionMesh
+from lyra_sim.single_view.depth_sources import PRIOR_ADVICE, FlatPriorWarning
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
 # The free-space map: floor Gaussians are those within FLOOR_BAND of z = 0 and at least FLOOR_MIN_OPACITY opaque;

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from lyra_sim.generate.images import InputError
+from lyra_sim.inputs.images import InputError
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.scale import parallel_map
 
@@ -22,7 +22,7 @@ def output_name(source: str | os.PathLike) -> str:
 def world_file_bytes(source: str, suffix: str, image_options: dict, sequence_options: dict) -> tuple[str, bytes]:
     """Generate the world of one input and return (suffix written, file bytes); dynamic worlds use .safetensors."""
     from lyra_sim.generate.api import generate_world
-    from lyra_sim.generate.sequence import is_sequence_dir
+    from lyra_sim.inputs.sequence import is_sequence_dir
     from lyra_sim.io import save_world
     from lyra_sim.world import DynamicGaussianWorld
 

@@ -20,11 +20,11 @@ import torch
 from tqdm.auto import tqdm
 
 from lyra_sim.camera import Camera, relative_poses
-from lyra_sim.generate.gaussian_head import PACKED_FIELDS, gaussians_from_raw, packed_to_world, top_opacity
-from lyra_sim.generate.latent_space import CosmosSpace, PixelSpace
-from lyra_sim.generate.lyra_decoder import CheckpointError, LyraDecoder
-from lyra_sim.generate.plucker import frame_times, plucker_image
 from lyra_sim.io.atomic import atomic_path
+from lyra_sim.lyra.decoder import CheckpointError, LyraDecoder
+from lyra_sim.lyra.gaussian_head import PACKED_FIELDS, gaussians_from_raw, packed_to_world, top_opacity
+from lyra_sim.lyra.latent_space import CosmosSpace, PixelSpace
+from lyra_sim.lyra.plucker import frame_times, plucker_image
 from lyra_sim.rendering import render
 from lyra_sim.train.data_engine import SceneDataset
 from lyra_sim.train.losses import (
@@ -110,7 +110,7 @@ def make_space(config: TrainConfig):
     if config.latent_space == "cosmos":
         if not config.tokenizer:
             raise ValueError("latent_space 'cosmos' needs 'tokenizer' (a local Cosmos directory)")
-        from lyra_sim.generate.cosmos import CosmosTokenizer
+        from lyra_sim.lyra.cosmos import CosmosTokenizer
 
         return CosmosSpace(CosmosTokenizer.from_dir(config.tokenizer))
     raise ValueError(f"latent_space: expected 'pixels' or 'cosmos', got {config.latent_space!r}")

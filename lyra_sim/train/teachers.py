@@ -19,8 +19,9 @@ import torch
 from scipy import ndimage
 
 from lyra_sim.camera import Camera, pixel_directions, relative_poses
-from lyra_sim.generate.gen3c_dir import read_teacher_dir
-from lyra_sim.generate.lift import unproject_depth, unreliable_edges
+from lyra_sim.lyra.gen3c_dir import read_teacher_dir
+from lyra_sim.single_view.lift import unreliable_edges
+from lyra_sim.single_view.surfels import unproject_depth
 from lyra_sim.trajectories import LYRA_VIEW_ORDER, lyra_trajectories
 
 EDGE_WINDOW = 5
@@ -142,7 +143,7 @@ class CacheTeacher:
     def __init__(self, behind_threshold: float = BEHIND_THRESHOLD, softness: float = 0.01,
                  min_weight: float = 0.3, edge_rule: str = "curvature"):
         """``edge_rule``: "gen3c" (5x5 range > 5 % of the mean, as GEN3C at 704x1280) or "curvature"
-        (inverse-depth second difference, lyra_sim.generate.lift): at 64x48 the GEN3C rule flagged 68 % of
+        (inverse-depth second difference, lyra_sim.single_view.lift): at 64x48 the GEN3C rule flagged 68 % of
         a slanted floor as unreliable, the curvature rule keeps planes at every resolution."""
         if edge_rule not in ("gen3c", "curvature"):
             raise ValueError(f"edge_rule: expected 'gen3c' or 'curvature', got {edge_rule!r}")

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lyra_sim.errors import LyraSimError
-from lyra_sim.generate.cpu_linear import linear
-from lyra_sim.generate.mamba2 import BidirectionalMamba2
+from lyra_sim.lyra.cpu_linear import linear
+from lyra_sim.lyra.mamba2 import BidirectionalMamba2
 
 
 class CheckpointError(LyraSimError):

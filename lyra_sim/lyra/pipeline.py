@@ -10,12 +10,12 @@ import torch
 from tqdm.auto import tqdm
 
 from lyra_sim.camera import relative_poses
-from lyra_sim.generate.cosmos import CosmosTokenizer
-from lyra_sim.generate.gaussian_head import gaussians_from_raw, packed_to_world, top_opacity
-from lyra_sim.generate.gen3c_dir import TeacherDataError, TeacherView, read_teacher_dir
-from lyra_sim.generate.latent_space import CosmosSpace
-from lyra_sim.generate.lyra_decoder import LyraDecoder
-from lyra_sim.generate.plucker import frame_times, plucker_image
+from lyra_sim.lyra.cosmos import CosmosTokenizer
+from lyra_sim.lyra.decoder import LyraDecoder
+from lyra_sim.lyra.gaussian_head import gaussians_from_raw, packed_to_world, top_opacity
+from lyra_sim.lyra.gen3c_dir import TeacherDataError, TeacherView, read_teacher_dir
+from lyra_sim.lyra.latent_space import CosmosSpace
+from lyra_sim.lyra.plucker import frame_times, plucker_image
 from lyra_sim.trajectories import LYRA_VIEW_ORDER
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 

@@ -46,7 +46,7 @@ class SimCapture:
 
     def sequence(self, with_poses: bool = False):
         """The capture as an ``RGBDSequence`` (optionally with its true poses)."""
-        from lyra_sim.generate.sequence import sequence_from_arrays
+        from lyra_sim.inputs.sequence import sequence_from_arrays
 
         return sequence_from_arrays(self.rgb, self.depth, self.K, self.timestamps,
                                     self.cam_to_world if with_poses else None, source="sim capture")
@@ -206,7 +206,7 @@ def write_capture(capture: SimCapture, folder: str | os.PathLike, layout: str = 
             lines = [f"# {kind} images"] + [f"{t} {kind}/{n}.png" for t, n in zip(stamps, names, strict=True)]
             (root / f"{kind}.txt").write_text("\n".join(lines) + "\n")
         if poses:
-            from lyra_sim.generate.sequence import write_tum_trajectory
+            from lyra_sim.inputs.sequence import write_tum_trajectory
 
             write_tum_trajectory(root / "groundtruth.txt", capture.timestamps, capture.cam_to_world)
     else:

@@ -22,10 +22,10 @@ import open3d.core as o3c
 import torch
 from tqdm.auto import tqdm
 
-from lyra_sim.generate.lift import unreliable_edges
-from lyra_sim.generate.sequence import RGBDSequence
+from lyra_sim.inputs.sequence import RGBDSequence
 from lyra_sim.rotations import rotmat_to_quat
 from lyra_sim.sh import C0, C1, sh_basis
+from lyra_sim.single_view.lift import unreliable_edges
 from lyra_sim.world import GaussianWorld
 
 SURFEL_SIGMA = 0.7  # in-plane std in voxel sizes: neighbouring TSDF surface points (one voxel apart) blend

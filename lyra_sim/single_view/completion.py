@@ -21,9 +21,10 @@ import torch
 from scipy import ndimage
 
 from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
-from lyra_sim.generate.backs import Surfels, back_layers, object_backs
-from lyra_sim.generate.layers import DepthLayers
-from lyra_sim.generate.planes import FloorFrame, PlaneTexture, find_floor_frame, find_walls, graded_grid
+from lyra_sim.single_view.backs import Surfels, back_layers, object_backs
+from lyra_sim.single_view.layers import DepthLayers
+from lyra_sim.single_view.planes import FloorFrame, PlaneTexture, find_floor_frame, find_walls, graded_grid
+from lyra_sim.single_view.surfels import surfel_world, unproject_depth
 from lyra_sim.world import SH_C0, GaussianWorld, WorldError
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,6 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
     ``depth`` is the filled input depth (H,W), ``layers``/``normals`` those of the lift, ``observed``
     the lifted world (OpenCV frame). Returns (None, report) when nothing was added.
     """
-    from lyra_sim.generate.lift import surfel_world, unproject_depth  # lift imports this module
-
     options = options or CompletionOptions()
     h, w = depth.shape
     points = unproject_depth(depth, K)

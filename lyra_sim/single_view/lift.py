@@ -13,16 +13,11 @@ import logging
 import os
 
 import numpy as np
-import torch
 from scipy import ndimage
-from scipy.spatial.transform import Rotation
 
 from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
-from lyra_sim.camera import DEFAULT_FOV_DEG, pixel_directions
-from lyra_sim.generate.completion import CompletionOptions, complete_view
-from lyra_sim.generate.depth_fill import fill_depth
-from lyra_sim.generate.depth_sources import PRIOR_PITCH_DEG, DepthEstimate, estimate_depth
-from lyra_sim.generate.images import (
+from lyra_sim.camera import DEFAULT_FOV_DEG
+from lyra_sim.inputs.images import (
     DEFAULT_MAX_PIXELS,
     InputError,
     load_depth,
@@ -30,9 +25,12 @@ from lyra_sim.generate.images import (
     load_intrinsics,
     scale_intrinsics,
 )
-from lyra_sim.generate.input_fit import fit_input_colors
-from lyra_sim.generate.layers import DepthLayers, split_layers
-from lyra_sim.sh import rgb_to_sh0
+from lyra_sim.single_view.completion import CompletionOptions, complete_view
+from lyra_sim.single_view.depth_fill import fill_depth
+from lyra_sim.single_view.depth_sources import PRIOR_PITCH_DEG, DepthEstimate, estimate_depth
+from lyra_sim.single_view.input_fit import fit_input_colors
+from lyra_sim.single_view.layers import DepthLayers, split_layers
+from lyra_sim.single_view.surfels import surfel_world, unproject_depth
 from lyra_sim.world import GaussianWorld
 
 log = logging.getLogger(__name__)
@@ -57,43 +55,6 @@ def unreliable_edges(depth: np.ndarray, rel_jump: float = 0.05, margin: int = 1)
     d2v = np.abs(padded[2:, 1:-1] - 2 * inv + padded[:-2, 1:-1])
     edges = (np.maximum(d2u, d2v) > rel_jump * inv) | ~valid
     return ndimage.maximum_filter(edges, size=2 * margin + 1, mode="nearest") & valid
-
-
-def unproject_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Camera-frame points (H,W,3) of a z-depth map through pixel centres (+0.5), OpenCV pinhole K."""
-    rays = pixel_directions(torch.from_numpy(np.asarray(K, np.float64)), *depth.shape).numpy()
-    return rays * depth[..., None]
-
-
-def surfel_rotations(normals: np.ndarray, tangents: np.ndarray | None = None) -> np.ndarray:
-    """Rotation matrices (M,3,3) whose third column is the normal (and first ``tangents``, when given)."""
-    helper = np.where(np.abs(normals[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0.0, 1, 0]]))
-    t2 = np.cross(normals, helper if tangents is None else tangents)
-    norm = np.linalg.norm(t2, axis=-1, keepdims=True)
-    t2 = np.where(norm > 1e-6, t2, np.cross(normals, helper))  # a tangent along the normal: any other one
-    t2 /= np.linalg.norm(t2, axis=-1, keepdims=True)
-    t1 = np.cross(t2, normals)
-    return np.stack([t1, t2, normals], axis=-1)
-
-
-def surfel_world(points: np.ndarray, normals: np.ndarray, scales: np.ndarray, colors: np.ndarray,
-                 opacity: float, observed: bool, metric: bool, tangents: np.ndarray | None = None) -> GaussianWorld:
-    """Gaussians (OpenCV frame) from centres, unit normals, (σ_t1, σ_t2, σ_normal) scales and RGB in [0,1]."""
-    # scipy's C implementation: ~10x faster than the torch one for hundreds of thousands of frames
-    xyzw = Rotation.from_matrix(surfel_rotations(normals.astype(np.float64), tangents)).as_quat()
-    quats = torch.from_numpy(np.ascontiguousarray(xyzw[:, [3, 0, 1, 2]]))
-    n = len(points)
-    return GaussianWorld(
-        means=torch.from_numpy(np.ascontiguousarray(points, np.float32)),
-        quats=quats.float(),
-        scales=torch.from_numpy(np.ascontiguousarray(scales, np.float32)),
-        opacities=torch.full((n,), float(opacity)),
-        sh=rgb_to_sh0(torch.from_numpy(np.ascontiguousarray(colors, np.float32))),
-        frame="opencv",
-        meters_per_unit=1.0 if metric else None,
-        observed=torch.full((n,), observed, dtype=torch.bool),
-        validate=False,  # built here from finite arrays; checking ~10^5 Gaussians again costs seconds
-    )
 
 
 def layer_normals(points: np.ndarray, layers: DepthLayers) -> np.ndarray:

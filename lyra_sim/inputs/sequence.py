@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from lyra_sim.generate.images import InputError, load_depth, load_intrinsics, load_rgb
+from lyra_sim.inputs.images import InputError, load_depth, load_intrinsics, load_rgb
 from lyra_sim.io.guards import read_json
 
 TUM_DEPTH_SCALE = 5000.0  # TUM RGB-D depth PNGs: 5000 units per metre
@@ -67,7 +67,7 @@ class RGBDSequence:
     def poses(self) -> np.ndarray:
         """Camera-to-world matrices (N,4,4); raises when some frame has none."""
         if not self.has_poses:
-            raise InputError(f"{self.source}: the sequence has no poses (lyra_sim.generate.odometry estimates them)")
+            raise InputError(f"{self.source}: the sequence has no poses (lyra_sim.capture.odometry estimates them)")
         return np.stack([f.cam_to_world for f in self.frames])
 
 

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from lyra_sim.generate.layers import DepthLayers
+from lyra_sim.single_view.layers import DepthLayers
 
 
 @dataclass
 class Surfels:
-    """Plain surfel arrays in the camera frame (see lift.surfel_world)."""
+    """Plain surfel arrays in the camera frame (see surfels.surfel_world)."""
 
     points: np.ndarray  # (M, 3)
     normals: np.ndarray  # (M, 3) unit

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lyra_sim.generate.cosmos import CosmosTokenizer
-from lyra_sim.generate.lyra_decoder import LyraDecoderConfig
-from lyra_sim.generate.plucker import time_image
+from lyra_sim.lyra.cosmos import CosmosTokenizer
+from lyra_sim.lyra.decoder import LyraDecoderConfig
+from lyra_sim.lyra.plucker import time_image
 
 SPATIAL, TEMPORAL = 8, 8
 

@@ -18,7 +18,7 @@ import open3d as o3d
 from tqdm.auto import tqdm
 
 from lyra_sim.errors import LyraSimError
-from lyra_sim.generate.sequence import RGBDSequence
+from lyra_sim.inputs.sequence import RGBDSequence
 
 log = logging.getLogger(__name__)
 reg = o3d.pipelines.registration
@@ -65,7 +65,7 @@ def _o3d_images(seq: RGBDSequence, depth_max: float, factor: int) -> list[o3d.ge
 
 
 def _o3d_intrinsic(K: np.ndarray, width: int, height: int) -> o3d.camera.PinholeCameraIntrinsic:
-    # open3d puts pixel centres at integer coordinates; the package's K at +0.5 (see lift.unproject_depth).
+    # open3d puts pixel centres at integer coordinates; the package's K at +0.5 (see surfels.unproject_depth).
     return o3d.camera.PinholeCameraIntrinsic(width, height, K[0, 0], K[1, 1], K[0, 2] - 0.5, K[1, 2] - 0.5)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from lyra_sim.generate.fusion import (
+from lyra_sim.capture.fusion import (
     clean_sequence,
     integrate_tsdf,
     observe,
@@ -24,10 +24,10 @@ from lyra_sim.generate.fusion import (
     sensor_tolerance,
     surfel_world,
 )
-from lyra_sim.generate.images import InputError
-from lyra_sim.generate.lift import lift_rgbd
-from lyra_sim.generate.odometry import OdometryReport, estimate_poses
-from lyra_sim.generate.sequence import RGBDSequence, read_sequence
+from lyra_sim.capture.odometry import OdometryReport, estimate_poses
+from lyra_sim.inputs.images import InputError
+from lyra_sim.inputs.sequence import RGBDSequence, read_sequence
+from lyra_sim.single_view.lift import lift_rgbd
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 log = logging.getLogger(__name__)

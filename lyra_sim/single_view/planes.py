@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-import open3d as o3d
 
 from lyra_sim.align import find_floor, floor_rotation
 from lyra_sim.world import GaussianWorld
@@ -65,6 +63,8 @@ def find_walls(points: np.ndarray, threshold: float, min_fraction: float = 0.04,
     Planes are peeled off one at a time; one counts as a wall when its normal is within ``max_tilt_deg``
     of horizontal, it holds ``min_fraction`` of the points and spans ``min_width`` along itself.
     """
+    import open3d as o3d  # here, not at the top: `import lyra_sim` must not load open3d
+
     if len(points) < 100:
         return []
     o3d.utility.random.seed(seed)
@@ -110,6 +110,8 @@ class PlaneTexture:
     """
 
     def __init__(self, coords: np.ndarray, colors: np.ndarray, cell: float, max_cells: int = 512):
+        import cv2  # here, not at the top: `import lyra_sim` must not load cv2
+
         lo, hi = coords.min(axis=0), coords.max(axis=0)
         cell = max(cell, float((hi - lo).max()) / max_cells, 1e-9)
         shape = tuple(np.floor((hi - lo) / cell).astype(int) + 1)

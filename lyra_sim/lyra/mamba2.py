@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lyra_sim.generate.cpu_linear import linear
+from lyra_sim.lyra.cpu_linear import linear
 
 
 @cache

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
-from lyra_sim.generate.images import InputError
+from lyra_sim.inputs.images import InputError
 
 DEPTH_MODEL_ENV = "LYRA_SIM_DEPTH_MODEL"
 PRIOR_PITCH_DEG = 15.0  # the prior camera looks this far down (degrees)

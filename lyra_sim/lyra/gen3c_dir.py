@@ -160,7 +160,7 @@ class TeacherView:
 
     def K(self) -> torch.Tensor:
         """(F, 3, 3) pinhole matrices."""
-        from lyra_sim.generate.plucker import intrinsics_matrix
+        from lyra_sim.lyra.plucker import intrinsics_matrix
 
         return intrinsics_matrix(self.intrinsics)
 
