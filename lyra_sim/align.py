@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lyra_sim.defaults import DEFAULT_CAMERA_HEIGHT
 from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld, WorldError, first_keyframe
-
-DEFAULT_CAMERA_HEIGHT = 1.2  # metres: a person holding a phone, a robot's mast camera
 
 
 @dataclass(frozen=True)

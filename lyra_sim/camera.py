@@ -8,10 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from lyra_sim.defaults import DEFAULT_FOV_DEG
 from lyra_sim.errors import LyraSimError
 
 #: Horizontal field of view assumed when a camera's is unknown (degrees; a typical phone camera).
-DEFAULT_FOV_DEG = 60.0
 
 
 class CameraError(LyraSimError):

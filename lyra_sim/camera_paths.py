@@ -12,22 +12,16 @@ import numpy as np
 import torch
 
 from lyra_sim.camera import DEFAULT_FOV_DEG, Camera, CameraError
+from lyra_sim.defaults import JSON_CAMERA_FORMAT, PATH_FRAMES  # noqa: F401  (re-exported: callers import it from here too)
 from lyra_sim.io.guards import read_json
 from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
-PATH_FRAMES = 48  # frames of a rendered camera path by default (2 s at 24 frames/s)
 FLY_RADIUS = 0.15  # fly-through circle radius, as a fraction of the scene depth
 FLY_FORWARD = 0.25  # fly-through forward travel, as a fraction of the scene depth
 MAX_RENDER_PIXELS = 7680 * 4320  # 8K: larger frames are refused before a renderer allocates them
 MAX_PATH_CAMERAS = 100_000
 DEFAULT_SIZE = (320, 240)  # render size when the world records no generating image
-#: The camera-path JSON format (``--path cams.json``), for help texts and docs.
-JSON_CAMERA_FORMAT = (
-    'JSON camera file: {"K": 3x3 or a list of 3x3, "world_to_cam": 4x4 or a list of 4x4 (OpenCV: x right, '
-    'y down, z forward; maps world points into the camera), "width": W, "height": H} (width/height optional, '
-    "default the render size); one camera per world_to_cam entry"
-)
 
 
 def render_intrinsics(world: GaussianWorld | DynamicGaussianWorld, width: int, height: int,

@@ -10,34 +10,31 @@ import time
 from pathlib import Path
 
 from lyra_sim import __version__
-from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
-from lyra_sim.camera import DEFAULT_FOV_DEG
-from lyra_sim.camera_paths import JSON_CAMERA_FORMAT, PATH_FRAMES, world_camera_path
-from lyra_sim.demo import DEMO_EPISODE_STEPS, DEMO_FLY_FRAMES, EXAMPLE_DIR, run_demo
+from lyra_sim.capture.options import CaptureOptions
+from lyra_sim.defaults import DEMO_EPISODE_STEPS, DEMO_FLY_FRAMES, EXAMPLE_DIR, JSON_CAMERA_FORMAT, PATH_FRAMES
 from lyra_sim.errors import LyraSimError
-from lyra_sim.generate import generate_world
-from lyra_sim.inputs import InputError
-from lyra_sim.inputs.images import DEFAULT_MAX_PIXELS
-from lyra_sim.io import REGISTRY, load_world, save_world
-from lyra_sim.io.errors import WorldFileError
-from lyra_sim.media import render_path
-from lyra_sim.single_view.completion import completion_summary
-from lyra_sim.single_view.depth_sources import PRIOR_ADVICE, PRIOR_PITCH_DEG
-from lyra_sim.world import DynamicGaussianWorld, first_keyframe
+from lyra_sim.options import add_options, options_from_args
+from lyra_sim.options import positive_float as _positive_float
+from lyra_sim.options import positive_int as _positive_int
+from lyra_sim.single_view.options import SingleViewOptions
+
+# Only argparse and the options dataclasses load at import: each command imports its room when it runs, so
+# `lyra-sim --help` costs no torch, open3d or numba.
 
 
-def _generate_options(args: argparse.Namespace) -> tuple[dict, dict]:
-    """generate_world options for single images and for sequence folders."""
-    image = dict(fov_deg=args.fov, depth_model=args.depth_model, stride=args.stride, camera_height=args.camera_height,
-                 pitch_deg=args.pitch, depth_scale=args.depth_scale, max_pixels=args.max_pixels or None,
-                 complete=not args.no_complete)
-    sequence = dict(poses=args.poses, depth_scale=args.depth_scale, every=args.every, max_frames=args.max_frames,
-                    voxel_size=args.voxel_size, sh_degree=args.sh_degree, keyframe_interval=args.keyframe_interval,
-                    dynamic=False if args.static else None)
-    return image, sequence
+def _generate_options(args: argparse.Namespace) -> tuple[SingleViewOptions, CaptureOptions]:
+    """generate_world options for single images and for sequence folders, from the command line."""
+    sequence = options_from_args(CaptureOptions, args)
+    if args.static:
+        sequence.dynamic = False
+    return options_from_args(SingleViewOptions, args), sequence
 
 
 def _print_world_facts(world) -> None:
+    from lyra_sim.single_view.completion import completion_summary
+    from lyra_sim.single_view.depth_sources import PRIOR_ADVICE
+    from lyra_sim.world import DynamicGaussianWorld, first_keyframe
+
     info = first_keyframe(world).info
     if info.get("generator") == "rgbd_sequence":
         print(f"{info['frames']} frames; poses: {info['pose_source']}")
@@ -53,9 +50,6 @@ def _print_world_facts(world) -> None:
     print(f"depth source: {info['depth_source']} ({'metric' if info['metric'] else 'scale unknown'})")
     if "depth_note" in info:
         print(f"  {info['depth_note']}")
-    if info["depth_source"] == "prior":
-        print(f"warning: {PRIOR_ADVICE}")
-    print(completion_summary(world))
     for note in info.get("input_notes", []):
         print(f"note: {note}")
     if info["depth_source"] == "prior":
@@ -64,25 +58,31 @@ def _print_world_facts(world) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from lyra_sim.generate import generate_world
     from lyra_sim.generate.batch import generate_many
+    from lyra_sim.inputs import InputError
     from lyra_sim.inputs.sequence import is_sequence_dir
+    from lyra_sim.io import save_world
+    from lyra_sim.io.errors import WorldFileError
+    from lyra_sim.options import as_kwargs
+    from lyra_sim.world import DynamicGaussianWorld
 
     image_options, sequence_options = _generate_options(args)
     if len(args.inputs) > 1 or args.workers > 1 or args.ray_address:
         if args.depth:
             raise InputError("--depth: with several inputs give depth inside sequence folders instead")
-        image_options["intrinsics"] = sequence_options["intrinsics"] = args.intrinsics
         written = generate_many(args.inputs, args.output, suffix=f".{args.format}", workers=args.workers,
-                                ray_address=args.ray_address, image_options=image_options,
-                                sequence_options=sequence_options)
+                                ray_address=args.ray_address,
+                                image_options={**as_kwargs(image_options), "intrinsics": args.intrinsics},
+                                sequence_options={**as_kwargs(sequence_options), "intrinsics": args.intrinsics})
         for path in written:
             print(f"wrote {path}")
         return 0
     source = args.inputs[0]
     if is_sequence_dir(source):
-        world = generate_world(source, intrinsics=args.intrinsics, **sequence_options)
+        world = generate_world(source, intrinsics=args.intrinsics, options=sequence_options)
     else:
-        world = generate_world(source, depth=args.depth, intrinsics=args.intrinsics, **image_options)
+        world = generate_world(source, depth=args.depth, intrinsics=args.intrinsics, options=image_options)
     try:
         path = save_world(world, args.output)
     except WorldFileError:
@@ -105,7 +105,9 @@ def _int_list(text: str) -> list[int]:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from lyra_sim.lyra.pipeline import decode_teacher_dir  # lazy: pulls in diffusers
+    from lyra_sim.io import save_world
+    from lyra_sim.lyra.pipeline import decode_teacher_dir  # pulls in diffusers
+    from lyra_sim.world import DynamicGaussianWorld
 
     output = Path(args.output)
     if output.suffix.lower() not in (".ply", ".safetensors"):
@@ -128,6 +130,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_export_usd(args: argparse.Namespace) -> int:
+    from lyra_sim.io import REGISTRY, load_world
+
     usd = REGISTRY.writer_for(args.output, "usd")  # through the format registry: the core never names the adapter
     world = load_world(args.world)
     collision = args.collision
@@ -149,6 +153,9 @@ def cmd_export_usd(args: argparse.Namespace) -> int:
 
 def _world_and_cameras(args: argparse.Namespace, spec: str):
     """The world of ``args.world`` and the camera path ``spec`` at the requested size and field of view."""
+    from lyra_sim.camera_paths import world_camera_path
+    from lyra_sim.io import load_world
+
     world = load_world(args.world)
     return world, world_camera_path(world, spec, args.width, args.height, args.frames, args.fov)
 
@@ -202,6 +209,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from lyra_sim.media import render_path
+
     world, cams = _world_and_cameras(args, args.path)
     written = render_path(world, cams, Path(args.out), backend=args.backend, mp4=not args.no_mp4,
                           depth_frames=args.depth, lod=args.lod)
@@ -213,12 +222,16 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from lyra_sim.io import load_world
+
     world = load_world(args.world)
     print(json.dumps(world.summary(), indent=2))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from lyra_sim.demo import run_demo
+
     run_demo(args.out, frames=args.frames, steps=args.steps, example_dir=args.example_dir)
     return 0
 
@@ -227,7 +240,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except the uninformative ones (None, off switches)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False or action.help is None:
+        if action.default is None or isinstance(action.default, bool) or action.help is None:
             return action.help
         return super()._get_help_string(action)
 
@@ -237,26 +250,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _version() -> str:
@@ -296,30 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="input photo (PNG, JPEG, ...) or RGB-D sequence folder (TUM rgb.txt/depth.txt, or rgb/ + "
                           "depth/); several inputs write one world each into the -o folder")
     gen.add_argument("--depth", help="depth map: 16-bit PNG (millimetres unless --depth-scale) or .npy (metres)")
-    gen.add_argument("--depth-scale", type=_positive_float, help="stored depth units per metre: 1000 for millimetre "
-                     "PNGs (the PNG default), 5000 for TUM RGB-D (the TUM layout's default), 1 for metres (.npy)")
-    gen.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="downscale larger images to this "
-                     "many pixels, one Gaussian each (0 keeps the full size)")
     gen.add_argument("--intrinsics", help="JSON with fx, fy, cx, cy (or K); sequences default to their intrinsics.json")
-    gen.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG, help="horizontal FOV when no intrinsics (degrees)")
-    gen.add_argument("--depth-model", help="local transformers depth model directory")
-    gen.add_argument("--stride", type=_positive_int, default=1, help="use every n-th pixel")
-    gen.add_argument("--camera-height", type=float, default=DEFAULT_CAMERA_HEIGHT, help="prior: camera height (m)")
-    gen.add_argument("--pitch", type=float, default=PRIOR_PITCH_DEG, help="prior: camera pitch down (degrees)")
-    gen.add_argument("--no-complete", action="store_true", help="keep only what the camera saw: no invented floor, "
-                     "walls, back layers or object backs (completed Gaussians carry observed = False otherwise)")
+    add_options(gen, SingleViewOptions)
     seq = gen.add_argument_group("RGB-D sequences")
-    seq.add_argument("--poses", help="camera-to-world poses: TUM trajectory file or JSON of 4x4 matrices "
-                     "(default: estimated with open3d RGB-D odometry + pose graph)")
-    seq.add_argument("--every", type=_positive_int, default=1, help="use every n-th frame")
-    seq.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
-    seq.add_argument("--voxel-size", type=_positive_float, default=0.02,
-                     help="fusion voxel (m): one surfel per voxel of surface")
-    seq.add_argument("--sh-degree", type=int, default=0, choices=[0, 1],
-                     help="1: fit view-dependent colour from the views; 0: best view's colour")
+    add_options(seq, CaptureOptions, exclude=("depth_scale",))  # --depth-scale serves both
     seq.add_argument("--static", action="store_true", help="never make a dynamic world (moving parts are left out)")
-    seq.add_argument("--keyframe-interval", type=_positive_float, default=0.5,
-                     help="seconds between moving-part keyframes")
     many = gen.add_argument_group("several inputs")
     many.add_argument("--workers", type=_positive_int, default=1, help="parallel workers on a local Ray "
                       "(lyra-sim[scale])")

@@ -18,16 +18,14 @@ from tqdm import tqdm
 
 from lyra_sim.camera import Camera
 from lyra_sim.camera_paths import camera_path, render_intrinsics, scene_depth
+from lyra_sim.defaults import DEMO_EPISODE_STEPS, DEMO_FLY_FRAMES, EXAMPLE_DIR
 from lyra_sim.generate import generate_world
 from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.io import save_world
 from lyra_sim.media import contact_sheet, render_path, save_mp4, save_png
 from lyra_sim.rendering import render
 
-EXAMPLE_DIR = Path(__file__).resolve().parent / "data"  # package data (pyproject [tool.setuptools.package-data])
 EXAMPLE_RGB, EXAMPLE_DEPTH, EXAMPLE_INTRINSICS = "tabletop_rgb.png", "tabletop_depth.png", "tabletop_intrinsics.json"
-DEMO_FLY_FRAMES = 36  # fly-through frames
-DEMO_EPISODE_STEPS = 60  # steps of the scripted robot episode (6 s of simulated time)
 EPISODE_IMAGE_SIZE = (160, 120)  # the robot camera of the demo episode (width, height)
 EPISODE_FPS = 10
 EPISODE_SHEET_FRAMES = 12

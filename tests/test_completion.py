@@ -208,6 +208,7 @@ def test_cli_says_flat_prior_and_turns_completion_off(tmp_path, capsys):
     assert main(["generate", str(tmp_path / "photo.png"), "-o", str(tmp_path / "w.ply")]) == 0
     out = capsys.readouterr().out
     assert "FLAT PRIOR" in out and "--depth-model DIR" in out and "completion:" in out
+    assert out.count("FLAT PRIOR") == 1 and out.count("completion:") == 1  # each said once
     assert main(["generate", str(tmp_path / "photo.png"), "--no-complete", "-o", str(tmp_path / "o.ply")]) == 0
     assert "completion: off" in capsys.readouterr().out
     assert load_world(tmp_path / "o.ply").observed.all() and not load_world(tmp_path / "w.ply").observed.all()

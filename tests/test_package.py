@@ -33,6 +33,26 @@ def test_plain_import_loads_the_heavy_subpackages_only_on_use():
     assert out.split("\n")[:2] == ["[]", "True"]
 
 
+HEAVY = ("open3d", "cv2", "pybullet", "pxr")
+
+
+def _loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after running ``code``."""
+    probe = f"import sys; {code}; print(','.join(m for m in {modules!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    return [m for m in out.strip().split(",") if m]
+
+
+def test_import_and_world_types_load_no_heavy_library():
+    assert _loaded_after("import lyra_sim; lyra_sim.GaussianWorld; lyra_sim.generate_world; lyra_sim.render",
+                         HEAVY) == []
+
+
+def test_the_command_line_parser_loads_neither_torch_nor_any_heavy_library():
+    code = "import lyra_sim.cli as c; c.build_parser().format_help()"
+    assert _loaded_after(code, ("torch", "numba", "scipy", *HEAVY)) == []
+
+
 def test_no_formatter_markers():
     """The project is formatted by hand to ruff's line length and never runs ``ruff format``, so formatter
     markers (``marker`` below) mark nothing; they would only suggest a formatter that is not there."""

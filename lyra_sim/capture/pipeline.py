@@ -25,6 +25,7 @@ from lyra_sim.capture.fusion import (
     surfel_world,
 )
 from lyra_sim.capture.odometry import OdometryReport, estimate_poses
+from lyra_sim.capture.options import CaptureOptions
 from lyra_sim.inputs.images import InputError
 from lyra_sim.inputs.sequence import RGBDSequence, read_sequence
 from lyra_sim.single_view.lift import lift_rgbd
@@ -109,11 +110,11 @@ def moving_masks(seq: RGBDSequence, cam_to_ref: np.ndarray, static_points: np.nd
 
 def reconstruct_sequence(
     seq: RGBDSequence,
-    voxel_size: float = 0.02,
-    depth_max: float = 5.0,
-    sh_degree: int = 0,
-    dynamic: bool | None = None,
-    keyframe_interval: float = 0.5,
+    voxel_size: float = CaptureOptions.voxel_size,
+    depth_max: float = CaptureOptions.depth_max,
+    sh_degree: int = CaptureOptions.sh_degree,
+    dynamic: bool | None = CaptureOptions.dynamic,
+    keyframe_interval: float = CaptureOptions.keyframe_interval,
     progress: bool = True,
 ) -> CaptureResult:
     """Fuse a sequence into one world (see the module docstring).
@@ -192,10 +193,10 @@ def reconstruct_sequence(
 def generate_world_from_sequence(
     path: str | os.PathLike | RGBDSequence,
     intrinsics=None,
-    poses: str | os.PathLike | None = None,
-    depth_scale: float | None = None,
-    every: int = 1,
-    max_frames: int | None = None,
+    poses: str | os.PathLike | None = CaptureOptions.poses,
+    depth_scale: float | None = CaptureOptions.depth_scale,
+    every: int = CaptureOptions.every,
+    max_frames: int | None = CaptureOptions.max_frames,
     **options,
 ) -> GaussianWorld | DynamicGaussianWorld:
     """Read a sequence folder (see ``read_sequence``) and fuse it (``options`` go to ``reconstruct_sequence``)."""

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from lyra_sim.defaults import DEFAULT_MAX_PIXELS
 from lyra_sim.errors import LyraSimError
 from lyra_sim.io.guards import load_npy, read_json
 
 #: Pixels above which ``generate_world`` downscales its input (one Gaussian per pixel: ~0.2 KB each).
-DEFAULT_MAX_PIXELS = 1920 * 1080
 #: Images larger than this are refused before decoding (8 bytes per pixel while converting).
 MAX_DECODE_PIXELS = 50_000_000
 #: A median depth above this many metres is taken as a unit mistake (e.g. millimetres given as metres).

@@ -1,7 +1,27 @@
 """Physics: collision proxies from Gaussian worlds (open3d TSDF) and PyBullet scenes with a robot."""
 
-from lyra_sim.physics.aligned import align_with_proxies
-from lyra_sim.physics.bullet import BulletScene
-from lyra_sim.physics.proxy import CollisionMesh, build_collision_proxy, proxy_cameras
+from typing import TYPE_CHECKING
 
-__all__ = ["BulletScene", "CollisionMesh", "align_with_proxies", "build_collision_proxy", "proxy_cameras"]
+from lyra_sim._lazy import lazy_exports
+
+_EXPORTS = {
+    "BulletScene": "bullet",
+    "CollisionMesh": "proxy",
+    "align_with_proxies": "aligned",
+    "build_collision_proxy": "proxy",
+    "proxy_cameras": "proxy",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from lyra_sim.physics.aligned import align_with_proxies
+    from lyra_sim.physics.bullet import BulletScene
+    from lyra_sim.physics.proxy import CollisionMesh, build_collision_proxy, proxy_cameras
+
+__all__ = [
+    "BulletScene",
+    "CollisionMesh",
+    "align_with_proxies",
+    "build_collision_proxy",
+    "proxy_cameras",
+]

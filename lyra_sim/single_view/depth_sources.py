@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
+from lyra_sim.defaults import PRIOR_PITCH_DEG
 from lyra_sim.inputs.images import InputError
 
 DEPTH_MODEL_ENV = "LYRA_SIM_DEPTH_MODEL"
-PRIOR_PITCH_DEG = 15.0  # the prior camera looks this far down (degrees)
 PRIOR_BACKDROP = 6.0  # metres to the prior's vertical backdrop, measured horizontally
 RELATIVE_DEPTH_CAP = 50.0  # a relative model's depth (median 1) is clipped here: the sky is not infinitely far
 DISPARITY_ZERO_PERCENTILE = 1  # a relative model's disparity shift: its 1st percentile becomes zero

@@ -15,10 +15,7 @@ import os
 import numpy as np
 from scipy import ndimage
 
-from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
-from lyra_sim.camera import DEFAULT_FOV_DEG
 from lyra_sim.inputs.images import (
-    DEFAULT_MAX_PIXELS,
     InputError,
     load_depth,
     load_image,
@@ -27,9 +24,10 @@ from lyra_sim.inputs.images import (
 )
 from lyra_sim.single_view.completion import CompletionOptions, complete_view
 from lyra_sim.single_view.depth_fill import fill_depth
-from lyra_sim.single_view.depth_sources import PRIOR_PITCH_DEG, DepthEstimate, estimate_depth
+from lyra_sim.single_view.depth_sources import DepthEstimate, estimate_depth
 from lyra_sim.single_view.input_fit import fit_input_colors
 from lyra_sim.single_view.layers import DepthLayers, split_layers
+from lyra_sim.single_view.options import SingleViewOptions
 from lyra_sim.single_view.surfels import surfel_world, unproject_depth
 from lyra_sim.world import GaussianWorld
 
@@ -127,16 +125,16 @@ def generate_world(
     image,
     depth=None,
     intrinsics=None,
-    fov_deg: float = DEFAULT_FOV_DEG,
-    depth_model: str | os.PathLike | None = None,
-    depth_scale: float | None = None,
-    camera_height: float = DEFAULT_CAMERA_HEIGHT,
-    pitch_deg: float = PRIOR_PITCH_DEG,
-    stride: int = 1,
-    opacity: float = 0.95,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    complete: bool = True,
-    completion: CompletionOptions | None = None,
+    fov_deg: float = SingleViewOptions.fov_deg,
+    depth_model: str | os.PathLike | None = SingleViewOptions.depth_model,
+    depth_scale: float | None = SingleViewOptions.depth_scale,
+    camera_height: float = SingleViewOptions.camera_height,
+    pitch_deg: float = SingleViewOptions.pitch_deg,
+    stride: int = SingleViewOptions.stride,
+    opacity: float = SingleViewOptions.opacity,
+    max_pixels: int | None = SingleViewOptions.max_pixels,
+    complete: bool = SingleViewOptions.complete,
+    completion: CompletionOptions | None = SingleViewOptions.completion,
 ) -> GaussianWorld:
     """A Gaussian world from one image (+ optional depth) on any CPU, with no downloads.
 
@@ -146,7 +144,7 @@ def generate_world(
     backdrop prior (``camera_height``, ``pitch_deg``). ``intrinsics`` is a 3x3 K, a dict or
     JSON file with fx, fy, cx, cy; without it a ``fov_deg`` horizontal field of view is assumed.
     The world is in the input camera's OpenCV frame; ``world.info`` records the depth source,
-    whether the scale is metric, and the intrinsics used. Images above ``max_pixels`` are downscaled (K and
+    whether the scale is metric, and the intrinsics used. Images above ``max_pixels`` (0: never) are downscaled (K and
     depth follow) and transparent pixels (alpha < 0.5) get invalid depth; ``info["input_notes"]`` says so.
 
     Every input pixel is kept (missing depth filled, the image split into layers at depth jumps).
@@ -155,7 +153,7 @@ def generate_world(
     ``world.info["completion"]`` reports the methods and the completed area; ``world.observed_only()``
     drops them again.
     """
-    loaded = load_image(image, max_pixels=max_pixels)
+    loaded = load_image(image, max_pixels=max_pixels or None)
     rgb = loaded.rgb
     h, w = rgb.shape[:2]
     src_w, src_h = loaded.source_size

@@ -79,9 +79,32 @@ def test_help_describes_every_positional_and_shows_defaults():
         for action in parser._actions:
             if not action.option_strings:
                 assert action.help, f"{name}: positional {action.dest} has no description"
-            elif action.default not in (None, False, argparse.SUPPRESS) and action.help:
+            elif action.default not in (None, argparse.SUPPRESS) and not isinstance(action.default, bool) \
+                    and action.help:
                 assert f"(default: {action.default})" in " ".join(text.split()), f"{name} {action.dest}"
     assert "(default: 48)" in _subcommands()["render"].format_help()
+
+
+def test_generate_options_come_from_the_options_dataclasses_with_their_help_and_defaults():
+    from dataclasses import fields
+
+    from lyra_sim.capture.options import CaptureOptions
+    from lyra_sim.single_view.options import SingleViewOptions
+
+    parser = _subcommands()["generate"]
+    help_text = " ".join(parser.format_help().split())
+    by_dest = {a.dest: a for a in parser._actions}
+    for cls, shared in ((SingleViewOptions, ()), (CaptureOptions, ("depth_scale",))):  # one --depth-scale for both
+        for f in fields(cls):
+            if f.name in shared:
+                continue
+            if not f.metadata["cli"]:
+                assert f.name not in by_dest
+                continue
+            assert " ".join(f.metadata["help"].split()) in help_text, f.name
+            assert by_dest[f.name].default == f.default, f.name  # the dataclass's default, not a second copy
+    args = parser.parse_args(["in.png", "-o", "w.ply", "--fov", "75", "--no-complete", "--voxel-size", "0.05"])
+    assert (args.fov_deg, args.complete, args.voxel_size) == (75.0, False, 0.05)
 
 
 def test_lyra_range_renders_all_six_trajectories(example_worlds, tmp_path):

@@ -1,0 +1,18 @@
+"""Defaults several rooms share, in a module that imports nothing heavy (so ``lyra-sim --help`` can show them)."""
+
+from pathlib import Path
+
+DEFAULT_FOV_DEG = 60.0  # horizontal field of view assumed for an image without intrinsics (degrees)
+DEFAULT_CAMERA_HEIGHT = 1.2  # metres: a person holding a phone, a robot's mast camera
+DEFAULT_MAX_PIXELS = 1920 * 1080  # larger input images are downscaled to this many pixels (one Gaussian each)
+PRIOR_PITCH_DEG = 15.0  # the flat prior's camera looks this far down (degrees)
+PATH_FRAMES = 48  # frames of a rendered camera path by default (2 s at 24 frames/s)
+
+JSON_CAMERA_FORMAT = (
+    'JSON camera file: {"K": 3x3 or a list of 3x3, "world_to_cam": 4x4 or a list of 4x4 (OpenCV: x right, '
+    'y down, z forward; maps world points into the camera), "width": W, "height": H} (width/height optional, '
+    "default the render size); one camera per world_to_cam entry"
+)
+EXAMPLE_DIR = Path(__file__).resolve().parent / "data"  # the bundled example (pyproject [tool.setuptools.package-data])
+DEMO_FLY_FRAMES = 36  # fly-through frames of the demo
+DEMO_EPISODE_STEPS = 60  # steps of the demo's scripted robot episode (6 s of simulated time)
