@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lyra_sim.defaults import DEFAULT_CAMERA_HEIGHT
-from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld, WorldError, first_keyframe
+from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld, WorldError
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def align_world(
     for the camera. The report holds the floor plane, tilt, scale source, the camera pose in the new frame
     and the 4x4 transform applied. Dynamic worlds are aligned with their first keyframe's floor.
     """
-    reference = first_keyframe(world)
+    reference = world.keyframes[0]
     virtual_camera = camera_position is None and reference.frame == "z_up"
     if camera_position is None:
         camera_position = (0.0, 0.0, 0.0)
@@ -196,4 +196,4 @@ def align_world(
         aligned.info = {**w.info, "alignment": report}
         return aligned
 
-    return world.map(apply) if isinstance(world, DynamicGaussianWorld) else apply(world)
+    return world.map(apply)

@@ -14,8 +14,9 @@ import torch
 from lyra_sim.camera import DEFAULT_FOV_DEG, Camera, CameraError
 from lyra_sim.defaults import JSON_CAMERA_FORMAT, PATH_FRAMES  # noqa: F401  (re-exported: callers import it from here too)
 from lyra_sim.io.guards import read_json
+from lyra_sim.provenance import ProvenanceError, recorded_image_size, recorded_intrinsics
 from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
-from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
+from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 FLY_RADIUS = 0.15  # fly-through circle radius, as a fraction of the scene depth
 FLY_FORWARD = 0.25  # fly-through forward travel, as a fraction of the scene depth
@@ -28,33 +29,19 @@ def render_intrinsics(world: GaussianWorld | DynamicGaussianWorld, width: int, h
                       fov: float | None = None) -> torch.Tensor:
     """K (3, 3) for rendering at width x height.
 
-    The generating camera's K rescaled to the new size when the world records one (``info["intrinsics"]``
-    and ``info["image_size"]``) and no ``fov`` is asked for; else a pinhole of ``fov`` degrees
+    The generating camera's K rescaled to the new size when the world records one (``lyra_sim.provenance``)
+    and no ``fov`` is asked for; else a pinhole of ``fov`` degrees
     (default 60) horizontally, centred.
     """
     check_frame_size(width, height, "render size")
-    info = first_keyframe(world).info
-    if fov is None and "intrinsics" in info and "image_size" in info:
-        K, (src_w, src_h) = _recorded_camera(info)
-        K[0] *= width / src_w
-        K[1] *= height / src_h
-        K[2] = torch.tensor([0.0, 0.0, 1.0])
-        return K
+    if fov is None:
+        try:
+            K, size = recorded_intrinsics(world.info), recorded_image_size(world.info)
+        except ProvenanceError as exc:
+            raise CameraError(f"world info: {exc}; pass a field of view") from exc
+        if K is not None and size is not None:
+            return Camera(torch.from_numpy(K).float(), torch.eye(4), *size).resized(width, height).K[0]
     return Camera.intrinsics_from_fov(width, height, fov or DEFAULT_FOV_DEG)
-
-
-def _recorded_camera(info: dict) -> tuple[torch.Tensor, tuple[float, float]]:
-    """The generating camera a world's info records, checked (a damaged file must not divide by zero)."""
-    try:
-        K = torch.tensor(info["intrinsics"], dtype=torch.float32)
-        src_w, src_h = (float(v) for v in info["image_size"])
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise CameraError(f"world info: intrinsics/image_size are malformed ({exc}); pass a field of view") from exc
-    if K.shape != (3, 3) or not torch.isfinite(K).all() or not (src_w >= 1 and src_h >= 1) \
-            or not np.isfinite([src_w, src_h]).all():
-        raise CameraError(f"world info: image_size {info['image_size']!r} or intrinsics are not a valid camera; "
-                          "pass a field of view")
-    return K, (src_w, src_h)
 
 
 def check_frame_size(width, height, where: str) -> None:
@@ -96,7 +83,7 @@ def load_camera_file(path: str | Path, width: int, height: int) -> Camera:
 
 def scene_depth(world: GaussianWorld | DynamicGaussianWorld) -> float:
     """Median z of the Gaussians in front of the origin camera (1.0 when none is)."""
-    z = first_keyframe(world).means[:, 2]
+    z = world.keyframes[0].means[:, 2]
     z = z[z > 0]
     return float(z.median()) if len(z) else 1.0
 
@@ -140,8 +127,11 @@ def render_size(world: GaussianWorld | DynamicGaussianWorld, width: int | None =
                 height: int | None = None) -> tuple[int, int]:
     """The image size to render: as given; a missing side from the generating image (its size, or its aspect
     ratio when only one side is given); else 320 x 240."""
-    recorded = first_keyframe(world).info.get("image_size")
-    src_w, src_h = (int(recorded[0]), int(recorded[1])) if recorded else DEFAULT_SIZE
+    try:
+        recorded = recorded_image_size(world.info)
+    except ProvenanceError as exc:
+        raise CameraError(f"world info: {exc}; pass --width and --height") from exc
+    src_w, src_h = recorded or DEFAULT_SIZE
     if width is None and height is None:
         return src_w, src_h
     if width is None:

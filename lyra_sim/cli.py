@@ -33,9 +33,7 @@ def _generate_options(args: argparse.Namespace) -> tuple[SingleViewOptions, Capt
 def _print_world_facts(world) -> None:
     from lyra_sim.single_view.completion import completion_summary
     from lyra_sim.single_view.depth_sources import PRIOR_ADVICE
-    from lyra_sim.world import DynamicGaussianWorld, first_keyframe
-
-    info = first_keyframe(world).info
+    info = world.info
     if info.get("generator") == "rgbd_sequence":
         print(f"{info['frames']} frames; poses: {info['pose_source']}")
         if "odometry" in info:
@@ -44,7 +42,7 @@ def _print_world_facts(world) -> None:
             print(f"  odometry: min overlap {odo['overlap_min']:.0%}, {odo['pairs_kept']} of {odo['pairs_tried']} "
                   f"keyframe/loop registrations kept, pose-graph residual mean {residual_mm:.1f} mm / "
                   f"{odo['residual_rot_deg']['mean']:.2f} deg")
-        if isinstance(world, DynamicGaussianWorld):
+        if len(world.times) > 1:
             print(f"  moving parts: {len(world)} keyframes at t = {', '.join(f'{t:.2f}' for t in world.times)} s")
         return
     print(f"depth source: {info['depth_source']} ({'metric' if info['metric'] else 'scale unknown'})")
@@ -92,7 +90,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"note: part of the capture moved, so the world is dynamic and {Path(args.output).suffix} holds one "
               f"static world: wrote {path.suffix} instead (--static leaves moving parts out)")
     _print_world_facts(world)
-    count = sum(len(w) for w in world.worlds) if isinstance(world, DynamicGaussianWorld) else len(world)
+    count = sum(len(w) for w in world.keyframes)
     print(f"wrote {count:,} Gaussians to {path}")
     return 0
 

@@ -62,7 +62,7 @@ def run_demo(out: str | os.PathLike, frames: int = DEMO_FLY_FRAMES, steps: int =
     native = save_world(world, out / "world.safetensors")
     log(f"wrote {ply} and {native}")
 
-    w, h = world.info["image_size"]
+    w, h = world.generating_camera.width, world.generating_camera.height
     K = render_intrinsics(world, w, h)
     with torch.no_grad():
         preview = render(world, Camera(K, torch.eye(4), w, h))

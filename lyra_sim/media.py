@@ -19,7 +19,7 @@ from tqdm import tqdm
 from lyra_sim.camera import Camera
 from lyra_sim.io.atomic import atomic_dir, atomic_path
 from lyra_sim.rendering import DEFAULT_BACKGROUND, render, resolve_backend
-from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
+from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 CONTACT_SHEET_FRAMES = 16  # frames tiled in a contact sheet by default
 
@@ -79,7 +79,7 @@ def save_mp4(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: int = 2
 
 def path_time(world: GaussianWorld | DynamicGaussianWorld, index: int, count: int) -> float | None:
     """World time of frame ``index`` of ``count`` spread evenly over a dynamic world's keyframes (None if static)."""
-    if not isinstance(world, DynamicGaussianWorld):
+    if len(world.times) == 1:
         return None
     return world.times[0] + (world.times[-1] - world.times[0]) * index / max(count - 1, 1)
 
@@ -94,7 +94,7 @@ def render_path(world: GaussianWorld | DynamicGaussianWorld, cameras: Camera, ou
     also writes depth_NNNN.png previews. Returns the written paths: {"frames": [...], "contact_sheet": ...,
     "mp4": ...} (no "mp4" when ``mp4`` is False).
     """
-    backend = resolve_backend(backend, first_keyframe(world))
+    backend = resolve_backend(backend, world.keyframes[0])
     out_dir = Path(out_dir)
     frames, names = [], {"frames": []}
     with atomic_dir(out_dir) as tmp:  # all files appear together, or none (full disk, error, SIGTERM)

@@ -175,6 +175,44 @@ class GaussianWorld:
         """View-independent base colour (N,3) from the DC term, clamped to [0,1]."""
         return sh0_to_rgb(self.sh)
 
+    # The face static and dynamic worlds share: keyframes in time, and where the world came from.
+    @property
+    def times(self) -> list[float]:
+        """Keyframe times: a static world is one keyframe at t = 0."""
+        return [0.0]
+
+    @property
+    def keyframes(self) -> list[GaussianWorld]:
+        return [self]
+
+    def at(self, t: float) -> GaussianWorld:
+        """The Gaussians shown at time ``t``: always this world."""
+        return self
+
+    def map(self, fn) -> GaussianWorld:
+        """``fn`` (GaussianWorld -> GaussianWorld) applied to the one keyframe."""
+        return fn(self)
+
+    @property
+    def generating_camera(self):
+        """The ``Camera`` the world was generated from, in the world's frame, or None (see lyra_sim.provenance)."""
+        from lyra_sim.provenance import generating_camera
+
+        return generating_camera(self.info, self.frame)
+
+    @property
+    def alignment(self):
+        """How the world was put in the simulation frame (``provenance.Alignment``), or None if it never was."""
+        from lyra_sim.provenance import Alignment
+
+        return Alignment.from_info(self.info["alignment"]) if "alignment" in self.info else None
+
+    @property
+    def depth_source(self) -> str | None:
+        """Where the geometry came from: "given", "model", "prior", "rgbd_sequence", ... (None when unrecorded)."""
+        source = self.info.get("depth_source", self.info.get("generator"))
+        return None if source is None else str(source)
+
     def _replace(self, validate: bool = False, **arrays) -> GaussianWorld:
         fields = {
             "means": self.means,
@@ -410,6 +448,27 @@ class DynamicGaussianWorld:
     @property
     def meters_per_unit(self) -> float | None:
         return self.worlds[0].meters_per_unit
+
+    @property
+    def keyframes(self) -> list[GaussianWorld]:
+        return self.worlds
+
+    @property
+    def info(self) -> dict:
+        """The first keyframe's ``info``: the provenance (camera, alignment, depth source) the whole world shares."""
+        return self.worlds[0].info
+
+    @property
+    def generating_camera(self):
+        return self.worlds[0].generating_camera
+
+    @property
+    def alignment(self):
+        return self.worlds[0].alignment
+
+    @property
+    def depth_source(self) -> str | None:
+        return self.worlds[0].depth_source
 
     def index_at(self, t: float) -> int:
         """Index of the keyframe used at time ``t`` (nearest; ties to the earlier one)."""

@@ -70,13 +70,12 @@ class SimScene:
 
     @property
     def times(self) -> list[float]:
-        return list(self.world.times) if isinstance(self.world, DynamicGaussianWorld) else [0.0]
+        return list(self.world.times)
 
     @property
     def camera_to_world(self) -> np.ndarray:
         """The generating camera in the aligned frame."""
-        reference = first_keyframe(self.world)
-        return np.asarray(reference.info["alignment"]["camera_to_world"])
+        return self.world.alignment.camera_to_world
 
 
 def free_space_map(world: GaussianWorld, proxy: CollisionMesh, robot_scale: float = 1.0,
