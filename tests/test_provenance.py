@@ -14,7 +14,7 @@ K = [[100.0, 0.0, 40.0], [0.0, 110.0, 30.0], [0.0, 0.0, 1.0]]
 
 def _world(n: int = 5, **info) -> GaussianWorld:
     rng = np.random.default_rng(0)
-    world = GaussianWorld.from_rgb(rng.normal(size=(n, 3)) + [0, 0, 3], rng.random((n, 3)), np.full((n, 3), 0.05),
+    world = GaussianWorld.from_rgb(rng.normal(size=(n, 3)) + np.array([0.0, 0.0, 3.0]), rng.random((n, 3)), np.full((n, 3), 0.05),
                                    np.full(n, 0.9))
     world.info = dict(info)
     return world
@@ -57,8 +57,9 @@ def test_an_aligned_world_carries_its_camera_pose_and_a_typed_alignment():
     ({"intrinsics": K, "image_size": [80, 60], "alignment": {"transform": "abc"}}, "alignment"),
 ])
 def test_malformed_recorded_provenance_is_an_error_that_names_the_field(info, field):
+    world = _world(**info)
     with pytest.raises(ProvenanceError, match=field):
-        _world(**info).generating_camera
+        _ = world.generating_camera
 
 
 def test_static_and_dynamic_worlds_share_one_face():
