@@ -14,8 +14,8 @@ K = [[100.0, 0.0, 40.0], [0.0, 110.0, 30.0], [0.0, 0.0, 1.0]]
 
 def _world(n: int = 5, **info) -> GaussianWorld:
     rng = np.random.default_rng(0)
-    world = GaussianWorld.from_rgb(rng.normal(size=(n, 3)) + np.array([0.0, 0.0, 3.0]), rng.random((n, 3)), np.full((n, 3), 0.05),
-                                   np.full(n, 0.9))
+    means = rng.normal(size=(n, 3)) + np.array([0.0, 0.0, 3.0])
+    world = GaussianWorld.from_rgb(means, rng.random((n, 3)), np.full((n, 3), 0.05), np.full(n, 0.9))
     world.info = dict(info)
     return world
 
