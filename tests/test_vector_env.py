@@ -142,3 +142,14 @@ def test_vector_env_in_a_forked_child(room_scene):
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         parent.close()
+
+
+def test_gymnasium_make_vec_builds_the_batched_env_through_the_registered_vector_entry_point(room_scene):
+    envs = gymnasium.make_vec(ENV_ID, num_envs=2, source=room_scene, image_size=(40, 30), max_episode_steps=2)
+    try:  # no vectorization_mode: gymnasium picks the spec's vector_entry_point
+        assert isinstance(envs, NavigateVectorEnv) and envs.num_envs == 2
+        envs.reset(seed=[1, 2])
+        truncated = [envs.step(np.zeros((2, 2), np.float32))[3] for _ in range(2)]
+        assert not truncated[0].any() and truncated[1].all()  # max_episode_steps reaches every robot
+    finally:
+        envs.close()

@@ -10,6 +10,7 @@ DEFAULT_MAX_STEPS = 200  # the step limit gymnasium.make applies (TimeLimit); ma
 
 if ENV_ID not in gymnasium.registry:
     gymnasium.register(id=ENV_ID, entry_point="lyra_sim.envs.navigate:NavigateEnv",
+                       vector_entry_point="lyra_sim.envs.vector:vector_entry_point",
                        max_episode_steps=DEFAULT_MAX_STEPS)
 
 
@@ -22,14 +23,14 @@ def make_env(source, intrinsics=None, max_steps: int = DEFAULT_MAX_STEPS, num_en
     ``(rgb, depth_metres)`` with ``intrinsics=K``, a world file (.ply, .safetensors, .usd*), a world object,
     or a ``SimScene`` from ``prepare_scene`` (build once, share between vectorised copies).
     ``max_steps`` becomes gymnasium's ``max_episode_steps``; other keyword arguments go to ``NavigateEnv``
-    (image_size, fov_deg, scene_options, ...). ``num_envs=N`` returns ``lyra_sim.envs.vector.NavigateVectorEnv``:
+    (image_size, fov_deg, scene_options, ...). ``num_envs=N`` returns ``lyra_sim.envs.vector.NavigateVectorEnv``
+    (the same as ``gymnasium.make_vec(ENV_ID, num_envs=N, vectorization_mode="vector_entry_point", source=...)``):
     N robots in this process, their cameras rendered in one batched call per step (the fast way to run many
     robots on a CPU; each robot is truncated after ``max_steps`` steps).
     """
-    if num_envs is not None:
-        from lyra_sim.envs.vector import NavigateVectorEnv
-
-        return NavigateVectorEnv(source, num_envs, intrinsics=intrinsics, max_steps=max_steps, **kwargs)
+    if num_envs is not None:  # gymnasium's own vector path: the registered vector_entry_point
+        return gymnasium.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", source=source,
+                                  intrinsics=intrinsics, max_episode_steps=max_steps, **kwargs)
     return gymnasium.make(ENV_ID, source=source, intrinsics=intrinsics, max_episode_steps=max_steps, **kwargs)
 
 

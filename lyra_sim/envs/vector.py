@@ -95,3 +95,10 @@ class NavigateVectorEnv(SyncVectorEnv):
         if getattr(self, "_renders", None) is not None:
             self._renders.discard()
         super().close_extras(**kwargs)
+
+
+def vector_entry_point(num_envs: int, max_episode_steps: int | None = DEFAULT_MAX_STEPS, **kwargs) -> NavigateVectorEnv:
+    """The registered ``vector_entry_point`` of LyraSim/Navigate-v0: ``gymnasium.make_vec(ENV_ID, num_envs=N,
+    vectorization_mode="vector_entry_point", source=...)`` builds a ``NavigateVectorEnv``, each robot truncated
+    after ``max_episode_steps`` steps (as ``gymnasium.make`` truncates a single env)."""
+    return NavigateVectorEnv(num_envs=num_envs, max_steps=max_episode_steps, **kwargs)
