@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from lyra_sim.camera import Camera
 from lyra_sim.io.atomic import atomic_dir, atomic_path
-from lyra_sim.rendering import DEFAULT_BACKGROUND, render, resolve_backend
+from lyra_sim.rendering import DEFAULT_BACKGROUND, render, resolve_backend, unit_float_to_uint8
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 CONTACT_SHEET_FRAMES = 16  # frames tiled in a contact sheet by default
@@ -27,9 +27,7 @@ CONTACT_SHEET_FRAMES = 16  # frames tiled in a contact sheet by default
 def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
     """(H,W,3) float in [0,1] or uint8 -> uint8 array."""
     arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if arr.dtype == np.uint8:
-        return arr
-    return (np.clip(arr, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    return arr if arr.dtype == np.uint8 else unit_float_to_uint8(arr)
 
 
 def depth_to_uint8(depth: torch.Tensor | np.ndarray, max_depth: float | None = None) -> np.ndarray:

@@ -54,6 +54,16 @@ def gaussians_from_raw(raw: torch.Tensor, K: torch.Tensor, cam_to_world: torch.T
     return packed.reshape(-1, PACKED_WIDTH)
 
 
+def gaussians_from_views(raw_views, K, cam_to_world, downsample: int, prune: float = 0.0,
+                         device: torch.device | str | None = None) -> torch.Tensor:
+    """Every view's raw output (an iterable of (12, F, H, W); view v with K[v], cam_to_world[v]) -> packed
+    Gaussians (N, 14) of all views, pruned by opacity (Lyra's ``prune``), each view moved to ``device`` as it is
+    made (default: where it was made): the decoder output -> Gaussians step of both decoding and training."""
+    packed = [gaussians_from_raw(raw, K[v].to(raw.device), cam_to_world[v].to(raw.device), downsample).to(device)
+              for v, raw in enumerate(raw_views)]
+    return top_opacity(torch.cat(packed), prune)
+
+
 def kept_count(num_gaussians: int, prune: float) -> int:
     """How many Gaussians Lyra's pruning keeps: ``int(N * (1 - prune))``, in floats as the official code.
 

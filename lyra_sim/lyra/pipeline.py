@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from lyra_sim.camera import relative_poses
 from lyra_sim.lyra.cosmos import CosmosTokenizer
 from lyra_sim.lyra.decoder import LyraDecoder
-from lyra_sim.lyra.gaussian_head import gaussians_from_raw, packed_to_world, top_opacity
+from lyra_sim.lyra.gaussian_head import gaussians_from_views, packed_to_world
 from lyra_sim.lyra.gen3c_dir import TeacherDataError, TeacherView, read_teacher_dir
 from lyra_sim.lyra.latent_space import CosmosSpace
 from lyra_sim.lyra.plucker import frame_times, plucker_image
@@ -100,14 +100,10 @@ def _decode_once(decoder: LyraDecoder, inputs: _Inputs, prune: float, device: to
         tokens, (batch, views, t, h, w) = decoder.encode(inputs.latents, inputs.plucker, input_times, target_times,
                                                          progress=bar)
         tokens = tokens.view(batch, views, t, h, w, -1)
-        packed = []
-        for v in range(views):  # one view's head output at a time: (12, F, H, W) is the big tensor
-            raw = decoder.head(tokens[:, v])[0].float()
-            packed.append(gaussians_from_raw(raw, inputs.K[v].to(device), inputs.cam_to_world[v].to(device),
-                                             inputs.downsample).cpu())
-            del raw
+        # One view's head output at a time (a generator): (12, F, H, W) is the big tensor.
+        raw_views = (decoder.head(tokens[:, v])[0].float() for v in range(views))
+        gaussians = gaussians_from_views(raw_views, inputs.K, inputs.cam_to_world, inputs.downsample, prune, "cpu")
     del tokens
-    gaussians = top_opacity(torch.cat(packed), prune)
     return packed_to_world(gaussians, info)
 
 

@@ -49,8 +49,13 @@ class RenderResult:
         """RGB as uint8 (..., H, W, 3)."""
         rgb = self.rgb.detach()
         if rgb.device.type == "cpu":  # numpy: torch's thread pool would wake for this and contend with numba's
-            return torch.from_numpy((np.clip(rgb.numpy(), 0, 1) * 255 + 0.5).astype(np.uint8))
+            return torch.from_numpy(unit_float_to_uint8(rgb.numpy()))
         return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+
+def unit_float_to_uint8(image: np.ndarray) -> np.ndarray:
+    """Colours in [0, 1] (clipped) to uint8, rounded to nearest: the one conversion every image writer uses."""
+    return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
 def resolve_backend(backend: str, world: GaussianWorld) -> str:

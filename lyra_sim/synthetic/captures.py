@@ -19,6 +19,7 @@ import numpy as np
 import pybullet_data
 from PIL import Image
 
+from lyra_sim.camera import look_at_matrix
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.physics.bullet_camera import pinhole_from_vfov, render_rgbd
 from lyra_sim.physics.pybullet_quiet import import_pybullet
@@ -121,16 +122,9 @@ def walk(num_frames: int, kind: str = "loop") -> tuple[np.ndarray, np.ndarray]:
 
 
 def look_at_cam_to_world(eye, target) -> np.ndarray:
-    """OpenCV camera-to-world (x right, y down, z forward) at ``eye`` looking at ``target``, z-up world."""
-    forward = np.asarray(target, float) - np.asarray(eye, float)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    m = np.eye(4)
-    m[:3, :3] = np.stack([right, down, forward], axis=1)
-    m[:3, 3] = eye
-    return m
+    """OpenCV camera-to-world (x right, y down, z forward) at ``eye`` looking at ``target`` (z-up world; batched
+    like ``lyra_sim.camera.look_at_matrix``, whose inverse it is)."""
+    return np.linalg.inv(look_at_matrix(eye, target, up=(0.0, 0.0, 1.0)).numpy())
 
 
 def sensor_noise(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -155,7 +149,7 @@ def render_capture(num_frames: int = 100, width: int = 640, height: int = 480, m
         walk_kind = walk_kind or ("arc" if moving_object else "loop")
         eyes, targets = walk(num_frames, walk_kind)
         eyes, targets = eyes[:only_first], targets[:only_first]
-        cam_to_world = np.stack([look_at_cam_to_world(e, t) for e, t in zip(eyes, targets, strict=True)])
+        cam_to_world = look_at_cam_to_world(eyes, targets)
     K = pinhole_from_vfov(width, height, vfov_deg)
     rng = np.random.default_rng(seed)
     client = p.connect(p.DIRECT)

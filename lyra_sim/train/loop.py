@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from lyra_sim.camera import Camera, relative_poses
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.lyra.decoder import CheckpointError, LyraDecoder
-from lyra_sim.lyra.gaussian_head import PACKED_FIELDS, gaussians_from_raw, packed_to_world, top_opacity
+from lyra_sim.lyra.gaussian_head import PACKED_FIELDS, gaussians_from_views, packed_to_world
 from lyra_sim.lyra.latent_space import CosmosSpace, PixelSpace
 from lyra_sim.lyra.plucker import frame_times, plucker_image
 from lyra_sim.rendering import render
@@ -193,9 +193,7 @@ def decode_gaussians(model: LyraDecoder, sample: Sample, prune: float = 0.0) -> 
     if raw.shape[3] * downsample != sample.frames.shape[2] or raw.shape[4] * downsample != sample.frames.shape[3]:
         raise ValueError(f"decoder output {tuple(raw.shape[3:])} does not tile the {tuple(sample.frames.shape[2:4])} "
                          "frames")
-    packed = torch.cat([gaussians_from_raw(raw[v].float(), sample.K[v], sample.cam_to_world[v], downsample)
-                        for v in range(raw.shape[0])])
-    return top_opacity(packed, prune) if prune > 0 else packed
+    return gaussians_from_views(raw.float(), sample.K, sample.cam_to_world, downsample, prune)
 
 
 def render_packed(packed: torch.Tensor, K: torch.Tensor, cam_to_world: torch.Tensor, width: int, height: int,
