@@ -62,3 +62,21 @@ def test_no_formatter_markers():
               for number, line in enumerate((ROOT / name).read_text().splitlines(), 1) if marker in line]
     assert not marked, (f"drop the markers: git ls-files '*.py' | xargs sed -i -E 's/[[:space:]]*{marker}$//' "
                         f"(found at {', '.join(marked[:10])})")
+
+
+def test_every_path_in_the_readme_table_of_folders_exists():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Where things live", 1)[1]
+    table = next(block for block in section.split("\n\n") if block.startswith("| Folder"))
+    named = 0
+    for row in table.splitlines()[2:]:
+        cell = row.split("|")[1]
+        paths = re.findall(r"`([^`]+)`", cell)
+        folder = Path(paths[0]).parent if paths[0].endswith(".py") else Path(paths[0])
+        for path in paths:
+            target = ROOT / path if "/" in path.rstrip("/") or path.endswith("/") else ROOT / folder / path
+            assert target.exists(), f"README names {path}, which does not exist"
+            named += 1
+    assert named >= 20
