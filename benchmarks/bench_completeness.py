@@ -20,7 +20,6 @@ import importlib.util
 import math
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -66,8 +65,7 @@ def scene_boxes(client):
 
 def scene_tabletop(client):
     """The bundled example: a table with a duck, a teddy, a cube and a ball, two walls; camera 1.25 m high."""
-    sys.path.insert(0, str(ROOT / "examples"))
-    from make_example_rgbd import build_scene
+    from lyra_sim.synthetic.tabletop import build_scene
 
     build_scene(client)
     return (-0.6, 0.0, 1.25), (1.2, 0.0, 0.5)
