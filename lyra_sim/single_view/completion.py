@@ -22,9 +22,9 @@ from scipy import ndimage
 
 from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
 from lyra_sim.single_view.backs import Surfels, back_layers, object_backs
-from lyra_sim.single_view.layers import DepthLayers
+from lyra_sim.single_view.layers import ViewGeometry
 from lyra_sim.single_view.planes import FloorFrame, PlaneTexture, find_floor_frame, find_walls, graded_grid
-from lyra_sim.single_view.surfels import surfel_world, unproject_depth
+from lyra_sim.single_view.surfels import surfel_world
 from lyra_sim.world import SH_C0, GaussianWorld, WorldError
 
 log = logging.getLogger(__name__)
@@ -153,17 +153,17 @@ def _room_walls(q: np.ndarray, depth: np.ndarray, ray_q: np.ndarray, band: float
     return kept, candidates, threshold, wall_mask, behind
 
 
-def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: DepthLayers, normals: np.ndarray,
+def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: ViewGeometry,
                   observed: GaussianWorld, metric: bool, options: CompletionOptions | None = None,
                   opacity: float = 0.95) -> tuple[GaussianWorld | None, dict]:
     """Unobserved Gaussians completing a lifted view, and a report for ``world.info["completion"]``.
 
-    ``depth`` is the filled input depth (H,W), ``layers``/``normals`` those of the lift, ``observed``
-    the lifted world (OpenCV frame). Returns (None, report) when nothing was added.
+    ``depth`` is the filled input depth (H,W), ``geometry`` its points, layers and normals (those of the lift),
+    ``observed`` the lifted world (OpenCV frame). Returns (None, report) when nothing was added.
     """
     options = options or CompletionOptions()
     h, w = depth.shape
-    points = unproject_depth(depth, K)
+    points, layers, normals = geometry.points, geometry.layers, geometry.normals
     grad_u, grad_v = layers.gradients(depth)
     median_depth = float(np.median(depth))
     tolerance = 0.03 * depth + 1.5 * np.maximum(np.abs(grad_u), np.abs(grad_v))

@@ -113,3 +113,31 @@ def split_layers(depth: np.ndarray, rel_jump: float = 0.04) -> DepthLayers:
     jump_u = _jumps_along(inv, rel_jump, axis=1) if w > 1 else np.zeros((h, 0), bool)
     jump_v = _jumps_along(inv, rel_jump, axis=0) if h > 1 else np.zeros((0, w), bool)
     return DepthLayers(inv, jump_u, jump_v)
+
+
+def layer_normals(points: np.ndarray, layers: DepthLayers) -> np.ndarray:
+    """Unit normals (H,W,3) facing the camera, from derivatives of the point map within each layer."""
+    du, dv = layers.gradients(points)
+    n = np.cross(du, dv)
+    norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    facing_camera = -points / np.linalg.norm(points, axis=-1, keepdims=True)
+    n = np.where(norm > 1e-12, n / np.maximum(norm, 1e-12), facing_camera)  # isolated pixel: face the camera
+    flip = (n * points).sum(-1, keepdims=True) > 0
+    return np.where(flip, -n, n)
+
+
+@dataclass(frozen=True)
+class ViewGeometry:
+    """A depth map's camera-frame points (H,W,3), layers and per-layer normals (H,W,3), computed once per view."""
+
+    points: np.ndarray
+    layers: DepthLayers
+    normals: np.ndarray
+
+    @classmethod
+    def of(cls, depth: np.ndarray, K: np.ndarray) -> ViewGeometry:
+        from lyra_sim.single_view.surfels import unproject_depth
+
+        points = unproject_depth(depth, K)
+        layers = split_layers(depth)
+        return cls(points, layers, layer_normals(points, layers))

@@ -26,9 +26,9 @@ from lyra_sim.single_view.completion import CompletionOptions, complete_view
 from lyra_sim.single_view.depth_fill import fill_depth
 from lyra_sim.single_view.depth_sources import DepthEstimate, estimate_depth
 from lyra_sim.single_view.input_fit import fit_input_colors
-from lyra_sim.single_view.layers import DepthLayers, split_layers
+from lyra_sim.single_view.layers import ViewGeometry
 from lyra_sim.single_view.options import SingleViewOptions
-from lyra_sim.single_view.surfels import surfel_world, unproject_depth
+from lyra_sim.single_view.surfels import surfel_world
 from lyra_sim.world import GaussianWorld
 
 log = logging.getLogger(__name__)
@@ -55,17 +55,6 @@ def unreliable_edges(depth: np.ndarray, rel_jump: float = 0.05, margin: int = 1)
     return ndimage.maximum_filter(edges, size=2 * margin + 1, mode="nearest") & valid
 
 
-def layer_normals(points: np.ndarray, layers: DepthLayers) -> np.ndarray:
-    """Unit normals (H,W,3) facing the camera, from derivatives of the point map within each layer."""
-    du, dv = layers.gradients(points)
-    n = np.cross(du, dv)
-    norm = np.linalg.norm(n, axis=-1, keepdims=True)
-    facing_camera = -points / np.linalg.norm(points, axis=-1, keepdims=True)
-    n = np.where(norm > 1e-12, n / np.maximum(norm, 1e-12), facing_camera)  # isolated pixel: face the camera
-    flip = (n * points).sum(-1, keepdims=True) > 0
-    return np.where(flip, -n, n)
-
-
 def lift_rgbd(
     rgb: np.ndarray,
     depth: np.ndarray,
@@ -75,6 +64,7 @@ def lift_rgbd(
     drop_edges: bool = True,
     metric: bool = True,
     fill_holes: bool = False,
+    geometry: ViewGeometry | None = None,
 ) -> GaussianWorld:
     """Gaussians (OpenCV frame of the input camera) from RGB (H,W,3) in [0,1] and z-depth (H,W).
 
@@ -83,6 +73,7 @@ def lift_rgbd(
     nothing spans a jump. ``fill_holes`` fills missing depth first (``depth_fill``: every pixel is lifted);
     without it pixels of depth 0 are skipped (a mask). ``drop_edges`` also drops the pixels on depth edges
     (``unreliable_edges``), as the lift always did; ``generate_world`` keeps them (``drop_edges=False``).
+    ``geometry``: the depth's points, layers and normals when the caller has them already (else made here).
     """
     if stride < 1:
         raise InputError(f"stride: expected an integer >= 1, got {stride}")
@@ -98,9 +89,9 @@ def lift_rgbd(
         valid = np.ones_like(valid)
     else:
         depth = np.where(valid, depth, 1.0)
-    points = unproject_depth(depth, K)
-    layers = split_layers(depth)
-    normals = layer_normals(points, layers)
+    if geometry is None:
+        geometry = ViewGeometry.of(depth, K)
+    points, layers, normals = geometry.points, geometry.layers, geometry.normals
     keep = np.zeros_like(valid)
     keep[stride // 2 :: stride, stride // 2 :: stride] = True
     keep &= valid
@@ -176,13 +167,13 @@ def generate_world(
             estimate.depth = np.where(loaded.valid, estimate.depth, 0.0).astype(estimate.depth.dtype)
     depth_map = fill_depth(estimate.depth, rgb)
     lifted = depth_map if loaded.valid is None else np.where(loaded.valid, depth_map, 0.0)  # alpha: no content
-    world = lift_rgbd(rgb, lifted, K, stride=stride, opacity=opacity, drop_edges=False, metric=estimate.metric)
-    layers = split_layers(depth_map)
-    world = fit_input_colors(world, rgb, K, cautious=layers.far_edge)  # before completion: that hides behind it
+    geometry = ViewGeometry.of(depth_map, K)  # once: the lift and the completion share it
+    world = lift_rgbd(rgb, lifted, K, stride=stride, opacity=opacity, drop_edges=False, metric=estimate.metric,
+                      geometry=geometry)
+    world = fit_input_colors(world, rgb, K, cautious=geometry.layers.far_edge)  # before completion hides behind it
     report = {"enabled": False}
     if complete:
-        normals = layer_normals(unproject_depth(depth_map, K), layers)
-        added, report = complete_view(rgb, depth_map, K, layers, normals, world, estimate.metric, completion,
+        added, report = complete_view(rgb, depth_map, K, geometry, world, estimate.metric, completion,
                                       opacity=opacity)
         report = {"enabled": True, **report}
         if added is not None:
