@@ -122,6 +122,22 @@ def floor_rotation(normal: np.ndarray, forward: np.ndarray) -> np.ndarray:
     return np.stack([x_axis, y_axis, z_axis])
 
 
+def _completion_floor(world: GaussianWorld) -> Plane | None:
+    """The floor the single-view completion found (and built the invented floor on), when the world records it:
+    finding it again on the completed world would cost a second RANSAC and could only find that same plane."""
+    floor = world.info.get("completion", {}).get("floor") if world.frame == "opencv" else None
+    if not isinstance(floor, dict) or "normal" not in floor:
+        return None
+    try:
+        normal, offset = np.asarray(floor["normal"], dtype=np.float64), float(floor["offset"])
+        fraction = float(floor["inlier_fraction"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WorldError(f"info.completion.floor: malformed ({exc})") from exc
+    if normal.shape != (3,) or not (np.isfinite(normal).all() and math.isfinite(offset)) or offset <= 0:
+        raise WorldError("info.completion.floor: expected a finite unit normal and a positive offset")
+    return Plane(normal / np.linalg.norm(normal), offset, fraction)
+
+
 def align_world(
     world: GaussianWorld | DynamicGaussianWorld,
     scale: float | None = None,
@@ -142,12 +158,15 @@ def align_world(
     """
     reference = world.keyframes[0]
     virtual_camera = camera_position is None and reference.frame == "z_up"
+    at_generating_camera = camera_position is None
     if camera_position is None:
         camera_position = (0.0, 0.0, 0.0)
         if virtual_camera:  # search for the floor as seen from high above the scene
             lo, hi = reference.bounds(quantile=0.01)
             camera_position = (float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2, float(hi[2] + (hi - lo).max()))
-    plane = find_floor(reference, camera_position, max_tilt_deg, seed=seed)
+    plane = _completion_floor(reference) if at_generating_camera else None
+    if plane is None:
+        plane = find_floor(reference, camera_position, max_tilt_deg, seed=seed)
     up, forward = _up_and_forward(reference.frame)
     rotation = floor_rotation(plane.normal, forward)
     camera = np.asarray(camera_position, dtype=np.float64)

@@ -94,3 +94,27 @@ def test_no_floor_is_a_clear_error():
     view, _ = camera_view(wall, target=(3.0, 0.0, 1.3))
     with pytest.raises(WorldError, match="no plane"):
         align_world(view, max_tilt_deg=20)
+
+
+def test_alignment_reuses_the_floor_completion_found_and_it_is_the_floor_ransac_finds(monkeypatch, tmp_path):
+    """A generated world records the floor its completion was built on; align_world takes it instead of a
+    second RANSAC on the completed world, and that plane is the one RANSAC finds on the observed Gaussians."""
+    from conftest import small_example
+
+    import lyra_sim.align as align_module
+    from lyra_sim.generate import generate_world
+    from lyra_sim.synthetic.tabletop import CAMERA_EYE as EYE
+
+    rgb, depth, intrinsics = small_example(tmp_path, size=(96, 72))
+    world = generate_world(str(rgb), depth=str(depth), intrinsics=str(intrinsics))
+    recorded = world.info["completion"]["floor"]
+    fresh = find_floor(world.observed_only())
+    assert np.degrees(np.arccos(np.clip(np.dot(recorded["normal"], fresh.normal), -1, 1))) < 1.0
+    assert abs(recorded["offset"] - fresh.offset) < 0.01 * recorded["offset"]
+
+    def no_second_ransac(*args, **kwargs):
+        raise AssertionError("align_world searched for the floor again")
+
+    monkeypatch.setattr(align_module, "find_floor", no_second_ransac)
+    aligned = align_world(world)
+    assert aligned.alignment.camera_height_m == pytest.approx(EYE[2], abs=0.03)  # the example camera: 1.25 m up

@@ -198,7 +198,9 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
         seen_floor = q[floor_mask]
         reach = float(np.linalg.norm(seen_floor[:, :2], axis=1).max()) if len(seen_floor) else 0.0
         radius = options.floor_radius or max(FLOOR_RADIUS_HEIGHTS * cam_h, 2.0 * reach)
-        report["floor"] = {"camera_height": round(cam_h, 4), "radius": round(radius, 3)}
+        report["floor"] = {"camera_height": round(cam_h, 4), "radius": round(radius, 3),
+                           "normal": frame.rotation[2].tolist(), "offset": cam_h,  # lyra_sim.align reuses it
+                           "inlier_fraction": frame.inlier_fraction}
         kept, candidates, threshold = [], np.zeros(0, np.int64), 0.0
         if options.walls:
             kept, candidates, threshold, wall_mask, t_walls = _room_walls(q, depth, ray_q, band, cam_h, metric,

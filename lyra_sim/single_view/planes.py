@@ -19,8 +19,9 @@ from lyra_sim.world import GaussianWorld
 class FloorFrame:
     """q = R p + (0, 0, height): camera frame -> floor frame (z = height above the floor)."""
 
-    rotation: np.ndarray  # (3, 3), rows x, y, z
-    height: float  # camera height above the floor, in world units
+    rotation: np.ndarray  # (3, 3), rows x, y, z (z: the floor normal, towards the camera)
+    height: float  # camera height above the floor, in world units (the plane's offset)
+    inlier_fraction: float  # of the points RANSAC saw
 
     def to_floor(self, points: np.ndarray) -> np.ndarray:
         return points @ self.rotation.T + np.array([0.0, 0.0, self.height])
@@ -53,7 +54,8 @@ class Wall:
 def find_floor_frame(world: GaussianWorld) -> FloorFrame:
     """The floor under the input camera of an "opencv" world (lyra_sim.align; WorldError when there is none)."""
     plane = find_floor(world)
-    return FloorFrame(floor_rotation(plane.normal, np.array([0.0, 0.0, 1.0])), float(plane.offset))
+    return FloorFrame(floor_rotation(plane.normal, np.array([0.0, 0.0, 1.0])), float(plane.offset),
+                      float(plane.inlier_fraction))
 
 
 def find_walls(points: np.ndarray, threshold: float, min_fraction: float = 0.04, max_walls: int = 4,
