@@ -145,9 +145,8 @@ class Camera:
 
     def resized(self, width: int, height: int) -> Camera:
         """Same cameras at another resolution (intrinsics scaled per axis)."""
-        sx, sy = width / self.width, height / self.height
-        scale = torch.tensor([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], dtype=torch.float32)
-        return Camera(scale @ self.K, self.world_to_cam, width, height)
+        return Camera(scale_intrinsics(self.K, width / self.width, height / self.height), self.world_to_cam,
+                      width, height)
 
     def relative_to_first(self) -> Camera:
         """Poses expressed in the first camera's frame (Lyra: ``inv(c2w_0) @ c2w``); see ``relative_poses``."""
@@ -192,6 +191,14 @@ def pixel_rays(K: torch.Tensor, cam_to_world: torch.Tensor, height: int,
     directions = directions / directions.norm(dim=-1, keepdim=True)
     origins = cam_to_world[:, None, None, :3, 3].expand_as(directions)
     return origins, directions
+
+
+def scale_intrinsics(K, scale_x: float, scale_y: float):
+    """K (..., 3, 3), numpy or torch, for an image resized by (scale_x, scale_y): the pixel-corner convention of
+    the package's K (centres at +0.5) makes it cx' = cx * scale_x, fx' = fx * scale_x (and the same in y)."""
+    if isinstance(K, torch.Tensor):
+        return torch.tensor([[scale_x, 0, 0], [0, scale_y, 0], [0, 0, 1]], dtype=K.dtype, device=K.device) @ K
+    return np.diag([scale_x, scale_y, 1.0]) @ np.asarray(K, dtype=np.float64)
 
 
 def look_at_matrix(eye, target, up=(0.0, -1.0, 0.0)) -> torch.Tensor:

@@ -12,7 +12,7 @@ import open3d as o3d
 from scipy import ndimage
 
 from lyra_sim.generate import generate_world
-from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb, scale_intrinsics
+from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
@@ -133,8 +133,8 @@ def _world_from_source(source, intrinsics, depth_model) -> tuple[GaussianWorld |
         rgb = load_rgb(source[0], name="source rgb")
         depth = load_depth(source[1], rgb.shape[:2], name="source depth")
         world = generate_world(rgb, depth=depth, intrinsics=intrinsics)
-        small_w, small_h = world.info["image_size"]  # smaller than the frame when generate_world downscaled it
-        K = scale_intrinsics(np.asarray(world.info["intrinsics"]), rgb.shape[1] / small_w, rgb.shape[0] / small_h)
+        camera = world.generating_camera  # smaller than the frame when generate_world downscaled it
+        K = camera.resized(rgb.shape[1], rgb.shape[0]).K[0].double().numpy()
         return world, [(depth, K, np.eye(4))]  # the input camera is the world's origin; depth at full size
     if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in world_suffixes():
         return load_world(source), []

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from lyra_sim.camera import scale_intrinsics  # noqa: F401  (re-exported for the loaders' callers)
 from lyra_sim.defaults import DEFAULT_MAX_PIXELS
 from lyra_sim.errors import LyraSimError
 from lyra_sim.io.guards import load_npy, read_json
@@ -322,10 +323,3 @@ def load_intrinsics(intrinsics, width: int, height: int, name: str = "intrinsics
     return K
 
 
-def scale_intrinsics(K: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
-    """K for an image resized by (scale_x, scale_y) (pixel-corner convention: cx' = cx * scale_x)."""
-    out = np.array(K, dtype=np.float64)
-    out[0] *= scale_x
-    out[1] *= scale_y
-    out[2] = (0.0, 0.0, 1.0)
-    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lyra_sim.camera import pixel_rays
+from lyra_sim.camera import pixel_rays, scale_intrinsics
 from lyra_sim.sh import rgb_to_sh0
 from lyra_sim.world import GaussianWorld, most_opaque
 
@@ -45,8 +45,7 @@ def gaussians_from_raw(raw: torch.Tensor, K: torch.Tensor, cam_to_world: torch.T
         raise ValueError(f"raw: expected {sum(RAW_SPLIT)} channels, got {channels}")
     if K.shape[0] != frames or cam_to_world.shape[0] != frames:
         raise ValueError(f"cameras: {K.shape[0]} intrinsics and {cam_to_world.shape[0]} poses for {frames} frames")
-    grid_K = K.clone().float()
-    grid_K[:, :2] /= downsample
+    grid_K = scale_intrinsics(K.float(), 1.0 / downsample, 1.0 / downsample)
     origins, directions = pixel_rays(grid_K, cam_to_world.float(), height, width)
     values = activate(raw.permute(1, 2, 3, 0))
     xyz = origins + directions * values["depth"]
