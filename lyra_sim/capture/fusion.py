@@ -23,8 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from lyra_sim.inputs.sequence import RGBDSequence
-from lyra_sim.rotations import rotmat_to_quat
-from lyra_sim.sh import C0, C1, sh_basis
+from lyra_sim.sh import C1, sh_basis
+from lyra_sim.single_view import surfels
 from lyra_sim.single_view.lift import unreliable_edges
 from lyra_sim.world import GaussianWorld
 
@@ -193,30 +193,15 @@ def fit_sh(obs: Observations) -> np.ndarray:
     return np.linalg.solve(obs.ata + ridge, obs.atc)
 
 
-def normal_frames(normals: np.ndarray) -> np.ndarray:
-    """Rotation matrices (G,3,3) whose third column is the normal (the surfel's flat axis)."""
-    helper = np.where(np.abs(normals[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0.0, 1, 0]]))
-    t1 = np.cross(helper, normals)
-    t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
-    return np.stack([t1, np.cross(normals, t1), normals], axis=-1)
-
-
 def surfel_world(points: np.ndarray, normals: np.ndarray, obs: Observations, voxel_size: float,
                  sh_degree: int = 0, opacity: float = 0.95) -> GaussianWorld:
-    """One flat Gaussian per observed surface point (OpenCV frame of the reference camera, metric)."""
+    """One flat Gaussian per observed surface point (OpenCV frame of the reference camera, metric), coloured by
+    its best view (``sh_degree`` 1: view-dependent colour fitted from all its views)."""
     keep = obs.seen > 0
     sigma = SURFEL_SIGMA * np.maximum(voxel_size, obs.best_footprint[keep])
     scales = np.stack([sigma, sigma, SURFEL_THICKNESS * sigma], axis=1)
+    world = surfels.surfel_world(points[keep], normals[keep], scales, obs.best_rgb[keep], opacity, observed=True,
+                                 metric=True)
     if sh_degree:
-        sh = torch.from_numpy(fit_sh(obs)[keep]).float()
-    else:
-        sh = torch.from_numpy((obs.best_rgb[keep] - 0.5) / C0).float()[:, None, :]
-    return GaussianWorld(
-        means=torch.from_numpy(points[keep]).float(),
-        quats=rotmat_to_quat(torch.from_numpy(normal_frames(normals[keep]))).float(),
-        scales=torch.from_numpy(scales).float(),
-        opacities=torch.full((int(keep.sum()),), float(opacity)),
-        sh=sh,
-        frame="opencv",
-        meters_per_unit=1.0,
-    )
+        world = dataclasses.replace(world, sh=torch.from_numpy(fit_sh(obs)[keep]).float())
+    return world
