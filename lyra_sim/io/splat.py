@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from lyra_sim.io.errors import WorldFileError
-from lyra_sim.world import SH_C0, GaussianWorld, WorldError
+from lyra_sim.sh import rgb_to_sh0
+from lyra_sim.world import GaussianWorld, WorldError
 
 RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rotation", "u1", 4)])
 
@@ -46,7 +47,7 @@ def read_splat(
             quats=torch.from_numpy(quats),
             scales=torch.from_numpy(records["scale"].copy()),
             opacities=torch.from_numpy(rgba[:, 3].copy()),
-            sh=torch.from_numpy((rgba[:, None, :3] - 0.5) / SH_C0),
+            sh=rgb_to_sh0(torch.from_numpy(rgba[:, :3])),
             frame=frame or "opencv",
             meters_per_unit=meters_per_unit,
         )

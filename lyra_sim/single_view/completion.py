@@ -21,11 +21,12 @@ import torch
 from scipy import ndimage
 
 from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
+from lyra_sim.sh import rgb_to_sh0
 from lyra_sim.single_view.backs import Surfels, back_layers, object_backs
 from lyra_sim.single_view.layers import ViewGeometry
 from lyra_sim.single_view.planes import FloorFrame, PlaneTexture, find_floor_frame, find_walls, graded_grid
 from lyra_sim.single_view.surfels import surfel_world
-from lyra_sim.world import SH_C0, GaussianWorld, WorldError
+from lyra_sim.world import GaussianWorld, WorldError
 
 log = logging.getLogger(__name__)
 FLOOR_RADIUS_HEIGHTS = 40.0  # default floor radius, in camera heights
@@ -288,7 +289,7 @@ def tint_completed(world: GaussianWorld, color=(1.0, 0.0, 1.0), strength: float 
     sh = world.sh.clone()
     completed = ~world.observed
     rgb = world.rgb[completed] * (1 - strength) + target * strength
-    sh[completed, 0, :] = (rgb - 0.5) / SH_C0
+    sh[completed, 0, :] = rgb_to_sh0(rgb)[:, 0]
     sh[completed, 1:, :] *= 1 - strength
     return world._replace(sh=sh)
 
