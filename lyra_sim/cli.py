@@ -13,6 +13,7 @@ from lyra_sim import __version__
 from lyra_sim.capture.options import CaptureOptions
 from lyra_sim.defaults import DEMO_EPISODE_STEPS, DEMO_FLY_FRAMES, EXAMPLE_DIR, JSON_CAMERA_FORMAT, PATH_FRAMES
 from lyra_sim.errors import LyraSimError
+from lyra_sim.lyra.options import DecodeOptions
 from lyra_sim.options import add_options, options_from_args
 from lyra_sim.options import positive_float as _positive_float
 from lyra_sim.options import positive_int as _positive_int
@@ -95,27 +96,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise ValueError(f"expected comma-separated integers, got {text!r}") from exc
-
-
 def cmd_decode(args: argparse.Namespace) -> int:
     from lyra_sim.io import save_world
     from lyra_sim.lyra.pipeline import decode_teacher_dir  # pulls in diffusers
+    from lyra_sim.options import as_kwargs
     from lyra_sim.world import DynamicGaussianWorld
 
     output = Path(args.output)
     if output.suffix.lower() not in (".ply", ".safetensors"):
         raise ValueError(f"-o {output}: expected a .ply or .safetensors path")
+    options = options_from_args(DecodeOptions, args)
     t0 = time.perf_counter()
-    world = decode_teacher_dir(
-        args.teacher_dir, args.checkpoint, args.tokenizer, views=tuple(_int_list(args.views)), prune=args.prune,
-        device=args.device, dynamic=True if args.dynamic else None,
-        times=[float(t) for t in args.times.split(",")] if args.times else None, name=args.name,
-    )
+    world = decode_teacher_dir(args.teacher_dir, args.checkpoint, args.tokenizer,
+                               **{**as_kwargs(options), "dynamic": True if options.dynamic else None})
     print(f"decoded in {time.perf_counter() - t0:.1f} s: {world.summary()['num_gaussians']} Gaussians")
     if isinstance(world, DynamicGaussianWorld) and output.suffix.lower() == ".ply":
         for t, keyframe in zip(world.times, world.worlds, strict=True):
@@ -306,12 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("teacher_dir", help="folder with 0..5/{latent,pose,intrinsics}/<name>.*")
     dec.add_argument("--checkpoint", required=True, help="lyra_static.pt / lyra_dynamic.pt ({'module': ...})")
     dec.add_argument("--tokenizer", required=True, help="local Cosmos CV8x8x8 directory (diffusers or .jit)")
-    dec.add_argument("--dynamic", action="store_true", help="dynamic model: one keyframe per target time")
-    dec.add_argument("--times", help="dynamic target frames, e.g. 0,60,120 (default: first, middle, last)")
-    dec.add_argument("--views", default="5,0,1,2,3,4", help="trajectories to fuse, in order")
-    dec.add_argument("--prune", type=float, default=0.8, help="fraction of Gaussians dropped by opacity")
-    dec.add_argument("--name", help="scene name when the folder holds several")
-    dec.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    add_options(dec, DecodeOptions)
     dec.add_argument("--layout", default="inria", choices=["inria", "lyra"],
                      help="PLY layout: inria (common 3DGS) or lyra (the official gaussians_orig)")
     dec.add_argument("-o", "--output", required=True, help=".ply (dynamic: one file per keyframe) or .safetensors")

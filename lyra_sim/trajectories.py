@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from lyra_sim.camera import Camera, look_at_matrix
+from lyra_sim.lyra.options import LYRA_VIEW_ORDER
 
 # index -> (name, default distance = midpoint of the paper's range, range); Lyra, arXiv 2509.19296
 LYRA_TRAJECTORIES: dict[int, tuple[str, float, tuple[float, float]]] = {
@@ -22,7 +23,6 @@ LYRA_TRAJECTORIES: dict[int, tuple[str, float, tuple[float, float]]] = {
     4: ("zoom_in", 0.35, (0.3, 0.4)),
     5: ("spiral", 0.5, (0.4, 0.6)),
 }
-LYRA_VIEW_ORDER = (5, 0, 1, 2, 3, 4)
 
 
 def lyra_trajectory_positions(index: int, num_frames: int = 121, distance: float | None = None) -> np.ndarray:

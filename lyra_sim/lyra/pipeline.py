@@ -15,11 +15,9 @@ from lyra_sim.lyra.decoder import LyraDecoder
 from lyra_sim.lyra.gaussian_head import gaussians_from_views, packed_to_world
 from lyra_sim.lyra.gen3c_dir import TeacherDataError, TeacherView, read_teacher_dir
 from lyra_sim.lyra.latent_space import CosmosSpace
+from lyra_sim.lyra.options import DecodeOptions
 from lyra_sim.lyra.plucker import frame_times, plucker_image
-from lyra_sim.trajectories import LYRA_VIEW_ORDER
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
-
-DEFAULT_FPS = 24.0  # Cosmos / GEN3C videos
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -111,13 +109,13 @@ def decode_teacher_dir(
     path: str | os.PathLike,
     checkpoint: str | os.PathLike | LyraDecoder,
     tokenizer: str | os.PathLike | CosmosTokenizer,
-    views: Sequence[int] = LYRA_VIEW_ORDER,
-    prune: float = 0.8,
-    device: str | torch.device = "auto",
+    views: Sequence[int] = DecodeOptions.views,
+    prune: float = DecodeOptions.prune,
+    device: str | torch.device = DecodeOptions.device,
     dynamic: bool | None = None,
-    times: Sequence[float] | None = None,
-    fps: float = DEFAULT_FPS,
-    name: str | None = None,
+    times: Sequence[float] | None = DecodeOptions.times,
+    fps: float = DecodeOptions.fps,
+    name: str | None = DecodeOptions.name,
     progress: bool = True,
 ) -> GaussianWorld | DynamicGaussianWorld:
     """Decode the teacher latents of ``views`` into one Gaussian world (Lyra's feed-forward reconstruction).
