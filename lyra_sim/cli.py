@@ -18,6 +18,7 @@ from lyra_sim.options import add_options, options_from_args
 from lyra_sim.options import positive_float as _positive_float
 from lyra_sim.options import positive_int as _positive_int
 from lyra_sim.single_view.options import SingleViewOptions
+from lyra_sim.train.options import DatasetOptions
 
 # Only argparse and the options dataclasses load at import: each command imports its room when it runs, so
 # `lyra-sim --help` costs no torch, open3d or numba.
@@ -165,12 +166,12 @@ def cmd_record_bag(args: argparse.Namespace) -> int:
 
 
 def cmd_make_dataset(args: argparse.Namespace) -> int:
+    from lyra_sim.options import as_kwargs
     from lyra_sim.train.data_engine import make_dataset
 
-    manifest = make_dataset(args.output, num_scenes=args.scenes, held_out=args.held_out, width=args.width,
-                            height=args.height, frames=args.frames, seed=args.seed, workers=args.workers,
-                            ray_address=args.ray_address)
-    print(f"wrote {args.scenes} scenes ({args.held_out} held out) and {manifest}")
+    options = options_from_args(DatasetOptions, args)
+    manifest = make_dataset(args.output, **as_kwargs(options))
+    print(f"wrote {options.num_scenes} scenes ({options.held_out} held out) and {manifest}")
     return 0
 
 
@@ -332,15 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mk = command("make-dataset", "PyBullet scenes through the 3D-cache teacher -> training shards")
     mk.add_argument("output", help="dataset folder to write (resumes when it exists)")
-    mk.add_argument("--scenes", type=_positive_int, default=16, help="number of scenes")
-    mk.add_argument("--held-out", type=int, default=2, help="scenes kept for evaluation")
-    mk.add_argument("--width", type=_positive_int, default=64, help="image width in pixels")
-    mk.add_argument("--height", type=_positive_int, default=48, help="image height in pixels")
-    mk.add_argument("--frames", type=_positive_int, default=9, help="frames per trajectory (1 + 8k)")
-    mk.add_argument("--seed", type=int, default=0, help="random seed of the scenes")
-    mk.add_argument("--workers", type=_positive_int, default=1, help="parallel workers on a local Ray "
-                    "(lyra-sim[scale]); the shards are the same")
-    mk.add_argument("--ray-address", help="run on this existing Ray cluster instead (e.g. ray://head:10001)")
+    add_options(mk, DatasetOptions)
     mk.set_defaults(func=cmd_make_dataset)
 
     tr = command("train", "self-distillation of the Lyra decoder (accelerate; resumes)")

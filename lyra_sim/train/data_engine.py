@@ -17,6 +17,7 @@ from lyra_sim.io.atomic import atomic_path
 from lyra_sim.physics.bullet_camera import render_rgbd
 from lyra_sim.physics.pybullet_quiet import import_pybullet
 from lyra_sim.scale import parallel_map
+from lyra_sim.train.options import DatasetOptions
 from lyra_sim.train.teachers import CacheTeacher
 
 p = import_pybullet()
@@ -87,9 +88,11 @@ def scene_shard(index: int, seed: int, width: int, height: int, frames: int) -> 
     return save({k: v.contiguous() for k, v in tensors.items()}, metadata={"lyra_sim": provenance})
 
 
-def make_dataset(output: str | os.PathLike, num_scenes: int = 16, held_out: int = 2, width: int = 64,
-                 height: int = 48, frames: int = 9, seed: int = 0, progress: bool = True, workers: int = 1,
-                 ray_address: str | None = None) -> Path:
+def make_dataset(output: str | os.PathLike, num_scenes: int = DatasetOptions.num_scenes,
+                 held_out: int = DatasetOptions.held_out, width: int = DatasetOptions.width,
+                 height: int = DatasetOptions.height, frames: int = DatasetOptions.frames,
+                 seed: int = DatasetOptions.seed, progress: bool = True, workers: int = DatasetOptions.workers,
+                 ray_address: str | None = DatasetOptions.ray_address) -> Path:
     """Write ``num_scenes`` shards (``scene_00000.safetensors``, ...) and a manifest; the last ``held_out``
     scenes form the evaluation split. Existing shards are kept, so an interrupted run resumes.
 
