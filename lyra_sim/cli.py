@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
+import os
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from lyra_sim import __version__
@@ -22,7 +26,8 @@ from lyra_sim.io import REGISTRY, load_world, save_world
 from lyra_sim.io.errors import WorldFileError
 from lyra_sim.media import render_path
 from lyra_sim.single_view.completion import completion_summary
-from lyra_sim.single_view.depth_sources import PRIOR_ADVICE, PRIOR_PITCH_DEG
+from lyra_sim.single_view.depth_models import EXAMPLE_MODEL
+from lyra_sim.single_view.depth_sources import DEPTH_MODEL_ENV, PRIOR_PITCH_DEG, FlatPriorWarning
 from lyra_sim.world import DynamicGaussianWorld, first_keyframe
 
 
@@ -53,21 +58,51 @@ def _print_world_facts(world) -> None:
     print(f"depth source: {info['depth_source']} ({'metric' if info['metric'] else 'scale unknown'})")
     if "depth_note" in info:
         print(f"  {info['depth_note']}")
-    if info["depth_source"] == "prior":
-        print(f"warning: {PRIOR_ADVICE}")
-    print(completion_summary(world))
+    if info["intrinsics_source"].startswith("estimated"):
+        print(f"  intrinsics {info['intrinsics_source']}")
     for note in info.get("input_notes", []):
         print(f"note: {note}")
-    if info["depth_source"] == "prior":
-        print(f"warning: {PRIOR_ADVICE}")
     print(completion_summary(world))
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(category: type[Warning]) -> Iterator[None]:
+    """Inside the block, each warning of ``category`` prints as one 'warning: ...' line (others as usual)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", category)
+        show = warnings.showwarning
+
+        def one_line(message, cls, filename, lineno, file=None, line=None):
+            if issubclass(cls, category):
+                print(f"warning: {message}")
+            else:
+                show(message, cls, filename, lineno, file, line)
+
+        warnings.showwarning = one_line
+        yield
+
+
+def _announce_depth_model(args: argparse.Namespace) -> None:
+    """Find (downloading once, if needed) the depth model the images will use, and say which and where it is."""
+    from lyra_sim.inputs.sequence import is_sequence_dir
+    from lyra_sim.single_view.depth_models import resolve_depth_model
+
+    name = args.depth_model or os.environ.get(DEPTH_MODEL_ENV)
+    if name and not args.depth and not all(is_sequence_dir(source) for source in args.inputs):
+        print(f"depth model: {resolve_depth_model(name).describe()}")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    image_options, sequence_options = _generate_options(args)
+    _announce_depth_model(args)
+    with _warnings_as_lines(FlatPriorWarning):
+        return _generate(args, image_options, sequence_options)
+
+
+def _generate(args: argparse.Namespace, image_options: dict, sequence_options: dict) -> int:
     from lyra_sim.generate.batch import generate_many
     from lyra_sim.inputs.sequence import is_sequence_dir
 
-    image_options, sequence_options = _generate_options(args)
     if len(args.inputs) > 1 or args.workers > 1 or args.ray_address:
         if args.depth:
             raise InputError("--depth: with several inputs give depth inside sequence folders instead")
@@ -94,6 +129,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     _print_world_facts(world)
     count = sum(len(w) for w in world.worlds) if isinstance(world, DynamicGaussianWorld) else len(world)
     print(f"wrote {count:,} Gaussians to {path}")
+    return 0
+
+
+def cmd_fetch_model(args: argparse.Namespace) -> int:
+    from lyra_sim.single_view.depth_models import fetch_depth_model
+
+    source = fetch_depth_model(args.name)
+    print(f"fetched {source.describe()}")
     return 0
 
 
@@ -301,8 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="downscale larger images to this "
                      "many pixels, one Gaussian each (0 keeps the full size)")
     gen.add_argument("--intrinsics", help="JSON with fx, fy, cx, cy (or K); sequences default to their intrinsics.json")
-    gen.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG, help="horizontal FOV when no intrinsics (degrees)")
-    gen.add_argument("--depth-model", help="local transformers depth model directory")
+    gen.add_argument("--fov", type=float, help="horizontal FOV when no intrinsics (degrees; default: the depth "
+                     f"model's own estimate where it makes one, as Depth Pro does, else {DEFAULT_FOV_DEG:g})")
+    gen.add_argument("--depth-model", help="depth model for images without --depth: a local transformers directory "
+                     "or a Hugging Face model id (Depth Anything V2 relative or metric, Depth Pro), downloaded once "
+                     f"into the Hugging Face cache (see fetch-model); e.g. {EXAMPLE_MODEL}; "
+                     f"default: ${DEPTH_MODEL_ENV}")
     gen.add_argument("--stride", type=_positive_int, default=1, help="use every n-th pixel")
     gen.add_argument("--camera-height", type=float, default=DEFAULT_CAMERA_HEIGHT, help="prior: camera height (m)")
     gen.add_argument("--pitch", type=float, default=PRIOR_PITCH_DEG, help="prior: camera pitch down (degrees)")
@@ -329,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", required=True, help=f"world file to write: {WRITE_SUFFIXES}; with several "
                      "inputs a folder")
     gen.set_defaults(func=cmd_generate)
+
+    fetch = command("fetch-model", "download a depth model into the Hugging Face cache ahead of time (for "
+                    "--depth-model, depth_model= or $" + DEPTH_MODEL_ENV + ")")
+    fetch.add_argument("name", metavar="NAME", help=f"Hugging Face model id, e.g. {EXAMPLE_MODEL} or "
+                       "apple/DepthPro-hf (the licence is the model's: see its model card)")
+    fetch.set_defaults(func=cmd_fetch_model)
 
     dec = command("decode", "GEN3C teacher directory -> Gaussians with the Lyra decoder")
     dec.add_argument("teacher_dir", help="folder with 0..5/{latent,pose,intrinsics}/<name>.*")
