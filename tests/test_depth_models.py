@@ -339,3 +339,129 @@ def test_cli_generate_with_a_model_id_from_the_cache(hub_cache, tmp_path):
     world = load_world(tmp_path / "w.ply")
     assert world.meters_per_unit == 1.0 and world.info["depth_model"]["revision"] == COMMIT
     np.testing.assert_allclose(world.means[:, 2].numpy(), METRIC_DEPTH, rtol=1e-4)
+
+
+class _MiniHub:
+    """The few Hub routes that huggingface_hub's model_info, hf_hub_download and snapshot_download use, serving
+    model folders on 127.0.0.1, and the paths it was asked for."""
+
+    def __init__(self, repos: dict[str, Path]):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.files = {repo: {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+                      for repo, folder in repos.items()}
+        self.requests: list[str] = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                hub.answer(self, body=False)
+
+            def do_GET(self):
+                hub.answer(self, body=True)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def answer(self, handler, body: bool) -> None:
+        path = handler.path.split("?")[0]
+        self.requests.append(path)
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["api", "models"]:
+            repo, rest = "/".join(parts[2:4]), parts[4:]
+            files = self.files.get(repo)
+            if files is None:
+                return self.send(handler, 404, b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"})
+            if rest[:1] == ["tree"]:
+                listing = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                           for name, data in files.items()]
+                return self.send(handler, 200, json.dumps(listing).encode(), body=body)
+            info = {"id": repo, "sha": COMMIT, "siblings": [{"rfilename": name} for name in files]}
+            return self.send(handler, 200, json.dumps(info).encode(), body=body)
+        repo, name = "/".join(parts[:2]), parts[-1]
+        data = self.files.get(repo, {}).get(name)
+        if data is None or parts[2] != "resolve":
+            return self.send(handler, 404, b"not found", {"X-Error-Code": "EntryNotFound"}, body=body)
+        self.send(handler, 200, data, {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'},
+                  body=body)
+
+    @staticmethod
+    def send(handler, status: int, data: bytes, headers: dict | None = None, body: bool = True) -> None:
+        handler.send_response(status)
+        for key, value in {"Content-Length": str(len(data)), **(headers or {})}.items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        if body:
+            handler.wfile.write(data)
+
+    def __enter__(self):
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def online_hub(models, tmp_path, monkeypatch):
+    """A Hub on 127.0.0.1 serving the tiny models (and a BERT-typed one) into an empty cache, online."""
+    from huggingface_hub import constants
+
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (bert / "model.safetensors").write_bytes(b"never fetched")
+    with _MiniHub({METRIC_ID: models["metric"], PRO_ID: models["pro"], "someone/bert-tiny": bert}) as hub:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+        monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.delenv(DEPTH_MODEL_ENV, raising=False)
+        yield hub
+
+
+def test_fetch_model_downloads_into_the_cache_once_and_says_where(online_hub, tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    from lyra_sim.cli import main
+
+    assert main(["fetch-model", PRO_ID]) == 0
+    snapshot = tmp_path / "hub" / "models--apple--DepthPro-hf" / "snapshots" / COMMIT
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == f"fetched {PRO_ID} (Hugging Face cache {snapshot}; licence: apache-2.0)"
+    assert {p.name for p in snapshot.iterdir()} == {"config.json", "model.safetensors", "preprocessor_config.json",
+                                                    "README.md"}
+    online_hub.requests.clear()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # reused from the cache, the Hub never asked again
+    world = lyra_sim.generate_world(photo(), depth_model=PRO_ID, complete=False)
+    assert online_hub.requests == [] and world.info["depth_model"]["path"] == str(snapshot)
+    assert world.info["intrinsics_source"].startswith(f"estimated by {PRO_ID}")
+
+
+def test_generate_world_downloads_a_named_model_on_first_use(online_hub):
+    world = lyra_sim.generate_world(photo(), depth_model=METRIC_ID, complete=False)
+    assert world.info["metric"] is True and world.info["depth_model"]["revision"] == COMMIT
+    np.testing.assert_allclose(world.means[:, 2].numpy(), METRIC_DEPTH, rtol=1e-5)
+    assert any(path.endswith("/model.safetensors") for path in online_hub.requests)
+    online_hub.requests.clear()
+    lyra_sim.generate_world(photo(), depth_model=METRIC_ID, complete=False)
+    assert online_hub.requests == []  # downloaded once, then reused
+
+
+def test_fetch_refuses_unknown_and_unsupported_models_before_downloading_weights(online_hub):
+    from lyra_sim.single_view.depth_models import fetch_depth_model
+
+    with pytest.raises(DepthModelError, match="someone/bert-tiny: model type 'bert' is not supported"):
+        fetch_depth_model("someone/bert-tiny")
+    assert not any(path.endswith(".safetensors") for path in online_hub.requests)
+    with pytest.raises(DepthModelError, match="no such model on the Hugging Face Hub"):
+        fetch_depth_model("nobody/nothing-hf")

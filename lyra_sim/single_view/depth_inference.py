@@ -60,7 +60,8 @@ def _loaded(path: str):
     model = AutoModelForDepthEstimation.from_pretrained(path, local_files_only=True, use_safetensors=True).eval()
     if model.config.model_type == "depth_pro":
         return model, None
-    return model, AutoImageProcessor.from_pretrained(path, local_files_only=True)
+    # the PIL backend: the same preprocessing with or without torchvision installed (the tested one)
+    return model, AutoImageProcessor.from_pretrained(path, local_files_only=True, backend="pil")
 
 
 def _depth_anything(rgb: np.ndarray, source: DepthModelSource, config: dict) -> ModelDepth:
