@@ -45,6 +45,17 @@ def world_file_bytes(source: str, suffix: str, image_options: dict,
         return suffix, path.read_bytes(), world.info.get("depth_source")
 
 
+def _fetch_depth_model_once(inputs: list[str | os.PathLike], image_options: dict) -> None:
+    """Find the images' depth model here, downloading it once if needed, rather than in every worker at once."""
+    from lyra_sim.inputs.sequence import is_sequence_dir
+    from lyra_sim.single_view.depth_models import resolve_depth_model
+    from lyra_sim.single_view.depth_sources import DEPTH_MODEL_ENV
+
+    name = image_options.get("depth_model") or os.environ.get(DEPTH_MODEL_ENV)
+    if name and image_options.get("depth") is None and not all(is_sequence_dir(s) for s in inputs):
+        resolve_depth_model(name)
+
+
 def generate_many(
     inputs: list[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -71,6 +82,7 @@ def generate_many(
     for source in inputs:
         if not Path(source).exists():
             raise InputError(f"{source}: no such file or folder")
+    _fetch_depth_model_once(inputs, image_options or {})
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     written, todo = [], []

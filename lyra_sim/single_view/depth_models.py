@@ -55,9 +55,9 @@ def fetch_command(name: str) -> str:
     return f"lyra-sim fetch-model {name}"
 
 
-def resolve_depth_model(name: str | os.PathLike, download: bool = True) -> DepthModelSource:
+def resolve_depth_model(name: str | os.PathLike) -> DepthModelSource:
     """The files of depth model ``name``: a local directory as it is, else a model id from the Hugging Face cache,
-    downloaded into it first when missing, ``download`` is set and the Hub may be reached."""
+    downloaded into it first when missing and the Hub may be reached (``HF_HUB_OFFLINE`` unset)."""
     text = os.fspath(name)
     path = Path(text).expanduser()
     if path.is_dir():
@@ -72,10 +72,8 @@ def resolve_depth_model(name: str | os.PathLike, download: bool = True) -> Depth
     from huggingface_hub import constants
 
     if constants.is_offline_mode():
-        raise DepthModelError(f"depth model {repo_id}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
-                              f"HF_HUB_OFFLINE is set; on a machine with a network run `{fetch_command(repo_id)}`")
-    if not download:
-        raise DepthModelError(f"depth model {repo_id}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
+        raise DepthModelError(f"depth model {repo_id}: no such local directory, and not in the Hugging Face cache "
+                              f"({constants.HF_HUB_CACHE}) while HF_HUB_OFFLINE is set; on a machine with a network "
                               f"run `{fetch_command(repo_id)}`")
     return fetch_depth_model(repo_id)
 

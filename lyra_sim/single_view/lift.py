@@ -145,7 +145,7 @@ def generate_world(
     complete: bool = True,
     completion: CompletionOptions | None = None,
 ) -> GaussianWorld:
-    """A Gaussian world from one image (+ optional depth) on any CPU, with no downloads.
+    """A Gaussian world from one image (+ optional depth) on any CPU; nothing is downloaded unless a model id is named.
 
     Depth sources, in order: ``depth`` (stored units / ``depth_scale`` units per metre: 16-bit PNG paths
     default to millimetres, 1000; arrays and .npy to metres, 1), a transformers depth model (``depth_model`` or
