@@ -417,7 +417,11 @@ def online_hub(models, tmp_path, monkeypatch):
     bert.mkdir()
     (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
     (bert / "model.safetensors").write_bytes(b"never fetched")
-    with _MiniHub({METRIC_ID: models["metric"], PRO_ID: models["pro"], "someone/bert-tiny": bert}) as hub:
+    raw = tmp_path / "raw"  # weights for another code base, no transformers config
+    raw.mkdir()
+    (raw / "depth_anything_v2_vits.pth").write_bytes(b"never fetched")
+    repos = {METRIC_ID: models["metric"], PRO_ID: models["pro"], "someone/bert-tiny": bert, "someone/raw": raw}
+    with _MiniHub(repos) as hub:
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
         monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
@@ -457,7 +461,7 @@ def test_generate_world_downloads_a_named_model_on_first_use(online_hub):
     assert online_hub.requests == []  # downloaded once, then reused
 
 
-def test_fetch_refuses_unknown_and_unsupported_models_before_downloading_weights(online_hub):
+def test_fetch_refuses_unknown_unsupported_and_configless_models_before_downloading_weights(online_hub):
     from lyra_sim.single_view.depth_models import fetch_depth_model
 
     with pytest.raises(DepthModelError, match="someone/bert-tiny: model type 'bert' is not supported"):
@@ -465,3 +469,6 @@ def test_fetch_refuses_unknown_and_unsupported_models_before_downloading_weights
     assert not any(path.endswith(".safetensors") for path in online_hub.requests)
     with pytest.raises(DepthModelError, match="no such model on the Hugging Face Hub"):
         fetch_depth_model("nobody/nothing-hf")
+    with pytest.raises(DepthModelError, match=r"someone/raw: not a transformers model \(no config.json"):
+        fetch_depth_model("someone/raw")
+    assert not any(path.endswith(".pth") for path in online_hub.requests)

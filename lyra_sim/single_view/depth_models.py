@@ -121,16 +121,22 @@ def fetch_depth_model(repo_id: str) -> DepthModelSource:
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise DepthModelError(f"depth model {repo_id}: no such local directory, and no such model on the Hugging "
                               "Face Hub (private models need `hf auth login`)") from exc
-    except (LocalEntryNotFoundError, HTTPError) as exc:  # before EntryNotFoundError, a base: the Hub was unreachable
-        raise DepthModelError(f"depth model {repo_id}: not in the Hugging Face cache and the Hub could not be reached "
-                              f"({_reason(exc)}); run `{fetch_command(repo_id)}` where there is a network") from exc
-    except EntryNotFoundError as exc:
+    except LocalEntryNotFoundError as exc:  # before EntryNotFoundError, its base: the Hub was unreachable
+        raise DepthModelError(_unreachable(repo_id, exc)) from exc
+    except EntryNotFoundError as exc:  # before HTTPError: the Hub answered that config.json is not there
         raise DepthModelError(f"depth model {repo_id}: not a transformers model (no config.json; Depth Anything V2 "
                               "checkpoints for transformers are the repositories ending in -hf)") from exc
+    except HTTPError as exc:
+        raise DepthModelError(_unreachable(repo_id, exc)) from exc
     except OSError as exc:
         raise DepthModelError(f"depth model {repo_id}: download failed ({_reason(exc)}); run "
                               f"`{fetch_command(repo_id)}` again where there is a network") from exc
     return _checked(_hub_source(repo_id, Path(folder)))
+
+
+def _unreachable(repo_id: str, exc: BaseException) -> str:
+    return (f"depth model {repo_id}: not in the Hugging Face cache and the Hub could not be reached ({_reason(exc)}); "
+            f"run `{fetch_command(repo_id)}` where there is a network")
 
 
 def load_config(source: DepthModelSource) -> dict:
