@@ -58,7 +58,7 @@ def _print_world_facts(world) -> None:
     print(f"depth source: {info['depth_source']} ({'metric' if info['metric'] else 'scale unknown'})")
     if "depth_note" in info:
         print(f"  {info['depth_note']}")
-    if info["intrinsics_source"].startswith("estimated"):
+    if info.get("intrinsics_source", "").startswith("estimated"):
         print(f"  intrinsics {info['intrinsics_source']}")
     for note in info.get("input_notes", []):
         print(f"note: {note}")
