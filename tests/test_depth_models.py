@@ -1,10 +1,7 @@
 """Monocular depth models on request (issue 28): tiny random Depth Anything (relative, metric) and Depth Pro built
-here with ``save_pretrained``, loaded by directory and by model id from a temporary offline Hugging Face cache.
-
-The heads' last layers are set so the expected depth is known in closed form: Depth Anything metric outputs
-``sigmoid(bias) * max_depth`` everywhere; Depth Pro's canonical inverse depth is ``c`` everywhere and its field of
-view ``FOV`` degrees, so its metric depth is ``f / (W * c)`` with ``f = W / 2 / tan(FOV / 2)``. Nothing here reaches
-a network: the Hub is offline, or a silent / closed socket on 127.0.0.1.
+here with ``save_pretrained`` (``lyra_sim.synthetic.tiny_depth_models``: their outputs are known in closed form),
+loaded by directory and by model id from a temporary offline Hugging Face cache. Nothing here reaches a network:
+the Hub is offline, or a silent / closed socket or a small Hub of our own on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -30,6 +27,15 @@ from lyra_sim.generate.batch import generate_many
 from lyra_sim.io import load_world
 from lyra_sim.single_view.depth_models import DepthModelError, resolve_depth_model
 from lyra_sim.single_view.depth_sources import DEPTH_MODEL_ENV, FlatPriorWarning
+from lyra_sim.synthetic.tiny_depth_models import (
+    COMMIT,
+    FOV,
+    INVERSE,
+    METRIC_DEPTH,
+    cache_snapshot,
+    save_depth_anything,
+    save_depth_pro,
+)
 
 transformers = pytest.importorskip("transformers")
 huggingface_hub = pytest.importorskip("huggingface_hub")
@@ -38,89 +44,15 @@ H, W = 30, 40
 METRIC_ID = "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"
 RELATIVE_ID = "depth-anything/Depth-Anything-V2-Small-hf"
 PRO_ID = "apple/DepthPro-hf"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-MAX_DEPTH = 20  # an int, as DepthAnythingConfig types it
-METRIC_DEPTH = 4.0  # sigmoid(logit(0.2)) * 20
-FOV = 50.0
-INVERSE = 0.25
-CARD = "---\nlicense: apache-2.0\ntags:\n- depth-estimation\n---\n# a tiny random model for tests\n"
-
-
-def _dinov2(**extra):
-    return transformers.Dinov2Config(image_size=56, patch_size=14, hidden_size=32, num_hidden_layers=4,
-                                     num_attention_heads=2, intermediate_size=64, out_indices=[1, 2, 3, 4],
-                                     reshape_hidden_states=False, initializer_range=0.1, **extra)
-
-
-def _depth_anything(folder: Path, metric: bool) -> None:
-    config = transformers.DepthAnythingConfig(
-        backbone_config=_dinov2(), reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
-        fusion_hidden_size=16, head_hidden_size=8, initializer_range=0.1,
-        depth_estimation_type="metric" if metric else "relative", max_depth=MAX_DEPTH if metric else 1)
-    torch.manual_seed(0)
-    model = transformers.DepthAnythingForDepthEstimation(config).eval()
-    with torch.no_grad():
-        if metric:  # a constant output: sigmoid(b) * max_depth
-            model.head.conv3.weight.zero_()
-            model.head.conv3.bias.fill_(math.log(METRIC_DEPTH / (MAX_DEPTH - METRIC_DEPTH)))
-        else:  # random weights predict ~0 everywhere: lift the head so its output varies and is > 0
-            model.head.conv2.bias.fill_(0.5)
-            model.head.conv3.bias.fill_(0.5)
-    model.save_pretrained(folder)
-    transformers.DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=False,
-                                   do_pad=False).save_pretrained(folder)
-
-
-def _depth_pro(folder: Path) -> None:
-    encoder = dict(model_type="dinov2", image_size=16, patch_size=4, hidden_size=16, num_hidden_layers=2,
-                   num_attention_heads=2, intermediate_size=32)
-    config = transformers.DepthProConfig(
-        patch_size=16, fusion_hidden_size=16, intermediate_hook_ids=[1, 0], intermediate_feature_dims=[8, 8],
-        scaled_images_ratios=[0.5, 1.0], scaled_images_overlap_ratios=[0.0, 0.25], scaled_images_feature_dims=[8, 8],
-        use_fov_model=True, num_fov_head_layers=1, image_model_config=dict(encoder),
-        patch_model_config=dict(encoder), fov_model_config=dict(encoder))
-    torch.manual_seed(0)
-    model = transformers.DepthProForDepthEstimation(config).eval()
-    with torch.no_grad():
-        model.fov_model.head.layers[-1].weight.zero_()
-        model.fov_model.head.layers[-1].bias.fill_(FOV)
-        model.head.layers[-2].weight.zero_()  # the conv before the final ReLU: canonical inverse depth = INVERSE
-        model.head.layers[-2].bias.fill_(INVERSE)
-    model.save_pretrained(folder)
-    # DepthProImageProcessor needs torchvision (not installed beside the pinned torch): its config, written as the
-    # Hub's apple/DepthPro-hf holds it, at a tiny size
-    (folder / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "DepthProImageProcessor", "do_resize": True, "do_rescale": True,
-        "do_normalize": True, "size": {"height": 32, "width": 32}, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
-        "rescale_factor": 1 / 255, "resample": 2}))
-
-
-def cache_snapshot(cache: Path, repo_id: str, folder: Path, commit: str = COMMIT) -> Path:
-    """Lay ``folder`` out in a Hugging Face hub cache as huggingface_hub does: content-addressed blobs, a snapshot
-    of relative symlinks named by commit, and refs/main naming that commit."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / commit
-    (repo / "blobs").mkdir(parents=True, exist_ok=True)
-    snapshot.mkdir(parents=True, exist_ok=True)
-    for file in sorted(p for p in folder.iterdir() if p.is_file()):
-        data = file.read_bytes()
-        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-    return snapshot
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("depth_models")
     folders = {"metric": root / "metric", "relative": root / "relative", "pro": root / "pro"}
-    _depth_anything(folders["metric"], metric=True)
-    _depth_anything(folders["relative"], metric=False)
-    _depth_pro(folders["pro"])
-    for folder in folders.values():
-        (folder / "README.md").write_text(CARD)
+    save_depth_anything(folders["metric"], metric=True)
+    save_depth_anything(folders["relative"], metric=False)
+    save_depth_pro(folders["pro"])
     return folders
 
 
