@@ -404,3 +404,20 @@ def test_fetch_refuses_unknown_unsupported_and_configless_models_before_download
     with pytest.raises(DepthModelError, match=r"someone/raw: not a transformers model \(no config.json"):
         fetch_depth_model("someone/raw")
     assert not any(path.endswith(".pth") for path in online_hub.requests)
+
+
+def test_cli_batch_with_a_configured_model_names_it_once_and_no_flat_prior(offline_hub, tmp_path, monkeypatch,
+                                                                           capsys):
+    from lyra_sim.cli import main
+
+    inputs = []
+    for name in ("a", "b"):
+        Image.fromarray((photo() * 255).astype(np.uint8)).save(tmp_path / f"{name}.png")
+        inputs.append(str(tmp_path / f"{name}.png"))
+    monkeypatch.setenv(DEPTH_MODEL_ENV, METRIC_ID)
+    assert main(["generate", *inputs, "--no-complete", "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert out.count(f"depth model: {METRIC_ID} (Hugging Face cache ") == 1 and "FLAT PRIOR" not in out
+    for name in ("a", "b"):
+        world = load_world(tmp_path / "out" / f"{name}.ply")
+        assert world.info["depth_source"] == f"model:{METRIC_ID}" and world.meters_per_unit == 1.0
