@@ -421,3 +421,16 @@ def test_cli_batch_with_a_configured_model_names_it_once_and_no_flat_prior(offli
     for name in ("a", "b"):
         world = load_world(tmp_path / "out" / f"{name}.ply")
         assert world.info["depth_source"] == f"model:{METRIC_ID}" and world.meters_per_unit == 1.0
+
+
+def test_make_env_without_arguments_uses_the_configured_model(offline_hub, tmp_path, monkeypatch):
+    """The tiny Depth Pro sees one wall straight ahead: a world with no floor, which alignment refuses in one line;
+    the flat prior (the same photo without the variable) has a floor and makes an env (test above)."""
+    from lyra_sim.world import WorldError
+
+    Image.fromarray((photo() * 255).astype(np.uint8)).save(tmp_path / "photo.png")
+    monkeypatch.setenv(DEPTH_MODEL_ENV, PRO_ID)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FlatPriorWarning)
+        with pytest.raises(WorldError, match=r"no plane within .* below the camera"):
+            lyra_sim.make_env(str(tmp_path / "photo.png"), image_size=(16, 12))
