@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
+import os
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from lyra_sim import __version__
 from lyra_sim.capture.options import CaptureOptions
-from lyra_sim.defaults import DEMO_EPISODE_STEPS, DEMO_FLY_FRAMES, EXAMPLE_DIR, JSON_CAMERA_FORMAT, PATH_FRAMES
+from lyra_sim.defaults import (
+    DEMO_EPISODE_STEPS,
+    DEMO_FLY_FRAMES,
+    DEPTH_MODEL_ENV,
+    EXAMPLE_DEPTH_MODEL,
+    EXAMPLE_DIR,
+    JSON_CAMERA_FORMAT,
+    PATH_FRAMES,
+)
 from lyra_sim.errors import LyraSimError
 from lyra_sim.lyra.options import DecodeOptions
 from lyra_sim.options import add_options, options_from_args
@@ -34,7 +46,7 @@ def _generate_options(args: argparse.Namespace) -> tuple[SingleViewOptions, Capt
 
 def _print_world_facts(world) -> None:
     from lyra_sim.single_view.completion import completion_summary
-    from lyra_sim.single_view.depth_sources import PRIOR_ADVICE
+
     info = world.info
     if info.get("generator") == "rgbd_sequence":
         print(f"{info['frames']} frames; poses: {info['pose_source']}")
@@ -50,14 +62,50 @@ def _print_world_facts(world) -> None:
     print(f"depth source: {info['depth_source']} ({'metric' if info['metric'] else 'scale unknown'})")
     if "depth_note" in info:
         print(f"  {info['depth_note']}")
+    if info.get("intrinsics_source", "").startswith("estimated"):
+        print(f"  intrinsics {info['intrinsics_source']}")
     for note in info.get("input_notes", []):
         print(f"note: {note}")
-    if info["depth_source"] == "prior":
-        print(f"warning: {PRIOR_ADVICE}")
     print(completion_summary(world))
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(category: type[Warning]) -> Iterator[None]:
+    """Inside the block, each warning of ``category`` prints as one 'warning: ...' line (others as usual)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", category)
+        show = warnings.showwarning
+
+        def one_line(message, cls, filename, lineno, file=None, line=None):
+            if issubclass(cls, category):
+                print(f"warning: {message}")
+            else:
+                show(message, cls, filename, lineno, file, line)
+
+        warnings.showwarning = one_line
+        yield
+
+
+def _announce_depth_model(args: argparse.Namespace) -> None:
+    """Find (downloading once, if needed) the depth model the images will use, and say which and where it is."""
+    from lyra_sim.inputs.sequence import is_sequence_dir
+    from lyra_sim.single_view.depth_models import resolve_depth_model
+
+    name = args.depth_model or os.environ.get(DEPTH_MODEL_ENV)
+    if name and not args.depth and not all(is_sequence_dir(source) for source in args.inputs):
+        print(f"depth model: {resolve_depth_model(name).describe()}")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    from lyra_sim.single_view.depth_sources import FlatPriorWarning
+
+    image_options, sequence_options = _generate_options(args)
+    _announce_depth_model(args)
+    with _warnings_as_lines(FlatPriorWarning):
+        return _generate(args, image_options, sequence_options)
+
+
+def _generate(args: argparse.Namespace, image_options: SingleViewOptions, sequence_options: CaptureOptions) -> int:
     from lyra_sim.generate import generate_world
     from lyra_sim.generate.batch import generate_many
     from lyra_sim.inputs import InputError
@@ -67,7 +115,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from lyra_sim.options import as_kwargs
     from lyra_sim.world import DynamicGaussianWorld
 
-    image_options, sequence_options = _generate_options(args)
     if len(args.inputs) > 1 or args.workers > 1 or args.ray_address:
         if args.depth:
             raise InputError("--depth: with several inputs give depth inside sequence folders instead")
@@ -94,6 +141,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     _print_world_facts(world)
     count = sum(len(w) for w in world.keyframes)
     print(f"wrote {count:,} Gaussians to {path}")
+    return 0
+
+
+def cmd_fetch_model(args: argparse.Namespace) -> int:
+    from lyra_sim.single_view.depth_models import fetch_depth_model
+
+    source = fetch_depth_model(args.name)
+    print(f"fetched {source.describe()}")
     return 0
 
 
@@ -295,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", required=True, help=f"world file to write: {WRITE_SUFFIXES}; with several "
                      "inputs a folder")
     gen.set_defaults(func=cmd_generate)
+
+    fetch = command("fetch-model", "download a depth model into the Hugging Face cache ahead of time (for "
+                    "--depth-model, depth_model= or $" + DEPTH_MODEL_ENV + ")")
+    fetch.add_argument("name", metavar="NAME", help=f"Hugging Face model id, e.g. {EXAMPLE_DEPTH_MODEL} or "
+                       "apple/DepthPro-hf (the licence is the model's: see its model card)")
+    fetch.set_defaults(func=cmd_fetch_model)
 
     dec = command("decode", "GEN3C teacher directory -> Gaussians with the Lyra decoder")
     dec.add_argument("teacher_dir", help="folder with 0..5/{latent,pose,intrinsics}/<name>.*")

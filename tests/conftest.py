@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,10 @@ from PIL import Image
 
 from lyra_sim import GaussianWorld
 from lyra_sim.demo import EXAMPLE_DEPTH, EXAMPLE_DIR, EXAMPLE_INTRINSICS, EXAMPLE_RGB, example_paths
+
+# Tests never download: huggingface_hub (read when first imported) and transformers stay offline. Tests of the
+# download paths point the Hub at 127.0.0.1 and patch huggingface_hub.constants themselves.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def random_world(

@@ -92,7 +92,7 @@ def test_generate_options_come_from_the_options_dataclasses_with_their_help_and_
     from lyra_sim.single_view.options import SingleViewOptions
 
     parser = _subcommands()["generate"]
-    help_text = " ".join(parser.format_help().split())
+    help_text = "".join(parser.format_help().split())  # argparse wraps lines, also at hyphens
     by_dest = {a.dest: a for a in parser._actions}
     for cls, shared in ((SingleViewOptions, ()), (CaptureOptions, ("depth_scale",))):  # one --depth-scale for both
         for f in fields(cls):
@@ -101,7 +101,7 @@ def test_generate_options_come_from_the_options_dataclasses_with_their_help_and_
             if not f.metadata["cli"]:
                 assert f.name not in by_dest
                 continue
-            assert " ".join(f.metadata["help"].split()) in help_text, f.name
+            assert "".join(f.metadata["help"].split()) in help_text, f.name
             assert by_dest[f.name].default == f.default, f.name  # the dataclass's default, not a second copy
     args = parser.parse_args(["in.png", "-o", "w.ply", "--fov", "75", "--no-complete", "--voxel-size", "0.05"])
     assert (args.fov_deg, args.complete, args.voxel_size) == (75.0, False, 0.05)

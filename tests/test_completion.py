@@ -189,7 +189,7 @@ def test_relative_depth_model_end_to_end(tmp_path):
     assert len(world) == 30 * 40 and world.meters_per_unit is None
     # Independently: the model's disparity, resized to the image; depth must fall as disparity rises.
     with torch.no_grad():
-        pred = model(**processor(images=(rgb * 255).astype(np.uint8), return_tensors="pt")).predicted_depth
+        pred = model(**processor(images=(rgb * 255).round().astype(np.uint8), return_tensors="pt")).predicted_depth
     pred = torch.nn.functional.interpolate(pred[:, None], size=(30, 40), mode="bicubic", align_corners=False)
     disparity = pred[0, 0].numpy().ravel()
     z = world.means[:, 2].numpy()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
 from lyra_sim.physics.proxy import CollisionMesh
-from lyra_sim.single_view.depth_sources import PRIOR_ADVICE, FlatPriorWarning
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
 # The free-space map: floor Gaussians are those within FLOOR_BAND of z = 0 and at least FLOOR_MIN_OPACITY opaque;
@@ -140,10 +138,8 @@ def _world_from_source(source, intrinsics, depth_model) -> tuple[GaussianWorld |
         return load_world(source), []
     if intrinsics is not None:
         load_intrinsics(intrinsics, *load_rgb(source, name="source").shape[1::-1])  # fail early, name the input
-    world = generate_world(source, intrinsics=intrinsics, depth_model=depth_model)
-    if world.info.get("depth_source") == "prior":
-        warnings.warn(PRIOR_ADVICE, FlatPriorWarning, stacklevel=3)
-    return world, []
+    # depth_model None: $LYRA_SIM_DEPTH_MODEL if set; on the flat prior generate_world warns at the user's line
+    return generate_world(source, intrinsics=intrinsics, depth_model=depth_model), []
 
 
 def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_height: float | None = None,

@@ -7,6 +7,7 @@ from lyra_sim._lazy import lazy_exports
 _EXPORTS = {
     "DEPTH_MODEL_ENV": "depth_sources",
     "CompletionOptions": "completion",
+    "FlatPriorWarning": "depth_sources",
     "SingleViewOptions": "options",
     "estimate_depth": "depth_sources",
     "ground_backdrop_prior": "depth_sources",
@@ -17,13 +18,19 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from lyra_sim.single_view.completion import CompletionOptions, tint_completed
-    from lyra_sim.single_view.depth_sources import DEPTH_MODEL_ENV, estimate_depth, ground_backdrop_prior
+    from lyra_sim.single_view.depth_sources import (
+        DEPTH_MODEL_ENV,
+        FlatPriorWarning,
+        estimate_depth,
+        ground_backdrop_prior,
+    )
     from lyra_sim.single_view.lift import lift_rgbd
     from lyra_sim.single_view.options import SingleViewOptions
 
 __all__ = [
     "DEPTH_MODEL_ENV",
     "CompletionOptions",
+    "FlatPriorWarning",
     "SingleViewOptions",
     "estimate_depth",
     "ground_backdrop_prior",

@@ -15,6 +15,9 @@ import os
 import numpy as np
 from scipy import ndimage
 
+from lyra_sim.camera import Camera
+from lyra_sim.defaults import DEFAULT_FOV_DEG
+from lyra_sim.errors import warn_from_caller
 from lyra_sim.inputs.images import (
     InputError,
     load_depth,
@@ -24,7 +27,7 @@ from lyra_sim.inputs.images import (
 )
 from lyra_sim.single_view.completion import CompletionOptions, complete_view
 from lyra_sim.single_view.depth_fill import fill_depth
-from lyra_sim.single_view.depth_sources import DepthEstimate, estimate_depth
+from lyra_sim.single_view.depth_sources import PRIOR_ADVICE, DepthEstimate, FlatPriorWarning, estimate_depth
 from lyra_sim.single_view.input_fit import fit_input_colors
 from lyra_sim.single_view.layers import ViewGeometry
 from lyra_sim.single_view.options import SingleViewOptions
@@ -127,15 +130,17 @@ def generate_world(
     complete: bool = SingleViewOptions.complete,
     completion: CompletionOptions | None = SingleViewOptions.completion,
 ) -> GaussianWorld:
-    """A Gaussian world from one image (+ optional depth) on any CPU, with no downloads.
+    """A Gaussian world from one image (+ optional depth) on any CPU; nothing is downloaded unless a model id is named.
 
     Depth sources, in order: ``depth`` (stored units / ``depth_scale`` units per metre: 16-bit PNG paths
-    default to millimetres, 1000; arrays and .npy to metres, 1), a local
-    transformers depth model (``depth_model`` or $LYRA_SIM_DEPTH_MODEL), else the ground-and-
-    backdrop prior (``camera_height``, ``pitch_deg``). ``intrinsics`` is a 3x3 K, a dict or
-    JSON file with fx, fy, cx, cy; without it a ``fov_deg`` horizontal field of view is assumed.
-    The world is in the input camera's OpenCV frame; ``world.info`` records the depth source,
-    whether the scale is metric, and the intrinsics used. Images above ``max_pixels`` (0: never) are downscaled (K and
+    default to millimetres, 1000; arrays and .npy to metres, 1), a transformers depth model (``depth_model`` or
+    $LYRA_SIM_DEPTH_MODEL: a local directory or a Hugging Face model id, downloaded once into the Hugging Face
+    cache; Depth Anything V2 relative or metric, Depth Pro), else the ground-and-backdrop prior (``camera_height``,
+    ``pitch_deg``), announced by a :class:`FlatPriorWarning` and ``info["depth_warning"]``. ``intrinsics`` is a 3x3
+    K, a dict or JSON file with fx, fy, cx, cy; without it a ``fov_deg`` horizontal field of view is used, else the
+    depth model's own estimate (Depth Pro), else 60 degrees. The world is in the input camera's OpenCV frame;
+    ``world.info`` records the depth source (and the model's files and licence), whether the scale is metric,
+    and the intrinsics used and where they came from. Images above ``max_pixels`` (0: never) are downscaled (K and
     depth follow) and transparent pixels (alpha < 0.5) get invalid depth; ``info["input_notes"]`` says so.
 
     Every input pixel is kept (missing depth filled, the image split into layers at depth jumps).
@@ -151,10 +156,9 @@ def generate_world(
     for note in loaded.notes:
         log.warning("%s", note)
     if intrinsics is None:
-        from lyra_sim.camera import Camera
-
-        K = Camera.intrinsics_from_fov(w, h, fov_deg).double().numpy()
-        k_source = f"assumed {fov_deg} deg horizontal field of view"
+        K = Camera.intrinsics_from_fov(w, h, DEFAULT_FOV_DEG if fov_deg is None else fov_deg).double().numpy()
+        k_source = (f"assumed {DEFAULT_FOV_DEG} deg horizontal field of view" if fov_deg is None
+                    else f"given {fov_deg} deg horizontal field of view")
     else:
         K = scale_intrinsics(load_intrinsics(intrinsics, src_w, src_h), w / src_w, h / src_h)
         k_source = "given"
@@ -162,7 +166,13 @@ def generate_world(
         metres = load_depth(depth, (src_h, src_w), depth_scale=depth_scale, output_shape=(h, w), valid=loaded.valid)
         estimate = DepthEstimate(metres, "given", metric=True)
     else:
-        estimate = estimate_depth(rgb, K, depth_model, camera_height=camera_height, pitch_deg=pitch_deg)
+        estimate = estimate_depth(rgb, K, depth_model, camera_height=camera_height, pitch_deg=pitch_deg,
+                                  focal_known=intrinsics is not None or fov_deg is not None)
+        if estimate.fov_deg is not None:  # the model made its depth with its own field of view: so does the lift
+            K = Camera.intrinsics_from_fov(w, h, estimate.fov_deg).double().numpy()
+            k_source = f"estimated by {estimate.model.get('name')}: {estimate.fov_deg:.1f} deg horizontal field of view"
+        if estimate.source == "prior":
+            warn_from_caller(PRIOR_ADVICE, FlatPriorWarning)
         if loaded.valid is not None:  # transparent pixels carry no content: invalid depth
             estimate.depth = np.where(loaded.valid, estimate.depth, 0.0).astype(estimate.depth.dtype)
     depth_map = fill_depth(estimate.depth, rgb)
@@ -186,6 +196,8 @@ def generate_world(
         "intrinsics_source": k_source,
         "image_size": [w, h],
         **({"depth_note": estimate.note} if estimate.note else {}),
+        **({"depth_model": estimate.model} if estimate.model else {}),
+        **({"depth_warning": PRIOR_ADVICE} if estimate.source == "prior" else {}),
         **({"input_notes": list(loaded.notes)} if loaded.notes else {}),
         "filled_depth_pixels": int((~np.isfinite(estimate.depth) | (estimate.depth <= 0)).sum()),
         "completion": report,
