@@ -138,6 +138,8 @@ def cmd_export_usd(args: argparse.Namespace) -> int:
         print(f"aligned: floor at z = 0, scale from {world.info['alignment']['scale_source']}")
         collision = proxies[0]
         print(f"collision proxy: {len(collision.faces):,} triangles")
+        if "agreement_line" in collision.info:
+            print(collision.info["agreement_line"])
     out = usd.writer(world, Path(args.output), collision_mesh=collision, half=args.half, points_fallback=args.points)
     if world.frame != "z_up":
         print("note: world was in OpenCV axes; rotated to Z-up without levelling (lyra_sim.align levels it)")

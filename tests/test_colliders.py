@@ -148,3 +148,43 @@ def test_agreement_counts_the_rays_that_a_missing_box_lets_through(aligned_room_
     with_box = collider_agreement(aligned_room_world, full, cameras=cameras)
     without = collider_agreement(aligned_room_world, empty, cameras=cameras)
     assert with_box.within - without.within == pytest.approx(box_share, abs=0.03)
+
+
+# ------------------------------------------------------------------------------------------------------- TSDF
+
+
+def _tilted_plane_depth(normal, offset, K, width, height):
+    """Depth (z) at the package's pixel centres (+0.5) of the plane normal . X = offset (camera frame)."""
+    from lyra_sim.camera import pixel_directions
+
+    dirs = pixel_directions(torch.from_numpy(K), height, width).numpy()
+    return (offset / (dirs @ normal)).astype(np.float32)
+
+
+@pytest.mark.parametrize("normal", [(1.0, 0.0, 1.0), (0.0, -1.0, 1.0)])
+def test_tsdf_surface_lies_on_an_analytic_plane_with_the_packages_pixel_centres(normal):
+    from lyra_sim.geometry.tsdf import DepthView, fuse_views, surface_mesh, surface_points
+
+    normal = np.asarray(normal) / np.linalg.norm(normal)
+    width, height, f = 160, 120, 100.0
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+    depth = _tilted_plane_depth(normal, 1.0013, K, width, height)
+    half_pixel = 0.5 / f * np.abs(normal[:2]).max()  # normal offset of a half-pixel shift at unit depth
+    points, normals = surface_points(fuse_views([DepthView(depth, K, np.eye(4))], 0.008, 5.0))
+    error = points @ normal - 1.0013
+    assert len(points) > 5000 and abs(error.mean()) < 0.5 * half_pixel and np.median(np.abs(error)) < 0.004
+    assert np.median(np.abs(normals @ normal)) > 0.98
+    vertices, faces = surface_mesh(fuse_views([DepthView(depth, K, np.eye(4))], 0.008, 5.0))
+    assert len(faces) > 5000 and abs((vertices @ normal - 1.0013).mean()) < 0.5 * half_pixel
+    # The old capture-fusion convention (principal point shifted by half a pixel) sits half a pixel off.
+    shifted = K.copy()
+    shifted[:2, 2] -= 0.5
+    points, _ = surface_points(fuse_views([DepthView(depth, shifted, np.eye(4))], 0.008, 5.0))
+    assert abs((points @ normal - 1.0013).mean()) > 1.2 * half_pixel
+
+
+def test_tsdf_of_no_depth_is_empty():
+    from lyra_sim.geometry.tsdf import DepthView, fuse_views, surface_mesh, surface_points
+
+    grid = fuse_views([DepthView(np.zeros((8, 8), np.float32), np.eye(3), np.eye(4))], 0.01, 5.0)
+    assert grid is None and len(surface_points(grid)[0]) == 0 and len(surface_mesh(grid)[1]) == 0

@@ -1,27 +1,43 @@
-"""Collision proxies: render depth of a Gaussian world from many virtual cameras, fuse with open3d's TSDF,
-extract and clean a triangle mesh, and keep the floor as a plane."""
+"""Collision proxies that match what the camera sees.
+
+Measured depth first: each measured view (the RGB-D input, capture frames) becomes a mesh of its depth layers
+(lyra_sim.physics.measured) whose edges stop at depth jumps. The splats fill in what no depth frame saw: the
+world's MEDIAN depth (where transmittance crosses 0.5, so soft edges give the front or the back surface,
+never a surface floating between them) is rendered from many virtual cameras with the floaters left out
+(lyra_sim.physics.floaters) and fused in a TSDF (lyra_sim.geometry.tsdf) with the measured views; fused
+triangles lying on a measured surface and facing the same way are dropped (the measurement is kept
+instead). The floor of an aligned world is a box of real thickness whose top is z = 0. Each proxy of an
+aligned world says how well it agrees with the picture (lyra_sim.physics.agreement).
+"""
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import open3d as o3d
-import open3d.core as o3c
 import torch
 from tqdm.auto import tqdm
 
 from lyra_sim.camera import Camera, look_at_matrix
+from lyra_sim.geometry.tsdf import DepthView, fuse_views, surface_mesh
 from lyra_sim.io.atomic import atomic_path
-from lyra_sim.rendering import render
+from lyra_sim.physics.floaters import find_floaters
+from lyra_sim.physics.measured import depth_mesh
+from lyra_sim.rendering.cpu import median_depth_cpu
 from lyra_sim.trajectories import lyra_trajectories
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, WorldError
 
 PROXY_IMAGE_SIZE = (160, 120)
 PROXY_FOV_DEG = 90.0
+TRIANGLE_BUDGET = 100_000
+MEASURED_SHARE = 0.6  # of the triangle budget, for the measured views' meshes
+DUPLICATE_VOXELS = 2.0  # a fused triangle this close to a measured surface, facing the same way, is dropped
+FLOOR_THICKNESS = 0.2  # metres in a metric world: the floor box under z = 0
 
 
 @dataclass
@@ -106,40 +122,62 @@ def proxy_cameras(world: GaussianWorld, image_size: tuple[int, int] = PROXY_IMAG
 
 
 def _depth_views(world: GaussianWorld, cameras: Camera, progress: bool):
+    """Median depth (lyra_sim.rendering.cpu.median_depth_cpu) of ``world`` from each camera, as DepthViews."""
     for i in tqdm(range(len(cameras)), desc="proxy depth views", unit="view", disable=not progress):
         camera = cameras[i]
         with torch.no_grad():
-            result = render(world, camera, background=(0, 0, 0))
-        depth = result.surface_depth()
-        depth = (depth.squeeze(-1) if depth.dim() == 3 else depth).numpy().astype(np.float32)
-        yield depth, camera.K.reshape(3, 3).numpy(), camera.world_to_cam.reshape(4, 4).double().numpy()
+            depth = median_depth_cpu(world, camera, near=0.01, far=1e10, eps2d=0.3)[0].numpy()
+        yield DepthView(depth.astype(np.float32), camera.K.reshape(3, 3).double().numpy(),
+                        camera.world_to_cam.reshape(4, 4).double().numpy())
+
+
+def _as_depth_view(view) -> DepthView:
+    return view if isinstance(view, DepthView) else DepthView(*view)
 
 
 def fuse_depth(views, voxel_size: float, far: float) -> o3d.geometry.TriangleMesh:
-    """TSDF fusion of (depth (H, W) metres, K, world_to_cam) views with open3d's VoxelBlockGrid.
+    """TSDF fusion (lyra_sim.geometry.tsdf) of DepthViews or (depth (H, W) metres, K, world_to_cam) views."""
+    vertices, faces = surface_mesh(fuse_views([_as_depth_view(v) for v in views], voxel_size, far))
+    return o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
+                                     o3d.utility.Vector3iVector(faces.astype(np.int32)))
 
-    (The legacy ScalableTSDFVolume of open3d 0.20 integrates nothing here; the tensor API works.)
-    The grid is sized to the blocks the views touch, so memory follows the scene, not a fixed cap.
-    """
-    views = [(np.ascontiguousarray(d, np.float32), np.asarray(K, np.float64), np.asarray(e, np.float64))
-             for d, K, e in views if (np.asarray(d) > 0).any()]  # empty views touch no block
-    trunc = 4.0
-    probe = o3d.t.geometry.VoxelBlockGrid(("tsdf", "weight", "color"), (o3c.float32, o3c.float32, o3c.float32),
-                                          ((1), (1), (3)), voxel_size, 8, 1)
-    blocks = [probe.compute_unique_block_coordinates(o3d.t.geometry.Image(o3c.Tensor(d)), o3c.Tensor(K),
-                                                     o3c.Tensor(e), 1.0, far, trunc).numpy()
-              for d, K, e in views]
-    count = len(np.unique(np.concatenate(blocks), axis=0)) if blocks else 0
-    grid = o3d.t.geometry.VoxelBlockGrid(("tsdf", "weight", "color"), (o3c.float32, o3c.float32, o3c.float32),
-                                         ((1), (1), (3)), voxel_size, 8, max(int(count * 1.2) + 16, 64))
-    for (depth, K, world_to_cam), coords in zip(views, blocks, strict=True):
-        depth_image = o3d.t.geometry.Image(o3c.Tensor(depth))
-        color = o3d.t.geometry.Image(o3c.Tensor(np.zeros((*depth.shape, 3), np.float32)))
-        intrinsic, extrinsic = o3c.Tensor(K), o3c.Tensor(world_to_cam)
-        grid.integrate(o3c.Tensor(coords), depth_image, color, intrinsic, intrinsic, extrinsic, 1.0, far, trunc)
-    if count == 0:
-        return o3d.geometry.TriangleMesh()
-    return grid.extract_triangle_mesh(weight_threshold=0.5).to_legacy()
+
+def measured_meshes(views: list[DepthView], max_triangles: int) -> tuple[np.ndarray, np.ndarray]:
+    """One mesh (lyra_sim.physics.measured.depth_mesh) of all measured views, triangles facing their camera."""
+    vertices, faces, count = [], [], 0
+    for view in views:
+        v, f = depth_mesh(view.depth, view.K, view.world_to_cam, max(max_triangles // max(len(views), 1), 2))
+        if len(f) == 0:
+            continue
+        eye = np.linalg.inv(view.world_to_cam)[:3, 3]
+        normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+        flip = (normals * (eye - v[f[:, 0]])).sum(axis=1) < 0
+        f = np.where(flip[:, None], f[:, ::-1], f)
+        vertices.append(v)
+        faces.append(f + count)
+        count += len(v)
+    if not faces:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    return np.concatenate(vertices), np.concatenate(faces)
+
+
+def _duplicates(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.ndarray, np.ndarray],
+                distance: float) -> np.ndarray:
+    """Fused triangles whose centre lies within ``distance`` of a measured triangle facing the same way."""
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    m_vertices, m_faces = measured
+    if len(faces) == 0 or len(m_faces) == 0:
+        return np.zeros(len(faces), bool)
+    import open3d.core as o3c
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3c.Tensor(m_vertices.astype(np.float32)), o3c.Tensor(m_faces.astype(np.uint32)))
+    centres = vertices[faces].mean(axis=1)
+    closest = scene.compute_closest_points(o3c.Tensor(centres.astype(np.float32)))
+    near = np.linalg.norm(closest["points"].numpy() - centres, axis=1) < distance
+    normals = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    m_normals = closest["primitive_normals"].numpy()
+    return near & ((normals * m_normals).sum(axis=1) > 0)
 
 
 def fill_small_holes(vertices: np.ndarray, faces: np.ndarray, max_perimeter: float) -> tuple[np.ndarray, np.ndarray]:
@@ -203,11 +241,17 @@ def clean_mesh(mesh: o3d.geometry.TriangleMesh, voxel_size: float, triangle_budg
     return mesh
 
 
-def _floor_quad(lo: np.ndarray, hi: np.ndarray, z: float, margin: float) -> tuple[np.ndarray, np.ndarray]:
+def floor_box(lo: np.ndarray, hi: np.ndarray, z: float, margin: float,
+              thickness: float) -> tuple[np.ndarray, np.ndarray]:
+    """A closed box (8 vertices, 12 outward triangles) whose top face is the floor z over [lo, hi] + margin."""
     x0, y0 = lo[:2] - margin
     x1, y1 = hi[:2] + margin
-    vertices = np.array([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]])
-    return vertices, np.array([[0, 1, 2], [0, 2, 3]])
+    bottom = z - thickness
+    vertices = np.array([[x0, y0, bottom], [x1, y0, bottom], [x1, y1, bottom], [x0, y1, bottom],
+                         [x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]])
+    faces = np.array([[4, 5, 6], [4, 6, 7], [0, 2, 1], [0, 3, 2], [0, 1, 5], [0, 5, 4], [1, 2, 6], [1, 6, 5],
+                      [2, 3, 7], [2, 7, 6], [3, 0, 4], [3, 4, 7]])
+    return vertices, faces
 
 
 def _scene_core(world: GaussianWorld) -> GaussianWorld:
@@ -221,60 +265,101 @@ def default_voxel_size(world: GaussianWorld) -> float:
     return max(float((hi - lo).max()) / 160.0, 1e-4)
 
 
+def _collider_world(world: GaussianWorld, measured: bool) -> tuple[GaussianWorld, dict | None]:
+    """The Gaussians the collider renders: a world that came without measured depth loses its floaters."""
+    if measured:
+        return world, None
+    report = find_floaters(world)
+    kept = world.subset(torch.from_numpy(~report.mask)) if report.dropped else world
+    return kept, report.as_dict()
+
+
 def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: int, cameras: Camera | None,
-               extra_views: list, min_component_fraction: float, keep_floor: bool, progress: bool) -> CollisionMesh:
+               extra_views: list, min_component_fraction: float, keep_floor: bool, progress: bool,
+               agreement: bool) -> CollisionMesh:
     if len(world) == 0:
         raise WorldError("build_collision_proxy: the world is empty")
+    start = time.perf_counter()
     voxel = voxel_size or default_voxel_size(world)
     cameras = cameras if cameras is not None else proxy_cameras(world)
     lo, hi = world.bounds(quantile=0.0)
     core_lo, core_hi = _scene_core(world).bounds(quantile=0.0)
     far = float((core_hi - core_lo).norm()) * 1.5  # completed surfaces farther out are not fused
-    mesh = fuse_depth(list(_depth_views(world, cameras, progress)) + list(extra_views), voxel, far)
+    views = [_as_depth_view(v) for v in extra_views]
+    rendered, floaters = _collider_world(world, measured=bool(views))
+    measured_budget = int(MEASURED_SHARE * triangle_budget) if views else 0
+    m_vertices, m_faces = measured_meshes(views, measured_budget)
+    mesh = fuse_depth(list(_depth_views(rendered, cameras, progress)) + views, voxel, far)
+    mesh.remove_triangles_by_mask(_duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel))
+    mesh.remove_unreferenced_vertices()
     floor_z = None
+    band = 3.0 * voxel  # the fused floor sits up to ~2 voxels off z = 0 (surfel thickness, grazing views)
     if keep_floor and _is_aligned(world):
         floor_z = 0.0
-        # The floor becomes an exact plane: drop fused triangles lying in the floor band (before cleaning, so a
-        # large completed floor costs no decimation time), add a quad afterwards.
-        band = 3.0 * voxel  # the fused floor sits up to ~2 voxels off z = 0 (surfel thickness, grazing views)
+        # The floor becomes an exact box: drop triangles lying in the floor band (before cleaning, so a large
+        # completed floor costs no decimation time), add the box afterwards.
         vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
         if len(faces):
             mesh.remove_triangles_by_mask((np.abs(vertices[faces][:, :, 2] - floor_z) < band).all(axis=1))
             mesh.remove_unreferenced_vertices()
-    mesh = clean_mesh(mesh, voxel, triangle_budget, min_component_fraction)
+        if len(m_faces):
+            on_floor = (np.abs(m_vertices[m_faces][:, :, 2] - floor_z) < band).all(axis=1)
+            m_faces = m_faces[~on_floor]
+    # Measured triangles are kept as measured (no component filtering, no decimation: thin posts survive).
+    mesh = clean_mesh(mesh, voxel, max(triangle_budget - len(m_faces), 2), min_component_fraction)
     vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
+    if len(m_faces):
+        used, inverse = np.unique(m_faces, return_inverse=True)
+        faces = np.concatenate([faces, inverse.reshape(-1, 3) + len(vertices)])
+        vertices = np.concatenate([vertices, m_vertices[used]])
     obstacle_faces = len(faces)
     if floor_z is not None:
-        quad_v, quad_f = _floor_quad(lo.numpy(), hi.numpy(), floor_z, margin=5 * voxel)
-        faces = np.concatenate([faces, quad_f + len(vertices)])
-        vertices = np.concatenate([vertices, quad_v])
-    info = {"voxel_size": voxel, "floor_band": 3.0 * voxel if floor_z is not None else 0.0,
-            "views": len(cameras) + len(extra_views), "triangles": len(faces)}
-    return CollisionMesh(vertices, faces, obstacle_faces, floor_z, info)
+        thickness = FLOOR_THICKNESS / (world.meters_per_unit or 1.0)
+        box_v, box_f = floor_box(lo.numpy(), hi.numpy(), floor_z, 5 * voxel, thickness)
+        faces = np.concatenate([faces, box_f + len(vertices)])
+        vertices = np.concatenate([vertices, box_v])
+    info = {"voxel_size": voxel, "floor_band": band if floor_z is not None else 0.0,
+            "views": len(cameras) + len(views), "measured_triangles": len(m_faces), "triangles": len(faces),
+            "build_seconds": time.perf_counter() - start}
+    if floaters is not None:
+        info["floaters"] = floaters
+    proxy = CollisionMesh(vertices, faces, obstacle_faces, floor_z, info)
+    if agreement and _is_aligned(world):
+        from lyra_sim.physics.agreement import collider_agreement
+
+        report = collider_agreement(world, proxy)
+        proxy.info["agreement"] = report.as_dict()
+        proxy.info["agreement_line"] = report.as_line()
+    return proxy
 
 
 def build_collision_proxy(
     world: GaussianWorld | DynamicGaussianWorld,
     voxel_size: float | None = None,
-    triangle_budget: int = 30_000,
+    triangle_budget: int = TRIANGLE_BUDGET,
     cameras: Camera | None = None,
     extra_views: list | None = None,
     min_component_fraction: float = 0.01,
     keep_floor: bool = True,
     progress: bool = True,
+    agreement: bool = True,
 ) -> CollisionMesh | list[CollisionMesh]:
     """Collision mesh of a world, in the world's frame (one per keyframe for a dynamic world).
 
-    Depth is rendered from the Gaussians (``proxy_cameras``: Lyra's trajectories and views from inside),
-    pixels with alpha < SURFACE_ALPHA (0.5) are left out, views are fused in a TSDF of ``voxel_size`` (default: 1/160 of
-    the scene extent), and the mesh is cleaned (components under ``min_component_fraction`` of the
-    triangles dropped, holes up to 4 voxels filled, decimated to ``triangle_budget``). For an aligned
-    world (lyra_sim.align) the floor is replaced by an exact plane at z = 0. ``extra_views`` adds measured
-    (depth metres (H, W), K (3, 3), world_to_cam (4, 4)) views, e.g. the RGB-D input itself.
+    ``extra_views`` are measured views (DepthView or (depth metres (H, W), K (3, 3), world_to_cam (4, 4)),
+    e.g. the RGB-D input): each becomes a mesh of its depth layers (up to MEASURED_SHARE of
+    ``triangle_budget``), kept as measured. Median depth is rendered from the Gaussians (``proxy_cameras``:
+    Lyra's trajectories and views from inside; floaters left out when no view was measured) and fused with
+    the measured views in a TSDF of ``voxel_size`` (default: 1/160 of the scene extent); the fused mesh loses
+    the triangles a measured surface already holds and is cleaned (components under
+    ``min_component_fraction`` of the triangles dropped, holes up to 4 voxels filled, decimated to the rest of
+    the budget). For an aligned world (lyra_sim.align) the floor is a box whose top is z = 0, and
+    ``agreement`` adds ``info["agreement"]`` (lyra_sim.physics.agreement) and its one-line summary
+    ``info["agreement_line"]``.
     """
     extra_views = extra_views or []
     if isinstance(world, DynamicGaussianWorld):
         return [_proxy_for(w, voxel_size, triangle_budget, cameras, extra_views, min_component_fraction,
-                           keep_floor, progress) for w in world.worlds]
+                           keep_floor, progress, agreement) for w in world.worlds]
     return _proxy_for(world, voxel_size, triangle_budget, cameras, extra_views, min_component_fraction, keep_floor,
-                      progress)
+                      progress, agreement)
