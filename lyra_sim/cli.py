@@ -127,6 +127,24 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collider(args: argparse.Namespace) -> int:
+    """World file -> aligned collision mesh (GLB/OBJ/PLY/STL), with the agreement line."""
+    from lyra_sim.physics.aligned import align_with_proxies
+
+    budget = {} if args.triangles is None else {"triangle_budget": args.triangles}
+    _, proxies = align_with_proxies(load_world(args.world), progress=True, **budget)
+    proxy = proxies[0]
+    if "floaters" in proxy.info:
+        floaters = proxy.info["floaters"]
+        print(f"floaters: {floaters['dropped']} of {floaters['of']} Gaussians kept out of the collider "
+              f"({floaters['faint']} faint, {floaters['huge']} huge, {floaters['isolated']} isolated)")
+    print(f"collision proxy: {len(proxy.faces):,} triangles in {proxy.info['build_seconds']:.1f} s")
+    if "agreement_line" in proxy.info:
+        print(proxy.info["agreement_line"])
+    print(f"wrote {proxy.save(args.output)} (aligned frame: z up, floor at z = 0, metres)")
+    return 0
+
+
 def cmd_export_usd(args: argparse.Namespace) -> int:
     usd = REGISTRY.writer_for(args.output, "usd")  # through the format registry: the core never names the adapter
     world = load_world(args.world)
@@ -355,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     usd.add_argument("--half", action="store_true", help="half-precision splat attributes (smaller files)")
     usd.add_argument("--points", action="store_true", help="also write a UsdGeom.Points proxy for plain viewers")
     usd.set_defaults(func=cmd_export_usd)
+
+    col = command("collider", "world file -> collision mesh that matches what the camera sees (aligned frame)")
+    col.add_argument("world", help="world file (any readable format)")
+    col.add_argument("-o", "--output", required=True, help="mesh file to write: .glb, .gltf, .obj, .ply or .stl")
+    col.add_argument("--triangles", type=_positive_int, help="triangle budget (default: the library's, 100k)")
+    col.set_defaults(func=cmd_collider)
 
     bag = command("record-bag", "world + camera path -> ROS 2 MCAP bag (image, depth, info, pose, /tf)")
     bag.add_argument("world", help="world file to render (any readable format)")

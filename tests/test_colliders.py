@@ -188,3 +188,72 @@ def test_tsdf_of_no_depth_is_empty():
 
     grid = fuse_views([DepthView(np.zeros((8, 8), np.float32), np.eye(3), np.eye(4))], 0.01, 5.0)
     assert grid is None and len(surface_points(grid)[0]) == 0 and len(surface_mesh(grid)[1]) == 0
+
+
+# ------------------------------------------------------------------- colliders of a known PyBullet scene
+
+
+@pytest.fixture(scope="module")
+def box_post_doorway():
+    """One 320x240 RGB-D view of a 0.4 m box, a 3 cm post and a wall with a 1 m doorway, through prepare_scene;
+    yields the scene, the proxy and a ray caster (true frame -> distances to proxy and true bodies)."""
+    from lyra_sim.envs.scene import prepare_scene
+    from lyra_sim.physics.raycast import cast_rays
+    from lyra_sim.synthetic.collider_scenes import collider_scene
+
+    truth = collider_scene("box_post_doorway")
+    rgb, depth, K, cam_to_world = truth.view(320, 240)
+    scene = prepare_scene((rgb, depth), intrinsics=K)
+    proxy = scene.proxies[0]
+    to_aligned = np.asarray(scene.world.info["alignment"]["transform"]) @ np.linalg.inv(cam_to_world)
+
+    def cast(origin, direction):
+        origin, direction = np.asarray(origin, float), np.asarray(direction, float)
+        direction = direction / np.linalg.norm(direction)
+        true, _, _ = truth.ray_test(origin[None], direction[None])
+        o = to_aligned[:3, :3] @ origin + to_aligned[:3, 3]
+        d = to_aligned[:3, :3] @ direction  # the alignment of a metric RGB-D world is rigid
+        return float(cast_rays(proxy.vertices, proxy.faces, o[None], d[None])[0]), float(true[0])
+
+    yield scene, proxy, cast
+    truth.close()
+
+
+def test_a_box_seen_from_one_side_is_solid_from_the_side_and_from_above(box_post_doorway):
+    _, _, cast = box_post_doorway
+    # The box spans x 1.8-2.2, y -0.5..-0.1, z 0-0.4; the camera looks at it from x = 0.
+    for origin, direction in (((2.0, 0.8, 0.2), (0, -1, 0)), ((2.0, -1.5, 0.2), (0, 1, 0)),
+                              ((2.0, -0.3, 1.5), (0, 0, -1)), ((0.5, -0.3, 0.2), (1, 0, 0))):
+        hit, true = cast(origin, direction)
+        # Stopped at the true face or inside the box (never behind it), at most 10 cm early.
+        assert true - 0.1 < hit < true + 0.2, (origin, hit, true)
+
+
+def test_a_thin_post_survives(box_post_doorway):
+    _, _, cast = box_post_doorway
+    for origin, direction in (((1.7, -0.5, 0.5), (0, 1, 0)), ((0.5, 0.6, 0.5), (1, 0, 0)), ((0.5, 0.6, 0.9),
+                                                                                              (1, 0, 0))):
+        hit, true = cast(origin, direction)
+        assert abs(hit - true) < 0.03, (origin, hit, true)
+
+
+def test_a_ray_through_the_doorway_passes(box_post_doorway):
+    _, _, cast = box_post_doorway
+    for y in (-0.2, 0.0, 0.2):
+        hit, true = cast((1.0, y, 0.5), (1, 0, 0))
+        assert true > 3.9 and abs(hit - true) < 0.05, (y, hit, true)  # the wall 1.8 m beyond the doorway
+
+
+def test_the_floor_under_an_object_has_no_hole(box_post_doorway):
+    _, proxy, cast = box_post_doorway
+    for x, y in ((2.0, -0.3), (1.7, 0.6), (2.6, 0.0), (1.0, -0.4)):  # under the box, the post, behind, in front
+        hit, _ = cast((x, y, 0.05), (0, 0, -1))
+        assert hit == pytest.approx(0.05, abs=0.01), (x, y, hit)
+    assert proxy.floor_z == 0.0
+
+
+def test_the_scene_reports_its_agreement(box_post_doorway, capsys):
+    _, proxy, _ = box_post_doorway
+    agreement = proxy.info["agreement"]
+    assert agreement["rays"] > 100_000 and agreement["within_5cm"] > 0.7 and agreement["median_m"] < 0.05
+    assert proxy.info["measured_triangles"] > 5000 and "floaters" not in proxy.info  # measured: no floater pass

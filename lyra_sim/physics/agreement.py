@@ -15,7 +15,7 @@ import torch
 
 from lyra_sim.camera import Camera, look_at_matrix, pixel_directions
 from lyra_sim.physics.raycast import cast_rays
-from lyra_sim.rendering import render
+from lyra_sim.rendering.cpu import median_depth_cpu
 from lyra_sim.world import GaussianWorld, WorldError
 
 RING_HEIGHTS = (0.4, 0.9)  # metres above the floor
@@ -89,8 +89,7 @@ def collider_agreement(world: GaussianWorld, mesh, cameras: Camera | None = None
     vertices, faces = (mesh.vertices, mesh.faces) if hasattr(mesh, "faces") else mesh
     cameras = ring_cameras(world) if cameras is None else cameras
     with torch.no_grad():
-        median = render(world, cameras, background=(0, 0, 0), median=True).median_depth.reshape(
-            len(cameras), cameras.height, cameras.width).numpy().astype(np.float64)
+        median = median_depth_cpu(world, cameras, near=0.01, far=1e10, eps2d=0.3).numpy().astype(np.float64)
     dirs = pixel_directions(cameras.K.double(), cameras.height, cameras.width).numpy()  # (B,H,W,3), z = 1
     cam_to_world = cameras.cam_to_world.double().numpy()
     seen = median > 0

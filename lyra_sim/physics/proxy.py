@@ -91,13 +91,13 @@ def _reference_camera(world: GaussianWorld) -> np.ndarray:
 
 
 def proxy_cameras(world: GaussianWorld, image_size: tuple[int, int] = PROXY_IMAGE_SIZE,
-                  fov_deg: float = PROXY_FOV_DEG, ring: int = 12) -> Camera:
+                  fov_deg: float = PROXY_FOV_DEG, ring: int = 12, core: GaussianWorld | None = None) -> Camera:
     """Views that cover a world: Lyra's six trajectories around the generating camera plus two rings of
     cameras standing inside the scene looking outwards (15 and 50 degrees down)."""
     width, height = image_size
     K = Camera.intrinsics_from_fov(width, height, fov_deg)
     reference = torch.from_numpy(_reference_camera(world)).float()
-    core = _scene_core(world)
+    core = _scene_core(world) if core is None else core
     depth = float(torch.median(torch.linalg.norm(core.means.float() - reference[:3, 3], dim=1)))
     world_to_cams = [
         torch.linalg.inv(reference @ trajectory.cam_to_world)  # trajectories are relative to the first camera
@@ -163,21 +163,26 @@ def measured_meshes(views: list[DepthView], max_triangles: int) -> tuple[np.ndar
 
 def _duplicates(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.ndarray, np.ndarray],
                 distance: float) -> np.ndarray:
-    """Fused triangles whose centre lies within ``distance`` of a measured triangle facing the same way."""
+    """Fused triangles whose centre lies within ``distance`` of a measured vertex whose surface faces the same way
+    (measured vertices lie a pixel footprint apart, well under the two voxels asked for here)."""
     vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
     m_vertices, m_faces = measured
     if len(faces) == 0 or len(m_faces) == 0:
         return np.zeros(len(faces), bool)
-    import open3d.core as o3c
+    from scipy.spatial import cKDTree
 
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3c.Tensor(m_vertices.astype(np.float32)), o3c.Tensor(m_faces.astype(np.uint32)))
+    m_normals = np.zeros_like(m_vertices)
+    face_normals = np.cross(m_vertices[m_faces[:, 1]] - m_vertices[m_faces[:, 0]],
+                            m_vertices[m_faces[:, 2]] - m_vertices[m_faces[:, 0]])
+    for k in range(3):
+        np.add.at(m_normals, m_faces[:, k], face_normals)
     centres = vertices[faces].mean(axis=1)
-    closest = scene.compute_closest_points(o3c.Tensor(centres.astype(np.float32)))
-    near = np.linalg.norm(closest["points"].numpy() - centres, axis=1) < distance
+    gap, nearest = cKDTree(m_vertices).query(centres, distance_upper_bound=distance, workers=-1)
+    near = np.isfinite(gap)
     normals = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
-    m_normals = closest["primitive_normals"].numpy()
-    return near & ((normals * m_normals).sum(axis=1) > 0)
+    same_way = np.zeros(len(faces), bool)
+    same_way[near] = (normals[near] * m_normals[nearest[near]]).sum(axis=1) > 0
+    return near & same_way
 
 
 def fill_small_holes(vertices: np.ndarray, faces: np.ndarray, max_perimeter: float) -> tuple[np.ndarray, np.ndarray]:
@@ -259,9 +264,9 @@ def _scene_core(world: GaussianWorld) -> GaussianWorld:
     return world.observed_only() if bool(world.observed.any()) and not bool(world.observed.all()) else world
 
 
-def default_voxel_size(world: GaussianWorld) -> float:
-    """1/160 of the scene's largest extent (2 %-98 % quantiles of the observed centres)."""
-    lo, hi = _scene_core(world).bounds(quantile=0.02)
+def default_voxel_size(world: GaussianWorld, core: GaussianWorld | None = None) -> float:
+    """1/160 of the scene's largest extent (2 %-98 % quantiles of the observed centres, ``core``)."""
+    lo, hi = (_scene_core(world) if core is None else core).bounds(quantile=0.02)
     return max(float((hi - lo).max()) / 160.0, 1e-4)
 
 
@@ -280,10 +285,12 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     if len(world) == 0:
         raise WorldError("build_collision_proxy: the world is empty")
     start = time.perf_counter()
-    voxel = voxel_size or default_voxel_size(world)
-    cameras = cameras if cameras is not None else proxy_cameras(world)
-    lo, hi = world.bounds(quantile=0.0)
-    core_lo, core_hi = _scene_core(world).bounds(quantile=0.0)
+    core = _scene_core(world)
+    voxel = voxel_size or default_voxel_size(world, core)
+    cameras = cameras if cameras is not None else proxy_cameras(world, core=core)
+    means, core_means = world.means.detach(), core.means.detach()
+    lo, hi = means.amin(dim=0), means.amax(dim=0)  # (torch.quantile at 0 and 1 costs ~0.2 s per call here)
+    core_lo, core_hi = core_means.amin(dim=0), core_means.amax(dim=0)
     far = float((core_hi - core_lo).norm()) * 1.5  # completed surfaces farther out are not fused
     views = [_as_depth_view(v) for v in extra_views]
     rendered, floaters = _collider_world(world, measured=bool(views))
