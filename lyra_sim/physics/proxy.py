@@ -36,8 +36,11 @@ PROXY_IMAGE_SIZE = (160, 120)
 PROXY_FOV_DEG = 90.0
 TRIANGLE_BUDGET = 100_000
 MEASURED_SHARE = 0.6  # of the triangle budget, for the measured views' meshes
+MEASURED_OVERSAMPLE = 4  # measured meshes are sampled up to this many times their share, then decimated
 DUPLICATE_VOXELS = 2.0  # a fused triangle this close to a measured surface, facing the same way, is dropped
 FLOOR_THICKNESS = 0.2  # metres in a metric world: the floor box under z = 0
+FREE_SPACE_VOXELS = 2.0  # a fused triangle this far in front of what a measured view saw behind it is dropped
+FLOOR_NORMAL_Z = 0.7  # measured triangles in the floor band are floor when their normal's z exceeds this
 
 
 @dataclass
@@ -142,11 +145,11 @@ def fuse_depth(views, voxel_size: float, far: float) -> o3d.geometry.TriangleMes
                                      o3d.utility.Vector3iVector(faces.astype(np.int32)))
 
 
-def measured_meshes(views: list[DepthView], max_triangles: int) -> tuple[np.ndarray, np.ndarray]:
+def measured_meshes(views: list[DepthView], max_triangles: int, up=None) -> tuple[np.ndarray, np.ndarray]:
     """One mesh (lyra_sim.physics.measured.depth_mesh) of all measured views, triangles facing their camera."""
     vertices, faces, count = [], [], 0
     for view in views:
-        v, f = depth_mesh(view.depth, view.K, view.world_to_cam, max(max_triangles // max(len(views), 1), 2))
+        v, f = depth_mesh(view.depth, view.K, view.world_to_cam, max(max_triangles // max(len(views), 1), 2), up)
         if len(f) == 0:
             continue
         eye = np.linalg.inv(view.world_to_cam)[:3, 3]
@@ -183,6 +186,43 @@ def _duplicates(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.ndarray, np.
     same_way = np.zeros(len(faces), bool)
     same_way[near] = (normals[near] * m_normals[nearest[near]]).sum(axis=1) > 0
     return near & same_way
+
+
+def _decimated(vertices: np.ndarray, faces: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """open3d's quadric decimation of (vertices, faces) to ``budget`` triangles."""
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
+                                     o3d.utility.Vector3iVector(faces.astype(np.int32)))
+    mesh = mesh.simplify_quadric_decimation(target_number_of_triangles=budget)
+    mesh.remove_degenerate_triangles()
+    mesh.remove_unreferenced_vertices()
+    return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
+
+
+def _in_measured_free_space(mesh: o3d.geometry.TriangleMesh, views: list[DepthView], margin: float) -> np.ndarray:
+    """Fused triangles whose centre a measured view saw through: every depth in the 3x3 pixels around its
+    projection lies more than ``margin`` (plus 1 % of the range) behind it. Space a depth camera looked
+    through is empty, whatever the splats invented there."""
+    from scipy.ndimage import minimum_filter
+
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    through = np.zeros(len(faces), bool)
+    if len(faces) == 0:
+        return through
+    centres = vertices[faces].mean(axis=1)
+    for view in views:
+        depth = np.where(view.depth > 0, view.depth, np.inf)
+        nearest = minimum_filter(depth, size=3, mode="nearest")
+        pc = centres @ view.world_to_cam[:3, :3].T + view.world_to_cam[:3, 3]
+        z = pc[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.floor(view.K[0, 0] * pc[:, 0] / z + view.K[0, 2])
+            v = np.floor(view.K[1, 1] * pc[:, 1] / z + view.K[1, 2])
+        h, w = depth.shape
+        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        behind = np.zeros(len(faces))
+        behind[inside] = nearest[v[inside].astype(int), u[inside].astype(int)]
+        through |= inside & np.isfinite(behind) & (behind > z + margin + 0.01 * z)
+    return through
 
 
 def fill_small_holes(vertices: np.ndarray, faces: np.ndarray, max_perimeter: float) -> tuple[np.ndarray, np.ndarray]:
@@ -295,9 +335,13 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     views = [_as_depth_view(v) for v in extra_views]
     rendered, floaters = _collider_world(world, measured=bool(views))
     measured_budget = int(MEASURED_SHARE * triangle_budget) if views else 0
-    m_vertices, m_faces = measured_meshes(views, measured_budget)
+    # Sampled finer than the budget (MEASURED_OVERSAMPLE), decimated after the floor is cut out: quadric
+    # decimation spends the triangles where the shape is (thin legs and posts), not on flat walls.
+    up = (0.0, 0.0, 1.0) if _is_aligned(world) else None
+    m_vertices, m_faces = measured_meshes(views, MEASURED_OVERSAMPLE * measured_budget, up)
     mesh = fuse_depth(list(_depth_views(rendered, cameras, progress)) + views, voxel, far)
-    mesh.remove_triangles_by_mask(_duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel))
+    mesh.remove_triangles_by_mask(_duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel)
+                                  | _in_measured_free_space(mesh, views, FREE_SPACE_VOXELS * voxel))
     mesh.remove_unreferenced_vertices()
     floor_z = None
     band = 3.0 * voxel  # the fused floor sits up to ~2 voxels off z = 0 (surfel thickness, grazing views)
@@ -309,10 +353,14 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
         if len(faces):
             mesh.remove_triangles_by_mask((np.abs(vertices[faces][:, :, 2] - floor_z) < band).all(axis=1))
             mesh.remove_unreferenced_vertices()
-        if len(m_faces):
-            on_floor = (np.abs(m_vertices[m_faces][:, :, 2] - floor_z) < band).all(axis=1)
-            m_faces = m_faces[~on_floor]
-    # Measured triangles are kept as measured (no component filtering, no decimation: thin posts survive).
+        if len(m_faces):  # measured floor triangles (not the feet of walls and legs: those stand upright)
+            corners = m_vertices[m_faces]
+            normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+            upright = np.abs(normals[:, 2]) < FLOOR_NORMAL_Z * np.linalg.norm(normals, axis=1)
+            m_faces = m_faces[~((np.abs(corners[:, :, 2] - floor_z) < band).all(axis=1) & ~upright)]
+    if len(m_faces) > measured_budget:
+        m_vertices, m_faces = _decimated(m_vertices, m_faces, measured_budget)
+    # Measured triangles are kept as measured (no component filtering: thin posts survive).
     mesh = clean_mesh(mesh, voxel, max(triangle_budget - len(m_faces), 2), min_component_fraction)
     vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
     if len(m_faces):
