@@ -257,3 +257,25 @@ def test_the_scene_reports_its_agreement(box_post_doorway, capsys):
     agreement = proxy.info["agreement"]
     assert agreement["rays"] > 100_000 and agreement["within_5cm"] > 0.7 and agreement["median_m"] < 0.05
     assert proxy.info["measured_triangles"] > 5000 and "floaters" not in proxy.info  # measured: no floater pass
+
+
+def test_cli_collider_writes_a_glb_and_prints_floaters_and_agreement(tmp_path, capsys):
+    import open3d as o3d
+
+    from lyra_sim.cli import main
+    from lyra_sim.io import save_world
+    from lyra_sim.synthetic.gaussian_rooms import camera_view, room_surfaces, surfels_world
+
+    view, _ = camera_view(surfels_world(room_surfaces(), spacing=0.1))  # a splat file from elsewhere: no depth
+    source = save_world(view, tmp_path / "room.ply")
+    out = tmp_path / "proxy.glb"
+    assert main(["collider", str(source), "-o", str(out), "--triangles", "5000"]) == 0
+    printed = capsys.readouterr().out
+    assert "floaters: 0 of" in printed and "collider vs picture: median" in printed
+    assert f"wrote {out}" in printed
+    mesh = o3d.io.read_triangle_mesh(str(out))
+    assert 100 < len(mesh.triangles) <= 5000 + 12
+    lo, hi = mesh.get_min_bound(), mesh.get_max_bound()
+    assert lo[2] == pytest.approx(-0.2, abs=0.01) and 1.8 < hi[2] < 2.2  # floor box to the 2 m walls
+    assert main(["collider", str(tmp_path / "missing.ply"), "-o", str(tmp_path / "x.glb")]) == 2
+    assert not (tmp_path / "x.glb").exists()

@@ -72,12 +72,47 @@ class CollisionMesh:
         path = Path(path)
         if path.suffix.lower() not in (".obj", ".ply", ".stl", ".off", ".gltf", ".glb"):
             raise ValueError(f"{path}: expected a mesh file suffix (.obj, .ply, .stl, ...)")
+        if path.suffix.lower() == ".glb":
+            with atomic_path(path) as tmp:
+                write_glb(tmp, self.vertices, self.faces)
+            return path
         with atomic_path(path) as tmp:
             tmp_with_suffix = tmp.with_suffix(path.suffix)
             if not o3d.io.write_triangle_mesh(str(tmp_with_suffix), self.to_open3d(), write_ascii=False):
                 raise OSError(f"{path}: open3d could not write the mesh")
             tmp_with_suffix.replace(tmp)
         return path
+
+
+def write_glb(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """A binary glTF (one mesh, float32 positions, uint32 indices) written with pygltflib. (open3d 0.20's GLB
+    writer puts the buffer in a data URI that its own reader, ASSIMP, rejects.)"""
+    import pygltflib
+
+    positions = np.ascontiguousarray(vertices, np.float32)
+    indices = np.ascontiguousarray(faces.reshape(-1), np.uint32)
+    blob = indices.tobytes() + positions.tobytes()
+    gltf = pygltflib.GLTF2(
+        scene=0, scenes=[pygltflib.Scene(nodes=[0])], nodes=[pygltflib.Node(mesh=0)],
+        meshes=[pygltflib.Mesh(primitives=[pygltflib.Primitive(attributes=pygltflib.Attributes(POSITION=1),
+                                                               indices=0)])],
+        accessors=[
+            pygltflib.Accessor(bufferView=0, componentType=pygltflib.UNSIGNED_INT, count=int(indices.size),
+                               type=pygltflib.SCALAR),
+            pygltflib.Accessor(bufferView=1, componentType=pygltflib.FLOAT, count=len(positions),
+                               type=pygltflib.VEC3, min=positions.min(axis=0).tolist(),
+                               max=positions.max(axis=0).tolist()),
+        ],
+        bufferViews=[
+            pygltflib.BufferView(buffer=0, byteOffset=0, byteLength=indices.nbytes,
+                                 target=pygltflib.ELEMENT_ARRAY_BUFFER),
+            pygltflib.BufferView(buffer=0, byteOffset=indices.nbytes, byteLength=positions.nbytes,
+                                 target=pygltflib.ARRAY_BUFFER),
+        ],
+        buffers=[pygltflib.Buffer(byteLength=len(blob))],
+    )
+    gltf.set_binary_blob(blob)
+    gltf.save_binary(str(path))
 
 
 def _is_aligned(world: GaussianWorld) -> bool:
