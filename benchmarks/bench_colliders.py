@@ -179,49 +179,89 @@ def evaluate(name, world, views, truth, depth, K, cam_to_world, rays, seen, true
     return rows
 
 
+def bundled_example(builders) -> list[str]:
+    """Agreement of BEFORE and AFTER on the bundled tabletop RGB-D example (no ground truth: the figure a user
+    sees), and a picture: the splats from a robot-height camera beside each collider's depth from there."""
+    from PIL import Image
+
+    from lyra_sim.demo import example_paths
+    from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
+    from lyra_sim.physics.agreement import ring_cameras
+    from lyra_sim.rendering import render
+
+    rgb_path, depth_path, intrinsics_path = example_paths()
+    rgb = load_rgb(rgb_path)
+    depth = load_depth(depth_path, rgb.shape[:2])
+    K = load_intrinsics(intrinsics_path, rgb.shape[1], rgb.shape[0])
+    world = align_world(generate_world(rgb, depth=depth, intrinsics=K))
+    views = move_views([(depth, K, np.eye(4))], world.info["alignment"]["transform"])
+    camera = ring_cameras(world, image_size=(320, 240))[7]  # 0.9 m high, yawed -20 degrees, at the input camera
+    splats = render(world, camera).to_uint8().numpy()
+    origins, directions = (a.reshape(-1, 3).numpy().astype(np.float64) for a in camera.rays())
+    panels, lines = [splats], []
+    for label, build in builders:
+        start = time.perf_counter()
+        proxy = build(world, views)
+        seconds = time.perf_counter() - start
+        report = collider_agreement(world, proxy)
+        lines.append(f"- {label}: {report.as_line()}; {len(proxy.faces):,} triangles, built in {seconds:.1f} s")
+        print(lines[-1], flush=True)
+        hit = cast_rays(proxy.vertices, proxy.faces, origins, directions).reshape(240, 320)
+        shade = np.clip(1.0 - np.where(np.isfinite(hit), hit, 0.0) / 4.0, 0, 1) * np.isfinite(hit)
+        panels.append(np.repeat((shade * 255).astype(np.uint8)[..., None], 3, axis=2))
+    Image.fromarray(np.concatenate(panels, axis=1)).save(Path(__file__).with_name("colliders_tabletop.png"))
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="204b894", help="git revision of the BEFORE proxy")
     parser.add_argument("--quick", action="store_true", help="320x240 only, two scenes")
+    parser.add_argument("--example-only", action="store_true", help="only the bundled example (no RESULTS.md)")
     args = parser.parse_args()
     previous = previous_proxy(args.before)
     builders = [
         ("before", lambda w, v: previous.build_collision_proxy(w, extra_views=v, progress=False)),
         ("after", lambda w, v: build_collision_proxy(w, extra_views=v, progress=False, agreement=False)),
     ]
+    example = bundled_example(builders)
+    if args.example_only:
+        return
     sizes = ((320, 240),) if args.quick else ((320, 240), (640, 480))
     rng = np.random.default_rng(0)
     rows = []
-    for name in BENCH_SCENES[:2] if args.quick else BENCH_SCENES:
-        assert name in SCENES
-        truth = collider_scene(name)
-        origins, directions = robot_rays()
-        t_true, normals, _ = truth.ray_test(origins, directions)
-        valid = np.isfinite(t_true)
-        t_true = np.where(valid, t_true, 0.0)
-        for width, height in sizes:
-            rgb, depth, K, cam_to_world = truth.view(width, height)
-            seen = seen_by_input(origins + t_true[:, None] * directions, depth, K, cam_to_world)
-            starts = drop_starts(depth, K, cam_to_world, rng)
+    for width, height in sizes:  # every scene at the small size first: partial runs still cover all scenes
+        for name in BENCH_SCENES[:2] if args.quick else BENCH_SCENES:
+            rows += bench_scene(name, width, height, (width, height) == sizes[0], builders, rng)
+            write_results(rows, example, args)
 
-            def true_statics(client, scene_name=name):
-                collider_scene_into(scene_name, client)
-            true_rest = rest_heights(true_statics, starts)
-            world = generate_world(rgb, depth=depth, intrinsics=K)
-            aligned = align_world(world)
-            views = move_views([(depth, K, np.eye(4))], aligned.info["alignment"]["transform"])
-            rays = (origins, directions, t_true, normals, valid)
-            rows += evaluate(f"{name} {width}x{height}", aligned, views, truth, depth, K, cam_to_world, rays, seen,
-                             true_rest, starts, builders)
-            if (width, height) == sizes[0]:  # the same scene as a splat file from elsewhere: no depth, no info
-                with tempfile.TemporaryDirectory() as tmp:
-                    bare = world._replace(info={}, observed=None)  # a file from elsewhere: no provenance
-                    loaded = load_world(save_world(bare, Path(tmp) / "world.ply"))
-                splat = align_world(loaded)
-                rows += evaluate(f"{name} splat file", splat, [], truth, depth, K, cam_to_world, rays, seen,
-                                 true_rest, starts, builders)
-        truth.close()
-    write_results(rows, args)
+
+def bench_scene(name, width, height, with_splat_file, builders, rng) -> list[dict]:
+    """BEFORE and AFTER rows of one scene at one size (and as a bare splat file)."""
+    truth = collider_scene(name)
+    origins, directions = robot_rays()
+    t_true, normals, _ = truth.ray_test(origins, directions)
+    valid = np.isfinite(t_true)
+    t_true = np.where(valid, t_true, 0.0)
+    rgb, depth, K, cam_to_world = truth.view(width, height)
+    seen = seen_by_input(origins + t_true[:, None] * directions, depth, K, cam_to_world)
+    starts = drop_starts(depth, K, cam_to_world, rng)
+    true_rest = rest_heights(lambda client: collider_scene_into(name, client), starts)
+    world = generate_world(rgb, depth=depth, intrinsics=K)
+    aligned = align_world(world)
+    views = move_views([(depth, K, np.eye(4))], aligned.info["alignment"]["transform"])
+    rays = (origins, directions, t_true, normals, valid)
+    rows = evaluate(f"{name} {width}x{height}", aligned, views, truth, depth, K, cam_to_world, rays, seen,
+                    true_rest, starts, builders)
+    if with_splat_file:  # the same scene as a splat file from elsewhere: no depth, no provenance
+        with tempfile.TemporaryDirectory() as tmp:
+            bare = world._replace(info={}, observed=None)
+            loaded = load_world(save_world(bare, Path(tmp) / "world.ply"))
+        rows += evaluate(f"{name} splat file", align_world(loaded), [], truth, depth, K, cam_to_world, rays, seen,
+                         true_rest, starts, builders)
+    truth.close()
+    print(f"{name}: {float((true_rest > BALL_RADIUS + 0.02).mean()):.2f} of the balls rest on objects", flush=True)
+    return rows
 
 
 def collider_scene_into(name: str, client: int) -> None:
@@ -232,7 +272,7 @@ def collider_scene_into(name: str, client: int) -> None:
     build(ColliderScene(name, client, (0.0, 0.0, 1.2), target))
 
 
-def write_results(rows: list[dict], args) -> None:
+def write_results(rows: list[dict], example: list[str], args) -> None:
     load = os.getloadavg()
     lines = [f"Measured {datetime.date.today()} on {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
@@ -248,6 +288,9 @@ def write_results(rows: list[dict], args) -> None:
         lines.append(f"| {r['scene']} | {r['proxy']} | {r['seen']:.3f} | {r['seen_obstacles']:.3f} | {r['unseen']:.3f} "
                      f"| {r['drops']:.2f} | {r['seconds']:.1f} | {r['triangles']:,} | {a.median:.3f} / {p95} / "
                      f"{a.within:.3f} |")
+    lines += ["", "Bundled example (lyra_sim/data/tabletop_*; no ground truth, the agreement a user sees; picture: "
+              "benchmarks/colliders_tabletop.png = splats from a 0.9 m robot camera, then the BEFORE and AFTER "
+              "collider's depth from there, nearer = brighter, black = no collider):", *example]
     write_section("Colliders against true bodies (bench_colliders.py)", "\n".join(lines))
     print("\n".join(lines))
 

@@ -81,7 +81,7 @@ def test_find_floaters_marks_isolated_huge_and_faint_gaussians_only():
     blob = np.array([[1.0, 1.0, 0.5]])  # one huge Gaussian
     means = np.concatenate([floor, specks, blob])
     scales = np.full((len(means), 3), 0.01)
-    scales[-1] = 0.5
+    scales[-1] = 0.8
     opacity = np.full(len(means), 0.9)
     opacity[:7] = 0.01  # faint floor Gaussians
     world = GaussianWorld.from_rgb(means, np.full((len(means), 3), 0.5), scales, opacity)

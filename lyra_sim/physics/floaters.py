@@ -18,8 +18,8 @@ from lyra_sim.world import GaussianWorld
 FAINT_OPACITY = 0.05
 #: Huge: the largest axis exceeds HUGE_FACTOR times the world's median largest axis AND HUGE_EXTENT of the
 #: scene's extent (2-98 % quantiles of the centres).
-HUGE_FACTOR = 20.0
-HUGE_EXTENT = 0.05
+HUGE_FACTOR = 50.0
+HUGE_EXTENT = 0.1
 #: Isolated: fewer than NEIGHBOURS other Gaussians within max(ISOLATION * median spacing, SCALE_REACH * own
 #: largest axis), the median spacing being the median distance to the NEIGHBOURS-th neighbour.
 NEIGHBOURS = 4

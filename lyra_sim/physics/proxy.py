@@ -38,6 +38,7 @@ TRIANGLE_BUDGET = 100_000
 MEASURED_SHARE = 0.6  # of the triangle budget, for the measured views' meshes
 MEASURED_OVERSAMPLE = 4  # measured meshes are sampled up to this many times their share, then decimated
 DUPLICATE_VOXELS = 2.0  # a fused triangle this close to a measured surface, facing the same way, is dropped
+DUPLICATE_COS = 0.7  # "the same way": the cosine between the two normals exceeds this
 FLOOR_THICKNESS = 0.2  # metres in a metric world: the floor box under z = 0
 FREE_SPACE_VOXELS = 2.0  # a fused triangle this far in front of what a measured view saw behind it is dropped
 FLOOR_NORMAL_Z = 0.7  # measured triangles in the floor band are floor when their normal's z exceeds this
@@ -202,7 +203,7 @@ def measured_meshes(views: list[DepthView], max_triangles: int, up=None) -> tupl
 def _duplicates(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.ndarray, np.ndarray],
                 distance: float) -> np.ndarray:
     """Fused triangles whose centre lies within ``distance`` of a measured vertex whose surface faces the same way
-    (measured vertices lie a pixel footprint apart, well under the two voxels asked for here)."""
+    (DUPLICATE_COS; measured vertices lie a pixel footprint apart, well under the two voxels asked for here)."""
     vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
     m_vertices, m_faces = measured
     if len(faces) == 0 or len(m_faces) == 0:
@@ -219,7 +220,10 @@ def _duplicates(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.ndarray, np.
     near = np.isfinite(gap)
     normals = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
     same_way = np.zeros(len(faces), bool)
-    same_way[near] = (normals[near] * m_normals[nearest[near]]).sum(axis=1) > 0
+    n_fused, n_measured = normals[near], m_normals[nearest[near]]
+    cos = (n_fused * n_measured).sum(axis=1) / np.maximum(
+        np.linalg.norm(n_fused, axis=1) * np.linalg.norm(n_measured, axis=1), 1e-12)
+    same_way[near] = cos > DUPLICATE_COS  # a table top beside a measured object's front is not a duplicate
     return near & same_way
 
 
@@ -429,7 +433,7 @@ def build_collision_proxy(
     triangle_budget: int = TRIANGLE_BUDGET,
     cameras: Camera | None = None,
     extra_views: list | None = None,
-    min_component_fraction: float = 0.01,
+    min_component_fraction: float = 0.001,
     keep_floor: bool = True,
     progress: bool = True,
     agreement: bool = True,
@@ -440,7 +444,8 @@ def build_collision_proxy(
     e.g. the RGB-D input): each becomes a mesh of its depth layers (up to MEASURED_SHARE of
     ``triangle_budget``), kept as measured. Median depth is rendered from the Gaussians (``proxy_cameras``:
     Lyra's trajectories and views from inside; floaters left out when no view was measured) and fused with
-    the measured views in a TSDF of ``voxel_size`` (default: 1/160 of the scene extent); the fused mesh loses
+    the measured views in a TSDF of ``voxel_size`` (default: 1/160 of the scene extent; median depth keeps objects
+    apart, so a shelf board is a component of its own: the default drops only specks); the fused mesh loses
     the triangles a measured surface already holds and is cleaned (components under
     ``min_component_fraction`` of the triangles dropped, holes up to 4 voxels filled, decimated to the rest of
     the budget). For an aligned world (lyra_sim.align) the floor is a box whose top is z = 0, and
