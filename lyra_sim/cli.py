@@ -142,6 +142,12 @@ def cmd_collider(args: argparse.Namespace) -> int:
     if "agreement_line" in proxy.info:
         print(proxy.info["agreement_line"])
     print(f"wrote {proxy.save(args.output)} (aligned frame: z up, floor at z = 0, metres)")
+    if args.convex:
+        from lyra_sim.physics.convex import object_parts, save_parts
+
+        objects = object_parts(*proxy.obstacle_mesh)
+        parts = sum(len(o) for o in objects)
+        print(f"wrote {save_parts(args.convex, objects)} ({len(objects)} objects, {parts} convex parts, V-HACD)")
     return 0
 
 
@@ -378,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("world", help="world file (any readable format)")
     col.add_argument("-o", "--output", required=True, help="mesh file to write: .glb, .gltf, .obj, .ply or .stl")
     col.add_argument("--triangles", type=_positive_int, help="triangle budget (default: the library's, 100k)")
+    col.add_argument("--convex", help="also write the convex parts (V-HACD) of the pieces small enough to be "
+                     "objects that move, as one OBJ (an 'o' per part)")
     col.set_defaults(func=cmd_collider)
 
     bag = command("record-bag", "world + camera path -> ROS 2 MCAP bag (image, depth, info, pose, /tf)")

@@ -279,3 +279,26 @@ def test_cli_collider_writes_a_glb_and_prints_floaters_and_agreement(tmp_path, c
     assert lo[2] == pytest.approx(-0.2, abs=0.01) and 1.8 < hi[2] < 2.2  # floor box to the 2 m walls
     assert main(["collider", str(tmp_path / "missing.ply"), "-o", str(tmp_path / "x.glb")]) == 2
     assert not (tmp_path / "x.glb").exists()
+
+
+def test_convex_parts_of_a_box_cover_the_box_and_leave_the_wall_alone(tmp_path):
+    import open3d as o3d
+    from scipy.spatial import ConvexHull
+
+    from lyra_sim.physics.convex import object_parts, save_parts
+
+    box = o3d.geometry.TriangleMesh.create_box(0.4, 0.3, 0.2).subdivide_midpoint(2)
+    box.translate((1.0, 0.0, 0.0))
+    wall = o3d.geometry.TriangleMesh.create_box(0.05, 4.0, 2.0)  # 4 m long: not an object
+    wall.translate((3.0, -2.0, 0.0))
+    vertices = np.concatenate([np.asarray(box.vertices), np.asarray(wall.vertices)])
+    faces = np.concatenate([np.asarray(box.triangles), np.asarray(wall.triangles) + len(box.vertices)])
+    objects = object_parts(vertices, faces, resolution=20_000)
+    assert len(objects) == 1 and 1 <= len(objects[0]) <= 4
+    points = np.concatenate([v for v, _ in objects[0]])
+    np.testing.assert_allclose(points.min(axis=0), [1.0, 0.0, 0.0], atol=0.02)
+    np.testing.assert_allclose(points.max(axis=0), [1.4, 0.3, 0.2], atol=0.02)
+    volume = sum(ConvexHull(v).volume for v, _ in objects[0])
+    assert volume == pytest.approx(0.4 * 0.3 * 0.2, rel=0.15)
+    path = save_parts(tmp_path / "parts.obj", objects)
+    assert path.read_text().count("\no ") + path.read_text().startswith("o ") == len(objects[0])
