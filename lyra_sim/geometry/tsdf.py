@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 TRUNCATION_VOXELS = 4.0  # signed distances are truncated at this many voxels
 BLOCK_RESOLUTION = 8  # voxels per block side
+ALLOCATION_VOXELS = 8.0  # blocks are allocated this many voxels around each depth (open3d's default)
 #: Each view adds weight 1 and open3d keeps voxels whose weight is strictly above the threshold: 0.5 keeps
 #: what one view saw (open3d's default of 3 drops the edges of a capture).
 WEIGHT_THRESHOLD = 0.5
@@ -57,7 +58,7 @@ def fuse_views(views: Sequence[DepthView], voxel_size: float, depth_max: float,
                                              voxel_size, BLOCK_RESOLUTION, blocks, o3c.Device("CPU:0"))
 
     probe = grid(1)
-    blocks = [probe.compute_unique_block_coordinates(depth, K, extrinsic, 1.0, depth_max, truncation_voxels)
+    blocks = [probe.compute_unique_block_coordinates(depth, K, extrinsic, 1.0, depth_max, ALLOCATION_VOXELS)
               for depth, K, extrinsic in prepared]
     count = len(np.unique(np.concatenate([b.numpy() for b in blocks]), axis=0))
     fused = grid(max(int(count * 1.2) + 16, 64))
