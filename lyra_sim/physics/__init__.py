@@ -1,7 +1,10 @@
 """Physics: collision proxies from Gaussian worlds (open3d TSDF) and PyBullet scenes with a robot."""
 
+from lyra_sim.physics.agreement import AgreementReport, collider_agreement
 from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import BulletScene
+from lyra_sim.physics.floaters import FloaterReport, find_floaters
 from lyra_sim.physics.proxy import CollisionMesh, build_collision_proxy, proxy_cameras
 
-__all__ = ["BulletScene", "CollisionMesh", "align_with_proxies", "build_collision_proxy", "proxy_cameras"]
+__all__ = ["AgreementReport", "BulletScene", "CollisionMesh", "FloaterReport", "align_with_proxies",
+           "build_collision_proxy", "collider_agreement", "find_floaters", "proxy_cameras"]
