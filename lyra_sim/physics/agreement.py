@@ -1,5 +1,5 @@
-"""How well a collider agrees with the picture: ray distances between the collision mesh and the splats'
-median depth, seen from a ring of robot-height cameras where the world was observed.
+"""How well a collider agrees with the picture: distances from the splats' median-depth surface, seen from a
+ring of robot-height cameras where the world was observed, to the collision mesh.
 
 A user cannot see ground truth, but can see this: a collider that matches the splats puts a surface where
 every camera ray meets the picture's surface.
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from lyra_sim.camera import Camera, look_at_matrix, pixel_directions
-from lyra_sim.physics.raycast import cast_rays
+from lyra_sim.physics.raycast import cast_rays, distance_to_mesh
 from lyra_sim.rendering.cpu import median_depth_cpu
 from lyra_sim.world import GaussianWorld, WorldError
 
@@ -30,8 +30,8 @@ WITHIN = 0.05  # metres: a ray "agrees" when collider and picture lie this close
 
 @dataclass
 class AgreementReport:
-    """Distances (m) along camera rays between the collider's first hit and the splats' median depth, over the
-    rays whose pixel shows a surface (a collider miss counts as an infinite distance)."""
+    """Distances (m) from the splats' median-depth surface point of each camera ray whose pixel shows a surface
+    to the nearest collider triangle; ``missed``: the share of those rays that hit no collider triangle."""
 
     median: float
     p95: float
@@ -100,7 +100,9 @@ def collider_agreement(world: GaussianWorld, mesh, cameras: Camera | None = None
     world_dirs = np.einsum("nij,nj->ni", cam_to_world[batch, :3, :3], camera_dirs / lengths[:, None])
     origins = cam_to_world[batch, :3, 3]
     hit = cast_rays(vertices, faces, origins, world_dirs)
-    distance = np.abs(hit - z * lengths)  # the picture's surface lies at z * |(x, y, 1)| along the unit ray
+    # The picture's surface point lies at z * |(x, y, 1)| along the unit ray; its distance to the collider is
+    # taken to the nearest triangle (along the ray, a floor splat 1 cm high would count metres at grazing rays).
+    distance = distance_to_mesh(vertices, faces, origins + (z * lengths)[:, None] * world_dirs)
     if len(distance) == 0:
         return AgreementReport(math.inf, math.inf, 0.0, 0, len(cameras), 0.0)
     # "higher": no interpolation between two misses (inf - inf)
