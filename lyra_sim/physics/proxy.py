@@ -39,6 +39,8 @@ MEASURED_SHARE = 0.6  # of the triangle budget, for the measured views' meshes
 MEASURED_OVERSAMPLE = 4  # measured meshes are sampled up to this many times their share, then decimated
 DUPLICATE_VOXELS = 2.0  # a fused triangle this close to a measured surface, facing the same way, is dropped
 DUPLICATE_COS = 0.7  # "the same way": the cosine between the two normals exceeds this
+MEASURED_MIN_COMPONENT = 0.01  # fused pieces under this share of the triangles are dropped beside measured views
+FUSED_MIN_COMPONENT = 0.001  # ... and without any
 FLOOR_THICKNESS = 0.2  # metres in a metric world: the floor box under z = 0
 FREE_SPACE_VOXELS = 2.0  # a fused triangle this far in front of what a measured view saw behind it is dropped
 FLOOR_NORMAL_Z = 0.7  # measured triangles in the floor band are floor when their normal's z exceeds this
@@ -399,7 +401,11 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
             m_faces = m_faces[~((np.abs(corners[:, :, 2] - floor_z) < band).all(axis=1) & ~upright)]
     if len(m_faces) > measured_budget:
         m_vertices, m_faces = _decimated(m_vertices, m_faces, measured_budget)
-    # Measured triangles are kept as measured (no component filtering: thin posts survive).
+    # Measured triangles are kept as measured (no component filtering: thin posts survive). The fused mesh fills
+    # in: beside measured geometry its small pieces are debris (MEASURED_MIN_COMPONENT), alone they may be whole
+    # objects (median depth keeps a shelf board a piece of its own: FUSED_MIN_COMPONENT).
+    if min_component_fraction is None:
+        min_component_fraction = MEASURED_MIN_COMPONENT if views else FUSED_MIN_COMPONENT
     mesh = clean_mesh(mesh, voxel, max(triangle_budget - len(m_faces), 2), min_component_fraction)
     vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
     if len(m_faces):
@@ -433,7 +439,7 @@ def build_collision_proxy(
     triangle_budget: int = TRIANGLE_BUDGET,
     cameras: Camera | None = None,
     extra_views: list | None = None,
-    min_component_fraction: float = 0.001,
+    min_component_fraction: float | None = None,
     keep_floor: bool = True,
     progress: bool = True,
     agreement: bool = True,
@@ -444,11 +450,11 @@ def build_collision_proxy(
     e.g. the RGB-D input): each becomes a mesh of its depth layers (up to MEASURED_SHARE of
     ``triangle_budget``), kept as measured. Median depth is rendered from the Gaussians (``proxy_cameras``:
     Lyra's trajectories and views from inside; floaters left out when no view was measured) and fused with
-    the measured views in a TSDF of ``voxel_size`` (default: 1/160 of the scene extent; median depth keeps objects
-    apart, so a shelf board is a component of its own: the default drops only specks); the fused mesh loses
-    the triangles a measured surface already holds and is cleaned (components under
-    ``min_component_fraction`` of the triangles dropped, holes up to 4 voxels filled, decimated to the rest of
-    the budget). For an aligned world (lyra_sim.align) the floor is a box whose top is z = 0, and
+    the measured views in a TSDF of ``voxel_size`` (default: 1/160 of the scene extent); the fused mesh loses
+    the triangles a measured surface already holds or a measured view saw through, and is cleaned (components
+    under ``min_component_fraction`` of the triangles dropped, default MEASURED_MIN_COMPONENT beside measured
+    views and FUSED_MIN_COMPONENT without; holes up to 4 voxels filled; decimated to the rest of the budget).
+    For an aligned world (lyra_sim.align) the floor is a box whose top is z = 0, and
     ``agreement`` adds ``info["agreement"]`` (lyra_sim.physics.agreement) and its one-line summary
     ``info["agreement_line"]``.
     """
