@@ -176,6 +176,31 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collider(args: argparse.Namespace) -> int:
+    """World file -> aligned collision mesh (GLB/OBJ/PLY/STL), with the agreement line."""
+    from lyra_sim.io import load_world
+    from lyra_sim.physics.aligned import align_with_proxies
+
+    budget = {} if args.triangles is None else {"triangle_budget": args.triangles}
+    _, proxies = align_with_proxies(load_world(args.world), progress=True, **budget)
+    proxy = proxies[0]
+    if "floaters" in proxy.info:
+        floaters = proxy.info["floaters"]
+        print(f"floaters: {floaters['dropped']} of {floaters['of']} Gaussians kept out of the collider "
+              f"({floaters['faint']} faint, {floaters['huge']} huge, {floaters['isolated']} isolated)")
+    print(f"collision proxy: {len(proxy.faces):,} triangles in {proxy.info['build_seconds']:.1f} s")
+    if "agreement_line" in proxy.info:
+        print(proxy.info["agreement_line"])
+    print(f"wrote {proxy.save(args.output)} (aligned frame: z up, floor at z = 0, metres)")
+    if args.convex:
+        from lyra_sim.physics.convex import object_parts, save_parts
+
+        objects = object_parts(*proxy.obstacle_mesh)
+        parts = sum(len(o) for o in objects)
+        print(f"wrote {save_parts(args.convex, objects)} ({len(objects)} objects, {parts} convex parts, V-HACD)")
+    return 0
+
+
 def cmd_export_usd(args: argparse.Namespace) -> int:
     from lyra_sim.io import REGISTRY, load_world
 
@@ -189,6 +214,8 @@ def cmd_export_usd(args: argparse.Namespace) -> int:
         print(f"aligned: floor at z = 0, scale from {world.info['alignment']['scale_source']}")
         collision = proxies[0]
         print(f"collision proxy: {len(collision.faces):,} triangles")
+        if "agreement_line" in collision.info:
+            print(collision.info["agreement_line"])
     out = usd.writer(world, Path(args.output), collision_mesh=collision, half=args.half, points_fallback=args.points)
     if world.frame != "z_up":
         print("note: world was in OpenCV axes; rotated to Z-up without levelling (lyra_sim.align levels it)")
@@ -375,6 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
     usd.add_argument("--half", action="store_true", help="half-precision splat attributes (smaller files)")
     usd.add_argument("--points", action="store_true", help="also write a UsdGeom.Points proxy for plain viewers")
     usd.set_defaults(func=cmd_export_usd)
+
+    col = command("collider", "world file -> collision mesh that matches what the camera sees (aligned frame)")
+    col.add_argument("world", help="world file (any readable format)")
+    col.add_argument("-o", "--output", required=True, help="mesh file to write: .glb, .gltf, .obj, .ply or .stl")
+    col.add_argument("--triangles", type=_positive_int, help="triangle budget (default: the library's, 100k)")
+    col.add_argument("--convex", help="also write the convex parts (V-HACD) of the pieces small enough to be "
+                     "objects that move, as one OBJ (an 'o' per part)")
+    col.set_defaults(func=cmd_collider)
 
     bag = command("record-bag", "world + camera path -> ROS 2 MCAP bag (image, depth, info, pose, /tf)")
     bag.add_argument("world", help="world file to render (any readable format)")

@@ -40,6 +40,9 @@ def _prepare(world, collision_mesh, convert_frame: bool):
     """World and mesh in Z-up metres (as far as the scale is known), plus notes for the stage."""
     notes = {}
     vertices_faces = None if collision_mesh is None else mesh_arrays(collision_mesh)
+    agreement = getattr(collision_mesh, "info", {}).get("agreement")  # lyra_sim.physics.agreement's figures
+    if agreement:
+        notes["lyra_sim:colliderAgreement"] = {key: float(value) for key, value in agreement.items()}
     if world.frame != "z_up":
         if not convert_frame:
             raise UsdWorldError(f"world frame is {world.frame!r}; USD stages here are Z-up: run "
@@ -142,7 +145,8 @@ def export_world(
     - Frames: the stage is Z-up in metres. A world in "opencv" gets the fixed axis rotation OpenCV ->
       REP-103 (use ``lyra_sim.align`` first for a levelled floor), or with ``convert_frame=False`` raises.
       A known ``meters_per_unit`` is applied; an unknown one is kept as is and recorded in the layer's
-      customLayerData (``lyra_sim:metric = False``).
+      customLayerData (``lyra_sim:metric = False``). A collider that carries ``info["agreement"]``
+      (lyra_sim.physics.agreement) records those figures there too (``lyra_sim:colliderAgreement``).
     - Dynamic worlds: keyframe time t (seconds) becomes time code ``t * time_codes_per_second``; every
       per-particle attribute and the extent are time-sampled with a constant count (zero-opacity padding).
     """

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import open3d as o3d
-import open3d.core as o3c
 import torch
 from tqdm.auto import tqdm
 
+from lyra_sim.geometry.tsdf import TRUNCATION_VOXELS, DepthView, fuse_views, surface_points
 from lyra_sim.inputs.sequence import RGBDSequence
 from lyra_sim.sh import C1, sh_basis
 from lyra_sim.single_view import surfels
@@ -30,7 +29,7 @@ from lyra_sim.world import GaussianWorld
 
 SURFEL_SIGMA = 0.7  # in-plane std in voxel sizes: neighbouring TSDF surface points (one voxel apart) blend
 SURFEL_THICKNESS = 0.1  # std along the normal, relative to the in-plane std
-TSDF_TRUNCATION = 4.0  # signed distances are truncated at this many voxels
+TSDF_TRUNCATION = TRUNCATION_VOXELS  # signed distances are truncated at this many voxels
 SH_RIDGE = 0.01  # pull of the degree-1 SH terms to zero: views must spread over more than ~6 degrees to fit them
 
 
@@ -69,34 +68,12 @@ def integrate_tsdf(
     Expects cleaned depth (``clean_sequence``). ``masks`` (per frame, True = use the pixel) leave out pixels
     such as moving objects.
     """
-    # The tensor VoxelBlockGrid: the legacy ScalableTSDFVolume of open3d 0.20 extracts no surface at all.
-    grid = o3d.t.geometry.VoxelBlockGrid(
-        attr_names=("tsdf", "weight", "color"), attr_dtypes=(o3c.float32, o3c.float32, o3c.float32),
-        attr_channels=((1), (1), (3)), voxel_size=voxel_size, block_resolution=8, block_count=4000,
-        device=o3c.Device("CPU:0"),
-    )
-    K = seq.K.copy()
-    K[:2, 2] -= 0.5  # open3d puts pixel centres at integer coordinates, the package at +0.5
-    intrinsic = o3c.Tensor(K, o3c.float64)
-    for i, frame in enumerate(tqdm(seq.frames, desc="fusing", unit="frame", disable=not progress)):
-        depth = frame.depth
-        if masks is not None:
-            depth = np.where(masks[i], depth, 0.0).astype(np.float32)
-        depth_image = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth)))
-        colour_image = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(frame.rgb, dtype=np.float32)))
-        extrinsic = o3c.Tensor(np.linalg.inv(cam_to_ref[i]), o3c.float64)
-        blocks = grid.compute_unique_block_coordinates(depth_image, intrinsic, extrinsic, 1.0, depth_max)
-        grid.integrate(blocks, depth_image, colour_image, intrinsic, extrinsic, 1.0, depth_max, TSDF_TRUNCATION)
-    # Each frame adds weight 1 and open3d keeps weights strictly above the threshold: 0.5 keeps what one frame saw
-    # (open3d's default of 3 drops the edges of the capture).
-    cloud = grid.extract_point_cloud(weight_threshold=0.5)
-    if "positions" not in cloud.point or len(cloud.point.positions) == 0:
-        return np.zeros((0, 3)), np.zeros((0, 3))
-    points = cloud.point.positions.numpy().astype(np.float64)
-    normals = cloud.point.normals.numpy().astype(np.float64)
-    norm = np.linalg.norm(normals, axis=1, keepdims=True)
-    keep = norm[:, 0] > 1e-9
-    return points[keep], normals[keep] / norm[keep]
+    views = []
+    for i, frame in enumerate(seq.frames):
+        depth = frame.depth if masks is None else np.where(masks[i], frame.depth, 0.0).astype(np.float32)
+        views.append(DepthView(depth, seq.K, np.linalg.inv(cam_to_ref[i])))
+    grid = fuse_views(views, voxel_size, depth_max, TSDF_TRUNCATION, progress=progress)
+    return surface_points(grid)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
-from lyra_sim.physics.proxy import CollisionMesh
+from lyra_sim.physics.proxy import TRIANGLE_BUDGET, CollisionMesh
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
 # The free-space map: floor Gaussians are those within FLOOR_BAND of z = 0 and at least FLOOR_MIN_OPACITY opaque;
@@ -143,7 +143,7 @@ def _world_from_source(source, intrinsics, depth_model) -> tuple[GaussianWorld |
 
 
 def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_height: float | None = None,
-                  voxel_size: float | None = None, triangle_budget: int = 30_000, robot_scale: float = 1.0,
+                  voxel_size: float | None = None, triangle_budget: int = TRIANGLE_BUDGET, robot_scale: float = 1.0,
                   depth_model=None, progress: bool = False) -> SimScene:
     """Generate or load a world, align it (Z up, floor at 0, metres), build its proxies and free-space map.
 
@@ -156,6 +156,8 @@ def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_he
     aligned, proxies = align_with_proxies(world, scale=scale, camera_height=camera_height, measured_views=extra,
                                           voxel_size=voxel_size, triangle_budget=triangle_budget, progress=progress)
     reference = first_keyframe(aligned)
+    if "agreement_line" in proxies[0].info:  # how well the collider matches the picture (lyra_sim.physics.agreement)
+        print(proxies[0].info["agreement_line"])
     free = free_space_map(reference, proxies[0], robot_scale)
     return SimScene(aligned, proxies, free, robot_scale)
 

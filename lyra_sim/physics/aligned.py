@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from lyra_sim.align import align_world
-from lyra_sim.physics.proxy import CollisionMesh, build_collision_proxy
+from lyra_sim.physics.proxy import TRIANGLE_BUDGET, CollisionMesh, build_collision_proxy
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
 
@@ -43,7 +43,7 @@ def align_with_proxies(
     camera_height: float | None = None,
     measured_views: list | None = None,
     voxel_size: float | None = None,
-    triangle_budget: int = 30_000,
+    triangle_budget: int = TRIANGLE_BUDGET,
     progress: bool = True,
 ) -> tuple[GaussianWorld | DynamicGaussianWorld, list[CollisionMesh]]:
     """(aligned world, collision proxies in its frame: one per keyframe, one for a static world).

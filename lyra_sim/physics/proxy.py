@@ -1,27 +1,49 @@
-"""Collision proxies: render depth of a Gaussian world from many virtual cameras, fuse with open3d's TSDF,
-extract and clean a triangle mesh, and keep the floor as a plane."""
+"""Collision proxies that match what the camera sees.
+
+Measured depth first: each measured view (the RGB-D input, capture frames) becomes a mesh of its depth layers
+(lyra_sim.physics.measured) whose edges stop at depth jumps. The splats fill in what no depth frame saw: the
+world's MEDIAN depth (where transmittance crosses 0.5, so soft edges give the front or the back surface,
+never a surface floating between them) is rendered from many virtual cameras with the floaters left out
+(lyra_sim.physics.floaters) and fused in a TSDF (lyra_sim.geometry.tsdf) with the measured views; fused
+triangles lying on a measured surface and facing the same way are dropped (the measurement is kept
+instead). The floor of an aligned world is a box of real thickness whose top is z = 0. Each proxy of an
+aligned world says how well it agrees with the picture (lyra_sim.physics.agreement).
+"""
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import open3d as o3d
-import open3d.core as o3c
 import torch
 from tqdm.auto import tqdm
 
 from lyra_sim.camera import Camera, look_at_matrix
+from lyra_sim.geometry.tsdf import DepthView, fuse_views, surface_mesh
 from lyra_sim.io.atomic import atomic_path
-from lyra_sim.rendering import render
+from lyra_sim.physics.floaters import find_floaters
+from lyra_sim.physics.measured import depth_mesh
+from lyra_sim.rendering.cpu import median_depth_cpu
 from lyra_sim.trajectories import lyra_trajectories
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, WorldError
 
 PROXY_IMAGE_SIZE = (160, 120)
 PROXY_FOV_DEG = 90.0
+TRIANGLE_BUDGET = 100_000
+MEASURED_SHARE = 0.6  # of the triangle budget, for the measured views' meshes
+MEASURED_OVERSAMPLE = 4  # measured meshes are sampled up to this many times their share, then decimated
+DUPLICATE_VOXELS = 2.0  # a fused triangle this close to a measured surface, facing the same way, is dropped
+DUPLICATE_COS = 0.7  # "the same way": the cosine between the two normals exceeds this
+MEASURED_MIN_COMPONENT = 0.01  # fused pieces under this share of the triangles are dropped beside measured views
+FUSED_MIN_COMPONENT = 0.001  # ... and without any
+FLOOR_THICKNESS = 0.2  # metres in a metric world: the floor box under z = 0
+FREE_SPACE_VOXELS = 2.0  # a fused triangle this far in front of what a measured view saw behind it is dropped
+FLOOR_NORMAL_Z = 0.7  # measured triangles in the floor band are floor when their normal's z exceeds this
 
 
 @dataclass
@@ -53,12 +75,47 @@ class CollisionMesh:
         path = Path(path)
         if path.suffix.lower() not in (".obj", ".ply", ".stl", ".off", ".gltf", ".glb"):
             raise ValueError(f"{path}: expected a mesh file suffix (.obj, .ply, .stl, ...)")
+        if path.suffix.lower() == ".glb":
+            with atomic_path(path) as tmp:
+                write_glb(tmp, self.vertices, self.faces)
+            return path
         with atomic_path(path) as tmp:
             tmp_with_suffix = tmp.with_suffix(path.suffix)
             if not o3d.io.write_triangle_mesh(str(tmp_with_suffix), self.to_open3d(), write_ascii=False):
                 raise OSError(f"{path}: open3d could not write the mesh")
             tmp_with_suffix.replace(tmp)
         return path
+
+
+def write_glb(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """A binary glTF (one mesh, float32 positions, uint32 indices) written with pygltflib. (open3d 0.20's GLB
+    writer puts the buffer in a data URI that its own reader, ASSIMP, rejects.)"""
+    import pygltflib
+
+    positions = np.ascontiguousarray(vertices, np.float32)
+    indices = np.ascontiguousarray(faces.reshape(-1), np.uint32)
+    blob = indices.tobytes() + positions.tobytes()
+    gltf = pygltflib.GLTF2(
+        scene=0, scenes=[pygltflib.Scene(nodes=[0])], nodes=[pygltflib.Node(mesh=0)],
+        meshes=[pygltflib.Mesh(primitives=[pygltflib.Primitive(attributes=pygltflib.Attributes(POSITION=1),
+                                                               indices=0)])],
+        accessors=[
+            pygltflib.Accessor(bufferView=0, componentType=pygltflib.UNSIGNED_INT, count=int(indices.size),
+                               type=pygltflib.SCALAR),
+            pygltflib.Accessor(bufferView=1, componentType=pygltflib.FLOAT, count=len(positions),
+                               type=pygltflib.VEC3, min=positions.min(axis=0).tolist(),
+                               max=positions.max(axis=0).tolist()),
+        ],
+        bufferViews=[
+            pygltflib.BufferView(buffer=0, byteOffset=0, byteLength=indices.nbytes,
+                                 target=pygltflib.ELEMENT_ARRAY_BUFFER),
+            pygltflib.BufferView(buffer=0, byteOffset=indices.nbytes, byteLength=positions.nbytes,
+                                 target=pygltflib.ARRAY_BUFFER),
+        ],
+        buffers=[pygltflib.Buffer(byteLength=len(blob))],
+    )
+    gltf.set_binary_blob(blob)
+    gltf.save_binary(str(path))
 
 
 def _is_aligned(world: GaussianWorld) -> bool:
@@ -75,13 +132,13 @@ def _reference_camera(world: GaussianWorld) -> np.ndarray:
 
 
 def proxy_cameras(world: GaussianWorld, image_size: tuple[int, int] = PROXY_IMAGE_SIZE,
-                  fov_deg: float = PROXY_FOV_DEG, ring: int = 12) -> Camera:
+                  fov_deg: float = PROXY_FOV_DEG, ring: int = 12, core: GaussianWorld | None = None) -> Camera:
     """Views that cover a world: Lyra's six trajectories around the generating camera plus two rings of
     cameras standing inside the scene looking outwards (15 and 50 degrees down)."""
     width, height = image_size
     K = Camera.intrinsics_from_fov(width, height, fov_deg)
     reference = torch.from_numpy(_reference_camera(world)).float()
-    core = _scene_core(world)
+    core = _scene_core(world) if core is None else core
     depth = float(torch.median(torch.linalg.norm(core.means.float() - reference[:3, 3], dim=1)))
     world_to_cams = [
         torch.linalg.inv(reference @ trajectory.cam_to_world)  # trajectories are relative to the first camera
@@ -106,40 +163,107 @@ def proxy_cameras(world: GaussianWorld, image_size: tuple[int, int] = PROXY_IMAG
 
 
 def _depth_views(world: GaussianWorld, cameras: Camera, progress: bool):
+    """Median depth (lyra_sim.rendering.cpu.median_depth_cpu) of ``world`` from each camera, as DepthViews."""
     for i in tqdm(range(len(cameras)), desc="proxy depth views", unit="view", disable=not progress):
         camera = cameras[i]
         with torch.no_grad():
-            result = render(world, camera, background=(0, 0, 0))
-        depth = result.surface_depth()
-        depth = (depth.squeeze(-1) if depth.dim() == 3 else depth).numpy().astype(np.float32)
-        yield depth, camera.K.reshape(3, 3).numpy(), camera.world_to_cam.reshape(4, 4).double().numpy()
+            depth = median_depth_cpu(world, camera, near=0.01, far=1e10, eps2d=0.3)[0].numpy()
+        yield DepthView(depth.astype(np.float32), camera.K.reshape(3, 3).double().numpy(),
+                        camera.world_to_cam.reshape(4, 4).double().numpy())
+
+
+def _as_depth_view(view) -> DepthView:
+    return view if isinstance(view, DepthView) else DepthView(*view)
 
 
 def fuse_depth(views, voxel_size: float, far: float) -> o3d.geometry.TriangleMesh:
-    """TSDF fusion of (depth (H, W) metres, K, world_to_cam) views with open3d's VoxelBlockGrid.
+    """TSDF fusion (lyra_sim.geometry.tsdf) of DepthViews or (depth (H, W) metres, K, world_to_cam) views."""
+    vertices, faces = surface_mesh(fuse_views([_as_depth_view(v) for v in views], voxel_size, far))
+    return o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
+                                     o3d.utility.Vector3iVector(faces.astype(np.int32)))
 
-    (The legacy ScalableTSDFVolume of open3d 0.20 integrates nothing here; the tensor API works.)
-    The grid is sized to the blocks the views touch, so memory follows the scene, not a fixed cap.
-    """
-    views = [(np.ascontiguousarray(d, np.float32), np.asarray(K, np.float64), np.asarray(e, np.float64))
-             for d, K, e in views if (np.asarray(d) > 0).any()]  # empty views touch no block
-    trunc = 4.0
-    probe = o3d.t.geometry.VoxelBlockGrid(("tsdf", "weight", "color"), (o3c.float32, o3c.float32, o3c.float32),
-                                          ((1), (1), (3)), voxel_size, 8, 1)
-    blocks = [probe.compute_unique_block_coordinates(o3d.t.geometry.Image(o3c.Tensor(d)), o3c.Tensor(K),
-                                                     o3c.Tensor(e), 1.0, far, trunc).numpy()
-              for d, K, e in views]
-    count = len(np.unique(np.concatenate(blocks), axis=0)) if blocks else 0
-    grid = o3d.t.geometry.VoxelBlockGrid(("tsdf", "weight", "color"), (o3c.float32, o3c.float32, o3c.float32),
-                                         ((1), (1), (3)), voxel_size, 8, max(int(count * 1.2) + 16, 64))
-    for (depth, K, world_to_cam), coords in zip(views, blocks, strict=True):
-        depth_image = o3d.t.geometry.Image(o3c.Tensor(depth))
-        color = o3d.t.geometry.Image(o3c.Tensor(np.zeros((*depth.shape, 3), np.float32)))
-        intrinsic, extrinsic = o3c.Tensor(K), o3c.Tensor(world_to_cam)
-        grid.integrate(o3c.Tensor(coords), depth_image, color, intrinsic, intrinsic, extrinsic, 1.0, far, trunc)
-    if count == 0:
-        return o3d.geometry.TriangleMesh()
-    return grid.extract_triangle_mesh(weight_threshold=0.5).to_legacy()
+
+def measured_meshes(views: list[DepthView], max_triangles: int, up=None) -> tuple[np.ndarray, np.ndarray]:
+    """One mesh (lyra_sim.physics.measured.depth_mesh) of all measured views, triangles facing their camera."""
+    vertices, faces, count = [], [], 0
+    for view in views:
+        v, f = depth_mesh(view.depth, view.K, view.world_to_cam, max(max_triangles // max(len(views), 1), 2), up)
+        if len(f) == 0:
+            continue
+        eye = np.linalg.inv(view.world_to_cam)[:3, 3]
+        normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+        flip = (normals * (eye - v[f[:, 0]])).sum(axis=1) < 0
+        f = np.where(flip[:, None], f[:, ::-1], f)
+        vertices.append(v)
+        faces.append(f + count)
+        count += len(v)
+    if not faces:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    return np.concatenate(vertices), np.concatenate(faces)
+
+
+def _duplicates(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.ndarray, np.ndarray],
+                distance: float) -> np.ndarray:
+    """Fused triangles whose centre lies within ``distance`` of a measured vertex whose surface faces the same way
+    (DUPLICATE_COS; measured vertices lie a pixel footprint apart, well under the two voxels asked for here)."""
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    m_vertices, m_faces = measured
+    if len(faces) == 0 or len(m_faces) == 0:
+        return np.zeros(len(faces), bool)
+    from scipy.spatial import cKDTree
+
+    m_normals = np.zeros_like(m_vertices)
+    face_normals = np.cross(m_vertices[m_faces[:, 1]] - m_vertices[m_faces[:, 0]],
+                            m_vertices[m_faces[:, 2]] - m_vertices[m_faces[:, 0]])
+    for k in range(3):
+        np.add.at(m_normals, m_faces[:, k], face_normals)
+    centres = vertices[faces].mean(axis=1)
+    gap, nearest = cKDTree(m_vertices).query(centres, distance_upper_bound=distance, workers=-1)
+    near = np.isfinite(gap)
+    normals = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    same_way = np.zeros(len(faces), bool)
+    n_fused, n_measured = normals[near], m_normals[nearest[near]]
+    cos = (n_fused * n_measured).sum(axis=1) / np.maximum(
+        np.linalg.norm(n_fused, axis=1) * np.linalg.norm(n_measured, axis=1), 1e-12)
+    same_way[near] = cos > DUPLICATE_COS  # a table top beside a measured object's front is not a duplicate
+    return near & same_way
+
+
+def _decimated(vertices: np.ndarray, faces: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """open3d's quadric decimation of (vertices, faces) to ``budget`` triangles."""
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
+                                     o3d.utility.Vector3iVector(faces.astype(np.int32)))
+    mesh = mesh.simplify_quadric_decimation(target_number_of_triangles=budget)
+    mesh.remove_degenerate_triangles()
+    mesh.remove_unreferenced_vertices()
+    return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
+
+
+def _in_measured_free_space(mesh: o3d.geometry.TriangleMesh, views: list[DepthView], margin: float) -> np.ndarray:
+    """Fused triangles whose centre a measured view saw through: every depth in the 3x3 pixels around its
+    projection lies more than ``margin`` (plus 1 % of the range) behind it. Space a depth camera looked
+    through is empty, whatever the splats invented there."""
+    from scipy.ndimage import minimum_filter
+
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    through = np.zeros(len(faces), bool)
+    if len(faces) == 0:
+        return through
+    centres = vertices[faces].mean(axis=1)
+    for view in views:
+        depth = np.where(view.depth > 0, view.depth, np.inf)
+        nearest = minimum_filter(depth, size=3, mode="nearest")
+        pc = centres @ view.world_to_cam[:3, :3].T + view.world_to_cam[:3, 3]
+        z = pc[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.floor(view.K[0, 0] * pc[:, 0] / z + view.K[0, 2])
+            v = np.floor(view.K[1, 1] * pc[:, 1] / z + view.K[1, 2])
+        h, w = depth.shape
+        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        behind = np.zeros(len(faces))
+        behind[inside] = nearest[v[inside].astype(int), u[inside].astype(int)]
+        through |= inside & np.isfinite(behind) & (behind > z + margin + 0.01 * z)
+    return through
 
 
 def fill_small_holes(vertices: np.ndarray, faces: np.ndarray, max_perimeter: float) -> tuple[np.ndarray, np.ndarray]:
@@ -203,11 +327,17 @@ def clean_mesh(mesh: o3d.geometry.TriangleMesh, voxel_size: float, triangle_budg
     return mesh
 
 
-def _floor_quad(lo: np.ndarray, hi: np.ndarray, z: float, margin: float) -> tuple[np.ndarray, np.ndarray]:
+def floor_box(lo: np.ndarray, hi: np.ndarray, z: float, margin: float,
+              thickness: float) -> tuple[np.ndarray, np.ndarray]:
+    """A closed box (8 vertices, 12 outward triangles) whose top face is the floor z over [lo, hi] + margin."""
     x0, y0 = lo[:2] - margin
     x1, y1 = hi[:2] + margin
-    vertices = np.array([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]])
-    return vertices, np.array([[0, 1, 2], [0, 2, 3]])
+    bottom = z - thickness
+    vertices = np.array([[x0, y0, bottom], [x1, y0, bottom], [x1, y1, bottom], [x0, y1, bottom],
+                         [x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]])
+    faces = np.array([[4, 5, 6], [4, 6, 7], [0, 2, 1], [0, 3, 2], [0, 1, 5], [0, 5, 4], [1, 2, 6], [1, 6, 5],
+                      [2, 3, 7], [2, 7, 6], [3, 0, 4], [3, 4, 7]])
+    return vertices, faces
 
 
 def _scene_core(world: GaussianWorld) -> GaussianWorld:
@@ -215,66 +345,122 @@ def _scene_core(world: GaussianWorld) -> GaussianWorld:
     return world.observed_only() if bool(world.observed.any()) and not bool(world.observed.all()) else world
 
 
-def default_voxel_size(world: GaussianWorld) -> float:
-    """1/160 of the scene's largest extent (2 %-98 % quantiles of the observed centres)."""
-    lo, hi = _scene_core(world).bounds(quantile=0.02)
+def default_voxel_size(world: GaussianWorld, core: GaussianWorld | None = None) -> float:
+    """1/160 of the scene's largest extent (2 %-98 % quantiles of the observed centres, ``core``)."""
+    lo, hi = (_scene_core(world) if core is None else core).bounds(quantile=0.02)
     return max(float((hi - lo).max()) / 160.0, 1e-4)
 
 
+def _collider_world(world: GaussianWorld, measured: bool) -> tuple[GaussianWorld, dict | None]:
+    """The Gaussians the collider renders: a world that came without measured depth loses its floaters."""
+    if measured:
+        return world, None
+    report = find_floaters(world)
+    kept = world.subset(torch.from_numpy(~report.mask)) if report.dropped else world
+    return kept, report.as_dict()
+
+
 def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: int, cameras: Camera | None,
-               extra_views: list, min_component_fraction: float, keep_floor: bool, progress: bool) -> CollisionMesh:
+               extra_views: list, min_component_fraction: float, keep_floor: bool, progress: bool,
+               agreement: bool) -> CollisionMesh:
     if len(world) == 0:
         raise WorldError("build_collision_proxy: the world is empty")
-    voxel = voxel_size or default_voxel_size(world)
-    cameras = cameras if cameras is not None else proxy_cameras(world)
-    lo, hi = world.bounds(quantile=0.0)
-    core_lo, core_hi = _scene_core(world).bounds(quantile=0.0)
+    start = time.perf_counter()
+    core = _scene_core(world)
+    voxel = voxel_size or default_voxel_size(world, core)
+    cameras = cameras if cameras is not None else proxy_cameras(world, core=core)
+    means, core_means = world.means.detach(), core.means.detach()
+    lo, hi = means.amin(dim=0), means.amax(dim=0)  # (torch.quantile at 0 and 1 costs ~0.2 s per call here)
+    core_lo, core_hi = core_means.amin(dim=0), core_means.amax(dim=0)
     far = float((core_hi - core_lo).norm()) * 1.5  # completed surfaces farther out are not fused
-    mesh = fuse_depth(list(_depth_views(world, cameras, progress)) + list(extra_views), voxel, far)
+    views = [_as_depth_view(v) for v in extra_views]
+    rendered, floaters = _collider_world(world, measured=bool(views))
+    measured_budget = int(MEASURED_SHARE * triangle_budget) if views else 0
+    # Sampled finer than the budget (MEASURED_OVERSAMPLE), decimated after the floor is cut out: quadric
+    # decimation spends the triangles where the shape is (thin legs and posts), not on flat walls.
+    up = (0.0, 0.0, 1.0) if _is_aligned(world) else None
+    m_vertices, m_faces = measured_meshes(views, MEASURED_OVERSAMPLE * measured_budget, up)
+    mesh = fuse_depth(list(_depth_views(rendered, cameras, progress)) + views, voxel, far)
+    mesh.remove_triangles_by_mask(_duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel)
+                                  | _in_measured_free_space(mesh, views, FREE_SPACE_VOXELS * voxel))
+    mesh.remove_unreferenced_vertices()
     floor_z = None
+    band = 3.0 * voxel  # the fused floor sits up to ~2 voxels off z = 0 (surfel thickness, grazing views)
     if keep_floor and _is_aligned(world):
         floor_z = 0.0
-        # The floor becomes an exact plane: drop fused triangles lying in the floor band (before cleaning, so a
-        # large completed floor costs no decimation time), add a quad afterwards.
-        band = 3.0 * voxel  # the fused floor sits up to ~2 voxels off z = 0 (surfel thickness, grazing views)
+        # The floor becomes an exact box: drop triangles lying in the floor band (before cleaning, so a large
+        # completed floor costs no decimation time), add the box afterwards.
         vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
         if len(faces):
             mesh.remove_triangles_by_mask((np.abs(vertices[faces][:, :, 2] - floor_z) < band).all(axis=1))
             mesh.remove_unreferenced_vertices()
-    mesh = clean_mesh(mesh, voxel, triangle_budget, min_component_fraction)
+        if len(m_faces):  # measured floor triangles (not the feet of walls and legs: those stand upright)
+            corners = m_vertices[m_faces]
+            normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+            upright = np.abs(normals[:, 2]) < FLOOR_NORMAL_Z * np.linalg.norm(normals, axis=1)
+            m_faces = m_faces[~((np.abs(corners[:, :, 2] - floor_z) < band).all(axis=1) & ~upright)]
+    if len(m_faces) > measured_budget:
+        m_vertices, m_faces = _decimated(m_vertices, m_faces, measured_budget)
+    # Measured triangles are kept as measured (no component filtering: thin posts survive). The fused mesh fills
+    # in: beside measured geometry its small pieces are debris (MEASURED_MIN_COMPONENT), alone they may be whole
+    # objects (median depth keeps a shelf board a piece of its own: FUSED_MIN_COMPONENT).
+    if min_component_fraction is None:
+        min_component_fraction = MEASURED_MIN_COMPONENT if views else FUSED_MIN_COMPONENT
+    mesh = clean_mesh(mesh, voxel, max(triangle_budget - len(m_faces), 2), min_component_fraction)
     vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
+    if len(m_faces):
+        used, inverse = np.unique(m_faces, return_inverse=True)
+        faces = np.concatenate([faces, inverse.reshape(-1, 3) + len(vertices)])
+        vertices = np.concatenate([vertices, m_vertices[used]])
     obstacle_faces = len(faces)
     if floor_z is not None:
-        quad_v, quad_f = _floor_quad(lo.numpy(), hi.numpy(), floor_z, margin=5 * voxel)
-        faces = np.concatenate([faces, quad_f + len(vertices)])
-        vertices = np.concatenate([vertices, quad_v])
-    info = {"voxel_size": voxel, "floor_band": 3.0 * voxel if floor_z is not None else 0.0,
-            "views": len(cameras) + len(extra_views), "triangles": len(faces)}
-    return CollisionMesh(vertices, faces, obstacle_faces, floor_z, info)
+        thickness = FLOOR_THICKNESS / (world.meters_per_unit or 1.0)
+        box_v, box_f = floor_box(lo.numpy(), hi.numpy(), floor_z, 5 * voxel, thickness)
+        faces = np.concatenate([faces, box_f + len(vertices)])
+        vertices = np.concatenate([vertices, box_v])
+    info = {"voxel_size": voxel, "floor_band": band if floor_z is not None else 0.0,
+            "views": len(cameras) + len(views), "measured_triangles": len(m_faces), "triangles": len(faces),
+            "build_seconds": time.perf_counter() - start}
+    if floaters is not None:
+        info["floaters"] = floaters
+    proxy = CollisionMesh(vertices, faces, obstacle_faces, floor_z, info)
+    if agreement and _is_aligned(world):
+        from lyra_sim.physics.agreement import collider_agreement
+
+        report = collider_agreement(world, proxy)
+        proxy.info["agreement"] = report.as_dict()
+        proxy.info["agreement_line"] = report.as_line()
+    return proxy
 
 
 def build_collision_proxy(
     world: GaussianWorld | DynamicGaussianWorld,
     voxel_size: float | None = None,
-    triangle_budget: int = 30_000,
+    triangle_budget: int = TRIANGLE_BUDGET,
     cameras: Camera | None = None,
     extra_views: list | None = None,
-    min_component_fraction: float = 0.01,
+    min_component_fraction: float | None = None,
     keep_floor: bool = True,
     progress: bool = True,
+    agreement: bool = True,
 ) -> CollisionMesh | list[CollisionMesh]:
     """Collision mesh of a world, in the world's frame (one per keyframe for a dynamic world).
 
-    Depth is rendered from the Gaussians (``proxy_cameras``: Lyra's trajectories and views from inside),
-    pixels with alpha < SURFACE_ALPHA (0.5) are left out, views are fused in a TSDF of ``voxel_size`` (default: 1/160 of
-    the scene extent), and the mesh is cleaned (components under ``min_component_fraction`` of the
-    triangles dropped, holes up to 4 voxels filled, decimated to ``triangle_budget``). For an aligned
-    world (lyra_sim.align) the floor is replaced by an exact plane at z = 0. ``extra_views`` adds measured
-    (depth metres (H, W), K (3, 3), world_to_cam (4, 4)) views, e.g. the RGB-D input itself.
+    ``extra_views`` are measured views (DepthView or (depth metres (H, W), K (3, 3), world_to_cam (4, 4)),
+    e.g. the RGB-D input): each becomes a mesh of its depth layers (up to MEASURED_SHARE of
+    ``triangle_budget``), kept as measured. Median depth is rendered from the Gaussians (``proxy_cameras``:
+    Lyra's trajectories and views from inside; floaters left out when no view was measured) and fused with
+    the measured views in a TSDF of ``voxel_size`` (default: 1/160 of the scene extent); the fused mesh loses
+    the triangles a measured surface already holds or a measured view saw through, and is cleaned (components
+    under ``min_component_fraction`` of the triangles dropped, default MEASURED_MIN_COMPONENT beside measured
+    views and FUSED_MIN_COMPONENT without; holes up to 4 voxels filled; decimated to the rest of the budget).
+    For an aligned world (lyra_sim.align) the floor is a box whose top is z = 0, and
+    ``agreement`` adds ``info["agreement"]`` (lyra_sim.physics.agreement) and its one-line summary
+    ``info["agreement_line"]``.
     """
     extra_views = extra_views or []
     if isinstance(world, DynamicGaussianWorld):
         return [_proxy_for(w, voxel_size, triangle_budget, cameras, extra_views, min_component_fraction,
-                           keep_floor, progress) for w in world.worlds]
+                           keep_floor, progress, agreement) for w in world.worlds]
     return _proxy_for(world, voxel_size, triangle_budget, cameras, extra_views, min_component_fraction, keep_floor,
-                      progress)
+                      progress, agreement)

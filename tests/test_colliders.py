@@ -1,0 +1,304 @@
+"""Colliders that match what the camera sees: median depth, floaters, TSDF, agreement, measured geometry."""
+
+import numpy as np
+import pytest
+import torch
+
+from lyra_sim import GaussianWorld
+from lyra_sim.camera import Camera
+from lyra_sim.physics.floaters import find_floaters
+from lyra_sim.rendering import render
+
+# ------------------------------------------------------------------------------------------------ median depth
+
+
+def _axis_gaussians(depths, opacities, scale=0.2):
+    """Isotropic Gaussians centred on the optical axis of a camera at the origin looking along +z."""
+    n = len(depths)
+    means = np.zeros((n, 3))
+    means[:, 2] = depths
+    return GaussianWorld.from_rgb(means, np.full((n, 3), 0.5), np.full((n, 3), scale), np.asarray(opacities, float))
+
+
+def _expected_median(depths, opacities, scale, f, offset):
+    """Analytic median depth at a pixel ``offset`` pixels from the Gaussians' common 2D centre: each Gaussian
+    projects to an isotropic 2D Gaussian of variance (f s / z)^2 + 0.3 (gsplat's eps2d blur)."""
+    trans = 1.0
+    for z, o in sorted(zip(depths, opacities, strict=True)):
+        var = (f * scale / z) ** 2 + 0.3
+        alpha = min(0.999, o * np.exp(-0.5 * offset**2 / var))
+        trans *= 1 - alpha
+        if trans <= 0.5:
+            return z
+    return 0.0
+
+
+@pytest.mark.parametrize("opacities", [(0.2, 0.5, 0.9), (0.6, 0.5, 0.9), (0.1, 0.1, 0.6), (0.1, 0.1, 0.1)])
+def test_median_depth_is_where_transmittance_crosses_one_half(opacities):
+    depths = (1.0, 2.0, 3.0)
+    world = _axis_gaussians(depths, opacities)
+    width = height = 33  # principal point 16.5 = the centre of pixel 16: the Gaussians' centre pixel
+    K = torch.tensor([[40.0, 0, 16.5], [0, 40.0, 16.5], [0, 0, 1]])
+    out = render(world, Camera(K, torch.eye(4), width, height), median=True)
+    assert out.median_depth.shape == (height, width)
+    for px in (16, 19, 22, 28):  # along the row through the centre: offsets 0, 3, 6, 12 pixels
+        expected = _expected_median(depths, opacities, 0.2, 40.0, px - 16)
+        assert float(out.median_depth[16, px]) == pytest.approx(expected, abs=1e-4), px
+    # The expected depth blends the three: never what a surface sensor would report on this ray.
+    if opacities == (0.2, 0.5, 0.9):
+        assert 2.05 < float(out.depth[16, 16]) < 2.3
+
+
+def test_median_depth_at_a_soft_edge_is_front_or_back_never_between():
+    """A soft-edged disc 1 m in front of a wall 3 m away: expected depth smears between them at the rim,
+    median depth is 1 or 3."""
+    rng = np.random.default_rng(0)
+    wall = np.c_[rng.uniform(-2, 2, (3000, 2)), np.full(3000, 3.0)]
+    disc = np.c_[rng.uniform(-0.3, 0.3, (400, 2)), np.full(400, 1.0)]
+    means = np.concatenate([wall, disc])
+    scales = np.concatenate([np.full((3000, 3), 0.06), np.full((400, 3), 0.05)])
+    world = GaussianWorld.from_rgb(means, np.full((3400, 3), 0.5), scales, np.full(3400, 0.7))
+    out = render(world, Camera.from_fov(64, 64, 60.0), median=True)
+    median, depth = out.median_depth.numpy(), out.depth.numpy()
+    assert (np.abs(median - 1.0) < 0.02).sum() > 50 and (np.abs(median - 3.0) < 0.02).sum() > 500
+    assert ((np.abs(median - 1.0) < 0.02) | (np.abs(median - 3.0) < 0.02)).all()
+    assert ((depth > 1.2) & (depth < 2.8)).sum() > 20  # the smear median depth avoids
+
+
+def test_render_without_median_gives_none():
+    world = _axis_gaussians((1.0,), (0.9,))
+    assert render(world, Camera.from_fov(16, 16, 60.0)).median_depth is None
+
+
+# --------------------------------------------------------------------------------------------------- floaters
+
+
+def test_find_floaters_marks_isolated_huge_and_faint_gaussians_only():
+    rng = np.random.default_rng(1)
+    n = 20_000
+    floor = np.c_[rng.uniform(0, 2, (n, 2)), np.zeros(n)]  # a dense surface (spacing ~1.4 cm)
+    specks = np.c_[rng.uniform(0, 2, (5, 2)), np.full(5, 1.0)] + rng.uniform(-0.5, 0.5, (5, 3))  # alone in the air
+    blob = np.array([[1.0, 1.0, 0.5]])  # one huge Gaussian
+    means = np.concatenate([floor, specks, blob])
+    scales = np.full((len(means), 3), 0.01)
+    scales[-1] = 0.8
+    opacity = np.full(len(means), 0.9)
+    opacity[:7] = 0.01  # faint floor Gaussians
+    world = GaussianWorld.from_rgb(means, np.full((len(means), 3), 0.5), scales, opacity)
+    report = find_floaters(world)
+    assert report.faint == 7 and report.huge == 1 and report.isolated == 5
+    expected = np.zeros(len(means), bool)
+    expected[:7] = expected[n:] = True
+    np.testing.assert_array_equal(report.mask, expected)
+    assert len(world) == len(means)  # the world keeps them
+    assert "13 of 20006" in report.as_line()
+
+
+# -------------------------------------------------------------------------------------------------- agreement
+
+
+def _plane_mesh(planes, shift=(0.0, 0.0, 0.0)):
+    """Two triangles per parallelogram (origin, u, v, normal), moved by ``shift``."""
+    vertices, faces = [], []
+    for origin, u, v, _ in planes:
+        base = len(vertices)
+        vertices += [origin, origin + u, origin + u + v, origin + v]
+        faces += [[base, base + 1, base + 2], [base, base + 2, base + 3]]
+    return np.asarray(vertices) + shift, np.asarray(faces)
+
+
+@pytest.fixture(scope="module")
+def aligned_room_world():
+    from lyra_sim.align import align_world
+    from lyra_sim.synthetic.gaussian_rooms import camera_view, room_surfaces, surfels_world
+
+    view, _ = camera_view(surfels_world(room_surfaces(), spacing=0.03))
+    return align_world(view)  # the room moves by -0.3 m in x: the camera stands over the origin
+
+
+def test_agreement_of_the_true_geometry_is_near_perfect(aligned_room_world):
+    from lyra_sim.physics.agreement import collider_agreement
+    from lyra_sim.synthetic.gaussian_rooms import room_surfaces
+
+    vertices, faces = _plane_mesh(room_surfaces(), shift=(-0.3, 0.0, 0.0))
+    report = collider_agreement(aligned_room_world, (vertices, faces))
+    # Splat depth is a Gaussian's centre depth: discs of 2.4 cm radius put the picture ~2-3 cm in front of the
+    # true plane (more at grazing floor rays).
+    assert report.median < 0.035 and report.within > 0.85 and report.missed == 0.0
+    assert report.cameras == 20 and report.rays == 20 * 160 * 120  # the room fills every view
+    assert "within 5 cm" in report.as_line()
+    moved = collider_agreement(aligned_room_world, (vertices + np.array([0.3, 0.3, 0.3]), faces))  # planes 0.3 m off
+    assert moved.within < 0.1 and moved.median > 0.2
+
+
+def test_agreement_counts_the_rays_that_a_missing_box_lets_through(aligned_room_world):
+    """Without the box in the collider, exactly the rays whose first true surface is the box disagree: their
+    share follows from casting the true room with and without the box (no splats involved)."""
+    from lyra_sim.physics.agreement import collider_agreement, ring_cameras
+    from lyra_sim.physics.raycast import cast_rays
+    from lyra_sim.synthetic.gaussian_rooms import room_surfaces
+
+    cameras = ring_cameras(aligned_room_world)
+    full = _plane_mesh(room_surfaces(), shift=(-0.3, 0.0, 0.0))
+    empty = _plane_mesh(room_surfaces(with_box=False), shift=(-0.3, 0.0, 0.0))
+    origins, directions = (a.reshape(-1, 3).numpy().astype(np.float64) for a in cameras.rays())
+    t_full, t_empty = cast_rays(*full, origins, directions), cast_rays(*empty, origins, directions)
+    box_share = float((np.abs(t_full - t_empty) > 0.05).mean())
+    assert box_share > 0.05  # the ring sees the box
+    with_box = collider_agreement(aligned_room_world, full, cameras=cameras)
+    without = collider_agreement(aligned_room_world, empty, cameras=cameras)
+    assert with_box.within - without.within == pytest.approx(box_share, abs=0.03)
+
+
+# ------------------------------------------------------------------------------------------------------- TSDF
+
+
+def _tilted_plane_depth(normal, offset, K, width, height):
+    """Depth (z) at the package's pixel centres (+0.5) of the plane normal . X = offset (camera frame)."""
+    from lyra_sim.camera import pixel_directions
+
+    dirs = pixel_directions(torch.from_numpy(K), height, width).numpy()
+    return (offset / (dirs @ normal)).astype(np.float32)
+
+
+@pytest.mark.parametrize("normal", [(1.0, 0.0, 1.0), (0.0, -1.0, 1.0)])
+def test_tsdf_surface_lies_on_an_analytic_plane_with_the_packages_pixel_centres(normal):
+    from lyra_sim.geometry.tsdf import DepthView, fuse_views, surface_mesh, surface_points
+
+    normal = np.asarray(normal) / np.linalg.norm(normal)
+    width, height, f = 160, 120, 100.0
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+    depth = _tilted_plane_depth(normal, 1.0013, K, width, height)
+    half_pixel = 0.5 / f * np.abs(normal[:2]).max()  # normal offset of a half-pixel shift at unit depth
+    points, normals = surface_points(fuse_views([DepthView(depth, K, np.eye(4))], 0.008, 5.0))
+    error = points @ normal - 1.0013
+    assert len(points) > 5000 and abs(error.mean()) < 0.5 * half_pixel and np.median(np.abs(error)) < 0.004
+    assert np.median(np.abs(normals @ normal)) > 0.98
+    vertices, faces = surface_mesh(fuse_views([DepthView(depth, K, np.eye(4))], 0.008, 5.0))
+    assert len(faces) > 5000 and abs((vertices @ normal - 1.0013).mean()) < 0.5 * half_pixel
+    # The old capture-fusion convention (principal point shifted by half a pixel) sits half a pixel off.
+    shifted = K.copy()
+    shifted[:2, 2] -= 0.5
+    points, _ = surface_points(fuse_views([DepthView(depth, shifted, np.eye(4))], 0.008, 5.0))
+    assert abs((points @ normal - 1.0013).mean()) > 1.2 * half_pixel
+
+
+def test_tsdf_of_no_depth_is_empty():
+    from lyra_sim.geometry.tsdf import DepthView, fuse_views, surface_mesh, surface_points
+
+    grid = fuse_views([DepthView(np.zeros((8, 8), np.float32), np.eye(3), np.eye(4))], 0.01, 5.0)
+    assert grid is None and len(surface_points(grid)[0]) == 0 and len(surface_mesh(grid)[1]) == 0
+
+
+# ------------------------------------------------------------------- colliders of a known PyBullet scene
+
+
+@pytest.fixture(scope="module")
+def box_post_doorway():
+    """One 320x240 RGB-D view of a 0.4 m box, a 3 cm post and a wall with a 1 m doorway, through prepare_scene;
+    yields the scene, the proxy and a ray caster (true frame -> distances to proxy and true bodies)."""
+    from lyra_sim.envs.scene import prepare_scene
+    from lyra_sim.physics.raycast import cast_rays
+    from lyra_sim.synthetic.collider_scenes import collider_scene
+
+    truth = collider_scene("box_post_doorway")
+    rgb, depth, K, cam_to_world = truth.view(320, 240)
+    scene = prepare_scene((rgb, depth), intrinsics=K)
+    proxy = scene.proxies[0]
+    to_aligned = np.asarray(scene.world.info["alignment"]["transform"]) @ np.linalg.inv(cam_to_world)
+
+    def cast(origin, direction):
+        origin, direction = np.asarray(origin, float), np.asarray(direction, float)
+        direction = direction / np.linalg.norm(direction)
+        true, _, _ = truth.ray_test(origin[None], direction[None])
+        o = to_aligned[:3, :3] @ origin + to_aligned[:3, 3]
+        d = to_aligned[:3, :3] @ direction  # the alignment of a metric RGB-D world is rigid
+        return float(cast_rays(proxy.vertices, proxy.faces, o[None], d[None])[0]), float(true[0])
+
+    yield scene, proxy, cast
+    truth.close()
+
+
+def test_a_box_seen_from_one_side_is_solid_from_the_side_and_from_above(box_post_doorway):
+    _, _, cast = box_post_doorway
+    # The box spans x 1.8-2.2, y -0.5..-0.1, z 0-0.4; the camera looks at it from x = 0.
+    for origin, direction in (((2.0, 0.8, 0.2), (0, -1, 0)), ((2.0, -1.5, 0.2), (0, 1, 0)),
+                              ((2.0, -0.3, 1.5), (0, 0, -1)), ((0.5, -0.3, 0.2), (1, 0, 0))):
+        hit, true = cast(origin, direction)
+        # Stopped at the true face or inside the box (never behind it), at most 10 cm early.
+        assert true - 0.1 < hit < true + 0.2, (origin, hit, true)
+
+
+def test_a_thin_post_survives(box_post_doorway):
+    _, _, cast = box_post_doorway
+    for origin, direction in (((1.7, -0.5, 0.5), (0, 1, 0)), ((0.5, 0.6, 0.5), (1, 0, 0)), ((0.5, 0.6, 0.9),
+                                                                                              (1, 0, 0))):
+        hit, true = cast(origin, direction)
+        assert abs(hit - true) < 0.03, (origin, hit, true)
+
+
+def test_a_ray_through_the_doorway_passes(box_post_doorway):
+    _, _, cast = box_post_doorway
+    for y in (-0.2, 0.0, 0.2):
+        hit, true = cast((1.0, y, 0.5), (1, 0, 0))
+        assert true > 3.9 and abs(hit - true) < 0.05, (y, hit, true)  # the wall 1.8 m beyond the doorway
+
+
+def test_the_floor_under_an_object_has_no_hole(box_post_doorway):
+    _, proxy, cast = box_post_doorway
+    for x, y in ((2.0, -0.3), (1.7, 0.6), (2.6, 0.0), (1.0, -0.4)):  # under the box, the post, behind, in front
+        hit, _ = cast((x, y, 0.05), (0, 0, -1))
+        assert hit == pytest.approx(0.05, abs=0.01), (x, y, hit)
+    assert proxy.floor_z == 0.0
+
+
+def test_the_scene_reports_its_agreement(box_post_doorway, capsys):
+    _, proxy, _ = box_post_doorway
+    agreement = proxy.info["agreement"]
+    assert agreement["rays"] > 100_000 and agreement["within_5cm"] > 0.7 and agreement["median_m"] < 0.05
+    assert proxy.info["measured_triangles"] > 5000 and "floaters" not in proxy.info  # measured: no floater pass
+
+
+def test_cli_collider_writes_a_glb_and_prints_floaters_and_agreement(tmp_path, capsys):
+    import open3d as o3d
+
+    from lyra_sim.cli import main
+    from lyra_sim.io import save_world
+    from lyra_sim.synthetic.gaussian_rooms import camera_view, room_surfaces, surfels_world
+
+    view, _ = camera_view(surfels_world(room_surfaces(), spacing=0.1))  # a splat file from elsewhere: no depth
+    source = save_world(view, tmp_path / "room.ply")
+    out = tmp_path / "proxy.glb"
+    assert main(["collider", str(source), "-o", str(out), "--triangles", "5000"]) == 0
+    printed = capsys.readouterr().out
+    assert "floaters: 0 of" in printed and "collider vs picture: median" in printed
+    assert f"wrote {out}" in printed
+    mesh = o3d.io.read_triangle_mesh(str(out))
+    assert 100 < len(mesh.triangles) <= 5000 + 12
+    lo, hi = mesh.get_min_bound(), mesh.get_max_bound()
+    assert lo[2] == pytest.approx(-0.2, abs=0.01) and 1.8 < hi[2] < 2.2  # floor box to the 2 m walls
+    assert main(["collider", str(tmp_path / "missing.ply"), "-o", str(tmp_path / "x.glb")]) == 2
+    assert not (tmp_path / "x.glb").exists()
+
+
+def test_convex_parts_of_a_box_cover_the_box_and_leave_the_wall_alone(tmp_path):
+    import open3d as o3d
+    from scipy.spatial import ConvexHull
+
+    from lyra_sim.physics.convex import object_parts, save_parts
+
+    box = o3d.geometry.TriangleMesh.create_box(0.4, 0.3, 0.2).subdivide_midpoint(2)
+    box.translate((1.0, 0.0, 0.0))
+    wall = o3d.geometry.TriangleMesh.create_box(0.05, 4.0, 2.0)  # 4 m long: not an object
+    wall.translate((3.0, -2.0, 0.0))
+    vertices = np.concatenate([np.asarray(box.vertices), np.asarray(wall.vertices)])
+    faces = np.concatenate([np.asarray(box.triangles), np.asarray(wall.triangles) + len(box.vertices)])
+    objects = object_parts(vertices, faces, resolution=20_000)
+    assert len(objects) == 1 and 1 <= len(objects[0]) <= 4
+    points = np.concatenate([v for v, _ in objects[0]])
+    np.testing.assert_allclose(points.min(axis=0), [1.0, 0.0, 0.0], atol=0.02)
+    np.testing.assert_allclose(points.max(axis=0), [1.4, 0.3, 0.2], atol=0.02)
+    volume = sum(ConvexHull(v).volume for v, _ in objects[0])
+    assert volume == pytest.approx(0.4 * 0.3 * 0.2, rel=0.15)
+    path = save_parts(tmp_path / "parts.obj", objects)
+    assert path.read_text().count("\no ") + path.read_text().startswith("o ") == len(objects[0])
