@@ -20,6 +20,7 @@ from lyra_sim.inputs import InputError
 from lyra_sim.inputs.images import DEFAULT_MAX_PIXELS
 from lyra_sim.io import REGISTRY, load_world, save_world
 from lyra_sim.io.errors import WorldFileError
+from lyra_sim.io.guards import MAX_CAPTURE_FRAMES
 from lyra_sim.media import render_path
 from lyra_sim.single_view.completion import completion_summary
 from lyra_sim.single_view.depth_sources import PRIOR_ADVICE, PRIOR_PITCH_DEG
@@ -32,6 +33,7 @@ def _generate_options(args: argparse.Namespace) -> tuple[dict, dict]:
                  pitch_deg=args.pitch, depth_scale=args.depth_scale, max_pixels=args.max_pixels or None,
                  complete=not args.no_complete)
     sequence = dict(poses=args.poses, depth_scale=args.depth_scale, every=args.every, max_frames=args.max_frames,
+                    frame_limit=args.frame_limit,
                     voxel_size=args.voxel_size, sh_degree=args.sh_degree, keyframe_interval=args.keyframe_interval,
                     dynamic=False if args.static else None)
     return image, sequence
@@ -313,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: estimated with open3d RGB-D odometry + pose graph)")
     seq.add_argument("--every", type=_positive_int, default=1, help="use every n-th frame")
     seq.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
+    seq.add_argument("--frame-limit", type=_positive_int, default=MAX_CAPTURE_FRAMES,
+                     help="refuse captures with more frames than this left to fuse (after --every / --max-frames)")
     seq.add_argument("--voxel-size", type=_positive_float, default=0.02,
                      help="fusion voxel (m): one surfel per voxel of surface")
     seq.add_argument("--sh-degree", type=int, default=0, choices=[0, 1],
