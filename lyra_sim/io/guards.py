@@ -162,11 +162,13 @@ def read_text_file(path: str | os.PathLike, name: str, error: type[LyraSimError]
 
 
 # --------------------------------------------------------------------------------------------- decompression
-def inflate(data: bytes, codec: str, max_bytes: int, where: str, error: type[LyraSimError] = LyraSimError) -> bytes:
+def inflate(data: bytes, codec: str, max_bytes: int, where: str, error: type[LyraSimError] = LyraSimError,
+            partial: bool = False) -> bytes:
     """Decompress one ``codec`` ("gzip" or "zstd") stream, streamed, producing at most ``max_bytes``.
 
     A stream that would produce more (trailing data), holds bytes after its end, or is corrupt or cut short is
     ``error`` naming ``where``: a small file cannot make the reader allocate more than its header declares.
+    ``partial``: only the first ``max_bytes`` are wanted (a header); the rest of the stream is not looked at.
     """
     if codec == "gzip":
         inflater = zlib.decompressobj(wbits=31)
@@ -194,6 +196,8 @@ def inflate(data: bytes, codec: str, max_bytes: int, where: str, error: type[Lyr
         extra, ended = total > max_bytes, True
     else:
         raise ValueError(f"unknown codec {codec!r}")
+    if partial:
+        return out[:max_bytes]
     if extra:
         raise error(f"{where}: the compressed stream holds more than the {max_bytes:,} bytes its header declares "
                     "(trailing data or a decompression bomb)")
