@@ -152,7 +152,10 @@ def cmd_export_usd(args: argparse.Namespace) -> int:
 def _world_and_cameras(args: argparse.Namespace, spec: str):
     """The world of ``args.world`` and the camera path ``spec`` at the requested size and field of view."""
     world = load_world(args.world)
-    return world, world_camera_path(world, spec, args.width, args.height, args.frames, args.fov)
+    try:
+        return world, world_camera_path(world, spec, args.width, args.height, args.frames, args.fov)
+    except LyraSimError as exc:  # the world's info or the path spec: say which world it was rendered for
+        raise type(exc)(f"{args.world}: {exc}") from exc
 
 
 def cmd_record_bag(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from lyra_sim.inputs.images import InputError, load_depth, load_intrinsics, load_rgb
+from lyra_sim.inputs.images import InputError, image_size, load_depth, load_intrinsics, load_rgb
 from lyra_sim.io.guards import (
     MAX_CAPTURE_FRAMES,
     MAX_LIST_ENTRIES,
@@ -40,6 +40,7 @@ MAX_PAIR_GAP_S = 0.02  # colour/depth pairing tolerance (TUM's associate.py defa
 MAX_POSE_GAP_S = 0.05  # how far outside a trajectory's time range a frame may lie
 INTRINSICS_NAMES = ("intrinsics.json", "camera.json")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+MAX_FRAME_PIXELS = 4096 * 3072  # capture frames are fused at full size: larger ones would cost gigabytes
 MAX_LIST_BYTES = 64 << 20  # a list file of MAX_LIST_ENTRIES lines of 64 characters
 
 
@@ -341,6 +342,11 @@ def read_sequence(
     scale = depth_scale or file_scale or (TUM_DEPTH_SCALE if tum else None)
     frames, K = [], None
     for t, rgb_path, depth_path in pairs:
+        if rgb_path.suffix.lower() != ".npy":  # checked from the header: a capture frame is never 36 MP
+            w, h = image_size(rgb_path, "colour")
+            if w * h > MAX_FRAME_PIXELS:
+                raise InputError(f"colour {rgb_path}: {w}x{h} is larger than capture frames may be "
+                                 f"({MAX_FRAME_PIXELS:,} pixels); downscale the capture")
         rgb = load_rgb(rgb_path, name="colour")
         h, w = rgb.shape[:2]
         if K is None:

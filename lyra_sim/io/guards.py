@@ -211,8 +211,8 @@ def inflate(data: bytes, codec: str, max_bytes: int, where: str, error: type[Lyr
 MAX_CAPTURE_FRAMES = 2000
 #: Lines of a capture's list files (rgb.txt, depth.txt, timestamps.txt, a TUM trajectory): about 3 h at 100 Hz.
 MAX_LIST_ENTRIES = 1_000_000
-#: Cameras of one rendered path or camera file (an hour of frames at 24/s).
-MAX_PATH_CAMERAS = 100_000
+#: Cameras of one rendered path or camera file (14 minutes of frames at 24/s).
+MAX_PATH_CAMERAS = 20_000
 
 
 def check_count(count: int, limit: int, what: str, advice: str, error: type[LyraSimError] = LyraSimError) -> int:
