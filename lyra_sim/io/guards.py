@@ -49,26 +49,69 @@ def parse_json(text: str, where: str, error: type[LyraSimError] = LyraSimError):
         raise error(f"{where}: JSON nested too deeply") from exc
 
 
+def _npy_header(f, name: str, path: Path, data_bytes, error: type[LyraSimError]) -> tuple:
+    """Shape of the .npy array whose header starts at ``f``, checked against ``data_bytes(header_end)``."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f, max_header_size=10_000)
+        present = data_bytes(f.tell())
+    except (OSError, ValueError, EOFError, SyntaxError, TypeError, zlib.error) as exc:
+        raise error(f"{name}: {path} is not a readable .npy file ({exc})") from exc
+    if dtype.hasobject:
+        raise error(f"{name}: {path} holds Python objects, not numbers")
+    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if expected != present:
+        raise error(f"{name}: {path} header claims shape {shape} of {dtype} ({expected:,} bytes) but the file "
+                    f"holds {present:,} data bytes")
+    return tuple(shape)
+
+
 def check_npy(path: str | os.PathLike, name: str, error: type[LyraSimError] = LyraSimError) -> tuple:
     """Shape of a plain (non-object) .npy array whose header matches the file size; ``error`` otherwise."""
     path = input_file(path, f"{name}: {path}", error)
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(f, max_header_size=10_000)
-            offset = f.tell()
-    except (OSError, ValueError, EOFError, SyntaxError, TypeError) as exc:
+            return _npy_header(f, name, path, lambda offset: size - offset, error)
+    except OSError as exc:
         raise error(f"{name}: {path} is not a readable .npy file ({exc})") from exc
-    if dtype.hasobject:
-        raise error(f"{name}: {path} holds Python objects, not numbers")
-    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if expected != size - offset:
-        raise error(f"{name}: {path} header claims shape {shape} of {dtype} ({expected:,} bytes) but the file "
-                    f"holds {size - offset:,} data bytes")
-    return tuple(shape)
+
+
+#: Largest array read from one .npz member; deflate cannot expand a member more than ~1032 times.
+MAX_NPZ_MEMBER_BYTES = 256 << 20
+_DEFLATE_RATIO = 1100
+
+
+def load_npz(path: str | os.PathLike, keys: tuple[str, ...], name: str,
+             error: type[LyraSimError] = LyraSimError) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (those present) of an .npz file, each member's size and header checked before numpy
+    allocates: a header claiming a TiB, a truncated archive or a deflate bomb is ``error`` naming the file."""
+    import zipfile
+
+    path = input_file(path, f"{name}: {path}", error)
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for key in keys:
+                try:
+                    member = archive.getinfo(f"{key}.npy")
+                except KeyError:
+                    continue
+                if member.file_size > MAX_NPZ_MEMBER_BYTES or \
+                        member.file_size > _DEFLATE_RATIO * member.compress_size + 4096:
+                    raise error(f"{name}: {path} member {key!r} expands to {member.file_size:,} bytes "
+                                f"({member.compress_size:,} stored); refused")
+                with archive.open(member) as f:
+                    _npy_header(f, name, path, lambda offset, m=member: m.file_size - offset, error)
+                with archive.open(member) as f:
+                    out[key] = np.lib.format.read_array(f, allow_pickle=False)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error, NotImplementedError) as exc:
+        if isinstance(exc, LyraSimError):
+            raise
+        raise error(f"{name}: {path} is not a readable .npz archive ({exc})") from exc
+    return out
 
 
 def load_npy(path: str | os.PathLike, name: str, error: type[LyraSimError] = LyraSimError) -> np.ndarray:
