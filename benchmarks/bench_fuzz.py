@@ -1,10 +1,11 @@
 """Mutation fuzzing of every file reader at scale (tests/fuzzing.py): failures, worst time, peak memory.
 
-    python benchmarks/bench_fuzz.py                 # ~4,100 cases, writes its section of benchmarks/RESULTS.md
+    python benchmarks/bench_fuzz.py                 # ~5,300 cases, writes its section of benchmarks/RESULTS.md
     python benchmarks/bench_fuzz.py --scale 0.1     # a quick look
 
 A failure is any exception other than a LyraSimError naming the file, a worker crash, a case over
-its time limit, or memory past the worker's address-space limit. Peak memory is the growth of the
+its time limit, memory past the worker's address-space limit, or a capture folder naming a file outside itself
+that loads ("escaped") or whose error echoes that file ("leaked"). Peak memory is the growth of the
 worker's resident-set high-water mark during one case (VmHWM, reset before each case).
 """
 
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import fuzzing  # lives with the tests
 
 CASES = {"ply": 800, "native": 500, "usd": 600, "image": 500, "depth": 400, "intrinsics": 250, "camera_path": 250,
-         "latent": 400, "splat_formats": 400}
+         "latent": 400, "splat_formats": 700, "world_info": 400, "capture": 500}
 TARGET_SECONDS, TARGET_BYTES = 2.0, 500 << 20
 
 
@@ -41,12 +42,16 @@ def main() -> None:
         with tqdm(total=len(cases), desc="fuzzing", unit="case") as progress:
             reports = fuzzing.run_cases(cases, progress=progress)
     minutes = (time.perf_counter() - start) / 60
-    rows = ["| reader | cases | refused (named LyraSimError) | loaded | failures | worst time, file < 1 MB | "
+    rows = ["| reader | cases | refused (named LyraSimError) | loaded | failures by kind | worst time, file < 1 MB | "
             "worst peak memory, file < 1 MB | slowest case |", "|---|---|---|---|---|---|---|---|"]
     failures = []
     for reader, report in reports.items():
         refused, loaded = report.outcomes.get("clean", 0), report.outcomes.get("ok", 0)
-        rows.append(f"| {reader} | {report.cases} | {refused} | {loaded} | {len(report.failures)} "
+        kinds = {}
+        for f in report.failures:
+            kinds[f["outcome"]] = kinds.get(f["outcome"], 0) + 1
+        by_kind = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "0"
+        rows.append(f"| {reader} | {report.cases} | {refused} | {loaded} | {by_kind} "
                     f"| {report.worst_seconds:.3f} s | {report.worst_peak_bytes / 2**20:.0f} MB "
                     f"| `{report.worst_case}` |")
         failures += [f"- {reader}: {f['outcome']} {f['error']} after `{f['mutation']}`: {f['message'][:200]}"
@@ -68,7 +73,13 @@ def main() -> None:
         ".npy shapes and dtypes; JSON numbers, types, sizes and 5,000-200,000-deep nesting; pickles inside torch "
         "zips (BININT operands); safetensors header numbers, dtypes (F8, BOOL, ...) and metadata; USD numbers, "
         "external references/payloads/sublayers, doubling-reference bombs, timeCodesPerSecond 0, projective "
-        "transforms; .spz, compressed .ply and .splat files (splat_formats) get the byte mutations.",
+        "transforms, binary .usdz; SPZ v3 header counts/versions, trailing data (also after a zero count), v4 "
+        "stream tables, corrupt zstd streams and zstd bombs; .splat partial records, NaN, zero quaternions; world info "
+        "(PLY comments, compressed PLY, native metadata): image_size/intrinsics of wrong type, zero, infinite, 8K, "
+        "meters_per_unit 'abc', non-finite times; capture folders (TUM and plain): ../ and absolute list entries, "
+        "symlinked frames, folders, intrinsics and list files (to /etc/passwd), /proc links, symlink loops, binary "
+        "lists, all-invalid depth, hostile depth_scale, pose rows ({}, NaN, bottom row, duplicate stamps), "
+        "100,000-300,000-line lists, one frame without poses, byte and number mutations of every text file.",
     ])
     print(body)
     print(f"wrote {write_section('Hostile inputs: mutation fuzzing (bench_fuzz.py)', body)}")

@@ -276,20 +276,21 @@ def load_poses(path: str | os.PathLike, names: list[str], stamps: np.ndarray) ->
     raise InputError(f"{path}: expected a list of 4x4 matrices or an object of frame name -> 4x4")
 
 
-def _find_intrinsics(root: Path, intrinsics) -> tuple[object, float | None]:
-    """The intrinsics argument (or the folder's intrinsics file) and a depth scale it may carry."""
+def _find_intrinsics(root: Path, intrinsics) -> tuple[object, float | None, str]:
+    """The intrinsics argument (or the folder's intrinsics file), a depth scale it may carry, and its name."""
     if intrinsics is None:
         found = [n for n in INTRINSICS_NAMES if (root / n).exists() or (root / n).is_symlink()]
         if not found:
             raise InputError(f"{root}: no intrinsics given and no {' or '.join(INTRINSICS_NAMES)} in the folder")
         intrinsics = confined_path(root, found[0], found[0], InputError)
-    scale = None
+    scale, name = None, "intrinsics"
     if isinstance(intrinsics, (str, os.PathLike)):
+        name = f"intrinsics {intrinsics}"
         data = read_json(intrinsics, "intrinsics", InputError)  # size-limited, deep nesting refused
         if isinstance(data, dict) and "depth_scale" in data:
-            scale = _depth_scale(data["depth_scale"], f"intrinsics {intrinsics}: depth_scale")
+            scale = _depth_scale(data["depth_scale"], f"{name}: depth_scale")
         intrinsics = data
-    return intrinsics, scale
+    return intrinsics, scale, name
 
 
 def _depth_scale(value, where: str) -> float:
@@ -338,7 +339,7 @@ def read_sequence(
     mats = None
     if poses is not None:  # matched against every frame of the folder, before thinning
         mats = load_poses(poses, [Path(c).stem for _, c, _ in entries], np.array([t for t, _, _ in entries]))
-    k_arg, file_scale = _find_intrinsics(root, intrinsics)
+    k_arg, file_scale, k_name = _find_intrinsics(root, intrinsics)
     scale = depth_scale or file_scale or (TUM_DEPTH_SCALE if tum else None)
     frames, K = [], None
     for t, rgb_path, depth_path in pairs:
@@ -350,7 +351,7 @@ def read_sequence(
         rgb = load_rgb(rgb_path, name="colour")
         h, w = rgb.shape[:2]
         if K is None:
-            K = load_intrinsics(k_arg, w, h)
+            K = load_intrinsics(k_arg, w, h, name=k_name)
         elif (w, h) != (frames[0].rgb.shape[1], frames[0].rgb.shape[0]):
             raise InputError(f"{rgb_path}: {w}x{h}, but the sequence's frames are "
                              f"{frames[0].rgb.shape[1]}x{frames[0].rgb.shape[0]}")
