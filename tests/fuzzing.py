@@ -497,7 +497,7 @@ def _format_mutation(reader: str, data: bytes, rng: random.Random) -> tuple[byte
 _CAPTURE_FRAMES, _CAPTURE_SIZE = 3, (32, 24)
 
 
-def _capture_images(folder: Path, names: list[str], depth_mm: int = 1500) -> None:
+def capture_images(folder: Path, names: list[str], depth_mm: int = 1500) -> None:
     from PIL import Image
 
     rng = np.random.default_rng(len(names))
@@ -514,7 +514,7 @@ def _capture_images(folder: Path, names: list[str], depth_mm: int = 1500) -> Non
 def make_capture_template(folder: Path, layout: str) -> Path:
     """A valid 3-frame 32x24 capture folder (TUM or plain layout) with intrinsics and poses."""
     names = [f"{i:04d}" for i in range(_CAPTURE_FRAMES)]
-    _capture_images(folder, names, 1500 * (5 if layout == "tum" else 1))
+    capture_images(folder, names, 1500 * (5 if layout == "tum" else 1))
     (folder / "intrinsics.json").write_text(json.dumps({"fx": 30.0, "fy": 30.0, "cx": 16.0, "cy": 12.0}))
     poses = [np.eye(4) for _ in names]
     for i, m in enumerate(poses):
@@ -586,7 +586,7 @@ def make_capture_case(folder: Path, root: Path, rng: random.Random) -> tuple[str
     elif kind == "binary_list":
         rng.choice(texts).write_bytes(bytes(rng.randrange(256) for _ in range(200)) + b"\x00\xff")
     elif kind == "all_invalid_depth":
-        _capture_images(folder, [f"{i:04d}" for i in range(_CAPTURE_FRAMES)], 65535)
+        capture_images(folder, [f"{i:04d}" for i in range(_CAPTURE_FRAMES)], 65535)
     elif kind == "depth_scale":
         value = rng.choice(["{}", "1" * 400, '"abc"', "-1", "1e999", "0", "[5000]", "true"])
         head = '{"fx": 30, "fy": 30, "cx": 16, "cy": 12, "depth_scale": '
@@ -677,7 +677,7 @@ def _read(reader: str, path: Path):
 
         poses = next((path / n for n in ("groundtruth.txt", "poses.json") if (path / n).exists()), None)
         seq = read_sequence(path, poses=poses)
-        return len(reconstruct_sequence(seq, voxel_size=0.05, progress=False).world)
+        return len(reconstruct_sequence(seq, progress=False).world)
     if reader == "latent":
         from lyra_sim.lyra.gen3c_dir import load_teacher_latent
 

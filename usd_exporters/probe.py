@@ -12,6 +12,7 @@ a Python-level error is left to the parent, whose own reading names it properly.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,9 +25,22 @@ _MAX_LAYERS = 256
 _OK, _PYTHON_ERROR, _OUT_OF_MEMORY = 0, 3, 4
 
 
+def needs_probe(path: str | os.PathLike) -> bool:
+    """True for binary layers (crate, .usdz package) and text layers that name other .usd/.usdc/.usdz files: the
+    text (.usda) parser itself is not where usd-core crashes, and a child process costs about 0.3 s of CPU."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    if head.startswith((b"PXR-USDC", b"PK\x03\x04")) or not head.startswith(b"#usda"):
+        return True
+    return re.search(rb"@[^@\n]*\.usd[cz]?(\[[^@\n]*\])?@", head) is not None
+
+
 def probe_layers(path: str | os.PathLike, error: type[Exception]) -> None:
     """Parse ``path`` (and the layers it names inside its folder) in a child process; ``error`` naming the file
-    when usd-core crashes, runs out of memory or time there."""
+    when usd-core crashes, runs out of memory or time there. Plain text layers that name no other USD file are
+    not probed (see :func:`needs_probe`)."""
+    if not needs_probe(path):
+        return
     try:
         done = subprocess.run([sys.executable, "-I", __file__, os.fspath(path)], stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=PROBE_TIMEOUT_S)

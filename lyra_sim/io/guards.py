@@ -168,6 +168,10 @@ def confined_path(root: str | os.PathLike, entry: str | os.PathLike, what: str,
     path = root / entry
     shown = f"{what}: {short_repr(str(entry))}"
     real_root = _resolved(root, f"{what}: folder {root}", error)
+    # Containment first, from the path alone (realpath follows what links exist and never raises): whether an
+    # outside file exists is not revealed by a different message.
+    if not Path(os.path.realpath(path)).is_relative_to(real_root):
+        raise error(f"{shown} leads outside the folder {root}; every file a capture names must lie inside it")
     resolved = _resolved(path, f"{shown} in {root}", error)
     if not resolved.is_relative_to(real_root):
         raise error(f"{shown} leads outside the folder {root}; every file a capture names must lie inside it")
