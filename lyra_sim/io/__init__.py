@@ -56,7 +56,9 @@ def load_world(
     tools record neither; they default to "opencv" and unknown scale); formats that record their
     own frame and scale refuse them.
     """
-    path = input_file(path, str(path), WorldFileError)  # no /proc files, FIFOs, folders or symlink loops
+    path = Path(path)
+    if path.suffix.lower() in REGISTRY.suffixes(readable=True):  # before sniffing: a FIFO would block it
+        input_file(path, str(path), WorldFileError)  # no /proc files, FIFOs, devices, folders or symlink loops
     fmt = REGISTRY.reader_for(path)
     options = {k: v for k, v in (("frame", frame), ("meters_per_unit", meters_per_unit)) if v is not None}
     return fmt.reader(path, **options)
