@@ -14,7 +14,7 @@ from pxr import Gf, Sdf, Tf, Usd, UsdGeom, UsdPhysics, UsdUtils, UsdVol, Vt
 
 from lyra_sim.errors import LyraSimError
 from lyra_sim.io.atomic import OutputError
-from lyra_sim.io.cleanup import temporary
+from lyra_sim.io.cleanup import remove_stale, temporary, temporary_prefix
 from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld
 from usd_exporters.collision import mesh_arrays, write_collision_mesh, write_physics_scene
 from usd_exporters.composition import DEFAULT_MAX_PRIMS, check_composition, tf_message
@@ -158,7 +158,9 @@ def export_world(
     world, vertices_faces, notes = _prepare(world, collision_mesh, convert_frame)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".usd-export-") as tmp, temporary(tmp):
+        remove_stale(path, ".usd-export")  # what a writer killed with SIGKILL left of this output
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=temporary_prefix(path), suffix=".usd-export") as tmp, \
+                temporary(tmp):
             layer_path = Path(tmp) / (path.stem + (".usdc" if suffix == ".usdz" else suffix))
             try:
                 stage = Usd.Stage.CreateNew(str(layer_path))
