@@ -929,13 +929,17 @@ def test_usd_that_crashes_the_parser_is_refused_from_a_child_process(tmp_path, m
 
     stage = export_world(random_world(n=3).with_z_up_axes(), tmp_path / "w.usdc")
     assert len(load_world(stage)) == 3  # the real child parses it and says nothing
-    for code, message in [("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "crashed \\(SIGSEGV\\)"),
-                          ("raise SystemExit(4)", "needs more than")]:
+    crash = "import os, signal, sys\nsys.stdin.readline()\nos.kill(os.getpid(), signal.SIGSEGV)\n"
+    out_of_memory = "import sys\nfor line in sys.stdin:\n    print(4, flush=True)\n"
+    for code, message in [(crash, "crashed \\(SIGSEGV\\)"), (out_of_memory, "needs more than")]:
         script = tmp_path / "child.py"
         script.write_text(code)
         monkeypatch.setattr(probe, "__file__", str(script))
+        monkeypatch.setattr(probe, "_PROBER", probe._Prober())
         with pytest.raises(LyraSimError, match=rf"{stage}: .*{message}"):
             load_world(stage)
+    monkeypatch.undo()
+    assert len(load_world(stage)) == 3  # a fresh child after the crash
 
 
 def test_usd_transform_scale_and_prim_count_are_bounded(tmp_path):

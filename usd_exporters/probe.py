@@ -1,21 +1,23 @@
 """Parse an untrusted USD file in a child process first, so that a crash inside usd-core cannot take the caller down.
 
 usd-core's crate (.usdc / .usdz) reader trusts its input: a mutated binary file can segfault the process or
-throw ``std::bad_alloc``. :func:`probe_layers` runs this file as a script in a fresh interpreter (it imports
-only ``pxr``, not torch or lyra_sim, so it starts in a fraction of a second) with an address-space limit and a
-timeout. The child parses the root layer and the layers it names inside its folder with Sdf (no composition:
-the parent bounds that first) and reads every attribute value and time sample, which is where the crate
-reader decodes data lazily. A child killed by a signal, out of memory or over time means the file is refused;
-a Python-level error is left to the parent, whose own reading names it properly.
+throw ``std::bad_alloc``. :func:`probe_layers` hands the file to a child interpreter running this file as a
+script (it imports only ``pxr``, not torch or lyra_sim; it is started once and restarted after it dies) under an
+address-space limit and a timeout. The child parses the root layer and the layers it names inside its
+folder with Sdf (no composition: the parent bounds that first) and reads every attribute value and time
+sample, which is where the crate reader decodes data lazily. A child killed by a signal, out of memory or
+over time means the file is refused; a Python-level error is left to the parent, whose own reading names it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import selectors
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 #: Address space the child may map beyond what importing pxr took, and its time limit.
@@ -35,25 +37,75 @@ def needs_probe(path: str | os.PathLike) -> bool:
     return re.search(rb"@[^@\n]*\.usd[cz]?(\[[^@\n]*\])?@", head) is not None
 
 
+class _Prober:
+    """One long-lived child (started on first use, restarted after it dies): a probe costs milliseconds, not the
+    0.3 s of CPU a fresh interpreter importing pxr takes."""
+
+    def __init__(self):
+        self.proc: subprocess.Popen | None = None
+        self.lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-I", __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+
+    def _ask(self, path: str) -> int | str:
+        """The child's answer for ``path``: an exit code, or "timeout" / "died: <signal or code>"."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = self._start()
+        proc = self.proc
+        try:
+            proc.stdin.write(path + "\n")
+            proc.stdin.flush()
+        except OSError:
+            pass  # it died: the read below says how
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            ready = selector.select(timeout=PROBE_TIMEOUT_S)
+        line = proc.stdout.readline() if ready else None
+        if line:
+            return int(line)
+        self.proc = None
+        if line is None:
+            proc.kill()
+            proc.wait()
+            return "timeout"
+        code = proc.wait()
+        return f"died: {signal.Signals(-code).name if code < 0 else f'exit code {code}'}"
+
+    def probe(self, path: str) -> int | str:
+        """The answer for ``path``; a crash or out-of-memory answer is only believed from a fresh child (earlier
+        hostile files may have damaged the one that answered)."""
+        with self.lock:
+            fresh = self.proc is None or self.proc.poll() is not None
+            answer = self._ask(path)
+            if not fresh and (answer == _OUT_OF_MEMORY or (isinstance(answer, str) and answer != "timeout")):
+                if self.proc is not None:
+                    self.proc.kill()
+                    self.proc.wait()
+                    self.proc = None
+                answer = self._ask(path)
+            return answer
+
+
+_PROBER = _Prober()
+
+
 def probe_layers(path: str | os.PathLike, error: type[Exception]) -> None:
     """Parse ``path`` (and the layers it names inside its folder) in a child process; ``error`` naming the file
     when usd-core crashes, runs out of memory or time there. Plain text layers that name no other USD file are
     not probed (see :func:`needs_probe`)."""
     if not needs_probe(path):
         return
-    try:
-        done = subprocess.run([sys.executable, "-I", __file__, os.fspath(path)], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=PROBE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise error(f"{path}: parsing it took over {PROBE_TIMEOUT_S:.0f} s in a child process; refused") from None
-    if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name
-        raise error(f"{path}: usd-core crashed ({name}) parsing it in a child process; the file is corrupt or hostile")
-    if done.returncode == _OUT_OF_MEMORY:
+    answer = _PROBER.probe(os.path.abspath(path))
+    if answer == "timeout":
+        raise error(f"{path}: parsing it took over {PROBE_TIMEOUT_S:.0f} s in a child process; refused")
+    if isinstance(answer, str):
+        raise error(f"{path}: usd-core crashed ({answer.removeprefix('died: ')}) parsing it in a child process; "
+                    "the file is corrupt or hostile")
+    if answer == _OUT_OF_MEMORY:
         raise error(f"{path}: parsing it needs more than {PROBE_MEMORY_BYTES >> 20} MB (checked in a child process); "
                     "the file is corrupt or hostile")
-    if done.returncode not in (_OK, _PYTHON_ERROR):
-        raise error(f"{path}: usd-core aborted parsing it in a child process (exit code {done.returncode})")
 
 
 def _vm_bytes() -> int:
@@ -78,13 +130,10 @@ def _read_layer(layer) -> None:
     layer.Traverse(Sdf.Path.absoluteRootPath, visit)
 
 
-def _child(path: str) -> int:
-    import resource
-
+def _probe_one(path: str) -> int:
+    """Parse ``path`` and the layers it names inside its folder with Sdf, touching every value."""
     from pxr import Sdf
 
-    if sys.platform.startswith("linux"):
-        resource.setrlimit(resource.RLIMIT_AS, (_vm_bytes() + PROBE_MEMORY_BYTES, resource.RLIM_INFINITY))
     folder = Path(path).resolve().parent
     todo, seen = [path], set()
     try:
@@ -109,5 +158,17 @@ def _child(path: str) -> int:
     return _OK
 
 
+def _serve() -> None:
+    """Answer one exit code per path read from stdin, until stdin closes (the parent ended)."""
+    import resource
+
+    import pxr.Sdf  # noqa: F401  (imported before the address-space limit is set)
+
+    if sys.platform.startswith("linux"):
+        resource.setrlimit(resource.RLIMIT_AS, (_vm_bytes() + PROBE_MEMORY_BYTES, resource.RLIM_INFINITY))
+    for line in sys.stdin:
+        print(_probe_one(line.rstrip("\n")), flush=True)
+
+
 if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1]))
+    _serve()
