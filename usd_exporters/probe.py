@@ -6,7 +6,7 @@ script (it imports only ``pxr``, not torch or lyra_sim; it is started once and r
 address-space limit and a timeout. The child parses the root layer and the layers it names inside its
 folder with Sdf (no composition: the parent bounds that first) and reads every attribute value and time
 sample, which is where the crate reader decodes data lazily. A child killed by a signal, out of memory or
-over time means the file is refused; a Python-level error is left to the parent, whose own reading names it.
+over time means the file is refused; so does a parse error there (the same parse here would fail the same way).
 """
 
 from __future__ import annotations
@@ -25,6 +25,16 @@ PROBE_MEMORY_BYTES = 1 << 30
 PROBE_TIMEOUT_S = 20.0
 _MAX_LAYERS = 256
 _OK, _PYTHON_ERROR, _OUT_OF_MEMORY = 0, 3, 4
+
+
+def tf_message(exc: Exception) -> str:
+    """The message of a pxr Tf error without its C++ source location, on one line."""
+    try:
+        text = str(exc).strip()
+    except UnicodeDecodeError:  # Tf errors quoting bytes of a corrupt file that are not UTF-8
+        return "the file holds bytes that are not valid UTF-8 text"
+    found = re.findall(r" : '(.*?)'\s*(?=Error in|$)", text, re.S)
+    return " ".join((found[-1] if found else text or type(exc).__name__).split())[:300]
 
 
 def needs_probe(path: str | os.PathLike) -> bool:
@@ -49,8 +59,8 @@ class _Prober:
         return subprocess.Popen([sys.executable, "-I", __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True)
 
-    def _ask(self, path: str) -> int | str:
-        """The child's answer for ``path``: an exit code, or "timeout" / "died: <signal or code>"."""
+    def _ask(self, path: str) -> tuple[int, str] | str:
+        """The child's answer for ``path``: (code, message), or "timeout" / "died: <signal or code>"."""
         if self.proc is None or self.proc.poll() is not None:
             self.proc = self._start()
         proc = self.proc
@@ -64,7 +74,8 @@ class _Prober:
             ready = selector.select(timeout=PROBE_TIMEOUT_S)
         line = proc.stdout.readline() if ready else None
         if line:
-            return int(line)
+            code, _, message = line.rstrip("\n").partition("\t")
+            return int(code), message
         self.proc = None
         if line is None:
             proc.kill()
@@ -73,13 +84,13 @@ class _Prober:
         code = proc.wait()
         return f"died: {signal.Signals(-code).name if code < 0 else f'exit code {code}'}"
 
-    def probe(self, path: str) -> int | str:
+    def probe(self, path: str) -> tuple[int, str] | str:
         """The answer for ``path``; a crash or out-of-memory answer is only believed from a fresh child (earlier
         hostile files may have damaged the one that answered)."""
         with self.lock:
             fresh = self.proc is None or self.proc.poll() is not None
             answer = self._ask(path)
-            if not fresh and (answer == _OUT_OF_MEMORY or (isinstance(answer, str) and answer != "timeout")):
+            if not fresh and (answer[0] == _OUT_OF_MEMORY if isinstance(answer, tuple) else answer != "timeout"):
                 if self.proc is not None:
                     self.proc.kill()
                     self.proc.wait()
@@ -103,9 +114,12 @@ def probe_layers(path: str | os.PathLike, error: type[Exception]) -> None:
     if isinstance(answer, str):
         raise error(f"{path}: usd-core crashed ({answer.removeprefix('died: ')}) parsing it in a child process; "
                     "the file is corrupt or hostile")
-    if answer == _OUT_OF_MEMORY:
+    code, message = answer
+    if code == _OUT_OF_MEMORY:
         raise error(f"{path}: parsing it needs more than {PROBE_MEMORY_BYTES >> 20} MB (checked in a child process); "
                     "the file is corrupt or hostile")
+    if code == _PYTHON_ERROR:  # the same parse here would fail the same way, after the same allocations
+        raise error(f"{path}: not a readable USD layer ({message})")
 
 
 def _vm_bytes() -> int:
@@ -130,12 +144,12 @@ def _read_layer(layer) -> None:
     layer.Traverse(Sdf.Path.absoluteRootPath, visit)
 
 
-def _probe_one(path: str) -> int:
-    """Parse ``path`` and the layers it names inside its folder with Sdf, touching every value."""
+def _probe_one(path: str) -> tuple[int, str]:
+    """Parse ``path`` and the layers it names inside its folder with Sdf, touching every value: (code, message)."""
     from pxr import Sdf
 
     folder = Path(path).resolve().parent
-    todo, seen = [path], set()
+    todo, seen, name = [path], set(), path
     try:
         while todo and len(seen) < _MAX_LAYERS:
             name = todo.pop()
@@ -152,10 +166,11 @@ def _probe_one(path: str) -> int:
                 if outer and "://" not in outer and Path(outer).resolve().is_relative_to(folder):
                     todo.append(absolute)
     except MemoryError:
-        return _OUT_OF_MEMORY
-    except Exception:  # Tf errors, bad UTF-8, ...: the parent's own reading reports them, naming the file
-        return _PYTHON_ERROR
-    return _OK
+        return _OUT_OF_MEMORY, ""
+    except Exception as exc:  # Tf errors (corrupt crate data, bad syntax), bad UTF-8, deep nesting
+        where = "" if name == path else f"{Path(name.split('[', 1)[0]).name}: "
+        return _PYTHON_ERROR, where + tf_message(exc)
+    return _OK, ""
 
 
 def _serve() -> None:
@@ -167,7 +182,8 @@ def _serve() -> None:
     if sys.platform.startswith("linux"):
         resource.setrlimit(resource.RLIMIT_AS, (_vm_bytes() + PROBE_MEMORY_BYTES, resource.RLIM_INFINITY))
     for line in sys.stdin:
-        print(_probe_one(line.rstrip("\n")), flush=True)
+        code, message = _probe_one(line.rstrip("\n"))
+        print(f"{code}\t{message}", flush=True)
 
 
 if __name__ == "__main__":

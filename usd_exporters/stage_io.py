@@ -17,8 +17,8 @@ from lyra_sim.io.atomic import OutputError
 from lyra_sim.io.cleanup import remove_stale, temporary, temporary_prefix
 from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld
 from usd_exporters.collision import mesh_arrays, write_collision_mesh, write_physics_scene
-from usd_exporters.composition import DEFAULT_MAX_PRIMS, check_composition, tf_message
-from usd_exporters.probe import probe_layers
+from usd_exporters.composition import DEFAULT_MAX_PRIMS, check_composition, check_crate
+from usd_exporters.probe import probe_layers, tf_message
 from usd_exporters.splats import (
     UsdWorldError,
     particle_counts,
@@ -289,6 +289,7 @@ def import_world(path: str | os.PathLike, allow_external_composition: bool = Fal
     path = Path(path)
     if not path.is_file():
         raise UsdWorldError(f"{path}: file not found")
+    check_crate(str(path), str(path))  # lying crate counts: refused from the bytes, before any parser sizes tables
     probe_layers(path, UsdWorldError)  # a crash of usd-core's parser ends a child process, not this one
     stage = _open_stage(path, allow_external_composition, max_prims)
     try:
