@@ -6,6 +6,8 @@ given world (its scene depth and generating camera) from the short specs the CLI
 
 from __future__ import annotations
 
+import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 
 from lyra_sim.camera import DEFAULT_FOV_DEG, Camera, CameraError
 from lyra_sim.defaults import JSON_CAMERA_FORMAT, PATH_FRAMES  # noqa: F401  (re-exported: callers import it from here too)
-from lyra_sim.io.guards import read_json
+from lyra_sim.io.guards import MAX_PATH_CAMERAS, check_count, read_json
 from lyra_sim.provenance import ProvenanceError, recorded_image_size, recorded_intrinsics
 from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
@@ -21,8 +23,12 @@ from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 FLY_RADIUS = 0.15  # fly-through circle radius, as a fraction of the scene depth
 FLY_FORWARD = 0.25  # fly-through forward travel, as a fraction of the scene depth
 MAX_RENDER_PIXELS = 7680 * 4320  # 8K: larger frames are refused before a renderer allocates them
-MAX_PATH_CAMERAS = 100_000
+MAX_RENDER_SIDE = 16_384  # video encoders and image viewers stop here
+#: A size recorded in a world file is used up to this many pixels; larger is scaled down (--width/--height choose).
+MAX_RECORDED_RENDER_PIXELS = 1920 * 1080
+MAX_CAMERA_FILE_BYTES = 8 << 20  # 20,000 cameras of 4x4 and 3x3 in compact JSON fit in ~6 MB
 DEFAULT_SIZE = (320, 240)  # render size when the world records no generating image
+log = logging.getLogger(__name__)
 
 
 def render_intrinsics(world: GaussianWorld | DynamicGaussianWorld, width: int, height: int,
@@ -49,6 +55,8 @@ def check_frame_size(width, height, where: str) -> None:
     if isinstance(width, bool) or isinstance(height, bool) or not isinstance(width, int) \
             or not isinstance(height, int) or width < 1 or height < 1:
         raise CameraError(f"{where}: width and height must be positive integers, got {width!r}x{height!r}")
+    if max(width, height) > MAX_RENDER_SIDE:
+        raise CameraError(f"{where}: {width}x{height} frames exceed the limit of {MAX_RENDER_SIDE:,} pixels a side")
     if width * height > MAX_RENDER_PIXELS:
         raise CameraError(f"{where}: {width}x{height} frames exceed the limit of {MAX_RENDER_PIXELS:,} pixels (8K)")
 
@@ -60,10 +68,13 @@ def load_camera_file(path: str | Path, width: int, height: int) -> Camera:
     built; every error names the file.
     """
     path = Path(path)
-    data = read_json(path, "--path", CameraError)
+    data = read_json(path, "--path", CameraError, max_bytes=MAX_CAMERA_FILE_BYTES)
     where = f"--path {path}"
     if not isinstance(data, dict):
         raise CameraError(f"{where}: expected a JSON object with 'K' and 'world_to_cam'")
+    for key in ("K", "world_to_cam"):  # counted before numpy converts nested lists (seconds for huge ones)
+        if isinstance(data.get(key), list):
+            check_count(len(data[key]), MAX_PATH_CAMERAS, f"{where}: {key!r} entries", "split the path", CameraError)
     try:
         K = np.asarray(data["K"], dtype=np.float64)
         world_to_cam = np.asarray(data["world_to_cam"], dtype=np.float64)
@@ -71,8 +82,6 @@ def load_camera_file(path: str | Path, width: int, height: int) -> Camera:
         raise CameraError(f"{where}: expected JSON with 'K' and 'world_to_cam' (missing {exc})") from exc
     except (TypeError, ValueError, OverflowError) as exc:
         raise CameraError(f"{where}: 'K' and 'world_to_cam' must be arrays of numbers ({exc})") from exc
-    if world_to_cam.ndim == 3 and len(world_to_cam) > MAX_PATH_CAMERAS:
-        raise CameraError(f"{where}: {len(world_to_cam)} cameras (at most {MAX_PATH_CAMERAS:,})")
     frame_w, frame_h = data.get("width", width), data.get("height", height)
     check_frame_size(frame_w, frame_h, where)
     try:
@@ -92,10 +101,11 @@ def _lyra_indices(spec: str) -> tuple[int, ...]:
     """Trajectory indices of "lyra:K" or "lyra:A..B" (inclusive), each in 0..5."""
     text = spec.split(":", 1)[1]
     first, dots, last = text.partition("..")
-    if not first.isdigit() or (dots and not last.isdigit()):
-        raise CameraError(f"--path: expected lyra:K or lyra:A..B with K, A, B in 0..5, got {spec!r}")
-    indices = tuple(range(int(first), int(last if dots else first) + 1))
-    if not indices or any(i not in LYRA_TRAJECTORIES for i in indices):
+    if not first.isdigit() or (dots and not last.isdigit()) or len(first) > 3 or len(last) > 3:
+        raise CameraError(f"--path: expected lyra:K or lyra:A..B with K, A, B in 0..5, got {spec[:40]!r}")
+    a, b = int(first), int(last if dots else first)
+    indices = tuple(range(a, b + 1)) if a in LYRA_TRAJECTORIES and b in LYRA_TRAJECTORIES else ()
+    if not indices:
         raise CameraError(f"--path: Lyra trajectories are lyra:0 .. lyra:5 (or a range like lyra:0..5), got {spec!r}")
     return indices
 
@@ -107,8 +117,12 @@ def camera_path(spec: str, K: torch.Tensor, width: int, height: int, frames: int
     trajectory K in 0..5), "lyra:A..B" (trajectories A to B one after the other, e.g. lyra:0..5 for all six),
     or the path of a JSON camera file (see :data:`JSON_CAMERA_FORMAT`). ``frames`` cameras per path.
     """
-    if int(frames) != frames or frames < 1:
+    if isinstance(frames, bool) or not isinstance(frames, (int, float)) or not math.isfinite(frames) \
+            or int(frames) != frames or frames < 1:
         raise CameraError(f"frames: expected a positive number of frames, got {frames}")
+    paths = len(_lyra_indices(spec)) if spec.startswith("lyra:") else 1
+    check_count(int(frames) * paths, MAX_PATH_CAMERAS, "--frames: cameras on the path", "ask for fewer frames",
+                CameraError)
     if spec == "fly":
         return fly_through(K, width, height, num_frames=frames, look_at_depth=depth, radius=FLY_RADIUS * depth,
                            forward=FLY_FORWARD * depth)
@@ -133,6 +147,11 @@ def render_size(world: GaussianWorld | DynamicGaussianWorld, width: int | None =
         raise CameraError(f"world info: {exc}; pass --width and --height") from exc
     src_w, src_h = recorded or DEFAULT_SIZE
     if width is None and height is None:
+        if src_w * src_h > MAX_RECORDED_RENDER_PIXELS:  # a file's header does not choose an 8K render of every frame
+            factor = math.sqrt(MAX_RECORDED_RENDER_PIXELS / (src_w * src_h))
+            log.warning("the world records a %dx%d image; rendering at %dx%d (pass width/height for more)",
+                        src_w, src_h, max(1, int(src_w * factor)), max(1, int(src_h * factor)))
+            return max(1, int(src_w * factor)), max(1, int(src_h * factor))
         return src_w, src_h
     if width is None:
         return max(1, round(height * src_w / src_h)), int(height)

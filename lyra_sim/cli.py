@@ -231,14 +231,17 @@ def _world_and_cameras(args: argparse.Namespace, spec: str):
     from lyra_sim.io import load_world
 
     world = load_world(args.world)
-    return world, world_camera_path(world, spec, args.width, args.height, args.frames, args.fov)
+    try:
+        return world, world_camera_path(world, spec, args.width, args.height, args.frames, args.fov)
+    except LyraSimError as exc:  # the world's info or the path spec: say which world it was rendered for
+        raise type(exc)(f"{args.world}: {exc}") from exc
 
 
 def cmd_record_bag(args: argparse.Namespace) -> int:
     from lyra_sim.rosbag import parse_start_time, record_bag
 
+    start = None if args.start is None else parse_start_time(args.start)  # cheap checks before the world loads
     world, cams = _world_and_cameras(args, args.trajectory)
-    start = None if args.start is None else parse_start_time(args.start)
     out = record_bag(world, cams, args.output, rate_hz=args.rate, start_time=start, frame_id=args.frame_id,
                      world_frame_id=args.world_frame_id, topic_prefix=args.topic_prefix,
                      body_frame_id=args.body_frame_id or None)

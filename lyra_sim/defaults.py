@@ -18,3 +18,4 @@ DEMO_FLY_FRAMES = 36  # fly-through frames of the demo
 DEMO_EPISODE_STEPS = 60  # steps of the demo's scripted robot episode (6 s of simulated time)
 DEPTH_MODEL_ENV = "LYRA_SIM_DEPTH_MODEL"  # the configured default depth model (a local folder or a Hugging Face id)
 EXAMPLE_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"  # the one the docs and help name
+MAX_CAPTURE_FRAMES = 2000  # frames of one RGB-D capture fused by default (odometry and fusion grow with each)

@@ -37,6 +37,8 @@ from lyra_sim.ros_messages import (
 DATATYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", "geometry_msgs/msg/PoseStamped",
              "tf2_msgs/msg/TFMessage")
 _INFINITE = "\n    sec: 9223372036\n    nsec: 854775807"
+#: ROS time (builtin_interfaces/Time) holds seconds in an int32: stamps must lie before 2038-01-19T03:14:08Z.
+MAX_STAMP_S = 2**31 - 1
 
 
 def offered_qos(durability: str) -> str:
@@ -68,8 +70,24 @@ def parse_start_time(text: str) -> float:
             moment = moment.replace(tzinfo=datetime.timezone.utc)
         seconds = moment.timestamp()
     if not np.isfinite(seconds) or seconds < 0:
-        raise BagError(f"start time: expected a time after 1970, got {text!r}")
+        raise BagError(f"start time: expected a time after 1970, got {text[:40]!r}")
+    if seconds >= MAX_STAMP_S:
+        raise BagError(f"start time: {text[:40]!r} is past what ROS time holds (int32 seconds: before "
+                       "2038-01-19T03:14:07Z)")
     return seconds
+
+
+def check_stamps(start_time: float, frames: int, rate_hz: float) -> None:
+    """Refuse a rate and start whose frame stamps ROS time (int32 seconds) and MCAP (uint64 ns) cannot hold."""
+    if not (np.isfinite(rate_hz) and rate_hz > 0):
+        raise BagError(f"rate: expected a positive number of frames per second, got {rate_hz}")
+    if not np.isfinite(start_time) or start_time < 0:
+        raise BagError(f"start time: expected seconds since 1970 (>= 0), got {start_time}")
+    with np.errstate(over="ignore"):
+        last = start_time + max(0, frames - 1) / rate_hz
+    if not last < MAX_STAMP_S:
+        raise BagError(f"rate {rate_hz:g} Hz: the last of {frames} frames would be stamped {last:.4g} s after 1970, "
+                       "past what ROS time holds (int32 seconds, 2038-01-19); raise the rate or start earlier")
 
 
 def _open_writer(stream):
@@ -100,11 +118,8 @@ def record_bag(world, cameras: Camera, path: str | os.PathLike, rate_hz: float =
     path = Path(path)
     if path.suffix.lower() != ".mcap":
         raise BagError(f"{path}: expected an .mcap path")
-    if not rate_hz > 0 or not np.isfinite(rate_hz):
-        raise BagError(f"rate_hz: expected a positive rate, got {rate_hz}")
     start_time = time.time() if start_time is None else float(start_time)
-    if not np.isfinite(start_time) or start_time < 0:
-        raise BagError(f"start time: expected seconds since 1970 (>= 0), got {start_time}")
+    check_stamps(start_time, len(cameras), float(rate_hz))  # before anything is rendered
     if body_frame_id in (frame_id, world_frame_id):
         raise BagError(f"body frame id {body_frame_id!r} must differ from the optical and world frame ids")
     start_ns = to_nanoseconds(start_time)

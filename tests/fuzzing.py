@@ -1,11 +1,13 @@
-"""A mutation fuzzer for every file reader of lyra_sim (PLY, native, USD, images, depth, JSON, latents).
+"""A mutation fuzzer for every file reader of lyra_sim (PLY, native, USD, SPZ v3/v4, .splat, compressed PLY, world
+info in headers, RGB-D capture folders, images, depth, JSON, latents).
 
 Valid seed files are made here; mutators (byte-level and format-aware: header counts, PNG sizes with a
 correct CRC, numbers in text, pickles inside torch zips, safetensors headers) derive hostile variants.
 Cases run in worker subprocesses that set an address-space limit (RLIMIT_AS) after their imports and a
 per-case alarm; the parent also enforces a wall-clock limit and restarts a worker that dies or hangs.
 
-A case FAILS when the reader raises anything but a LyraSimError, when the error does not name the file,
+A case FAILS when the reader raises anything but a LyraSimError, when the error does not name the file, when a
+capture folder that names a file outside itself loads or its error echoes that file,
 when it crashes the worker, runs out of time or hits the memory limit (each case may map MEMORY_HEADROOM
 more address space than the worker had before it). Used by tests/test_fuzz.py
 (a few hundred cases) and benchmarks/bench_fuzz.py (thousands, with timings and peak memory).
@@ -62,7 +64,8 @@ def make_seeds(folder: Path) -> dict[str, list[Path]]:
     plyfile.PlyData(plyfile.PlyData.read(str(ply)).elements, text=True).write(str(ascii_ply))
     seeds["ply"] = [ply, ascii_ply]
     seeds["native"] = [save_world(world, folder / "w.safetensors")]
-    seeds["splat_formats"] = [save_world(world, folder / "w.spz"), save_world(world, folder / "w.compressed.ply")]
+    seeds["splat_formats"] = [save_world(world, folder / "w.spz"), save_world(world, folder / "w.compressed.ply"),
+                              save_world(world, folder / "w4.spz", version=4)]
     splat = folder / "w.splat"  # antimatter15 layout: position f32x3, scale f32x3, RGBA u8x4, quaternion u8x4
     rows = np.zeros(n, dtype=[("p", "<f4", 3), ("s", "<f4", 3), ("c", "u1", 4), ("q", "u1", 4)])
     rows["p"], rows["s"], rows["c"], rows["q"] = world.means.numpy(), world.scales.numpy(), 200, (255, 128, 128, 128)
@@ -72,7 +75,7 @@ def make_seeds(folder: Path) -> dict[str, list[Path]]:
     try:
         from usd_exporters import export_world
 
-        usd = [export_world(world.with_z_up_axes(), folder / f"w{suffix}") for suffix in (".usda", ".usdc")]
+        usd = [export_world(world.with_z_up_axes(), folder / f"w{suffix}") for suffix in (".usda", ".usdc", ".usdz")]
         (folder / "refs.usda").write_text(_REFS_USDA)
         usd.append(folder / "refs.usda")
     except ImportError:
@@ -95,6 +98,11 @@ def make_seeds(folder: Path) -> dict[str, list[Path]]:
     (folder / "cameras.json").write_text(json.dumps({"K": K, "world_to_cam": np.eye(4).tolist(), "width": 32,
                                                      "height": 24}))
     seeds["camera_path"] = [folder / "cameras.json"]
+    informed = world.subset(slice(None))
+    informed.info = {"intrinsics": K, "image_size": [32, 24], "depth_source": "given", "metric": True}
+    informed.meters_per_unit = 1.0
+    seeds["world_info"] = [save_world(informed, folder / "info.ply"), save_world(informed, folder / "info.safetensors"),
+                           save_world(informed, folder / "info.compressed.ply")]
     torch.save(np.zeros((1, 16, 2, 4, 4), np.float32), folder / "latent.pkl")
     torch.save(torch.zeros(1, 16, 2, 4, 4), folder / "latent_tensor.pkl")
     seeds["latent"] = [folder / "latent.pkl", folder / "latent_tensor.pkl"]
@@ -337,6 +345,119 @@ def _usd_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     return text.encode(), f"usd:{kind}"
 
 
+_SPZ_MAGIC = 0x5053474E
+
+
+def _spz_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Header counts, versions, trailing data and zstd bombs of SPZ v3 (gzip) and v4 (zstd stream table)."""
+    import gzip
+
+    if data[:2] == b"\x1f\x8b":
+        raw = bytearray(gzip.decompress(data))
+        kind = rng.choice(["count", "version", "degree", "trailing", "truncate", "zero_count_trailing"])
+        if kind == "count":
+            struct.pack_into("<I", raw, 8, rng.choice([0, 1, 11, 13, 100_000, 2**31, 2**32 - 1]))
+        elif kind == "version":
+            struct.pack_into("<I", raw, 4, rng.choice([0, 4, 99]))
+        elif kind == "degree":
+            raw[12] = rng.choice([4, 7, 255])
+        elif kind == "trailing":
+            raw += bytes(rng.choice([1, 1000, 1 << 20, 16 << 20]))
+        elif kind == "truncate":
+            del raw[rng.randrange(16, len(raw)):]
+        else:
+            struct.pack_into("<I", raw, 8, 0)
+            raw += bytes(rng.choice([1 << 20, 64 << 20]))
+        return gzip.compress(bytes(raw), 9), f"spz3:{kind}"
+    if len(data) < 32 or struct.unpack_from("<I", data)[0] != _SPZ_MAGIC:
+        return _byte_mutation(data, rng)
+    import zstandard
+
+    buf = bytearray(data)
+    count, streams, toc = struct.unpack_from("<I", buf, 8)[0], buf[15], struct.unpack_from("<I", buf, 16)[0]
+    kind = rng.choice(["count", "toc_sizes", "trailing", "corrupt_stream", "bomb", "streams"])
+    if kind == "count":
+        struct.pack_into("<I", buf, 8, rng.choice([0, 1, count + 1, 10**8, 2**32 - 1]))
+    elif kind == "toc_sizes" and streams:
+        i = rng.randrange(streams)
+        struct.pack_into("<Q", buf, toc + 16 * i + rng.choice([0, 8]), rng.choice([0, 1, 2**40, 2**63]))
+    elif kind == "trailing":
+        buf += bytes(rng.choice([1, 4096]))
+    elif kind == "corrupt_stream":
+        start = toc + 16 * streams
+        for _ in range(rng.randint(1, 6)):
+            buf[rng.randrange(start, len(buf))] ^= 0xFF
+    elif kind == "bomb":  # a few KB of zstd that inflate to gigabytes, with a header that agrees
+        n = rng.choice([10**7, 2 * 10**8])
+        sizes = [9 * n, n, 3 * n, 3 * n, 4 * n]
+        parts = [zstandard.ZstdCompressor(level=19).compress(bytes(1 << 16)) for _ in sizes]
+        head = struct.pack("<IIIBBBBI", _SPZ_MAGIC, 4, n, 0, 12, 0, len(sizes), 32) + bytes(12)
+        table = b"".join(struct.pack("<QQ", len(c), size) for c, size in zip(parts, sizes, strict=True))
+        return head + table + b"".join(parts), f"spz4:bomb {n}"
+    else:
+        buf[15] = rng.choice([0, 1, 5, 6, 255])
+    return bytes(buf), f"spz4:{kind}"
+
+
+def _splat_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Whole or partial records, NaN positions, zero quaternions."""
+    buf = bytearray(data)
+    kind = rng.choice(["partial", "nan", "zero_quat", "empty", "many"])
+    if kind == "partial":
+        return bytes(buf[:-rng.randint(1, 31)]), "splat:partial record"
+    if kind == "nan":
+        struct.pack_into("<f", buf, 32 * rng.randrange(len(buf) // 32) + 4 * rng.randrange(6), float("nan"))
+    elif kind == "zero_quat":
+        i = rng.randrange(len(buf) // 32)
+        buf[32 * i + 28:32 * i + 32] = bytes([128] * 4)
+    elif kind == "empty":
+        return b"", "splat:empty"
+    else:
+        return bytes(buf) * rng.choice([10, 1000]), "splat:many records"
+    return bytes(buf), f"splat:{kind}"
+
+
+_HOSTILE_INFO = [("image_size", 5), ("image_size", [0, 0]), ("image_size", ["a", "b"]), ("image_size", [[32], 24]),
+                 ("image_size", [1e309, 24]), ("image_size", [7680, 4320]), ("image_size", [100000, 100000]),
+                 ("image_size", [32]), ("image_size", {"w": 32}), ("image_size", [True, 24]),
+                 ("intrinsics", [[1e-300, 0, 16], [0, 1e-300, 12], [0, 0, 1]]), ("intrinsics", "K"),
+                 ("intrinsics", [[30, 0, 16], [0, 30, 12]]), ("intrinsics", [[0, 0, 16], [0, 30, 12], [0, 0, 1]]),
+                 ("intrinsics", [[30, 0, 16], [0, 30, 12], [0, 0, 0]]), ("alignment", {"camera_to_world": 3}),
+                 ("target_frame", "x"), ("completion", []), ("input_notes", [1, 2])]
+
+
+def _info_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Hostile world info: the lyra_sim_info / lyra_sim comments of a PLY, the info metadata of a native file."""
+    field_name, value = rng.choice(_HOSTILE_INFO)
+    if data.startswith(b"ply"):
+        end = data.find(b"end_header\n")
+        header, body = data[:end], data[end:]
+        kind = rng.choice(["info", "info", "scale", "frame"])
+        if kind == "scale":
+            bad = rng.choice([b"abc", b"-1", b"nan", b"inf", b"0", b"1e999"])
+            return re.sub(rb"meters_per_unit=\S+", b"meters_per_unit=" + bad, header) + body, f"info:mpu {bad}"
+        if kind == "frame":
+            return re.sub(rb"frame=\S+", b"frame=sideways", header) + body, "info:frame"
+        match = re.search(rb"comment lyra_sim_info (.*)\n", header)
+        info = json.loads(match.group(1))
+        info[field_name] = value
+        text = json.dumps(info).encode()
+        return header[:match.start(1)] + text + header[match.end(1):] + body, f"info:{field_name}={value!r}"
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + size])
+    meta = header["__metadata__"]
+    kind = rng.choice(["info", "info", "times"])
+    if kind == "times":
+        meta["times"] = rng.choice(["[NaN]", "[Infinity]", "[\"a\"]", "[0, 1]", "[]"])
+    else:
+        infos = json.loads(meta["info"])
+        infos[0][field_name] = value
+        meta["info"] = json.dumps(infos)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + size:], f"native info:{kind} {field_name}={value!r}"
+
+
 def mutate(reader: str, data: bytes, rng: random.Random) -> tuple[bytes, str]:
     """One hostile variant of a seed file for ``reader``, with a short description of the mutation."""
     if rng.random() < 0.2:
@@ -362,7 +483,158 @@ def _format_mutation(reader: str, data: bytes, rng: random.Random) -> tuple[byte
         return _safetensors_mutation(data, rng)
     if reader == "usd":
         return _usd_mutation(data, rng)
+    if reader == "splat_formats":
+        if data[:2] == b"\x1f\x8b" or data[:4] == struct.pack("<I", _SPZ_MAGIC):
+            return _spz_mutation(data, rng)
+        if not data.startswith(b"ply"):
+            return _splat_mutation(data, rng)
+    if reader == "world_info":
+        return _info_mutation(data, rng)
     return _byte_mutation(data, rng)
+
+
+# --------------------------------------------------------------------------------------------- capture folders
+_CAPTURE_FRAMES, _CAPTURE_SIZE = 3, (32, 24)
+
+
+def capture_images(folder: Path, names: list[str], depth_mm: int = 1500) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(len(names))
+    w, h = _CAPTURE_SIZE
+    for sub in ("rgb", "depth"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(folder / "rgb" / f"{name}.png")
+        depth = np.full((h, w), depth_mm, np.uint16)
+        depth[6:18, 8:24] = depth_mm - 300  # a box in front of a wall
+        Image.fromarray(depth).save(folder / "depth" / f"{name}.png")
+
+
+def make_capture_template(folder: Path, layout: str) -> Path:
+    """A valid 3-frame 32x24 capture folder (TUM or plain layout) with intrinsics and poses."""
+    names = [f"{i:04d}" for i in range(_CAPTURE_FRAMES)]
+    capture_images(folder, names, 1500 * (5 if layout == "tum" else 1))
+    (folder / "intrinsics.json").write_text(json.dumps({"fx": 30.0, "fy": 30.0, "cx": 16.0, "cy": 12.0}))
+    poses = [np.eye(4) for _ in names]
+    for i, m in enumerate(poses):
+        m[0, 3] = 0.01 * i
+    if layout == "tum":
+        stamps = [f"{1.0 + i / 30:.6f}" for i in range(len(names))]
+        for kind in ("rgb", "depth"):
+            (folder / f"{kind}.txt").write_text("# list\n" + "".join(f"{t} {kind}/{n}.png\n"
+                                                                     for t, n in zip(stamps, names, strict=True)))
+        (folder / "groundtruth.txt").write_text("".join(f"{t} {0.01 * i} 0 0 0 0 0 1\n" for i, t in enumerate(stamps)))
+    else:
+        (folder / "poses.json").write_text(json.dumps([m.tolist() for m in poses]))
+    return folder
+
+
+def _make_outside(root: Path) -> Path:
+    """Files outside every capture that an escaping capture could use (valid images, intrinsics)."""
+    outside = root / "outside"
+    if not outside.exists():
+        make_capture_template(outside, "plain")
+        (outside / "secret.txt").write_text("SECRET-LINE-DO-NOT-ECHO 1 2 3\n")
+    return outside
+
+
+_CAPTURE_MUTATIONS = ["escape_list", "absolute_list", "symlink_frame", "symlink_dir", "symlink_intrinsics",
+                      "symlink_list", "binary_list", "all_invalid_depth", "depth_scale", "pose_json", "pose_dup",
+                      "pose_bottom_row", "long_list", "text_bytes", "text_number", "one_frame", "proc_link",
+                      "loop_link"]
+
+
+def make_capture_case(folder: Path, root: Path, rng: random.Random) -> tuple[str, str]:
+    """One hostile capture folder; (mutation, forbidden text) where a mutation reaching outside must be refused and
+    its error must not contain the forbidden text."""
+    import shutil
+
+    outside = _make_outside(root)
+    layout = rng.choice(["tum", "plain"])
+    template = root / f"template_{layout}"
+    if not template.exists():
+        make_capture_template(template, layout)
+    shutil.copytree(template, folder, symlinks=True)
+    kind = rng.choice(_CAPTURE_MUTATIONS)
+    lists = [folder / "rgb.txt", folder / "depth.txt"] if layout == "tum" else []
+    texts = [*lists, folder / "intrinsics.json", folder / ("groundtruth.txt" if layout == "tum" else "poses.json")]
+    forbidden = "SECRET-LINE"
+    if kind in ("escape_list", "absolute_list") and lists:
+        target = rng.choice(lists)
+        sub = "rgb" if target.name == "rgb.txt" else "depth"
+        entry = f"../outside/{sub}/0000.png" if kind == "escape_list" else str(outside / sub / "0000.png")
+        lines = target.read_text().splitlines()
+        lines[1] = lines[1].split()[0] + " " + entry
+        target.write_text("\n".join(lines) + "\n")
+    elif kind == "symlink_frame":
+        sub = rng.choice(["rgb", "depth"])
+        (folder / sub / "0000.png").unlink()
+        (folder / sub / "0000.png").symlink_to(outside / sub / "0000.png")
+    elif kind == "symlink_dir":
+        sub = rng.choice(["rgb", "depth"])
+        shutil.rmtree(folder / sub)
+        (folder / sub).symlink_to(outside / sub)
+    elif kind == "symlink_intrinsics":
+        (folder / "intrinsics.json").unlink()
+        (folder / "intrinsics.json").symlink_to(outside / "intrinsics.json")
+    elif kind == "symlink_list" and lists:
+        target = rng.choice(lists)
+        target.unlink()
+        target.symlink_to(rng.choice([outside / "secret.txt", Path("/etc/passwd")]))
+        forbidden = "SECRET-LINE" if "secret" in str(target.resolve()) else "root:"
+    elif kind == "binary_list":
+        rng.choice(texts).write_bytes(bytes(rng.randrange(256) for _ in range(200)) + b"\x00\xff")
+    elif kind == "all_invalid_depth":
+        capture_images(folder, [f"{i:04d}" for i in range(_CAPTURE_FRAMES)], 65535)
+    elif kind == "depth_scale":
+        value = rng.choice(["{}", "1" * 400, '"abc"', "-1", "1e999", "0", "[5000]", "true"])
+        head = '{"fx": 30, "fy": 30, "cx": 16, "cy": 12, "depth_scale": '
+        (folder / "intrinsics.json").write_text(head + value + "}")
+    elif kind in ("pose_json", "pose_bottom_row", "pose_dup"):
+        if layout == "plain":
+            poses = json.loads((folder / "poses.json").read_text())
+            if kind == "pose_json":
+                hostile = [{}, [], "x", [[1, 2], [3]], None, [[float("nan")] * 4] * 4]
+                poses[rng.randrange(len(poses))] = rng.choice(hostile)
+            else:
+                poses[1][3] = [0.0, 0.0, 0.5, 1.0]
+            (folder / "poses.json").write_text(json.dumps(poses))
+        else:
+            lines = (folder / "groundtruth.txt").read_text().splitlines()
+            lines[1] = lines[0] if kind == "pose_dup" else lines[1].replace(" 1", " nan")
+            (folder / "groundtruth.txt").write_text("\n".join(lines) + "\n")
+    elif kind == "long_list" and lists:
+        target = rng.choice(lists)
+        sub = "rgb" if target.name == "rgb.txt" else "depth"
+        count = rng.choice([100_000, 300_000])
+        target.write_text("".join(f"{1.0 + i / 30:.6f} {sub}/{i % _CAPTURE_FRAMES:04d}.png\n" for i in range(count)))
+    elif kind == "text_bytes":
+        target = rng.choice(texts)
+        target.write_bytes(_byte_mutation(target.read_bytes(), rng)[0])
+    elif kind == "text_number":
+        target = rng.choice(texts)
+        target.write_bytes(_number_mutation(target.read_bytes(), rng)[0])
+    elif kind == "one_frame":
+        for sub in ("rgb", "depth"):
+            for p in sorted((folder / sub).iterdir())[1:]:
+                p.unlink()
+        for p in [*lists, folder / "groundtruth.txt", folder / "poses.json"]:
+            if p.exists() and p in lists:
+                p.write_text("".join(p.read_text().splitlines(keepends=True)[:2]))
+            elif p.exists():
+                p.unlink()
+    elif kind == "proc_link":
+        (folder / "intrinsics.json").unlink()
+        (folder / "intrinsics.json").symlink_to("/proc/self/status")
+    elif kind == "loop_link":
+        (folder / "intrinsics.json").unlink()
+        (folder / "intrinsics.json").symlink_to(folder / "intrinsics.json")
+    else:
+        kind = "unchanged"
+    escaping = kind in ("escape_list", "absolute_list", "symlink_frame", "symlink_dir", "symlink_intrinsics",
+                        "symlink_list", "proc_link", "loop_link")
+    return f"capture:{layout} {kind}", forbidden if escaping else ""
 
 
 # --------------------------------------------------------------------------------------------- readers (worker)
@@ -389,6 +661,23 @@ def _read(reader: str, path: Path):
         from lyra_sim.camera_paths import load_camera_file
 
         return len(load_camera_file(path, width=32, height=24))
+    if reader == "world_info":  # what `lyra-sim render` does with a world's info (CLI: errors name the world)
+        from lyra_sim.camera_paths import world_camera_path
+        from lyra_sim.errors import LyraSimError
+        from lyra_sim.io import load_world
+
+        world = load_world(path)
+        try:
+            return len(world_camera_path(world, "fly", None, None, 2))
+        except LyraSimError as exc:
+            raise type(exc)(f"{path}: {exc}") from exc
+    if reader == "capture":
+        from lyra_sim.capture.pipeline import reconstruct_sequence
+        from lyra_sim.inputs.sequence import read_sequence
+
+        poses = next((path / n for n in ("groundtruth.txt", "poses.json") if (path / n).exists()), None)
+        seq = read_sequence(path, poses=poses)
+        return len(reconstruct_sequence(seq, progress=False).world)
     if reader == "latent":
         from lyra_sim.lyra.gen3c_dir import load_teacher_latent
 
@@ -464,7 +753,7 @@ def worker_main() -> None:
 
     warnings.simplefilter("ignore")
     for module in ("lyra_sim.io", "lyra_sim.inputs.images", "lyra_sim.lyra.gen3c_dir", "lyra_sim.camera_paths",
-                   "usd_exporters.stage_io"):
+                   "usd_exporters.stage_io", "lyra_sim.inputs.sequence", "lyra_sim.capture.pipeline"):
         with contextlib.suppress(ImportError):
             __import__(module)
     headroom = int(os.environ.get("FUZZ_MEMORY_HEADROOM", MEMORY_HEADROOM))
@@ -520,6 +809,7 @@ class Case:
     size: int
     timeout: float = CASE_TIMEOUT_S
     seed: Path | None = None  # the valid file it was derived from (read once per worker to warm up JIT code)
+    forbidden: str = ""  # a capture reaching outside itself: must be refused, and the error must not hold this
 
 
 @dataclass
@@ -532,7 +822,7 @@ class ReaderReport:
     worst_case: str = ""
 
 
-FAILING = ("exception", "unnamed", "timeout", "memory", "crash")
+FAILING = ("exception", "unnamed", "timeout", "memory", "crash", "escaped", "leaked")
 
 
 def make_cases(folder: Path, counts: dict[str, int], seed: int = 0) -> list[Case]:
@@ -541,6 +831,13 @@ def make_cases(folder: Path, counts: dict[str, int], seed: int = 0) -> list[Case
     rng = random.Random(seed)
     cases = []
     for reader, count in counts.items():
+        if reader == "capture":
+            for i in range(count):
+                path = folder / reader / f"{i:05d}_capture"
+                mutation, forbidden = make_capture_case(path, folder / "capture_sources", rng)
+                seed = folder / "capture_sources" / f"template_{mutation.split()[0].split(':')[1]}"
+                cases.append(Case(reader, path, mutation, 0, seed=seed, forbidden=forbidden))
+            continue
         sources = seeds.get(reader) or []
         if not sources:
             continue
@@ -614,6 +911,10 @@ def run_cases(cases: list[Case], progress=None) -> dict[str, ReaderReport]:
             result = worker.run(case)
             if result["outcome"] in ("crash", "timeout") and result["error"] in ("worker died", "hung"):
                 worker = None
+            if case.forbidden and result["outcome"] == "ok":
+                result = {**result, "outcome": "escaped", "error": "read outside the capture"}
+            elif case.forbidden and case.forbidden in result["message"]:
+                result = {**result, "outcome": "leaked", "error": "echoed an outside file"}
             report = reports.setdefault(case.reader, ReaderReport())
             report.cases += 1
             report.outcomes[result["outcome"]] = report.outcomes.get(result["outcome"], 0) + 1

@@ -1,7 +1,8 @@
 """Mutation fuzzing of every file reader (see tests/fuzzing.py): a few hundred cases in subprocesses.
 
 A failure is any exception other than a LyraSimError naming the file, a crash, a hang past the per-case
-limit, or memory past the worker's address-space limit. benchmarks/bench_fuzz.py runs thousands.
+limit, memory past the worker's address-space limit, or a capture folder that reads (or echoes) a file outside
+itself. benchmarks/bench_fuzz.py runs thousands.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import fuzzing
 
 CASES = {"ply": 50, "native": 30, "usd": 40, "image": 35, "depth": 30, "intrinsics": 20, "camera_path": 20,
-         "latent": 30}
+         "latent": 30, "splat_formats": 30, "world_info": 20, "capture": 25}
 
 
 def _failures(reports) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -22,12 +23,14 @@ import plyfile
 import pytest
 import torch
 from conftest import random_world
+from fuzzing import capture_images, make_capture_template  # the fuzzer's valid capture folders
 from PIL import Image
 
 from lyra_sim import GaussianWorld, load_world, save_world
 from lyra_sim.errors import LyraSimError
 from lyra_sim.generate import generate_world
 from lyra_sim.inputs.images import InputError, load_depth, load_image, load_intrinsics, load_rgb
+from lyra_sim.inputs.sequence import read_sequence
 from lyra_sim.io import WorldFileError
 from lyra_sim.io.atomic import OutputError, atomic_path
 from lyra_sim.lyra.decoder import CheckpointError, LyraDecoder, LyraDecoderConfig
@@ -573,3 +576,434 @@ def test_ply_info_comment_that_is_not_json_or_nested_too_deeply_is_ignored():
     assert info_from_comments(["lyra_sim_info " + "[" * 100_000]) == {}
     assert info_from_comments(["lyra_sim_info {not json"]) == {}
     assert info_from_comments(['lyra_sim_info {"metric": true}']) == {"metric": True}
+
+
+# ------------------------------------------------------------------------------------------ issue 22: round two
+SECRET = "SECRET-LINE-DO-NOT-ECHO"
+
+
+@pytest.fixture(scope="module")
+def capture_sources(tmp_path_factory):
+    """Valid 3-frame 32x24 captures in both layouts, and an outside folder a hostile capture could reach for."""
+    root = tmp_path_factory.mktemp("captures")
+    sources = {layout: make_capture_template(root / layout, layout) for layout in ("tum", "plain")}
+    outside = make_capture_template(root / "outside", "plain")
+    (outside / "secret.txt").write_text(f"{SECRET} 1 2 3\n")
+    return sources, outside
+
+
+def _copy_capture(capture_sources, tmp_path, layout):
+    import shutil
+
+    return Path(shutil.copytree(capture_sources[0][layout], tmp_path / f"cap_{layout}", symlinks=True))
+
+
+def _escape_entry(cap, outside, kind):
+    if kind in ("dotdot", "absolute"):
+        lines = (cap / "rgb.txt").read_text().splitlines()
+        entry = "../outside/rgb/0000.png" if kind == "dotdot" else str(outside / "rgb" / "0000.png")
+        lines[1] = f"{lines[1].split()[0]} {entry}"
+        (cap / "rgb.txt").write_text("\n".join(lines) + "\n")
+    elif kind == "frame_link":
+        (cap / "rgb" / "0000.png").unlink()
+        (cap / "rgb" / "0000.png").symlink_to(outside / "rgb" / "0000.png")
+    elif kind == "intrinsics_link":
+        (cap / "intrinsics.json").unlink()
+        (cap / "intrinsics.json").symlink_to(outside / "intrinsics.json")
+    elif kind == "list_link":
+        (cap / "rgb.txt").unlink()
+        (cap / "rgb.txt").symlink_to(outside / "secret.txt")
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "frame_link", "intrinsics_link", "list_link"])
+def test_capture_files_outside_the_folder_are_refused_without_echoing_them(capture_sources, tmp_path, kind):
+    """Class 1: every path a capture names resolves inside it (symlinks followed); errors never echo outside bytes."""
+    cap = _copy_capture(capture_sources, tmp_path, "tum")
+    read_sequence(cap)  # the untouched copy loads
+    _escape_entry(cap, capture_sources[1], kind)
+    with pytest.raises(InputError, match="outside the folder") as caught:
+        read_sequence(cap)
+    assert str(cap) in str(caught.value) and SECRET not in str(caught.value)
+
+
+def test_symlinked_frame_folder_is_refused(capture_sources, tmp_path):
+    import shutil
+
+    cap = _copy_capture(capture_sources, tmp_path, "plain")
+    shutil.rmtree(cap / "rgb")
+    (cap / "rgb").symlink_to(capture_sources[1] / "rgb")
+    with pytest.raises(InputError, match=r"rgb/.*outside the folder"):
+        read_sequence(cap)
+
+
+def test_tum_pairing_matches_the_nearest_unused_depth_frame_like_a_brute_force_search(tmp_path):
+    """Class 2: the sorted-search pairing gives what the quadratic nearest-unused search gave."""
+    from lyra_sim.inputs.sequence import MAX_PAIR_GAP_S, _tum_pairs
+
+    rng = np.random.default_rng(3)
+    rgb_t = np.sort(rng.uniform(0, 20, 600)).round(4)
+    depth_t = rng.permutation(np.concatenate([rgb_t[::2] + rng.uniform(-0.03, 0.03, 300), rng.uniform(0, 20, 200)]))
+    depth_t = depth_t.round(4)
+    (tmp_path / "rgb.txt").write_text("".join(f"{t} rgb/{i}.png\n" for i, t in enumerate(rgb_t)))
+    (tmp_path / "depth.txt").write_text("".join(f"{t} depth/{j}.png\n" for j, t in enumerate(depth_t)))
+    expected, used = [], set()
+    for i, t in enumerate(rgb_t):
+        gaps = np.abs(depth_t - t)
+        j = int(np.flatnonzero(gaps == gaps.min())[0])
+        if gaps[j] <= MAX_PAIR_GAP_S and j not in used:
+            used.add(j)
+            expected.append((t, f"rgb/{i}.png", f"depth/{j}.png"))
+    assert _tum_pairs(tmp_path) == expected
+
+
+def test_capture_frame_count_and_list_length_are_bounded_before_any_image_is_read(capture_sources, tmp_path,
+                                                                                    monkeypatch):
+    """Class 2: too many frames (or list lines) is one clear error saying how to proceed."""
+    import lyra_sim.inputs.sequence as sequence
+
+    cap = _copy_capture(capture_sources, tmp_path, "tum")
+    (cap / "rgb" / "0000.png").write_bytes(b"not decoded: the frame count is checked first")
+    with pytest.raises(InputError, match=r"frames to fuse: 3 is more than the limit of 2.*--frame-limit"):
+        read_sequence(cap, frame_limit=2)
+    monkeypatch.setattr(sequence, "MAX_LIST_ENTRIES", 2)
+    with pytest.raises(InputError, match=r"rgb.txt: lines: 4 is more than the limit of 2"):
+        read_sequence(cap)
+
+
+@pytest.mark.parametrize("change, message", [
+    ("depth_scale {}", "depth_scale: expected a positive number"),
+    ("depth_scale 400 digits", "depth_scale: expected a positive number"),
+    ("binary rgb.txt", "rgb.txt is not a text file"),
+    ("pose {}", r"poses.json\[1\]: expected a 4x4 matrix of numbers"),
+    ("pose bottom row", r"bottom row must be \(0, 0, 0, 1\)"),
+    ("duplicate stamps", "two poses share the timestamp"),
+])
+def test_bad_capture_fields_are_named_errors(capture_sources, tmp_path, change, message):
+    """Class 3: each of these was a TypeError, OverflowError, Slerp ValueError or UnicodeDecodeError."""
+    layout = "plain" if change.startswith("pose ") else "tum"
+    cap = _copy_capture(capture_sources, tmp_path, layout)
+    poses = cap / ("poses.json" if layout == "plain" else "groundtruth.txt")
+    intrinsics = '{"fx": 30, "fy": 30, "cx": 16, "cy": 12, "depth_scale": %s}'
+    if change == "depth_scale {}":
+        (cap / "intrinsics.json").write_text(intrinsics % "{}")
+    elif change == "depth_scale 400 digits":
+        (cap / "intrinsics.json").write_text(intrinsics % ("9" * 400))
+    elif change == "binary rgb.txt":
+        (cap / "rgb.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
+    elif change == "pose {}":
+        rows = __import__("json").loads(poses.read_text())
+        rows[1] = {}
+        poses.write_text(__import__("json").dumps(rows))
+    elif change == "pose bottom row":
+        rows = __import__("json").loads(poses.read_text())
+        rows[1][3] = [0.0, 0.0, 0.5, 1.0]
+        poses.write_text(__import__("json").dumps(rows))
+    else:
+        lines = poses.read_text().splitlines()
+        poses.write_text("\n".join([lines[0], lines[0], *lines[2:]]) + "\n")
+    with pytest.raises(InputError, match=message) as caught:
+        read_sequence(cap, poses=poses)
+    assert str(cap) in str(caught.value)
+
+
+def test_all_invalid_depth_and_a_single_frame_capture(capture_sources, tmp_path, capsys):
+    """Class 3: depth that is all 65535 (no return) is named before odometry; one frame without poses generates a
+    world and prints its summary."""
+    from lyra_sim.capture.pipeline import reconstruct_sequence
+    from lyra_sim.cli import main
+
+    cap = _copy_capture(capture_sources, tmp_path, "tum")
+    (cap / "groundtruth.txt").unlink()
+    capture_images(cap, ["0000", "0001", "0002"], 65535)
+    with pytest.raises(InputError, match=rf"{cap}: frame 0000 has no valid depth within 5.0 m"):
+        reconstruct_sequence(read_sequence(cap), progress=False)
+    one = _copy_capture(capture_sources, tmp_path, "plain")
+    (one / "poses.json").unlink()
+    (one / "timestamps.txt").unlink(missing_ok=True)
+    for sub in ("rgb", "depth"):
+        for p in sorted((one / sub).iterdir())[1:]:
+            p.unlink()
+    assert main(["generate", str(one), "-o", str(tmp_path / "one.ply")]) == 0
+    out = capsys.readouterr().out
+    assert "1 frames; poses: one frame" in out and (tmp_path / "one.ply").is_file()
+
+
+def _spz_v4_bomb(path: Path, count: int) -> Path:
+    import zstandard
+
+    sizes = [9 * count, count, 3 * count, 3 * count, 4 * count]
+    parts = [zstandard.ZstdCompressor(level=19).compress(bytes(1 << 16)) for _ in sizes]
+    head = struct.pack("<IIIBBBBI", 0x5053474E, 4, count, 0, 12, 0, len(sizes), 32) + bytes(12)
+    table = b"".join(struct.pack("<QQ", len(c), size) for c, size in zip(parts, sizes, strict=True))
+    path.write_bytes(head + table + b"".join(parts))
+    return path
+
+
+def test_spz_bombs_trailing_data_and_corrupt_zstd_are_refused(tmp_path):
+    """Class 4: decompression bounded by the header (streamed), trailing data refused, corrupt zstd named."""
+    import gzip
+
+    world = random_world(n=40)
+    v3, v4 = save_world(world, tmp_path / "v3.spz"), save_world(world, tmp_path / "v4.spz", version=4)
+    assert len(load_world(v3)) == len(load_world(v4)) == 40
+    _spz_v4_bomb(tmp_path / "bomb.spz", 200_000_000)  # 12 KB that would inflate to 4 GB
+    zero = tmp_path / "zero.spz"
+    zero.write_bytes(gzip.compress(struct.pack("<IIIBBBB", 0x5053474E, 3, 0, 0, 12, 0, 0) + bytes(16 << 20)))
+    trailing = tmp_path / "trailing.spz"
+    trailing.write_bytes(gzip.compress(gzip.decompress(v3.read_bytes()) + bytes(1 << 20)))
+    corrupt = bytearray(v4.read_bytes())
+    toc = struct.unpack_from("<I", corrupt, 16)[0]
+    corrupt[toc + 16 * 5: toc + 16 * 5 + 12] = b"\xff" * 12  # the first stream's zstd frame header
+    (tmp_path / "corrupt.spz").write_bytes(bytes(corrupt))
+    for name, message in [("bomb", "more than a .*-byte file can hold"), ("zero", "0 Gaussians"),
+                          ("trailing", "more than the .* bytes its header declares"), ("corrupt", "corrupt zstd")]:
+        start = time.perf_counter()
+        with pytest.raises(WorldFileError, match=rf"{tmp_path / name}.spz.*{message}"):
+            load_world(tmp_path / f"{name}.spz")
+        assert time.perf_counter() - start < 5.0  # was: 4 GB inflated, or 256 MB of trailing zeros
+
+
+def test_huge_splat_is_refused_by_size_and_chunked_reading_matches_one_read(tmp_path, monkeypatch):
+    """Class 5: the size is checked before reading; reading in chunks gives exactly what one read gives."""
+    import lyra_sim.io.splat as splat
+
+    huge = tmp_path / "huge.splat"
+    with huge.open("wb") as f:
+        f.truncate(512 << 20)  # sparse: nothing is written
+    with pytest.raises(WorldFileError, match=rf"{huge}: 536,870,912 bytes .* over the .splat limit"):
+        load_world(huge)
+    rng = np.random.default_rng(0)
+    rows = np.zeros(37, dtype=splat.RECORD)
+    rows["position"], rows["scale"] = rng.normal(size=(37, 3)), rng.uniform(0.01, 0.1, (37, 3))
+    rows["rgba"], rows["rotation"] = rng.integers(0, 256, (37, 4)), rng.integers(0, 256, (37, 4))
+    rows["rotation"][:, 0] = 255
+    path = tmp_path / "w.splat"
+    path.write_bytes(rows.tobytes())
+    whole = load_world(path)
+    monkeypatch.setattr(splat, "_CHUNK_RECORDS", 5)
+    chunked = load_world(path)
+    np.testing.assert_array_equal(chunked.means.numpy(), rows["position"])
+    for name in ("means", "quats", "scales", "opacities", "sh"):
+        torch.testing.assert_close(getattr(chunked, name), getattr(whole, name), rtol=0, atol=0)
+    monkeypatch.setattr(splat, "MAX_SPLAT_BYTES", 32 * 36)
+    with pytest.raises(WorldFileError, match=r"over the \.splat limit"):
+        load_world(path)
+
+
+def _ply_with_info(path: Path, info_text: str, scale: str = "1.0") -> Path:
+    world = random_world(n=4)
+    world.info = {"intrinsics": K, "image_size": [32, 24]}
+    save_world(world, path)
+    data = path.read_bytes()
+    data = re.sub(rb"comment lyra_sim_info .*\n", b"comment lyra_sim_info " + info_text.encode() + b"\n", data)
+    path.write_bytes(re.sub(rb"meters_per_unit=\S+", b"meters_per_unit=" + scale.encode(), data))
+    return path
+
+
+@pytest.mark.parametrize("image_size", ["5", "[0, 0]", '["a", "b"]', "[[32], 24]", "[Infinity, 24]", "[32]"])
+def test_world_info_fields_are_checked_naming_the_file_and_field(tmp_path, image_size):
+    """Class 6: each of these was a TypeError / KeyError / IndexError / OverflowError / ZeroDivisionError."""
+    path = _ply_with_info(tmp_path / "w.ply", f'{{"intrinsics": {K}, "image_size": {image_size}}}')
+    with pytest.raises(WorldFileError, match=rf"{path}: world info field 'image_size' must be"):
+        load_world(path)
+
+
+def test_header_cannot_choose_an_8k_render_or_an_unnamed_scale(tmp_path):
+    """Class 6: a 27-byte comment asking for 7680x4320 renders at most 1920x1080 unless width/height are given;
+    meters_per_unit "abc" names the file; an empty compressed PLY names the file."""
+    from lyra_sim.camera_paths import MAX_RECORDED_RENDER_PIXELS, render_size
+
+    path = _ply_with_info(tmp_path / "big.ply", '{"image_size":[7680,4320]}')
+    world = load_world(path)
+    w, h = render_size(world)
+    assert w * h <= MAX_RECORDED_RENDER_PIXELS and abs(w / h - 16 / 9) < 0.01
+    assert render_size(world, 7680, 4320) == (7680, 4320)  # asked for explicitly
+    bad_scale = _ply_with_info(tmp_path / "scale.ply", '{"image_size":[32,24]}', scale="abc")
+    with pytest.raises(WorldFileError, match=rf"{bad_scale}: header comment meters_per_unit='abc'"):
+        load_world(bad_scale)
+    compressed = save_world(random_world(n=3), tmp_path / "w.compressed.ply")
+    data = compressed.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = re.sub(rb"element chunk \d+", b"element chunk 0", re.sub(rb"element vertex \d+", b"element vertex 0",
+                                                                     data[:end]))
+    empty = tmp_path / "empty.compressed.ply"
+    empty.write_bytes(header)
+    with pytest.raises(WorldFileError, match=rf"{empty}: compressed PLY with 0 Gaussians"):
+        load_world(empty)
+
+
+def test_native_times_and_info_are_checked(tmp_path):
+    """Class 6 / 11: non-finite keyframe times and bad info in a native file are named errors."""
+    import json
+
+    path = save_world(random_world(n=3), tmp_path / "w.safetensors")
+    data = path.read_bytes()
+    (size,) = struct.unpack("<Q", data[:8])
+    for key, value, message in [("times", "[Infinity]", "'times' must be finite"),
+                                ("info", '[{"image_size": [0, 0]}]', "world info field 'image_size'")]:
+        header = json.loads(data[8:8 + size])
+        header["__metadata__"][key] = value
+        text = json.dumps(header).encode()
+        text += b" " * ((8 - len(text) % 8) % 8)
+        bad = tmp_path / f"bad_{key}.safetensors"
+        bad.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + size:])
+        with pytest.raises(WorldFileError, match=rf"{bad}.*{message}"):
+            load_world(bad)
+
+
+def test_camera_counts_are_capped_before_anything_is_built(tmp_path, monkeypatch):
+    """Class 7: --frames 1e9 (was an 8 GB allocation), lyra:0..<20 digits> (OverflowError), lyra:0..999999999
+    (MemoryError) and a camera file with too many entries (counted before numpy converts them)."""
+    import json
+
+    import lyra_sim.camera_paths as camera_paths
+    from lyra_sim.camera import CameraError
+
+    Kt = torch.tensor(K)
+    with pytest.raises(CameraError, match="cameras on the path: 1,000,000,000 is more than the limit"):
+        camera_paths.camera_path("fly", Kt, 32, 24, 1_000_000_000, 1.0)
+    for spec in ("lyra:0..99999999999999999999", "lyra:0..999999999"):
+        with pytest.raises(CameraError, match=r"lyra:0 \.\. lyra:5|expected lyra:K"):
+            camera_paths.camera_path(spec, Kt, 32, 24, 4, 1.0)
+    monkeypatch.setattr(camera_paths, "MAX_PATH_CAMERAS", 10)
+    cams = tmp_path / "cams.json"
+    cams.write_text(json.dumps({"K": K, "world_to_cam": [[[1]]] * 11}))  # ragged: numpy would refuse it differently
+    with pytest.raises(CameraError, match=rf"{cams}: 'world_to_cam' entries: 11 is more than the limit of 10"):
+        camera_paths.load_camera_file(cams, 32, 24)
+
+
+@pytest.mark.parametrize("start, rate", [("2038-01-19T03:14:08", 10.0), ("1e12", 10.0), (None, 1e-9),
+                                         (None, 1e-300)])
+def test_bag_stamps_beyond_ros_time_are_refused_before_rendering(start, rate):
+    """Class 8: each was a raw struct.error (or an OverflowError after 5 s of rendering)."""
+    from lyra_sim.rosbag import BagError, check_stamps, parse_start_time
+
+    with pytest.raises(BagError, match="ROS time"):
+        check_stamps(1.7e9 if start is None else parse_start_time(start), 48, rate)
+    check_stamps(parse_start_time("2038-01-19T03:14:00"), 5, 1.0)  # just before the end of int32 seconds: fine
+
+
+_SIGKILL_SCRIPT = """
+import os, signal, sys
+from lyra_sim.io.atomic import atomic_dir, atomic_path
+kind, target = sys.argv[1], sys.argv[2]
+with (atomic_path if kind == "file" else atomic_dir)(target) as tmp:
+    if kind == "file":
+        tmp.write_bytes(b"half")
+    else:
+        (tmp / "frame_0000.png").write_bytes(b"half")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_temporaries_left_by_sigkill_are_removed_by_the_next_write_of_that_output(tmp_path, kind):
+    """Class 9: only stale temporaries of the same output go (not a running writer's, not another output's)."""
+    target = tmp_path / ("world.ply" if kind == "file" else "frames")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", _SIGKILL_SCRIPT, kind, str(target)], env=env, timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    stale = [p for p in tmp_path.iterdir() if p.name.startswith(f".{target.name}.")]
+    assert len(stale) == 1
+    suffix = ".tmp.ply" if kind == "file" else ".partial"
+    live = tmp_path / f".{target.name}.{os.getppid()}.abcdefgh{suffix}"  # a writer that still runs
+    other = tmp_path / f".other.ply.{stale[0].name.split('.')[-3 if kind == 'file' else -2]}.abcdefgh{suffix}"
+    live.write_bytes(b"")
+    other.write_bytes(b"")
+    if kind == "file":
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"whole")
+    else:
+        from lyra_sim.io.atomic import atomic_dir
+
+        with atomic_dir(target) as tmp:
+            (tmp / "frame_0000.png").write_bytes(b"whole")
+    assert not stale[0].exists() and live.exists() and other.exists()
+
+
+def test_usd_that_crashes_the_parser_is_refused_from_a_child_process(tmp_path, monkeypatch):
+    """Class 11: a crash (or bad_alloc) of usd-core while parsing ends the child, and the caller gets a named error.
+    The child is replaced here by scripts that die the way usd-core does on a mutated crate file."""
+    from usd_exporters import probe
+    from usd_exporters.stage_io import export_world
+
+    stage = export_world(random_world(n=3).with_z_up_axes(), tmp_path / "w.usdc")
+    assert len(load_world(stage)) == 3  # the real child parses it and says nothing
+    crash = "import os, signal, sys\nsys.stdin.readline()\nos.kill(os.getpid(), signal.SIGSEGV)\n"
+    out_of_memory = "import sys\nfor line in sys.stdin:\n    print(4, flush=True)\n"
+    for code, message in [(crash, "crashed \\(SIGSEGV\\)"), (out_of_memory, "needs more than")]:
+        script = tmp_path / "child.py"
+        script.write_text(code)
+        monkeypatch.setattr(probe, "__file__", str(script))
+        monkeypatch.setattr(probe, "_PROBER", probe._Prober())
+        with pytest.raises(LyraSimError, match=rf"{stage}: .*{message}"):
+            load_world(stage)
+    monkeypatch.undo()
+    assert len(load_world(stage)) == 3  # a fresh child after the crash
+
+
+def test_usd_transform_scale_and_prim_count_are_bounded(tmp_path):
+    """Class 11: a huge transform scale (infinite means downstream) and thousands of splat prims are refused."""
+    from usd_exporters.stage_io import DEFAULT_MAX_SPLAT_PRIMS
+
+    prim = ('    def ParticleField3DGaussianSplat "G{i}"\n    {{\n        point3f[] positions = [(0, 0, 1)]\n'
+            '        float[] opacities = [0.5]\n        float3[] scales = [(0.1, 0.1, 0.1)]\n{extra}    }}\n')
+    head = '#usda 1.0\n(\n    metersPerUnit = 1\n    upAxis = "Z"\n)\ndef Xform "World"\n{\n'
+    scaled = tmp_path / "scaled.usda"
+    extra = ('        double3 xformOp:scale = (1e30, 1e30, 1e30)\n'
+             '        uniform token[] xformOpOrder = ["xformOp:scale"]\n')
+    scaled.write_text(head + prim.format(i=0, extra=extra) + "}\n")
+    with pytest.raises(LyraSimError, match="transform scale 1e\\+30"):
+        load_world(scaled)
+    many = tmp_path / "many.usda"
+    many.write_text(head + "".join(prim.format(i=i, extra="") for i in range(DEFAULT_MAX_SPLAT_PRIMS + 1)) + "}\n")
+    with pytest.raises(LyraSimError, match=rf"{many}: 1,001 splat prims"):
+        load_world(many)
+
+
+def test_inputs_that_are_proc_files_or_symlink_loops_are_refused(tmp_path):
+    """Class 11: a link to /proc and a symlink loop were accepted as input files."""
+    proc = tmp_path / "status.ply"
+    proc.symlink_to("/proc/self/status")
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)
+    with pytest.raises(WorldFileError, match=rf"{proc}: refers to a kernel or device file"):
+        load_world(proc)
+    with pytest.raises(InputError, match=rf"{loop}: cannot resolve the path \(symlink loop\)"):
+        load_image(loop)
+
+
+def test_tiny_focal_lengths_and_hostile_npz_are_named(tmp_path):
+    """Class 11: fx = 1e-300 (LinAlgError downstream), an .npz header claiming 1.16 TiB (MemoryError), a truncated
+    .npz (BadZipFile)."""
+    import io
+    import zipfile
+
+    from lyra_sim.lyra.gen3c_dir import _load_npz
+
+    with pytest.raises(InputError, match=r"focal lengths must lie in \[1, 1e\+07\] pixels"):
+        load_intrinsics({"fx": 1e-300, "fy": 1e-300, "cx": 16, "cy": 12}, 32, 24)
+    good = tmp_path / "pose.npz"
+    np.savez(good, data=np.repeat(np.eye(4)[None], 2, axis=0), inds=np.arange(2))
+    data, inds = _load_npz(good, "data", (4, 4))
+    assert data.shape == (2, 4, 4) and inds.tolist() == [0, 1]
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.zeros((2, 4, 4)))
+    lying = buffer.getvalue().replace(b"'shape': (2, 4, 4), ", b"'shape': (10000000000, 4, 4), ", 1)
+    huge = tmp_path / "huge.npz"
+    with zipfile.ZipFile(huge, "w") as archive:
+        archive.writestr("data.npy", lying)
+    with pytest.raises(TeacherDataError, match=rf"{huge}.*header claims shape \(10000000000, 4, 4\)"):
+        _load_npz(huge, "data", (4, 4))
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[:-40])
+    with pytest.raises(TeacherDataError, match=rf"{truncated} is not a readable .npz archive"):
+        _load_npz(truncated, "data", (4, 4))
+
+
+def test_capture_frames_too_large_to_fuse_are_refused_from_the_header(capture_sources, tmp_path):
+    """Class 11: a 105 KB 6000x6000 PNG frame cost seconds and gigabytes before anything checked it."""
+    cap = _copy_capture(capture_sources, tmp_path, "plain")
+    _png_with_size(cap / "rgb" / "0001.png", 6000, 6000)
+    with pytest.raises(InputError, match=r"0001.png: 6000x6000 is larger than capture frames may be"):
+        read_sequence(cap, poses=cap / "poses.json")

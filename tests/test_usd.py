@@ -208,7 +208,7 @@ def test_import_errors(tmp_path):
         export_world(metric_world(), tmp_path / "w.obj")
     with pytest.raises(ValueError, match="face indices"):
         export_world(metric_world(), tmp_path / "w.usda", collision_mesh=(np.zeros((3, 3)), [[0, 1, 5]]))
-    assert not (tmp_path / "w.usda").exists() and not list(tmp_path.glob(".usd-export-*"))
+    assert not (tmp_path / "w.usda").exists() and not list(tmp_path.glob(".w.usda.*.usd-export"))
 
 
 def test_openusd_validators_report_no_errors(tmp_path):

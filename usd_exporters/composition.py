@@ -11,27 +11,17 @@ memoisation, so the walk costs as many steps as there are prim specs, however la
 from __future__ import annotations
 
 import os
-import re
 import struct
 from pathlib import Path
 
 from pxr import Sdf, Tf
 
+from usd_exporters.probe import tf_message
 from usd_exporters.splats import UsdWorldError
 
 MAX_LAYERS = 256
 #: Composed prims a stage may have before reading it is refused (composition costs ~40 us per prim).
 DEFAULT_MAX_PRIMS = 100_000
-
-
-def tf_message(exc: Exception) -> str:
-    """The message of a pxr Tf error without its C++ source location, on one line."""
-    try:
-        text = str(exc).strip()
-    except UnicodeDecodeError:  # Tf errors quoting bytes of a corrupt file that are not UTF-8
-        return "the file holds bytes that are not valid UTF-8 text"
-    found = re.findall(r" : '(.*?)'\s*(?=Error in|$)", text, re.S)
-    return " ".join((found[-1] if found else text or type(exc).__name__).split())[:300]
 
 
 _CRATE_MAGIC = b"PXR-USDC"

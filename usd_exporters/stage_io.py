@@ -14,10 +14,11 @@ from pxr import Gf, Sdf, Tf, Usd, UsdGeom, UsdPhysics, UsdUtils, UsdVol, Vt
 
 from lyra_sim.errors import LyraSimError
 from lyra_sim.io.atomic import OutputError
-from lyra_sim.io.cleanup import temporary
+from lyra_sim.io.cleanup import remove_stale, temporary, temporary_prefix
 from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld
 from usd_exporters.collision import mesh_arrays, write_collision_mesh, write_physics_scene
-from usd_exporters.composition import DEFAULT_MAX_PRIMS, check_composition, tf_message
+from usd_exporters.composition import DEFAULT_MAX_PRIMS, check_composition, check_crate
+from usd_exporters.probe import probe_layers, tf_message
 from usd_exporters.splats import (
     UsdWorldError,
     particle_counts,
@@ -34,6 +35,10 @@ Y_UP_TO_Z_UP = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0))
 #: Particles summed over prims and time samples that import_world reads (about 250 bytes each in memory).
 DEFAULT_MAX_PARTICLES = 20_000_000
 MAX_KEYFRAMES = 10_000
+#: Splat prims one stage may hold (each becomes a world that is transformed and concatenated: ~1 ms apiece).
+DEFAULT_MAX_SPLAT_PRIMS = 1_000
+#: Prim transforms applied to splats: a similarity scale within these bounds, translations below 1e9 units.
+MIN_TRANSFORM_SCALE, MAX_TRANSFORM_SCALE, MAX_TRANSLATION = 1e-6, 1e6, 1e9
 
 
 def _prepare(world, collision_mesh, convert_frame: bool):
@@ -157,7 +162,9 @@ def export_world(
     world, vertices_faces, notes = _prepare(world, collision_mesh, convert_frame)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".usd-export-") as tmp, temporary(tmp):
+        remove_stale(path, ".usd-export")  # what a writer killed with SIGKILL left of this output
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=temporary_prefix(path), suffix=".usd-export") as tmp, \
+                temporary(tmp):
             layer_path = Path(tmp) / (path.stem + (".usdc" if suffix == ".usdz" else suffix))
             try:
                 stage = Usd.Stage.CreateNew(str(layer_path))
@@ -190,6 +197,9 @@ def _similarity(matrix: Gf.Matrix4d, where: str) -> tuple[np.ndarray, np.ndarray
     scales = np.linalg.norm(linear, axis=0)
     if not np.allclose(scales, scales[0], rtol=1e-5) or np.linalg.det(linear) <= 0:
         raise UsdWorldError(f"{where}: only rotations, translations and uniform scales can be applied to splats")
+    if not (MIN_TRANSFORM_SCALE <= scales[0] <= MAX_TRANSFORM_SCALE) or np.abs(translation).max() > MAX_TRANSLATION:
+        raise UsdWorldError(f"{where}: transform scale {scales[0]:.3g} or translation {np.abs(translation).max():.3g} "
+                            f"is outside [{MIN_TRANSFORM_SCALE:g}, {MAX_TRANSFORM_SCALE:g}] / {MAX_TRANSLATION:g}")
     return linear / scales[0], translation, float(scales[0])
 
 
@@ -226,6 +236,9 @@ def _read_stage(path: Path, stage: Usd.Stage, max_particles: int) -> GaussianWor
     prims = [p for p in stage.Traverse() if p.IsA(UsdVol.ParticleField3DGaussianSplat)]
     if not prims:
         raise UsdWorldError(f"{path}: no ParticleField3DGaussianSplat prim")
+    if len(prims) > DEFAULT_MAX_SPLAT_PRIMS:
+        raise UsdWorldError(f"{path}: {len(prims):,} splat prims, more than the {DEFAULT_MAX_SPLAT_PRIMS:,} one stage "
+                            "may hold (merge them into fewer prims)")
     meters_per_unit = UsdGeom.GetStageMetersPerUnit(stage)
     if not (math.isfinite(meters_per_unit) and meters_per_unit > 0):
         raise UsdWorldError(f"{path}: metersPerUnit must be a positive number, got {meters_per_unit}")
@@ -270,13 +283,18 @@ def import_world(path: str | os.PathLike, allow_external_composition: bool = Fal
     prims give a DynamicGaussianWorld with times in seconds. Padding particles written by ``export_world``
     are dropped using the prim's recorded counts.
 
-    Hostile stages are refused before they cost time or memory: sublayers, references, payloads and value
-    clips that read files outside the stage's folder (unless ``allow_external_composition``), more than
-    ``max_prims`` composed prims, more than ``max_particles`` particles summed over prims and times.
+    The file is parsed in a child process first (``usd_exporters.probe``): a file that crashes usd-core there
+    (segfault, bad_alloc, over time) is refused. Hostile stages are refused before they cost time or memory:
+    sublayers, references, payloads and value clips that read files outside the stage's folder (unless
+    ``allow_external_composition``), more than ``max_prims`` composed prims, more than ``max_particles``
+    particles summed over prims and times, more than DEFAULT_MAX_SPLAT_PRIMS splat prims, transforms that
+    scale by more than 1e6 (or less than 1e-6).
     """
     path = Path(path)
     if not path.is_file():
         raise UsdWorldError(f"{path}: file not found")
+    check_crate(str(path), str(path))  # lying crate counts: refused from the bytes, before any parser sizes tables
+    probe_layers(path, UsdWorldError)  # a crash of usd-core's parser ends a child process, not this one
     stage = _open_stage(path, allow_external_composition, max_prims)
     try:
         return _read_stage(path, stage, max_particles)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from lyra_sim.defaults import MAX_CAPTURE_FRAMES
 from lyra_sim.options import option, positive_float, positive_int
 
 
@@ -18,6 +19,8 @@ class CaptureOptions:
                                        "plain 1000, or intrinsics.json's depth_scale)", parse=positive_float)
     every: int = option(1, "use every n-th frame", parse=positive_int)
     max_frames: int | None = option(None, "stop after this many frames", parse=positive_int)
+    frame_limit: int = option(MAX_CAPTURE_FRAMES, "refuse captures with more frames than this left to fuse (after "
+                              "--every / --max-frames)", parse=positive_int)
     voxel_size: float = option(0.02, "fusion voxel (m): one surfel per voxel of surface", parse=positive_float)
     depth_max: float = option(5.0, "depth beyond this many metres is not fused", cli=False)
     sh_degree: int = option(0, "1: fit view-dependent colour from the views; 0: best view's colour", choices=[0, 1])

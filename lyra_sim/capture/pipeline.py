@@ -108,6 +108,14 @@ def moving_masks(seq: RGBDSequence, cam_to_ref: np.ndarray, static_points: np.nd
     return masks
 
 
+def _check_depth_in_range(seq: RGBDSequence, depth_max: float) -> None:
+    """Every frame needs some valid depth within ``depth_max`` (e.g. not all 65535, the sensors' "no return")."""
+    for frame in seq.frames:
+        if not ((frame.depth > 0) & (frame.depth <= depth_max)).any():
+            raise InputError(f"{seq.source}: frame {frame.name} has no valid depth within {depth_max} m "
+                             f"(nearest {float(frame.depth[frame.depth > 0].min(initial=np.inf)):.3g} m)")
+
+
 def reconstruct_sequence(
     seq: RGBDSequence,
     voxel_size: float = CaptureOptions.voxel_size,
@@ -127,12 +135,21 @@ def reconstruct_sequence(
         raise InputError(f"sh_degree: expected 0 or 1, got {sh_degree}")
     if not (np.isfinite(voxel_size) and 0.002 <= voxel_size <= 0.5):
         raise InputError(f"voxel_size: expected metres in [0.002, 0.5], got {voxel_size}")
+    if not (np.isfinite(depth_max) and depth_max > 0):
+        raise InputError(f"depth_max: expected a positive number of metres, got {depth_max}")
+    _check_depth_in_range(seq, depth_max)  # cheap, and odometry and fusion cannot run without it
     t0 = time.perf_counter()
     if seq.has_poses:
         poses = seq.poses
         cam_to_ref, report, pose_source = np.linalg.inv(poses[0]) @ poses, None, "given"
+    elif len(seq) == 1:
+        cam_to_ref, report, pose_source = np.eye(4)[None], None, "one frame (its camera is the world frame)"
     else:
-        cam_to_ref, report = estimate_poses(seq, depth_max=depth_max, progress=progress)
+        try:
+            cam_to_ref, report = estimate_poses(seq, depth_max=depth_max, progress=progress)
+        except RuntimeError as exc:  # open3d's C++ errors: a frame it cannot register
+            raise InputError(f"{seq.source}: RGB-D odometry failed ({' '.join(str(exc).split())[:200]}); "
+                             "give poses (--poses) or check the depth frames") from exc
         pose_source = "open3d RGB-D odometry + pose graph"
     raw, seq = seq, clean_sequence(seq)
     points, normals = integrate_tsdf(seq, cam_to_ref, voxel_size, depth_max, progress=progress)
@@ -197,6 +214,7 @@ def generate_world_from_sequence(
     depth_scale: float | None = CaptureOptions.depth_scale,
     every: int = CaptureOptions.every,
     max_frames: int | None = CaptureOptions.max_frames,
+    frame_limit: int = CaptureOptions.frame_limit,
     **options,
 ) -> GaussianWorld | DynamicGaussianWorld:
     """Read a sequence folder (see ``read_sequence``) and fuse it (``options`` go to ``reconstruct_sequence``)."""
@@ -204,5 +222,5 @@ def generate_world_from_sequence(
         seq = path
     else:
         seq = read_sequence(path, intrinsics=intrinsics, poses=poses, depth_scale=depth_scale, every=every,
-                            max_frames=max_frames)
+                            max_frames=max_frames, frame_limit=frame_limit)
     return reconstruct_sequence(seq, **options).world

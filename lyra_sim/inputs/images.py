@@ -23,13 +23,15 @@ from PIL import Image, ImageOps
 from lyra_sim.camera import scale_intrinsics  # noqa: F401  (re-exported for the loaders' callers)
 from lyra_sim.defaults import DEFAULT_MAX_PIXELS
 from lyra_sim.errors import LyraSimError
-from lyra_sim.io.guards import load_npy, read_json
+from lyra_sim.io.guards import input_file, load_npy, read_json
 
 #: Pixels above which ``generate_world`` downscales its input (one Gaussian per pixel: ~0.2 KB each).
 #: Images larger than this are refused before decoding (8 bytes per pixel while converting).
 MAX_DECODE_PIXELS = 50_000_000
 #: A median depth above this many metres is taken as a unit mistake (e.g. millimetres given as metres).
 MAX_PLAUSIBLE_MEDIAN_DEPTH_M = 100.0
+#: Focal lengths in pixels outside this range are not a camera (below 1 px the field of view passes 180 degrees).
+MIN_FOCAL_PX, MAX_FOCAL_PX = 1.0, 1e7
 DEFAULT_PNG_DEPTH_SCALE = 1000.0  # 16-bit depth PNGs are millimetres unless told otherwise
 _ALPHA_VALID = 0.5
 
@@ -55,8 +57,7 @@ class LoadedImage:
 
 def _open_image(path: Path, name: str, what: str) -> Image.Image:
     """Open (header only) with PIL, refusing absurd sizes before any pixel is decoded."""
-    if not path.is_file():
-        raise InputError(f"{name}: no such file")
+    input_file(path, name, InputError)  # no /proc files, FIFOs, folders or symlink loops
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit follows
@@ -71,6 +72,13 @@ def _open_image(path: Path, name: str, what: str) -> Image.Image:
         raise InputError(f"{name}: {w}x{h} pixels ({w * h / 1e6:.0f} MP) is too large; images above "
                          f"{MAX_DECODE_PIXELS / 1e6:.0f} MP are refused")
     return img
+
+
+def image_size(path: str | os.PathLike, name: str = "image") -> tuple[int, int]:
+    """(width, height) of an image file as stored, read from its header (nothing is decoded)."""
+    path = Path(path)
+    with _open_image(path, f"{name} {path}", "an image") as img:
+        return img.size
 
 
 def _decode(img: Image.Image, path: Path, name: str, what: str) -> Image.Image:
@@ -316,8 +324,9 @@ def load_intrinsics(intrinsics, width: int, height: int, name: str = "intrinsics
         raise InputError(f"{name}: expected a 3x3 matrix of numbers ({exc})") from exc
     if K.shape != (3, 3) or not np.isfinite(K).all():
         raise InputError(f"{name}: expected a finite 3x3 matrix, got shape {K.shape}")
-    if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise InputError(f"{name}: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}")
+    if not (MIN_FOCAL_PX <= K[0, 0] <= MAX_FOCAL_PX and MIN_FOCAL_PX <= K[1, 1] <= MAX_FOCAL_PX):
+        raise InputError(f"{name}: focal lengths must lie in [{MIN_FOCAL_PX:g}, {MAX_FOCAL_PX:g}] pixels, got "
+                         f"fx={K[0, 0]:.6g}, fy={K[1, 1]:.6g}")
     if not (0 <= K[0, 2] <= width and 0 <= K[1, 2] <= height):
         raise InputError(f"{name}: principal point ({K[0, 2]}, {K[1, 2]}) lies outside the {width}x{height} image")
     return K

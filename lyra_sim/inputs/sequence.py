@@ -14,22 +14,36 @@ a list of 4x4 matrices (one per frame, in order) or an object mapping frame stem
 
 from __future__ import annotations
 
+import io
 import itertools
+import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from lyra_sim.inputs.images import InputError, load_depth, load_intrinsics, load_rgb
-from lyra_sim.io.guards import read_json
+from lyra_sim.defaults import MAX_CAPTURE_FRAMES
+from lyra_sim.inputs.images import InputError, image_size, load_depth, load_intrinsics, load_rgb
+from lyra_sim.io.guards import (
+    MAX_LIST_ENTRIES,
+    check_count,
+    confined_path,
+    input_file,
+    read_json,
+    read_text_file,
+    short_repr,
+)
 
 TUM_DEPTH_SCALE = 5000.0  # TUM RGB-D depth PNGs: 5000 units per metre
 MAX_PAIR_GAP_S = 0.02  # colour/depth pairing tolerance (TUM's associate.py default)
 MAX_POSE_GAP_S = 0.05  # how far outside a trajectory's time range a frame may lie
 INTRINSICS_NAMES = ("intrinsics.json", "camera.json")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+MAX_FRAME_PIXELS = 4096 * 3072  # capture frames are fused at full size: larger ones would cost gigabytes
+MAX_LIST_BYTES = 64 << 20  # a list file of MAX_LIST_ENTRIES lines of 64 characters
 
 
 @dataclass
@@ -79,13 +93,14 @@ def is_sequence_dir(path: str | os.PathLike) -> bool:
     )
 
 
-def _read_tum_list(path: Path) -> list[tuple[float, str]]:
-    """(timestamp, rest-of-line) pairs of a TUM list file, skipping comments and blank lines."""
+def _read_tum_list(path: Path, name: str) -> list[tuple[float, str]]:
+    """(timestamp, rest-of-line) pairs of a TUM list file, skipping comments and blank lines.
+
+    The file must be text (a binary file is refused without echoing it) of at most MAX_LIST_ENTRIES lines.
+    """
+    text = read_text_file(path, name, InputError, max_bytes=MAX_LIST_BYTES)
+    check_count(text.count("\n"), MAX_LIST_ENTRIES, f"{path}: lines", "split the capture", InputError)
     rows = []
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from exc
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -93,50 +108,75 @@ def _read_tum_list(path: Path) -> list[tuple[float, str]]:
         parts = line.split(maxsplit=1)
         try:
             stamp = float(parts[0])
-        except ValueError as exc:
-            raise InputError(f"{path}:{lineno}: expected 'timestamp value', got {line!r}") from exc
-        if len(parts) < 2 or not np.isfinite(stamp):
-            raise InputError(f"{path}:{lineno}: expected 'timestamp value', got {line!r}")
+        except ValueError:
+            stamp = math.nan
+        if len(parts) < 2 or not math.isfinite(stamp):
+            raise InputError(f"{path}:{lineno}: expected 'timestamp value', got {short_repr(line)}")
         rows.append((stamp, parts[1].strip()))
     if not rows:
         raise InputError(f"{path}: no entries")
     return rows
 
 
-def _tum_pairs(root: Path) -> list[tuple[float, Path, Path]]:
-    """(timestamp, colour path, depth path) pairs of a TUM folder, matched by nearest time."""
-    rgb = _read_tum_list(root / "rgb.txt")
-    depth = _read_tum_list(root / "depth.txt")
+def _tum_pairs(root: Path) -> list[tuple[float, str, str]]:
+    """(timestamp, colour entry, depth entry) of a TUM folder, each colour frame matched to the nearest unused
+    depth frame in time (sorted search: O(N log N))."""
+    rgb = _read_tum_list(confined_path(root, "rgb.txt", "rgb.txt", InputError), "rgb.txt")
+    depth = _read_tum_list(confined_path(root, "depth.txt", "depth.txt", InputError), "depth.txt")
     depth_times = np.array([t for t, _ in depth])
+    rgb_times = np.array([t for t, _ in rgb])
+    order = np.argsort(depth_times, kind="stable")
+    ranked = depth_times[order]
+    after = np.clip(np.searchsorted(ranked, rgb_times), 0, len(ranked) - 1)
+    before = np.clip(after - 1, 0, len(ranked) - 1)
+    nearest = np.where(np.abs(ranked[after] - rgb_times) < np.abs(ranked[before] - rgb_times), after, before)
+    match = order[nearest]
+    close = np.abs(depth_times[match] - rgb_times) <= MAX_PAIR_GAP_S
     pairs, used = [], set()
-    for t, name in rgb:
-        j = int(np.argmin(np.abs(depth_times - t)))
-        if abs(depth_times[j] - t) <= MAX_PAIR_GAP_S and j not in used:
+    for i in np.flatnonzero(close):
+        j = int(match[i])
+        if j not in used:
             used.add(j)
-            pairs.append((t, root / name, root / depth[j][1]))
+            pairs.append((rgb[i][0], rgb[i][1], depth[j][1]))
     if not pairs:
         raise InputError(f"{root}: no colour frame in rgb.txt has a depth frame within {MAX_PAIR_GAP_S * 1000:.0f} ms")
     return pairs
 
 
-def _plain_pairs(root: Path, fps: float) -> list[tuple[float, Path, Path]]:
-    """(timestamp, colour path, depth path) pairs of an ``rgb/`` + ``depth/`` folder, matched by stem."""
-    colour = {p.stem: p for p in sorted((root / "rgb").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    depth = {p.stem: p for p in sorted((root / "depth").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+def _image_entries(folder: Path) -> dict[str, str]:
+    """File stem -> name of the image files in ``folder`` (at most MAX_LIST_ENTRIES are looked at)."""
+    entries = {}
+    for count, item in enumerate(folder.iterdir(), 1):
+        check_count(count, MAX_LIST_ENTRIES, f"{folder}: files", "split the capture", InputError)
+        if item.suffix.lower() in IMAGE_SUFFIXES:
+            entries[item.stem] = f"{folder.name}/{item.name}"
+    return dict(sorted(entries.items()))
+
+
+def _plain_pairs(root: Path, fps: float) -> list[tuple[float, str, str]]:
+    """(timestamp, colour entry, depth entry) of an ``rgb/`` + ``depth/`` folder, matched by stem."""
+    colour = _image_entries(confined_path(root, "rgb", "rgb/", InputError, kind="dir"))
+    depth = _image_entries(confined_path(root, "depth", "depth/", InputError, kind="dir"))
     stems = sorted(set(colour) & set(depth))
     if not stems:
         raise InputError(f"{root}: no frame has both rgb/<name> and depth/<name> (same file stem)")
     missing = sorted(set(colour) ^ set(depth))
     if missing:
-        raise InputError(f"{root}: frames without a colour/depth partner: {', '.join(missing[:5])}")
+        raise InputError(f"{root}: frames without a colour/depth partner: {', '.join(m[:80] for m in missing[:5])}")
     stamps_file = root / "timestamps.txt"
-    if stamps_file.is_file():
+    if stamps_file.exists() or stamps_file.is_symlink():
+        text = read_text_file(confined_path(root, "timestamps.txt", "timestamps.txt", InputError), "timestamps.txt",
+                              InputError, max_bytes=MAX_LIST_BYTES)
+        words = text.split()
+        check_count(len(words), MAX_LIST_ENTRIES, f"{stamps_file}: timestamps", "split the capture", InputError)
         try:
-            stamps = [float(v) for v in stamps_file.read_text().split()]
-        except ValueError as exc:
-            raise InputError(f"{stamps_file}: expected one number per frame ({exc})") from exc
+            stamps = [float(v) for v in words]
+        except ValueError:
+            raise InputError(f"{stamps_file}: expected one number per frame") from None
         if len(stamps) != len(stems):
             raise InputError(f"{stamps_file}: {len(stamps)} timestamps for {len(stems)} frames")
+        if not all(math.isfinite(t) for t in stamps):
+            raise InputError(f"{stamps_file}: timestamps must be finite numbers")
     else:
         if not (np.isfinite(fps) and fps > 0):
             raise InputError(f"fps: expected a positive frame rate, got {fps}")
@@ -149,21 +189,29 @@ def _plain_pairs(root: Path, fps: float) -> list[tuple[float, Path, Path]]:
 def read_tum_trajectory(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Times (M,) and camera-to-world matrices (M,4,4) of a TUM trajectory (``t tx ty tz qx qy qz qw``)."""
     path = Path(path)
-    times, mats = [], []
-    for t, rest in _read_tum_list(path):
-        try:
-            values = np.array([float(v) for v in rest.split()])
-        except ValueError as exc:
-            raise InputError(f"{path}: expected 'timestamp tx ty tz qx qy qz qw', got {rest!r}") from exc
-        if values.shape != (7,) or not np.isfinite(values).all() or np.linalg.norm(values[3:]) < 1e-9:
-            raise InputError(f"{path}: expected 'timestamp tx ty tz qx qy qz qw' with a non-zero quaternion at t={t}")
-        m = np.eye(4)
-        m[:3, :3] = Rotation.from_quat(values[3:]).as_matrix()  # scipy and TUM are both (x, y, z, w)
-        m[:3, 3] = values[:3]
-        times.append(t)
-        mats.append(m)
-    order = np.argsort(times)
-    return np.asarray(times)[order], np.stack(mats)[order]
+    text = read_text_file(input_file(path, f"poses {path}", InputError), "poses", InputError, max_bytes=MAX_LIST_BYTES)
+    check_count(text.count("\n"), MAX_LIST_ENTRIES, f"{path}: lines", "split the capture", InputError)
+    try:  # numpy's C parser: a million lines in about a second (a Python loop over them took 15 s)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data" is the error below
+            rows = np.loadtxt(io.StringIO(text), dtype=np.float64, comments="#", ndmin=2)
+    except ValueError as exc:
+        raise InputError(f"{path}: expected 'timestamp tx ty tz qx qy qz qw' on every line "
+                         f"({short_repr(str(exc).splitlines()[0])})") from None
+    if rows.shape[0] == 0 or rows.shape[1] != 8:
+        raise InputError(f"{path}: expected 'timestamp tx ty tz qx qy qz qw' on every line")
+    times, values = rows[:, 0], rows[:, 1:]
+    bad = ~np.isfinite(rows).all(axis=1) | (np.linalg.norm(values[:, 3:], axis=1) < 1e-9)
+    if bad.any():
+        raise InputError(f"{path}: expected finite values and a non-zero quaternion at t={times[bad][0]}")
+    order = np.argsort(times, kind="stable")
+    times, values = times[order], values[order]
+    if (np.diff(times) <= 0).any():
+        raise InputError(f"{path}: two poses share the timestamp {times[1:][np.diff(times) <= 0][0]}")
+    mats = np.repeat(np.eye(4)[None], len(times), axis=0)
+    mats[:, :3, :3] = Rotation.from_quat(values[:, 3:]).as_matrix()  # scipy and TUM are both (x, y, z, w)
+    mats[:, :3, 3] = values[:, :3]
+    return times, mats
 
 
 def write_tum_trajectory(path: str | os.PathLike, times, cam_to_world) -> Path:
@@ -198,9 +246,14 @@ def interpolate_poses(times: np.ndarray, poses: np.ndarray, query: np.ndarray, n
 
 
 def _check_pose(m, name: str) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
+    try:
+        m = np.asarray(m, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name}: expected a 4x4 matrix of numbers") from None
     if m.shape != (4, 4) or not np.isfinite(m).all():
         raise InputError(f"{name}: expected a finite 4x4 camera-to-world matrix, got shape {m.shape}")
+    if not np.array_equal(m[3], [0.0, 0.0, 0.0, 1.0]):
+        raise InputError(f"{name}: the bottom row must be (0, 0, 0, 1), got {m[3].tolist()}")
     r = m[:3, :3]
     if np.abs(r @ r.T - np.eye(3)).max() > 1e-3 or np.linalg.det(r) < 0:
         raise InputError(f"{name}: the rotation part is not a proper rotation")
@@ -209,9 +262,7 @@ def _check_pose(m, name: str) -> np.ndarray:
 
 def load_poses(path: str | os.PathLike, names: list[str], stamps: np.ndarray) -> np.ndarray:
     """Camera-to-world (N,4,4) for the frames ``names`` at ``stamps`` from a TUM trajectory or a JSON file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"poses: no such file {path}")
+    path = input_file(path, f"poses {path}", InputError)
     if path.suffix.lower() != ".json":
         times, mats = read_tum_trajectory(path)
         return interpolate_poses(times, mats, stamps, name=str(path))
@@ -219,6 +270,7 @@ def load_poses(path: str | os.PathLike, names: list[str], stamps: np.ndarray) ->
     if isinstance(data, dict) and "cam_to_world" in data:
         data = data["cam_to_world"]
     if isinstance(data, list):
+        check_count(len(data), MAX_LIST_ENTRIES, f"{path}: poses", "split the capture", InputError)
         if len(data) != len(names):
             raise InputError(f"{path}: {len(data)} poses for {len(names)} frames")
         return np.stack([_check_pose(m, f"{path}[{i}]") for i, m in enumerate(data)])
@@ -230,20 +282,32 @@ def load_poses(path: str | os.PathLike, names: list[str], stamps: np.ndarray) ->
     raise InputError(f"{path}: expected a list of 4x4 matrices or an object of frame name -> 4x4")
 
 
-def _find_intrinsics(root: Path, intrinsics) -> tuple[object, float | None]:
-    """The intrinsics argument (or the folder's intrinsics file) and a depth scale it may carry."""
+def _find_intrinsics(root: Path, intrinsics) -> tuple[object, float | None, str]:
+    """The intrinsics argument (or the folder's intrinsics file), a depth scale it may carry, and its name."""
     if intrinsics is None:
-        found = [root / n for n in INTRINSICS_NAMES if (root / n).is_file()]
+        found = [n for n in INTRINSICS_NAMES if (root / n).exists() or (root / n).is_symlink()]
         if not found:
             raise InputError(f"{root}: no intrinsics given and no {' or '.join(INTRINSICS_NAMES)} in the folder")
-        intrinsics = found[0]
-    scale = None
+        intrinsics = confined_path(root, found[0], found[0], InputError)
+    scale, name = None, "intrinsics"
     if isinstance(intrinsics, (str, os.PathLike)):
+        name = f"intrinsics {intrinsics}"
         data = read_json(intrinsics, "intrinsics", InputError)  # size-limited, deep nesting refused
         if isinstance(data, dict) and "depth_scale" in data:
-            scale = float(data["depth_scale"])
+            scale = _depth_scale(data["depth_scale"], f"{name}: depth_scale")
         intrinsics = data
-    return intrinsics, scale
+    return intrinsics, scale, name
+
+
+def _depth_scale(value, where: str) -> float:
+    """A depth scale read from a file: a finite positive number (units per metre)."""
+    try:
+        scale = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        scale = math.nan
+    if not (math.isfinite(scale) and 0 < scale < 1e9):
+        raise InputError(f"{where}: expected a positive number of stored units per metre, got {short_repr(str(value))}")
+    return scale
 
 
 def read_sequence(
@@ -254,13 +318,16 @@ def read_sequence(
     fps: float = 30.0,
     every: int = 1,
     max_frames: int | None = None,
+    frame_limit: int = MAX_CAPTURE_FRAMES,
 ) -> RGBDSequence:
     """Load an RGB-D sequence folder (TUM or plain layout, see the module docstring).
 
     ``intrinsics`` is a 3x3 K, a dict or a JSON file (fx, fy, cx, cy or K; an optional
     ``depth_scale`` in stored depth units per metre); without it the folder's ``intrinsics.json`` or
     ``camera.json`` is used. ``depth_scale`` overrides the layout's default (TUM 5000, plain 1000).
-    ``every`` keeps every n-th frame, ``max_frames`` stops early.
+    ``every`` keeps every n-th frame, ``max_frames`` stops early; more than ``frame_limit`` frames left after
+    that is an error (odometry and fusion cost grows with every frame). Every file the folder names must lie
+    inside it (symlinks followed); list files, poses and intrinsics are checked before any image is decoded.
     """
     root = Path(path)
     if not is_sequence_dir(root):
@@ -268,20 +335,29 @@ def read_sequence(
     if every < 1:
         raise InputError(f"every: expected an integer >= 1, got {every}")
     tum = (root / "rgb.txt").is_file() and (root / "depth.txt").is_file()
-    pairs = _tum_pairs(root) if tum else _plain_pairs(root, fps)
+    entries = _tum_pairs(root) if tum else _plain_pairs(root, fps)
+    keep = list(range(len(entries)))[::every][:max_frames]
+    check_count(len(keep), frame_limit, f"{root}: frames to fuse",
+                "keep fewer with --every / --max-frames, or raise --frame-limit", InputError)
+    pairs = [(t, confined_path(root, c, "rgb.txt" if tum else "rgb/", InputError),
+              confined_path(root, d, "depth.txt" if tum else "depth/", InputError))
+             for t, c, d in (entries[i] for i in keep)]
     mats = None
     if poses is not None:  # matched against every frame of the folder, before thinning
-        mats = load_poses(poses, [c.stem for _, c, _ in pairs], np.array([t for t, _, _ in pairs]))
-    keep = list(range(len(pairs)))[::every][:max_frames]
-    pairs = [pairs[i] for i in keep]
-    k_arg, file_scale = _find_intrinsics(root, intrinsics)
+        mats = load_poses(poses, [Path(c).stem for _, c, _ in entries], np.array([t for t, _, _ in entries]))
+    k_arg, file_scale, k_name = _find_intrinsics(root, intrinsics)
     scale = depth_scale or file_scale or (TUM_DEPTH_SCALE if tum else None)
     frames, K = [], None
     for t, rgb_path, depth_path in pairs:
+        if rgb_path.suffix.lower() != ".npy":  # checked from the header: a capture frame is never 36 MP
+            w, h = image_size(rgb_path, "colour")
+            if w * h > MAX_FRAME_PIXELS:
+                raise InputError(f"colour {rgb_path}: {w}x{h} is larger than capture frames may be "
+                                 f"({MAX_FRAME_PIXELS:,} pixels); downscale the capture")
         rgb = load_rgb(rgb_path, name="colour")
         h, w = rgb.shape[:2]
         if K is None:
-            K = load_intrinsics(k_arg, w, h)
+            K = load_intrinsics(k_arg, w, h, name=k_name)
         elif (w, h) != (frames[0].rgb.shape[1], frames[0].rgb.shape[0]):
             raise InputError(f"{rgb_path}: {w}x{h}, but the sequence's frames are "
                              f"{frames[0].rgb.shape[1]}x{frames[0].rgb.shape[0]}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from lyra_sim.io.compressed_ply import is_compressed_ply, read_compressed_ply, write_compressed_ply
 from lyra_sim.io.errors import WorldFileError
 from lyra_sim.io.formats import REGISTRY, WorldFormat
+from lyra_sim.io.guards import input_file
 from lyra_sim.io.native import read_native, write_native
 from lyra_sim.io.ply import read_ply, write_ply
 from lyra_sim.io.splat import read_splat
@@ -56,6 +57,8 @@ def load_world(
     own frame and scale refuse them.
     """
     path = Path(path)
+    if path.suffix.lower() in REGISTRY.suffixes(readable=True):  # before sniffing: a FIFO would block it
+        input_file(path, str(path), WorldFileError)  # no /proc files, FIFOs, devices, folders or symlink loops
     fmt = REGISTRY.reader_for(path)
     options = {k: v for k, v in (("frame", frame), ("meters_per_unit", meters_per_unit)) if v is not None}
     return fmt.reader(path, **options)

@@ -1,6 +1,7 @@
 """Atomic file output: write to a temporary file (or folder) beside the target, then rename over it.
 
-Temporaries are removed on errors, Ctrl-C and SIGTERM (``lyra_sim.io.cleanup``); a failing write
+Temporaries are removed on errors, Ctrl-C and SIGTERM (``lyra_sim.io.cleanup``), and those a killed writer
+left behind (SIGKILL) are removed by the next write of the same output; a failing write
 (full disk, read-only file system, no permission) becomes one :class:`OutputError` naming the target.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lyra_sim.errors import LyraSimError
-from lyra_sim.io.cleanup import temporary
+from lyra_sim.io.cleanup import remove_stale, temporary, temporary_prefix
 
 
 class OutputError(LyraSimError):
@@ -55,9 +56,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ends up with the permissions a plain ``open(path, "w")`` would give it (mkstemp's private 0600 is not kept).
     """
     target = Path(path)
+    suffix = ".tmp" + target.suffix
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
+        remove_stale(target, suffix)
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=suffix, dir=target.parent)
         os.close(fd)
     except OSError as exc:
         raise _failed(target, exc) from exc
@@ -85,7 +88,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+        remove_stale(target, ".partial")
+        tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(target), suffix=".partial", dir=target.parent))
     except OSError as exc:
         raise _failed(target, exc) from exc
     try:

@@ -5,12 +5,17 @@ run on errors and on Ctrl-C (KeyboardInterrupt) but not on SIGTERM: Python's def
 ends the process at once. While any temporary path is registered here, a SIGTERM handler removes them,
 then hands the signal on (to the handler that was installed before, or to the default action, so the
 process still ends with "terminated by SIGTERM").
+
+SIGKILL (and power loss) leave temporaries behind that no handler can remove. Their names carry the
+writing process's id (:func:`temporary_prefix`); :func:`remove_stale` removes those of one output whose
+writer no longer runs, and the atomic writers call it before each write of that output.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import threading
@@ -75,3 +80,33 @@ def temporary(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         with _lock:
             _pending.pop(str(path), None)
+
+
+def temporary_prefix(target: Path) -> str:
+    """Name prefix of a temporary of ``target`` written by this process: ``.<name>.<pid>.``."""
+    return f".{target.name}.{os.getpid()}."
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale(target: str | os.PathLike, suffix: str) -> list[Path]:
+    """Remove temporaries of ``target`` (``.<name>.<pid>.<random><suffix>`` beside it) whose writing process has
+    ended, e.g. killed with SIGKILL; temporaries of running writers and of other outputs are left alone."""
+    target = Path(target)
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(\d+)\.[a-z0-9_]+" + re.escape(suffix))
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in target.parent.iterdir():
+            match = pattern.fullmatch(entry.name)
+            if match and int(match.group(1)) != os.getpid() and not _running(int(match.group(1))):
+                _remove(entry)
+                removed.append(entry)
+    return removed

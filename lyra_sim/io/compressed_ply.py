@@ -23,7 +23,7 @@ import gsply
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.io.errors import WorldFileError
 from lyra_sim.io.gsply_arrays import gsdata_to_world, warn_if_observed_flags_dropped, world_to_gsdata
-from lyra_sim.io.header_metadata import frame_scale_from_comments, info_from_comments, world_comments
+from lyra_sim.io.header_metadata import info_from_comments, recorded_frame_scale, world_comments
 from lyra_sim.world import GaussianWorld
 
 _SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
@@ -103,6 +103,8 @@ def _check_layout(path: Path, data: bytes, header_len: int, lines: list[str]) ->
         counts = ", ".join(f"{count} {name}" for name, count, _ in elements)
         raise WorldFileError(f"{path}: header declares {counts} ({declared} bytes) but the body has {body} bytes")
     chunks, vertices = elements[0][1], elements[1][1]
+    if vertices == 0:
+        raise WorldFileError(f"{path}: compressed PLY with 0 Gaussians (empty world)")
     if chunks != -(-vertices // 256):
         raise WorldFileError(f"{path}: {chunks} chunks for {vertices} Gaussians (expected one per 256)")
     return comments
@@ -119,18 +121,14 @@ def read_compressed_ply(path: str | os.PathLike, frame: str | None = None,
     if parsed is None:
         raise WorldFileError(f"{path}: not a PLY file (no 'ply' magic and 'end_header' line)")
     comments = _check_layout(path, data, *parsed)
+    recorded_frame, recorded_scale = recorded_frame_scale(comments, str(path))
+    info = info_from_comments(comments, str(path))
     try:
         gs = gsply.decompress_from_bytes(data)
     except (ValueError, KeyError, IndexError, TypeError, struct.error, zlib.error) as exc:
         raise WorldFileError(f"{path}: corrupt compressed PLY ({exc})") from exc
-    meta = frame_scale_from_comments(comments)
-    if meters_per_unit is None and meta.get("meters_per_unit", "none") != "none":
-        try:
-            meters_per_unit = float(meta["meters_per_unit"])
-        except ValueError as exc:
-            raise WorldFileError(f"{path}: bad meters_per_unit comment {meta['meters_per_unit']!r}") from exc
-    return gsdata_to_world(gs, path, frame or meta.get("frame", "opencv"), meters_per_unit,
-                           info_from_comments(comments))
+    meters_per_unit = recorded_scale if meters_per_unit is None else meters_per_unit
+    return gsdata_to_world(gs, path, frame or recorded_frame or "opencv", meters_per_unit, info)
 
 
 def write_compressed_ply(world: GaussianWorld, path: str | os.PathLike) -> Path:

@@ -7,6 +7,7 @@ has one keyframe); the header metadata records kind, frame, scale and keyframe t
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.io.errors import WorldFileError
-from lyra_sim.io.guards import parse_json
+from lyra_sim.io.guards import input_file, parse_json
+from lyra_sim.io.header_metadata import check_info
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, WorldError
 
 FORMAT_NAME = "lyra_sim.world"
@@ -51,9 +53,7 @@ def write_native(world: GaussianWorld | DynamicGaussianWorld, path: str | os.Pat
 
 def read_native(path: str | os.PathLike) -> GaussianWorld | DynamicGaussianWorld:
     """Read a world written by :func:`write_native`."""
-    path = Path(path)
-    if not path.is_file():
-        raise WorldFileError(f"{path}: no such file")
+    path = input_file(path, str(path), WorldFileError)
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -72,6 +72,9 @@ def read_native(path: str | os.PathLike) -> GaussianWorld | DynamicGaussianWorld
                 or not all(isinstance(info, dict) for info in infos):
             raise WorldFileError(f"{path}: metadata 'times' and 'info' must be lists of equal length (numbers, "
                                  "objects)")
+        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in times):
+            raise WorldFileError(f"{path}: metadata 'times' must be finite numbers (seconds)")
+        infos = [check_info(info, f"{path} (keyframe {i})") for i, info in enumerate(infos)]
         keyframes = []
         for i in range(len(times)):
             arrays = {field: tensors[f"k{i}.{field}"] for field in _FIELDS}

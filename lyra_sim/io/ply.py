@@ -18,7 +18,7 @@ import torch
 
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.io.errors import WorldFileError
-from lyra_sim.io.header_metadata import frame_scale_from_comments, info_from_comments, world_comments
+from lyra_sim.io.header_metadata import info_from_comments, recorded_frame_scale, world_comments
 from lyra_sim.world import GaussianWorld, WorldError, sh_degree_from_k
 
 LAYOUTS = ("inria", "lyra")
@@ -147,10 +147,6 @@ def _check_header(path: Path) -> None:
         raise WorldFileError(f"{path}: the vertex element has list properties (not a Gaussian splat PLY)")
 
 
-def _read_comment_metadata(ply: plyfile.PlyData) -> dict:
-    return frame_scale_from_comments(ply.comments)
-
-
 def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit: float | None = None) -> GaussianWorld:
     """Load a 3DGS PLY (INRIA or Lyra layout, SH degree 0-3) into an activated GaussianWorld."""
     path = Path(path)
@@ -201,9 +197,8 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
         # Channel-major: all R coefficients, then all G, then all B.
         sh[:, 1:, :] = columns("f_rest_", 3 * (k - 1)).reshape(n, 3, k - 1).transpose(0, 2, 1)
     observed = np.asarray(vertex[OBSERVED_PROPERTY]) != 0 if OBSERVED_PROPERTY in names else None
-    meta = _read_comment_metadata(ply)
-    if meters_per_unit is None and meta.get("meters_per_unit", "none") != "none":
-        meters_per_unit = float(meta["meters_per_unit"])
+    recorded_frame, recorded_scale = recorded_frame_scale(ply.comments, str(path))
+    meters_per_unit = recorded_scale if meters_per_unit is None else meters_per_unit
     try:
         return GaussianWorld(
             means=torch.from_numpy(means).float(),
@@ -211,9 +206,9 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
             scales=torch.from_numpy(np.exp(columns("scale_", 3))).float(),
             opacities=torch.from_numpy(1.0 / (1.0 + np.exp(-column("opacity")))).float(),
             sh=torch.from_numpy(sh).float(),
-            frame=frame or meta.get("frame", "opencv"),
+            frame=frame or recorded_frame or "opencv",
             meters_per_unit=meters_per_unit,
-            info=info_from_comments(ply.comments),
+            info=info_from_comments(ply.comments, str(path)),
             observed=None if observed is None else torch.from_numpy(observed),
         )
     except WorldError as exc:

@@ -9,43 +9,66 @@ it was converted from (RDF, lyra_sim's "opencv"); the format records no frame or
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from lyra_sim.io.errors import WorldFileError
+from lyra_sim.io.guards import input_file
 from lyra_sim.sh import rgb_to_sh0
 from lyra_sim.world import GaussianWorld, WorldError
 
 RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rotation", "u1", 4)])
+#: Largest .splat read by default (8M Gaussians; the world in memory takes about 2x the file): raise ``max_bytes``.
+MAX_SPLAT_BYTES = 256 << 20
+_CHUNK_RECORDS = 1 << 18  # read and checked 8 MB at a time: no second full-size copy of the file
 
 
 def read_splat(
-    path: str | os.PathLike, frame: str | None = None, meters_per_unit: float | None = None
+    path: str | os.PathLike, frame: str | None = None, meters_per_unit: float | None = None,
+    max_bytes: int | None = None,
 ) -> GaussianWorld:
-    """Load a ``.splat`` file; ``frame`` (default "opencv") and ``meters_per_unit`` say what its axes are."""
-    path = Path(path)
-    if not path.is_file():
-        raise WorldFileError(f"{path}: no such file")
+    """Load a ``.splat`` file; ``frame`` (default "opencv") and ``meters_per_unit`` say what its axes are.
+
+    Files over ``max_bytes`` (default :data:`MAX_SPLAT_BYTES`, read at call time) are refused before anything
+    is read; the rest is read and checked in chunks.
+    """
+    max_bytes = MAX_SPLAT_BYTES if max_bytes is None else max_bytes
+    path = input_file(path, str(path), WorldFileError)
     size = path.stat().st_size
     if size % RECORD.itemsize:
         raise WorldFileError(f"{path}: {size} bytes is not a whole number of {RECORD.itemsize}-byte .splat records")
-    records = np.fromfile(path, dtype=RECORD)
-    for name in ("position", "scale"):
-        bad = ~np.isfinite(records[name]).all(axis=1)
-        if bad.any():
-            raise WorldFileError(f"{path}: non-finite {name} (first at Gaussian {int(np.flatnonzero(bad)[0])})")
-    quats = (records["rotation"].astype(np.float32) - 128.0) / 128.0
-    zero = ~quats.any(axis=1)
-    if zero.any():
-        raise WorldFileError(f"{path}: zero rotation quaternion (first at Gaussian {int(np.flatnonzero(zero)[0])})")
-    rgba = records["rgba"].astype(np.float32) / 255.0
+    if size == 0:
+        raise WorldFileError(f"{path}: empty .splat file (no Gaussians)")
+    if size > max_bytes:
+        raise WorldFileError(f"{path}: {size:,} bytes ({size // RECORD.itemsize:,} Gaussians) is over the .splat "
+                             f"limit of {max_bytes:,} bytes; raise lyra_sim.io.splat.MAX_SPLAT_BYTES (or read_splat's "
+                             "max_bytes) to read it anyway")
+    n = size // RECORD.itemsize
+    means, scales = np.empty((n, 3), np.float32), np.empty((n, 3), np.float32)
+    quats, rgba = np.empty((n, 4), np.float32), np.empty((n, 4), np.float32)
+    with path.open("rb") as f:
+        for start in range(0, n, _CHUNK_RECORDS):
+            records = np.fromfile(f, dtype=RECORD, count=min(_CHUNK_RECORDS, n - start))
+            if len(records) != min(_CHUNK_RECORDS, n - start):
+                raise WorldFileError(f"{path}: the file shrank while it was read")
+            rows = slice(start, start + len(records))
+            for name, out in (("position", means), ("scale", scales)):
+                bad = ~np.isfinite(records[name]).all(axis=1)
+                if bad.any():
+                    raise WorldFileError(f"{path}: non-finite {name} (first at Gaussian {start + int(np.argmax(bad))})")
+                out[rows] = records[name]
+            quats[rows] = (records["rotation"].astype(np.float32) - 128.0) / 128.0
+            zero = ~quats[rows].any(axis=1)
+            if zero.any():
+                first = start + int(np.argmax(zero))
+                raise WorldFileError(f"{path}: zero rotation quaternion (first at Gaussian {first})")
+            rgba[rows] = records["rgba"].astype(np.float32) / 255.0
     try:
         return GaussianWorld(
-            means=torch.from_numpy(records["position"].copy()),
+            means=torch.from_numpy(means),
             quats=torch.from_numpy(quats),
-            scales=torch.from_numpy(records["scale"].copy()),
+            scales=torch.from_numpy(scales),
             opacities=torch.from_numpy(rgba[:, 3].copy()),
             sh=rgb_to_sh0(torch.from_numpy(rgba[:, :3])),
             frame=frame or "opencv",

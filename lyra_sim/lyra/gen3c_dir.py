@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from lyra_sim.errors import LyraSimError
+from lyra_sim.io.guards import load_npz
 
 
 class TeacherDataError(LyraSimError):
@@ -122,13 +123,13 @@ def _refusal_reason(exc: Exception) -> str:
 
 
 def _load_npz(path: Path, key: str, trailing: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    if not path.is_file():
-        raise TeacherDataError(f"{path}: file not found")
+    arrays = load_npz(path, (key, "inds"), "teacher data", TeacherDataError)  # sizes checked before allocating
+    if key not in arrays:
+        raise TeacherDataError(f"{path}: no array {key!r}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            data, inds = np.asarray(npz[key], dtype=np.float64), np.asarray(npz["inds"]) if "inds" in npz else None
-    except (KeyError, ValueError, OSError) as exc:
-        raise TeacherDataError(f"{path}: cannot read key {key!r} ({exc})") from exc
+        data, inds = np.asarray(arrays[key], dtype=np.float64), arrays.get("inds")
+    except (TypeError, ValueError) as exc:
+        raise TeacherDataError(f"{path}: {key} is not numeric ({exc})") from exc
     if data.ndim != 1 + len(trailing) or data.shape[1:] != trailing:
         raise TeacherDataError(f"{path}: {key} shape {data.shape}, expected (F, {', '.join(map(str, trailing))})")
     if not np.isfinite(data).all():

@@ -9,8 +9,11 @@ Out: ~/image_raw (rgb8), ~/image_raw/compressed (sensor_msgs/CompressedImage, JP
      stamped with the pose's time, frame ``camera_frame_id``; ~/world_points (PointCloud2) and
      ~/collision_mesh (Marker), latched.
 Service: ~/reload (std_srvs/Trigger) reloads the world named by the ``world`` parameter; a failure keeps
-the previous world. Rendering happens on new poses and at ``rate_hz``; only the newest pose is kept, so a
-slow render never queues work.
+the previous world. Rendering happens on new poses and at ``rate_hz``, on a render thread of its own: callbacks
+only hand it the newest pose, so a slow render (a 4096 x 4096 frame on the CPU takes many seconds) never queues
+work, never keeps the executor from taking poses, parameters and services, and never delays shutdown (the node
+waits SHUTDOWN_WAIT_S for a render in progress, then leaves it). The compressed topic is encoded only up to
+MAX_COMPRESSED_PIXELS per frame; larger frames skip it, saying so in the log.
 
 Every callback survives anything: a bad pose or a failed render is logged (throttled), counted in
 ``counters`` and skipped. Parameters are checked (parameters.PARAMETERS) before they are set; image size,
@@ -22,6 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -50,6 +54,9 @@ from lyra_sim_ros.parameters import PARAMETERS, combined_problem, problem
 CAMERA_PARAMETERS = {"width", "height", "fov_deg"}
 WORLD_TOPIC_PARAMETERS = {"point_cloud_max_points", "world_frame_id", "collision_mesh"}
 REPORT_INTERVAL_S = 2.0  # a kind of skipped input or failure is logged at most this often (all are counted)
+#: Frames larger than this are not JPEG/PNG-encoded for ~/image_raw/compressed (seconds and ~500 MB per 16 MP frame).
+MAX_COMPRESSED_PIXELS = 1920 * 1080
+SHUTDOWN_WAIT_S = 1.0  # how long destroy_node waits for a render in progress
 
 
 class StartupError(LyraSimError):
@@ -93,6 +100,10 @@ def survives(kind: str):
 
 class WorldCamera(Node):
     def __init__(self, **kwargs):
+        # Before Node's own set-up: a node refused at start-up is still destroyed by its context.
+        self._lock = threading.Lock()  # camera, pose and world as one consistent snapshot for the render thread
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._render_thread = threading.Thread(target=self._render_loop, name="world_camera_render", daemon=True)
         super().__init__("world_camera", **kwargs)
         self.counters: Counter[str] = Counter()
         self._last_report: dict[str, float] = {}
@@ -111,6 +122,7 @@ class WorldCamera(Node):
         self.camera_to_world: np.ndarray | None = None
         self.stamp = None
         self.last_render = 0.0
+        self.renders_done = 0
         self.reload_world(initial=True)
         self._configure_camera()
 
@@ -134,6 +146,7 @@ class WorldCamera(Node):
         if len(initial) == 7:
             self.camera_to_world = conversions.pose_vector_to_matrix(initial)
         self.publish_world()
+        self._render_thread.start()
         self.get_logger().info(f"serving {len(self._current_world()):,} Gaussians; waiting for poses on "
                                f"{self.resolve_topic_name('~/pose')}")
 
@@ -192,13 +205,19 @@ class WorldCamera(Node):
 
     # --- world --------------------------------------------------------------------------------------------
     def _configure_camera(self) -> None:
-        self.width, self.height = int(self._param("width")), int(self._param("height"))
-        self.K = Camera.intrinsics_from_fov(self.width, self.height, float(self._param("fov_deg")))
+        width, height = int(self._param("width")), int(self._param("height"))
+        K = Camera.intrinsics_from_fov(width, height, float(self._param("fov_deg")))
+        with self._lock:
+            self.width, self.height, self.K = width, height, K
+        if width * height > MAX_COMPRESSED_PIXELS:
+            self.get_logger().warning(f"{width}x{height} frames are larger than {MAX_COMPRESSED_PIXELS:,} pixels: "
+                                      "~/image_raw/compressed is not published at this size")
 
     def reload_world(self, initial: bool = False) -> str:
         world = load_world_from(self._param("world"), self._param("image"), self._param("depth"),
                                 self._param("intrinsics"))
-        self.world = world
+        with self._lock:
+            self.world = world
         if not initial:
             self.publish_world()
         return f"loaded {len(self._current_world()):,} Gaussians"
@@ -229,7 +248,8 @@ class WorldCamera(Node):
         if matrix is None:
             self.report("rejected_poses", reason)
             return
-        self.camera_to_world, self.stamp = matrix, stamp
+        with self._lock:
+            self.camera_to_world, self.stamp = matrix, stamp
         self.render_and_publish()
 
     @survives("pose_callback_failures")
@@ -268,23 +288,56 @@ class WorldCamera(Node):
         return response
 
     # --- rendering ----------------------------------------------------------------------------------------
-    @survives("render_failures")
     def render_and_publish(self) -> None:
+        """Ask the render thread for a frame at the newest pose (returns at once; requests made while it renders
+        collapse into one)."""
         self.last_render = time.monotonic()  # also after a failure: the timer does not retry at full speed
-        world_to_cam = torch.from_numpy(np.linalg.inv(self.camera_to_world)).float()
-        camera = Camera(self.K, world_to_cam, self.width, self.height)
+        self._wake.set()
+
+    def _render_loop(self) -> None:
+        while not self._stop.is_set():
+            if self._wake.wait(timeout=0.1) and not self._stop.is_set():
+                self._wake.clear()
+                self._render_once()
+
+    @survives("render_failures")
+    def _render_once(self) -> None:
+        with self._lock:
+            world, camera_to_world, stamp = self._current_world(), self.camera_to_world, self.stamp
+            K, width, height = self.K, self.width, self.height
+        if camera_to_world is None:
+            return
+        world_to_cam = torch.from_numpy(np.linalg.inv(camera_to_world)).float()
+        camera = Camera(K, world_to_cam, width, height)
         with torch.no_grad():
-            result = render(self._current_world(), camera, backend=self._param("backend"),
+            result = render(world, camera, backend=self._param("backend"),
                             background=tuple(float(v) for v in self._param("background")))
-        stamp = self.stamp if self.stamp is not None else self.get_clock().now().to_msg()
+        if self._stop.is_set():
+            return
+        stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         head = conversions.header(stamp, self._param("camera_frame_id"))
         rgb = result.to_uint8().numpy()
         self.image_pub.publish(conversions.rgb_image(rgb, head))
         if self.compressed_pub.get_subscription_count():  # encoding costs time: only for listeners
-            self.compressed_pub.publish(conversions.compressed_image(
-                rgb, head, self._param("compressed_format"), self._param("jpeg_quality"), self._param("png_level")))
-        self.depth_pub.publish(conversions.depth_image(result.depth.reshape(self.height, self.width).numpy(), head))
-        self.info_pub.publish(conversions.camera_info(self.K.numpy(), self.width, self.height, head))
+            if width * height <= MAX_COMPRESSED_PIXELS:
+                self.compressed_pub.publish(conversions.compressed_image(
+                    rgb, head, self._param("compressed_format"), self._param("jpeg_quality"),
+                    self._param("png_level")))
+            else:
+                self.report("compressed_frames_skipped", f"{width}x{height} is over {MAX_COMPRESSED_PIXELS:,} pixels")
+        self.depth_pub.publish(conversions.depth_image(result.depth.reshape(height, width).numpy(), head))
+        self.info_pub.publish(conversions.camera_info(K.numpy(), width, height, head))
+        self.renders_done += 1
+
+    def destroy_node(self) -> None:
+        """Stop the render thread (waiting at most SHUTDOWN_WAIT_S for a render in progress), then the node."""
+        self._stop.set()
+        self._wake.set()
+        if self._render_thread.is_alive():
+            self._render_thread.join(timeout=SHUTDOWN_WAIT_S)
+            if self._render_thread.is_alive():
+                self.get_logger().warning("a render is still running; shutting down without waiting for it")
+        super().destroy_node()
 
 
 def run(args: list[str] | None = None) -> int:

@@ -199,10 +199,58 @@ def test_a_failing_render_is_counted_and_the_node_keeps_serving(ros, monkeypatch
 
     monkeypatch.setattr(camera_node, "render", broken)
     ros["node"].on_pose(pose_message(optical_pose([0.0, 0.0, 0.0]), 50))
-    assert ros["node"].counters["render_failures"] == 1
+    assert spin_until(ros, lambda: ros["node"].counters["render_failures"] == 1, timeout=10)
     monkeypatch.undo()
     del ros["node"].counters["render_failures"]
     serve(ros, optical_pose([0.0, 0.0, 0.0]), sec=51)
+
+
+def test_a_slow_render_blocks_neither_callbacks_nor_shutdown(tmp_path, monkeypatch):
+    """A render that takes seconds (a 4096 x 4096 CPU frame) runs on the render thread: poses are taken at once,
+    requests made meanwhile collapse into one render of the newest pose, and destroy_node does not wait it out."""
+    import threading
+    import time
+
+    import lyra_sim_ros.camera_node as camera_node
+
+    started, release = threading.Event(), threading.Event()
+    real = camera_node.render
+
+    def slow(*args, **kwargs):
+        started.set()
+        release.wait(timeout=3)  # the old, synchronous node would block each callback this long
+        return real(*args, **kwargs)
+
+    path = save_world(make_world(), tmp_path / "world.ply")
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID, signal_handler_options=SignalHandlerOptions.NO)
+    node = WorldCamera(context=context, namespace="/slow", parameter_overrides=[
+        Parameter("world", value=str(path)), Parameter("width", value=WIDTH), Parameter("height", value=HEIGHT),
+        Parameter("backend", value="cpu"), Parameter("rate_hz", value=0.2)])
+    try:
+        monkeypatch.setattr(camera_node, "render", slow)
+        node.on_pose(pose_message(optical_pose([0.0, 0.0, 0.0]), 1))
+        assert started.wait(timeout=10)
+        start = time.monotonic()
+        for sec in range(2, 50):  # while the first render hangs, every pose is taken at once
+            node.on_pose(pose_message(optical_pose([0.01 * sec, 0.0, 0.0]), sec))
+        assert time.monotonic() - start < 1.0
+        assert node.stamp.sec == 49
+        release.set()
+        deadline = time.monotonic() + 20
+        while node.renders_done < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert node.renders_done == 2  # the one in progress, then one for the newest pose: no queue of 48
+        release.clear()
+        started.clear()
+        node.on_pose(pose_message(optical_pose([0.0, 0.0, 0.0]), 60))
+        assert started.wait(timeout=10)
+        start = time.monotonic()
+        node.destroy_node()  # the render hangs: shutdown goes on without it
+        assert time.monotonic() - start < camera_node.SHUTDOWN_WAIT_S + 1.0
+    finally:
+        release.set()
+        rclpy.shutdown(context=context)
 
 
 HOSTILE_PARAMETERS = [
