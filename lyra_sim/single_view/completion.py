@@ -5,7 +5,9 @@ Added as Gaussians with ``observed = False`` (the input camera's OpenCV frame):
    objects and beyond the image), its colour synthesised from the seen floor (``planes.PlaneTexture``);
 2. walls (vertical planes open3d's RANSAC finds) continued sideways and up, also textured;
 3. background layers behind occlusion edges (``backs.back_layers``);
-4. closed backs and sides of objects (``backs.object_backs``).
+4. closed backs and sides of objects (``backs.object_backs``);
+5. a far backdrop: a dome just beyond the floor's edge, coloured like the top of the image, so that a
+   robot's camera sees no empty sky anywhere (``far_backdrop``).
 Every candidate passes a visibility test against the input depth: it must lie behind what the camera
 saw or outside its image, never in front of a seen surface (that space is known to be empty) and
 never on it (that surface is already there). Floor and walls end at walls (closing the room).
@@ -30,6 +32,11 @@ from lyra_sim.world import SH_C0, GaussianWorld, WorldError
 log = logging.getLogger(__name__)
 FLOOR_RADIUS_HEIGHTS = 40.0  # default floor radius, in camera heights
 ROOM_HEIGHT_M = 2.6  # walls cut off by the top of the image are continued up to this height (metric worlds)
+SEAM_HEIGHTS = 0.25  # floor and walls continue this far (in camera heights) behind / below each other
+UNDERLAY_HEIGHTS = 0.005  # seen floor and walls get a textured underlay this far (camera heights) behind them
+BACKDROP_STEP_DEG = 3.0  # angular spacing of the backdrop dome's Gaussians
+BACKDROP_BEYOND = 1.02  # the dome's radius, in floor radii (just behind the floor's edge)
+BACKDROP_TOP_ROWS = 0.1  # the dome's colour: the median of this top fraction of the image's rows
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class CompletionOptions:
     walls: bool = True
     back_layers: bool = True
     object_backs: bool = True
+    backdrop: bool = True
     floor_radius: float | None = None
     baseline: float | None = None
     max_thickness: float | None = None
@@ -92,12 +100,17 @@ class _Visibility:
 
 def _plane_surfels(frame: FloorFrame, coords: np.ndarray, spacing: np.ndarray, to_floor_coords,
                    normal_floor: np.ndarray, texture: PlaneTexture, visibility: _Visibility, excluded,
-                   refinements: int = 4) -> tuple[Surfels, float]:
-    """Textured surfels on a plane at 2D ``coords`` (spacing ``spacing``) that pass the visibility test, and
-    their area. A surfel that is hidden at its own pixel but too big to stay hidden around it (beside a
-    foreground edge) is split into four of half the spacing, up to ``refinements`` times (a quadtree)."""
+                   underlay: float = 0.0, refinements: int = 4) -> tuple[Surfels, Surfels, float]:
+    """Textured surfels on a plane at 2D ``coords`` (spacing ``spacing``) that pass the visibility test, the
+    underlay, and the area of the former. A surfel that is hidden at its own pixel but too big to stay hidden
+    around it (beside a foreground edge) is split into four of half the spacing, up to ``refinements`` times
+    (a quadtree).
+
+    ``underlay`` > 0 also keeps the candidates that fail the test because the camera saw this plane there,
+    moved ``underlay`` behind the plane: the seen surfels stay in front at the input view, and the underlay
+    (the seen texture, binned: observed content) fills the gaps a grazing robot view finds between them."""
     normal = frame.direction_to_camera(normal_floor[None, :])
-    parts, area = [], 0.0
+    parts, area, seen = [], 0.0, Surfels.empty()
     for level in range(refinements + 1):
         q = to_floor_coords(coords)
         points = frame.to_camera(q)
@@ -108,14 +121,43 @@ def _plane_surfels(frame: FloorFrame, coords: np.ndarray, spacing: np.ndarray, t
                              np.stack([sigma[keep], sigma[keep], 0.05 * spacing[keep]], axis=-1),
                              texture.colors_at(coords[keep])))
         area += float((spacing[keep] ** 2).sum())
-        split = allowed & ~keep & visibility.keep(points, np.zeros(len(points)))
+        on_surface = allowed & ~visibility.keep(points, np.zeros(len(points)))
+        if underlay > 0 and level == 0 and on_surface.any():
+            below = frame.to_camera(q[on_surface] - underlay * normal_floor)
+            seen = Surfels(below, np.repeat(normal, len(below), axis=0),
+                           np.stack([sigma[on_surface], sigma[on_surface], 0.05 * spacing[on_surface]], -1),
+                           texture.colors_at(coords[on_surface]))
+        split = allowed & ~keep & ~on_surface
         if level == refinements or not split.any():
             break
         quarter = 0.25 * spacing[split, None]
         offsets = np.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
         coords = (coords[split, None, :] + offsets[None] * quarter[..., None]).reshape(-1, 2)
         spacing = np.repeat(0.5 * spacing[split], 4)
-    return Surfels.concatenate(parts), area
+    return Surfels.concatenate(parts), seen, area
+
+
+def far_backdrop(frame: FloorFrame, radius: float, rgb: np.ndarray, step_deg: float = BACKDROP_STEP_DEG) -> Surfels:
+    """A dome of ``radius`` around the camera's foot (floor frame), from the horizon to the zenith, facing
+    inwards: Gaussians every ``step_deg`` degrees, wide enough to overlap (alpha > 0.9 between them), coloured
+    with the median of the image's top rows (far content is low-frequency; the dome shows only where nothing
+    nearer was made)."""
+    step = np.radians(step_deg)
+    rings = np.arange(step / 2, np.pi / 2, step)
+    parts = []
+    for elevation in rings:
+        count = max(int(np.ceil(2 * np.pi * np.cos(elevation) / step)), 3)
+        azimuth = (np.arange(count) + 0.5 * (len(parts) % 2)) * (2 * np.pi / count)
+        parts.append(np.stack([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
+                               np.full(count, np.sin(elevation))], axis=-1))
+    directions = np.concatenate([*parts, np.array([[0.0, 0.0, 1.0]])])
+    points = frame.to_camera(radius * directions)
+    normals = frame.direction_to_camera(-directions)
+    sigma = 0.6 * step * radius
+    scales = np.tile([sigma, sigma, 0.05 * sigma], (len(points), 1))
+    rows = max(1, round(BACKDROP_TOP_ROWS * rgb.shape[0]))
+    colour = np.median(rgb[:rows].reshape(-1, 3), axis=0)
+    return Surfels(points, normals, scales, np.tile(colour, (len(points), 1)))
 
 
 def _touches_top(mask: np.ndarray) -> bool:
@@ -159,7 +201,9 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
     """Unobserved Gaussians completing a lifted view, and a report for ``world.info["completion"]``.
 
     ``depth`` is the filled input depth (H,W), ``layers``/``normals`` those of the lift, ``observed``
-    the lifted world (OpenCV frame). Returns (None, report) when nothing was added.
+    the lifted world (OpenCV frame). The seen floor and walls also get an underlay (their seen texture a few
+    millimetres behind them, marked observed: it is what the camera saw) that closes the gaps between seen
+    surfels at grazing views. Returns (None, report) when nothing was added.
     """
     options = options or CompletionOptions()
     h, w = depth.shape
@@ -174,6 +218,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
     # follows the input resolution; far rings stay coarse).
     per_side = int(np.clip(focal / 3, 64, 128))
     parts: list[Surfels] = []
+    underlays: list[Surfels] = []  # observed content (seen planes resampled behind themselves)
     report: dict = {"methods": [], "completed_area": {}}
     unit = "m2" if metric else "units2"
 
@@ -207,20 +252,24 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
             behind = np.minimum(behind, t_walls)
             report["walls"] = len(kept)
 
-        def beyond_walls(q_points: np.ndarray, own: int | None = None) -> np.ndarray:
-            """Points on the far side of any wall (but ``own``) from the camera."""
+        seam = SEAM_HEIGHTS * cam_h  # floor and walls run this far past each other: no gap along the corner
+
+        def beyond_walls(q_points: np.ndarray, own: int | None = None, margin: float = 0.0) -> np.ndarray:
+            """Points more than ``margin`` on the far side of any wall (but ``own``) from the camera."""
             out = np.zeros(len(q_points), bool)
             for i, (wall, _) in enumerate(kept):
                 if i != own:
-                    out |= wall.signed_distance(q_points) < -threshold
+                    out |= wall.signed_distance(q_points) < -threshold - margin
             return out
 
         if options.floor and len(seen_floor) >= 16:
             texture = PlaneTexture(seen_floor[:, :2], rgb[floor_mask], cell=2 * float(np.median(footprint)))
             xy, spacing = graded_grid(inner=cam_h, radius=radius, per_side=per_side)
-            floor, area = _plane_surfels(frame, xy, spacing, lambda c: np.column_stack([c, np.zeros(len(c))]),
-                                         np.array([0.0, 0.0, 1.0]), texture, scene, beyond_walls)
+            floor, under, area = _plane_surfels(frame, xy, spacing, lambda c: np.column_stack([c, np.zeros(len(c))]),
+                                         np.array([0.0, 0.0, 1.0]), texture, scene,
+                                         lambda c: beyond_walls(c, margin=seam), underlay=UNDERLAY_HEIGHTS * cam_h)
             parts.append(floor)
+            underlays.append(under)
             report["completed_area"]["floor"] = round(area, 3)
             report["methods"].append(f"floor plane (RANSAC) to {radius:.2f} units: {texture.method}")
         for i, (wall, top) in enumerate(kept):
@@ -233,18 +282,24 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
             distance = abs(wall.offset)
             az, spacing = graded_grid(inner=max(distance, 0.5 * cam_h), radius=radius, per_side=per_side)
             az[:, 1] += cam_h
-            inside = (az[:, 1] >= 0) & (az[:, 1] <= top)
+            inside = (az[:, 1] >= -seam) & (az[:, 1] <= top)
             az, spacing = az[inside], spacing[inside]
 
             def to_floor(c, foot=foot, along=along):
                 return foot + c[:, :1] * along + c[:, 1:2] * np.array([0.0, 0.0, 1.0])
 
-            surf, area = _plane_surfels(frame, az, spacing, to_floor, wall.normal, texture, scene,
-                                        lambda c, i=i: beyond_walls(c, own=i))
+            surf, under, area = _plane_surfels(frame, az, spacing, to_floor, wall.normal, texture, scene,
+                                        lambda c, i=i: beyond_walls(c, own=i), underlay=UNDERLAY_HEIGHTS * cam_h)
             parts.append(surf)
+            underlays.append(under)
             report["completed_area"][f"wall_{i}"] = round(area, 3)
         if kept:
             report["methods"].append("walls (open3d RANSAC, vertical) continued sideways and up: textured")
+        if options.backdrop:
+            dome = far_backdrop(frame, BACKDROP_BEYOND * radius, rgb)
+            parts.append(dome)
+            report["backdrop_gaussians"] = len(dome.points)
+            report["methods"].append(f"far backdrop: a dome of radius {BACKDROP_BEYOND * radius:.1f} units")
     report["completed_area_unit"] = unit
     objects = ~plane_mask
     if options.back_layers:
@@ -265,10 +320,14 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
         report["methods"].append("object backs: extruded along view rays by the silhouette's median width")
     surfels = Surfels.concatenate(parts)
     report["completed_gaussians"] = len(surfels.points)
-    if not len(surfels.points):
+    seen = Surfels.concatenate(underlays)
+    report["underlay_gaussians"] = len(seen.points)
+    worlds = [surfel_world(group.points, group.normals, group.scales, group.colors, opacity, observed=flag,
+                           metric=metric, tangents=group.tangents)
+              for group, flag in ((surfels, False), (seen, True)) if len(group.points)]
+    if not worlds:
         return None, report
-    world = surfel_world(surfels.points, surfels.normals, surfels.scales, surfels.colors, opacity, observed=False,
-                         metric=metric, tangents=surfels.tangents)
+    world = GaussianWorld.concatenate(worlds)
     world.meters_per_unit = observed.meters_per_unit
     log.info("completion added %d Gaussians (%s)", len(world), "; ".join(report["methods"]))
     return world, report
