@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 FLOOR_RADIUS_HEIGHTS = 40.0  # default floor radius, in camera heights
 ROOM_HEIGHT_M = 2.6  # walls cut off by the top of the image are continued up to this height (metric worlds)
 SEAM_HEIGHTS = 0.25  # floor and walls continue this far (in camera heights) behind / below each other
-UNDERLAY_HEIGHTS = 0.005  # seen floor and walls get a textured underlay this far (camera heights) behind them
+UNDERLAY_STEPS = 2.0  # seen floor and walls get an underlay this many neighbour depth steps behind them
+UNDERLAY_DEPTH = 0.005  # ... plus this fraction of their depth
+UNDERLAY_SIGMA = 0.7  # ... of surfels this wide (std in pixel footprints; the lift's are 0.45)
+UNDERLAY_CLEARANCE_PX = 3  # ... at least this many pixels from an object (it would draw over the object's edge)
 BACKDROP_STEP_DEG = 3.0  # angular spacing of the backdrop dome's Gaussians
 BACKDROP_BEYOND = 1.02  # the dome's radius, in floor radii (just behind the floor's edge)
 BACKDROP_TOP_ROWS = 0.1  # the dome's colour: the median of this top fraction of the image's rows
@@ -48,7 +51,9 @@ class CompletionOptions:
     robot turning anywhere near the scene sees floor, not void; far rings are coarse, so it costs little).
     ``baseline``: the largest camera move whose disocclusions back layers cover (default: 0.75 m in metric
     worlds, 0.4 x the median depth otherwise). ``max_thickness``: cap on object depth (default: 1 m in
-    metric worlds, 0.3 x the median depth otherwise).
+    metric worlds, 0.3 x the median depth otherwise). ``backdrop``: the far dome (``far_backdrop``).
+    ``seams``: floor and walls continue a quarter camera height behind / below each other, and the seen floor
+    and walls get an underlay (``plane_underlay``), so grazing robot views find no gaps along corners.
     """
 
     floor: bool = True
@@ -56,6 +61,7 @@ class CompletionOptions:
     back_layers: bool = True
     object_backs: bool = True
     backdrop: bool = True
+    seams: bool = True
     floor_radius: float | None = None
     baseline: float | None = None
     max_thickness: float | None = None
@@ -100,17 +106,12 @@ class _Visibility:
 
 def _plane_surfels(frame: FloorFrame, coords: np.ndarray, spacing: np.ndarray, to_floor_coords,
                    normal_floor: np.ndarray, texture: PlaneTexture, visibility: _Visibility, excluded,
-                   underlay: float = 0.0, refinements: int = 4) -> tuple[Surfels, Surfels, float]:
-    """Textured surfels on a plane at 2D ``coords`` (spacing ``spacing``) that pass the visibility test, the
-    underlay, and the area of the former. A surfel that is hidden at its own pixel but too big to stay hidden
-    around it (beside a foreground edge) is split into four of half the spacing, up to ``refinements`` times
-    (a quadtree).
-
-    ``underlay`` > 0 also keeps the candidates that fail the test because the camera saw this plane there,
-    moved ``underlay`` behind the plane: the seen surfels stay in front at the input view, and the underlay
-    (the seen texture, binned: observed content) fills the gaps a grazing robot view finds between them."""
+                   refinements: int = 4) -> tuple[Surfels, float]:
+    """Textured surfels on a plane at 2D ``coords`` (spacing ``spacing``) that pass the visibility test, and
+    their area. A surfel that is hidden at its own pixel but too big to stay hidden around it (beside a
+    foreground edge) is split into four of half the spacing, up to ``refinements`` times (a quadtree)."""
     normal = frame.direction_to_camera(normal_floor[None, :])
-    parts, area, seen = [], 0.0, Surfels.empty()
+    parts, area = [], 0.0
     for level in range(refinements + 1):
         q = to_floor_coords(coords)
         points = frame.to_camera(q)
@@ -121,20 +122,32 @@ def _plane_surfels(frame: FloorFrame, coords: np.ndarray, spacing: np.ndarray, t
                              np.stack([sigma[keep], sigma[keep], 0.05 * spacing[keep]], axis=-1),
                              texture.colors_at(coords[keep])))
         area += float((spacing[keep] ** 2).sum())
-        on_surface = allowed & ~visibility.keep(points, np.zeros(len(points)))
-        if underlay > 0 and level == 0 and on_surface.any():
-            below = frame.to_camera(q[on_surface] - underlay * normal_floor)
-            seen = Surfels(below, np.repeat(normal, len(below), axis=0),
-                           np.stack([sigma[on_surface], sigma[on_surface], 0.05 * spacing[on_surface]], -1),
-                           texture.colors_at(coords[on_surface]))
-        split = allowed & ~keep & ~on_surface
+        split = allowed & ~keep & visibility.keep(points, np.zeros(len(points)))
         if level == refinements or not split.any():
             break
         quarter = 0.25 * spacing[split, None]
         offsets = np.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
         coords = (coords[split, None, :] + offsets[None] * quarter[..., None]).reshape(-1, 2)
         spacing = np.repeat(0.5 * spacing[split], 4)
-    return Surfels.concatenate(parts), seen, area
+    return Surfels.concatenate(parts), area
+
+
+def plane_underlay(points: np.ndarray, normals: np.ndarray, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray,
+                   mask: np.ndarray, step: np.ndarray) -> Surfels:
+    """The seen plane pixels ``mask`` (floor, walls) again, each pushed back along its ray by a bit more than
+    the depth ``step`` (H,W) between neighbouring pixels there: at the input view every underlay surfel is
+    drawn after the lift's surfels around its pixel and shows that pixel's own colour where they leave
+    alpha; at a robot's grazing view, where the lift's surfels thin into slivers, it shows the same surface
+    (a few centimetres lower) between them instead of the background."""
+    z = depth[mask]
+    push = (z + UNDERLAY_STEPS * step[mask] + UNDERLAY_DEPTH * z) / z
+    n = normals[mask]
+    view = points[mask] / np.linalg.norm(points[mask], axis=-1, keepdims=True)
+    cos = np.clip(np.abs((n * view).sum(-1)), 0.25, 1.0)
+    tilt = view - (view * n).sum(-1, keepdims=True) * n
+    footprint = z * push / float(np.sqrt(K[0, 0] * K[1, 1]))
+    scales = np.stack([UNDERLAY_SIGMA * footprint / cos, UNDERLAY_SIGMA * footprint, 0.1 * footprint], axis=-1)
+    return Surfels(points[mask] * push[:, None], n, scales, rgb[mask], tangents=tilt)
 
 
 def far_backdrop(frame: FloorFrame, radius: float, rgb: np.ndarray, step_deg: float = BACKDROP_STEP_DEG) -> Surfels:
@@ -218,7 +231,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
     # follows the input resolution; far rings stay coarse).
     per_side = int(np.clip(focal / 3, 64, 128))
     parts: list[Surfels] = []
-    underlays: list[Surfels] = []  # observed content (seen planes resampled behind themselves)
+    underlay = Surfels.empty()  # observed content: the seen floor and walls resampled just behind themselves
     report: dict = {"methods": [], "completed_area": {}}
     unit = "m2" if metric else "units2"
 
@@ -252,7 +265,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
             behind = np.minimum(behind, t_walls)
             report["walls"] = len(kept)
 
-        seam = SEAM_HEIGHTS * cam_h  # floor and walls run this far past each other: no gap along the corner
+        seam = SEAM_HEIGHTS * cam_h if options.seams else 0.0  # floor and walls overlap: no gap along the corner
 
         def beyond_walls(q_points: np.ndarray, own: int | None = None, margin: float = 0.0) -> np.ndarray:
             """Points more than ``margin`` on the far side of any wall (but ``own``) from the camera."""
@@ -265,11 +278,10 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
         if options.floor and len(seen_floor) >= 16:
             texture = PlaneTexture(seen_floor[:, :2], rgb[floor_mask], cell=2 * float(np.median(footprint)))
             xy, spacing = graded_grid(inner=cam_h, radius=radius, per_side=per_side)
-            floor, under, area = _plane_surfels(frame, xy, spacing, lambda c: np.column_stack([c, np.zeros(len(c))]),
+            floor, area = _plane_surfels(frame, xy, spacing, lambda c: np.column_stack([c, np.zeros(len(c))]),
                                          np.array([0.0, 0.0, 1.0]), texture, scene,
-                                         lambda c: beyond_walls(c, margin=seam), underlay=UNDERLAY_HEIGHTS * cam_h)
+                                         lambda c: beyond_walls(c, margin=seam))
             parts.append(floor)
-            underlays.append(under)
             report["completed_area"]["floor"] = round(area, 3)
             report["methods"].append(f"floor plane (RANSAC) to {radius:.2f} units: {texture.method}")
         for i, (wall, top) in enumerate(kept):
@@ -288,10 +300,9 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
             def to_floor(c, foot=foot, along=along):
                 return foot + c[:, :1] * along + c[:, 1:2] * np.array([0.0, 0.0, 1.0])
 
-            surf, under, area = _plane_surfels(frame, az, spacing, to_floor, wall.normal, texture, scene,
-                                        lambda c, i=i: beyond_walls(c, own=i), underlay=UNDERLAY_HEIGHTS * cam_h)
+            surf, area = _plane_surfels(frame, az, spacing, to_floor, wall.normal, texture, scene,
+                                        lambda c, i=i: beyond_walls(c, own=i))
             parts.append(surf)
-            underlays.append(under)
             report["completed_area"][f"wall_{i}"] = round(area, 3)
         if kept:
             report["methods"].append("walls (open3d RANSAC, vertical) continued sideways and up: textured")
@@ -302,6 +313,10 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
             report["methods"].append(f"far backdrop: a dome of radius {BACKDROP_BEYOND * radius:.1f} units")
     report["completed_area_unit"] = unit
     objects = ~plane_mask
+    if options.seams and frame is not None and frame.height > 0:
+        step = np.maximum(np.abs(grad_u), np.abs(grad_v))
+        underlay = plane_underlay(points, normals, rgb, depth, K, plane_mask & ~ndimage.binary_dilation(
+            objects, iterations=UNDERLAY_CLEARANCE_PX), step)
     if options.back_layers:
         baseline = options.baseline or (0.75 if metric else 0.4 * median_depth)
         layer = back_layers(rgb, depth, K, layers, normals, baseline)
@@ -320,11 +335,10 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
         report["methods"].append("object backs: extruded along view rays by the silhouette's median width")
     surfels = Surfels.concatenate(parts)
     report["completed_gaussians"] = len(surfels.points)
-    seen = Surfels.concatenate(underlays)
-    report["underlay_gaussians"] = len(seen.points)
+    report["underlay_gaussians"] = len(underlay.points)
     worlds = [surfel_world(group.points, group.normals, group.scales, group.colors, opacity, observed=flag,
                            metric=metric, tangents=group.tangents)
-              for group, flag in ((surfels, False), (seen, True)) if len(group.points)]
+              for group, flag in ((surfels, False), (underlay, True)) if len(group.points)]
     if not worlds:
         return None, report
     world = GaussianWorld.concatenate(worlds)
