@@ -142,3 +142,23 @@ def test_tum_scaled_depth_png_asks_for_depth_scale(tmp_path):
     np.testing.assert_allclose(load_depth(millimetres, metres.shape), metres, atol=1e-3)
     far = _write_depth_png(tmp_path / "far_depth.png", metres * 3, 1000)  # 4.8-7.2 m: the user says so
     np.testing.assert_allclose(load_depth(far, metres.shape, depth_scale=1000), metres * 3, atol=1e-3)
+
+
+def test_render_clips_rgb_unless_gradients_flow():
+    """An over-bright Gaussian (SH colour 1.5) renders at most 1; with gradients the raw value keeps its slope."""
+    from lyra_sim import GaussianWorld, render
+
+    def world(sh):
+        return GaussianWorld(means=torch.tensor([[0.0, 0.0, 2.0]]), quats=torch.tensor([[1.0, 0, 0, 0]]),
+                             scales=torch.full((1, 3), 0.5), opacities=torch.tensor([0.99]), sh=sh, frame="opencv")
+
+    sh = ((torch.full((1, 3), 1.5) - 0.5) / 0.28209479)[:, None, :]
+    camera = Camera.from_fov(16, 12, 60.0)
+    with torch.no_grad():
+        clipped = render(world(sh), camera, background=(1.0, 1.0, 1.0)).rgb
+    assert clipped.max() == 1.0 and clipped.min() >= 0.0
+    trainable = sh.clone().requires_grad_(True)
+    raw = render(world(trainable), camera, background=(1.0, 1.0, 1.0)).rgb
+    assert raw.max() > 1.2
+    raw[6, 8].sum().backward()
+    assert trainable.grad.abs().sum() > 0

@@ -208,9 +208,10 @@ def score_views(world: GaussianWorld, proxy: CollisionMesh, free: FreeSpace, rob
     return ViewScores(picked, headings, observed.reshape(len(picked), yaws), covered.reshape(len(picked), yaws))
 
 
-def _world_from_source(source, intrinsics, depth_model, depth_scale: float | None,
-                       generate_options: dict) -> tuple[GaussianWorld | DynamicGaussianWorld, list]:
+def _world_from_source(source, intrinsics, depth_model, depth_scale: float | None = None,
+                       generate_options: dict | None = None) -> tuple[GaussianWorld | DynamicGaussianWorld, list]:
     """(world in its own frame, extra measured depth views for the proxy in that frame)."""
+    generate_options = generate_options or {}
     if isinstance(source, GaussianWorld | DynamicGaussianWorld):
         return source, []
     if isinstance(source, tuple) and len(source) == 2:
@@ -244,7 +245,7 @@ def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_he
     """
     if isinstance(source, SimScene):
         return source
-    world, extra = _world_from_source(source, intrinsics, depth_model, depth_scale, dict(generate_options or {}))
+    world, extra = _world_from_source(source, intrinsics, depth_model, depth_scale, generate_options)
     aligned, proxies = align_with_proxies(world, scale=scale, camera_height=camera_height, measured_views=extra,
                                           voxel_size=voxel_size, triangle_budget=triangle_budget, progress=progress)
     reference = first_keyframe(aligned)
