@@ -272,3 +272,21 @@ def test_backdrop_is_invented_beyond_the_floor_and_the_underlay_is_observed_behi
     v = np.floor(K[1, 1] * underlay[:, 1] / underlay[:, 2] + K[1, 2]).astype(int).clip(0, H - 1)
     behind = underlay[:, 2] - depth[v, u]
     assert (behind > 0).all() and np.median(behind / depth[v, u]) < 0.1  # just behind what the camera saw
+
+
+def test_object_back_colours_are_low_passed_within_each_object():
+    """Stripes on an object's front become its mean colour on the back; a touching object's colour never leaks."""
+    from lyra_sim.single_view.backs import object_colour_field
+
+    rgb = np.zeros((40, 60, 3))
+    labels = np.zeros((40, 60), int)
+    labels[5:35, 5:30], labels[5:35, 30:55] = 1, 2
+    rgb[..., 0] = np.where((np.arange(60) // 2) % 2 == 0, 0.9, 0.1)[None, :]  # 2-pixel stripes on object 1
+    rgb[labels == 2] = [0.0, 0.0, 1.0]
+    field = object_colour_field(rgb, labels, np.array([0.0, 25.0, 25.0]))
+    inner = labels == 1
+    assert rgb[inner, 0].std() > 0.35 and field[inner, 0].std() < 0.05
+    assert field[inner, 0].mean() == pytest.approx(rgb[inner, 0].mean(), abs=0.02)
+    assert np.abs(field[inner, 2]).max() < 1e-9  # no blue from object 2 next to it
+    np.testing.assert_allclose(field[labels == 2], rgb[labels == 2], atol=1e-9)
+    assert not field[labels == 0].any()

@@ -54,6 +54,7 @@ class CompletionOptions:
     metric worlds, 0.3 x the median depth otherwise). ``backdrop``: the far dome (``far_backdrop``).
     ``seams``: floor and walls continue a quarter camera height behind / below each other, and the seen floor
     and walls get an underlay (``plane_underlay``), so grazing robot views find no gaps along corners.
+    ``smooth_backs``: object backs and sides in the object's low-passed colours (``backs.object_backs``).
     """
 
     floor: bool = True
@@ -62,6 +63,7 @@ class CompletionOptions:
     object_backs: bool = True
     backdrop: bool = True
     seams: bool = True
+    smooth_backs: bool = True
     floor_radius: float | None = None
     baseline: float | None = None
     max_thickness: float | None = None
@@ -329,10 +331,12 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dep
         report["methods"].append(f"back layers behind occlusion edges (baseline {baseline:.2f} units)")
     if options.object_backs and objects.any():
         thickness = options.max_thickness or (1.0 if metric else 0.3 * median_depth)
-        backs, count = object_backs(rgb, depth, K, layers, normals, objects, behind, thickness, floor=floor_mask)
+        backs, count = object_backs(rgb, depth, K, layers, normals, objects, behind, thickness, floor=floor_mask,
+                                     smooth_colours=options.smooth_backs)
         parts.append(backs)
         report["objects"] = count
-        report["methods"].append("object backs: extruded along view rays by the silhouette's median width")
+        report["methods"].append("object backs: extruded along view rays by the silhouette's median width"
+                                 + (", in the object's low-passed colours" if options.smooth_backs else ""))
     surfels = Surfels.concatenate(parts)
     report["completed_gaussians"] = len(surfels.points)
     report["underlay_gaussians"] = len(underlay.points)
