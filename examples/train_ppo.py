@@ -46,6 +46,7 @@ def main() -> None:
     try:
         from stable_baselines3 import PPO
         from stable_baselines3.common.env_checker import check_env
+        from stable_baselines3.common.monitor import Monitor
         from stable_baselines3.common.vec_env import DummyVecEnv
     except ImportError:
         sys.exit("train_ppo: needs stable-baselines3: pip install 'lyra-sim[rl]'")
@@ -55,7 +56,7 @@ def main() -> None:
     print(f"prepared the world in {time.perf_counter() - t0:.1f} s")
     options = {"image_size": IMAGE_SIZE, "depth_format": "uint8", "max_steps": 100}
     check_env(make_env(scene, **options).unwrapped)  # SB3's own checks: image spaces, bounds, dtypes
-    vec = DummyVecEnv([lambda: make_env(scene, **options)] * args.envs)
+    vec = DummyVecEnv([lambda: Monitor(make_env(scene, **options))] * args.envs)  # Monitor: episode returns
     n_steps = max(64, min(512, args.steps // args.envs))
     model = PPO("MultiInputPolicy", vec, n_steps=n_steps, batch_size=64, n_epochs=4, seed=0, verbose=0)
     t0 = time.perf_counter()
