@@ -1,13 +1,13 @@
 """How complete is a world lifted from one RGB-D view? Coverage and PSNR at novel cameras against PyBullet.
 
 For each scene (PyBullet, CPU TinyRenderer) one RGB-D view is rendered at 160x120 and at 640x480 and
-turned into a world twice in the same run: BEFORE, the lift of commit ``BEFORE_COMMIT`` (loaded from git,
-which drops depth-edge pixels and invalid depth and adds nothing), and AFTER, today's ``generate_world``
-(every pixel kept, layers, completion). Both worlds are rendered at the input camera and at novel cameras
-(robot height 0.5 m looking level; 0.6 m left/right; yaw +-35 deg; 0.7 m forward; the end of each of Lyra's
-six trajectories at scene scale = median depth) and compared with PyBullet's ground-truth render there:
-coverage = share of pixels showing a true surface that the world covers with alpha > 0.5; PSNR over all
-pixels (the world is composited over PyBullet's background colour).
+turned into a world twice in the same run: BEFORE, ``generate_world`` with the completion of issue 11
+(``BEFORE_OPTIONS``: no far backdrop, no floor/wall seams or seen-plane underlay, object backs copying the
+front's colours), and AFTER, today's ``generate_world`` defaults. Both worlds are rendered at the input camera
+and at novel cameras (robot height 0.5 m looking level; 0.6 m left/right; yaw +-35 deg; 0.7 m forward; the
+end of each of Lyra's six trajectories at scene scale = median depth) and compared with PyBullet's
+ground-truth render there: coverage = share of pixels showing a true surface that the world covers with
+alpha > 0.5; PSNR over all pixels (the world is composited over PyBullet's background colour).
 
     python benchmarks/bench_completeness.py            # writes its section of benchmarks/RESULTS.md
 """
@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import math
 import platform
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,11 +30,12 @@ from lyra_sim.camera import Camera, look_at_matrix
 from lyra_sim.generate import generate_world
 from lyra_sim.physics.pybullet_quiet import import_pybullet
 from lyra_sim.rendering import render
+from lyra_sim.single_view.completion import CompletionOptions
 from lyra_sim.trajectories import LYRA_TRAJECTORIES, LYRA_VIEW_ORDER, lyra_trajectories
 
 p = import_pybullet()  # without its build-time banner
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE_COMMIT = "a51f8ff"  # the lift before issue 11
+BEFORE_OPTIONS = CompletionOptions(backdrop=False, seams=False, smooth_backs=False)  # completion before issue 24
 NEAR, FAR, VFOV = 0.05, 60.0, 50.0
 SIZES = ((160, 120), (640, 480))
 ROBOT_EYE_HEIGHT = 0.5
@@ -133,18 +131,6 @@ def novel_cameras(input_w2c: np.ndarray, K: np.ndarray, width: int, height: int,
     return views
 
 
-def load_before_module():
-    """The generator module as it was at BEFORE_COMMIT (git show), importable beside today's package."""
-    source = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:lyra_sim/generate/lift.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "lift_before.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("lift_before", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def metrics(world, input_w2c, w2c, K, width, height, truth_rgb, truth_depth, background):
     camera = Camera(torch.from_numpy(K).float(), torch.from_numpy(w2c @ np.linalg.inv(input_w2c)).float(),
                     width, height)
@@ -163,7 +149,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="160x120 only, print figures, write nothing")
     args = parser.parse_args()
     sizes = SIZES[:1] if args.quick else SIZES
-    before = load_before_module()
     rows, timings, sheets = [], [], {}
     out_dir = ROOT / "out" / "bench_completeness"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -179,7 +164,7 @@ def main() -> None:
             rgb, depth = bullet_render(client, input_w2c, width, height)
             background = np.median(rgb[depth == 0], axis=0) if (depth == 0).any() else np.ones(3)
             t0, c0 = time.perf_counter(), time.process_time()
-            world_before = before.generate_world(rgb, depth=depth, intrinsics=K)
+            world_before = generate_world(rgb, depth=depth, intrinsics=K, completion=BEFORE_OPTIONS)
             t_before, c_before = time.perf_counter() - t0, time.process_time() - c0
             t0, c0 = time.perf_counter(), time.process_time()
             world_after = generate_world(rgb, depth=depth, intrinsics=K)
@@ -244,11 +229,13 @@ def write_results(rows, timings) -> None:
                       f"{na:,} ({nc:,}) |")
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
     body = f"""Measured {datetime.date.today()} on {platform.machine()}, {torch.get_num_threads()} torch threads, by
-`python benchmarks/bench_completeness.py`, in one run: BEFORE = the lift of commit {BEFORE_COMMIT} (depth-edge
-pixels and invalid depth dropped, nothing completed), AFTER = `generate_world` today (every pixel kept, layered,
-floor/walls/back layers/object backs completed). Scenes: PyBullet TinyRenderer, one RGB-D input view each
-(vertical FOV {VFOV:g} deg); novel views: robot camera 0.5 m high looking level, 0.6 m left/right, yaw +-35 deg,
-0.7 m forward, and the last camera of each of Lyra's six trajectories at scene scale (median depth). Coverage:
+`python benchmarks/bench_completeness.py`, in one run: BEFORE = `generate_world` with issue 11's completion
+(`CompletionOptions(backdrop=False, seams=False, smooth_backs=False)`: floor, walls, back layers, object backs
+in the front's colours), AFTER = `generate_world` today (plus the far backdrop dome, floor/wall seams and the
+seen-plane underlay, object backs in the object's low-passed colours). Scenes: PyBullet TinyRenderer, one RGB-D
+input view each (vertical FOV {VFOV:g} deg); novel views: robot camera 0.5 m high looking level, 0.6 m
+left/right, yaw +-35 deg, 0.7 m forward, and the last camera of each of Lyra's six trajectories at scene scale
+(median depth). Coverage:
 share of pixels showing a true surface that the world covers with alpha > 0.5; PSNR over all pixels. Contact
 sheets (truth / before / after, 160x120): `out/bench_completeness/`.
 
@@ -267,6 +254,8 @@ machine the wall time lies between CPU / 2 and CPU.
 
 {chr(10).join(timing)}
 
+Targets (issue 24): novel views mean PSNR >= 24 dB, no view type worse than before (LPIPS not measured: the
+`lpips` package needs torchvision and its pretrained AlexNet/VGG weights, a download this machine may not make).
 Targets (issue 11): input coverage >= 0.99 and PSNR >= 30 dB; novel views mean coverage >= 0.97 and mean
 PSNR >= 18 dB; <= 5 s to generate from a 640x480 RGB-D frame on this 2-core machine."""
     path = write_section("Completeness of single-view worlds (coverage and PSNR at novel cameras)", body)

@@ -25,7 +25,8 @@ def test_generate_info_render(tmp_path, example, capsys):
     out = capsys.readouterr().out
     assert "depth source: given (metric)" in out and str(world_path) in out
     world = load_world(world_path)
-    assert int(world.observed.sum()) == 80 * 60  # every pixel kept
+    underlay = world.info["completion"]["underlay_gaussians"]  # seen floor/walls resampled behind themselves
+    assert int(world.observed.sum()) == 80 * 60 + underlay  # every pixel kept
     assert (~world.observed).sum() > 0 and "completion: " in out  # plus what the camera could not see
     assert main(["info", str(world_path)]) == 0
     assert json.loads(capsys.readouterr().out)["num_gaussians"] == len(world)

@@ -9,6 +9,7 @@ from lyra_sim.camera import look_at_matrix
 from lyra_sim.generate import tint_completed
 from lyra_sim.io import load_world, save_world
 from lyra_sim.rotations import quat_to_rotmat
+from lyra_sim.single_view.completion import CompletionOptions
 from lyra_sim.single_view.depth_fill import fill_depth
 from lyra_sim.single_view.layers import split_layers
 
@@ -221,3 +222,72 @@ def test_prepare_scene_warns_about_the_flat_prior():
     with pytest.warns(FlatPriorWarning, match="FLAT PRIOR"):
         world, views = scene_module._world_from_source(box_on_floor()[0], None, None)
     assert world.info["depth_source"] == "prior" and views == []
+
+
+def _robot_views(world, w2c, headings=8, pitch_deg=0.0, size=(64, 48)):
+    """Robot-height (0.2 m) cameras at the input camera's foot in ``headings`` directions (OpenCV frame of the
+    input camera, as the world is), ``pitch_deg`` up."""
+    c2w = np.linalg.inv(w2c)
+    cams = []
+    for k in range(headings):
+        yaw = 2 * np.pi * k / headings
+        pitch = np.radians(pitch_deg)
+        eye = np.array([EYE[0], EYE[1], 0.2])
+        target = eye + np.array([np.cos(yaw) * np.cos(pitch), np.sin(yaw) * np.cos(pitch), np.sin(pitch)])
+        robot_w2c = look_at_matrix(eye, target, up=(0, 0, 1)).double().numpy()
+        cams.append(torch.from_numpy(robot_w2c @ c2w).float())  # world = the input camera's frame
+    Kr = Camera.intrinsics_from_fov(*size, 90.0)
+    return Camera(Kr.expand(headings, 3, 3), torch.stack(cams), *size)
+
+
+def test_robot_views_all_around_have_no_holes(box_scene):
+    """Floor, walls, seams and the far backdrop: every heading, level and looking up, is covered; without the
+    backdrop and seams the sky behind the camera is empty."""
+    rgb, depth, w2c, world = box_scene
+    for pitch in (0.0, 30.0):
+        with torch.no_grad():
+            alpha = render(world, _robot_views(world, w2c, pitch_deg=pitch)).alpha
+        assert ((alpha > 0.5).float().mean(dim=(1, 2)) >= 0.99).all()
+    bare = generate_world(rgb, depth=depth, intrinsics=K,
+                          completion=CompletionOptions(backdrop=False, seams=False))
+    with torch.no_grad():
+        alpha = render(bare, _robot_views(bare, w2c, pitch_deg=30.0)).alpha
+    assert (alpha <= 0.5).float().mean() > 0.2
+
+
+def test_backdrop_is_invented_beyond_the_floor_and_the_underlay_is_observed_behind_the_lift(box_scene):
+    _, depth, w2c, world = box_scene
+    report = world.info["completion"]
+    assert report["backdrop_gaussians"] > 500 and report["underlay_gaussians"] > 1000
+    points = to_world(world, w2c)
+    foot = np.array([EYE[0], EYE[1], 0.0])
+    radius = report["floor"]["radius"]
+    far = np.linalg.norm(points - foot, axis=1) > 1.01 * radius
+    assert far.sum() == report["backdrop_gaussians"] and not world.observed[torch.from_numpy(far)].any()
+    assert (points[far, 2] > -0.05 * radius).all()  # a dome over the floor, none below it
+    lift = W * H
+    extra = world.subset(torch.arange(len(world)) >= lift)
+    underlay = extra.subset(extra.observed).means.double().numpy()  # the completion's observed part
+    assert len(underlay) == report["underlay_gaussians"]
+    u = np.floor(K[0, 0] * underlay[:, 0] / underlay[:, 2] + K[0, 2]).astype(int).clip(0, W - 1)
+    v = np.floor(K[1, 1] * underlay[:, 1] / underlay[:, 2] + K[1, 2]).astype(int).clip(0, H - 1)
+    behind = underlay[:, 2] - depth[v, u]
+    assert (behind > 0).all() and np.median(behind / depth[v, u]) < 0.1  # just behind what the camera saw
+
+
+def test_object_back_colours_are_low_passed_within_each_object():
+    """Stripes on an object's front become its mean colour on the back; a touching object's colour never leaks."""
+    from lyra_sim.single_view.backs import object_colour_field
+
+    rgb = np.zeros((40, 60, 3))
+    labels = np.zeros((40, 60), int)
+    labels[5:35, 5:30], labels[5:35, 30:55] = 1, 2
+    rgb[..., 0] = np.where((np.arange(60) // 2) % 2 == 0, 0.9, 0.1)[None, :]  # 2-pixel stripes on object 1
+    rgb[labels == 2] = [0.0, 0.0, 1.0]
+    field = object_colour_field(rgb, labels, np.array([0.0, 25.0, 25.0]))
+    inner = labels == 1
+    assert rgb[inner, 0].std() > 0.35 and field[inner, 0].std() < 0.05
+    assert field[inner, 0].mean() == pytest.approx(rgb[inner, 0].mean(), abs=0.02)
+    assert np.abs(field[inner, 2]).max() < 1e-9  # no blue from object 2 next to it
+    np.testing.assert_allclose(field[labels == 2], rgb[labels == 2], atol=1e-9)
+    assert not field[labels == 0].any()

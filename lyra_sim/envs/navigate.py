@@ -27,6 +27,12 @@ PROGRESS_REWARD = 10.0
 STEP_COST = 0.01
 GOAL_REWARD = 10.0
 COLLISION_PENALTY = 5.0
+NEAR_CAPTURE_M = 3.0  # start views are weighted by exp(-distance to the capture camera's foot / this, x robot scale)
+START_SAMPLINGS = ("observed", "uniform")
+MIN_START_VIEWS = 16  # when fewer scored views reach min_observed, episodes start from this many best ones
+DEPTH_FORMATS = ("metres", "uint8")
+DEFAULT_MAX_DEPTH_M = 10.0  # depth observations are clipped here (times the robot scale)
+SPEED_BOUND = 2.0  # the state's speed and yaw-rate bounds, in multiples of max_speed and max_turn
 
 
 class ActionError(LyraSimError):
@@ -46,19 +52,27 @@ class NavigateEnv(gym.Env):
     clipped; non-finite ones raise ``ActionError`` and nothing moves.
 
     ## Observation Space
-    ``Dict``: ``rgb`` ``Box(0, 255, (H, W, 3), uint8)`` from the robot camera (W x H = ``image_size``);
-    ``depth`` ``Box(0, inf, (H, W, 1), float32)`` metres along the optical axis, 0 where no surface was
-    rendered; ``state`` ``Box(-inf, inf, (6,))``: x, y, cos yaw, sin yaw, forward speed, yaw rate;
-    ``goal`` ``Box(-inf, inf, (3,))``: the goal's x, y in the robot frame (x forward, y left) and its distance.
+    ``Dict`` (every bound finite): ``rgb`` ``Box(0, 255, (H, W, 3), uint8)`` from the robot camera (W x H =
+    ``image_size``); ``depth`` (H, W, 1) along the optical axis, 0 where no surface was rendered, clipped at
+    ``max_depth`` metres (times the robot scale): with ``depth_format="metres"`` (default) ``Box(0, max_depth,
+    float32)`` in metres; with ``"uint8"`` ``Box(0, 255, uint8)`` in steps of ``max_depth / 255`` metres (a
+    surface reads at least 1), an image to stable-baselines3's ``is_image_space`` like ``rgb``; ``state``
+    ``Box((6,), float32)``: x, y, cos yaw, sin yaw, forward speed, yaw rate (x, y within the free-space map's
+    extent, speeds within twice ``max_speed`` / ``max_turn``; clipped there); ``goal`` ``Box((3,), float32)``:
+    the goal's x, y in the robot frame (x forward, y left) and its distance, within the map's diagonal.
 
     ## Rewards
     10 per metre of progress towards the goal, -0.01 per step; +10 on reaching the goal; -5 on touching an
     obstacle.
 
     ## Starting State
-    A random free-space cell facing within 90 degrees of the generating camera's heading (behind a
-    single-view world there is nothing to see); the goal is a free cell of the same connected region,
-    ``goal_distance`` metres away when there is one.
+    With ``start_sampling="observed"`` (default) a view scored at prepare time (``SimScene.view_scores``: the
+    robot camera rendered from free cells in 16 headings) whose share of observed pixels is at least
+    ``min_observed`` (else one of the 16 best), preferring views near the capture camera, with its heading
+    jittered within its 22.5 degree bin; the goal is a free cell of the same connected region, ``goal_distance``
+    metres away, one with such a view when there is one. ``reset``'s info gives the start view's observed share
+    as ``start_view_observed``. With ``"uniform"`` (or an unscored scene) a random free-space cell facing within
+    90 degrees of the generating camera's heading and any free goal cell at that distance.
 
     ## Episode End
     Terminated when the goal is within ``goal_radius`` (times the robot scale) or the robot touches an
@@ -72,7 +86,8 @@ class NavigateEnv(gym.Env):
     (width, height) and ``fov_deg`` of the robot camera; ``max_steps``; ``max_speed``, ``max_turn``;
     ``goal_distance`` (min, max metres); ``goal_radius``; ``render_mode`` ("rgb_array") and ``render_size``
     of ``render()``; ``scene_options`` go to ``prepare_scene``; ``camera_lod``: the robot camera's level of detail
-    (``lyra_sim.render``'s ``lod``, pixels; None draws every Gaussian).
+    (``lyra_sim.render``'s ``lod``, pixels; None draws every Gaussian); ``start_sampling``, ``min_observed``
+    (Starting State); ``depth_format``, ``max_depth`` (Observation Space).
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": int(1 / CONTROL_DT)}
@@ -81,9 +96,19 @@ class NavigateEnv(gym.Env):
                  max_steps: int | None = None, max_speed: float = 0.5, max_turn: float = 1.5,
                  goal_distance: tuple[float, float] = (0.5, 2.5), goal_radius: float = 0.25,
                  render_mode: str | None = "rgb_array", render_size: tuple[int, int] = (320, 240),
-                 scene_options: dict | None = None, camera_lod: float | None = None):
+                 scene_options: dict | None = None, camera_lod: float | None = None,
+                 start_sampling: str = "observed", min_observed: float = 0.7, depth_format: str = "metres",
+                 max_depth: float = DEFAULT_MAX_DEPTH_M):
         super().__init__()
+        if start_sampling not in START_SAMPLINGS:
+            raise ValueError(f"start_sampling: expected one of {START_SAMPLINGS}, got {start_sampling!r}")
+        if depth_format not in DEPTH_FORMATS:
+            raise ValueError(f"depth_format: expected one of {DEPTH_FORMATS}, got {depth_format!r}")
+        if not (math.isfinite(max_depth) and max_depth > 0):
+            raise ValueError(f"max_depth: expected a positive number of metres, got {max_depth!r}")
         self.scene: SimScene = prepare_scene(source, intrinsics=intrinsics, **(scene_options or {}))
+        self.start_sampling, self.min_observed = start_sampling, min_observed
+        self.depth_format, self.max_depth = depth_format, max_depth * self.scene.robot_scale
         self.render_mode = render_mode
         self.max_steps, self.max_speed, self.max_turn = max_steps, max_speed, max_turn
         self.goal_distance, self.goal_radius = goal_distance, goal_radius
@@ -96,11 +121,20 @@ class NavigateEnv(gym.Env):
         self._keyframe = 0
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        free = self.scene.free_space
+        extent = np.concatenate([free.origin, free.origin + np.array(free.free.shape) * free.cell])
+        reach = float(np.abs(extent).max())  # |x|, |y| of any free cell
+        span = float(np.linalg.norm(np.array(free.free.shape) * free.cell))  # the map's diagonal
+        speed = SPEED_BOUND * max_speed * self.scene.robot_scale
+        turn = SPEED_BOUND * max_turn
+        self._state_bounds = np.array([reach, reach, 1.0, 1.0, speed, turn], np.float32)
+        self._goal_bounds = np.array([span, span, span], np.float32)
         self.observation_space = spaces.Dict({
             "rgb": spaces.Box(0, 255, shape=(height, width, 3), dtype=np.uint8),
-            "depth": spaces.Box(0.0, np.inf, shape=(height, width, 1), dtype=np.float32),
-            "state": spaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32),
-            "goal": spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32),
+            "depth": (spaces.Box(0.0, self.max_depth, shape=(height, width, 1), dtype=np.float32)
+                      if depth_format == "metres" else spaces.Box(0, 255, shape=(height, width, 1), dtype=np.uint8)),
+            "state": spaces.Box(-self._state_bounds, self._state_bounds, dtype=np.float32),
+            "goal": spaces.Box(np.array([-span, -span, 0.0], np.float32), self._goal_bounds, dtype=np.float32),
         })
         self.goal = np.zeros(2)
         self.steps = 0
@@ -136,7 +170,16 @@ class NavigateEnv(gym.Env):
     def _camera_images(self, result) -> dict:
         """The observation's rgb and depth from the robot camera's RenderResult."""
         depth = result.surface_depth().reshape(self.image_size[1], self.image_size[0], 1)
-        return {"rgb": result.to_uint8().numpy(), "depth": depth.numpy().astype(np.float32)}
+        return {"rgb": result.to_uint8().numpy(), "depth": self.depth_observation(depth.numpy())}
+
+    def depth_observation(self, metres: np.ndarray) -> np.ndarray:
+        """The observation's depth from metres (0 = no surface): clipped to ``max_depth``; as uint8 steps of
+        ``max_depth / 255`` metres with ``depth_format="uint8"`` (0 stays "no surface", a surface is at least 1)."""
+        metres = np.minimum(np.asarray(metres, np.float32), self.max_depth)
+        if self.depth_format == "metres":
+            return metres
+        steps = np.rint(metres * (255.0 / self.max_depth))
+        return np.where(metres > 0, np.maximum(steps, 1), 0).astype(np.uint8)
 
     def _robot_observation(self) -> dict:
         """The observation's state and goal."""
@@ -144,19 +187,72 @@ class NavigateEnv(gym.Env):
         offset = self.goal - np.array([x, y])
         local = np.array([math.cos(yaw) * offset[0] + math.sin(yaw) * offset[1],
                           -math.sin(yaw) * offset[0] + math.cos(yaw) * offset[1]])
-        return {
-            "state": np.array([x, y, math.cos(yaw), math.sin(yaw), speed, turn], dtype=np.float32),
-            "goal": np.array([local[0], local[1], np.linalg.norm(offset)], dtype=np.float32),
-        }
+        state = np.array([x, y, math.cos(yaw), math.sin(yaw), speed, turn], dtype=np.float32)
+        goal = np.array([local[0], local[1], np.linalg.norm(offset)], dtype=np.float32)
+        return {"state": np.clip(state, -self._state_bounds, self._state_bounds),
+                "goal": np.clip(goal, -self._goal_bounds, self._goal_bounds)}
 
-    def _sample_start_and_goal(self) -> tuple[np.ndarray, float, np.ndarray]:
+    def _sample_start_and_goal(self) -> tuple[np.ndarray, float, np.ndarray, float | None]:
+        """(start xy, yaw, goal xy, the start view's observed share at prepare time or None)."""
+        scores = self.scene.view_scores
+        if self.start_sampling == "observed" and scores is not None:
+            picked = self._sample_observed_start(scores)
+            if picked is not None:
+                return picked
+        return (*self._sample_uniform_start(), None)
+
+    def _goal_near(self, start: np.ndarray, label: int, preferred: np.ndarray | None = None) -> np.ndarray | None:
+        """A goal ``goal_distance`` away from ``start`` in its free region: among ``preferred`` cell indices
+        (M, 2) when one fits, else any free cell; None when no free cell fits."""
+        free = self.scene.free_space
+        lo, hi = self.goal_distance
+        for cells in ([] if preferred is None else [preferred]) + [np.argwhere(free.free)]:
+            centres = free.origin + (cells + 0.5) * free.cell
+            distance = np.linalg.norm(centres - start, axis=1)
+            ok = np.flatnonzero((free.labels[cells[:, 0], cells[:, 1]] == label) & (distance >= lo)
+                                & (distance <= hi))
+            if len(ok):
+                return centres[int(self.np_random.choice(ok))]
+        return None
+
+    def _sample_observed_start(self, scores) -> tuple[np.ndarray, float, np.ndarray, float] | None:
+        """A scored view with at least ``min_observed`` observed pixels (else one of the MIN_START_VIEWS best),
+        drawn with weight observed share x exp(-distance to the capture camera's foot / NEAR_CAPTURE_M); its
+        heading is jittered within its yaw bin. The goal is a cell with such a view when one lies at the goal
+        distance."""
+        free = self.scene.free_space
+        share = scores.observed
+        best = np.sort(share.ravel())[::-1][min(MIN_START_VIEWS, share.size) - 1]
+        good = share >= min(self.min_observed, best)
+        centres = free.origin + (scores.cells + 0.5) * free.cell
+        foot = self.scene.camera_to_world[:2, 3]
+        near = np.exp(-np.linalg.norm(centres - foot, axis=1) / (NEAR_CAPTURE_M * self.scene.robot_scale))
+        weight = np.where(good, share * near[:, None], 0.0).ravel()
+        if weight.sum() <= 0:
+            return None
+        weight /= weight.sum()
+        goals = scores.cells[good.any(axis=1)]
+        half_bin = math.pi / len(scores.yaws)
+        for _ in range(200):
+            m, k = divmod(int(self.np_random.choice(len(weight), p=weight)), len(scores.yaws))
+            start = centres[m]
+            goal = self._goal_near(start, free.labels[tuple(scores.cells[m])], goals)
+            if goal is None:
+                continue
+            yaw = float(scores.yaws[k] + self.np_random.uniform(-half_bin, half_bin))
+            self.bullet.set_robot_pose(float(start[0]), float(start[1]), yaw)
+            if not self.bullet.in_collision(margin=0.01 * self.scene.robot_scale):
+                return start, yaw, goal, float(share[m, k])
+        return None
+
+    def _sample_uniform_start(self) -> tuple[np.ndarray, float, np.ndarray]:
+        """Any free cell, facing within 90 degrees of the generating camera's heading."""
         free = self.scene.free_space
         cells = np.argwhere(free.free)
         if len(cells) < 2:
             raise RuntimeError("NavigateEnv: the free-space map has fewer than 2 free cells")
         centres = free.origin + (cells + 0.5) * free.cell
         labels = free.labels[cells[:, 0], cells[:, 1]]
-        lo, hi = self.goal_distance
         # Face into the generated part of the world (within 90 deg of the generating camera's heading):
         # behind a single-view world there is nothing to see.
         forward = self.scene.camera_to_world[:3, 2]
@@ -164,11 +260,9 @@ class NavigateEnv(gym.Env):
         for _ in range(200):
             start_index = int(self.np_random.integers(len(cells)))
             start = centres[start_index]
-            distance = np.linalg.norm(centres - start, axis=1)
-            ok = np.flatnonzero((labels == labels[start_index]) & (distance >= lo) & (distance <= hi))
-            if len(ok) == 0:
+            goal = self._goal_near(start, labels[start_index])
+            if goal is None:
                 continue
-            goal = centres[int(self.np_random.choice(ok))]
             yaw = heading + float(self.np_random.uniform(-math.pi / 2, math.pi / 2))
             self.bullet.set_robot_pose(float(start[0]), float(start[1]), yaw)
             if not self.bullet.in_collision(margin=0.01 * self.scene.robot_scale):
@@ -189,9 +283,12 @@ class NavigateEnv(gym.Env):
         if self._keyframe != 0:
             self.bullet.set_obstacles(self.scene.proxies[0])
             self._keyframe = 0
-        _, _, self.goal = self._sample_start_and_goal()
+        _, _, self.goal, share = self._sample_start_and_goal()
         self._distance = float(np.linalg.norm(self.goal - self.bullet.robot_state()[:2]))
-        return self._observation(), {"goal": self.goal.copy(), "distance": self._distance}
+        info = {"goal": self.goal.copy(), "distance": self._distance}
+        if share is not None:
+            info["start_view_observed"] = share
+        return self._observation(), info
 
     def step(self, action):
         """One control step. Non-finite actions raise ActionError (nothing moves): a NaN reaching PyBullet would

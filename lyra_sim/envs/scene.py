@@ -8,14 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import open3d as o3d
+import torch
 from scipy import ndimage
 
+from lyra_sim.camera import Camera
 from lyra_sim.generate import generate_world
 from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.physics.aligned import align_with_proxies
-from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
+from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS, BulletScene
 from lyra_sim.physics.proxy import TRIANGLE_BUDGET, CollisionMesh
+from lyra_sim.rendering import render
+from lyra_sim.sh import rgb_to_sh0
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
 # The free-space map: floor Gaussians are those within FLOOR_BAND of z = 0 and at least FLOOR_MIN_OPACITY opaque;
@@ -31,6 +35,14 @@ MIN_OBSTACLE_SAMPLES = 1000
 FLOOR_CLOSING = 2
 
 COMPLETED_FLOOR_MARGIN = 1.0  # metres around the observed scene where a completed floor is free space
+
+# Candidate robot views scored at prepare time: up to SCORED_CELLS free cells (an even subsample) x SCORED_YAWS
+# headings, rendered at SCORE_IMAGE_SIZE with the envs' default field of view, SCORE_BATCH cameras per call.
+SCORED_CELLS = 48
+SCORED_YAWS = 16
+SCORE_IMAGE_SIZE = (32, 24)
+SCORE_FOV_DEG = 90.0
+SCORE_BATCH = 256
 
 
 @dataclass
@@ -58,6 +70,21 @@ class FreeSpace:
 
 
 @dataclass
+class ViewScores:
+    """Robot camera views from free cells, rendered once: what share of each view the world really observed.
+
+    ``observed[m, k]`` is the share of pixels of the view from ``cells[m]`` facing ``yaws[k]`` that show
+    mostly observed Gaussians (alpha > 0.5 and more than half of it from Gaussians whose ``observed`` flag is
+    set); ``covered[m, k]`` the share with alpha > 0.5 at all (anything drawn, observed or invented).
+    """
+
+    cells: np.ndarray  # (M, 2) free-space cell indices
+    yaws: np.ndarray  # (K,) radians
+    observed: np.ndarray  # (M, K)
+    covered: np.ndarray  # (M, K)
+
+
+@dataclass
 class SimScene:
     """What an environment needs; build it once with ``prepare_scene`` and share it between envs."""
 
@@ -65,6 +92,7 @@ class SimScene:
     proxies: list[CollisionMesh]  # one per keyframe (one for a static world)
     free_space: FreeSpace
     robot_scale: float = 1.0
+    view_scores: ViewScores | None = None  # None: not scored (episodes start uniformly)
 
     @property
     def times(self) -> list[float]:
@@ -123,14 +151,70 @@ def free_space_map(world: GaussianWorld, proxy: CollisionMesh, robot_scale: floa
     return FreeSpace(free, origin, cell)
 
 
-def _world_from_source(source, intrinsics, depth_model) -> tuple[GaussianWorld | DynamicGaussianWorld, list]:
+def robot_camera_poses(proxy: CollisionMesh, robot_scale: float, xy: np.ndarray, yaws: np.ndarray) -> np.ndarray:
+    """OpenCV world-to-camera (M, 4, 4) of the robot camera at rest at each ``xy`` (M, 2) facing ``yaws`` (M,):
+    the mount PyBullet reports for a robot placed at the origin, moved rigidly (as ``set_robot_pose`` places it)."""
+    bullet = BulletScene(proxy, robot_scale=robot_scale)
+    try:
+        bullet.set_robot_pose(0.0, 0.0, 0.0)
+        mount = np.linalg.inv(bullet.camera_world_to_cam())
+    finally:
+        bullet.close()
+    c, s = np.cos(yaws), np.sin(yaws)
+    base = np.zeros((len(xy), 4, 4))
+    base[:, 0, 0], base[:, 0, 1], base[:, 1, 0], base[:, 1, 1] = c, -s, s, c
+    base[:, 2, 2] = base[:, 3, 3] = 1.0
+    base[:, :2, 3] = xy
+    return np.linalg.inv(base @ mount)
+
+
+def observed_shares(world: GaussianWorld, cameras: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """Per camera: the share of pixels showing mostly observed Gaussians, and the share with alpha > 0.5.
+
+    The world is drawn with observed Gaussians white and invented ones black over black, so a pixel's red
+    value is the opacity it owes to observed Gaussians (``ViewScores``)."""
+    flags = world.observed.to(world.sh.dtype)[:, None].expand(-1, 3).contiguous()
+    flagged = world._replace(sh=rgb_to_sh0(flags))
+    observed, covered = [], []
+    for start in range(0, len(cameras), SCORE_BATCH):
+        batch = cameras[start : start + SCORE_BATCH]
+        with torch.no_grad():
+            result = render(flagged, batch, background=(0.0, 0.0, 0.0))
+        alpha = result.alpha.reshape(len(batch), -1).numpy()
+        mine = result.rgb[..., 0].reshape(len(batch), -1).numpy()
+        observed.append(((alpha > 0.5) & (mine > 0.5 * alpha)).mean(axis=1))
+        covered.append((alpha > 0.5).mean(axis=1))
+    return np.concatenate(observed), np.concatenate(covered)
+
+
+def score_views(world: GaussianWorld, proxy: CollisionMesh, free: FreeSpace, robot_scale: float = 1.0,
+                cells: int = SCORED_CELLS, yaws: int = SCORED_YAWS) -> ViewScores:
+    """Render the robot camera from an even subsample of ``cells`` free cells in ``yaws`` headings each."""
+    indices = np.argwhere(free.free)
+    stride = max(1, int(np.ceil(np.sqrt(len(indices) / cells))))
+    picked = indices[(indices[:, 0] % stride == 0) & (indices[:, 1] % stride == 0)]
+    if len(picked) == 0:
+        picked = indices[:1]
+    headings = np.arange(yaws) * (2 * np.pi / yaws)
+    xy = np.repeat(free.origin + (picked + 0.5) * free.cell, yaws, axis=0)
+    world_to_cam = robot_camera_poses(proxy, robot_scale, xy, np.tile(headings, len(picked)))
+    width, height = SCORE_IMAGE_SIZE
+    K = Camera.intrinsics_from_fov(width, height, SCORE_FOV_DEG)
+    cameras = Camera(K.expand(len(xy), 3, 3), torch.from_numpy(world_to_cam).float(), width, height)
+    observed, covered = observed_shares(world, cameras)
+    return ViewScores(picked, headings, observed.reshape(len(picked), yaws), covered.reshape(len(picked), yaws))
+
+
+def _world_from_source(source, intrinsics, depth_model, depth_scale: float | None = None,
+                       generate_options: dict | None = None) -> tuple[GaussianWorld | DynamicGaussianWorld, list]:
     """(world in its own frame, extra measured depth views for the proxy in that frame)."""
+    generate_options = generate_options or {}
     if isinstance(source, GaussianWorld | DynamicGaussianWorld):
         return source, []
     if isinstance(source, tuple) and len(source) == 2:
         rgb = load_rgb(source[0], name="source rgb")
-        depth = load_depth(source[1], rgb.shape[:2], name="source depth")
-        world = generate_world(rgb, depth=depth, intrinsics=intrinsics)
+        depth = load_depth(source[1], rgb.shape[:2], name="source depth", depth_scale=depth_scale)
+        world = generate_world(rgb, depth=depth, intrinsics=intrinsics, **generate_options)
         camera = world.generating_camera  # smaller than the frame when generate_world downscaled it
         K = camera.resized(rgb.shape[1], rgb.shape[0]).K[0].double().numpy()
         return world, [(depth, K, np.eye(4))]  # the input camera is the world's origin; depth at full size
@@ -139,25 +223,30 @@ def _world_from_source(source, intrinsics, depth_model) -> tuple[GaussianWorld |
     if intrinsics is not None:
         load_intrinsics(intrinsics, *load_rgb(source, name="source").shape[1::-1])  # fail early, name the input
     # depth_model None: $LYRA_SIM_DEPTH_MODEL if set; on the flat prior generate_world warns at the user's line
-    return generate_world(source, intrinsics=intrinsics, depth_model=depth_model), []
+    return generate_world(source, intrinsics=intrinsics, depth_model=depth_model, **generate_options), []
 
 
 def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_height: float | None = None,
                   voxel_size: float | None = None, triangle_budget: int = TRIANGLE_BUDGET, robot_scale: float = 1.0,
-                  depth_model=None, progress: bool = False) -> SimScene:
+                  depth_model=None, progress: bool = False, depth_scale: float | None = None,
+                  generate_options: dict | None = None, score_start_views: bool = True) -> SimScene:
     """Generate or load a world, align it (Z up, floor at 0, metres), build its proxies and free-space map.
 
-    ``source``: an image path or array, an ``(rgb, depth_metres)`` pair (with ``intrinsics``), a world file
-    (.ply, .safetensors, .usd*) or a GaussianWorld / DynamicGaussianWorld.
+    ``source``: an image path or array, an ``(rgb, depth)`` pair (with ``intrinsics``; depth in metres as an
+    array, or a file of ``depth_scale`` units per metre: 16-bit PNGs default to millimetres), a world file
+    (.ply, .safetensors, .usd*) or a GaussianWorld / DynamicGaussianWorld. ``generate_options`` go to
+    ``generate_world`` (fov_deg, max_pixels, completion, ...). ``score_start_views`` renders candidate robot
+    views once (``ViewScores``) so that episodes can start where the world was observed.
     """
     if isinstance(source, SimScene):
         return source
-    world, extra = _world_from_source(source, intrinsics, depth_model)
+    world, extra = _world_from_source(source, intrinsics, depth_model, depth_scale, generate_options)
     aligned, proxies = align_with_proxies(world, scale=scale, camera_height=camera_height, measured_views=extra,
                                           voxel_size=voxel_size, triangle_budget=triangle_budget, progress=progress)
     reference = first_keyframe(aligned)
     if "agreement_line" in proxies[0].info:  # how well the collider matches the picture (lyra_sim.physics.agreement)
         print(proxies[0].info["agreement_line"])
     free = free_space_map(reference, proxies[0], robot_scale)
-    return SimScene(aligned, proxies, free, robot_scale)
+    scores = score_views(reference, proxies[0], free, robot_scale) if score_start_views else None
+    return SimScene(aligned, proxies, free, robot_scale, scores)
 

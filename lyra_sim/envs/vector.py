@@ -32,7 +32,7 @@ class _DeferredCameraEnv(NavigateEnv):
         width, height = self.image_size
         obs = {
             "rgb": np.zeros((height, width, 3), np.uint8),
-            "depth": np.zeros((height, width, 1), np.float32),
+            "depth": np.zeros((height, width, 1), self.observation_space["depth"].dtype),
             **self._robot_observation(),
         }
         self.render_queue.add((self, obs), self._world_now(), self.bullet.camera_world_to_cam())
@@ -84,6 +84,7 @@ class NavigateVectorEnv(SyncVectorEnv):
         slot = {id(env): i for i, env in enumerate(self.envs)}
         for (env, env_obs), rgb, depth in self._renders.finish():
             env_obs["rgb"][...] = rgb  # the env's own dict (final_obs in SAME_STEP mode)
+            depth = env.depth_observation(depth)
             env_obs["depth"][...] = depth
             i = slot[id(env)]
             if env_obs is self._env_obs[i]:  # the observation this step returns for robot i

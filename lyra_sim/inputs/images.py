@@ -33,6 +33,10 @@ MAX_PLAUSIBLE_MEDIAN_DEPTH_M = 100.0
 #: Focal lengths in pixels outside this range are not a camera (below 1 px the field of view passes 180 degrees).
 MIN_FOCAL_PX, MAX_FOCAL_PX = 1.0, 1e7
 DEFAULT_PNG_DEPTH_SCALE = 1000.0  # 16-bit depth PNGs are millimetres unless told otherwise
+# A depth PNG read at the default scale is refused above this median (metres): structured-light and ToF RGB-D
+# cameras (Kinect, Xtion, RealSense) measure up to ~4-6 m, indoor frames have medians of 1-3 m; TUM's 5000
+# units per metre read as millimetres put those at 5-15 m.
+MAX_DEFAULT_PNG_MEDIAN_M = 5.0
 _ALPHA_VALID = 0.5
 
 
@@ -274,6 +278,7 @@ def load_depth(depth, shape: tuple[int, int], name: str = "depth", depth_scale: 
         raise InputError(f"{name}: depth is {arr.shape[1]}x{arr.shape[0]} but the image is {shape[1]}x{shape[0]}")
     if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise InputError(f"{name}: unsupported dtype {arr.dtype}")
+    scale_given = depth_scale is not None
     if depth_scale is None:
         depth_scale = DEFAULT_PNG_DEPTH_SCALE if from_png else 1.0
     if output_shape is not None and tuple(output_shape) != tuple(arr.shape):
@@ -292,7 +297,22 @@ def load_depth(depth, shape: tuple[int, int], name: str = "depth", depth_scale: 
             f"{name}: median depth {median:.4g} m is implausible for metres (likely {_likely_unit(median)}); "
             f"pass depth_scale (--depth-scale) as stored units per metre, e.g. 1000 for millimetres, "
             f"5000 for TUM RGB-D (now {depth_scale:g})")
+    if from_png and not scale_given:
+        check_default_png_units(median, name)
     return out
+
+
+def check_default_png_units(median_m: float, name: str = "depth") -> None:
+    """Refuse a 16-bit depth PNG read at the default millimetres whose median depth (metres) lies beyond what
+    RGB-D cameras measure: TUM RGB-D stores 5000 units per metre, so its frames (median 1-3 m) read 5 x too
+    far (5-15 m) and the world would come out five times too big. The user says which unit it is."""
+    if median_m <= MAX_DEFAULT_PNG_MEDIAN_M:
+        return
+    raise InputError(
+        f"{name}: median depth {median_m:.2f} m at the default {DEFAULT_PNG_DEPTH_SCALE:g} units per metre "
+        f"(millimetres) is beyond an RGB-D camera's usual range ({MAX_DEFAULT_PNG_MEDIAN_M:g} m); pass depth_scale "
+        f"(--depth-scale) as stored units per metre: 5000 for TUM RGB-D (median {median_m / 5:.2f} m), or "
+        f"{DEFAULT_PNG_DEPTH_SCALE:g} if it really is millimetres")
 
 
 def _likely_unit(median_m: float) -> str:

@@ -37,7 +37,7 @@ DEFAULT_BACKGROUND = (1.0, 1.0, 1.0)
 class RenderResult:
     """Rendered images; (H,W,...) for a single camera, (B,H,W,...) for a batch."""
 
-    rgb: torch.Tensor  # (..., H, W, 3) in [0, 1] for colours in [0, 1], background composited
+    rgb: torch.Tensor  # (..., H, W, 3) background composited; clipped to [0, 1] unless gradients flow (render())
     depth: torch.Tensor  # (..., H, W) expected depth along the optical axis (0 where alpha is 0)
     alpha: torch.Tensor  # (..., H, W) accumulated opacity
     median_depth: torch.Tensor | None = None  # (..., H, W) depth where transmittance crosses 0.5 (render(median=True))
@@ -85,6 +85,8 @@ def render(
 ) -> RenderResult:
     """Render ``world`` from ``camera`` (one camera or a batch).
 
+    ``rgb`` is clipped to [0, 1] (colours from SH or the input-colour fit can exceed 1); when gradients flow
+    to the world it is the raw composite instead, so a photometric loss still pulls an over-bright pixel down.
     ``background`` is an RGB triple composited behind the Gaussians (default white,
     :data:`DEFAULT_BACKGROUND`, the same as the CLI and the envs). For a dynamic world ``t``
     picks the keyframe shown (default: the first). Gradients flow to the world's tensors on
@@ -116,6 +118,8 @@ def render(
         rgb = rgb + (1.0 - alpha).unsqueeze(-1) * bg.to(rgb)
     else:
         rgb, depth, alpha = render_cpu(world, camera, near, far, eps2d, bg, lod_px=lod or None)
+    if not rgb.requires_grad:  # SH and fitted colours can exceed 1: (rgb * 255).astype(uint8) must not wrap
+        rgb = rgb.clamp(0.0, 1.0)
     median_depth = None
     if median:
         with torch.no_grad():

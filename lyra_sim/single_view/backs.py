@@ -11,7 +11,9 @@ Both work on the input image grid (OpenCV frame of the input camera) and return 
 - Object backs: each object (a layer component that is not floor or wall) is closed by a back
   surface pushed along the view rays by a thickness estimated from its silhouette (its median
   width), stopping short of the floor/walls behind it, and by side strips joining front and back
-  along its silhouette, so side views and the collision proxy see a solid.
+  along its silhouette, so side views and the collision proxy see a solid. Backs and sides take the
+  object's own colours low-passed within its silhouette (``object_colour_field``): a copy of the
+  front's detail pulled along the rays reads as stripes and "glass shards" from the side.
 """
 
 from __future__ import annotations
@@ -104,10 +106,38 @@ def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Depth
     return Surfels(points, normals[fv, fu], scales, rgb[mv, mu])
 
 
+BACK_COLOUR_SIGMA = 0.25  # low-pass of an object's colours for its back and sides, in its median widths
+
+
+def object_colour_field(rgb: np.ndarray, labels: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Each object's colours (H,W,3) blurred within its own silhouette (normalised convolution per object,
+    Gaussian std ``BACK_COLOUR_SIGMA`` x its median width ``widths[label]`` in pixels): low-frequency colour
+    that belongs to that object only."""
+    out = np.zeros_like(rgb, dtype=np.float64)
+    for label in range(1, len(widths)):
+        mask = labels == label
+        if not mask.any():
+            continue
+        rows, cols = np.nonzero(mask)
+        sigma = max(1.0, BACK_COLOUR_SIGMA * float(widths[label]))
+        pad = int(3 * sigma) + 1
+        r0, r1 = max(rows.min() - pad, 0), min(rows.max() + pad + 1, mask.shape[0])
+        c0, c1 = max(cols.min() - pad, 0), min(cols.max() + pad + 1, mask.shape[1])
+        m = mask[r0:r1, c0:c1].astype(np.float64)
+        weight = ndimage.gaussian_filter(m, sigma)
+        for c in range(3):
+            blurred = ndimage.gaussian_filter(rgb[r0:r1, c0:c1, c] * m, sigma) / np.maximum(weight, 1e-9)
+            out[r0:r1, c0:c1, c] = np.where(mask[r0:r1, c0:c1], blurred, out[r0:r1, c0:c1, c])
+    return out
+
+
 def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: DepthLayers, normals: np.ndarray,
                  objects: np.ndarray, behind: np.ndarray, max_thickness: float, floor: np.ndarray | None = None,
-                 stride: int = 2, sigma: float = 0.6) -> tuple[Surfels, int]:
+                 stride: int = 2, sigma: float = 0.6, smooth_colours: bool = True) -> tuple[Surfels, int]:
     """Back and side surfels closing every object, and the number of objects.
+
+    ``smooth_colours``: backs and sides take the object's low-passed colours (``object_colour_field``), else
+    a copy of the front pixel's colour.
 
     ``objects`` (H,W) marks non-plane pixels; a connected part of it (split at depth jumps) is an object
     when it occludes something (it holds the near side of a depth jump) or stands on the ``floor`` mask;
@@ -142,6 +172,9 @@ def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dept
         sums = sums.reshape(count + 1, n)
         extents.append(np.array([np.median(r[r > 0]) if (r > 0).any() else 0.0 for r in sums]))
     thickness = np.clip(np.minimum(*extents)[labels], 2 * footprint, max_thickness)
+    median_width_px = np.minimum(*extents) / np.maximum(np.array([np.median(footprint[labels == i]) if i else 1.0
+                                                                  for i in range(count + 1)]), 1e-12)
+    colours = object_colour_field(rgb, labels, median_width_px) if smooth_colours else rgb
     back = np.minimum(depth + thickness, behind - 2 * footprint)
     closed = objects & (back > depth + footprint)
     rays = _rays((h, w), K)
@@ -160,7 +193,7 @@ def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dept
     sel = closed & grid & ~ndimage.binary_dilation(edge, iterations=stride)  # backs stay inside the silhouette
     fp = footprint[sel] * stride * (back[sel] / depth[sel])
     back_part = Surfels(rays[sel] * back[sel][:, None], -normals[sel],
-                        np.stack([sigma * fp, sigma * fp, 0.1 * fp], axis=-1), rgb[sel])
+                        np.stack([sigma * fp, sigma * fp, 0.1 * fp], axis=-1), colours[sel])
     sel = closed & edge
     sv, su = np.nonzero(sel)
     length = back[sv, su] - depth[sv, su]
@@ -183,6 +216,6 @@ def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dept
     seg = (length / pieces)[index] * np.linalg.norm(ray, axis=-1)
     width = footprint[sv, su][index] * (z / depth[sv, su][index])
     side_part = Surfels(ray * z[:, None], outward,
-                        np.stack([0.6 * seg, sigma * width, 0.1 * width], axis=-1), rgb[sv, su][index],
+                        np.stack([0.6 * seg, sigma * width, 0.1 * width], axis=-1), colours[sv, su][index],
                         tangents=ray_unit)
     return Surfels.concatenate([back_part, side_part]), count

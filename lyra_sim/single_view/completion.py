@@ -5,7 +5,9 @@ Added as Gaussians with ``observed = False`` (the input camera's OpenCV frame):
    objects and beyond the image), its colour synthesised from the seen floor (``planes.PlaneTexture``);
 2. walls (vertical planes open3d's RANSAC finds) continued sideways and up, also textured;
 3. background layers behind occlusion edges (``backs.back_layers``);
-4. closed backs and sides of objects (``backs.object_backs``).
+4. closed backs and sides of objects (``backs.object_backs``);
+5. a far backdrop: a dome just beyond the floor's edge, coloured like the top of the image, so that a
+   robot's camera sees no empty sky anywhere (``far_backdrop``).
 Every candidate passes a visibility test against the input depth: it must lie behind what the camera
 saw or outside its image, never in front of a seen surface (that space is known to be empty) and
 never on it (that surface is already there). Floor and walls end at walls (closing the room).
@@ -31,6 +33,14 @@ from lyra_sim.world import GaussianWorld, WorldError
 log = logging.getLogger(__name__)
 FLOOR_RADIUS_HEIGHTS = 40.0  # default floor radius, in camera heights
 ROOM_HEIGHT_M = 2.6  # walls cut off by the top of the image are continued up to this height (metric worlds)
+SEAM_HEIGHTS = 0.25  # floor and walls continue this far (in camera heights) behind / below each other
+UNDERLAY_STEPS = 2.0  # seen floor and walls get an underlay this many neighbour depth steps behind them
+UNDERLAY_DEPTH = 0.005  # ... plus this fraction of their depth
+UNDERLAY_SIGMA = 0.7  # ... of surfels this wide (std in pixel footprints; the lift's are 0.45)
+UNDERLAY_CLEARANCE_PX = 3  # ... at least this many pixels from an object (it would draw over the object's edge)
+BACKDROP_STEP_DEG = 3.0  # angular spacing of the backdrop dome's Gaussians
+BACKDROP_BEYOND = 1.02  # the dome's radius, in floor radii (just behind the floor's edge)
+BACKDROP_TOP_ROWS = 0.1  # the dome's colour: the median of this top fraction of the image's rows
 
 
 @dataclass(frozen=True)
@@ -42,13 +52,19 @@ class CompletionOptions:
     robot turning anywhere near the scene sees floor, not void; far rings are coarse, so it costs little).
     ``baseline``: the largest camera move whose disocclusions back layers cover (default: 0.75 m in metric
     worlds, 0.4 x the median depth otherwise). ``max_thickness``: cap on object depth (default: 1 m in
-    metric worlds, 0.3 x the median depth otherwise).
+    metric worlds, 0.3 x the median depth otherwise). ``backdrop``: the far dome (``far_backdrop``).
+    ``seams``: floor and walls continue a quarter camera height behind / below each other, and the seen floor
+    and walls get an underlay (``plane_underlay``), so grazing robot views find no gaps along corners.
+    ``smooth_backs``: object backs and sides in the object's low-passed colours (``backs.object_backs``).
     """
 
     floor: bool = True
     walls: bool = True
     back_layers: bool = True
     object_backs: bool = True
+    backdrop: bool = True
+    seams: bool = True
+    smooth_backs: bool = True
     floor_radius: float | None = None
     baseline: float | None = None
     max_thickness: float | None = None
@@ -119,6 +135,47 @@ def _plane_surfels(frame: FloorFrame, coords: np.ndarray, spacing: np.ndarray, t
     return Surfels.concatenate(parts), area
 
 
+def plane_underlay(points: np.ndarray, normals: np.ndarray, rgb: np.ndarray, depth: np.ndarray, K: np.ndarray,
+                   mask: np.ndarray, step: np.ndarray) -> Surfels:
+    """The seen plane pixels ``mask`` (floor, walls) again, each pushed back along its ray by a bit more than
+    the depth ``step`` (H,W) between neighbouring pixels there: at the input view every underlay surfel is
+    drawn after the lift's surfels around its pixel and shows that pixel's own colour where they leave
+    alpha; at a robot's grazing view, where the lift's surfels thin into slivers, it shows the same surface
+    (a few centimetres lower) between them instead of the background."""
+    z = depth[mask]
+    push = (z + UNDERLAY_STEPS * step[mask] + UNDERLAY_DEPTH * z) / z
+    n = normals[mask]
+    view = points[mask] / np.linalg.norm(points[mask], axis=-1, keepdims=True)
+    cos = np.clip(np.abs((n * view).sum(-1)), 0.25, 1.0)
+    tilt = view - (view * n).sum(-1, keepdims=True) * n
+    footprint = z * push / float(np.sqrt(K[0, 0] * K[1, 1]))
+    scales = np.stack([UNDERLAY_SIGMA * footprint / cos, UNDERLAY_SIGMA * footprint, 0.1 * footprint], axis=-1)
+    return Surfels(points[mask] * push[:, None], n, scales, rgb[mask], tangents=tilt)
+
+
+def far_backdrop(frame: FloorFrame, radius: float, rgb: np.ndarray, step_deg: float = BACKDROP_STEP_DEG) -> Surfels:
+    """A dome of ``radius`` around the camera's foot (floor frame), from the horizon to the zenith, facing
+    inwards: Gaussians every ``step_deg`` degrees, wide enough to overlap (alpha > 0.9 between them), coloured
+    with the median of the image's top rows (far content is low-frequency; the dome shows only where nothing
+    nearer was made)."""
+    step = np.radians(step_deg)
+    rings = np.arange(step / 2, np.pi / 2, step)
+    parts = []
+    for elevation in rings:
+        count = max(int(np.ceil(2 * np.pi * np.cos(elevation) / step)), 3)
+        azimuth = (np.arange(count) + 0.5 * (len(parts) % 2)) * (2 * np.pi / count)
+        parts.append(np.stack([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
+                               np.full(count, np.sin(elevation))], axis=-1))
+    directions = np.concatenate([*parts, np.array([[0.0, 0.0, 1.0]])])
+    points = frame.to_camera(radius * directions)
+    normals = frame.direction_to_camera(-directions)
+    sigma = 0.6 * step * radius
+    scales = np.tile([sigma, sigma, 0.05 * sigma], (len(points), 1))
+    rows = max(1, round(BACKDROP_TOP_ROWS * rgb.shape[0]))
+    colour = np.median(rgb[:rows].reshape(-1, 3), axis=0)
+    return Surfels(points, normals, scales, np.tile(colour, (len(points), 1)))
+
+
 def _touches_top(mask: np.ndarray) -> bool:
     rows = max(2, mask.shape[0] // 50)
     return bool(mask[:rows].any())
@@ -160,7 +217,9 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
     """Unobserved Gaussians completing a lifted view, and a report for ``world.info["completion"]``.
 
     ``depth`` is the filled input depth (H,W), ``geometry`` its points, layers and normals (those of the lift),
-    ``observed`` the lifted world (OpenCV frame). Returns (None, report) when nothing was added.
+    ``observed`` the lifted world (OpenCV frame). The seen floor and walls also get an underlay (their seen texture
+    a few millimetres behind them, marked observed: it is what the camera saw) that closes the gaps between seen
+    surfels at grazing views. Returns (None, report) when nothing was added.
     """
     options = options or CompletionOptions()
     h, w = depth.shape
@@ -175,6 +234,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
     # follows the input resolution; far rings stay coarse).
     per_side = int(np.clip(focal / 3, 64, 128))
     parts: list[Surfels] = []
+    underlay = Surfels.empty()  # observed content: the seen floor and walls resampled just behind themselves
     report: dict = {"methods": [], "completed_area": {}}
     unit = "m2" if metric else "units2"
 
@@ -210,19 +270,22 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             behind = np.minimum(behind, t_walls)
             report["walls"] = len(kept)
 
-        def beyond_walls(q_points: np.ndarray, own: int | None = None) -> np.ndarray:
-            """Points on the far side of any wall (but ``own``) from the camera."""
+        seam = SEAM_HEIGHTS * cam_h if options.seams else 0.0  # floor and walls overlap: no gap along the corner
+
+        def beyond_walls(q_points: np.ndarray, own: int | None = None, margin: float = 0.0) -> np.ndarray:
+            """Points more than ``margin`` on the far side of any wall (but ``own``) from the camera."""
             out = np.zeros(len(q_points), bool)
             for i, (wall, _) in enumerate(kept):
                 if i != own:
-                    out |= wall.signed_distance(q_points) < -threshold
+                    out |= wall.signed_distance(q_points) < -threshold - margin
             return out
 
         if options.floor and len(seen_floor) >= 16:
             texture = PlaneTexture(seen_floor[:, :2], rgb[floor_mask], cell=2 * float(np.median(footprint)))
             xy, spacing = graded_grid(inner=cam_h, radius=radius, per_side=per_side)
             floor, area = _plane_surfels(frame, xy, spacing, lambda c: np.column_stack([c, np.zeros(len(c))]),
-                                         np.array([0.0, 0.0, 1.0]), texture, scene, beyond_walls)
+                                         np.array([0.0, 0.0, 1.0]), texture, scene,
+                                         lambda c: beyond_walls(c, margin=seam))
             parts.append(floor)
             report["completed_area"]["floor"] = round(area, 3)
             report["methods"].append(f"floor plane (RANSAC) to {radius:.2f} units: {texture.method}")
@@ -236,7 +299,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             distance = abs(wall.offset)
             az, spacing = graded_grid(inner=max(distance, 0.5 * cam_h), radius=radius, per_side=per_side)
             az[:, 1] += cam_h
-            inside = (az[:, 1] >= 0) & (az[:, 1] <= top)
+            inside = (az[:, 1] >= -seam) & (az[:, 1] <= top)
             az, spacing = az[inside], spacing[inside]
 
             def to_floor(c, foot=foot, along=along):
@@ -248,8 +311,17 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             report["completed_area"][f"wall_{i}"] = round(area, 3)
         if kept:
             report["methods"].append("walls (open3d RANSAC, vertical) continued sideways and up: textured")
+        if options.backdrop:
+            dome = far_backdrop(frame, BACKDROP_BEYOND * radius, rgb)
+            parts.append(dome)
+            report["backdrop_gaussians"] = len(dome.points)
+            report["methods"].append(f"far backdrop: a dome of radius {BACKDROP_BEYOND * radius:.1f} units")
     report["completed_area_unit"] = unit
     objects = ~plane_mask
+    if options.seams and frame is not None and frame.height > 0:
+        step = np.maximum(np.abs(grad_u), np.abs(grad_v))
+        underlay = plane_underlay(points, normals, rgb, depth, K, plane_mask & ~ndimage.binary_dilation(
+            objects, iterations=UNDERLAY_CLEARANCE_PX), step)
     if options.back_layers:
         baseline = options.baseline or (0.75 if metric else 0.4 * median_depth)
         layer = back_layers(rgb, depth, K, layers, normals, baseline)
@@ -262,16 +334,21 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
         report["methods"].append(f"back layers behind occlusion edges (baseline {baseline:.2f} units)")
     if options.object_backs and objects.any():
         thickness = options.max_thickness or (1.0 if metric else 0.3 * median_depth)
-        backs, count = object_backs(rgb, depth, K, layers, normals, objects, behind, thickness, floor=floor_mask)
+        backs, count = object_backs(rgb, depth, K, layers, normals, objects, behind, thickness, floor=floor_mask,
+                                     smooth_colours=options.smooth_backs)
         parts.append(backs)
         report["objects"] = count
-        report["methods"].append("object backs: extruded along view rays by the silhouette's median width")
+        report["methods"].append("object backs: extruded along view rays by the silhouette's median width"
+                                 + (", in the object's low-passed colours" if options.smooth_backs else ""))
     surfels = Surfels.concatenate(parts)
     report["completed_gaussians"] = len(surfels.points)
-    if not len(surfels.points):
+    report["underlay_gaussians"] = len(underlay.points)
+    worlds = [surfel_world(group.points, group.normals, group.scales, group.colors, opacity, observed=flag,
+                           metric=metric, tangents=group.tangents)
+              for group, flag in ((surfels, False), (underlay, True)) if len(group.points)]
+    if not worlds:
         return None, report
-    world = surfel_world(surfels.points, surfels.normals, surfels.scales, surfels.colors, opacity, observed=False,
-                         metric=metric, tangents=surfels.tangents)
+    world = GaussianWorld.concatenate(worlds)
     world.meters_per_unit = observed.meters_per_unit
     log.info("completion added %d Gaussians (%s)", len(world), "; ".join(report["methods"]))
     return world, report

@@ -1,0 +1,175 @@
+"""What the robot sees: the observed share and the holes of Navigate-v0's camera frames, before and after.
+
+Two worlds, each prepared twice in the same run: the bundled tabletop RGB-D example and a synthetic RGB-D
+frame (the first frame of ``lyra_sim.synthetic.captures``' furnished room, 320x240, sensor noise).
+BEFORE = completion without the far backdrop and the floor/wall seams (``CompletionOptions(backdrop=False,
+seams=False)``) and episodes started uniformly (``start_sampling="uniform"``), as before issue 24; AFTER =
+today's defaults (backdrop, seams, starts where the scored views are observed).
+
+Per world and variant: the first frames of 16 seeded episodes (96x72, the env's default camera) and a scripted
+episode (the demo's controller, 60 steps, 160x120): observed share = pixels with alpha > 0.5 more than half
+of which comes from Gaussians flagged observed; holes = pixels with alpha <= 0.5 (white in the robot's image);
+and every scored view (the free cells x 16 headings rendered at prepare time, 32x24): the share of views with
+alpha > 0.5 on >= 99 % of their pixels. Contact sheets (true colour over invented-tinted, background green) go
+to out/bench_robot_view/.
+
+    python benchmarks/bench_robot_view.py            # writes its section of benchmarks/RESULTS.md
+    python benchmarks/bench_robot_view.py --quick    # the tabletop only, 8 seeds, print only
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from results import write_section
+
+from lyra_sim.camera import Camera
+from lyra_sim.demo import EXAMPLE_DIR, scripted_action
+from lyra_sim.envs.navigate import NavigateEnv
+from lyra_sim.envs.scene import observed_shares, prepare_scene
+from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
+from lyra_sim.media import save_png
+from lyra_sim.rendering import render
+from lyra_sim.single_view.completion import CompletionOptions, tint_completed
+from lyra_sim.world import first_keyframe
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "out" / "bench_robot_view"
+EPISODE_STEPS = 60
+FIRST_FRAME_SIZE = (96, 72)
+EPISODE_SIZE = (160, 120)
+VARIANTS = {
+    "before": ({"completion": CompletionOptions(backdrop=False, seams=False)}, "uniform"),
+    "after": ({}, "observed"),
+}
+
+
+def tabletop():
+    rgb = load_rgb(EXAMPLE_DIR / "tabletop_rgb.png")
+    depth = load_depth(EXAMPLE_DIR / "tabletop_depth.png", rgb.shape[:2])
+    return rgb, depth, load_intrinsics(EXAMPLE_DIR / "tabletop_intrinsics.json", rgb.shape[1], rgb.shape[0])
+
+
+def room_frame():
+    from lyra_sim.synthetic.captures import render_capture
+
+    capture = render_capture(num_frames=100, width=320, height=240, only_first=1)
+    return capture.rgb[0], capture.depth[0], capture.K
+
+
+WORLDS = {"tabletop example": tabletop, "synthetic RGB-D room frame": room_frame}
+
+
+def frame_stats(env: NavigateEnv, size: tuple[int, int]) -> tuple[float, float]:
+    """(observed share, holes share) of the robot camera's current view at ``size``."""
+    K = Camera.intrinsics_from_fov(*size, 90.0)
+    world_to_cam = torch.from_numpy(env.bullet.camera_world_to_cam()).float()
+    observed, covered = observed_shares(env._world_now(), Camera(K[None], world_to_cam[None], *size))
+    return float(observed[0]), 1.0 - float(covered[0])
+
+
+def frames_sheet(env: NavigateEnv, tinted, size: tuple[int, int]) -> np.ndarray:
+    """The robot's view in true colour (white background) over the invented-tinted one (green background)."""
+    K = Camera.intrinsics_from_fov(*size, 90.0)
+    camera = env._robot_camera(K, size)
+    with torch.no_grad():
+        true = render(env._world_now(), camera, background=(1.0, 1.0, 1.0)).rgb.numpy()
+        marked = render(tinted, camera, background=(0.0, 1.0, 0.0)).rgb.numpy()
+    return np.concatenate([true, marked], axis=0)
+
+
+def measure(name: str, scene, sampling: str, seeds: int, tag: str) -> dict:
+    env = NavigateEnv(scene, image_size=FIRST_FRAME_SIZE, start_sampling=sampling)
+    tinted = tint_completed(first_keyframe(scene.world), strength=0.6)
+    firsts, panels = [], []
+    for seed in range(seeds):
+        env.reset(seed=seed)
+        firsts.append(frame_stats(env, FIRST_FRAME_SIZE))
+        if seed < 8:
+            panels.append(frames_sheet(env, tinted, (160, 120)))
+    obs, _ = env.reset(seed=0)
+    episode = [frame_stats(env, EPISODE_SIZE)]
+    for _ in range(EPISODE_STEPS):
+        obs, _, terminated, truncated, _ = env.step(scripted_action(obs["goal"]))
+        episode.append(frame_stats(env, EPISODE_SIZE))
+        if terminated or truncated:
+            break
+    env.close()
+    slug = name.split()[0] + "_" + name.split()[-1]
+    OUT.mkdir(parents=True, exist_ok=True)
+    save_png(np.concatenate(panels, axis=1), OUT / f"{slug}_{tag}_first_frames.png")
+    scores = scene.view_scores
+    firsts, episode = np.array(firsts), np.array(episode)
+    return {
+        "first_observed": firsts[:, 0].mean(), "first_holes": firsts[:, 1].mean(),
+        "first_holes_max": firsts[:, 1].max(),
+        "episode_observed": episode[:, 0].mean(), "episode_holes": episode[:, 1].mean(),
+        "episode_holes_max": episode[:, 1].max(), "episode_frames_over_20": int((episode[:, 1] > 0.2).sum()),
+        "episode_frames": len(episode),
+        "views_full": float((scores.covered >= 0.99).mean()) if scores is not None else float("nan"),
+        "views_min": float(scores.covered.min()) if scores is not None else float("nan"),
+        "views": int(scores.covered.size) if scores is not None else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the tabletop only, 8 seeds; print, write nothing")
+    args = parser.parse_args()
+    seeds = 8 if args.quick else 16
+    worlds = dict(list(WORLDS.items())[:1]) if args.quick else WORLDS
+    rows = []
+    for name, make in worlds.items():
+        rgb, depth, K = make()
+        for tag, (generate_options, sampling) in VARIANTS.items():
+            t0 = time.perf_counter()
+            scene = prepare_scene((rgb, depth), intrinsics=K, generate_options=generate_options)
+            seconds = time.perf_counter() - t0
+            stats = measure(name, scene, sampling, seeds, tag)
+            rows.append((name, tag, seconds, stats))
+            print(f"{name:28s} {tag:6s} prepare {seconds:5.1f} s  first frames observed {stats['first_observed']:.3f} "
+                  f"holes {stats['first_holes']:.4f} (max {stats['first_holes_max']:.4f})  episode observed "
+                  f"{stats['episode_observed']:.3f} holes {stats['episode_holes']:.4f} (max "
+                  f"{stats['episode_holes_max']:.4f}, {stats['episode_frames_over_20']}/{stats['episode_frames']} "
+                  f"> 20 %)  views >= 99 % covered {stats['views_full']:.4f} (min {stats['views_min']:.3f})",
+                  flush=True)
+    if not args.quick:
+        write_results(rows, seeds)
+
+
+def write_results(rows, seeds: int) -> None:
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    table = ["| world | variant | first frames: observed share | first frames: holes (max) | scripted episode: "
+             "observed share | episode: holes mean (max, frames > 20 %) | scored views with >= 99 % alpha > 0.5 "
+             "(min share) | prepare |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, tag, seconds, s in rows:
+        table.append(f"| {name} | {tag} | {s['first_observed']:.3f} | {s['first_holes']:.4f} "
+                     f"({s['first_holes_max']:.4f}) | {s['episode_observed']:.3f} | {s['episode_holes']:.4f} "
+                     f"({s['episode_holes_max']:.4f}, {s['episode_frames_over_20']}/{s['episode_frames']}) | "
+                     f"{s['views_full']:.4f} of {s['views']} ({s['views_min']:.3f}) | {seconds:.0f} s |")
+    body = f"""Measured {datetime.date.today()} on {platform.machine()}, {torch.get_num_threads()} torch threads, load
+average {load} (a 2-core machine shared with other jobs: prepare times are inflated), by
+`python benchmarks/bench_robot_view.py`, both variants in one run. BEFORE: completion without the far backdrop and
+the floor/wall seams (`CompletionOptions(backdrop=False, seams=False)`), episodes started uniformly
+(`start_sampling="uniform"`); AFTER: the defaults (backdrop dome, seams and seen-plane underlay, starts drawn
+from the views scored at prepare time). First frames: {seeds} seeded resets at 96x72; episode: the demo's scripted
+controller for {EPISODE_STEPS} steps at 160x120 from seed 0. Observed share: pixels with alpha > 0.5 more than
+half of which comes from Gaussians flagged observed; holes: alpha <= 0.5 (white in the robot's image); scored
+views: every candidate start (free cells x 16 headings, 32x24; BEFORE's are scored too, only not used).
+Contact sheets (true colour over invented tinted magenta, holes green): `out/bench_robot_view/`.
+
+{chr(10).join(table)}
+
+Targets (issue 24): observed share of first frames >= 0.70; alpha > 0.5 on >= 99 % of pixels for every pose."""
+    print(f"wrote {write_section('What the robot sees (observed share and holes of Navigate-v0 frames)', body)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""What the robot sees: start views scored at prepare time, no holes, RL-ready spaces, depth units."""
+
+import copy
+import math
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import lyra_sim
+from lyra_sim.camera import Camera
+from lyra_sim.envs import ENV_ID, prepare_scene
+from lyra_sim.envs import navigate as navigate_module
+from lyra_sim.envs.scene import ViewScores, observed_shares, robot_camera_poses
+from lyra_sim.inputs import InputError
+from lyra_sim.inputs.images import load_depth
+from lyra_sim.physics.bullet import BulletScene
+from lyra_sim.synthetic.gaussian_rooms import camera_view, room_surfaces, surfels_world
+
+SMALL = {"image_size": (48, 36), "max_steps": 30}
+
+
+@pytest.fixture(scope="module")
+def room_scene():
+    view, _ = camera_view(surfels_world(room_surfaces(), spacing=0.05))
+    return prepare_scene(view)
+
+
+def test_candidate_cameras_match_pybullets_camera_mount(room_scene):
+    """The poses scored at prepare time are those the env's robot camera has after ``set_robot_pose``."""
+    rng = np.random.default_rng(0)
+    xy, yaws = rng.uniform(0.5, 3.0, (5, 2)), rng.uniform(-math.pi, math.pi, 5)
+    poses = robot_camera_poses(room_scene.proxies[0], room_scene.robot_scale, xy, yaws)
+    bullet = BulletScene(room_scene.proxies[0], robot_scale=room_scene.robot_scale)
+    try:
+        for (x, y), yaw, pose in zip(xy, yaws, poses, strict=True):
+            bullet.set_robot_pose(float(x), float(y), float(yaw))
+            np.testing.assert_allclose(pose, bullet.camera_world_to_cam(), atol=1e-5)
+    finally:
+        bullet.close()
+
+
+def test_observed_share_counts_pixels_of_observed_gaussians(room_scene):
+    """A room whose left half (y > 0) is flagged observed, seen along its axis: half of what is drawn."""
+    world = room_scene.world
+    world = world._replace(observed=world.means[:, 1] > 0)
+    poses = robot_camera_poses(room_scene.proxies[0], 1.0, np.array([[0.6, 0.0], [0.6, 0.0]]),
+                               np.array([0.0, math.pi / 2]))  # along the room; facing the left wall
+    K = Camera.intrinsics_from_fov(64, 48, 90.0)
+    observed, covered = observed_shares(world, Camera(K.expand(2, 3, 3), torch.from_numpy(poses).float(), 64, 48))
+    assert 0.6 < covered[0] <= 1.0 and observed[0] == pytest.approx(covered[0] / 2, abs=0.03)
+    assert observed[1] == pytest.approx(covered[1], abs=0.01) and covered[1] > 0.6  # the left wall: all observed
+
+
+def test_starts_follow_the_view_scores(room_scene):
+    """With one well-observed view, every episode starts there (heading within its bin); uniform ignores it."""
+    scene = copy.copy(room_scene)
+    scores = room_scene.view_scores
+    observed = np.zeros_like(scores.observed)
+    m, k = len(scores.cells) // 2, 3
+    observed[m, k] = 0.9
+    scene.view_scores = ViewScores(scores.cells, scores.yaws, observed, scores.covered)
+    centre = scene.free_space.cell_centre(tuple(scores.cells[m]))
+    bin_width = 2 * math.pi / len(scores.yaws)
+    env = gymnasium.make(ENV_ID, source=scene, **SMALL).unwrapped
+    uniform = gymnasium.make(ENV_ID, source=scene, start_sampling="uniform", **SMALL).unwrapped
+    try:
+        for seed in range(4):
+            obs, info = env.reset(seed=seed)
+            np.testing.assert_allclose(obs["state"][:2], centre, atol=0.02)
+            yaw = math.atan2(obs["state"][3], obs["state"][2])
+            assert abs(math.remainder(yaw - scores.yaws[k], 2 * math.pi)) <= bin_width / 2 + 1e-3
+            assert info["start_view_observed"] == pytest.approx(0.9)
+            assert scene.free_space.is_free(info["goal"]) and 0.5 <= info["distance"] <= 2.5
+        starts = [tuple(np.round(uniform.reset(seed=s)[0]["state"][:2], 3)) for s in range(4)]
+        assert len(set(starts)) > 1 and "start_view_observed" not in uniform.reset(seed=0)[1]
+    finally:
+        env.close()
+        uniform.close()
+
+
+def test_observation_spaces_are_bounded_images(room_scene):
+    """Finite bounds everywhere; uint8 depth is the metres depth in steps of max_depth / 255."""
+    metres = gymnasium.make(ENV_ID, source=room_scene, max_depth=4.0, **SMALL).unwrapped
+    steps = gymnasium.make(ENV_ID, source=room_scene, max_depth=4.0, depth_format="uint8", **SMALL).unwrapped
+    try:
+        for env in (metres, steps):
+            for space in env.observation_space.spaces.values():
+                assert np.isfinite(space.low).all() and np.isfinite(space.high).all()
+        image = steps.observation_space["depth"]
+        assert image.dtype == np.uint8 and image.shape == (36, 48, 1) and (image.low == 0).all()
+        assert (image.high == 255).all()
+        obs_m, _ = metres.reset(seed=2)
+        obs_u, _ = steps.reset(seed=2)
+        for _ in range(3):
+            action = np.array([0.6, 0.4])
+            obs_m, *_ = metres.step(action)
+            obs_u, *_ = steps.step(action)
+            assert metres.observation_space.contains(obs_m) and steps.observation_space.contains(obs_u)
+        depth = obs_m["depth"]
+        assert depth.max() <= 4.0 and (depth > 0).mean() > 0.5
+        expected = np.where(depth > 0, np.maximum(np.rint(depth * 255 / 4.0), 1), 0)
+        np.testing.assert_array_equal(obs_u["depth"], expected.astype(np.uint8))
+    finally:
+        metres.close()
+        steps.close()
+
+
+def test_make_env_passes_scene_options_to_prepare_scene(room_scene, monkeypatch):
+    """depth_scale and the other prepare_scene options reach it through make_env (no TypeError)."""
+    seen = {}
+
+    def fake_prepare(source, intrinsics=None, **options):
+        seen.update(options)
+        return room_scene
+
+    monkeypatch.setattr(navigate_module, "prepare_scene", fake_prepare)
+    env = lyra_sim.make_env("frame.png", depth_scale=5000, generate_options={"max_pixels": 10_000},
+                            scene_options={"robot_scale": 1.0}, image_size=(32, 24), start_sampling="uniform")
+    try:
+        env.reset(seed=0)
+        assert seen == {"depth_scale": 5000, "generate_options": {"max_pixels": 10_000}, "robot_scale": 1.0}
+    finally:
+        env.close()
+
+
+def _write_depth_png(path, metres: np.ndarray, units_per_metre: float):
+    Image.fromarray(np.round(metres * units_per_metre).astype(np.uint16)).save(path)
+    return path
+
+
+def test_tum_scaled_depth_png_asks_for_depth_scale(tmp_path):
+    metres = np.full((12, 16), 1.6, np.float32)
+    metres[:, 8:] = 2.4
+    tum = _write_depth_png(tmp_path / "tum_depth.png", metres, 5000)
+    with pytest.raises(InputError, match=r"tum_depth\.png.*--depth-scale.*5000 for TUM"):
+        load_depth(tum, metres.shape)
+    np.testing.assert_allclose(load_depth(tum, metres.shape, depth_scale=5000), metres, atol=1e-3)
+    millimetres = _write_depth_png(tmp_path / "mm_depth.png", metres, 1000)
+    np.testing.assert_allclose(load_depth(millimetres, metres.shape), metres, atol=1e-3)
+    far = _write_depth_png(tmp_path / "far_depth.png", metres * 3, 1000)  # 4.8-7.2 m: the user says so
+    np.testing.assert_allclose(load_depth(far, metres.shape, depth_scale=1000), metres * 3, atol=1e-3)
+
+
+def test_render_clips_rgb_unless_gradients_flow():
+    """An over-bright Gaussian (SH colour 1.5) renders at most 1; with gradients the raw value keeps its slope."""
+    from lyra_sim import GaussianWorld, render
+
+    def world(sh):
+        return GaussianWorld(means=torch.tensor([[0.0, 0.0, 2.0]]), quats=torch.tensor([[1.0, 0, 0, 0]]),
+                             scales=torch.full((1, 3), 0.5), opacities=torch.tensor([0.99]), sh=sh, frame="opencv")
+
+    sh = ((torch.full((1, 3), 1.5) - 0.5) / 0.28209479)[:, None, :]
+    camera = Camera.from_fov(16, 12, 60.0)
+    with torch.no_grad():
+        clipped = render(world(sh), camera, background=(1.0, 1.0, 1.0)).rgb
+    assert clipped.max() == 1.0 and clipped.min() >= 0.0
+    trainable = sh.clone().requires_grad_(True)
+    raw = render(world(trainable), camera, background=(1.0, 1.0, 1.0)).rgb
+    assert raw.max() > 1.2
+    raw[6, 8].sum().backward()
+    assert trainable.grad.abs().sum() > 0
