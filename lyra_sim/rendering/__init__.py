@@ -15,7 +15,7 @@ import torch
 
 from lyra_sim.camera import Camera
 from lyra_sim.errors import LyraSimError
-from lyra_sim.rendering.cpu import render_cpu
+from lyra_sim.rendering.cpu import median_depth_cpu, render_cpu
 from lyra_sim.rendering.gsplat_backend import gsplat_available, render_gsplat
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
@@ -40,6 +40,7 @@ class RenderResult:
     rgb: torch.Tensor  # (..., H, W, 3) in [0, 1] for colours in [0, 1], background composited
     depth: torch.Tensor  # (..., H, W) expected depth along the optical axis (0 where alpha is 0)
     alpha: torch.Tensor  # (..., H, W) accumulated opacity
+    median_depth: torch.Tensor | None = None  # (..., H, W) depth where transmittance crosses 0.5 (render(median=True))
 
     def surface_depth(self, min_alpha: float = SURFACE_ALPHA) -> torch.Tensor:
         """Depth where a pixel shows a surface (alpha >= ``min_alpha``), 0 elsewhere, as a depth sensor reports it."""
@@ -75,6 +76,7 @@ def render(
     far: float = 1e10,
     eps2d: float = 0.3,
     lod: float | None = None,
+    median: bool = False,
 ) -> RenderResult:
     """Render ``world`` from ``camera`` (one camera or a batch).
 
@@ -87,6 +89,10 @@ def render(
     project to at most ``lod`` pixels of standard deviation (``lyra_sim.rendering.lod``; 0.5 keeps
     novel-view images within a few 1/255 steps of the exact ones, see benchmarks/RESULTS.md). None
     (the default) draws every Gaussian.
+
+    ``median``: also give ``median_depth``, the depth of the Gaussian at which a pixel's transmittance first
+    drops to 0.5 or below (0 where it never does), what collision proxies fuse (computed on the CPU, without
+    gradients, whatever the backend).
     """
     if isinstance(world, DynamicGaussianWorld):
         world = world.at(world.times[0] if t is None else t)
@@ -105,10 +111,15 @@ def render(
         rgb = rgb + (1.0 - alpha).unsqueeze(-1) * bg.to(rgb)
     else:
         rgb, depth, alpha = render_cpu(world, camera, near, far, eps2d, bg, lod_px=lod or None)
-    result = RenderResult(rgb=rgb, depth=depth, alpha=alpha)
+    median_depth = None
+    if median:
+        with torch.no_grad():
+            on_cpu = world if world.device.type == "cpu" else world.to("cpu")
+            median_depth = median_depth_cpu(on_cpu, camera, near, far, eps2d).to(depth)
     if not camera.batched:
-        result = RenderResult(rgb=rgb[0], depth=depth[0], alpha=alpha[0])
-    return result
+        rgb, depth, alpha = rgb[0], depth[0], alpha[0]
+        median_depth = None if median_depth is None else median_depth[0]
+    return RenderResult(rgb=rgb, depth=depth, alpha=alpha, median_depth=median_depth)
 
 
 __all__ = ["BACKENDS", "DEFAULT_BACKGROUND", "BackendError", "RenderResult", "render", "resolve_backend"]

@@ -312,6 +312,21 @@ def _camera_groups(costs: list[int], threads: int) -> tuple[np.ndarray, np.ndarr
     return order, np.concatenate([[0], np.cumsum([len(g) for g in groups])]).astype(np.int64)
 
 
+def median_depth_cpu(world: GaussianWorld, camera: Camera, near: float, far: float, eps2d: float) -> torch.Tensor:
+    """Median depth (B,H,W) of every camera: the depth of the Gaussian at which a pixel's transmittance first
+    drops to 0.5 or below, 0 where it never does. Soft edges give the front or the back surface, never a depth
+    between them as the expected depth does (collision proxies render it). No gradients."""
+    index = scene_index(world)
+    w, h = camera.width, camera.height
+    tiles_x, tiles_y = _tile_grid(w, h)
+    median = np.zeros((len(camera), h, w), np.float32)
+    for b in range(len(camera)):
+        sorted_rows, _, rects = _front_end(index, _View(camera, b), w, h, near, far, eps2d)
+        offsets, lists = kernels.bin_tiles(rects, tiles_x, tiles_y)
+        kernels.raster_median(sorted_rows, offsets, lists, w, h, TILE_SIZE, tiles_x, median[b])
+    return torch.from_numpy(median).to(world.means.dtype)
+
+
 def render_cpu(
     world: GaussianWorld, camera: Camera, near: float, far: float, eps2d: float, background: torch.Tensor,
     lod_px: float | None = None,

@@ -390,6 +390,58 @@ def raster_forward(packed, offsets, lists, width, height, tile_size, tiles_x, ou
         _raster_tile(packed, offsets, lists, t, width, height, tile_size, tiles_x, out, t_final, last)
 
 
+# ------------------------------------------------------------------------------- median depth (colliders)
+MEDIAN_T = F32(0.5)  # the median depth is the depth of the Gaussian that takes transmittance to 0.5 or below
+
+
+@njit(cache=True, fastmath=True)
+def _median_tile(packed, offsets, lists, t, width, height, tile_size, tiles_x, median):
+    """Median depth of tile t's pixels: ``_raster_tile``'s alpha rules, stopping each pixel at the Gaussian whose
+    alpha takes its transmittance to MEDIAN_T or below (0 where transmittance never gets there)."""
+    ty, tx = t // tiles_x, t % tiles_x
+    x0, y0 = tx * tile_size, ty * tile_size
+    x1, y1 = min(x0 + tile_size, width), min(y0 + tile_size, height)
+    tw = x1 - x0
+    npx = tw * (y1 - y0)
+    trans = np.ones(npx, dtype=np.float32)
+    n_done = 0
+    for k in range(offsets[t], offsets[t + 1]):
+        if n_done == npx:
+            break
+        g = lists[k]
+        mx, my = packed[g, MX], packed[g, MY]
+        ca, cb, cc = HALF * packed[g, CA], packed[g, CB], HALF * packed[g, CC]
+        op, cut = packed[g, OP], packed[g, CUT]
+        sx0, sx1 = _pixel_span(mx, packed[g, RX], x0, x1)
+        sy0, sy1 = _pixel_span(my, packed[g, RY], y0, y1)
+        for py in range(sy0, sy1):
+            dy = my - (F32(py) + HALF)
+            row = (py - y0) * tw - x0
+            for px in range(sx0, sx1):
+                p = row + px
+                if trans[p] <= MEDIAN_T:
+                    continue
+                dx = mx - (F32(px) + HALF)
+                sigma = ca * dx * dx + cc * dy * dy + cb * dx * dy
+                if sigma < ZERO or sigma > cut:
+                    continue
+                alpha = min(MAX_ALPHA, op * math.exp(-sigma))
+                if alpha < ALPHA_THRESHOLD:
+                    continue
+                trans[p] *= ONE - alpha
+                if trans[p] <= MEDIAN_T:
+                    median[py, px] = packed[g, Z]
+                    n_done += 1
+
+
+@njit(parallel=True, cache=True)
+def raster_median(packed, offsets, lists, width, height, tile_size, tiles_x, median):
+    """Median depth (H,W) of Gaussians sorted front to back and binned (``bin_tiles``), tiles in parallel;
+    ``median`` comes in as zeros."""
+    for t in prange(offsets.shape[0] - 1):
+        _median_tile(packed, offsets, lists, t, width, height, tile_size, tiles_x, median)
+
+
 # ----------------------------------------------------------------- progressive composite (no gradients)
 FIRST_BATCH = 1024  # Gaussians gathered, binned and blended in the first batch; later batches double
 
