@@ -147,6 +147,21 @@ def cmd_export_usd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simready(args: argparse.Namespace) -> int:
+    from lyra_sim.splat_import import SimReadyOptions, make_sim_ready
+
+    options = SimReadyOptions(scale=args.scale, camera_height=args.camera_height, known_size=args.known_size,
+                              up=args.up, drop_floaters=args.drop_floaters, triangle_budget=args.triangles)
+    result = make_sim_ready(args.splat, args.output, options)
+    for note in result.notes:
+        print(note)
+    print("time: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items()))
+    for what, path in (("USD stage", "usd"), ("collider", "collider"), ("scene (make_env, ROS node)", "scene"),
+                       ("contact sheet", "contact_sheet")):
+        print(f"wrote {what}: {result.outputs[path]}")
+    return 0
+
+
 def _world_and_cameras(args: argparse.Namespace, spec: str):
     """The world of ``args.world`` and the camera path ``spec`` at the requested size and field of view."""
     world = load_world(args.world)
@@ -353,6 +368,23 @@ def build_parser() -> argparse.ArgumentParser:
     usd.add_argument("--half", action="store_true", help="half-precision splat attributes (smaller files)")
     usd.add_argument("--points", action="store_true", help="also write a UsdGeom.Points proxy for plain viewers")
     usd.set_defaults(func=cmd_export_usd)
+
+    ready = command("simready", "splat file (Lyra, Marble, capture trainer, SuperSplat: .ply .spz .sog .glb ...) "
+                    "-> USD stage with collider, collider GLB, scene.json for make_env, robot-height contact sheet")
+    ready.add_argument("splat", help="splat file (any readable format)")
+    ready.add_argument("-o", "--output", required=True, help="output folder")
+    how = ready.add_mutually_exclusive_group()
+    how.add_argument("--scale", type=_positive_float, help="metres per file unit")
+    how.add_argument("--camera-height", type=_positive_float,
+                     help="metres between floor and the generating camera (Lyra files: first camera at the origin)")
+    how.add_argument("--known-size", type=_positive_float, metavar="METRES",
+                     help="real length of the scene's longest horizontal side (2-98 %% of its splats)")
+    ready.add_argument("--up", choices=["+x", "-x", "+y", "-y", "+z", "-z"],
+                       help="file axis that is up (default: the file's convention, else found from the floor)")
+    ready.add_argument("--drop-floaters", action="store_true",
+                       help="also remove floaters from the world (they are always kept out of the collider)")
+    ready.add_argument("--triangles", type=_positive_int, default=30_000, help="collider triangle budget")
+    ready.set_defaults(func=cmd_simready)
 
     bag = command("record-bag", "world + camera path -> ROS 2 MCAP bag (image, depth, info, pose, /tf)")
     bag.add_argument("world", help="world file to render (any readable format)")

@@ -18,6 +18,7 @@ from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
 from lyra_sim.physics.proxy import CollisionMesh
 from lyra_sim.single_view.depth_sources import PRIOR_ADVICE, FlatPriorWarning
+from lyra_sim.splat_import.scene_file import is_scene_file, read_scene_collider
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
 # The free-space map: floor Gaussians are those within FLOOR_BAND of z = 0 and at least FLOOR_MIN_OPACITY opaque;
@@ -153,10 +154,14 @@ def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_he
     """Generate or load a world, align it (Z up, floor at 0, metres), build its proxies and free-space map.
 
     ``source``: an image path or array, an ``(rgb, depth_metres)`` pair (with ``intrinsics``), a world file
-    (.ply, .safetensors, .usd*) or a GaussianWorld / DynamicGaussianWorld.
+    (.ply, .safetensors, .usd*), a ``scene.json`` from ``lyra-sim simready`` (its collider is reused) or a
+    GaussianWorld / DynamicGaussianWorld.
     """
     if isinstance(source, SimScene):
         return source
+    if isinstance(source, str | os.PathLike) and is_scene_file(source):  # simready's output: reuse its collider
+        world, collider = load_world(source), read_scene_collider(source)
+        return SimScene(world, [collider], free_space_map(world, collider, robot_scale), robot_scale)
     world, extra = _world_from_source(source, intrinsics, depth_model)
     aligned, proxies = align_with_proxies(world, scale=scale, camera_height=camera_height, measured_views=extra,
                                           voxel_size=voxel_size, triangle_budget=triangle_budget, progress=progress)

@@ -52,6 +52,21 @@ REGISTRY.add(WorldFormat("sog_meta", (".json",), reader=read_sog, sniff=is_sog_m
 REGISTRY.add(WorldFormat("splat", (".splat",), reader=read_splat, writer=_static_only(write_splat, ".splat file")))
 
 
+def _read_scene(path: Path, **options):
+    from lyra_sim.splat_import.scene_file import read_scene_world  # a scene names a world in another format
+
+    return read_scene_world(path, **options)
+
+
+def _is_scene(path: Path) -> bool:
+    from lyra_sim.splat_import.scene_file import is_scene_file
+
+    return is_scene_file(path)
+
+
+REGISTRY.add(WorldFormat("scene", (".json",), reader=_read_scene, sniff=_is_scene))  # lyra-sim simready's scene.json
+
+
 def load_world(
     path: str | os.PathLike, frame: str | None = None, meters_per_unit: float | None = None
 ) -> GaussianWorld | DynamicGaussianWorld:
