@@ -83,8 +83,12 @@ def _check_options(source: Path, options: SimReadyOptions) -> None:
 
 
 def _horizontal_extent(world: GaussianWorld) -> float:
+    """Length of the longest horizontal side: along the principal axes of the splats' xy (a room need not be
+    aligned with x and y), between the EXTENT_QUANTILES."""
     xy = world.means[:, :2].detach().double().numpy()
-    lo, hi = np.quantile(xy, EXTENT_QUANTILES, axis=0)
+    xy = xy - xy.mean(axis=0)
+    axes = np.linalg.eigh(xy.T @ xy)[1]
+    lo, hi = np.quantile(xy @ axes, EXTENT_QUANTILES, axis=0)
     return float((hi - lo).max())
 
 
