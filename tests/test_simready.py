@@ -16,13 +16,21 @@ from lyra_sim.io import load_world, save_world
 from lyra_sim.io.ply import world_to_ply_array
 from lyra_sim.splat_import import SimReadyError, SimReadyOptions, make_sim_ready
 from lyra_sim.splat_import.gravity import find_up
-from lyra_sim.synthetic.gaussian_rooms import BOX_MAX, ROOM_X, ROOM_Z, camera_view, room_surfaces, surfels_world
+from lyra_sim.synthetic.gaussian_rooms import (
+    BOX_MAX,
+    CAMERA_EYE,
+    ROOM_X,
+    ROOM_Z,
+    camera_view,
+    room_surfaces,
+    surfels_world,
+)
 from lyra_sim.world import OPENCV_TO_Z_UP
 
 SPACING = 0.08
 LYRA_SCALE = 0.37  # file units per metre of the Lyra-1 file (non-metric depth)
 INRIA_SCALE = 2.5  # file units per metre of the trainer's file
-CAMERA_HEIGHT = 1.3  # gaussian_rooms.CAMERA_EYE[2]
+CAMERA_HEIGHT = float(CAMERA_EYE[2])
 
 
 def _plain_ply(world, path):
@@ -62,7 +70,7 @@ def ready(inputs, tmp_path_factory):
 @pytest.mark.parametrize(("name", "expected_height"), [
     ("lyra1", ROOM_Z * 1.2 / CAMERA_HEIGHT),  # the assumed 1.2 m camera height sets the scale
     ("inria", ROOM_Z),  # --known-size: the room is 4 m long
-    ("spz", ROOM_Z),  # 1 unit = 1 m assumed (the file was metric)
+    ("spz", ROOM_Z * 1.2 / CAMERA_HEIGHT),  # SPZ records no scale: the camera height prior again
 ])
 def test_each_file_becomes_a_level_world_with_its_floor_at_zero(ready, name, expected_height):
     world = load_world(ready[name].outputs["scene"])
@@ -78,7 +86,8 @@ def test_the_user_is_told_the_convention_gravity_and_whether_the_scale_is_assume
     assert "Lyra-1" in notes["lyra1"] and "SCALE ASSUMED" in notes["lyra1"] and "--camera-height" in notes["lyra1"]
     assert "INRIA" in notes["inria"] and "file axis -y is up" in notes["inria"] and "known size 4 m" in notes["inria"]
     assert not ready["inria"].scale_assumed
-    assert "SPZ" in notes["spz"] and ready["spz"].scale_assumed and "--camera-height" not in notes["spz"]
+    assert "SPZ" in notes["spz"] and ready["spz"].scale_assumed and "--camera-height" in notes["spz"]
+    assert "--camera-height" not in notes["inria"]  # no camera is known in a trainer's frame
     for result in ready.values():
         assert set(result.timings) >= {"load", "floaters", "align", "collider", "usd"}
 
@@ -120,9 +129,12 @@ def test_scene_json_runs_an_env_and_reuses_the_collider(ready):
     assert data["convention"]["name"] == "spz" and data["floaters"]["of"] == len(scene.world)
     proxy = scene.proxies[0]
     assert proxy.floor_z == 0.0 and proxy.obstacle_faces < len(proxy.faces)
+    # The camera is at the origin looking along +x; the box's centre is 2.2 m ahead of it in the room, and the
+    # assumed 1.2 m camera height (the real one is 1.3 m) scales everything by 1.2 / 1.3.
+    s = 1.2 / CAMERA_HEIGHT
     top = proxy.vertices[proxy.faces[: proxy.obstacle_faces]].reshape(-1, 3)
-    box = top[(np.abs(top[:, 0] - 2.5) < 0.2) & (np.abs(top[:, 1]) < 0.3)]
-    assert box[:, 2].max() == pytest.approx(BOX_MAX[2], abs=0.06)  # the collider stands where the box stands
+    box = top[(np.abs(top[:, 0] - (2.5 - CAMERA_EYE[0]) * s) < 0.15) & (np.abs(top[:, 1]) < 0.25)]
+    assert box[:, 2].max() == pytest.approx(BOX_MAX[2] * s, abs=0.05)  # the collider stands where the box stands
     env = make_env(scene, max_steps=3, image_size=(32, 24))
     obs, _ = env.reset(seed=0)
     assert obs["rgb"].shape == (24, 32, 3) and obs["rgb"].std() > 0

@@ -9,7 +9,8 @@ Splat files rarely record their frame. What can be told from the file:
   scale of its (non-metric) depth.
 - INRIA-trainer PLYs (graphdeco, nerfstudio/gsplat, Polycam; SH degree 1-3) live in their reconstruction's
   frame: arbitrary, often Y-down (COLMAP's first camera). SOG, compressed PLY and .splat keep PLY axes.
-- SPZ is RUB by specification (Niantic, World Labs Marble): +y up. glTF is +Y up by specification.
+- SPZ is RUB by specification (Niantic, World Labs Marble): +y up, the generating camera at the origin
+  (converters keep the PLY's frame). glTF is +Y up by specification.
 
 The assumed convention is reported to the user; gravity is then confirmed (or, for arbitrary frames,
 found) from the floor.
@@ -85,7 +86,8 @@ def recognise(path: str | Path) -> Convention:
     if suffix in NATIVE_SUFFIXES:
         return recorded
     if suffix == ".spz":
-        return Convention("spz", "SPZ: RUB axes by specification (+y up), camera and scale unknown", True, False)
+        return Convention("spz", "SPZ: RUB axes by specification (+y up), the origin taken as the generating "
+                          "camera (as in PLY-converted and Marble files), scale unknown", True, True)
     if suffix in (".glb", ".gltf", ".sog") and _json_records_lyra_sim(path):
         return recorded
     if suffix in (".glb", ".gltf"):

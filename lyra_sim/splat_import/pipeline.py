@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lyra_sim.align import align_world
+from lyra_sim.align import DEFAULT_CAMERA_HEIGHT, align_world
 from lyra_sim.errors import LyraSimError
 from lyra_sim.io import REGISTRY, load_world
 from lyra_sim.io.atomic import atomic_dir
@@ -131,6 +131,10 @@ def _align(source: Path, world: GaussianWorld, clean: GaussianWorld, convention:
                      f"{measured:.4g} units)")
     aligned_clean = align_world(clean, scale=scale, camera_height=options.camera_height)
     report = aligned_clean.info["alignment"]
+    if not camera_known:
+        report["camera_to_world"] = _stand_in_viewpoint(aligned_clean).tolist()
+        notes.append(f"viewpoint: none in the file; a level stand-in {DEFAULT_CAMERA_HEIGHT:g} m above the middle of "
+                     "the scene, looking along +x (where make_env starts and the contact sheet looks from)")
     transform = np.asarray(report["transform"])
     metres = float(report["meters_per_unit"])
     aligned = world.transformed(rotation=torch.from_numpy(transform[:3, :3] / metres).float(),
@@ -145,6 +149,16 @@ def _align(source: Path, world: GaussianWorld, clean: GaussianWorld, convention:
                      "across under this assumption; fix it with --scale M_PER_UNIT, --known-size METRES (real "
                      "length of the longest horizontal side)" + (" or --camera-height METRES" if camera_known else ""))
     return aligned, aligned_clean, assumed
+
+
+def _stand_in_viewpoint(aligned: GaussianWorld) -> np.ndarray:
+    """Camera-to-world of a level camera DEFAULT_CAMERA_HEIGHT above the middle of an aligned world's splats,
+    looking along +x. (``align_world``'s own stand-in is placed before levelling, so a tilted file moves it.)"""
+    lo, hi = np.quantile(aligned.means[:, :2].detach().double().numpy(), EXTENT_QUANTILES, axis=0)
+    pose = np.eye(4)
+    pose[:3, :3] = np.asarray(OPENCV_TO_Z_UP)  # columns: the optical axes (right, down, forward) in z_up axes
+    pose[:3, 3] = [*((lo + hi) / 2), DEFAULT_CAMERA_HEIGHT]
+    return pose
 
 
 def _sheet(world: GaussianWorld, path: Path) -> Path:
