@@ -11,9 +11,10 @@ and file names. The axes are those of a 3DGS PLY. lyra_sim's frame, scale and in
 ``meta.json`` under ``"lyra_sim"`` (other readers ignore it); the ``observed`` flag has no room.
 
 Images go through Pillow's WebP codec (lossless, ``exact`` so colour under zero alpha survives). The
-codebooks are 1-D k-means (Lloyd on sorted values); the SH palette is a two-level k-means (64 coarse
-clusters, then clusters within each) so 2M Gaussians at SH degree 3 encode in seconds on a CPU, where
-splat-transform runs a flat k-means on a GPU. No Python library writes SOG (gsply reads it, with imagecodecs).
+codebooks are 1-D k-means (Lloyd on sorted values); the SH palette (splat-transform's size, up to 65,536
+entries) is a tree of k-means with at most 64 centres per node, so 2M Gaussians at SH degree 3 encode in
+seconds on a CPU, where splat-transform runs a flat k-means on a GPU. No Python library writes SOG (gsply
+reads it, with imagecodecs).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ _SQRT2 = math.sqrt(2.0)
 _SH_COEFFS = {1: 3, 2: 8, 3: 15}  # higher-order coefficients per channel at each SH degree ("bands")
 _QUAT_OTHERS = ((1, 2, 3), (0, 2, 3), (0, 1, 3), (0, 1, 2))
 _MAX_MEMBER_BYTES = 1 << 30  # a bundle member larger than this is not a SOG image
+BRANCH = 64  # SH palette: centres per node of the k-means tree
+FIT_PER_CENTRE = 32  # SH palette: sample points per centre when fitting a node
 
 
 # --- quantisers ----------------------------------------------------------------------------------------------
@@ -67,54 +70,60 @@ def codebook_1d(values: np.ndarray, size: int = CODEBOOK, iterations: int = 12, 
     return book.astype(np.float32), labels.reshape(values.shape)
 
 
-def _nearest(points: torch.Tensor, centres: torch.Tensor, block: int = 65536) -> torch.Tensor:
-    """Index of the nearest centre for every point (squared Euclidean distance), in blocks."""
+def _nearest(points: np.ndarray, centres: np.ndarray, block: int = 65536) -> np.ndarray:
+    """Index of the nearest centre for every point (squared Euclidean distance), in blocks. numpy, not torch:
+    torch's CPU matmul costs milliseconds per call on the many small nodes of the tree below."""
     c2 = (centres * centres).sum(1)
-    out = torch.empty(len(points), dtype=torch.long)
+    out = np.empty(len(points), np.int64)
     for start in range(0, len(points), block):
         p = points[start:start + block]
-        out[start:start + block] = torch.addmm(c2, p, centres.T, alpha=-2.0).argmin(1)
+        out[start:start + block] = (c2 - 2.0 * (p @ centres.T)).argmin(1)
     return out
 
 
-def _kmeans(points: torch.Tensor, k: int, iterations: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-    centres = points[torch.randperm(len(points), generator=generator)[:k]].clone()
+def _lloyd(points: np.ndarray, k: int, iterations: int, rng: np.random.Generator) -> np.ndarray:
+    """k centres of ``points`` by Lloyd's k-means from random points."""
+    centres = points[rng.permutation(len(points))[:k]].copy()
     for _ in range(iterations):
-        labels = _nearest(points, centres).numpy()
+        labels = _nearest(points, centres)
         order = np.argsort(labels, kind="stable")
         used, starts = np.unique(labels[order], return_index=True)
-        # Segment sums of the sorted points (torch's index_add_ is ~100x slower here on a CPU).
-        sums = np.add.reduceat(points.numpy()[order], starts, axis=0)
-        counts = np.diff(np.append(starts, len(order)))[:, None]
-        centres[torch.from_numpy(used)] = torch.from_numpy((sums / counts).astype(np.float32))
-    return centres, _nearest(points, centres)
+        sums = np.add.reduceat(points[order], starts, axis=0)
+        centres[used] = sums / np.diff(np.append(starts, len(order)))[:, None]
+    return centres
+
+
+def _tree_kmeans(points: np.ndarray, k: int, iterations: int, rng: np.random.Generator):
+    """(centres (<= k, D), labels (N,)): k-means as a tree of at most BRANCH centres per node, each node fitted
+    on a sample of FIT_PER_CENTRE points per centre, so each point meets ~BRANCH centres per level instead of
+    k (a flat 65,536-centre k-means of 2M points would take minutes on a CPU)."""
+    n = len(points)
+    if k >= n:
+        return points.copy(), np.arange(n)
+    branch = min(k, BRANCH)
+    fit = points if n <= FIT_PER_CENTRE * branch else points[rng.permutation(n)[: FIT_PER_CENTRE * branch]]
+    centres = _lloyd(fit, branch, iterations, rng)
+    labels = _nearest(points, centres)
+    if branch == k:
+        return centres, labels
+    order = np.argsort(labels, kind="stable")
+    groups, starts = np.unique(labels[order], return_index=True)
+    ends = np.append(starts[1:], n)
+    budget = 1 + np.floor((k - branch) * (ends - starts) / n).astype(int)  # >= 1 centre per group, <= k in all
+    parts, out, offset = [], np.empty(n, np.int64), 0
+    for group, start, end in zip(groups, starts, ends, strict=True):
+        members = order[start:end]
+        sub_centres, sub_labels = _tree_kmeans(points[members], int(budget[group]), iterations, rng)
+        parts.append(sub_centres)
+        out[members] = sub_labels + offset
+        offset += len(sub_centres)
+    return np.concatenate(parts), out
 
 
 def sh_palette(coefficients: np.ndarray, size: int, iterations: int = 4, seed: int = 0) -> tuple[np.ndarray, ...]:
-    """(palette (<= size, D), labels (N,)): two-level k-means of the (N, D) higher-order SH coefficients."""
-    points = torch.from_numpy(np.ascontiguousarray(coefficients, np.float32))
-    n = len(points)
-    if n <= size:
-        return coefficients.astype(np.float32), np.arange(n)
-    generator = torch.Generator().manual_seed(seed)
-    coarse_k = min(64, size)
-    sample = points[torch.randperm(n, generator=generator)[: min(n, 200 * coarse_k)]]
-    coarse, _ = _kmeans(sample, coarse_k, iterations, generator)
-    groups = _nearest(points, coarse)
-    palette, labels = [], torch.empty(n, dtype=torch.long)
-    counts = torch.bincount(groups, minlength=coarse_k)
-    budget = np.maximum(1, np.floor(size * counts.numpy() / n)).astype(int)
-    offset = 0
-    for group in range(coarse_k):
-        members = torch.nonzero(groups == group).flatten()
-        if len(members) == 0:
-            continue
-        k = int(min(budget[group], len(members)))
-        centres, local = _kmeans(points[members], k, iterations, generator)
-        palette.append(centres)
-        labels[members] = local + offset
-        offset += k
-    return torch.cat(palette).numpy(), labels.numpy()
+    """(palette (<= size, D), labels (N,)): tree k-means of the (N, D) higher-order SH coefficients."""
+    points = np.ascontiguousarray(coefficients, np.float32)
+    return _tree_kmeans(points, size, iterations, np.random.default_rng(seed))
 
 
 def palette_size(count: int) -> int:
