@@ -169,3 +169,21 @@ def test_cli_prints_one_line_per_output_and_refuses_bad_options(inputs, tmp_path
     for name in ("world.usdc", "collider.glb", "scene.json", "contact_sheet.png"):
         assert sum(line.startswith("wrote") and line.endswith(name) for line in out.splitlines()) == 1
     assert "SCALE ASSUMED" not in out and "camera height 1.3 m" in out
+
+
+def test_conventions_are_recognised_from_what_the_file_says(inputs, room, tmp_path):
+    from lyra_sim.splat_import.conventions import recognise
+
+    assert recognise(inputs["lyra1"]).name == "lyra1" and recognise(inputs["inria"]).name == "inria"
+    assert recognise(inputs["spz"]).name == "spz"
+    lyra2 = inputs["lyra1"].read_bytes()
+    (tmp_path / "reconstructed_scene.ply").write_bytes(lyra2)
+    assert recognise(tmp_path / "reconstructed_scene.ply").metric
+    ours = room.subset(torch.arange(200))
+    for name in ("ours.ply", "ours.glb", "ours.sog", "ours.safetensors"):
+        assert recognise(save_world(ours, tmp_path / name)).name == "lyra_sim", name
+    plain = load_world(tmp_path / "ours.glb")
+    plain.info = {}
+    assert recognise(_plain_ply(plain.with_sh_degree(1), tmp_path / "other.ply")).name == "inria"
+    (tmp_path / "other.gltf").write_text(json.dumps({"asset": {"version": "2.0"}}))
+    assert recognise(tmp_path / "other.gltf").name == "gltf"

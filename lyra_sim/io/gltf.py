@@ -158,7 +158,10 @@ def _accessor(path: Path, gltf, buffers: dict, name: str, index: int) -> np.ndar
     end = start + (stride * (acc.count - 1) + dtype.itemsize * width if acc.count else 0)
     if end > min(len(data), (view.byteOffset or 0) + view.byteLength):
         raise WorldFileError(f"{path}: attribute {name} reads past the end of its buffer (truncated file?)")
-    values = np.ndarray((acc.count, width), dtype, data, start, (stride, dtype.itemsize)).astype(np.float64)
+    try:
+        values = np.ndarray((acc.count, width), dtype, data, start, (stride, dtype.itemsize)).astype(np.float64)
+    except (ValueError, TypeError) as exc:  # a negative count or offset, a stride shorter than an element
+        raise WorldFileError(f"{path}: attribute {name} has an impossible layout ({exc})") from exc
     if acc.normalized and dtype.kind in "iu":
         info = np.iinfo(dtype)
         values = np.maximum(values / info.max, -1.0)
