@@ -140,7 +140,8 @@ def cmd_export_usd(args: argparse.Namespace) -> int:
         print(f"collision proxy: {len(collision.faces):,} triangles")
     out = usd.writer(world, Path(args.output), collision_mesh=collision, half=args.half, points_fallback=args.points)
     if world.frame != "z_up":
-        print("note: world was in OpenCV axes; rotated to Z-up without levelling (lyra_sim.align levels it)")
+        print("note: world was in OpenCV axes; rotated to Z-up without levelling (--collision auto levels it; "
+              "lyra-sim simready also removes floaters, fixes the scale and writes a collider GLB and scene.json)")
     if world.meters_per_unit is None:
         print("note: world scale is unknown; written as if 1 unit = 1 m (recorded as lyra_sim:metric = False)")
     print(f"wrote {out}")

@@ -277,6 +277,9 @@ def read_gltf(path: str | os.PathLike, frame: str | None = None, meters_per_unit
                 {k: v for k, v in vars(primitive.attributes).items() if v is not None}
             local = _primitive_world(path, gltf, buffers, attributes)
             for matrix in _node_transforms(gltf, mesh_index) or [np.eye(4)]:
+                if np.array_equal(matrix, np.eye(4)):  # the usual case: skip rotating millions of SH sets
+                    parts.append(local)
+                    continue
                 rotation, scale, translation = _similarity(path, matrix)
                 parts.append(local.transformed(rotation=torch.from_numpy(rotation).float(), scale=scale,
                                                translation=torch.from_numpy(translation).float()))
@@ -285,7 +288,7 @@ def read_gltf(path: str | os.PathLike, frame: str | None = None, meters_per_unit
     lyra = ((gltf.asset.extras or {}) if gltf.asset else {}).get("lyra_sim", {})
     if meters_per_unit is None and isinstance(lyra, dict) and lyra.get("meters_per_unit"):
         meters_per_unit = float(lyra["meters_per_unit"])
-    gl = GaussianWorld.concatenate(parts)
+    gl = parts[0] if len(parts) == 1 else GaussianWorld.concatenate(parts)
     to_frame = torch.tensor(FRAME_TO_GLTF[frame]).T
     world = gl.transformed(rotation=to_frame, frame=frame, meters_per_unit=meters_per_unit)
     if isinstance(lyra, dict) and isinstance(lyra.get("info"), dict):
