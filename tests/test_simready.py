@@ -107,6 +107,13 @@ def test_usd_stage_is_validator_clean_and_holds_splats_and_collider(ready):
         assert any(prim.HasAPI(UsdPhysics.CollisionAPI) for prim in stage.Traverse())
 
 
+def test_usd_stage_passes_nvidias_validator(ready):
+    from test_usd import nvidia_validate
+
+    failures, errors, text = nvidia_validate(ready["inria"].outputs["usd"])
+    assert (failures, errors) == (0, 0), text[-2000:]
+
+
 def test_collider_glb_is_read_by_open3d_in_gltf_axes(ready, room):
     import open3d as o3d
 
