@@ -61,8 +61,11 @@ def find_up(world: GaussianWorld, hint: str | None = "-y", seed: int = 0) -> UpC
         except WorldError:
             scores[label] = 0.0
             continue
-        heights = turned.means.double().numpy() @ plane.normal + plane.offset
-        band = 0.01 * float(np.median(np.abs(heights))) + 1e-12
+        points = turned.means.double().numpy()
+        heights = points @ plane.normal + plane.offset
+        # find_floor's inlier threshold is 1 % of the median distance to the camera, and its plane may sit up to
+        # one threshold above the floor (it starts from the middle of the lowest height bin): allow two.
+        band = 0.02 * float(np.median(np.linalg.norm(points - np.asarray(above), axis=1)))
         share_above = float((heights > -band).mean())
         scores[label] = plane.inlier_fraction * share_above**2 * (HINT_BONUS if label == hint else 1.0)
     best = max(scores, key=scores.get)

@@ -116,10 +116,12 @@ def _align(source: Path, world: GaussianWorld, clean: GaussianWorld, convention:
     if options.camera_height is not None and not camera_known:
         raise SimReadyError(f"{source}: this file's camera is unknown ({convention.name}); give --scale or "
                             "--known-size instead of --camera-height")
+    # Geometry only from here: levelling, the collider and its agreement never look at view-dependent colour, and
+    # rotating the SH of millions of Gaussians costs seconds each time. The full world is moved once, at the end.
+    clean = clean.with_sh_degree(0)
     if rotation is not None:
-        turn = torch.from_numpy(rotation).float()
-        world = world.transformed(rotation=turn, frame="z_up", meters_per_unit=world.meters_per_unit)
-        clean = clean.transformed(rotation=turn, frame="z_up", meters_per_unit=clean.meters_per_unit)
+        clean = clean.transformed(rotation=torch.from_numpy(rotation).float(), frame="z_up",
+                                  meters_per_unit=clean.meters_per_unit)
     scale = options.scale
     if scale is None and clean.meters_per_unit is None and convention.metric:
         scale = 1.0
@@ -136,6 +138,9 @@ def _align(source: Path, world: GaussianWorld, clean: GaussianWorld, convention:
         notes.append(f"viewpoint: none in the file; a level stand-in {DEFAULT_CAMERA_HEIGHT:g} m above the middle of "
                      "the scene, looking along +x (where make_env starts and the contact sheet looks from)")
     transform = np.asarray(report["transform"])
+    if rotation is not None:  # the report's transform starts from the file's own axes
+        transform[:3, :3] = transform[:3, :3] @ rotation
+        report["transform"] = transform.tolist()
     metres = float(report["meters_per_unit"])
     aligned = world.transformed(rotation=torch.from_numpy(transform[:3, :3] / metres).float(),
                                 translation=torch.from_numpy(transform[:3, 3]).float(), scale=metres,
