@@ -3,7 +3,8 @@
 Built in: 3DGS PLY (INRIA and Lyra layouts), native safetensors, SuperSplat compressed PLY (same
 ``.ply`` suffix, told apart by its header; written for ``*.compressed.ply`` or ``format="compressed_ply"``),
 Niantic SPZ (``.spz``), antimatter15 ``.splat``, PlayCanvas SOG (``.sog`` bundles and ``meta.json``
-folders) and glTF/GLB with ``KHR_gaussian_splatting`` (``.gltf``, ``.glb``). Adapters add theirs through the
+folders) and glTF/GLB with ``KHR_gaussian_splatting`` (``.gltf``, ``.glb``); ``scene.json`` from
+``lyra-sim simready`` reads as the aligned world it names. Adapters add theirs through the
 ``lyra_sim.world_formats`` entry point (usd_exporters adds .usd/.usda/.usdc/.usdz).
 """
 
