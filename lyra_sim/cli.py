@@ -218,10 +218,26 @@ def cmd_export_usd(args: argparse.Namespace) -> int:
             print(collision.info["agreement_line"])
     out = usd.writer(world, Path(args.output), collision_mesh=collision, half=args.half, points_fallback=args.points)
     if world.frame != "z_up":
-        print("note: world was in OpenCV axes; rotated to Z-up without levelling (lyra_sim.align levels it)")
+        print("note: world was in OpenCV axes; rotated to Z-up without levelling (--collision auto levels it; "
+              "lyra-sim simready also removes floaters, fixes the scale and writes a collider GLB and scene.json)")
     if world.meters_per_unit is None:
         print("note: world scale is unknown; written as if 1 unit = 1 m (recorded as lyra_sim:metric = False)")
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_simready(args: argparse.Namespace) -> int:
+    from lyra_sim.splat_import import SimReadyOptions, make_sim_ready
+
+    options = SimReadyOptions(scale=args.scale, camera_height=args.camera_height, known_size=args.known_size,
+                              up=args.up, drop_floaters=args.drop_floaters, triangle_budget=args.triangles)
+    result = make_sim_ready(args.splat, args.output, options)
+    for note in result.notes:
+        print(note)
+    print("time: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items()))
+    for what, path in (("USD stage", "usd"), ("collider", "collider"), ("scene (make_env, ROS node)", "scene"),
+                       ("contact sheet", "contact_sheet")):
+        print(f"wrote {what}: {result.outputs[path]}")
     return 0
 
 
@@ -413,6 +429,23 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--convex", help="also write the convex parts (V-HACD) of the pieces small enough to be "
                      "objects that move, as one OBJ (an 'o' per part)")
     col.set_defaults(func=cmd_collider)
+
+    ready = command("simready", "splat file (Lyra, Marble, capture trainer, SuperSplat: .ply .spz .sog .glb ...) "
+                    "-> USD stage with collider, collider GLB, scene.json for make_env, robot-height contact sheet")
+    ready.add_argument("splat", help="splat file (any readable format)")
+    ready.add_argument("-o", "--output", required=True, help="output folder")
+    how = ready.add_mutually_exclusive_group()
+    how.add_argument("--scale", type=_positive_float, help="metres per file unit")
+    how.add_argument("--camera-height", type=_positive_float,
+                     help="metres between floor and the generating camera (Lyra files: first camera at the origin)")
+    how.add_argument("--known-size", type=_positive_float, metavar="METRES",
+                     help="real length of the scene's longest horizontal side (2-98 %% of its splats)")
+    ready.add_argument("--up", choices=["+x", "-x", "+y", "-y", "+z", "-z"],
+                       help="file axis that is up (default: the file's convention, else found from the floor)")
+    ready.add_argument("--drop-floaters", action="store_true",
+                       help="also remove floaters from the world (they are always kept out of the collider)")
+    ready.add_argument("--triangles", type=_positive_int, default=30_000, help="collider triangle budget")
+    ready.set_defaults(func=cmd_simready)
 
     bag = command("record-bag", "world + camera path -> ROS 2 MCAP bag (image, depth, info, pose, /tf)")
     bag.add_argument("world", help="world file to render (any readable format)")

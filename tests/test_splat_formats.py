@@ -93,7 +93,8 @@ def test_our_spz_read_by_nvidias_independent_decoder(tmp_path, capsys):
     np.testing.assert_allclose(1 / (1 + np.exp(-data.opacities)), world.opacities.numpy(), atol=0.004)
     np.testing.assert_allclose(data.f_dc, world.sh[:, 0].numpy(), atol=0.02)
     rotations = quat_to_rotmat(torch.from_numpy(np.asarray(data.rotations, np.float32)))
-    assert (rotations - RDF_TO_RUB @ quat_to_rotmat(world.quats)).abs().max() < 0.01
+    # Niantic's convention: R -> F R F (F the RDF <-> RUB flip), not F R (same ellipsoid, another quaternion).
+    assert (rotations - RDF_TO_RUB @ quat_to_rotmat(world.quats) @ RDF_TO_RUB).abs().max() < 0.01
 
 
 def test_spz_written_by_gsply_reads_in_opencv_and_z_up(tmp_path):
@@ -228,12 +229,10 @@ def test_splat_file_written_from_its_spec_reads_back(tmp_path):
     assert (quat_to_rotmat(back.quats) - quat_to_rotmat(world.quats)).abs().max() < 0.05
 
 
-def test_splat_of_the_wrong_size_and_unwritable_splat(tmp_path):
+def test_splat_of_the_wrong_size_is_named(tmp_path):
     (tmp_path / "w.splat").write_bytes(b"\0" * 33)
     with pytest.raises(WorldFileError, match=r"w\.splat.*32-byte"):
         load_world(tmp_path / "w.splat")
-    with pytest.raises(WorldFileError, match="cannot save"):
-        save_world(world_for_formats(n=4, degree=0), tmp_path / "x.splat")
 
 
 @pytest.mark.parametrize(

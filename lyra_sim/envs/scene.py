@@ -20,6 +20,7 @@ from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS, BulletScene
 from lyra_sim.physics.proxy import TRIANGLE_BUDGET, CollisionMesh
 from lyra_sim.rendering import render
 from lyra_sim.sh import rgb_to_sh0
+from lyra_sim.splat_import.scene_file import is_scene_file, read_scene_collider
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
 # The free-space map: floor Gaussians are those within FLOOR_BAND of z = 0 and at least FLOOR_MIN_OPACITY opaque;
@@ -234,12 +235,18 @@ def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_he
 
     ``source``: an image path or array, an ``(rgb, depth)`` pair (with ``intrinsics``; depth in metres as an
     array, or a file of ``depth_scale`` units per metre: 16-bit PNGs default to millimetres), a world file
-    (.ply, .safetensors, .usd*) or a GaussianWorld / DynamicGaussianWorld. ``generate_options`` go to
-    ``generate_world`` (fov_deg, max_pixels, completion, ...). ``score_start_views`` renders candidate robot
-    views once (``ViewScores``) so that episodes can start where the world was observed.
+    (.ply, .safetensors, .usd*), a ``scene.json`` from ``lyra-sim simready`` (its collider is reused) or a
+    GaussianWorld / DynamicGaussianWorld. ``generate_options`` go to ``generate_world`` (fov_deg, max_pixels,
+    completion, ...). ``score_start_views`` renders candidate robot views once (``ViewScores``) so that episodes
+    can start where the world was observed.
     """
     if isinstance(source, SimScene):
         return source
+    if isinstance(source, str | os.PathLike) and is_scene_file(source):  # simready's output: reuse its collider
+        world, collider = load_world(source), read_scene_collider(source)
+        free = free_space_map(world, collider, robot_scale)
+        scores = score_views(world.keyframes[0], collider, free, robot_scale) if score_start_views else None
+        return SimScene(world, [collider], free, robot_scale, scores)
     world, extra = _world_from_source(source, intrinsics, depth_model, depth_scale, generate_options)
     aligned, proxies = align_with_proxies(world, scale=scale, camera_height=camera_height, measured_views=extra,
                                           voxel_size=voxel_size, triangle_budget=triangle_budget, progress=progress)

@@ -2,7 +2,9 @@
 
 Built in: 3DGS PLY (INRIA and Lyra layouts), native safetensors, SuperSplat compressed PLY (same
 ``.ply`` suffix, told apart by its header; written for ``*.compressed.ply`` or ``format="compressed_ply"``),
-Niantic SPZ (``.spz``) and antimatter15 ``.splat`` (read only). Adapters add theirs through the
+Niantic SPZ (``.spz``), antimatter15 ``.splat``, PlayCanvas SOG (``.sog`` bundles and ``meta.json``
+folders) and glTF/GLB with ``KHR_gaussian_splatting`` (``.gltf``, ``.glb``); ``scene.json`` from
+``lyra-sim simready`` reads as the aligned world it names. Adapters add theirs through the
 ``lyra_sim.world_formats`` entry point (usd_exporters adds .usd/.usda/.usdc/.usdz).
 """
 
@@ -14,10 +16,12 @@ from pathlib import Path
 from lyra_sim.io.compressed_ply import is_compressed_ply, read_compressed_ply, write_compressed_ply
 from lyra_sim.io.errors import WorldFileError
 from lyra_sim.io.formats import REGISTRY, WorldFormat
+from lyra_sim.io.gltf import read_gltf, write_gltf
 from lyra_sim.io.guards import input_file
 from lyra_sim.io.native import read_native, write_native
 from lyra_sim.io.ply import read_ply, write_ply
-from lyra_sim.io.splat import read_splat
+from lyra_sim.io.sog import is_sog_meta, read_sog, write_sog
+from lyra_sim.io.splat import read_splat, write_splat
 from lyra_sim.io.spz import read_spz, write_spz
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
@@ -44,7 +48,25 @@ REGISTRY.add(WorldFormat("native", (".safetensors",), reader=_read_native, write
 REGISTRY.add(WorldFormat("compressed_ply", (".ply",), reader=read_compressed_ply,
                          writer=_static_only(write_compressed_ply, "compressed PLY"), sniff=is_compressed_ply))
 REGISTRY.add(WorldFormat("spz", (".spz",), reader=read_spz, writer=_static_only(write_spz, "SPZ file")))
-REGISTRY.add(WorldFormat("splat", (".splat",), reader=read_splat))
+REGISTRY.add(WorldFormat("gltf", (".glb", ".gltf"), reader=read_gltf, writer=_static_only(write_gltf, "glTF file")))
+REGISTRY.add(WorldFormat("sog", (".sog",), reader=read_sog, writer=_static_only(write_sog, "SOG bundle")))
+REGISTRY.add(WorldFormat("sog_meta", (".json",), reader=read_sog, sniff=is_sog_meta))  # meta.json + images
+REGISTRY.add(WorldFormat("splat", (".splat",), reader=read_splat, writer=_static_only(write_splat, ".splat file")))
+
+
+def _read_scene(path: Path, **options):
+    from lyra_sim.splat_import.scene_file import read_scene_world  # a scene names a world in another format
+
+    return read_scene_world(path, **options)
+
+
+def _is_scene(path: Path) -> bool:
+    from lyra_sim.splat_import.scene_file import is_scene_file
+
+    return is_scene_file(path)
+
+
+REGISTRY.add(WorldFormat("scene", (".json",), reader=_read_scene, sniff=_is_scene))  # lyra-sim simready's scene.json
 
 
 def load_world(

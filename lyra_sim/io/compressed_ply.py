@@ -3,10 +3,15 @@
 Each chunk stores float min/max bounds of position, log scale and colour; each Gaussian packs position
 (11-10-11 bits), rotation (smallest three, 2-10-10-10), log scale (11-10-11) and RGBA (8 bits each) into
 four uint32, and the higher SH terms into one uchar each. About 16 bytes per Gaussian at SH degree 0
-against 62 in a plain PLY. Encoding and decoding are done by ``gsply`` (PlayCanvas-compatible; it sorts
-the Gaussians along a Morton curve when writing, so their order changes). The axes are those of a plain
-3DGS PLY (OpenCV-like x right, y down, z forward for camera-made worlds), and lyra_sim's frame, scale and
-info comments go into the header as in a plain PLY.
+against 62 in a plain PLY. Encoding and decoding are done by ``gsply`` (PlayCanvas-compatible). gsply keeps
+the order it is given, but the format's precision comes from chunks of neighbouring Gaussians, so the writer
+sorts them along a Morton (Z-order) curve first, as PlayCanvas's splat-transform does: their order changes.
+The axes are those of a plain 3DGS PLY (OpenCV-like x right, y down, z forward for camera-made worlds), and
+lyra_sim's frame, scale and info comments go into the header as in a plain PLY.
+
+Two chunk layouts exist and both are read: 18 floats (position, scale and colour bounds; what gsply and
+SuperSplat write) and the older 12 (no colour bounds: colours are stored directly as 8-bit values of
+0.5 + SH_C0 * f_dc, as splat-transform and the PlayCanvas engine read them).
 
 It shares the ``.ply`` suffix: :func:`is_compressed_ply` tells the two apart by the header.
 """
@@ -19,11 +24,14 @@ import zlib
 from pathlib import Path
 
 import gsply
+import numpy as np
+import torch
 
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.io.errors import WorldFileError
 from lyra_sim.io.gsply_arrays import gsdata_to_world, warn_if_observed_flags_dropped, world_to_gsdata
 from lyra_sim.io.header_metadata import info_from_comments, recorded_frame_scale, world_comments
+from lyra_sim.io.morton import morton_order
 from lyra_sim.world import GaussianWorld
 
 _SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
@@ -61,6 +69,7 @@ LAYOUT = {  # the layout gsply (and current SuperSplat / PlayCanvas) read and wr
     "chunk": [("float", name) for name in _CHUNK],
     "vertex": [("uint", name) for name in ("packed_position", "packed_rotation", "packed_scale", "packed_color")],
 }
+CHUNK_WITHOUT_COLOUR = LAYOUT["chunk"][:12]  # the older layout: no min/max r, g, b
 _SH_REST_COUNTS = (9, 24, 45)  # f_rest per Gaussian at SH degree 1, 2, 3
 
 
@@ -87,7 +96,7 @@ def _check_layout(path: Path, data: bytes, header_len: int, lines: list[str]) ->
     if names not in (["chunk", "vertex"], ["chunk", "vertex", "sh"]):
         raise WorldFileError(f"{path}: compressed PLY elements {names}, expected chunk, vertex[, sh]")
     for name, _, properties in elements[:2]:
-        if properties != LAYOUT[name]:
+        if properties != LAYOUT[name] and not (name == "chunk" and properties == CHUNK_WITHOUT_COLOUR):
             raise WorldFileError(f"{path}: compressed PLY element {name!r} has properties "
                                  f"{[p for _, p in properties]}, expected {[p for _, p in LAYOUT[name]]}")
     if len(elements) == 3:
@@ -107,7 +116,19 @@ def _check_layout(path: Path, data: bytes, header_len: int, lines: list[str]) ->
         raise WorldFileError(f"{path}: compressed PLY with 0 Gaussians (empty world)")
     if chunks != -(-vertices // 256):
         raise WorldFileError(f"{path}: {chunks} chunks for {vertices} Gaussians (expected one per 256)")
-    return comments
+    return comments, chunks, len(elements[0][2])
+
+
+def _with_colour_bounds(data: bytes, header_len: int, chunks: int) -> bytes:
+    """A 12-property-chunk file rewritten in the 18-property layout gsply reads: colour bounds [0, 1] per chunk."""
+    header = data[:header_len].decode("ascii")
+    colour_lines = "".join(f"property float {name}\n" for _, name in LAYOUT["chunk"][12:])
+    anchor = "property float max_scale_z\n"
+    header = header.replace(anchor, anchor + colour_lines, 1)
+    old_bounds = np.frombuffer(data, np.float32, chunks * 12, header_len).reshape(chunks, 12)
+    colour = np.tile(np.array([0, 0, 0, 1, 1, 1], np.float32), (chunks, 1))
+    bounds = np.concatenate([old_bounds, colour], axis=1).astype("<f4")
+    return header.encode("ascii") + bounds.tobytes() + data[header_len + chunks * 48:]
 
 
 def read_compressed_ply(path: str | os.PathLike, frame: str | None = None,
@@ -120,9 +141,11 @@ def read_compressed_ply(path: str | os.PathLike, frame: str | None = None,
     parsed = _header(data[:_HEADER_LIMIT])
     if parsed is None:
         raise WorldFileError(f"{path}: not a PLY file (no 'ply' magic and 'end_header' line)")
-    comments = _check_layout(path, data, *parsed)
+    comments, chunks, chunk_properties = _check_layout(path, data, *parsed)
     recorded_frame, recorded_scale = recorded_frame_scale(comments, str(path))
     info = info_from_comments(comments, str(path))
+    if chunk_properties == len(CHUNK_WITHOUT_COLOUR):
+        data = _with_colour_bounds(data, parsed[0], chunks)
     try:
         gs = gsply.decompress_from_bytes(data)
     except (ValueError, KeyError, IndexError, TypeError, struct.error, zlib.error) as exc:
@@ -136,6 +159,8 @@ def write_compressed_ply(world: GaussianWorld, path: str | os.PathLike) -> Path:
     if world.sh_degree > 3:
         raise WorldFileError(f"{path}: compressed PLY holds SH degree 0-3, the world has {world.sh_degree}")
     warn_if_observed_flags_dropped(world, Path(path), "compressed PLY")
+    if len(world):
+        world = world.subset(torch.from_numpy(morton_order(world.means.detach().cpu().double().numpy())))
     data = gsply.compress_to_bytes(world_to_gsdata(world))
     magic = b"ply\nformat binary_little_endian 1.0\n"
     if not data.startswith(magic):  # gsply's header layout changed: refuse rather than write a broken file

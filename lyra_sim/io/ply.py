@@ -171,15 +171,17 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
     except WorldError as exc:
         raise WorldFileError(f"{path}: {len(rest_names)} f_rest values per Gaussian: {exc}") from exc
 
-    def column(name: str) -> np.ndarray:
+    def column(name: str, infinities: tuple[float, ...] = ()) -> np.ndarray:
+        """A property as float64; NaN, and infinities other than ``infinities``, are refused by name."""
         values = np.asarray(vertex[name], dtype=np.float64)
-        if not np.isfinite(values).all():
-            bad = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise WorldFileError(f"{path}: property {name!r} has non-finite values (first at vertex {bad})")
+        bad = ~(np.isfinite(values) | np.isin(values, infinities))
+        if bad.any():
+            raise WorldFileError(f"{path}: property {name!r} has non-finite values (first at vertex "
+                                 f"{int(np.flatnonzero(bad)[0])})")
         return values
 
-    def columns(prefix: str, count: int) -> np.ndarray:
-        return np.stack([column(f"{prefix}{i}") for i in range(count)], axis=-1)
+    def columns(prefix: str, count: int, infinities: tuple[float, ...] = ()) -> np.ndarray:
+        return np.stack([column(f"{prefix}{i}", infinities) for i in range(count)], axis=-1)
 
     n = len(vertex)
     means = np.stack([column("x"), column("y"), column("z")], axis=-1)
@@ -203,8 +205,10 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
         return GaussianWorld(
             means=torch.from_numpy(means).float(),
             quats=torch.from_numpy(quats).float(),
-            scales=torch.from_numpy(np.exp(columns("scale_", 3))).float(),
-            opacities=torch.from_numpy(1.0 / (1.0 + np.exp(-column("opacity")))).float(),
+            # A log scale of -inf is a zero scale; an opacity logit of +-inf is fully opaque / transparent
+            # (what splat-transform writes when it decodes a compressed PLY or SPZ with such Gaussians).
+            scales=torch.from_numpy(np.exp(columns("scale_", 3, (-np.inf,)))).float(),
+            opacities=torch.from_numpy(_sigmoid(column("opacity", (-np.inf, np.inf)))).float(),
             sh=torch.from_numpy(sh).float(),
             frame=frame or recorded_frame or "opencv",
             meters_per_unit=meters_per_unit,
@@ -213,6 +217,12 @@ def read_ply(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
         )
     except WorldError as exc:
         raise WorldFileError(f"{path}: {exc}") from exc
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) without overflow warnings: exactly 1 at +inf and 0 at -inf."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-logits))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -3,10 +3,12 @@ than a PLY. Encoding and decoding are done by ``gsply`` (v1-4 read, v3/v4 write)
 library has no Python wheel, and the PyPI package named ``spz`` is an unrelated Rust source release.
 
 SPZ stores its coordinates in RUB axes (x right, y up, z back; OpenGL / three.js), PLY and lyra_sim's
-camera-made worlds use RDF ("opencv": x right, y down, z forward). Reading and writing rotate between
-them -- centres, orientations and SH coefficients -- as Niantic's library does for a PLY source (a half
-turn about x for "opencv"; for "z_up" worlds the RUB up axis becomes +z). SPZ records no scale: worlds
-read from it have an unknown ``meters_per_unit`` unless the caller gives one.
+camera-made worlds use RDF ("opencv": x right, y down, z forward). Reading and writing convert between
+them as Niantic's library does for a PLY source: centres and SH coefficients are flipped on y and z (a
+half turn F about x), and each rotation R becomes F R F, i.e. the quaternion's y and z components change
+sign and w, x stay (Niantic's ``flipQ``). F R alone would give the same ellipsoid but another quaternion
+than every other SPZ tool. "z_up" worlds are first turned into RDF axes (their up axis becomes RUB's +y).
+SPZ records no scale: worlds read from it have an unknown ``meters_per_unit`` unless the caller gives one.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from lyra_sim.io.atomic import atomic_path
 from lyra_sim.io.errors import WorldFileError
 from lyra_sim.io.gsply_arrays import gsdata_to_world, warn_if_observed_flags_dropped, world_to_gsdata
 from lyra_sim.io.guards import inflate
-from lyra_sim.world import FRAMES, GaussianWorld
+from lyra_sim.world import FRAMES, OPENCV_TO_Z_UP, GaussianWorld
 
-#: Rotation from SPZ's RUB axes to each lyra_sim frame (x' = R @ x); writing uses the transpose.
-RUB_TO_FRAME = {
-    "opencv": ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0)),
-    "z_up": ((0.0, 0.0, -1.0), (-1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),
-}
+#: The axis flip between SPZ's RUB and RDF ("opencv"): a half turn about x, its own inverse.
+RUB_TO_RDF = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
+#: Niantic's quaternion flip for RUB <-> RDF, real-first (w, x, y, z): R -> F R F.
+FLIP_Q = (1.0, 1.0, -1.0, -1.0)
 MAGIC = 0x5053474E  # "NGSP"
 _RATIO_LIMIT = 1100  # deflate cannot expand beyond ~1032:1; quantised splats never compress that well in zstd either
 _SH_DIM = {0: 0, 1: 3, 2: 8, 3: 15}
@@ -113,8 +114,18 @@ def read_spz(path: str | os.PathLike, frame: str | None = None, meters_per_unit:
     except (ValueError, KeyError, IndexError, TypeError, EOFError, OSError, struct.error, zlib.error,
             gzip.BadGzipFile) as exc:
         raise WorldFileError(f"{path}: corrupt SPZ ({exc})") from exc
-    rub = gsdata_to_world(gs, path, "opencv", meters_per_unit)  # "opencv" is only a label until rotated
-    return rub.transformed(rotation=torch.tensor(RUB_TO_FRAME[frame]), frame=frame, meters_per_unit=meters_per_unit)
+    rub = gsdata_to_world(gs, path, "opencv", meters_per_unit)  # "opencv" is only a label until flipped
+    rdf = _flip(rub)
+    if frame == "opencv":
+        return rdf
+    return rdf.transformed(rotation=OPENCV_TO_Z_UP, frame=frame, meters_per_unit=meters_per_unit)
+
+
+def _flip(world: GaussianWorld) -> GaussianWorld:
+    """RUB <-> RDF as Niantic converts: centres and SH by the half turn F, rotations R -> F R F."""
+    flipped = world.transformed(rotation=torch.tensor(RUB_TO_RDF), meters_per_unit=world.meters_per_unit)
+    flipped.quats = world.quats * torch.tensor(FLIP_Q, dtype=world.quats.dtype)
+    return flipped
 
 
 def write_spz(world: GaussianWorld, path: str | os.PathLike, version: int = 3) -> Path:
@@ -125,8 +136,10 @@ def write_spz(world: GaussianWorld, path: str | os.PathLike, version: int = 3) -
     if version not in (3, 4):
         raise WorldFileError(f"{path}: SPZ version must be 3 (gzip) or 4 (zstd), got {version}")
     warn_if_observed_flags_dropped(world, Path(path), "SPZ")
-    rotation = torch.tensor(RUB_TO_FRAME[world.frame]).T
-    rub = world.transformed(rotation=rotation, meters_per_unit=world.meters_per_unit)
+    if world.frame == "z_up":
+        world = world.transformed(rotation=torch.tensor(OPENCV_TO_Z_UP).T, frame="opencv",
+                                  meters_per_unit=world.meters_per_unit)
+    rub = _flip(world)
     with atomic_path(path) as tmp:
         gsply.write_spz(tmp, world_to_gsdata(rub), version=version)
     return Path(path)
