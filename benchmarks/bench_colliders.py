@@ -295,7 +295,7 @@ def write_results(rows: list[dict], example: list[str], args) -> None:
                      f"| {a.median:.3f} / {p95} / {a.within:.3f} |")
     lines += ["", "Bundled example (lyra_sim/data/tabletop_*; no ground truth, the agreement a user sees; picture: "
               "benchmarks/colliders_tabletop.png = splats from a 0.9 m robot camera, then the BEFORE and AFTER "
-              "collider's depth from there, nearer = brighter, black = no collider):", *example]
+              "collider's depth from there, nearer = brighter, black = nothing within 4 m):", *example]
     write_section("Colliders against true bodies (bench_colliders.py)", "\n".join(lines))
     print("\n".join(lines))
 
