@@ -120,8 +120,13 @@ def test_collider_glb_is_read_by_open3d_in_gltf_axes(ready, room):
     mesh = o3d.io.read_triangle_mesh(str(ready["inria"].outputs["collider"]))
     vertices = np.asarray(mesh.vertices)
     assert len(mesh.triangles) > 100
-    # glTF: +Y up. The room's floor is at y = 0 and its walls reach 2 m; it is 4 m long.
-    assert vertices[:, 1].min() == pytest.approx(0.0, abs=0.02)
+    # glTF: +Y up. The room's floor is at y = 0 (the collider's floor is a box of FLOOR_THICKNESS below it) and
+    # its walls reach 2 m; it is 4 m long.
+    from lyra_sim.physics.proxy import FLOOR_THICKNESS
+
+    assert vertices[:, 1].min() == pytest.approx(-FLOOR_THICKNESS, abs=0.02)
+    floor_top = vertices[np.abs(vertices[:, 1]) < 0.02]  # the floor box's top face, at the seen floor
+    assert len(floor_top) >= 4
     assert vertices[:, 1].max() == pytest.approx(ROOM_Z, rel=0.08)
     horizontal = np.ptp(vertices[:, [0, 2]], axis=0).max()
     assert horizontal >= 0.95 * (ROOM_X[1] - ROOM_X[0])
