@@ -101,10 +101,10 @@ def test_numba_projection_matches_torch_projection():
     tile_rows = np.empty((n, 2), np.int32)
     K = cam.K[0].double()
     cpu_kernels.project_chunks(
-        index.geometry, index.sh, index.chunk_starts, chunks, index.chunk_starts[:-1],
-        cam.world_to_cam[0].double().numpy(), cam.position[0].double().numpy(),
-        np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]), 64, 48, 16, 0.3, 0.01, 1e10, rows, depth, slots, tile_rows,
-        counts, 0,
+        index.geometry, index.sh, index.chunk_starts, *cpu_backend._empty_levels(index), 0.0, chunks,
+        np.zeros(len(chunks), np.int64), index.chunk_starts[:-1], 0, len(chunks), cam.world_to_cam.double().numpy(),
+        cam.position.double().numpy(), np.array([[K[0, 0], K[1, 1], K[0, 2], K[1, 2]]]), 64, 48, 16, 0.3, 0.01, 1e10,
+        rows, depth, slots, tile_rows, counts,
     )
     visible = np.concatenate([np.arange(s, s + c) for s, c in zip(index.chunk_starts[:-1], counts, strict=True)])
     assert len(visible) > 100

@@ -82,7 +82,7 @@ def test_far_dense_floor_is_drawn_with_fewer_gaussians_and_nearly_the_same_pictu
     world = checker_floor()
     cam = robot_camera()
     index = cpu_backend.scene_index(world)
-    view = cpu_backend._View(cam, 0)
+    view = cpu_backend._Views(cam)
     exact_rows = cpu_backend._Projected(index, view, cam.width, cam.height, 0.01, 1e10, 0.3).counts.sum()
     lod_rows = cpu_backend._Projected(index, view, cam.width, cam.height, 0.01, 1e10, 0.3, lod_px=0.5).counts.sum()
     assert lod_rows < 0.5 * exact_rows
