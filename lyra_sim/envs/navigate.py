@@ -72,7 +72,11 @@ class NavigateEnv(gym.Env):
     (width, height) and ``fov_deg`` of the robot camera; ``max_steps``; ``max_speed``, ``max_turn``;
     ``goal_distance`` (min, max metres); ``goal_radius``; ``render_mode`` ("rgb_array") and ``render_size``
     of ``render()``; ``scene_options`` go to ``prepare_scene``; ``camera_lod``: the robot camera's level of detail
-    (``lyra_sim.render``'s ``lod``, pixels; None draws every Gaussian).
+    (``lyra_sim.render``'s ``lod``, pixels; None draws every Gaussian). ``camera_period``: the robot camera's
+    refresh period in control steps, a sensor rate as in GaussGym (whose cameras refresh every 2.5-7.5 control
+    steps): the images are rendered at reset and every ``camera_period``-th step, and the steps between repeat
+    the last images (default 1: every step). benchmarks/RESULTS.md ("Navigate-v0 simulation speed") has the
+    steps/s of both.
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": int(1 / CONTROL_DT)}
@@ -81,8 +85,12 @@ class NavigateEnv(gym.Env):
                  max_steps: int | None = None, max_speed: float = 0.5, max_turn: float = 1.5,
                  goal_distance: tuple[float, float] = (0.5, 2.5), goal_radius: float = 0.25,
                  render_mode: str | None = "rgb_array", render_size: tuple[int, int] = (320, 240),
-                 scene_options: dict | None = None, camera_lod: float | None = None):
+                 scene_options: dict | None = None, camera_lod: float | None = None, camera_period: int = 1):
         super().__init__()
+        if isinstance(camera_period, bool) or int(camera_period) != camera_period or camera_period < 1:
+            raise ValueError(f"camera_period: expected a positive whole number of control steps, got {camera_period!r}")
+        self.camera_period = int(camera_period)
+        self._images: dict | None = None  # the robot camera's last rgb and depth
         self.scene: SimScene = prepare_scene(source, intrinsics=intrinsics, **(scene_options or {}))
         self.render_mode = render_mode
         self.max_steps, self.max_speed, self.max_turn = max_steps, max_speed, max_turn
@@ -130,8 +138,17 @@ class NavigateEnv(gym.Env):
             return render(self._world_now(), self._robot_camera(K, size), background=DEFAULT_BACKGROUND, lod=lod)
 
     def _observation(self) -> dict:
-        images = self._camera_images(self._render(self.camera_K, self.image_size, self.camera_lod))
-        return {**images, **self._robot_observation()}
+        if self._camera_due():
+            self._images = self._camera_images(self._render(self.camera_K, self.image_size, self.camera_lod))
+        return {**self._last_images(), **self._robot_observation()}
+
+    def _camera_due(self) -> bool:
+        """Whether this observation's camera images are new ones (reset and every ``camera_period``-th step)."""
+        return self._images is None or self.steps % self.camera_period == 0
+
+    def _last_images(self) -> dict:
+        """Copies of the robot camera's last rgb and depth."""
+        return {name: image.copy() for name, image in self._images.items()}
 
     def _camera_images(self, result) -> dict:
         """The observation's rgb and depth from the robot camera's RenderResult."""
@@ -185,6 +202,7 @@ class NavigateEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.steps = 0
+        self._images = None
         self._ended = False
         if self._keyframe != 0:
             self.bullet.set_obstacles(self.scene.proxies[0])

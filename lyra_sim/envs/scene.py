@@ -17,6 +17,7 @@ from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS
 from lyra_sim.physics.proxy import CollisionMesh
+from lyra_sim.rendering.warmup import compile_cpu_renderer
 from lyra_sim.single_view.depth_sources import PRIOR_ADVICE, FlatPriorWarning
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
@@ -157,6 +158,7 @@ def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_he
     """
     if isinstance(source, SimScene):
         return source
+    compile_cpu_renderer(background=True)  # a fresh environment compiles the renderer while the world is made
     world, extra = _world_from_source(source, intrinsics, depth_model)
     aligned, proxies = align_with_proxies(world, scale=scale, camera_height=camera_height, measured_views=extra,
                                           voxel_size=voxel_size, triangle_budget=triangle_budget, progress=progress)

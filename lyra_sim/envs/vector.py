@@ -24,17 +24,21 @@ from lyra_sim.envs.scene import prepare_scene
 
 
 class _DeferredCameraEnv(NavigateEnv):
-    """NavigateEnv whose observations leave rgb/depth blank and queue the camera in ``render_queue``."""
+    """NavigateEnv whose observations leave rgb/depth blank and queue the camera in ``render_queue`` (when the
+    camera is due: ``camera_period``); the queue's images fill them in, and they are the last images after."""
 
     render_queue: RenderQueue
 
     def _observation(self) -> dict:
+        if not self._camera_due():
+            return {**self._last_images(), **self._robot_observation()}
         width, height = self.image_size
         obs = {
             "rgb": np.zeros((height, width, 3), np.uint8),
             "depth": np.zeros((height, width, 1), np.float32),
             **self._robot_observation(),
         }
+        self._images = {"rgb": obs["rgb"], "depth": obs["depth"]}  # filled in by the vector env's render
         self.render_queue.add((self, obs), self._world_now(), self.bullet.camera_world_to_cam())
         return obs
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -87,6 +88,32 @@ def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         buf = np.empty(max(size, 1), dtype)
         setattr(_workspace, name, buf)
     return buf[:size].reshape(shape)
+
+
+#: What a cold first render compiled on the 2-core reference machine (benchmarks/RESULTS.md, "First use").
+COMPILE_SECONDS = 15
+_compile_checked = False
+
+
+def _compiled_or_cached(kernel) -> bool:
+    """Whether numba has ``kernel`` compiled in this process or in its cache (loading takes well under a second)."""
+    if kernel.signatures:
+        return True
+    try:  # numba's cache index of the function (not a public API: if its layout changes, say nothing)
+        return os.path.exists(kernel._cache._cache_file._index_path)
+    except AttributeError:
+        return True
+
+
+def announce_compile() -> None:
+    """Say so, once per process, when the next render must compile the kernels (a fresh environment)."""
+    global _compile_checked
+    if _compile_checked:
+        return
+    _compile_checked = True
+    if not all(_compiled_or_cached(k) for k in (kernels.project_chunks, kernels.composite, kernels.balanced_bands)):
+        print(f"lyra_sim: compiling the CPU renderer, once: ~{COMPILE_SECONDS} s (numba keeps it in its cache)",
+              file=sys.stderr, flush=True)
 
 
 def _np(t: torch.Tensor, dtype=np.float32) -> np.ndarray:
@@ -371,6 +398,7 @@ def render_cpu(
         out, alpha = (torch.stack(p).to(dtype) for p in zip(*parts, strict=True))
         rgb = out[..., :3] + (1.0 - alpha).unsqueeze(-1) * background.to(out)
         return rgb, out[..., 3] / alpha.clamp_min(1e-10), alpha
+    announce_compile()
     index = scene_index(world)
     acc = np.zeros((len(camera), camera.height, camera.width, kernels.FEATURES), np.float32)
     trans = np.ones((len(camera), camera.height, camera.width), np.float32)

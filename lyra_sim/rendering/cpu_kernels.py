@@ -210,9 +210,10 @@ def _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coars
     replaced by its children one level down (rows children[r, 0]:children[r, 1] of the level below; below
     level 1 the exact rows, projected as one range).
     """
+    exact_slot = chunk_starts[0]  # 0, read from an array: a constant would compile _project_range again (a literal)
     if lod_px <= 0.0 or num_levels == 0:
         return _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], view, cam_pos, intrinsics, width,
-                              height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows, out, 0)
+                              height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows, out, exact_slot)
     focal = max(intrinsics[0], intrinsics[1])
     merged_slot = geometry.shape[0]
     chunks = chunk_starts.shape[0] - 1
@@ -235,7 +236,7 @@ def _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coars
                                 tile_size, eps2d, near, far, rows, depth, slots, tile_rows, k, merged_slot)
         elif level[top] == 1:
             k += _project_range(geometry, sh, children[r, 0], children[r, 1], view, cam_pos, intrinsics, width, height,
-                                tile_size, eps2d, near, far, rows, depth, slots, tile_rows, k, 0)
+                                tile_size, eps2d, near, far, rows, depth, slots, tile_rows, k, exact_slot)
         else:
             level[top + 1] = level[top] - 1
             row[top + 1], stop[top + 1] = children[r, 0], children[r, 1]
