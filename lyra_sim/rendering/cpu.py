@@ -142,7 +142,7 @@ class _Views:
 def _empty_levels(index: SceneIndex) -> tuple:
     """Coarse-level arguments of the projection kernel when there is no level of detail."""
     return (np.zeros((0, index.geometry.shape[1]), np.float32), index.sh[:0], np.zeros(1, np.int64),
-            np.zeros((0, 2), np.int64), 0)
+            np.zeros((0, 2), np.int64), np.zeros(0), 0)
 
 
 class _Projected:
@@ -160,7 +160,8 @@ class _Projected:
         if levels is None or levels.num_levels == 0:
             self.levels, self.lod_px, self.slot_ids = _empty_levels(index), 0.0, index.ids
         else:
-            self.levels = (levels.geometry, levels.sh, levels.chunk_starts, levels.children, levels.num_levels)
+            self.levels = (levels.geometry, levels.sh, levels.chunk_starts, levels.children, levels.radii,
+                           levels.num_levels)
             self.lod_px, self.slot_ids = float(lod_px), levels.slot_ids
         boxes = None if levels is None else levels.extent_boxes
         per_view = [index.visible_chunks(views.world_to_cam[b], views.K[b], width, height, near, far, boxes)

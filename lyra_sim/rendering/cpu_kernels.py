@@ -33,7 +33,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from lyra_sim.rendering.index import GCUT, GEXT, GOP, GX, GY, GZ, S00, S01, S02, S11, S12, S22
+from lyra_sim.rendering.index import CULL_MARGIN_PX, GCUT, GEXT, GOP, GX, GY, GZ, S00, S01, S02, S11, S12, S22
 
 numba.config.THREADING_LAYER_PRIORITY = ["workqueue", "omp", "tbb"]
 
@@ -198,17 +198,36 @@ def _fits(geometry, r, view, focal, lod_px, near):
     return math.sqrt(geometry[r, S00] + geometry[r, S11] + geometry[r, S22]) * focal <= lod_px * z
 
 
+@njit(cache=True, inline="always")
+def _sphere_outside(geometry, r, radius, view, intrinsics, width, height, near, far):
+    """Whether the sphere of ``radius`` about row r's mean lies wholly outside the camera's view (behind the near
+    plane, beyond the far one, or beyond a side plane of the image widened by CULL_MARGIN_PX)."""
+    mx, my, mz = geometry[r, GX], geometry[r, GY], geometry[r, GZ]
+    z = view[2, 0] * mx + view[2, 1] * my + view[2, 2] * mz + view[2, 3]
+    if z + radius < near or z - radius > far:
+        return True
+    x = view[0, 0] * mx + view[0, 1] * my + view[0, 2] * mz + view[0, 3]
+    y = view[1, 0] * mx + view[1, 1] * my + view[1, 2] * mz + view[1, 3]
+    fx, fy, cx, cy = intrinsics[0], intrinsics[1], intrinsics[2], intrinsics[3]
+    m = CULL_MARGIN_PX
+    # signed distances to the four side planes through the camera centre (positive outside)
+    for f, u, bound in ((fx, x, width + m - cx), (-fx, x, m + cx), (fy, y, height + m - cy), (-fy, y, m + cy)):
+        if f * u - bound * z > radius * math.sqrt(f * f + bound * bound):
+            return True
+    return False
+
+
 @njit(cache=True)
-def _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children, num_levels, lod_px,
-                   c, view, cam_pos, intrinsics, width, height, tile_size, eps2d, near, far, rows, depth, slots,
-                   tile_rows, out):
+def _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children, radii,
+                   num_levels, lod_px, c, view, cam_pos, intrinsics, width, height, tile_size, eps2d, near, far, rows,
+                   depth, slots, tile_rows, out):
     """Project index chunk c from position ``out`` on; returns how many were visible.
 
     Exact (``lod_px`` 0 or no coarse levels): every row of the chunk (slot = the row). With a level of detail: a
     walk down the chunk's octree from its coarsest level, cell by cell: a cell whose merged Gaussian fits
     ``lod_px`` (``_fits``) is drawn merged (slot = the number of index rows + its coarse row), any other is
     replaced by its children one level down (rows children[r, 0]:children[r, 1] of the level below; below
-    level 1 the exact rows, projected as one range).
+    level 1 the exact rows, projected as one range), unless its members' sphere (``radii``) is out of view.
     """
     exact_slot = chunk_starts[0]  # 0, read from an array: a constant would compile _project_range again (a literal)
     if lod_px <= 0.0 or num_levels == 0:
@@ -234,6 +253,8 @@ def _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coars
         if _fits(coarse_geometry, r, view, focal, lod_px, near):
             k += _project_range(coarse_geometry, coarse_sh, r, r + 1, view, cam_pos, intrinsics, width, height,
                                 tile_size, eps2d, near, far, rows, depth, slots, tile_rows, k, merged_slot)
+        elif _sphere_outside(coarse_geometry, r, radii[r], view, intrinsics, width, height, near, far):
+            continue
         elif level[top] == 1:
             k += _project_range(geometry, sh, children[r, 0], children[r, 1], view, cam_pos, intrinsics, width, height,
                                 tile_size, eps2d, near, far, rows, depth, slots, tile_rows, k, exact_slot)
@@ -245,17 +266,17 @@ def _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coars
 
 
 @njit(cache=True, nogil=True)
-def project_chunks(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children, num_levels,
-                   lod_px, chunks, chunk_views, cand_offsets, first, stop, views, cam_positions, intrinsics, width,
-                   height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows, counts):
+def project_chunks(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children, radii,
+                   num_levels, lod_px, chunks, chunk_views, cand_offsets, first, stop, views, cam_positions, intrinsics,
+                   width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows, counts):
     """Project the listed chunks first:stop (``_project_chunk``) on the calling thread, without the GIL: chunk
     j = chunks[j] seen from camera chunk_views[j] (views (B,4,4) world-to-camera, cam_positions (B,3),
     intrinsics (B,4): fx fy cx cy); its visible rows start at cand_offsets[j], their number goes to counts[j]."""
     for j in range(first, stop):
         b = chunk_views[j]
         counts[j] = _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children,
-                                   num_levels, lod_px, chunks[j], views[b], cam_positions[b], intrinsics[b], width,
-                                   height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows,
+                                   radii, num_levels, lod_px, chunks[j], views[b], cam_positions[b], intrinsics[b],
+                                   width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows,
                                    cand_offsets[j])
 
 

@@ -59,6 +59,7 @@ class CoarseLevels:
     sh: np.ndarray  # (M, K, 3) float32
     chunk_starts: np.ndarray  # (L C + 1,) int64
     children: np.ndarray  # (M, 2) int64: [first, stop) rows of the level below (index rows below level 1)
+    radii: np.ndarray  # (M,) float64: a sphere about each merged mean holding its members' extents (culling)
     num_levels: int
     extent_boxes: np.ndarray  # (C, 2, 3) float64: each chunk's extent box over all its levels
     slot_ids: np.ndarray  # (N + M,) int64: tie-break ids of the exact rows, then of the merged rows (unused ids)
@@ -83,7 +84,8 @@ def build_coarse_levels(index: SceneIndex) -> CoarseLevels:
     members = np.ones(len(means), np.int64)
     trace_std = np.sqrt(np.trace(cov, axis1=1, axis2=2))
     extent_lo, extent_hi = index.extent_boxes[:, 0].copy(), index.extent_boxes[:, 1].copy()
-    levels_geometry, levels_sh, levels_starts, levels_children = [], [], [], []
+    levels_geometry, levels_sh, levels_starts, levels_children, levels_radii = [], [], [], [], []
+    radius = CULL_SIGMAS * trace_std  # a Gaussian's extent (its largest standard deviation is at most sqrt(trace))
     below = 0  # first row of the level below in its array (exact rows: the index; merged rows: the levels')
     shift = _first_shift(index, trace_std)
     while len(levels_geometry) < MAX_LEVELS and shift < MORTON_BITS and len(means) > index.num_chunks:
@@ -96,6 +98,8 @@ def build_coarse_levels(index: SceneIndex) -> CoarseLevels:
         safe = np.maximum(total, 1e-30)[:, None]
         merged_means = np.add.reduceat(weight[:, None] * means, group_starts) / safe
         offset = means - np.repeat(merged_means, sizes, axis=0)
+        radius = np.maximum.reduceat(np.linalg.norm(offset, axis=1) + radius, group_starts)
+        levels_radii.append(radius)
         spread = cov + offset[:, :, None] * offset[:, None, :]
         cov = np.add.reduceat(weight[:, None, None] * spread, group_starts) / safe[:, :, None]
         means = merged_means
@@ -123,7 +127,8 @@ def build_coarse_levels(index: SceneIndex) -> CoarseLevels:
     first_merged_id = int(index.ids.max()) + 1 if len(index.ids) else 0
     slot_ids = np.concatenate([index.ids.astype(np.int64), first_merged_id + np.arange(len(merged_geometry))])
     children = (np.concatenate(levels_children) if levels_children else np.zeros((0, 2), np.int64)).astype(np.int64)
-    return CoarseLevels(merged_geometry, merged_sh, chunk_starts, children, len(levels_geometry),
+    radii = np.concatenate(levels_radii) if levels_radii else np.zeros(0)
+    return CoarseLevels(merged_geometry, merged_sh, chunk_starts, children, radii, len(levels_geometry),
                         np.stack([extent_lo, extent_hi], axis=1), slot_ids)
 
 
