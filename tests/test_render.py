@@ -380,3 +380,36 @@ def test_surface_depth_drops_pixels_that_show_no_surface():
     result = RenderResult(torch.zeros(2, 2, 3), depth, alpha)
     torch.testing.assert_close(result.surface_depth(), torch.tensor([[1.0, 2.0], [0.0, 0.0]]))
     torch.testing.assert_close(result.surface_depth(min_alpha=0.95), torch.zeros(2, 2))
+
+
+def test_every_kernel_compiles_once_for_every_kind_of_render():
+    """One camera, a batch, exact and with a level of detail all run the same compiled kernels: numba holds one
+    specialisation of each (a second one would double a fresh environment's compile time)."""
+    world = random_world(n=400, seed=5)
+    cam = Camera.look_at([0, 0, 0], [0, 0, 3.0], width=40, height=30)
+    batch = Camera.look_at([[0, 0, 0], [0.2, 0, 0]], [[0, 0, 3.0], [0, 0.5, 3.0]], width=40, height=30)
+    with torch.no_grad():
+        for camera in (cam, batch):
+            for lod in (None, 1.0):
+                render(world, camera, backend="cpu", lod=lod)
+    # the kernels Python calls (their callees come compiled inside them when numba's cache has them)
+    for kernel in (cpu_kernels.project_chunks, cpu_kernels.composite, cpu_kernels.balanced_bands):
+        assert len(kernel.signatures) == 1, kernel.__name__
+
+
+def test_a_cold_kernel_cache_is_announced_once(monkeypatch, capsys):
+    class Cold:  # a kernel numba has neither compiled nor cached
+        signatures = []
+
+        class _cache:  # noqa: N801 - numba's attribute names
+            class _cache_file:  # noqa: N801
+                _index_path = "/nonexistent/lyra_sim_kernel.nbi"
+
+    assert cpu_backend._compiled_or_cached(cpu_kernels.composite) is True  # compiled in this process
+    assert cpu_backend._compiled_or_cached(Cold) is False
+    monkeypatch.setattr(cpu_backend, "_compile_checked", False)
+    monkeypatch.setattr(cpu_kernels, "balanced_bands", Cold)
+    cpu_backend.announce_compile()
+    cpu_backend.announce_compile()
+    err = capsys.readouterr().err
+    assert err.count("compiling the CPU renderer, once") == 1
