@@ -44,7 +44,7 @@ class _DeferredCameraEnv(NavigateEnv):
 
 
 class NavigateVectorEnv(SyncVectorEnv):
-    """``num_envs`` Navigate-v0 robots in one scene, stepped in this process; cameras render on a worker thread.
+    """``num_envs`` Navigate-v0 robots in one scene, stepped in this process; their cameras render in batches.
 
     ``source`` and ``intrinsics`` are as for ``make_env`` (the scene is prepared once and shared); each robot
     is truncated after ``max_steps`` steps (None: never); other keyword arguments go to each ``NavigateEnv``.
