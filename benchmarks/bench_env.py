@@ -42,7 +42,7 @@ STAND_IN_GAUSSIANS = 5_000  # a world this small renders about as fast as the re
 ONE_BATCH = "NavigateVectorEnv (`make_env(..., num_envs=8)`): one render of the 8 cameras after the physics"
 OVERLAP = "NavigateVectorEnv(render_group=4): 2 renders of 4 cameras, the first during robots 4-7's physics"
 SYNC = "SyncVectorEnv of 8 NavigateEnv"
-CAMERA_LOD = 2.0
+CAMERA_LOD = 1.5
 LOD = f"NavigateVectorEnv(camera_lod={CAMERA_LOD}): one batch, robot cameras with a level of detail"
 CAMERA_PERIOD = 4
 PERIOD = f"NavigateVectorEnv(camera_period={CAMERA_PERIOD}): cameras refreshed every {CAMERA_PERIOD}th step"
@@ -106,6 +106,51 @@ def _batch_render_ms(env: NavigateVectorEnv, repeats: int = 10, lod: float | Non
     return 1000 * (time.perf_counter() - t0) / repeats / len(camera)
 
 
+def tiny_renderer_ms(env: NavigateVectorEnv, repeats: int = 10) -> dict[str, float]:
+    """CPU ms per camera of PyBullet's TinyRenderer drawing each robot's view of the collision proxy at the robot
+    camera's size (what a CPU user would use instead), beside our batched render exact and with CAMERA_LOD,
+    interleaved."""
+    import pybullet as p
+
+    first = env.envs[0]
+    w, h = first.image_size
+    fy = float(first.camera_K[1, 1])
+    proj = p.computeProjectionMatrixFOV(math.degrees(2 * math.atan(0.5 * h / fy)), w / h, 0.05, 50.0)
+    flip = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV camera axes -> OpenGL's
+    poses = [e.bullet.camera_world_to_cam() for e in env.envs]
+    camera = Camera(first.camera_K, torch.from_numpy(np.stack(poses)).float(), w, h)
+    # TinyRenderer draws visual shapes: the proxy's obstacle triangles and the floor as visual meshes of a client
+    client = p.connect(p.DIRECT)
+    vertices, faces = first.scene.proxies[0].obstacle_mesh
+    mesh = p.createVisualShape(p.GEOM_MESH, vertices=vertices.astype(float).tolist(),
+                               indices=faces.reshape(-1).astype(int).tolist(), physicsClientId=client)
+    p.createMultiBody(0, baseVisualShapeIndex=mesh, physicsClientId=client)
+    floor = p.createVisualShape(p.GEOM_BOX, halfExtents=[50, 50, 0.01], physicsClientId=client)
+    p.createMultiBody(0, baseVisualShapeIndex=floor, basePosition=[0, 0, first.bullet.floor_z - 0.01],
+                      physicsClientId=client)
+
+    def tiny():
+        for pose in poses:
+            view = (flip @ pose).T.ravel().tolist()
+            p.getCameraImage(w, h, view, proj, renderer=p.ER_TINY_RENDERER, physicsClientId=client)
+
+    fns = {"TinyRenderer, collision proxy": tiny,
+           "ours, exact": lambda: render(first.scene.world, camera, background=DEFAULT_BACKGROUND),
+           f"ours, camera_lod={CAMERA_LOD}": lambda: render(first.scene.world, camera, background=DEFAULT_BACKGROUND,
+                                                            lod=CAMERA_LOD)}
+    cpu = dict.fromkeys(fns, 0.0)
+    with torch.no_grad():
+        for fn in fns.values():
+            fn()
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                c0 = time.process_time()
+                fn()
+                cpu[name] += time.process_time() - c0
+    p.disconnect(client)
+    return {name: 1000 * t / repeats / len(poses) for name, t in cpu.items()}
+
+
 def _lod_psnr(env: NavigateVectorEnv, lod: float) -> float:
     """PSNR (dB) of the robots' current camera images with level of detail ``lod`` against the exact ones."""
     first = env.envs[0]
@@ -135,6 +180,7 @@ def vector_steps_per_second(scene) -> dict[str, dict]:
     render_ms = {"bundled": _batch_render_ms(envs[ONE_BATCH]),
                  "bundled, level of detail": _batch_render_ms(envs[ONE_BATCH], lod=CAMERA_LOD)}
     render_ms["level of detail PSNR"] = _lod_psnr(envs[ONE_BATCH], CAMERA_LOD)
+    render_ms["tiny"] = tiny_renderer_ms(envs[ONE_BATCH])
     for env in envs.values():
         env.close()
     small = dataclasses.replace(scene, world=scene.world.most_opaque(STAND_IN_GAUSSIANS))
@@ -150,7 +196,8 @@ def vector_steps_per_second(scene) -> dict[str, dict]:
     for group, rows in results.items():
         for name, (rate, ms) in rows.items():
             print(f"{group}: {name}: {rate:.0f} env steps/s, {ms:.2f} CPU ms per env step")
-    print("batched render, wall ms per camera:", {k: round(v, 2) for k, v in render_ms.items()})
+    print("batched render, wall ms per camera:", {k: v if isinstance(v, dict) else round(v, 2)
+                                                  for k, v in render_ms.items()})
     return {"rows": results, "render_ms": render_ms}
 
 
@@ -268,6 +315,8 @@ def main() -> None:
             f"steps/s and {table[OVERLAP][1] / table[ONE_BATCH][1]:.2f}x its CPU"
             for group, table in rows.items() if OVERLAP in table) + ".",
     ]
+    lines += ["", "CPU ms per robot camera, one batch of the 8 robots' current views at 64x48, interleaved: "
+              + ", ".join(f"{name} {ms:.2f}" for name, ms in render_ms["tiny"].items()) + "."]
     lines += [
         "",
         f"Camera refresh period (`camera_period`, a sensor rate): every {CAMERA_PERIOD}th step renders, the steps "

@@ -235,14 +235,18 @@ def test_chunk_culling_changes_nothing(monkeypatch):
     cams = Camera.look_at([[0, 0, 0], [3.0, -2, 0.5]], [[1.0, 0, 0], [0, 5, 0]], width=48, height=32, fov_deg=70,
                           up=(0, 0, 1))
     index = scene_index_module.scene_index(world)
+    together = index.visible_chunks_of(cams.world_to_cam.double().numpy(), cams.K.double().numpy(), 48, 32, 0.01,
+                                       1e10)
     for b in range(2):
         view = cams[b]
         kept = index.visible_chunks(view.world_to_cam[0].double().numpy(), view.K[0].double().numpy(), 48, 32,
                                     0.01, 1e10)
         assert len(kept) < 0.7 * index.num_chunks  # culling does something here
+        np.testing.assert_array_equal(together[b], kept)  # a batch's shared pass culls each camera the same
     culled = render(world, cams, backend="cpu", background=(0, 0, 0))
     single = render(world, cams[1], backend="cpu", background=(0, 0, 0))
-    monkeypatch.setattr(SceneIndex, "visible_chunks", lambda self, *args: np.arange(self.num_chunks))
+    monkeypatch.setattr(SceneIndex, "visible_chunks_of",
+                        lambda self, world_to_cam, *args: [np.arange(self.num_chunks)] * len(world_to_cam))
     unculled = render(world, cams, backend="cpu", background=(0, 0, 0))
     assert unculled.alpha.mean() > 0.5  # the scene fills the view
     assert torch.equal(culled.rgb, unculled.rgb) and torch.equal(culled.alpha, unculled.alpha)

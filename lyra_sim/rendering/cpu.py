@@ -164,8 +164,7 @@ class _Projected:
                            levels.num_levels)
             self.lod_px, self.slot_ids = float(lod_px), levels.slot_ids
         boxes = None if levels is None else levels.extent_boxes
-        per_view = [index.visible_chunks(views.world_to_cam[b], views.K[b], width, height, near, far, boxes)
-                    for b in range(len(views))]
+        per_view = index.visible_chunks_of(views.world_to_cam, views.K, width, height, near, far, boxes)
         self.chunks = np.concatenate([*per_view, np.zeros(0, np.int64)]).astype(np.int64)
         self.item_views = np.repeat(np.arange(len(views)), [len(c) for c in per_view]).astype(np.int64)
         self.view_items = np.concatenate([[0], np.cumsum([len(c) for c in per_view])]).astype(np.int64)

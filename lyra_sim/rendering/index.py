@@ -60,22 +60,35 @@ class SceneIndex:
                        far: float, extent_boxes: np.ndarray | None = None) -> np.ndarray:
         """Indices (int64) of the chunks that may hold a Gaussian this camera draws (conservative test);
         ``extent_boxes`` replaces the chunks' own (the coarse levels' boxes are larger)."""
+        return self.visible_chunks_of(world_to_cam[None], K[None], width, height, near, far, extent_boxes)[0]
+
+    def visible_chunks_of(self, world_to_cam: np.ndarray, K: np.ndarray, width: int, height: int, near: float,
+                          far: float, extent_boxes: np.ndarray | None = None) -> list[np.ndarray]:
+        """``visible_chunks`` of B cameras (world_to_cam (B,4,4), K (B,3,3)) in one pass over the chunks' box
+        corners (computed once per index: a batch of robot cameras shares them)."""
         if self.num_chunks == 0:
-            return np.zeros(0, np.int64)
-        rot, trans = world_to_cam[:3, :3], world_to_cam[:3, 3]
-        mean_z = box_corners(self.mean_boxes) @ rot[2] + trans[2]  # (C, 8)
-        keep = (mean_z.max(axis=1) >= near) & (mean_z.min(axis=1) <= far)
+            return [np.zeros(0, np.int64) for _ in range(len(world_to_cam))]
+        rot, trans = world_to_cam[:, :3, :3], world_to_cam[:, :3, 3]
+        mean_z = self._corners(self.mean_boxes) @ rot[:, 2].T + trans[:, 2]  # (C, 8, B)
+        keep = (mean_z.max(axis=1) >= near) & (mean_z.min(axis=1) <= far)  # (C, B)
         boxes = self.extent_boxes if extent_boxes is None else extent_boxes
-        cam = box_corners(boxes) @ rot.T + trans  # (C, 8, 3)
-        x, y, z = cam[..., 0], cam[..., 1], cam[..., 2]
-        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+        cam = np.einsum("cpk,bjk->bjcp", self._corners(boxes), rot) + trans[:, :, None, None]  # (B, 3, C, 8)
+        x, y, z = cam[:, 0], cam[:, 1], cam[:, 2]
+        fx, fy, cx, cy = (K[:, i, j][:, None, None] for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
         m = CULL_MARGIN_PX
         # A chunk is outside when all eight corners lie beyond one plane through the camera centre.
-        keep &= ~np.all(x * fx > (width + m - cx) * z, axis=1)
-        keep &= ~np.all(x * fx < (-m - cx) * z, axis=1)
-        keep &= ~np.all(y * fy > (height + m - cy) * z, axis=1)
-        keep &= ~np.all(y * fy < (-m - cy) * z, axis=1)
-        return np.flatnonzero(keep)
+        outside = np.all(x * fx > (width + m - cx) * z, axis=2) | np.all(x * fx < (-m - cx) * z, axis=2)
+        outside |= np.all(y * fy > (height + m - cy) * z, axis=2) | np.all(y * fy < (-m - cy) * z, axis=2)
+        keep = keep.T & ~outside  # (B, C)
+        return [np.flatnonzero(row) for row in keep]
+
+    def _corners(self, boxes: np.ndarray) -> np.ndarray:
+        """``box_corners(boxes)``, kept for the boxes of this index and its levels."""
+        cached = self.derived.setdefault("corners", {})
+        entry = cached.get(id(boxes))
+        if entry is None or entry[0] is not boxes:
+            entry = cached[id(boxes)] = (boxes, box_corners(boxes))
+        return entry[1]
 
 
 def box_corners(boxes: np.ndarray) -> np.ndarray:
