@@ -402,11 +402,11 @@ def test_every_kernel_compiles_once_for_every_kind_of_render():
 
 
 def test_a_cold_kernel_cache_is_announced_once(monkeypatch, capsys):
-    class Cold:  # a kernel numba has neither compiled nor cached
-        signatures = []
+    class Cold:  # a kernel numba has neither compiled nor cached (numba's attribute names)
+        signatures = ()
 
-        class _cache:  # noqa: N801 - numba's attribute names
-            class _cache_file:  # noqa: N801
+        class _cache:
+            class _cache_file:
                 _index_path = "/nonexistent/lyra_sim_kernel.nbi"
 
     assert cpu_backend._compiled_or_cached(cpu_kernels.composite) is True  # compiled in this process
