@@ -80,7 +80,9 @@ def test_opaque_stack_stops_at_transmittance_floor():
     assert out.alpha[4, 4] == pytest.approx(1 - t2, abs=1e-6)
 
 
-def test_batched_cameras_equal_single_renders():
+@pytest.mark.parametrize("batch_cameras", [8, 2])  # 2: the batch goes in parts of 2 and 1 cameras
+def test_batched_cameras_equal_single_renders(monkeypatch, batch_cameras):
+    monkeypatch.setattr(cpu_backend, "BATCH_CAMERAS", batch_cameras)
     world = random_world(n=50)
     cams = Camera.look_at([[0, 0, 0], [0.3, 0, 0], [0, -0.3, 0.2]], [0, 0, 3.0], width=24, height=20)
     batch = render(world, cams, backend="cpu")

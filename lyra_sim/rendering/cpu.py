@@ -35,6 +35,9 @@ TILE_SIZE = 16
 BANDS_PER_THREAD = 1
 FIRST_WAVE_SHARE = 0.25  # share of a view's Gaussians (nearest chunks first) projected before the others
 WAVE_MIN_LAYERS = 2  # Gaussians per pixel the first share must hold for two waves to be worth it
+# Cameras projected together: their projected rows are all held at once (72 bytes a Gaussian; 8 robot cameras of
+# a 2M-Gaussian world that each see a quarter of it: ~290 MB), so a larger batch goes in parts.
+BATCH_CAMERAS = 8
 _workspace = threading.local()
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -403,7 +406,9 @@ def render_cpu(
     acc = np.zeros((len(camera), camera.height, camera.width, kernels.FEATURES), np.float32)
     trans = np.ones((len(camera), camera.height, camera.width), np.float32)
     if len(camera) > 1:
-        _render_batch(index, camera, near, far, eps2d, lod_px, acc, trans)
+        for first in range(0, len(camera), BATCH_CAMERAS):
+            part = slice(first, first + BATCH_CAMERAS)
+            _render_batch(index, camera[part], near, far, eps2d, lod_px, acc[part], trans[part])
     else:
         _render_one(index, camera, near, far, eps2d, lod_px, acc, trans)
     alpha = 1.0 - trans
