@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml Makefile ros2_ws/src/lyra_sim_ros/setup.py
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	@# The ROS 2 package (ament_python) too, so `python -m lyra_sim_ros.world_camera` runs from the venv.
 	$(PY) -m pip install -q -e ros2_ws/src/lyra_sim_ros
+	@# Compile the CPU renderer now (numba caches it), not at the first render.
+	$(PY) -m lyra_sim.rendering.warmup
 	@touch $(STAMP)
 
 demo: $(STAMP)

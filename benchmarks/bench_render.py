@@ -36,6 +36,7 @@ from lyra_sim.physics.pybullet_quiet import import_pybullet
 from lyra_sim.rendering import cpu as cpu_backend
 from lyra_sim.rendering import cpu_kernels as kernels
 from lyra_sim.rendering.index import scene_index
+from lyra_sim.rendering.lod import coarse_levels
 from lyra_sim.rotations import rotmat_to_quat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -141,18 +142,20 @@ def stage_cpu_ms(world: GaussianWorld, camera: Camera) -> dict[str, float]:
     """CPU milliseconds of each stage of one frame on one thread (median of 5): chunk culling, projection of
     the kept chunks, composite (one band: depth sort, then gather, bin and blend in batches until the tiles
     saturate), and the depth sort alone."""
-    index, view, (w, h) = scene_index(world), cpu_backend._View(camera, 0), (camera.width, camera.height)
+    index, view, (w, h) = scene_index(world), cpu_backend._Views(camera), (camera.width, camera.height)
     projected = cpu_backend._Projected(index, view, w, h, 0.01, 1e10, 0.3)
-    chunks = index.visible_chunks(view.world_to_cam, view.K, w, h, 0.01, 1e10)
+    chunks = index.visible_chunks(view.world_to_cam[0], view.K[0], w, h, 0.01, 1e10)
     tiles_y = -(-h // cpu_backend.TILE_SIZE)
+    one = np.zeros(1, np.int64)
     steps = {
-        "cull": lambda: index.visible_chunks(view.world_to_cam, view.K, w, h, 0.01, 1e10),
+        "cull": lambda: index.visible_chunks(view.world_to_cam[0], view.K[0], w, h, 0.01, 1e10),
         "project": lambda: cpu_backend._Projected(index, view, w, h, 0.01, 1e10, 0.3),
         "composite": lambda: kernels.composite(projected.rows, projected.depth, projected.tile_rows,
-                                               projected.offsets, projected.counts, index.ids, projected.slots,
-                                               np.array([0, tiles_y]), 0.0, np.inf, w, h, cpu_backend.TILE_SIZE,
-                                               np.zeros((h, w, 4), np.float32), np.ones((h, w), np.float32),
-                                               *kernels.fresh_state(w, h, cpu_backend.TILE_SIZE)),
+                                               projected.offsets, projected.counts, projected.view_items, index.ids,
+                                               projected.slots, one, one, one + tiles_y, 0, 1, np.zeros(1),
+                                               np.full(1, np.inf), w, h, cpu_backend.TILE_SIZE,
+                                               np.zeros((1, h, w, 4), np.float32), np.ones((1, h, w), np.float32),
+                                               *cpu_backend.fresh_state(1, w, h)),
         "sort": lambda: projected.sorted_order(),
     }
     _, cpu_times = interleaved({name: threads(1, fn) for name, fn in steps.items()}, repeats=5)
@@ -220,11 +223,11 @@ def level_of_detail_rows(world: GaussianWorld, cameras: dict[str, Camera]) -> li
     Gaussians drawn, PSNR against the exact picture."""
     index = scene_index(world)
     started = time.perf_counter()
-    index.coarse_levels()
+    coarse_levels(index)
     build = time.perf_counter() - started
     lines = []
     for name, camera in cameras.items():
-        view = cpu_backend._View(camera, 0)
+        view = cpu_backend._Views(camera)
         with torch.no_grad():
             exact = render(world, camera, backend="cpu")
             fns = {lod: threads(2, lambda lod=lod, camera=camera: render(world, camera, backend="cpu", lod=lod))
@@ -279,9 +282,9 @@ def write_results(rows, big, seen: int, read_once: float, lod_rows: list[str]) -
     for label, _, _, _, st in rows:
         lines.append(f"| {label} | {st['visible']:,} visible | {st['cull']:.1f} | {st['project']:.1f} "
                      f"| {st['composite']:.1f} | {st['sort']:.1f} |")
-    lines += ["", "Level of detail (`render(..., lod=px)`, lyra_sim/rendering/lod.py): chunks drawn as Gaussians "
-              "merged per octree cell when those project below `lod` pixels of standard deviation; far, dense "
-              "parts gain, near surfaces stay exact.", "", *lod_rows]
+    lines += ["", "Level of detail (`render(..., lod=px)`, lyra_sim/rendering/lod.py): each octree "
+              "cell drawn as one merged Gaussian when that projects below `lod` pixels of standard deviation at "
+              "its own depth, else as its children; far, dense parts gain, near surfaces stay exact.", "", *lod_rows]
     out = write_section("CPU camera: lyra_sim Gaussian rasterizer vs PyBullet TinyRenderer", "\n".join(lines))
     print(f"wrote {out}")
 

@@ -207,3 +207,26 @@ def test_step_limit_is_gymnasiums_max_episode_steps(room_scene):
         assert [env.step(np.zeros(2))[3] for _ in range(2)] == [False, True]
     finally:
         env.close()
+
+
+def test_camera_period_repeats_the_last_images_between_refreshes(room_scene):
+    """camera_period=3: the images are the reset's at steps 1-2 and new at step 3, where they equal what an env
+    refreshing every step sees after the same seed and actions; the robot state changes every step."""
+    every = gymnasium.make(ENV_ID, source=room_scene, **SMALL)
+    third = gymnasium.make(ENV_ID, source=room_scene, camera_period=3, **SMALL)
+    try:
+        actions = [np.array([0.8, 0.6])] * 4
+        trace_every, trace_third = rollout(every, 4, actions), rollout(third, 4, actions)
+        assert len(trace_every) == len(trace_third) == 5
+        frames = [trace_every[0]] + [step[0] for step in trace_every[1:]]
+        seen = [trace_third[0]] + [step[0] for step in trace_third[1:]]
+        for t, expected in ((0, 0), (1, 0), (2, 0), (3, 3), (4, 3)):
+            for key in ("rgb", "depth"):
+                np.testing.assert_array_equal(seen[t][key], frames[expected][key], err_msg=f"step {t} {key}")
+            np.testing.assert_array_equal(seen[t]["state"], frames[t]["state"])
+        assert not np.array_equal(frames[1]["rgb"], frames[0]["rgb"])  # the robot moved: a refresh would differ
+        with pytest.raises(ValueError, match="camera_period"):
+            gymnasium.make(ENV_ID, source=room_scene, camera_period=0, **SMALL)
+    finally:
+        every.close()
+        third.close()

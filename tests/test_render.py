@@ -80,7 +80,9 @@ def test_opaque_stack_stops_at_transmittance_floor():
     assert out.alpha[4, 4] == pytest.approx(1 - t2, abs=1e-6)
 
 
-def test_batched_cameras_equal_single_renders():
+@pytest.mark.parametrize("batch_cameras", [8, 2])  # 2: the batch goes in parts of 2 and 1 cameras
+def test_batched_cameras_equal_single_renders(monkeypatch, batch_cameras):
+    monkeypatch.setattr(cpu_backend, "BATCH_CAMERAS", batch_cameras)
     world = random_world(n=50)
     cams = Camera.look_at([[0, 0, 0], [0.3, 0, 0], [0, -0.3, 0.2]], [0, 0, 3.0], width=24, height=20)
     batch = render(world, cams, backend="cpu")
@@ -101,10 +103,10 @@ def test_numba_projection_matches_torch_projection():
     tile_rows = np.empty((n, 2), np.int32)
     K = cam.K[0].double()
     cpu_kernels.project_chunks(
-        index.geometry, index.sh, index.chunk_starts, chunks, index.chunk_starts[:-1],
-        cam.world_to_cam[0].double().numpy(), cam.position[0].double().numpy(),
-        np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]), 64, 48, 16, 0.3, 0.01, 1e10, rows, depth, slots, tile_rows,
-        counts, 0,
+        index.geometry, index.sh, index.chunk_starts, *cpu_backend._empty_levels(index), 0.0, chunks,
+        np.zeros(len(chunks), np.int64), index.chunk_starts[:-1], 0, len(chunks), cam.world_to_cam.double().numpy(),
+        cam.position.double().numpy(), np.array([[K[0, 0], K[1, 1], K[0, 2], K[1, 2]]]), 64, 48, 16, 0.3, 0.01, 1e10,
+        rows, depth, slots, tile_rows, counts,
     )
     visible = np.concatenate([np.arange(s, s + c) for s, c in zip(index.chunk_starts[:-1], counts, strict=True)])
     assert len(visible) > 100
@@ -235,14 +237,18 @@ def test_chunk_culling_changes_nothing(monkeypatch):
     cams = Camera.look_at([[0, 0, 0], [3.0, -2, 0.5]], [[1.0, 0, 0], [0, 5, 0]], width=48, height=32, fov_deg=70,
                           up=(0, 0, 1))
     index = scene_index_module.scene_index(world)
+    together = index.visible_chunks_of(cams.world_to_cam.double().numpy(), cams.K.double().numpy(), 48, 32, 0.01,
+                                       1e10)
     for b in range(2):
         view = cams[b]
         kept = index.visible_chunks(view.world_to_cam[0].double().numpy(), view.K[0].double().numpy(), 48, 32,
                                     0.01, 1e10)
         assert len(kept) < 0.7 * index.num_chunks  # culling does something here
+        np.testing.assert_array_equal(together[b], kept)  # a batch's shared pass culls each camera the same
     culled = render(world, cams, backend="cpu", background=(0, 0, 0))
     single = render(world, cams[1], backend="cpu", background=(0, 0, 0))
-    monkeypatch.setattr(SceneIndex, "visible_chunks", lambda self, *args: np.arange(self.num_chunks))
+    monkeypatch.setattr(SceneIndex, "visible_chunks_of",
+                        lambda self, world_to_cam, *args: [np.arange(self.num_chunks)] * len(world_to_cam))
     unculled = render(world, cams, backend="cpu", background=(0, 0, 0))
     assert unculled.alpha.mean() > 0.5  # the scene fills the view
     assert torch.equal(culled.rgb, unculled.rgb) and torch.equal(culled.alpha, unculled.alpha)
@@ -380,3 +386,36 @@ def test_surface_depth_drops_pixels_that_show_no_surface():
     result = RenderResult(torch.zeros(2, 2, 3), depth, alpha)
     torch.testing.assert_close(result.surface_depth(), torch.tensor([[1.0, 2.0], [0.0, 0.0]]))
     torch.testing.assert_close(result.surface_depth(min_alpha=0.95), torch.zeros(2, 2))
+
+
+def test_every_kernel_compiles_once_for_every_kind_of_render():
+    """One camera, a batch, exact and with a level of detail all run the same compiled kernels: numba holds one
+    specialisation of each (a second one would double a fresh environment's compile time)."""
+    world = random_world(n=400, seed=5)
+    cam = Camera.look_at([0, 0, 0], [0, 0, 3.0], width=40, height=30)
+    batch = Camera.look_at([[0, 0, 0], [0.2, 0, 0]], [[0, 0, 3.0], [0, 0.5, 3.0]], width=40, height=30)
+    with torch.no_grad():
+        for camera in (cam, batch):
+            for lod in (None, 1.0):
+                render(world, camera, backend="cpu", lod=lod)
+    # the kernels Python calls (their callees come compiled inside them when numba's cache has them)
+    for kernel in (cpu_kernels.project_chunks, cpu_kernels.composite, cpu_kernels.balanced_bands):
+        assert len(kernel.signatures) == 1, kernel.__name__
+
+
+def test_a_cold_kernel_cache_is_announced_once(monkeypatch, capsys):
+    class Cold:  # a kernel numba has neither compiled nor cached (numba's attribute names)
+        signatures = ()
+
+        class _cache:
+            class _cache_file:
+                _index_path = "/nonexistent/lyra_sim_kernel.nbi"
+
+    assert cpu_backend._compiled_or_cached(cpu_kernels.composite) is True  # compiled in this process
+    assert cpu_backend._compiled_or_cached(Cold) is False
+    monkeypatch.setattr(cpu_backend, "_compile_checked", False)
+    monkeypatch.setattr(cpu_kernels, "balanced_bands", Cold)
+    cpu_backend.announce_compile()
+    cpu_backend.announce_compile()
+    err = capsys.readouterr().err
+    assert err.count("compiling the CPU renderer, once") == 1

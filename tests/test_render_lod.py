@@ -82,7 +82,7 @@ def test_far_dense_floor_is_drawn_with_fewer_gaussians_and_nearly_the_same_pictu
     world = checker_floor()
     cam = robot_camera()
     index = cpu_backend.scene_index(world)
-    view = cpu_backend._View(cam, 0)
+    view = cpu_backend._Views(cam)
     exact_rows = cpu_backend._Projected(index, view, cam.width, cam.height, 0.01, 1e10, 0.3).counts.sum()
     lod_rows = cpu_backend._Projected(index, view, cam.width, cam.height, 0.01, 1e10, 0.3, lod_px=0.5).counts.sum()
     assert lod_rows < 0.5 * exact_rows
@@ -119,3 +119,38 @@ def test_rgb_to_sh0_round_trip_keeps_merged_colours_in_range():
     dc = levels.sh[:, 0]
     low, high = rgb_to_sh0(torch.tensor([[0.2, 0.3, 0.3]]))[0, 0], rgb_to_sh0(torch.tensor([[0.9, 0.8, 0.7]]))[0, 0]
     assert (dc >= low.numpy() - 1e-5).all() and (dc <= high.numpy() + 1e-5).all()
+
+
+def test_lod_too_fine_for_any_cell_is_the_exact_render():
+    """A level of detail no merged cell fits walks every chunk down to its exact Gaussians, each once (the
+    children ranges tile the level below; the out-of-view test drops nothing visible): bit for bit the exact
+    picture, from a camera whose view holds part of the world and leaves the rest behind and beside it."""
+    world = checker_floor(n_side=150)
+    cams = Camera.stack([robot_camera(), Camera.look_at([0.5, 2.0, 0.3], [-2.0, 1.0, 0.0], up=[0, 0, 1], width=96,
+                                                        height=72, fov_deg=70)])
+    exact = render(world, cams, backend="cpu")
+    walked = render(world, cams, backend="cpu", lod=1e-9)
+    assert torch.equal(walked.rgb, exact.rgb) and torch.equal(walked.depth, exact.depth)
+    assert float(exact.alpha.mean()) > 0.3
+
+
+def test_merged_cells_hold_their_members_and_children_tile_each_level():
+    world = checker_floor(n_side=60)
+    index = build_index(world, chunk_size=256)
+    levels = build_coarse_levels(index)
+    assert levels.num_levels >= 2
+    chunks = index.num_chunks
+    below_geometry = index.geometry
+    for level in range(1, levels.num_levels + 1):
+        rows = slice(levels.chunk_starts[(level - 1) * chunks], levels.chunk_starts[level * chunks])
+        children = levels.children[rows]
+        # consecutive, covering the level below exactly once
+        assert children[0, 0] == (0 if level == 1 else levels.chunk_starts[(level - 2) * chunks])
+        np.testing.assert_array_equal(children[1:, 0], children[:-1, 1])
+        assert children[-1, 1] == (len(index.geometry) if level == 1 else rows.start)
+        means = levels.geometry[rows, GX:GZ + 1].astype(np.float64)
+        for r in range(0, len(children), 5):
+            members = below_geometry[children[r, 0]:children[r, 1], GX:GZ + 1]
+            distance = np.linalg.norm(members - means[r], axis=1)
+            assert distance.max() <= levels.radii[rows][r] * (1 + 1e-6)
+        below_geometry = levels.geometry

@@ -25,18 +25,21 @@ def room_scene():
     return prepare_scene(view)
 
 
-@pytest.mark.parametrize(("render_group", "mode", "camera_lod"), [
-    (None, AutoresetMode.NEXT_STEP, None), (2, AutoresetMode.NEXT_STEP, None), (2, AutoresetMode.SAME_STEP, None),
-    (None, AutoresetMode.NEXT_STEP, 8.0),  # coarse enough to change this small room's 40x30 pictures
+@pytest.mark.parametrize(("render_group", "mode", "camera_lod", "camera_period"), [
+    (None, AutoresetMode.NEXT_STEP, None, 1), (2, AutoresetMode.NEXT_STEP, None, 1),
+    (2, AutoresetMode.SAME_STEP, None, 1),
+    (None, AutoresetMode.NEXT_STEP, 8.0, 1),  # coarse enough to change this small room's 40x30 pictures
+    (None, AutoresetMode.NEXT_STEP, None, 4),  # camera refreshed every 4th step (and at every reset)
 ])
-def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene, render_group, mode, camera_lod):
+def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene, render_group, mode, camera_lod, camera_period):
     """Same seeds and actions: identical observations, rewards, autoresets (max_steps=6 truncates) and, in
     same-step mode, final observations, whether the cameras render in one batch after the physics or in groups
-    of 2 on the worker during it, and with a level of detail."""
-    make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, camera_lod=camera_lod, **SMALL)
+    of 2 on the worker during it, with a level of detail, and with a camera refresh period."""
+    make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, camera_lod=camera_lod,
+                             camera_period=camera_period, **SMALL)
     sync = gymnasium.vector.SyncVectorEnv([make] * 3, autoreset_mode=mode)
     batched = lyra_sim.make_env(room_scene, num_envs=3, render_group=render_group, autoreset_mode=mode,
-                                camera_lod=camera_lod, **SMALL)
+                                camera_lod=camera_lod, camera_period=camera_period, **SMALL)
     assert isinstance(batched, NavigateVectorEnv)
     try:
         obs_a, _ = sync.reset(seed=[5, 6, 7])

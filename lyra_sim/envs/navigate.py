@@ -87,7 +87,11 @@ class NavigateEnv(gym.Env):
     ``goal_distance`` (min, max metres); ``goal_radius``; ``render_mode`` ("rgb_array") and ``render_size``
     of ``render()``; ``scene_options`` go to ``prepare_scene``; ``camera_lod``: the robot camera's level of detail
     (``lyra_sim.render``'s ``lod``, pixels; None draws every Gaussian); ``start_sampling``, ``min_observed``
-    (Starting State); ``depth_format``, ``max_depth`` (Observation Space).
+    (Starting State); ``depth_format``, ``max_depth`` (Observation Space). ``camera_period``: the robot camera's
+    refresh period in control steps, a sensor rate as in GaussGym (whose cameras refresh every 2.5-7.5 control
+    steps): the images are rendered at reset and every ``camera_period``-th step, and the steps between repeat
+    the last images (default 1: every step). benchmarks/RESULTS.md ("Navigate-v0 simulation speed") has the
+    steps/s of both.
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": int(1 / CONTROL_DT)}
@@ -98,7 +102,7 @@ class NavigateEnv(gym.Env):
                  render_mode: str | None = "rgb_array", render_size: tuple[int, int] = (320, 240),
                  scene_options: dict | None = None, camera_lod: float | None = None,
                  start_sampling: str = "observed", min_observed: float = 0.7, depth_format: str = "metres",
-                 max_depth: float = DEFAULT_MAX_DEPTH_M):
+                 max_depth: float = DEFAULT_MAX_DEPTH_M, camera_period: int = 1):
         super().__init__()
         if start_sampling not in START_SAMPLINGS:
             raise ValueError(f"start_sampling: expected one of {START_SAMPLINGS}, got {start_sampling!r}")
@@ -106,6 +110,10 @@ class NavigateEnv(gym.Env):
             raise ValueError(f"depth_format: expected one of {DEPTH_FORMATS}, got {depth_format!r}")
         if not (math.isfinite(max_depth) and max_depth > 0):
             raise ValueError(f"max_depth: expected a positive number of metres, got {max_depth!r}")
+        if isinstance(camera_period, bool) or int(camera_period) != camera_period or camera_period < 1:
+            raise ValueError(f"camera_period: expected a positive whole number of control steps, got {camera_period!r}")
+        self.camera_period = int(camera_period)
+        self._images: dict | None = None  # the robot camera's last rgb and depth
         self.scene: SimScene = prepare_scene(source, intrinsics=intrinsics, **(scene_options or {}))
         self.start_sampling, self.min_observed = start_sampling, min_observed
         self.depth_format, self.max_depth = depth_format, max_depth * self.scene.robot_scale
@@ -164,8 +172,17 @@ class NavigateEnv(gym.Env):
             return render(self._world_now(), self._robot_camera(K, size), background=DEFAULT_BACKGROUND, lod=lod)
 
     def _observation(self) -> dict:
-        images = self._camera_images(self._render(self.camera_K, self.image_size, self.camera_lod))
-        return {**images, **self._robot_observation()}
+        if self._camera_due():
+            self._images = self._camera_images(self._render(self.camera_K, self.image_size, self.camera_lod))
+        return {**self._last_images(), **self._robot_observation()}
+
+    def _camera_due(self) -> bool:
+        """Whether this observation's camera images are new ones (reset and every ``camera_period``-th step)."""
+        return self._images is None or self.steps % self.camera_period == 0
+
+    def _last_images(self) -> dict:
+        """Copies of the robot camera's last rgb and depth."""
+        return {name: image.copy() for name, image in self._images.items()}
 
     def _camera_images(self, result) -> dict:
         """The observation's rgb and depth from the robot camera's RenderResult."""
@@ -279,6 +296,7 @@ class NavigateEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.steps = 0
+        self._images = None
         self._ended = False
         if self._keyframe != 0:
             self.bullet.set_obstacles(self.scene.proxies[0])

@@ -1,10 +1,10 @@
-"""Robot cameras of one vector-env step, rendered in batches on a worker thread.
+"""Robot cameras of one vector-env step, rendered in batches.
 
-PyBullet holds the GIL while it steps; numba's rasterizer kernels release it. So a batch queued by the first
-robots can be drawn on the worker (with numba's threads) while the main thread steps the next robots' physics
-(``group`` smaller than the robot count). numba's ``workqueue`` threading layer, which the renderer selects,
-aborts the process when two threads launch parallel kernels at once; so every queue of the process renders on
-ONE shared worker thread, and renders are in flight only between ``begin`` and ``finish`` or ``discard``.
+PyBullet holds the GIL while it steps; the rasterizer's kernels release it. So a batch queued by the first
+robots can be drawn on a worker thread while the main thread steps the next robots' physics (``group`` smaller
+than the robot count); the cameras still waiting at ``finish`` render on the calling thread (no hand-over to a
+worker and back: on a busy machine each costs a wait for the scheduler). Every queue of the process shares ONE
+worker thread, and renders are in flight only between ``begin`` and ``finish`` or ``discard``.
 """
 
 from __future__ import annotations
@@ -84,19 +84,28 @@ class RenderQueue:
         if self.group is not None and len(self._waiting) >= self.group:
             self._submit()
 
-    def _submit(self) -> None:
+    def _submit(self, here: bool = False) -> None:
+        """Render the waiting cameras on the worker, or ``here`` on the calling thread."""
         entries, self._waiting = self._waiting, []
         # One Camera per batch: its checks (many small torch ops) run once per batch, not once per robot.
         poses = torch.from_numpy(np.stack([pose for _, pose in entries])).float()
         camera = Camera(self.K, poses, *self.size)
-        future = _shared_worker().submit(_images, self._world, camera, self.threads, self.lod)
+        if here:
+            future = Future()
+            future.set_result(_images(self._world, camera, self.threads, self.lod))
+        else:
+            future = _shared_worker().submit(_images, self._world, camera, self.threads, self.lod)
         self._submitted.append(([key for key, _ in entries], future))
 
     def finish(self) -> list[tuple[object, np.ndarray, np.ndarray]]:
         """Render what is still waiting and wait for every render: (key, rgb, depth) per queued camera, in order."""
-        if self._waiting:
-            self._submit()
         self._collecting = False
+        try:
+            if self._waiting:
+                self._submit(here=True)
+        except BaseException:
+            self.discard()  # waits for the renders in flight
+            raise
         submitted, self._submitted = self._submitted, []
         done = []
         for keys, future in submitted:

@@ -19,6 +19,7 @@ from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS, BulletScene
 from lyra_sim.physics.proxy import TRIANGLE_BUDGET, CollisionMesh
 from lyra_sim.rendering import render
+from lyra_sim.rendering.warmup import compile_cpu_renderer
 from lyra_sim.sh import rgb_to_sh0
 from lyra_sim.splat_import.scene_file import is_scene_file, read_scene_collider
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
@@ -242,6 +243,7 @@ def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_he
     """
     if isinstance(source, SimScene):
         return source
+    compile_cpu_renderer(background=True)  # a fresh environment compiles the renderer while the world is made
     if isinstance(source, str | os.PathLike) and is_scene_file(source):  # simready's output: reuse its collider
         world, collider = load_world(source), read_scene_collider(source)
         free = free_space_map(world, collider, robot_scale)

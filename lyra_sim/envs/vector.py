@@ -24,23 +24,27 @@ from lyra_sim.envs.scene import prepare_scene
 
 
 class _DeferredCameraEnv(NavigateEnv):
-    """NavigateEnv whose observations leave rgb/depth blank and queue the camera in ``render_queue``."""
+    """NavigateEnv whose observations leave rgb/depth blank and queue the camera in ``render_queue`` (when the
+    camera is due: ``camera_period``); the queue's images fill them in, and they are the last images after."""
 
     render_queue: RenderQueue
 
     def _observation(self) -> dict:
+        if not self._camera_due():
+            return {**self._last_images(), **self._robot_observation()}
         width, height = self.image_size
         obs = {
             "rgb": np.zeros((height, width, 3), np.uint8),
             "depth": np.zeros((height, width, 1), self.observation_space["depth"].dtype),
             **self._robot_observation(),
         }
+        self._images = {"rgb": obs["rgb"], "depth": obs["depth"]}  # filled in by the vector env's render
         self.render_queue.add((self, obs), self._world_now(), self.bullet.camera_world_to_cam())
         return obs
 
 
 class NavigateVectorEnv(SyncVectorEnv):
-    """``num_envs`` Navigate-v0 robots in one scene, stepped in this process; cameras render on a worker thread.
+    """``num_envs`` Navigate-v0 robots in one scene, stepped in this process; their cameras render in batches.
 
     ``source`` and ``intrinsics`` are as for ``make_env`` (the scene is prepared once and shared); each robot
     is truncated after ``max_steps`` steps (None: never); other keyword arguments go to each ``NavigateEnv``.

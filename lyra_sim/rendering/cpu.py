@@ -2,8 +2,10 @@
 
 Pipeline per camera: cull the world's index chunks against the view (lyra_sim.rendering.index) ->
 project the Gaussians of the remaining chunks (numba) -> radix-sort the visible ones front to back ->
-gather their packed rows -> bin them into 16x16 tiles -> composite each tile. A batch of cameras
-renders one camera per thread. Without gradients everything stays in numba. With gradients, the
+gather their packed rows -> bin them into 16x16 tiles -> composite each tile. A batch of cameras is
+projected by all threads over all the cameras' chunks, then composited one camera at a time per thread (the
+kernels release the GIL; a pool of Python threads runs them).
+Without gradients everything stays in numba. With gradients, the
 visible Gaussians' 2D means, conics, colours and depths are recomputed in torch
 (lyra_sim.rendering.projection) so autograd reaches the world's tensors, and the raster step's
 backward pass is the numba kernel.
@@ -11,7 +13,11 @@ backward pass is the numba kernel.
 
 from __future__ import annotations
 
+import itertools
+import os
+import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -19,8 +25,8 @@ import torch
 
 from lyra_sim.camera import Camera
 from lyra_sim.rendering import cpu_kernels as kernels
-from lyra_sim.rendering.index import SceneIndex, _corners, scene_index
-from lyra_sim.rendering.lod import choose_levels
+from lyra_sim.rendering.index import SceneIndex, box_corners, scene_index
+from lyra_sim.rendering.lod import coarse_levels
 from lyra_sim.rendering.projection import project_ewa
 from lyra_sim.sh import eval_sh_colors
 from lyra_sim.world import GaussianWorld
@@ -29,7 +35,53 @@ TILE_SIZE = 16
 BANDS_PER_THREAD = 1
 FIRST_WAVE_SHARE = 0.25  # share of a view's Gaussians (nearest chunks first) projected before the others
 WAVE_MIN_LAYERS = 2  # Gaussians per pixel the first share must hold for two waves to be worth it
+# Cameras projected together: their projected rows are all held at once (72 bytes a Gaussian; 8 robot cameras of
+# a 2M-Gaussian world that each see a quarter of it: ~290 MB), so a larger batch goes in parts.
+BATCH_CAMERAS = 8
 _workspace = threading.local()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The process's pool of render threads (the kernels release the GIL); a new one after a fork."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), thread_name_prefix="lyra-cpu")
+        return _pool
+
+
+def _forget_threads() -> None:
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads)
+
+
+def _in_parallel(kernel, args_before: tuple, bounds: np.ndarray, args_after: tuple) -> None:
+    """Run ``kernel(*args_before, first, stop, *args_after)`` for each run [bounds[i], bounds[i + 1]), one run per
+    thread (this one takes the first); numba's thread count (``numba.set_num_threads``) says how many runs the
+    callers make."""
+    runs = [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+    futures = [_threads().submit(kernel, *args_before, a, b, *args_after) for a, b in runs[1:]]
+    try:
+        for a, b in runs[:1]:
+            kernel(*args_before, a, b, *args_after)
+    finally:
+        for future in futures:
+            future.result()
+
+
+def _equal_runs(weights: np.ndarray, parts: int) -> np.ndarray:
+    """Boundaries of at most ``parts`` contiguous runs of about equal total weight."""
+    if len(weights) == 0:
+        return np.zeros(1, np.int64)
+    total = np.cumsum(weights, dtype=np.float64)
+    cuts = np.searchsorted(total, total[-1] * np.arange(1, parts) / parts, side="right")
+    return np.unique(np.concatenate([[0], cuts, [len(weights)]])).astype(np.int64)
 
 
 def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -42,6 +94,32 @@ def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
+#: What a cold first render compiled on the 2-core reference machine (benchmarks/RESULTS.md, "First use").
+COMPILE_SECONDS = 15
+_compile_checked = False
+
+
+def _compiled_or_cached(kernel) -> bool:
+    """Whether numba has ``kernel`` compiled in this process or in its cache (loading takes well under a second)."""
+    if kernel.signatures:
+        return True
+    try:  # numba's cache index of the function (not a public API: if its layout changes, say nothing)
+        return os.path.exists(kernel._cache._cache_file._index_path)
+    except AttributeError:
+        return True
+
+
+def announce_compile() -> None:
+    """Say so, once per process, when the next render must compile the kernels (a fresh environment)."""
+    global _compile_checked
+    if _compile_checked:
+        return
+    _compile_checked = True
+    if not all(_compiled_or_cached(k) for k in (kernels.project_chunks, kernels.composite, kernels.balanced_bands)):
+        print(f"lyra_sim: compiling the CPU renderer, once: ~{COMPILE_SECONDS} s (numba keeps it in its cache)",
+              file=sys.stderr, flush=True)
+
+
 def _np(t: torch.Tensor, dtype=np.float32) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)
 
@@ -50,56 +128,51 @@ def _tile_grid(width: int, height: int) -> tuple[int, int]:
     return (width + TILE_SIZE - 1) // TILE_SIZE, (height + TILE_SIZE - 1) // TILE_SIZE
 
 
-class _View:
-    """One camera's parameters as the kernels take them."""
+class _Views:
+    """Cameras' parameters as the kernels take them: world-to-camera (B,4,4), K (B,3,3), intrinsics (B,4) as
+    fx fy cx cy, positions (B,3), float64."""
 
-    def __init__(self, camera: Camera, index: int):
-        self.world_to_cam = camera.world_to_cam[index].double().numpy()
-        K = camera.K[index].double().numpy()
-        self.K = K
-        self.intrinsics = np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
-        self.position = camera.position[index].double().numpy()
+    def __init__(self, camera: Camera, cameras: list[int] | None = None):
+        cameras = list(range(len(camera))) if cameras is None else cameras
+        self.world_to_cam = camera.world_to_cam[cameras].double().numpy()
+        self.K = camera.K[cameras].double().numpy()
+        self.intrinsics = np.stack([self.K[:, 0, 0], self.K[:, 1, 1], self.K[:, 0, 2], self.K[:, 1, 2]], axis=1)
+        self.position = camera.position[cameras].double().numpy()
+
+    def __len__(self) -> int:
+        return len(self.world_to_cam)
 
 
-class _DrawList:
-    """The index chunks one camera draws exactly (``chunks``) and, with a level of detail ``lod_px``, the
-    coarse-level chunks it draws instead (``coarse``: ids into ``CoarseLevels.chunk_starts``)."""
-
-    def __init__(self, index: SceneIndex, view: _View, width: int, height: int, near: float, far: float,
-                 lod_px: float | None):
-        self.levels = index.coarse_levels() if lod_px else None
-        if self.levels is None:
-            self.chunks = index.visible_chunks(view.world_to_cam, view.K, width, height, near, far)
-            self.coarse = np.zeros(0, np.int64)
-            self.slot_ids = index.ids
-            return
-        chunks = index.visible_chunks(view.world_to_cam, view.K, width, height, near, far, self.levels.extent_boxes)
-        level = choose_levels(index, self.levels, chunks, view.world_to_cam, max(view.K[0, 0], view.K[1, 1]), near,
-                              lod_px)
-        self.chunks = chunks[level == 0]
-        self.coarse = (level[level > 0] - 1) * index.num_chunks + chunks[level > 0]
-        self.slot_ids = self.levels.slot_ids
-
-    def sizes(self, index: SceneIndex) -> np.ndarray:
-        """Gaussians in each chunk drawn: the exact chunks', then the coarse ones'."""
-        sizes = index.chunk_starts[self.chunks + 1] - index.chunk_starts[self.chunks]
-        if self.levels is None:
-            return sizes
-        starts = self.levels.chunk_starts
-        return np.concatenate([sizes, starts[self.coarse + 1] - starts[self.coarse]])
+def _empty_levels(index: SceneIndex) -> tuple:
+    """Coarse-level arguments of the projection kernel when there is no level of detail."""
+    return (np.zeros((0, index.geometry.shape[1]), np.float32), index.sh[:0], np.zeros(1, np.int64),
+            np.zeros((0, 2), np.int64), np.zeros(0), 0)
 
 
 class _Projected:
-    """One camera's projected Gaussians: drawn chunk j's visible rows are rows[offsets[j] : offsets[j] + counts[j]]
-    (packed rows, depths, index slots, tile-row ranges); ``slot_ids`` maps slots to tie-break ids. Every chunk
-    is projected unless ``project_all`` is False (then ``project`` the chunks when needed)."""
+    """Cameras' projected Gaussians: the index chunks each camera sees are the items; item j (chunk ``chunks[j]``
+    seen by camera ``item_views[j]``; camera b's items are ``view_items[b]:view_items[b + 1]``) has its visible
+    rows at rows[offsets[j] : offsets[j] + counts[j]] (packed rows, depths, index slots, tile-row ranges);
+    ``slot_ids`` maps slots to tie-break ids. With a level of detail ``lod_px`` each chunk is drawn cell by cell
+    at the coarsest level that fits (lyra_sim.rendering.lod). Every item is projected unless ``project_all`` is
+    False (then ``project`` the items when needed)."""
 
-    def __init__(self, index: SceneIndex, view: _View, width: int, height: int, near: float, far: float,
+    def __init__(self, index: SceneIndex, views: _Views, width: int, height: int, near: float, far: float,
                  eps2d: float, lod_px: float | None = None, project_all: bool = True):
-        self.index, self.view, self.size, self.clip, self.eps2d = index, view, (width, height), (near, far), eps2d
-        self.draw = _DrawList(index, view, width, height, near, far, lod_px)
-        self.slot_ids = self.draw.slot_ids
-        sizes = self.draw.sizes(index)
+        self.index, self.views, self.size, self.clip, self.eps2d = index, views, (width, height), (near, far), eps2d
+        levels = coarse_levels(index) if lod_px else None
+        if levels is None or levels.num_levels == 0:
+            self.levels, self.lod_px, self.slot_ids = _empty_levels(index), 0.0, index.ids
+        else:
+            self.levels = (levels.geometry, levels.sh, levels.chunk_starts, levels.children, levels.radii,
+                           levels.num_levels)
+            self.lod_px, self.slot_ids = float(lod_px), levels.slot_ids
+        boxes = None if levels is None else levels.extent_boxes
+        per_view = index.visible_chunks_of(views.world_to_cam, views.K, width, height, near, far, boxes)
+        self.chunks = np.concatenate([*per_view, np.zeros(0, np.int64)]).astype(np.int64)
+        self.item_views = np.repeat(np.arange(len(views)), [len(c) for c in per_view]).astype(np.int64)
+        self.view_items = np.concatenate([[0], np.cumsum([len(c) for c in per_view])]).astype(np.int64)
+        sizes = index.chunk_starts[self.chunks + 1] - index.chunk_starts[self.chunks]  # a walk draws no more
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         capacity = int(self.offsets[-1])
         self.rows = _scratch("rows", (capacity, kernels.PACKED_WIDTH), np.float32)
@@ -111,48 +184,54 @@ class _Projected:
             self.project(np.arange(len(sizes)))
 
     def project(self, selected: np.ndarray) -> None:
-        """Project the drawn chunks ``selected`` (positions in the draw list: exact chunks, then coarse ones)."""
-        index, draw, view, (width, height), (near, far) = self.index, self.draw, self.view, self.size, self.clip
-        fine = len(draw.chunks)
-        parts = [(index.geometry, index.sh, index.chunk_starts, draw.chunks, selected[selected < fine], 0, 0)]
-        if len(draw.coarse):
-            levels = draw.levels
-            parts.append((levels.geometry, levels.sh, levels.chunk_starts, draw.coarse,
-                          selected[selected >= fine], fine, len(index.ids)))
-        for geometry, sh, chunk_starts, chunks, chosen, first, slot_base in parts:
-            if len(chosen) == 0:
-                continue
-            counts = np.zeros(len(chosen), np.int64)
-            kernels.project_chunks(geometry, sh, chunk_starts, chunks[chosen - first], self.offsets[chosen],
-                                   view.world_to_cam, view.position, view.intrinsics, width, height, TILE_SIZE,
-                                   self.eps2d, near, far, self.rows, self.depth, self.slots, self.tile_rows, counts,
-                                   slot_base)
-            self.counts[chosen] = counts
+        """Project the items ``selected`` (positions in ``chunks``)."""
+        index, views, (width, height), (near, far) = self.index, self.views, self.size, self.clip
+        if len(selected) == 0:
+            return
+        counts = np.zeros(len(selected), np.int64)
+        offsets = self.offsets[selected]
+        runs = _equal_runs(self.offsets[selected + 1] - offsets, numba.get_num_threads())
+        _in_parallel(kernels.project_chunks,
+                     (index.geometry, index.sh, index.chunk_starts, *self.levels, self.lod_px, self.chunks[selected],
+                      self.item_views[selected], offsets), runs,
+                     (views.world_to_cam, views.position, views.intrinsics, width, height, TILE_SIZE, self.eps2d,
+                      near, far, self.rows, self.depth, self.slots, self.tile_rows, counts))
+        self.counts[selected] = counts
 
     def nearest_depths(self) -> np.ndarray:
-        """Each drawn chunk's smallest mean depth (no Gaussian of the chunk is nearer), float64."""
-        index, draw = self.index, self.draw
-        chunks = np.concatenate([draw.chunks, draw.coarse % max(index.num_chunks, 1)]).astype(np.int64)
-        w2c = self.view.world_to_cam
-        return (_corners(index.mean_boxes[chunks]) @ w2c[2, :3] + w2c[2, 3]).min(axis=1)
+        """Each item's smallest mean depth in its camera (no Gaussian of the chunk, merged or not, is nearer: merged
+        means average their members'), float64."""
+        w2c = self.views.world_to_cam[self.item_views]
+        corners = box_corners(self.index.mean_boxes[self.chunks])  # (J, 8, 3)
+        return (np.einsum("jkc,jc->jk", corners, w2c[:, 2, :3]) + w2c[:, 2, 3:4]).min(axis=1)
 
     def sorted_order(self) -> np.ndarray:
         """Positions of the visible rows, front to back."""
         return kernels.depth_sort(self.depth, self.offsets, self.counts, self.slot_ids, self.slots)
 
 
-def _front_end(index: SceneIndex, view: _View, width: int, height: int, near: float, far: float, eps2d: float):
+def fresh_state(cameras: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compositing state of empty images: ``done`` (B, H, W) opaque pixels, ``left`` (B, tiles) open pixels per
+    tile (row-major tiles), ``row_left`` (B, H, tile columns) open pixels per tile row segment."""
+    tiles_x, tiles_y = _tile_grid(width, height)
+    tile_w = np.minimum(TILE_SIZE, width - TILE_SIZE * np.arange(tiles_x))
+    tile_h = np.minimum(TILE_SIZE, height - TILE_SIZE * np.arange(tiles_y))
+    left = np.outer(tile_h, tile_w).astype(np.int64).ravel()
+    return (np.zeros((cameras, height, width), np.bool_), np.tile(left, (cameras, 1)),
+            np.tile(tile_w.astype(np.int64), (cameras, height, 1)))
+
+
+def _front_end(index: SceneIndex, views: _Views, width: int, height: int, near: float, far: float, eps2d: float):
     """Sorted packed rows (front to back), their world indices and tile rectangles for one camera."""
-    projected = _Projected(index, view, width, height, near, far, eps2d)
+    projected = _Projected(index, views, width, height, near, far, eps2d)
     return kernels.gather_sorted(projected.rows, projected.sorted_order(), projected.slots, index.ids,
                                  TILE_SIZE, *_tile_grid(width, height))
 
 
 def _band_count(height: int, threads: int) -> int:
-    """Bands of the parallel composite: BANDS_PER_THREAD per thread. numba's workqueue threading layer splits
-    a prange into one contiguous run per thread whatever ``parallel_chunksize`` says (measured: 8 bands on
-    2 threads ran 1.2x faster than one band, 2 balanced bands 1.8x), so more bands would only add the work of
-    the Gaussians that cross a band's edge (each band sorts and bins them)."""
+    """Bands of the parallel composite: BANDS_PER_THREAD per thread, each thread compositing one (measured when
+    numba's prange ran them: 8 bands on 2 threads ran 1.2x faster than one band, 2 balanced bands 1.8x); more
+    bands would only add the work of the Gaussians that cross a band's edge (each band sorts and bins them)."""
     return BANDS_PER_THREAD * max(1, threads)
 
 
@@ -227,22 +306,22 @@ def _render_differentiable(world: GaussianWorld, camera: Camera, b: int, near: f
     """One camera with autograd: the numba front end picks and sorts the visible Gaussians, torch recomputes
     their projection and colours, the raster op's backward is the numba kernel."""
     w, h = camera.width, camera.height
-    view = _View(camera, b)
+    view = _Views(camera, [b])
     sorted_rows, ids, rects = _front_end(scene_index(world), view, w, h, near, far, eps2d)
     idx = torch.from_numpy(ids).to(world.device)
     means = world.means[idx]
-    w2c, K = torch.from_numpy(view.world_to_cam), torch.from_numpy(view.K)
+    w2c, K = torch.from_numpy(view.world_to_cam[0]), torch.from_numpy(view.K[0])
     mean2d, conic, depth = project_ewa(means, world.quats[idx], world.scales[idx], w2c.float(), K, w, h, eps2d)
-    colors = eval_sh_colors(world.sh[idx], means - torch.from_numpy(view.position).to(means))
+    colors = eval_sh_colors(world.sh[idx], means - torch.from_numpy(view.position[0]).to(means))
     features = torch.cat([colors, depth.unsqueeze(-1)], dim=-1)
     radii = torch.from_numpy(sorted_rows[:, kernels.RX : kernels.RY + 1].copy())
     return _RasterizeFunction.apply(mean2d, conic, features, world.opacities[idx], radii, rects, w, h)
 
 
-def _render_one(index: SceneIndex, camera: Camera, b: int, near: float, far: float, eps2d: float,
-                lod_px: float | None, acc: np.ndarray, trans: np.ndarray) -> None:
-    """One camera without autograd into acc (H,W,4) and trans (H,W), nearest chunks first: the chunks holding the
-    nearest FIRST_WAVE_SHARE of the Gaussians are projected and composited up to the depth where the others
+def _render_one(index: SceneIndex, camera: Camera, near: float, far: float, eps2d: float, lod_px: float | None,
+                acc: np.ndarray, trans: np.ndarray) -> None:
+    """One camera without autograd into acc (1,H,W,4) and trans (1,H,W), nearest chunks first: the chunks holding
+    the nearest FIRST_WAVE_SHARE of the Gaussians are projected and composited up to the depth where the others
     begin; only if some pixel is still not opaque are the others projected and composited (a dense view
     never projects most of what lies behind its first surfaces). A view whose first share could not cover
     its pixels WAVE_MIN_LAYERS deep goes in one wave: two waves cost a second parallel launch of each stage
@@ -250,7 +329,7 @@ def _render_one(index: SceneIndex, camera: Camera, b: int, near: float, far: flo
     parallel over index chunks, compositing over bands of tile rows; the picture is that of compositing
     everything at once."""
     w, h = camera.width, camera.height
-    p = _Projected(index, _View(camera, b), w, h, near, far, eps2d, lod_px, project_all=False)
+    p = _Projected(index, _Views(camera), w, h, near, far, eps2d, lod_px, project_all=False)
     nearest = p.nearest_depths()
     by_depth = np.argsort(nearest, kind="stable")
     sizes = np.diff(p.offsets)[by_depth]
@@ -260,7 +339,7 @@ def _render_one(index: SceneIndex, camera: Camera, b: int, near: float, far: flo
     # Every Gaussian of a later chunk is at least this deep (less a margin for the float32 means and depths).
     boundary = nearest[by_depth[first]] if first < len(by_depth) else np.inf
     boundary = float(np.float32(boundary - 1e-5 * abs(boundary) - 1e-6)) if np.isfinite(boundary) else np.inf
-    done, left, row_left = kernels.fresh_state(w, h, TILE_SIZE)
+    done, left, row_left = fresh_state(1, w, h)
     tiles_y = _tile_grid(w, h)[1]
     for selected, lo, hi in ((by_depth[:first], 0.0, boundary), (by_depth[first:], boundary, np.inf)):
         if not left.any() or lo == hi:
@@ -268,35 +347,27 @@ def _render_one(index: SceneIndex, camera: Camera, b: int, near: float, far: flo
         p.project(selected)
         bounds = kernels.balanced_bands(p.depth, p.tile_rows, p.offsets, p.counts, lo, hi, tiles_y,
                                         _band_count(h, numba.get_num_threads()))
-        kernels.composite(p.rows, p.depth, p.tile_rows, p.offsets, p.counts, p.slot_ids, p.slots, bounds, lo, hi,
-                          w, h, TILE_SIZE, acc, trans, done, left, row_left)
-
-
-def _offsets(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated int64 lists and the offsets of each."""
-    return (np.concatenate([*lists, np.zeros(0, np.int64)]),
-            np.concatenate([[0], np.cumsum([len(c) for c in lists])]).astype(np.int64))
+        bands = len(bounds) - 1
+        _in_parallel(kernels.composite,
+                     (p.rows, p.depth, p.tile_rows, p.offsets, p.counts, p.view_items, p.slot_ids, p.slots,
+                      np.zeros(bands, np.int64), bounds[:-1], bounds[1:]), np.arange(bands + 1),
+                     (np.array([lo]), np.array([hi]), w, h, TILE_SIZE, acc, trans, done, left, row_left))
 
 
 def _render_batch(index: SceneIndex, camera: Camera, near: float, far: float, eps2d: float, lod_px: float | None,
                   acc: np.ndarray, trans: np.ndarray) -> None:
-    """All cameras without autograd into acc (B,H,W,4) and trans (B,H,W), one camera per thread."""
+    """All cameras without autograd into acc (B,H,W,4) and trans (B,H,W): the projection is parallel over every
+    camera's chunks, then each camera composites as one band, the cameras in one group per thread of about
+    equal cost (the Gaussians each projected)."""
     w, h, count = camera.width, camera.height, len(camera)
-    views = [_View(camera, b) for b in range(count)]
-    draws = [_DrawList(index, v, w, h, near, far, lod_px) for v in views]
-    levels = draws[0].levels
-    if levels is None:
-        coarse_arrays = (np.zeros((0, index.geometry.shape[1]), np.float32), index.sh[:0], np.zeros(1, np.int64))
-    else:
-        coarse_arrays = (levels.geometry, levels.sh, levels.chunk_starts)
-    costs = [int(d.sizes(index).sum()) for d in draws]  # Gaussians to project: an estimate of each camera's cost
+    p = _Projected(index, _Views(camera), w, h, near, far, eps2d, lod_px)
+    costs = [int(p.counts[a:b].sum()) for a, b in itertools.pairwise(p.view_items)]
     order, group_starts = _camera_groups(costs, numba.get_num_threads())
-    kernels.render_batch(
-        index.geometry, index.sh, index.chunk_starts, *coarse_arrays, draws[0].slot_ids,
-        *_offsets([d.chunks for d in draws]), *_offsets([d.coarse for d in draws]),
-        np.stack([v.world_to_cam for v in views]), np.stack([v.position for v in views]),
-        np.stack([v.intrinsics for v in views]), w, h, TILE_SIZE, eps2d, near, far, order, group_starts, acc, trans,
-    )
+    tiles_y = _tile_grid(w, h)[1]
+    _in_parallel(kernels.composite,
+                 (p.rows, p.depth, p.tile_rows, p.offsets, p.counts, p.view_items, p.slot_ids, p.slots, order,
+                  np.zeros(count, np.int64), np.full(count, tiles_y, np.int64)), group_starts,
+                 (np.zeros(count), np.full(count, np.inf), w, h, TILE_SIZE, acc, trans, *fresh_state(count, w, h)))
 
 
 def _camera_groups(costs: list[int], threads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -321,7 +392,7 @@ def median_depth_cpu(world: GaussianWorld, camera: Camera, near: float, far: flo
     tiles_x, tiles_y = _tile_grid(w, h)
     median = np.zeros((len(camera), h, w), np.float32)
     for b in range(len(camera)):
-        sorted_rows, _, rects = _front_end(index, _View(camera, b), w, h, near, far, eps2d)
+        sorted_rows, _, rects = _front_end(index, _Views(camera, [b]), w, h, near, far, eps2d)
         offsets, lists = kernels.bin_tiles(rects, tiles_x, tiles_y)
         kernels.raster_median(sorted_rows, offsets, lists, w, h, TILE_SIZE, tiles_x, median[b])
     return torch.from_numpy(median).to(world.means.dtype)
@@ -345,14 +416,16 @@ def render_cpu(
         out, alpha = (torch.stack(p).to(dtype) for p in zip(*parts, strict=True))
         rgb = out[..., :3] + (1.0 - alpha).unsqueeze(-1) * background.to(out)
         return rgb, out[..., 3] / alpha.clamp_min(1e-10), alpha
+    announce_compile()
     index = scene_index(world)
     acc = np.zeros((len(camera), camera.height, camera.width, kernels.FEATURES), np.float32)
     trans = np.ones((len(camera), camera.height, camera.width), np.float32)
-    if len(camera) > 1 and numba.get_num_threads() > 1:
-        _render_batch(index, camera, near, far, eps2d, lod_px, acc, trans)
+    if len(camera) > 1:
+        for first in range(0, len(camera), BATCH_CAMERAS):
+            part = slice(first, first + BATCH_CAMERAS)
+            _render_batch(index, camera[part], near, far, eps2d, lod_px, acc[part], trans[part])
     else:
-        for b in range(len(camera)):
-            _render_one(index, camera, b, near, far, eps2d, lod_px, acc[b], trans[b])
+        _render_one(index, camera, near, far, eps2d, lod_px, acc, trans)
     alpha = 1.0 - trans
     depth = acc[..., 3] / np.maximum(alpha, np.float32(1e-10))
     rgb = acc[..., :3] + trans[..., None] * background.numpy().astype(np.float32)

@@ -8,15 +8,21 @@ with the 1.3x-FOV clamp, eps2d blur, opacity-aware 3.33-sigma boxes, 16-pixel ti
 centres at +0.5, alpha = min(0.999, o * exp(-sigma)), skip alpha < 1/255, stop before
 transmittance falls to 1e-4.
 
-Every stage has a serial core. One camera runs the stages one after the other, each parallel over
-its own work items (index chunks, Gaussians, tiles); a batch of cameras runs the serial cores in
-parallel over the cameras (``render_batch``). Parallel loops are split by the callers into about as many
-parts of equal cost as there are threads (bands of equal Gaussian counts, camera groups of equal counts):
-numba's workqueue layer gives each thread one contiguous run of a prange, whatever
-``numba.parallel_chunksize`` says (measured).
+Every stage has a serial core. One or many cameras go through the same two kernels, so a first render
+compiles each once: ``project_chunks`` over (camera, index chunk) items, then ``composite`` over (camera, band
+of tile rows) items. They release the GIL and the caller (lyra_sim.rendering.cpu) runs one contiguous run of
+items per thread, split into parts of about equal cost (chunks of equal Gaussian counts; bands of equal
+Gaussian counts for one camera, one band per camera in groups of equal counts for a batch). Python threads
+rather than numba's ``parallel=True``: a parallel kernel costs seconds more to compile (measured 4.7 s CPU for
+the composite's), and numba's workqueue layer aborts when two threads launch parallel kernels at once.
 
-Threading layer: numba's own ``workqueue`` first. It survives ``fork()`` (gymnasium's AsyncVectorEnv
-forks by default), which GNU OpenMP does not; and it measured as fast as OpenMP on these kernels.
+Compile time (a fresh environment compiles these kernels once; numba's cache keeps them): every kernel is called
+with one set of argument types (no integer constants as arguments, which numba would compile again as
+literals), and no statement that makes numba compile error messages (array-to-slice assignments, np.argsort).
+
+Threading layer (the differentiable path's parallel kernels): numba's own ``workqueue`` first. It survives
+``fork()`` (gymnasium's AsyncVectorEnv forks by default), which GNU OpenMP does not; and it measured as fast
+as OpenMP on these kernels.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from lyra_sim.rendering.index import GCUT, GEXT, GOP, GX, GY, GZ, S00, S01, S02, S11, S12, S22
+from lyra_sim.rendering.index import CULL_MARGIN_PX, GCUT, GEXT, GOP, GX, GY, GZ, S00, S01, S02, S11, S12, S22
 
 numba.config.THREADING_LAYER_PRIORITY = ["workqueue", "omp", "tbb"]
 
@@ -182,15 +188,96 @@ def _project_range(geometry, sh, start, stop, view, cam_pos, intrinsics, width, 
     return k - out
 
 
-@njit(parallel=True, cache=True)
-def project_chunks(geometry, sh, chunk_starts, chunks, cand_offsets, view, cam_pos, intrinsics, width, height,
-                   tile_size, eps2d, near, far, rows, depth, slots, tile_rows, counts, slot_base):
-    """Project the listed chunks in parallel; chunk j's visible rows start at cand_offsets[j]."""
-    for j in prange(chunks.shape[0]):
-        c = chunks[j]
-        counts[j] = _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], view, cam_pos, intrinsics,
+@njit(cache=True, inline="always")
+def _fits(geometry, r, view, focal, lod_px, near):
+    """Whether coarse row r projects to at most ``lod_px`` pixels of standard deviation (sqrt(trace Sigma) f / z at
+    its own mean depth; nothing nearer than ``near`` fits)."""
+    z = view[2, 0] * geometry[r, GX] + view[2, 1] * geometry[r, GY] + view[2, 2] * geometry[r, GZ] + view[2, 3]
+    if z < near:
+        return False
+    return math.sqrt(geometry[r, S00] + geometry[r, S11] + geometry[r, S22]) * focal <= lod_px * z
+
+
+@njit(cache=True, inline="always")
+def _sphere_outside(geometry, r, radius, view, intrinsics, width, height, near, far):
+    """Whether the sphere of ``radius`` about row r's mean lies wholly outside the camera's view (behind the near
+    plane, beyond the far one, or beyond a side plane of the image widened by CULL_MARGIN_PX)."""
+    mx, my, mz = geometry[r, GX], geometry[r, GY], geometry[r, GZ]
+    z = view[2, 0] * mx + view[2, 1] * my + view[2, 2] * mz + view[2, 3]
+    if z + radius < near or z - radius > far:
+        return True
+    x = view[0, 0] * mx + view[0, 1] * my + view[0, 2] * mz + view[0, 3]
+    y = view[1, 0] * mx + view[1, 1] * my + view[1, 2] * mz + view[1, 3]
+    fx, fy, cx, cy = intrinsics[0], intrinsics[1], intrinsics[2], intrinsics[3]
+    m = CULL_MARGIN_PX
+    # signed distances to the four side planes through the camera centre (positive outside)
+    for f, u, bound in ((fx, x, width + m - cx), (-fx, x, m + cx), (fy, y, height + m - cy), (-fy, y, m + cy)):
+        if f * u - bound * z > radius * math.sqrt(f * f + bound * bound):
+            return True
+    return False
+
+
+@njit(cache=True)
+def _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children, radii,
+                   num_levels, lod_px, c, view, cam_pos, intrinsics, width, height, tile_size, eps2d, near, far, rows,
+                   depth, slots, tile_rows, out):
+    """Project index chunk c from position ``out`` on; returns how many were visible.
+
+    Exact (``lod_px`` 0 or no coarse levels): every row of the chunk (slot = the row). With a level of detail: a
+    walk down the chunk's octree from its coarsest level, cell by cell: a cell whose merged Gaussian fits
+    ``lod_px`` (``_fits``) is drawn merged (slot = the number of index rows + its coarse row), any other is
+    replaced by its children one level down (rows children[r, 0]:children[r, 1] of the level below; below
+    level 1 the exact rows, projected as one range), unless its members' sphere (``radii``) is out of view.
+    """
+    exact_slot = chunk_starts[0]  # 0, read from an array: a constant would compile _project_range again (a literal)
+    if lod_px <= 0.0 or num_levels == 0:
+        return _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], view, cam_pos, intrinsics, width,
+                              height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows, out, exact_slot)
+    focal = max(intrinsics[0], intrinsics[1])
+    merged_slot = geometry.shape[0]
+    chunks = chunk_starts.shape[0] - 1
+    level = np.empty(num_levels, dtype=np.int64)  # a stack of coarse row ranges still to walk, one per level
+    row = np.empty(num_levels, dtype=np.int64)
+    stop = np.empty(num_levels, dtype=np.int64)
+    top = 0
+    level[0] = num_levels
+    row[0] = coarse_starts[(num_levels - 1) * chunks + c]
+    stop[0] = coarse_starts[(num_levels - 1) * chunks + c + 1]
+    k = out
+    while top >= 0:
+        r = row[top]
+        if r >= stop[top]:
+            top -= 1
+            continue
+        row[top] = r + 1
+        if _fits(coarse_geometry, r, view, focal, lod_px, near):
+            k += _project_range(coarse_geometry, coarse_sh, r, r + 1, view, cam_pos, intrinsics, width, height,
+                                tile_size, eps2d, near, far, rows, depth, slots, tile_rows, k, merged_slot)
+        elif _sphere_outside(coarse_geometry, r, radii[r], view, intrinsics, width, height, near, far):
+            continue
+        elif level[top] == 1:
+            k += _project_range(geometry, sh, children[r, 0], children[r, 1], view, cam_pos, intrinsics, width, height,
+                                tile_size, eps2d, near, far, rows, depth, slots, tile_rows, k, exact_slot)
+        else:
+            level[top + 1] = level[top] - 1
+            row[top + 1], stop[top + 1] = children[r, 0], children[r, 1]
+            top += 1
+    return k - out
+
+
+@njit(cache=True, nogil=True)
+def project_chunks(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children, radii,
+                   num_levels, lod_px, chunks, chunk_views, cand_offsets, first, stop, views, cam_positions, intrinsics,
+                   width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows, counts):
+    """Project the listed chunks first:stop (``_project_chunk``) on the calling thread, without the GIL: chunk
+    j = chunks[j] seen from camera chunk_views[j] (views (B,4,4) world-to-camera, cam_positions (B,3),
+    intrinsics (B,4): fx fy cx cy); its visible rows start at cand_offsets[j], their number goes to counts[j]."""
+    for j in range(first, stop):
+        b = chunk_views[j]
+        counts[j] = _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children,
+                                   radii, num_levels, lod_px, chunks[j], views[b], cam_positions[b], intrinsics[b],
                                    width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows,
-                                   cand_offsets[j], slot_base)
+                                   cand_offsets[j])
 
 
 # ---------------------------------------------------------------------------------------------- sorting
@@ -211,14 +298,47 @@ def depth_sort(depth, cand_offsets, counts, slot_ids, slots):
 
 @njit(cache=True)
 def sort_positions(depth, positions, slot_ids, slots):
-    """``positions`` (into depth) sorted front to back.
+    """``positions`` (into depth) sorted front to back; equal depths are then ordered by the Gaussians' index in
+    the world (``slot_ids[slots[position]]``), so the result does not depend on the index's chunk order."""
+    order = radix_order(depth.view(np.uint32), positions)
+    total = order.shape[0]
+    keys = depth.view(np.uint32)
+    k = 0
+    while k < total:  # ties: by world index (rare outside synthetic scenes)
+        e = k + 1
+        while e < total and keys[order[e]] == keys[order[k]]:
+            e += 1
+        if e - k > 1:
+            run = order[k:e].copy()
+            world_ids = np.empty(e - k, dtype=np.uint32)
+            for r in range(e - k):
+                world_ids[r] = slot_ids[slots[run[r]]]
+            by_id = radix_order(world_ids, np.arange(e - k))
+            for r in range(e - k):
+                order[k + r] = run[by_id[r]]
+        k = e
+    return order
 
-    Stable LSD radix sort on the float32 depth bits (positive floats order like their bit patterns),
-    three 11-bit passes whose histograms are all taken in one read; equal depths are then ordered by the
-    Gaussians' index in the world, so the result does not depend on the index's chunk order.
+
+@njit(cache=True)
+def radix_order(keys, positions):
+    """``positions`` (into the uint32 ``keys``) in ascending key order, stable.
+
+    LSD radix sort, three 11-bit passes whose histograms are all taken in one read (positive float32 depths
+    order like their bit patterns). Short lists go by insertion sort (the histograms would cost more).
     """
     total = positions.shape[0]
-    keys = depth.view(np.uint32)
+    out = positions.copy()
+    if total <= 32:
+        for a in range(1, total):
+            p = out[a]
+            key = keys[p]
+            b = a - 1
+            while b >= 0 and keys[out[b]] > key:
+                out[b + 1] = out[b]
+                b -= 1
+            out[b + 1] = p
+        return out
     buckets = 1 << RADIX_BITS
     mask = buckets - 1
     hist = np.zeros((3, buckets + 1), dtype=np.int64)
@@ -230,44 +350,28 @@ def sort_positions(depth, positions, slot_ids, slots):
     for p in range(3):
         for d in range(buckets):
             hist[p, d + 1] += hist[p, d]
-    pos_a = np.empty(total, dtype=np.int64)
     key_a = np.empty(total, dtype=np.uint32)
     for k in range(total):
         i = positions[k]
         d = keys[i] & mask
         at = hist[0, d]
         hist[0, d] += 1
-        pos_a[at] = i
+        out[at] = i
         key_a[at] = keys[i]
-    pos_b = np.empty_like(pos_a)
+    pos_b = np.empty_like(out)
     key_b = np.empty_like(key_a)
     for k in range(total):
         d = (key_a[k] >> RADIX_BITS) & mask
         at = hist[1, d]
         hist[1, d] += 1
-        pos_b[at] = pos_a[k]
+        pos_b[at] = out[k]
         key_b[at] = key_a[k]
     for k in range(total):
         d = key_b[k] >> (2 * RADIX_BITS)
         at = hist[2, d]
         hist[2, d] += 1
-        pos_a[at] = pos_b[k]
-        key_a[at] = key_b[k]
-    k = 0
-    while k < total:  # ties: by world index (rare outside synthetic scenes)
-        e = k + 1
-        while e < total and key_a[e] == key_a[k]:
-            e += 1
-        if e - k > 1:
-            run = pos_a[k:e].copy()
-            world_ids = np.empty(e - k, dtype=np.int64)
-            for r in range(e - k):
-                world_ids[r] = slot_ids[slots[run[r]]]
-            by_id = np.argsort(world_ids)
-            for r in range(e - k):
-                pos_a[k + r] = run[by_id[r]]
-        k = e
-    return pos_a
+        out[at] = pos_b[k]
+    return out
 
 
 # ------------------------------------------------------------------------------------ gather and binning
@@ -575,26 +679,10 @@ def _bin_open_tiles(rows, order, start, count, left, band_t0, band_t1, tile_size
 
 
 @njit(cache=True)
-def fresh_state(width, height, tile_size):
-    """Compositing state of an empty image: ``done`` (H, W) opaque pixels, ``left`` open pixels per tile
-    (row-major tiles), ``row_left`` (H, tile columns) open pixels per tile row segment."""
-    tiles_x = (width + tile_size - 1) // tile_size
-    tiles_y = (height + tile_size - 1) // tile_size
-    left = np.empty(tiles_x * tiles_y, dtype=np.int64)
-    for t in range(tiles_x * tiles_y):
-        ty, tx = t // tiles_x, t % tiles_x
-        left[t] = min(tile_size, width - tx * tile_size) * min(tile_size, height - ty * tile_size)
-    row_left = np.empty((height, tiles_x), dtype=np.int64)
-    for tx in range(tiles_x):
-        row_left[:, tx] = min(tile_size, width - tx * tile_size)
-    return np.zeros((height, width), dtype=np.bool_), left, row_left
-
-
-@njit(cache=True)
 def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, band_t0, band_t1, near, far,
                    width, height, tile_size, acc, trans, done, left, row_left):
     """Front-to-back compositing of the Gaussians with depth in [near, far) into the tile rows [band_t0, band_t1)
-    of acc (H,W,4) and trans (H,W); ``done``, ``left`` and ``row_left`` (``fresh_state``) carry the pixels'
+    of acc (H,W,4) and trans (H,W); ``done``, ``left`` and ``row_left`` (``cpu.fresh_state``) carry the pixels'
     saturation from one call to the next (a frame composited in depth ranges gives the same picture).
 
     The band takes the projected Gaussians that touch it in depth order, and gathers, bins and blends them in
@@ -615,7 +703,7 @@ def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots
     band_done, band_row_left = done[y_top:y_end], row_left[y_top:y_end]
     num_tiles = tiles_x * (band_t1 - band_t0)
     batch_rows = np.empty((min(order.shape[0], FIRST_BATCH * 64), PACKED_WIDTH), dtype=np.float32)
-    start, size = 0, FIRST_BATCH
+    start, size = np.int64(0), np.int64(FIRST_BATCH)  # int64, not literals: one compile of the callees
     while start < order.shape[0] and (band_left > 0).any():
         count = min(size, order.shape[0] - start, batch_rows.shape[0])
         while sorted_end < start + count:  # sort the next run of buckets that covers this batch
@@ -623,7 +711,9 @@ def composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots
             while bucket_starts[stop] < start + count:
                 stop += 1
             run_end = bucket_starts[stop]
-            order[sorted_end:run_end] = sort_positions(depth, order[sorted_end:run_end], slot_ids, slots)
+            run = sort_positions(depth, order[sorted_end:run_end], slot_ids, slots)
+            for r in range(run.shape[0]):  # a loop: a slice assignment compiles shape checks and messages (seconds)
+                order[sorted_end + r] = run[r]
             sorted_end, next_bucket = run_end, stop
         offsets, lists = _bin_open_tiles(rows, order, start, count, band_left, band_t0, band_t1, tile_size, tiles_x,
                                          batch_rows)
@@ -665,74 +755,20 @@ def balanced_bands(depth, tile_rows, cand_offsets, counts, near, far, tiles_y, b
     return bounds[:made + 1]
 
 
-@njit(parallel=True, cache=True)
-def composite(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, bounds, near, far, width, height,
-              tile_size, acc, trans, done, left, row_left):
-    """``composite_band`` for the bands of tile rows [bounds[b], bounds[b+1]) in parallel (one launch per depth
-    range: waking threads costs milliseconds on a busy machine, so the composite does not wake them batch by
-    batch)."""
-    for b in prange(bounds.shape[0] - 1):
-        composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, bounds[b], bounds[b + 1], near,
-                       far, width, height, tile_size, acc, trans, done, left, row_left)
-
-
-# ------------------------------------------------------------------------------------- batch of cameras
-@njit(cache=True)
-def _project_list(geometry, sh, chunk_starts, chunks, view, cam_pos, intrinsics, width, height, tile_size, eps2d,
-                  near, far, rows, depth, slots, tile_rows, cand_offsets, counts, first, slot_base):
-    """Project ``chunks`` on the calling thread; chunk j's rows start at cand_offsets[first + j]."""
-    for j in range(chunks.shape[0]):
-        c = chunks[j]
-        counts[first + j] = _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], view, cam_pos,
-                                           intrinsics, width, height, tile_size, eps2d, near, far, rows, depth, slots,
-                                           tile_rows, cand_offsets[first + j], slot_base)
-
-
-@njit(parallel=True, cache=True)
-def render_batch(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_chunk_starts, slot_ids, chunk_lists,
-                 list_offsets, coarse_lists, coarse_offsets, views, cam_positions, intrinsics, width, height,
-                 tile_size, eps2d, near, far, camera_order, group_starts, acc, trans):
-    """Render B cameras, one camera at a time per thread: group k (one per thread) renders the cameras
-    camera_order[group_starts[k]:group_starts[k+1]]. Camera b draws the index chunks
-    chunk_lists[list_offsets[b]:list_offsets[b+1]] and the coarse-level chunks
-    coarse_lists[coarse_offsets[b]:coarse_offsets[b+1]] (lyra_sim.rendering.lod; their slots follow the exact
-    rows'). Composites into acc (B,H,W,4) (zeros) and trans (B,H,W) (ones)."""
-    tiles_y = (height + tile_size - 1) // tile_size
-    for group in prange(group_starts.shape[0] - 1):
-        for position in range(group_starts[group], group_starts[group + 1]):
-            _render_camera(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_chunk_starts, slot_ids,
-                           chunk_lists, list_offsets, coarse_lists, coarse_offsets, views, cam_positions, intrinsics,
-                           width, height, tile_size, tiles_y, eps2d, near, far, camera_order[position], acc, trans)
-
-
-@njit(cache=True)
-def _render_camera(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_chunk_starts, slot_ids, chunk_lists,
-                   list_offsets, coarse_lists, coarse_offsets, views, cam_positions, intrinsics, width, height,
-                   tile_size, tiles_y, eps2d, near, far, b, acc, trans):
-    """Camera b of ``render_batch`` on the calling thread."""
-    chunks = chunk_lists[list_offsets[b]:list_offsets[b + 1]]
-    coarse = coarse_lists[coarse_offsets[b]:coarse_offsets[b + 1]]
-    fine_count = chunks.shape[0]
-    cand_offsets = np.zeros(fine_count + coarse.shape[0] + 1, dtype=np.int64)
-    for j in range(fine_count):
-        cand_offsets[j + 1] = cand_offsets[j] + chunk_starts[chunks[j] + 1] - chunk_starts[chunks[j]]
-    for j in range(coarse.shape[0]):
-        size = coarse_chunk_starts[coarse[j] + 1] - coarse_chunk_starts[coarse[j]]
-        cand_offsets[fine_count + j + 1] = cand_offsets[fine_count + j] + size
-    capacity = cand_offsets[-1]
-    rows = np.empty((capacity, PACKED_WIDTH), dtype=np.float32)
-    depth = np.empty(capacity, dtype=np.float32)
-    slots = np.empty(capacity, dtype=np.int64)
-    tile_rows = np.empty((capacity, 2), dtype=np.int32)
-    counts = np.empty(cand_offsets.shape[0] - 1, dtype=np.int64)
-    _project_list(geometry, sh, chunk_starts, chunks, views[b], cam_positions[b], intrinsics[b], width, height,
-                  tile_size, eps2d, near, far, rows, depth, slots, tile_rows, cand_offsets, counts, 0, 0)
-    _project_list(coarse_geometry, coarse_sh, coarse_chunk_starts, coarse, views[b], cam_positions[b],
-                  intrinsics[b], width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows,
-                  cand_offsets, counts, fine_count, geometry.shape[0])
-    done, left, row_left = fresh_state(width, height, tile_size)
-    composite_band(rows, depth, tile_rows, cand_offsets, counts, slot_ids, slots, 0, tiles_y, 0.0, np.inf, width,
-                   height, tile_size, acc[b], trans[b], done, left, row_left)
+@njit(cache=True, nogil=True)
+def composite(rows, depth, tile_rows, cand_offsets, counts, view_items, slot_ids, slots, band_views, band_t0, band_t1,
+              first, stop, near, far, width, height, tile_size, acc, trans, done, left, row_left):
+    """``composite_band`` for the bands first:stop of one or more cameras, in turn, on the calling thread and
+    without the GIL. Band k covers tile rows [band_t0[k], band_t1[k]) of camera band_views[k], whose projected
+    chunks are items view_items[b]:view_items[b + 1] of cand_offsets/counts. Camera b composites its Gaussians
+    with depth in [near[b], far[b]) into acc[b] (H,W,4), trans[b] (H,W) with the state done[b], left[b],
+    row_left[b]; two calls on disjoint bands may run at once."""
+    for k in range(first, stop):
+        b = band_views[k]
+        items, items_end = view_items[b], view_items[b + 1]
+        composite_band(rows, depth, tile_rows, cand_offsets[items:items_end], counts[items:items_end], slot_ids, slots,
+                       band_t0[k], band_t1[k], near[b], far[b], width, height, tile_size, acc[b], trans[b], done[b],
+                       left[b], row_left[b])
 
 
 # --------------------------------------------------------------------------------------------- backward

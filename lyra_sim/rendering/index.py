@@ -43,48 +43,55 @@ class SceneIndex:
 
     geometry: np.ndarray  # (M, GEOMETRY_WIDTH) float32: mean, covariance (xx xy xz yy yz zz), opacity, extend, cut
     sh: np.ndarray  # (M, K, 3) float32 SH coefficients, same order
-    ids: np.ndarray  # (M,) int32: index of each row in the world
+    ids: np.ndarray  # (M,) int64: index of each row in the world
     chunk_starts: np.ndarray  # (C+1,) int64: chunk c owns rows chunk_starts[c]:chunk_starts[c+1]
     mean_boxes: np.ndarray  # (C, 2, 3) float64: min and max corner of the chunk's means
     extent_boxes: np.ndarray  # (C, 2, 3) float64: same, grown by CULL_SIGMAS standard deviations per axis
     codes: np.ndarray  # (M,) uint64 Morton codes of the rows (ascending)
-    _coarse: dict = field(default_factory=dict, compare=False, repr=False)  # built on first use
+    #: Data derived from the index on first use and kept with it, by the module that derives it (the coarse levels
+    #: of lyra_sim.rendering.lod); it goes when the index is rebuilt.
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def num_chunks(self) -> int:
         return len(self.chunk_starts) - 1
 
-    def coarse_levels(self):
-        """The chunks' coarser levels of detail (``lyra_sim.rendering.lod.CoarseLevels``), built on first use."""
-        if "levels" not in self._coarse:
-            from lyra_sim.rendering.lod import build_coarse_levels
-
-            self._coarse["levels"] = build_coarse_levels(self)
-        return self._coarse["levels"]
-
     def visible_chunks(self, world_to_cam: np.ndarray, K: np.ndarray, width: int, height: int, near: float,
                        far: float, extent_boxes: np.ndarray | None = None) -> np.ndarray:
         """Indices (int64) of the chunks that may hold a Gaussian this camera draws (conservative test);
         ``extent_boxes`` replaces the chunks' own (the coarse levels' boxes are larger)."""
+        return self.visible_chunks_of(world_to_cam[None], K[None], width, height, near, far, extent_boxes)[0]
+
+    def visible_chunks_of(self, world_to_cam: np.ndarray, K: np.ndarray, width: int, height: int, near: float,
+                          far: float, extent_boxes: np.ndarray | None = None) -> list[np.ndarray]:
+        """``visible_chunks`` of B cameras (world_to_cam (B,4,4), K (B,3,3)) in one pass over the chunks' box
+        corners (computed once per index: a batch of robot cameras shares them)."""
         if self.num_chunks == 0:
-            return np.zeros(0, np.int64)
-        rot, trans = world_to_cam[:3, :3], world_to_cam[:3, 3]
-        mean_z = _corners(self.mean_boxes) @ rot[2] + trans[2]  # (C, 8)
-        keep = (mean_z.max(axis=1) >= near) & (mean_z.min(axis=1) <= far)
+            return [np.zeros(0, np.int64) for _ in range(len(world_to_cam))]
+        rot, trans = world_to_cam[:, :3, :3], world_to_cam[:, :3, 3]
+        mean_z = self._corners(self.mean_boxes) @ rot[:, 2].T + trans[:, 2]  # (C, 8, B)
+        keep = (mean_z.max(axis=1) >= near) & (mean_z.min(axis=1) <= far)  # (C, B)
         boxes = self.extent_boxes if extent_boxes is None else extent_boxes
-        cam = _corners(boxes) @ rot.T + trans  # (C, 8, 3)
-        x, y, z = cam[..., 0], cam[..., 1], cam[..., 2]
-        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+        cam = np.einsum("cpk,bjk->bjcp", self._corners(boxes), rot) + trans[:, :, None, None]  # (B, 3, C, 8)
+        x, y, z = cam[:, 0], cam[:, 1], cam[:, 2]
+        fx, fy, cx, cy = (K[:, i, j][:, None, None] for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
         m = CULL_MARGIN_PX
         # A chunk is outside when all eight corners lie beyond one plane through the camera centre.
-        keep &= ~np.all(x * fx > (width + m - cx) * z, axis=1)
-        keep &= ~np.all(x * fx < (-m - cx) * z, axis=1)
-        keep &= ~np.all(y * fy > (height + m - cy) * z, axis=1)
-        keep &= ~np.all(y * fy < (-m - cy) * z, axis=1)
-        return np.flatnonzero(keep)
+        outside = np.all(x * fx > (width + m - cx) * z, axis=2) | np.all(x * fx < (-m - cx) * z, axis=2)
+        outside |= np.all(y * fy > (height + m - cy) * z, axis=2) | np.all(y * fy < (-m - cy) * z, axis=2)
+        keep = keep.T & ~outside  # (B, C)
+        return [np.flatnonzero(row) for row in keep]
+
+    def _corners(self, boxes: np.ndarray) -> np.ndarray:
+        """``box_corners(boxes)``, kept for the boxes of this index and its levels."""
+        cached = self.derived.setdefault("corners", {})
+        entry = cached.get(id(boxes))
+        if entry is None or entry[0] is not boxes:
+            entry = cached[id(boxes)] = (boxes, box_corners(boxes))
+        return entry[1]
 
 
-def _corners(boxes: np.ndarray) -> np.ndarray:
+def box_corners(boxes: np.ndarray) -> np.ndarray:
     """(C, 2, 3) min/max boxes -> (C, 8, 3) corners."""
     pick = np.array([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)])
     return np.stack([boxes[:, pick[:, axis], axis] for axis in range(3)], axis=-1)
@@ -149,12 +156,12 @@ def build_index(world: GaussianWorld, chunk_size: int | None = None) -> SceneInd
     chunk_size = chunk_size or chunk_size_for(len(ids))
     starts = np.append(np.arange(0, len(ids), chunk_size, dtype=np.int64), len(ids))
     mean_np, std_np = means.numpy(), std.numpy()
-    mean_boxes, extent_boxes = _chunk_boxes(mean_np, std_np, starts)
-    return SceneIndex(geometry.to(torch.float32).numpy(), sh, ids.to(torch.int32).numpy(), starts,
+    mean_boxes, extent_boxes = chunk_boxes(mean_np, std_np, starts)
+    return SceneIndex(geometry.to(torch.float32).numpy(), sh, ids.to(torch.int64).numpy(), starts,
                       mean_boxes, extent_boxes, codes[order_np])
 
 
-def _chunk_boxes(means: np.ndarray, std: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def chunk_boxes(means: np.ndarray, std: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-chunk min/max of the means and of the means +- std."""
     if len(starts) < 2:
         return np.zeros((0, 2, 3)), np.zeros((0, 2, 3))

@@ -9,10 +9,13 @@ SH = sum w sh / W, opacity = min(MAX_MERGED_OPACITY, sum o A / A_merged) (the ce
 the merged footprint). A level is kept only if it at least halves the previous one's Gaussians, so all
 levels together hold fewer Gaussians than the world.
 
-A camera draws a chunk at the coarsest level whose merged Gaussians (cells of two or more) all project to at
-most ``lod_px`` pixels of standard deviation (sqrt(trace Sigma) f / z at the chunk's nearest depth), so far
-and dense chunks cost a fraction of their Gaussians; near chunks stay exact. ``benchmarks/bench_render.py``
-measures the error.
+A camera chooses per cell, not per chunk: the projection (``cpu_kernels._project_chunk``) walks each visible
+chunk's octree down from its coarsest level and draws a cell merged as soon as its merged Gaussian projects to
+at most ``lod_px`` pixels of standard deviation at its own depth (sqrt(trace Sigma) f / z), replacing any other
+by its children (``CoarseLevels.children``) down to the exact Gaussians. Far and dense regions cost a fraction
+of their Gaussians, near ones stay exact, and a camera with large pixels (a 64x48 robot camera) projects about
+as many Gaussians as its pixels need rather than all it sees. ``benchmarks/bench_render.py`` and
+``benchmarks/bench_env.py`` measure the error.
 """
 
 from __future__ import annotations
@@ -39,8 +42,7 @@ from lyra_sim.rendering.index import (
     S12,
     S22,
     SceneIndex,
-    _chunk_boxes,
-    _corners,
+    chunk_boxes,
 )
 
 MAX_LEVELS = 6
@@ -56,13 +58,18 @@ class CoarseLevels:
     geometry: np.ndarray  # (M, GEOMETRY_WIDTH) float32, same columns as SceneIndex.geometry
     sh: np.ndarray  # (M, K, 3) float32
     chunk_starts: np.ndarray  # (L C + 1,) int64
-    sigma_max: np.ndarray  # (L + 1, C) float64: largest sqrt(trace Sigma) of each chunk at each level (0: exact)
+    children: np.ndarray  # (M, 2) int64: [first, stop) rows of the level below (index rows below level 1)
+    radii: np.ndarray  # (M,) float64: a sphere about each merged mean holding its members' extents (culling)
+    num_levels: int
     extent_boxes: np.ndarray  # (C, 2, 3) float64: each chunk's extent box over all its levels
     slot_ids: np.ndarray  # (N + M,) int64: tie-break ids of the exact rows, then of the merged rows (unused ids)
 
-    @property
-    def num_levels(self) -> int:
-        return len(self.sigma_max) - 1
+
+def coarse_levels(index: SceneIndex) -> CoarseLevels:
+    """The coarse levels of ``index``, built on first use and kept with the index."""
+    if "coarse_levels" not in index.derived:
+        index.derived["coarse_levels"] = build_coarse_levels(index)
+    return index.derived["coarse_levels"]
 
 
 def build_coarse_levels(index: SceneIndex) -> CoarseLevels:
@@ -76,9 +83,10 @@ def build_coarse_levels(index: SceneIndex) -> CoarseLevels:
     sh, codes, starts = index.sh, index.codes, index.chunk_starts
     members = np.ones(len(means), np.int64)
     trace_std = np.sqrt(np.trace(cov, axis1=1, axis2=2))
-    sigma_max = [_chunk_max(trace_std, starts)]
     extent_lo, extent_hi = index.extent_boxes[:, 0].copy(), index.extent_boxes[:, 1].copy()
-    levels_geometry, levels_sh, levels_starts = [], [], []
+    levels_geometry, levels_sh, levels_starts, levels_children, levels_radii = [], [], [], [], []
+    radius = CULL_SIGMAS * trace_std  # a Gaussian's extent (its largest standard deviation is at most sqrt(trace))
+    below = 0  # first row of the level below in its array (exact rows: the index; merged rows: the levels')
     shift = _first_shift(index, trace_std)
     while len(levels_geometry) < MAX_LEVELS and shift < MORTON_BITS and len(means) > index.num_chunks:
         group_starts, group_chunk_starts = _cell_groups(codes, starts, shift)
@@ -90,6 +98,8 @@ def build_coarse_levels(index: SceneIndex) -> CoarseLevels:
         safe = np.maximum(total, 1e-30)[:, None]
         merged_means = np.add.reduceat(weight[:, None] * means, group_starts) / safe
         offset = means - np.repeat(merged_means, sizes, axis=0)
+        radius = np.maximum.reduceat(np.linalg.norm(offset, axis=1) + radius, group_starts)
+        levels_radii.append(radius)
         spread = cov + offset[:, :, None] * offset[:, None, :]
         cov = np.add.reduceat(weight[:, None, None] * spread, group_starts) / safe[:, :, None]
         means = merged_means
@@ -101,10 +111,9 @@ def build_coarse_levels(index: SceneIndex) -> CoarseLevels:
         sh = np.add.reduceat(weight.astype(np.float32)[:, None, None] * sh, group_starts)
         sh /= safe[:, :, None].astype(np.float32)
         op, weight, members, codes, starts = merged_op, total, merged_members, codes[group_starts], group_chunk_starts
-        # Only merged Gaussians can differ from what they replace: a Gaussian alone in its cell does not count.
-        merged_std = np.where(alone, 0.0, np.sqrt(np.trace(cov, axis1=1, axis2=2)))
-        sigma_max.append(_chunk_max(merged_std, starts))
-        _, boxes = _chunk_boxes(means, np.sqrt(np.diagonal(cov, axis1=1, axis2=2)) * CULL_SIGMAS, starts)
+        levels_children.append(below + np.stack([group_starts, group_starts + sizes], axis=1))
+        below = sum(len(g) for g in levels_geometry)
+        _, boxes = chunk_boxes(means, np.sqrt(np.diagonal(cov, axis1=1, axis2=2)) * CULL_SIGMAS, starts)
         extent_lo, extent_hi = np.minimum(extent_lo, boxes[:, 0]), np.maximum(extent_hi, boxes[:, 1])
         levels_geometry.append(_geometry_rows(means, cov, op))
         levels_sh.append(sh)
@@ -117,7 +126,9 @@ def build_coarse_levels(index: SceneIndex) -> CoarseLevels:
     merged_sh = np.concatenate(levels_sh) if levels_sh else index.sh[:0]
     first_merged_id = int(index.ids.max()) + 1 if len(index.ids) else 0
     slot_ids = np.concatenate([index.ids.astype(np.int64), first_merged_id + np.arange(len(merged_geometry))])
-    return CoarseLevels(merged_geometry, merged_sh, chunk_starts, np.stack(sigma_max),
+    children = (np.concatenate(levels_children) if levels_children else np.zeros((0, 2), np.int64)).astype(np.int64)
+    radii = np.concatenate(levels_radii) if levels_radii else np.zeros(0)
+    return CoarseLevels(merged_geometry, merged_sh, chunk_starts, children, radii, len(levels_geometry),
                         np.stack([extent_lo, extent_hi], axis=1), slot_ids)
 
 
@@ -142,21 +153,6 @@ def _cell_groups(codes: np.ndarray, chunk_starts: np.ndarray, shift: int) -> tup
     return group_starts, np.searchsorted(group_starts, chunk_starts).astype(np.int64)
 
 
-def choose_levels(index: SceneIndex, coarse: CoarseLevels, chunks: np.ndarray, world_to_cam: np.ndarray,
-                  focal: float, near: float, lod_px: float) -> np.ndarray:
-    """Level (0 = exact) at which to draw each of ``chunks``: the coarsest whose Gaussians project to at most
-    ``lod_px`` pixels of standard deviation at the chunk's nearest depth."""
-    if len(chunks) == 0:
-        return np.zeros(0, np.int64)
-    z = _corners(index.mean_boxes[chunks]) @ world_to_cam[2, :3] + world_to_cam[2, 3]
-    nearest = np.maximum(z.min(axis=1), near)
-    fits = coarse.sigma_max[:, chunks] * focal <= lod_px * nearest  # (levels + 1, chunks)
-    level = np.zeros(len(chunks), np.int64)
-    for candidate in range(1, coarse.num_levels + 1):
-        level[fits[candidate]] = candidate
-    return level
-
-
 def _covariances(geometry: np.ndarray) -> np.ndarray:
     cov = np.empty((len(geometry), 3, 3))
     for (i, j), col in {(0, 0): S00, (0, 1): S01, (0, 2): S02, (1, 1): S11, (1, 2): S12, (2, 2): S22}.items():
@@ -169,14 +165,6 @@ def _area(cov: np.ndarray) -> np.ndarray:
     minors = (cov[:, 0, 0] * cov[:, 1, 1] - cov[:, 0, 1] ** 2 + cov[:, 0, 0] * cov[:, 2, 2] - cov[:, 0, 2] ** 2
               + cov[:, 1, 1] * cov[:, 2, 2] - cov[:, 1, 2] ** 2)
     return np.sqrt(np.maximum(minors, 0.0))
-
-
-def _chunk_max(values: np.ndarray, chunk_starts: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(chunk_starts) - 1)
-    nonempty = np.diff(chunk_starts) > 0
-    if nonempty.any():
-        out[nonempty] = np.maximum.reduceat(values, chunk_starts[:-1][nonempty])
-    return out
 
 
 def _geometry_rows(means: np.ndarray, cov: np.ndarray, op: np.ndarray) -> np.ndarray:
