@@ -186,8 +186,8 @@ class NavigateEnv(gym.Env):
 
     def _camera_images(self, result) -> dict:
         """The observation's rgb and depth from the robot camera's RenderResult."""
-        depth = result.surface_depth().reshape(self.image_size[1], self.image_size[0], 1)
-        return {"rgb": result.to_uint8().numpy(), "depth": self.depth_observation(depth.numpy())}
+        rgb, depth = result.sensor_images()
+        return {"rgb": rgb, "depth": self.depth_observation(depth)}
 
     def depth_observation(self, metres: np.ndarray) -> np.ndarray:
         """The observation's depth from metres (0 = no surface): clipped to ``max_depth``; as uint8 steps of

@@ -48,8 +48,7 @@ def _images(world, camera: Camera, threads: int, lod: float | None) -> tuple[np.
     numba.set_num_threads(threads)  # per thread, and queues sharing the worker may want different counts
     with torch.no_grad():  # grad mode is per thread: set it in the worker
         result = render(world, camera, background=DEFAULT_BACKGROUND, lod=lod)
-    depth = result.surface_depth().numpy().astype(np.float32)[..., None]
-    return result.to_uint8().numpy(), depth
+    return result.sensor_images()
 
 
 class RenderQueue:

@@ -46,6 +46,11 @@ class RenderResult:
         """Depth where a pixel shows a surface (alpha >= ``min_alpha``), 0 elsewhere, as a depth sensor reports it."""
         return torch.where(self.alpha >= min_alpha, self.depth, torch.zeros_like(self.depth))
 
+    def sensor_images(self) -> tuple[np.ndarray, np.ndarray]:
+        """What an RGB-D camera reports: RGB uint8 (..., H, W, 3) and surface depth float32 (..., H, W, 1), in
+        metres (0: no surface)."""
+        return self.to_uint8().numpy(), self.surface_depth().detach().numpy().astype(np.float32)[..., None]
+
     def to_uint8(self) -> torch.Tensor:
         """RGB as uint8 (..., H, W, 3)."""
         rgb = self.rgb.detach()

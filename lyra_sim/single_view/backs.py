@@ -21,8 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import ndimage
 
+from lyra_sim.camera import pixel_directions
 from lyra_sim.single_view.layers import DepthLayers
 
 
@@ -62,12 +64,6 @@ def _default_tangents(normals: np.ndarray) -> np.ndarray:
     return np.where(np.abs(normals[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0.0, 1, 0]]))
 
 
-def _rays(shape: tuple[int, int], K: np.ndarray) -> np.ndarray:
-    h, w = shape
-    v, u = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
-    return np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
-
-
 def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: DepthLayers, normals: np.ndarray,
                 baseline: float, max_width: float = 0.25, sigma: float = 0.6) -> Surfels:
     """Background surfels behind the foreground edges (module docstring); ``baseline`` in world units."""
@@ -100,7 +96,7 @@ def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Depth
     ok = inv[mv, mu] <= inv[fv, fu] * 1.1  # the mirrored pixel must itself be background
     mv, mu = np.where(ok, mv, fv), np.where(ok, mu, fu)
     z = 1.0 / inv_b
-    points = _rays((h, w), K)[bv, bu] * z[:, None]
+    points = pixel_directions(torch.from_numpy(np.asarray(K, np.float64)), h, w).numpy()[bv, bu] * z[:, None]
     footprint = z / focal
     scales = np.stack([sigma * footprint, sigma * footprint, 0.1 * footprint], axis=-1)
     return Surfels(points, normals[fv, fu], scales, rgb[mv, mu])
@@ -177,7 +173,7 @@ def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dept
     colours = object_colour_field(rgb, labels, median_width_px) if smooth_colours else rgb
     back = np.minimum(depth + thickness, behind - 2 * footprint)
     closed = objects & (back > depth + footprint)
-    rays = _rays((h, w), K)
+    rays = pixel_directions(torch.from_numpy(np.asarray(K, np.float64)), h, w).numpy()
     # Sides: silhouette pixels get strips along their view ray from front to back, facing outwards (towards
     # the neighbours that are not the same object).
     padded = np.pad(labels, 1, mode="constant")
