@@ -230,3 +230,12 @@ def test_camera_period_repeats_the_last_images_between_refreshes(room_scene):
     finally:
         every.close()
         third.close()
+
+
+def test_an_image_with_bad_intrinsics_is_one_error_naming_them_before_any_world_is_made(tmp_path):
+    from lyra_sim.inputs import InputError
+
+    bad = tmp_path / "K.json"
+    bad.write_text('{"fx": -5, "fy": 100, "cx": 10, "cy": 10}')
+    with pytest.raises(InputError, match="intrinsics.*K.json.*focal"):
+        lyra_sim.make_env(str(EXAMPLE / "tabletop_rgb.png"), intrinsics=str(bad), **SMALL)

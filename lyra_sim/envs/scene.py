@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from lyra_sim.camera import Camera
 from lyra_sim.generate import generate_world
-from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
+from lyra_sim.inputs.images import load_depth, load_rgb
 from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS, BulletScene
@@ -222,8 +222,6 @@ def _world_from_source(source, intrinsics, depth_model, depth_scale: float | Non
         return world, [(depth, K, np.eye(4))]  # the input camera is the world's origin; depth at full size
     if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in world_suffixes():
         return load_world(source), []
-    if intrinsics is not None:
-        load_intrinsics(intrinsics, *load_rgb(source, name="source").shape[1::-1])  # fail early, name the input
     # depth_model None: $LYRA_SIM_DEPTH_MODEL if set; on the flat prior generate_world warns at the user's line
     return generate_world(source, intrinsics=intrinsics, depth_model=depth_model, **generate_options), []
 
