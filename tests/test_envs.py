@@ -237,5 +237,5 @@ def test_an_image_with_bad_intrinsics_is_one_error_naming_them_before_any_world_
 
     bad = tmp_path / "K.json"
     bad.write_text('{"fx": -5, "fy": 100, "cx": 10, "cy": 10}')
-    with pytest.raises(InputError, match="intrinsics.*K.json.*focal"):
+    with pytest.raises(InputError, match=r"intrinsics.*K\.json.*focal"):
         lyra_sim.make_env(str(EXAMPLE / "tabletop_rgb.png"), intrinsics=str(bad), **SMALL)
