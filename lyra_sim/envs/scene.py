@@ -15,13 +15,14 @@ from lyra_sim.camera import Camera
 from lyra_sim.generate import generate_world
 from lyra_sim.inputs.images import load_depth, load_rgb
 from lyra_sim.io import load_world, world_suffixes
+from lyra_sim.io.scene_file import is_scene_file
 from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS, BulletScene
 from lyra_sim.physics.proxy import TRIANGLE_BUDGET, CollisionMesh
+from lyra_sim.physics.scene_collider import read_scene_collider
 from lyra_sim.rendering import render
 from lyra_sim.rendering.warmup import compile_cpu_renderer
 from lyra_sim.sh import rgb_to_sh0
-from lyra_sim.splat_import.scene_file import is_scene_file, read_scene_collider
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, first_keyframe
 
 # The free-space map: floor Gaussians are those within FLOOR_BAND of z = 0 and at least FLOOR_MIN_OPACITY opaque;

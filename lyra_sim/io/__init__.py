@@ -20,6 +20,7 @@ from lyra_sim.io.gltf import read_gltf, write_gltf
 from lyra_sim.io.guards import input_file
 from lyra_sim.io.native import read_native, write_native
 from lyra_sim.io.ply import read_ply, write_ply
+from lyra_sim.io.scene_file import is_scene_file, read_scene_world
 from lyra_sim.io.sog import is_sog_meta, read_sog, write_sog
 from lyra_sim.io.splat import read_splat, write_splat
 from lyra_sim.io.spz import read_spz, write_spz
@@ -54,19 +55,8 @@ REGISTRY.add(WorldFormat("sog_meta", (".json",), reader=read_sog, sniff=is_sog_m
 REGISTRY.add(WorldFormat("splat", (".splat",), reader=read_splat, writer=_static_only(write_splat, ".splat file")))
 
 
-def _read_scene(path: Path, **options):
-    from lyra_sim.splat_import.scene_file import read_scene_world  # a scene names a world in another format
-
-    return read_scene_world(path, **options)
-
-
-def _is_scene(path: Path) -> bool:
-    from lyra_sim.splat_import.scene_file import is_scene_file
-
-    return is_scene_file(path)
-
-
-REGISTRY.add(WorldFormat("scene", (".json",), reader=_read_scene, sniff=_is_scene))  # lyra-sim simready's scene.json
+# lyra-sim simready's scene.json (names an aligned world and its collider)
+REGISTRY.add(WorldFormat("scene", (".json",), reader=read_scene_world, sniff=is_scene_file))
 
 
 def load_world(

@@ -30,10 +30,10 @@ from lyra_sim.errors import LyraSimError
 from lyra_sim.io import REGISTRY, load_world
 from lyra_sim.io.atomic import atomic_dir
 from lyra_sim.io.mesh_glb import write_mesh_glb
+from lyra_sim.io.scene_file import SCENE_FILE, write_scene_file
 from lyra_sim.media import contact_sheet, save_png
 from lyra_sim.splat_import.conventions import Convention, recognise
 from lyra_sim.splat_import.gravity import AXES, find_up, rotation_to_z_up
-from lyra_sim.splat_import.scene_file import SCENE_FILE, write_scene_file
 from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld
 
 WORLD_FILE, COLLIDER_FILE, SHEET_FILE = "world.usdc", "collider.glb", "contact_sheet.png"

@@ -13,8 +13,6 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.io.errors import WorldFileError
 from lyra_sim.io.guards import MAX_JSON_BYTES, read_json
@@ -45,7 +43,8 @@ def is_scene_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def _scene(path: Path) -> dict:
+def scene_record(path: Path) -> dict:
+    """The checked contents of a ``scene.json`` (its world and collider are files beside it)."""
     data = read_json(path, "scene", WorldFileError)
     if not isinstance(data, dict) or data.get(FORMAT_KEY) != FORMAT_VERSION:
         raise WorldFileError(f"{path}: not a lyra_sim scene.json (version {FORMAT_VERSION})")
@@ -61,30 +60,12 @@ def _scene(path: Path) -> dict:
 
 def read_scene_world(path: str | os.PathLike, frame: str | None = None, meters_per_unit: float | None = None):
     """The aligned world a ``scene.json`` names (Z up, floor at z = 0, metres), its alignment in ``info``."""
-    from lyra_sim.io import load_world
+    from lyra_sim.io import load_world  # the package this module is registered in: imported when a scene is read
 
     path = Path(path)
     if frame not in (None, "z_up") or meters_per_unit not in (None, 1.0):
         raise WorldFileError(f"{path}: a scene is aligned (z_up, metres); frame and scale cannot be overridden")
-    data = _scene(path)
+    data = scene_record(path)
     world = load_world(path.parent / data["world"])
     world.info = {**world.info, "alignment": data["alignment"]}
     return world
-
-
-def read_scene_collider(path: str | os.PathLike):
-    """The collider of a ``scene.json`` as a CollisionMesh (obstacle faces first, then the floor at floor_z)."""
-    from lyra_sim.io.mesh_glb import read_mesh_glb
-    from lyra_sim.physics.proxy import CollisionMesh
-
-    path = Path(path)
-    data = _scene(path)
-    vertices, faces = read_mesh_glb(path.parent / data["collider"])
-    if len(faces) == 0:
-        raise WorldFileError(f"{path}: the collider {data['collider']} has no triangles")
-    floor_z = data.get("floor_z")
-    if floor_z is None:
-        return CollisionMesh(vertices, faces, len(faces), None)
-    on_floor = (np.abs(vertices[faces][:, :, 2] - float(floor_z)) < 1e-5).all(axis=1)
-    ordered = np.concatenate([faces[~on_floor], faces[on_floor]])
-    return CollisionMesh(vertices, ordered, int((~on_floor).sum()), float(floor_z))
