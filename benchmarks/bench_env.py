@@ -167,7 +167,7 @@ def vector_steps_per_second(scene) -> dict[str, dict]:
     stand-in for a fast renderer (the world cut to its STAND_IN_GAUSSIANS most opaque Gaussians), the lower
     bounds (no render; PyBullet alone), and the renderer's batched time per camera."""
     rng = np.random.default_rng(0)
-    options = {"image_size": (64, 48), "max_steps": 200}
+    options = {"image_size": (64, 48), "max_episode_steps": 200}
     make = partial(gymnasium.make, ENV_ID, source=scene, **options)
     envs = {ONE_BATCH: NavigateVectorEnv(scene, ROBOTS, **options),
             OVERLAP: NavigateVectorEnv(scene, ROBOTS, render_group=4, **options),
@@ -252,7 +252,7 @@ def main() -> None:
     rows_single = []
     rng = np.random.default_rng(0)
     for size in ((64, 48), (160, 120), (320, 240)):
-        env = NavigateEnv(scene, image_size=size, max_steps=10_000)
+        env = NavigateEnv(scene, image_size=size)  # never truncates by itself
         env.reset(seed=0)
         env.step(np.zeros(2))
         steps, t0 = 0, time.perf_counter()

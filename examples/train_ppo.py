@@ -54,7 +54,7 @@ def main() -> None:
     t0 = time.perf_counter()
     scene = example_scene()
     print(f"prepared the world in {time.perf_counter() - t0:.1f} s")
-    options = {"image_size": IMAGE_SIZE, "depth_format": "uint8", "max_steps": 100}
+    options = {"image_size": IMAGE_SIZE, "depth_format": "uint8", "max_episode_steps": 100}
     check_env(make_env(scene, **options).unwrapped)  # SB3's own checks: image spaces, bounds, dtypes
     vec = DummyVecEnv([lambda: Monitor(make_env(scene, **options))] * args.envs)  # Monitor: episode returns
     n_steps = max(64, min(512, args.steps // args.envs))

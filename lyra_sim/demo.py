@@ -96,15 +96,15 @@ def run_demo_episode(example_dir: str | os.PathLike, out: str | os.PathLike, ste
         f"(camera {scene.world.info['alignment']['camera_height_m']:.2f} m above the floor)")
     log(f"wrote collision proxy {proxy.save(out / 'proxy.obj')}")
     log(f"wrote {save_world(scene.world, out / 'world.usdz', collision_mesh=proxy)} (Z-up, metres, collider)")
-    env = NavigateEnv(scene, image_size=EPISODE_IMAGE_SIZE, max_steps=steps)
+    env = NavigateEnv(scene, image_size=EPISODE_IMAGE_SIZE)  # the loop below stops after `steps`
     obs, info = env.reset(seed=0)
     frames = [obs["rgb"]]
     total, t0 = 0.0, time.perf_counter()
     for _ in tqdm(range(steps), desc="episode", unit="step"):
-        obs, reward, terminated, truncated, info = env.step(scripted_action(obs["goal"]))
+        obs, reward, terminated, _, info = env.step(scripted_action(obs["goal"]))
         frames.append(obs["rgb"])
         total += reward
-        if terminated or truncated:
+        if terminated:
             break
     rate = (len(frames) - 1) / (time.perf_counter() - t0)
     env.close()

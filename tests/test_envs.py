@@ -1,6 +1,7 @@
 """LyraSim/Navigate-v0: gymnasium conformance, reproducibility, collisions, vector envs, sources."""
 
 import functools
+import inspect
 
 import gymnasium
 import numpy as np
@@ -10,13 +11,14 @@ from gymnasium.utils.env_checker import check_env
 import lyra_sim
 from lyra_sim.demo import EXAMPLE_DIR
 from lyra_sim.envs import ENV_ID, prepare_scene
+from lyra_sim.envs.navigate import NavigateEnv
 from lyra_sim.inputs import InputError
 from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.io import save_world
 from lyra_sim.synthetic.gaussian_rooms import ROOM_X, camera_view, room_surfaces, surfels_world
 
 EXAMPLE = EXAMPLE_DIR
-SMALL = {"image_size": (48, 36), "max_steps": 30}
+SMALL = {"image_size": (48, 36), "max_episode_steps": 30}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,7 @@ def test_starts_and_goals_lie_in_free_space(room_scene):
 
 
 def test_driving_into_a_wall_terminates_with_a_penalty(room_scene):
-    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_steps=200).unwrapped
+    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_episode_steps=200).unwrapped
     try:
         env.reset(seed=0)
         wall_x = ROOM_X[1] - 0.3
@@ -112,7 +114,7 @@ def test_driving_into_a_wall_terminates_with_a_penalty(room_scene):
 
 
 def test_step_limit_truncates(room_scene):
-    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_steps=3)
+    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_episode_steps=3)
     try:
         env.reset(seed=1)
         results = [env.step(np.zeros(2)) for _ in range(3)]
@@ -124,7 +126,7 @@ def test_step_limit_truncates(room_scene):
 
 
 def test_sync_and_async_vector_envs(room_scene):
-    make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, image_size=(32, 24), max_steps=10)
+    make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, image_size=(32, 24), max_episode_steps=10)
     sync = gymnasium.vector.SyncVectorEnv([make, make])
     asynchronous = gymnasium.vector.AsyncVectorEnv([make, make], context="spawn")
     try:
@@ -165,7 +167,7 @@ def test_bad_source_is_named():
 def test_non_finite_action_is_refused_and_the_env_keeps_working(room_scene):
     from lyra_sim.envs.navigate import ActionError
 
-    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_steps=20).unwrapped
+    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_episode_steps=20).unwrapped
     try:
         env.reset(seed=0)
         before = env.bullet.robot_state()
@@ -182,14 +184,15 @@ def test_non_finite_action_is_refused_and_the_env_keeps_working(room_scene):
 def test_stepping_a_finished_episode_needs_a_reset(room_scene):
     from gymnasium.error import ResetNeeded
 
-    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_steps=2).unwrapped
+    env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24)).unwrapped
     try:
         with pytest.raises(ResetNeeded):
             env.step(np.zeros(2))
         env.reset(seed=1)
         env.step(np.zeros(2))
-        *_, truncated, _ = env.step(np.zeros(2))
-        assert truncated
+        env.goal_radius = 1e6  # every position is at the goal: the next step terminates
+        *_, terminated, _, info = env.step(np.zeros(2))
+        assert terminated and info["success"]
         with pytest.raises(ResetNeeded, match="ended"):
             env.step(np.zeros(2))  # no more reward after the episode ended
         env.reset(seed=1)
@@ -198,15 +201,36 @@ def test_stepping_a_finished_episode_needs_a_reset(room_scene):
         env.close()
 
 
-def test_step_limit_is_gymnasiums_max_episode_steps(room_scene):
+def test_step_limit_is_gymnasiums_time_limit_only(room_scene):
+    """One truncation mechanism: gymnasium's TimeLimit (200 steps at registration); the env never truncates."""
+    from gymnasium.wrappers import TimeLimit
+
     assert gymnasium.spec(ENV_ID).max_episode_steps == 200
     env = gymnasium.make(ENV_ID, source=room_scene, image_size=(32, 24), max_episode_steps=2)
     try:
-        assert env.spec.max_episode_steps == 2 and env.unwrapped.max_steps is None  # the wrapper counts
+        assert env.spec.max_episode_steps == 2 and _wraps(env, TimeLimit)
+        assert "max_steps" not in inspect.signature(NavigateEnv).parameters
         env.reset(seed=1)
         assert [env.step(np.zeros(2))[3] for _ in range(2)] == [False, True]
+        bare = env.unwrapped
+        bare.reset(seed=1)
+        assert not any(bare.step(np.zeros(2))[3] for _ in range(3))  # no second, hidden limit underneath
     finally:
         env.close()
+    unlimited = lyra_sim.make_env(room_scene, image_size=(32, 24), max_episode_steps=None)
+    try:
+        assert not _wraps(unlimited, TimeLimit)
+    finally:
+        unlimited.close()
+
+
+def _wraps(env, wrapper_type) -> bool:
+    """Whether ``wrapper_type`` is among the wrappers around ``env``'s core."""
+    while isinstance(env, gymnasium.Wrapper):
+        if isinstance(env, wrapper_type):
+            return True
+        env = env.env
+    return False
 
 
 def test_camera_period_repeats_the_last_images_between_refreshes(room_scene):

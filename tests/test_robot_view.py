@@ -19,7 +19,7 @@ from lyra_sim.inputs.images import load_depth
 from lyra_sim.physics.bullet import BulletScene
 from lyra_sim.synthetic.gaussian_rooms import camera_view, room_surfaces, surfels_world
 
-SMALL = {"image_size": (48, 36), "max_steps": 30}
+SMALL = {"image_size": (48, 36), "max_episode_steps": 30}
 
 
 @pytest.fixture(scope="module")

@@ -220,7 +220,7 @@ def test_fused_world_works_like_any_other(tmp_path, fused_walk):
     _, result = fused_walk
     path = save_world(result.world, tmp_path / "walk.ply")
     assert len(load_world(path)) == len(result.world)
-    env = lyra_sim.make_env(str(path), image_size=(48, 36), max_steps=5)
+    env = lyra_sim.make_env(str(path), image_size=(48, 36), max_episode_steps=5)
     try:
         obs, _ = env.reset(seed=0)
         assert obs["rgb"].shape == (36, 48, 3)

@@ -147,7 +147,7 @@ def test_scene_json_runs_an_env_and_reuses_the_collider(ready):
     top = proxy.vertices[proxy.faces[: proxy.obstacle_faces]].reshape(-1, 3)
     box = top[(np.abs(top[:, 0] - (2.5 - CAMERA_EYE[0]) * s) < 0.15) & (np.abs(top[:, 1]) < 0.25)]
     assert box[:, 2].max() == pytest.approx(BOX_MAX[2] * s, abs=0.05)  # the collider stands where the box stands
-    env = make_env(scene, max_steps=3, image_size=(32, 24))
+    env = make_env(scene, max_episode_steps=3, image_size=(32, 24))
     obs, _ = env.reset(seed=0)
     assert obs["rgb"].shape == (24, 32, 3) and obs["rgb"].std() > 0
     env.step(env.action_space.sample())

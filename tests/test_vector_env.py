@@ -16,7 +16,7 @@ from lyra_sim.envs.navigate import ActionError
 from lyra_sim.envs.vector import NavigateVectorEnv
 from lyra_sim.synthetic.gaussian_rooms import camera_view, room_surfaces, surfels_world
 
-SMALL = {"image_size": (40, 30), "max_steps": 6}
+SMALL = {"image_size": (40, 30), "max_episode_steps": 6}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def room_scene():
     (None, AutoresetMode.NEXT_STEP, None, 4),  # camera refreshed every 4th step (and at every reset)
 ])
 def test_vector_env_equals_sync_vector_env_of_single_envs(room_scene, render_group, mode, camera_lod, camera_period):
-    """Same seeds and actions: identical observations, rewards, autoresets (max_steps=6 truncates) and, in
+    """Same seeds and actions: identical observations, rewards, autoresets (max_episode_steps=6 truncates) and, in
     same-step mode, final observations, whether the cameras render in one batch after the physics or in groups
     of 2 on the worker during it, with a level of detail, and with a camera refresh period."""
     make = functools.partial(gymnasium.make, ENV_ID, source=room_scene, camera_lod=camera_lod,

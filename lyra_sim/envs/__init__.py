@@ -14,28 +14,31 @@ if ENV_ID not in gymnasium.registry:
                        max_episode_steps=DEFAULT_MAX_STEPS)
 
 
-def make_env(source, intrinsics=None, max_steps: int = DEFAULT_MAX_STEPS, num_envs: int | None = None,
+def make_env(source, intrinsics=None, max_episode_steps: int | None = DEFAULT_MAX_STEPS, num_envs: int | None = None,
              **kwargs) -> gymnasium.Env:
-    """A ``LyraSim/Navigate-v0`` environment for ``source``, truncated after ``max_steps`` steps; with
+    """A ``LyraSim/Navigate-v0`` environment for ``source``, truncated after ``max_episode_steps`` steps
+    (gymnasium's TimeLimit, the one truncation mechanism; None: never); with
     ``num_envs=N`` a vector env of N robots.
 
     ``source``: an image path or array (a world is generated with ``generate_world``), an RGB-D pair
     ``(rgb, depth)`` with ``intrinsics=K`` (depth in metres, or a file: ``depth_scale``), a world file (.ply,
     .safetensors, .usd*), a world object, or a ``SimScene`` from ``prepare_scene`` (build once, share between
     vectorised copies).
-    ``max_steps`` becomes gymnasium's ``max_episode_steps``. Keyword arguments of ``prepare_scene`` (depth_scale,
+    Keyword arguments of ``prepare_scene`` (depth_scale,
     generate_options, robot_scale, scale, camera_height, ...) prepare the scene (as in ``scene_options``);
     the others go to ``NavigateEnv`` (image_size, fov_deg, start_sampling, depth_format, ...). ``num_envs=N``
     returns ``lyra_sim.envs.vector.NavigateVectorEnv`` (the same as ``gymnasium.make_vec(ENV_ID, num_envs=N,
     vectorization_mode="vector_entry_point", source=...)``): N robots in this process, their cameras rendered in
     one batched call per step (the fast way to run many robots on a CPU; each robot is truncated after
-    ``max_steps`` steps).
+    ``max_episode_steps`` steps).
     """
     kwargs = _route_scene_options(kwargs)
     if num_envs is not None:  # gymnasium's own vector path: the registered vector_entry_point
         return gymnasium.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", source=source,
-                                  intrinsics=intrinsics, max_episode_steps=max_steps, **kwargs)
-    return gymnasium.make(ENV_ID, source=source, intrinsics=intrinsics, max_episode_steps=max_steps, **kwargs)
+                                  intrinsics=intrinsics, max_episode_steps=max_episode_steps, **kwargs)
+    no_limit = -1  # gymnasium.make's "no TimeLimit" (None would mean the registered 200)
+    return gymnasium.make(ENV_ID, source=source, intrinsics=intrinsics,
+                          max_episode_steps=no_limit if max_episode_steps is None else max_episode_steps, **kwargs)
 
 
 def _route_scene_options(kwargs: dict) -> dict:

@@ -76,14 +76,16 @@ class NavigateEnv(gym.Env):
 
     ## Episode End
     Terminated when the goal is within ``goal_radius`` (times the robot scale) or the robot touches an
-    obstacle. Truncated after ``max_episode_steps`` steps: 200 at registration, set it with
-    ``gymnasium.make("LyraSim/Navigate-v0", max_episode_steps=N)``; ``max_steps`` is the same limit for an env
-    built directly (``NavigateEnv(...)``), None for none. Stepping an ended episode raises ``ResetNeeded``.
+    obstacle. Truncation has one mechanism, gymnasium's ``TimeLimit``: after ``max_episode_steps`` steps, 200
+    at registration, set by ``gymnasium.make("LyraSim/Navigate-v0", max_episode_steps=N)`` or ``make_env(...,
+    max_episode_steps=N)``; the vector env wraps each robot in the same ``TimeLimit``. The env itself never
+    truncates (built directly, ``NavigateEnv(...)`` runs until it terminates). Stepping an ended episode raises
+    ``ResetNeeded``.
 
     ## Arguments
     ``source``: an image, an ``(rgb, depth_metres)`` pair (with ``intrinsics``), a world file, a world or a
     ``SimScene`` (``lyra_sim.envs.prepare_scene``; share one between vectorised copies). ``image_size``
-    (width, height) and ``fov_deg`` of the robot camera; ``max_steps``; ``max_speed``, ``max_turn``;
+    (width, height) and ``fov_deg`` of the robot camera; ``max_speed``, ``max_turn``;
     ``goal_distance`` (min, max metres); ``goal_radius``; ``render_mode`` ("rgb_array") and ``render_size``
     of ``render()``; ``scene_options`` go to ``prepare_scene``; ``camera_lod``: the robot camera's level of detail
     (``lyra_sim.render``'s ``lod``, pixels; None draws every Gaussian); ``start_sampling``, ``min_observed``
@@ -97,7 +99,7 @@ class NavigateEnv(gym.Env):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": int(1 / CONTROL_DT)}
 
     def __init__(self, source, intrinsics=None, image_size: tuple[int, int] = (96, 72), fov_deg: float = 90.0,
-                 max_steps: int | None = None, max_speed: float = 0.5, max_turn: float = 1.5,
+                 max_speed: float = 0.5, max_turn: float = 1.5,
                  goal_distance: tuple[float, float] = (0.5, 2.5), goal_radius: float = 0.25,
                  render_mode: str | None = "rgb_array", render_size: tuple[int, int] = (320, 240),
                  scene_options: dict | None = None, camera_lod: float | None = None,
@@ -118,7 +120,7 @@ class NavigateEnv(gym.Env):
         self.start_sampling, self.min_observed = start_sampling, min_observed
         self.depth_format, self.max_depth = depth_format, max_depth * self.scene.robot_scale
         self.render_mode = render_mode
-        self.max_steps, self.max_speed, self.max_turn = max_steps, max_speed, max_turn
+        self.max_speed, self.max_turn = max_speed, max_turn
         self.goal_distance, self.goal_radius = goal_distance, goal_radius
         width, height = image_size
         self.camera_K = Camera.intrinsics_from_fov(width, height, fov_deg)
@@ -336,10 +338,9 @@ class NavigateEnv(gym.Env):
         if reached:
             reward += GOAL_REWARD
         terminated = bool(collided or reached)
-        truncated = bool(self.max_steps is not None and self.steps >= self.max_steps and not terminated)
         info = {"collision": collided, "success": reached, "distance": distance, "time": self.sim_time}
-        self._ended = terminated or truncated
-        return self._observation(), float(reward), terminated, truncated, info
+        self._ended = terminated
+        return self._observation(), float(reward), terminated, False, info  # truncation: TimeLimit's job
 
     def render(self):
         if self.render_mode != "rgb_array":

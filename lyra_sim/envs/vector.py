@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 from functools import partial
 
+import gymnasium
 import numba
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers import TimeLimit
 
 from lyra_sim.envs import DEFAULT_MAX_STEPS
 from lyra_sim.envs.navigate import NavigateEnv
@@ -47,7 +49,8 @@ class NavigateVectorEnv(SyncVectorEnv):
     """``num_envs`` Navigate-v0 robots in one scene, stepped in this process; their cameras render in batches.
 
     ``source`` and ``intrinsics`` are as for ``make_env`` (the scene is prepared once and shared); each robot
-    is truncated after ``max_steps`` steps (None: never); other keyword arguments go to each ``NavigateEnv``.
+    is truncated after ``max_episode_steps`` steps by gymnasium's ``TimeLimit``, as ``gymnasium.make`` truncates a
+    single env (None: never); other keyword arguments go to each ``NavigateEnv``.
     ``threads`` sets numba's thread count (default: every CPU the process may use). ``render_group``: cameras
     per batched render (default None: one render of every robot's camera after all the physics). A smaller
     group renders on a worker thread while the next robots' physics steps: it needs an idle core, and on a busy
@@ -56,19 +59,19 @@ class NavigateVectorEnv(SyncVectorEnv):
 
     def __init__(self, source, num_envs: int, intrinsics=None, threads: int | None = None, copy: bool = True,
                  autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
-                 max_steps: int | None = DEFAULT_MAX_STEPS, render_group: int | None = None, **kwargs):
+                 max_episode_steps: int | None = DEFAULT_MAX_STEPS, render_group: int | None = None, **kwargs):
         if int(num_envs) != num_envs or num_envs < 1:
             raise ValueError(f"num_envs: expected a positive integer, got {num_envs!r}")
         scene = prepare_scene(source, intrinsics=intrinsics, **(kwargs.pop("scene_options", None) or {}))
         available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         threads = max(1, min(threads or available, numba.config.NUMBA_NUM_THREADS))
         numba.set_num_threads(threads)
-        make = partial(_DeferredCameraEnv, scene, max_steps=max_steps, **kwargs)
+        make = partial(_robot, scene, max_episode_steps, kwargs)
         super().__init__([make] * int(num_envs), copy=copy, autoreset_mode=autoreset_mode)
-        first = self.envs[0]
+        first = self.envs[0].unwrapped
         self._renders = RenderQueue(first.camera_K, first.image_size, render_group, threads, first.camera_lod)
         for env in self.envs:
-            env.render_queue = self._renders
+            env.unwrapped.render_queue = self._renders
 
     def reset(self, *, seed=None, options=None):
         return self._with_images(super().reset, seed=seed, options=options)
@@ -85,7 +88,7 @@ class NavigateVectorEnv(SyncVectorEnv):
             self._renders.discard()
             raise
         obs = result[0]
-        slot = {id(env): i for i, env in enumerate(self.envs)}
+        slot = {id(env.unwrapped): i for i, env in enumerate(self.envs)}
         for (env, env_obs), rgb, depth in self._renders.finish():
             env_obs["rgb"][...] = rgb  # the env's own dict (final_obs in SAME_STEP mode)
             depth = env.depth_observation(depth)
@@ -102,8 +105,14 @@ class NavigateVectorEnv(SyncVectorEnv):
         super().close_extras(**kwargs)
 
 
-def vector_entry_point(num_envs: int, max_episode_steps: int | None = DEFAULT_MAX_STEPS, **kwargs) -> NavigateVectorEnv:
+def _robot(scene, max_episode_steps: int | None, kwargs: dict) -> gymnasium.Env:
+    """One robot of the vector env: its NavigateEnv, in gymnasium's TimeLimit when it has a step limit."""
+    env = _DeferredCameraEnv(scene, **kwargs)
+    return env if max_episode_steps is None else TimeLimit(env, max_episode_steps)
+
+
+def vector_entry_point(num_envs: int, **kwargs) -> NavigateVectorEnv:
     """The registered ``vector_entry_point`` of LyraSim/Navigate-v0: ``gymnasium.make_vec(ENV_ID, num_envs=N,
-    vectorization_mode="vector_entry_point", source=...)`` builds a ``NavigateVectorEnv``, each robot truncated
-    after ``max_episode_steps`` steps (as ``gymnasium.make`` truncates a single env)."""
-    return NavigateVectorEnv(num_envs=num_envs, max_steps=max_episode_steps, **kwargs)
+    vectorization_mode="vector_entry_point", source=...)`` builds a ``NavigateVectorEnv``; ``max_episode_steps``
+    reaches every robot."""
+    return NavigateVectorEnv(num_envs=num_envs, **kwargs)
