@@ -188,7 +188,7 @@ def main() -> None:
             if panels:
                 sheets[scene_name] = np.concatenate(panels, axis=1)
         p.disconnect(client)
-    from lyra_sim.media import save_png
+    from lyra_sim.views.media import save_png
 
     for scene_name, sheet in sheets.items():
         save_png(sheet, out_dir / f"{scene_name}_truth_before_after.png")

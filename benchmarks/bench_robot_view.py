@@ -35,9 +35,9 @@ from lyra_sim.demo import EXAMPLE_DIR, scripted_action
 from lyra_sim.envs.navigate import NavigateEnv
 from lyra_sim.envs.scene import observed_shares, prepare_scene
 from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
-from lyra_sim.media import save_png
 from lyra_sim.rendering import render
 from lyra_sim.single_view.completion import CompletionOptions, tint_completed
+from lyra_sim.views.media import save_png
 from lyra_sim.world import first_keyframe
 
 ROOT = Path(__file__).resolve().parent.parent

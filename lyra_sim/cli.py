@@ -16,21 +16,20 @@ from pathlib import Path
 from lyra_sim import __version__
 from lyra_sim.capture.options import CaptureOptions
 from lyra_sim.defaults import (
-    DEMO_EPISODE_STEPS,
-    DEMO_FLY_FRAMES,
     DEPTH_MODEL_ENV,
     EXAMPLE_DEPTH_MODEL,
-    EXAMPLE_DIR,
     JSON_CAMERA_FORMAT,
-    PATH_FRAMES,
 )
+from lyra_sim.demo.options import DemoOptions
 from lyra_sim.errors import LyraSimError
 from lyra_sim.lyra.options import DecodeOptions
-from lyra_sim.options import add_options, options_from_args
-from lyra_sim.options import positive_float as _positive_float
+from lyra_sim.options import add_options, as_kwargs, options_from_args
 from lyra_sim.options import positive_int as _positive_int
+from lyra_sim.ros.options import BagOptions
 from lyra_sim.single_view.options import SingleViewOptions
+from lyra_sim.splat_import.options import SCALE_OPTIONS, SimReadyOptions
 from lyra_sim.train.options import DatasetOptions
+from lyra_sim.views.options import CameraPathOptions, RenderOptions
 
 # Only argparse and the options dataclasses load at import: each command imports its room when it runs, so
 # `lyra-sim --help` costs no torch, open3d or numba.
@@ -227,11 +226,9 @@ def cmd_export_usd(args: argparse.Namespace) -> int:
 
 
 def cmd_simready(args: argparse.Namespace) -> int:
-    from lyra_sim.splat_import import SimReadyOptions, make_sim_ready
+    from lyra_sim.splat_import import make_sim_ready
 
-    options = SimReadyOptions(scale=args.scale, camera_height=args.camera_height, known_size=args.known_size,
-                              up=args.up, drop_floaters=args.drop_floaters, triangle_budget=args.triangles)
-    result = make_sim_ready(args.splat, args.output, options)
+    result = make_sim_ready(args.splat, args.output, options_from_args(SimReadyOptions, args))
     for note in result.notes:
         print(note)
     print("time: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items()))
@@ -243,31 +240,30 @@ def cmd_simready(args: argparse.Namespace) -> int:
 
 def _world_and_cameras(args: argparse.Namespace, spec: str):
     """The world of ``args.world`` and the camera path ``spec`` at the requested size and field of view."""
-    from lyra_sim.camera_paths import world_camera_path
     from lyra_sim.io import load_world
+    from lyra_sim.views.paths import world_camera_path
 
     world = load_world(args.world)
     try:
-        return world, world_camera_path(world, spec, args.width, args.height, args.frames, args.fov)
+        return world, world_camera_path(world, spec, **as_kwargs(options_from_args(CameraPathOptions, args)))
     except LyraSimError as exc:  # the world's info or the path spec: say which world it was rendered for
         raise type(exc)(f"{args.world}: {exc}") from exc
 
 
 def cmd_record_bag(args: argparse.Namespace) -> int:
-    from lyra_sim.rosbag import parse_start_time, record_bag
+    from lyra_sim.ros.bag import parse_start_time, record_bag
 
     start = None if args.start is None else parse_start_time(args.start)  # cheap checks before the world loads
     world, cams = _world_and_cameras(args, args.trajectory)
-    out = record_bag(world, cams, args.output, rate_hz=args.rate, start_time=start, frame_id=args.frame_id,
-                     world_frame_id=args.world_frame_id, topic_prefix=args.topic_prefix,
-                     body_frame_id=args.body_frame_id or None)
-    tf = "/tf, /tf_static" if args.body_frame_id else "/tf"
-    print(f"wrote {len(cams)} frames ({args.topic_prefix}/image_raw, depth, camera_info, pose; {tf}) to {out}")
+    options = options_from_args(BagOptions, args)
+    options.body_frame_id = options.body_frame_id or None  # '' on the command line: no body frame
+    out = record_bag(world, cams, args.output, start_time=start, **as_kwargs(options))
+    tf = "/tf, /tf_static" if options.body_frame_id else "/tf"
+    print(f"wrote {len(cams)} frames ({options.topic_prefix}/image_raw, depth, camera_info, pose; {tf}) to {out}")
     return 0
 
 
 def cmd_make_dataset(args: argparse.Namespace) -> int:
-    from lyra_sim.options import as_kwargs
     from lyra_sim.train.data_engine import make_dataset
 
     options = options_from_args(DatasetOptions, args)
@@ -302,11 +298,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from lyra_sim.media import render_path
+    from lyra_sim.views.media import render_path
 
     world, cams = _world_and_cameras(args, args.path)
-    written = render_path(world, cams, Path(args.out), backend=args.backend, mp4=not args.no_mp4,
-                          depth_frames=args.depth, lod=args.lod)
+    written = render_path(world, cams, Path(args.out), **as_kwargs(options_from_args(RenderOptions, args)))
     print(f"wrote {len(written['frames'])} frames to {args.out}/")
     print(f"wrote contact sheet {written['contact_sheet']}")
     if "mp4" in written:
@@ -325,7 +320,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from lyra_sim.demo import run_demo
 
-    run_demo(args.out, frames=args.frames, steps=args.steps, example_dir=args.example_dir)
+    run_demo(args.out, **as_kwargs(options_from_args(DemoOptions, args)))
     return 0
 
 
@@ -355,16 +350,7 @@ def _version() -> str:
 PATH_HELP = (f"camera path: 'fly' (a loop around the input view, which is its first frame), 'lyra:K' (Lyra's "
              f"trajectory K, 0..5), 'lyra:A..B' (trajectories A to B in turn; lyra:0..5 renders all six, FRAMES "
              f"each) or a {JSON_CAMERA_FORMAT}")
-SIZE_HELP = "image {} in pixels (default: the generating image's, else 320x240; one side given keeps its aspect)"
 WRITE_SUFFIXES = ".ply, .compressed.ply, .spz, .safetensors, .usda/.usdc/.usdz"
-
-
-def _add_camera_options(parser: argparse.ArgumentParser) -> None:
-    """The options of a rendered camera path: frame count, image size and field of view."""
-    parser.add_argument("--frames", type=_positive_int, default=PATH_FRAMES, help="frames per camera path")
-    parser.add_argument("--width", type=_positive_int, help=SIZE_HELP.format("width"))
-    parser.add_argument("--height", type=_positive_int, help=SIZE_HELP.format("height"))
-    parser.add_argument("--fov", type=_positive_float, help="horizontal FOV (default: the generating camera's)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -434,33 +420,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "-> USD stage with collider, collider GLB, scene.json for make_env, robot-height contact sheet")
     ready.add_argument("splat", help="splat file (any readable format)")
     ready.add_argument("-o", "--output", required=True, help="output folder")
-    how = ready.add_mutually_exclusive_group()
-    how.add_argument("--scale", type=_positive_float, help="metres per file unit")
-    how.add_argument("--camera-height", type=_positive_float,
-                     help="metres between floor and the generating camera (Lyra files: first camera at the origin)")
-    how.add_argument("--known-size", type=_positive_float, metavar="METRES",
-                     help="real length of the scene's longest horizontal side (2-98 %% of its splats)")
-    ready.add_argument("--up", choices=["+x", "-x", "+y", "-y", "+z", "-z"],
-                       help="file axis that is up (default: the file's convention, else found from the floor)")
-    ready.add_argument("--drop-floaters", action="store_true",
-                       help="also remove floaters from the world (they are always kept out of the collider)")
-    ready.add_argument("--triangles", type=_positive_int, default=30_000, help="collider triangle budget")
+    add_options(ready.add_mutually_exclusive_group(), SimReadyOptions, only=SCALE_OPTIONS)
+    add_options(ready, SimReadyOptions, exclude=SCALE_OPTIONS)
     ready.set_defaults(func=cmd_simready)
 
     bag = command("record-bag", "world + camera path -> ROS 2 MCAP bag (image, depth, info, pose, /tf)")
     bag.add_argument("world", help="world file to render (any readable format)")
     bag.add_argument("trajectory", help=PATH_HELP)
     bag.add_argument("output", help="OUT.mcap")
-    _add_camera_options(bag)
-    bag.add_argument("--rate", type=_positive_float, default=10.0, help="frames per second of bag time")
-    bag.add_argument("--frame-id", default="camera_optical_frame", help="frame_id of the camera messages")
-    bag.add_argument("--world-frame-id", default="map", help="frame_id of the poses")
-    bag.add_argument("--topic-prefix", default="/camera", help="prefix of every topic")
+    add_options(bag, CameraPathOptions)
+    add_options(bag, BagOptions)
     bag.add_argument("--start", help="stamp of the first frame: seconds since 1970 or an ISO 8601 time (UTC unless "
                      "it has an offset); default: now")
-    bag.add_argument("--body-frame-id", default="camera_link", help="camera body frame (x forward, z up) that /tf "
-                     "moves in the world frame; /tf_static fixes the optical frame to it. '' = /tf moves the optical "
-                     "frame itself, no /tf_static")
     bag.set_defaults(func=cmd_record_bag)
 
     mk = command("make-dataset", "PyBullet scenes through the 3D-cache teacher -> training shards")
@@ -485,13 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     ren = command("render", "world + camera path -> PNG frames, contact sheet, MP4")
     ren.add_argument("world", help="world file to render (any readable format)")
     ren.add_argument("--path", default="fly", help=PATH_HELP)
-    _add_camera_options(ren)
-    ren.add_argument("--backend", default="auto", choices=["auto", "cpu", "gsplat"],
-                     help="rasterizer: gsplat needs CUDA; auto picks it when the world is on a GPU")
-    ren.add_argument("--depth", action="store_true", help="also write depth previews")
-    ren.add_argument("--lod", type=_positive_float, help="CPU level of detail: draw far, dense parts as merged "
-                     "Gaussians of at most this many pixels (standard deviation); default: every Gaussian")
-    ren.add_argument("--no-mp4", action="store_true", help="skip the MP4")
+    add_options(ren, CameraPathOptions)
+    add_options(ren, RenderOptions)
     ren.add_argument("-o", "--out", default="out/render", help="output folder")
     ren.set_defaults(func=cmd_render)
 
@@ -501,10 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", "generate a world from the bundled example and fly through it")
     demo.add_argument("--out", default="out", help="output folder")
-    demo.add_argument("--frames", type=_positive_int, default=DEMO_FLY_FRAMES, help="fly-through frames")
-    demo.add_argument("--example-dir", default=str(EXAMPLE_DIR), help="folder with the tabletop_* example files")
-    demo.add_argument("--steps", type=_positive_int, default=DEMO_EPISODE_STEPS,
-                      help="steps of the scripted robot episode")
+    add_options(demo, DemoOptions)
     demo.set_defaults(func=cmd_demo)
     return parser
 

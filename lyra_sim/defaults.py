@@ -13,9 +13,9 @@ JSON_CAMERA_FORMAT = (
     'y down, z forward; maps world points into the camera), "width": W, "height": H} (width/height optional, '
     "default the render size); one camera per world_to_cam entry"
 )
+RENDER_BACKENDS = ("auto", "cpu", "gsplat")  # lyra_sim.render's backends (gsplat: CUDA only)
+COLLIDER_TRIANGLE_BUDGET = 100_000  # most triangles of a collision proxy by default
 EXAMPLE_DIR = Path(__file__).resolve().parent / "data"  # the bundled example (pyproject [tool.setuptools.package-data])
-DEMO_FLY_FRAMES = 36  # fly-through frames of the demo
-DEMO_EPISODE_STEPS = 60  # steps of the demo's scripted robot episode (6 s of simulated time)
 DEPTH_MODEL_ENV = "LYRA_SIM_DEPTH_MODEL"  # the configured default depth model (a local folder or a Hugging Face id)
 EXAMPLE_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf"  # the one the docs and help name
 MAX_CAPTURE_FRAMES = 2000  # frames of one RGB-D capture fused by default (odometry and fusion grow with each)

@@ -56,12 +56,13 @@ def _parser_for(f: dataclasses.Field) -> Callable[[str], Any]:
     return _PARSERS.get(first, str)
 
 
-def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, exclude: tuple[str, ...] = ()
-                ) -> None:
-    """Add one argparse option per command-line field of the options dataclass ``cls``."""
+def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, exclude: tuple[str, ...] = (),
+                only: tuple[str, ...] | None = None) -> None:
+    """Add one argparse option per command-line field of the options dataclass ``cls`` (``only`` those named,
+    none of ``exclude``)."""
     for f in dataclasses.fields(cls):
         meta = f.metadata
-        if f.name in exclude or not meta.get("cli", False):
+        if f.name in exclude or (only is not None and f.name not in only) or not meta.get("cli", False):
             continue
         flag = meta["flag"] or "--" + f.name.replace("_", "-")
         if f.default is True:

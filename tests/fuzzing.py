@@ -658,13 +658,13 @@ def _read(reader: str, path: Path):
 
         return load_intrinsics(path, 32, 24).shape
     if reader == "camera_path":
-        from lyra_sim.camera_paths import load_camera_file
+        from lyra_sim.views.paths import load_camera_file
 
         return len(load_camera_file(path, width=32, height=24))
     if reader == "world_info":  # what `lyra-sim render` does with a world's info (CLI: errors name the world)
-        from lyra_sim.camera_paths import world_camera_path
         from lyra_sim.errors import LyraSimError
         from lyra_sim.io import load_world
+        from lyra_sim.views.paths import world_camera_path
 
         world = load_world(path)
         try:
@@ -752,7 +752,7 @@ def worker_main() -> None:
     from lyra_sim.errors import LyraSimError
 
     warnings.simplefilter("ignore")
-    for module in ("lyra_sim.io", "lyra_sim.inputs.images", "lyra_sim.lyra.gen3c_dir", "lyra_sim.camera_paths",
+    for module in ("lyra_sim.io", "lyra_sim.inputs.images", "lyra_sim.lyra.gen3c_dir", "lyra_sim.views.paths",
                    "usd_exporters.stage_io", "lyra_sim.inputs.sequence", "lyra_sim.capture.pipeline"):
         with contextlib.suppress(ImportError):
             __import__(module)

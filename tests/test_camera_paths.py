@@ -7,8 +7,8 @@ from conftest import random_world
 
 from lyra_sim import Camera, DynamicGaussianWorld
 from lyra_sim.camera import DEFAULT_FOV_DEG, CameraError
-from lyra_sim.camera_paths import camera_path, render_intrinsics, scene_depth, world_camera_path
-from lyra_sim.media import path_time, render_path
+from lyra_sim.views.media import path_time, render_path
+from lyra_sim.views.paths import camera_path, render_intrinsics, scene_depth, world_camera_path
 
 
 def _world_with_camera():

@@ -13,10 +13,10 @@ from PIL import Image
 
 import lyra_sim
 from lyra_sim import Camera
-from lyra_sim.camera_paths import camera_path
 from lyra_sim.cli import build_parser, main
 from lyra_sim.demo import EXAMPLE_RGB
 from lyra_sim.rendering.gsplat_backend import gsplat_available
+from lyra_sim.views.paths import camera_path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -85,16 +85,36 @@ def test_help_describes_every_positional_and_shows_defaults():
     assert "(default: 48)" in _subcommands()["render"].format_help()
 
 
-def test_generate_options_come_from_the_options_dataclasses_with_their_help_and_defaults():
+def _options_classes(verb: str) -> tuple[tuple[type, tuple[str, ...]], ...]:
+    """The options dataclasses a verb's flags come from, each with the fields another one already gave a flag."""
+    from lyra_sim.capture.options import CaptureOptions
+    from lyra_sim.demo.options import DemoOptions
+    from lyra_sim.lyra.options import DecodeOptions
+    from lyra_sim.ros.options import BagOptions
+    from lyra_sim.single_view.options import SingleViewOptions
+    from lyra_sim.splat_import.options import SimReadyOptions
+    from lyra_sim.train.options import DatasetOptions
+    from lyra_sim.views.options import CameraPathOptions, RenderOptions
+
+    return {
+        "generate": ((SingleViewOptions, ()), (CaptureOptions, ("depth_scale",))),  # one --depth-scale for both
+        "decode": ((DecodeOptions, ()),),
+        "make-dataset": ((DatasetOptions, ()),),
+        "render": ((CameraPathOptions, ()), (RenderOptions, ())),
+        "record-bag": ((CameraPathOptions, ()), (BagOptions, ())),
+        "demo": ((DemoOptions, ()),),
+        "simready": ((SimReadyOptions, ()),),
+    }[verb]
+
+
+@pytest.mark.parametrize("verb", ["generate", "decode", "make-dataset", "render", "record-bag", "demo", "simready"])
+def test_verb_options_come_from_the_options_dataclasses_with_their_help_and_defaults(verb):
     from dataclasses import fields
 
-    from lyra_sim.capture.options import CaptureOptions
-    from lyra_sim.single_view.options import SingleViewOptions
-
-    parser = _subcommands()["generate"]
+    parser = _subcommands()[verb]
     help_text = "".join(parser.format_help().split())  # argparse wraps lines, also at hyphens
     by_dest = {a.dest: a for a in parser._actions}
-    for cls, shared in ((SingleViewOptions, ()), (CaptureOptions, ("depth_scale",))):  # one --depth-scale for both
+    for cls, shared in _options_classes(verb):
         for f in fields(cls):
             if f.name in shared:
                 continue
@@ -103,8 +123,39 @@ def test_generate_options_come_from_the_options_dataclasses_with_their_help_and_
                 continue
             assert "".join(f.metadata["help"].split()) in help_text, f.name
             assert by_dest[f.name].default == f.default, f.name  # the dataclass's default, not a second copy
-    args = parser.parse_args(["in.png", "-o", "w.ply", "--fov", "75", "--no-complete", "--voxel-size", "0.05"])
+
+
+def test_generate_flags_parse_into_option_fields():
+    args = _subcommands()["generate"].parse_args(["in.png", "-o", "w.ply", "--fov", "75", "--no-complete",
+                                                  "--voxel-size", "0.05"])
     assert (args.fov_deg, args.complete, args.voxel_size) == (75.0, False, 0.05)
+    args = _subcommands()["render"].parse_args(["w.ply", "--no-mp4", "--depth", "--lod", "1.5"])
+    assert (args.mp4, args.depth_frames, args.lod) == (False, True, 1.5)
+
+
+@pytest.mark.parametrize(("function", "options"), [
+    ("lyra_sim.views.media:render_path", "lyra_sim.views.options:RenderOptions"),
+    ("lyra_sim.views.paths:world_camera_path", "lyra_sim.views.options:CameraPathOptions"),
+    ("lyra_sim.ros.bag:record_bag", "lyra_sim.ros.options:BagOptions"),
+    ("lyra_sim.demo.run:run_demo", "lyra_sim.demo.options:DemoOptions"),
+    ("lyra_sim.envs.scene:prepare_scene", "lyra_sim.envs.options:SceneOptions"),
+    ("lyra_sim.train.data_engine:make_dataset", "lyra_sim.train.options:DatasetOptions"),
+])
+def test_library_functions_take_every_option_with_the_dataclass_default(function, options):
+    """The function's keyword arguments are the options' fields (names and defaults): the CLI and make_env pass
+    ``as_kwargs(options)`` straight in."""
+    import importlib
+    import inspect
+    from dataclasses import fields
+
+    def resolve(spec: str):
+        module, name = spec.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    parameters = inspect.signature(resolve(function)).parameters
+    for f in fields(resolve(options)):
+        assert f.name in parameters, f"{function} has no {f.name}"
+        assert parameters[f.name].default == f.default, f"{function}({f.name}=...)"
 
 
 def test_lyra_range_renders_all_six_trajectories(example_worlds, tmp_path):

@@ -9,7 +9,7 @@ from conftest import random_world
 
 from lyra_sim.io import save_world
 from lyra_sim.io.atomic import atomic_path
-from lyra_sim.media import save_png
+from lyra_sim.views.media import save_png
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_failed_write_leaves_nothing(tmp_path):
 
 def test_rendered_frame_sets_respect_the_umask(tmp_path, umask):
     from lyra_sim import Camera
-    from lyra_sim.media import render_path
+    from lyra_sim.views.media import render_path
 
     umask(0o027)
     cams = Camera.from_fov(16, 12, 60.0)

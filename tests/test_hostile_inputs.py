@@ -508,7 +508,7 @@ def test_cli_generate_takes_depth_scale_and_reports_downscaling(tmp_path, capsys
     ],
 )
 def test_hostile_camera_path_files_are_named(tmp_path, content, message):
-    from lyra_sim.camera_paths import camera_path
+    from lyra_sim.views.paths import camera_path
 
     path = tmp_path / "cams.json"
     path.write_text(__import__("json").dumps(content))
@@ -520,7 +520,7 @@ def test_hostile_camera_path_files_are_named(tmp_path, content, message):
 
 
 def test_world_info_with_zero_image_size_is_a_named_error_not_zero_division():
-    from lyra_sim.camera_paths import render_intrinsics
+    from lyra_sim.views.paths import render_intrinsics
 
     world = random_world(n=3)
     world.info = {"intrinsics": K, "image_size": [0, 0]}
@@ -529,7 +529,7 @@ def test_world_info_with_zero_image_size_is_a_named_error_not_zero_division():
 
 
 def test_render_writes_its_frame_set_atomically(tmp_path, monkeypatch):
-    import lyra_sim.media as media
+    import lyra_sim.views.media as media
     from lyra_sim.camera import Camera
 
     world = random_world(n=30)
@@ -811,7 +811,7 @@ def test_world_info_fields_are_checked_naming_the_file_and_field(tmp_path, image
 def test_header_cannot_choose_an_8k_render_or_an_unnamed_scale(tmp_path):
     """Class 6: a 27-byte comment asking for 7680x4320 renders at most 1920x1080 unless width/height are given;
     meters_per_unit "abc" names the file; an empty compressed PLY names the file."""
-    from lyra_sim.camera_paths import MAX_RECORDED_RENDER_PIXELS, render_size
+    from lyra_sim.views.paths import MAX_RECORDED_RENDER_PIXELS, render_size
 
     path = _ply_with_info(tmp_path / "big.ply", '{"image_size":[7680,4320]}')
     world = load_world(path)
@@ -856,7 +856,7 @@ def test_camera_counts_are_capped_before_anything_is_built(tmp_path, monkeypatch
     (MemoryError) and a camera file with too many entries (counted before numpy converts them)."""
     import json
 
-    import lyra_sim.camera_paths as camera_paths
+    import lyra_sim.views.paths as camera_paths
     from lyra_sim.camera import CameraError
 
     Kt = torch.tensor(K)
@@ -876,7 +876,7 @@ def test_camera_counts_are_capped_before_anything_is_built(tmp_path, monkeypatch
                                          (None, 1e-300)])
 def test_bag_stamps_beyond_ros_time_are_refused_before_rendering(start, rate):
     """Class 8: each was a raw struct.error (or an OverflowError after 5 s of rendering)."""
-    from lyra_sim.rosbag import BagError, check_stamps, parse_start_time
+    from lyra_sim.ros.bag import BagError, check_stamps, parse_start_time
 
     with pytest.raises(BagError, match="ROS time"):
         check_stamps(1.7e9 if start is None else parse_start_time(start), 48, rate)

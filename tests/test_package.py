@@ -14,7 +14,7 @@ def test_submodules_are_attributes_of_the_package():
         p.parent.name for p in (ROOT / "lyra_sim").glob("*/__init__.py")}
     assert on_disk - {"__init__"} <= set(dir(lyra_sim))
     assert lyra_sim.align.align_world and lyra_sim.physics.BulletScene and lyra_sim.envs.prepare_scene
-    assert lyra_sim.train.__name__ == "lyra_sim.train" and lyra_sim.camera_paths.camera_path
+    assert lyra_sim.train.__name__ == "lyra_sim.train" and lyra_sim.views.paths.camera_path
     assert callable(lyra_sim.render) and lyra_sim.rendering.render is lyra_sim.render  # the function, not the package
     for missing in ("no_such_thing", "_private"):
         try:

@@ -302,7 +302,7 @@ def test_mcap_bag_round_trip(tmp_path):
 def test_bag_stamps_start_now_and_without_a_body_frame_tf_moves_the_optical_frame(tmp_path):
     from mcap_ros2.reader import read_ros2_messages
 
-    from lyra_sim.rosbag import record_bag
+    from lyra_sim.ros.bag import record_bag
 
     cameras = Camera.stack([Camera.from_fov(16, 12, 60.0), Camera.from_fov(16, 12, 60.0)])
     before = time.time()
@@ -346,7 +346,7 @@ def test_sigterm_and_ctrl_c_end_the_node_cleanly_and_a_bad_parameter_is_one_line
 
 def test_bag_start_time_is_seconds_or_iso_8601_and_nonsense_is_one_line(tmp_path, capsys):
     from lyra_sim.cli import main
-    from lyra_sim.rosbag import BagError, parse_start_time
+    from lyra_sim.ros.bag import BagError, parse_start_time
 
     assert parse_start_time("1700000000.5") == 1_700_000_000.5
     assert parse_start_time("2023-11-14T22:13:20") == 1_700_000_000  # UTC

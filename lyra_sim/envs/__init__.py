@@ -42,15 +42,13 @@ def make_env(source, intrinsics=None, max_episode_steps: int | None = DEFAULT_MA
 
 
 def _route_scene_options(kwargs: dict) -> dict:
-    """``kwargs`` with the keyword arguments of ``prepare_scene`` moved into ``scene_options``."""
-    import inspect
+    """``kwargs`` with the ``SceneOptions`` names (``prepare_scene``'s keyword arguments) moved into
+    ``scene_options``."""
+    from lyra_sim.envs.options import SCENE_OPTION_NAMES, scene_kwargs
 
-    from lyra_sim.envs.scene import prepare_scene as _prepare
-
-    names = set(inspect.signature(_prepare).parameters) - {"source", "intrinsics"}
-    scene = {key: kwargs.pop(key) for key in list(kwargs) if key in names}
+    scene = {key: kwargs.pop(key) for key in list(kwargs) if key in SCENE_OPTION_NAMES}
     if scene:
-        kwargs["scene_options"] = {**(kwargs.get("scene_options") or {}), **scene}
+        kwargs["scene_options"] = {**scene_kwargs(kwargs.get("scene_options")), **scene}
     return kwargs
 
 

@@ -16,6 +16,7 @@ from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from lyra_sim.camera import Camera
+from lyra_sim.envs.options import SceneOptions, scene_kwargs
 from lyra_sim.envs.scene import SimScene, prepare_scene
 from lyra_sim.errors import LyraSimError
 from lyra_sim.physics.bullet import BulletScene
@@ -102,7 +103,7 @@ class NavigateEnv(gym.Env):
                  max_speed: float = 0.5, max_turn: float = 1.5,
                  goal_distance: tuple[float, float] = (0.5, 2.5), goal_radius: float = 0.25,
                  render_mode: str | None = "rgb_array", render_size: tuple[int, int] = (320, 240),
-                 scene_options: dict | None = None, camera_lod: float | None = None,
+                 scene_options: SceneOptions | dict | None = None, camera_lod: float | None = None,
                  start_sampling: str = "observed", min_observed: float = 0.7, depth_format: str = "metres",
                  max_depth: float = DEFAULT_MAX_DEPTH_M, camera_period: int = 1):
         super().__init__()
@@ -116,7 +117,7 @@ class NavigateEnv(gym.Env):
             raise ValueError(f"camera_period: expected a positive whole number of control steps, got {camera_period!r}")
         self.camera_period = int(camera_period)
         self._images: dict | None = None  # the robot camera's last rgb and depth
-        self.scene: SimScene = prepare_scene(source, intrinsics=intrinsics, **(scene_options or {}))
+        self.scene: SimScene = prepare_scene(source, intrinsics=intrinsics, **scene_kwargs(scene_options))
         self.start_sampling, self.min_observed = start_sampling, min_observed
         self.depth_format, self.max_depth = depth_format, max_depth * self.scene.robot_scale
         self.render_mode = render_mode

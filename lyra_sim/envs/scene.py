@@ -12,13 +12,14 @@ import torch
 from scipy import ndimage
 
 from lyra_sim.camera import Camera
+from lyra_sim.envs.options import SceneOptions
 from lyra_sim.generate import generate_world
 from lyra_sim.inputs.images import load_depth, load_rgb
 from lyra_sim.io import load_world, world_suffixes
 from lyra_sim.io.scene_file import is_scene_file
 from lyra_sim.physics.aligned import align_with_proxies
 from lyra_sim.physics.bullet import ROBOT_HEIGHT, ROBOT_RADIUS, BulletScene
-from lyra_sim.physics.proxy import TRIANGLE_BUDGET, CollisionMesh
+from lyra_sim.physics.proxy import CollisionMesh
 from lyra_sim.physics.scene_collider import read_scene_collider
 from lyra_sim.rendering import render
 from lyra_sim.rendering.warmup import compile_cpu_renderer
@@ -227,17 +228,22 @@ def _world_from_source(source, intrinsics, depth_model, depth_scale: float | Non
     return generate_world(source, intrinsics=intrinsics, depth_model=depth_model, **generate_options), []
 
 
-def prepare_scene(source, intrinsics=None, scale: float | None = None, camera_height: float | None = None,
-                  voxel_size: float | None = None, triangle_budget: int = TRIANGLE_BUDGET, robot_scale: float = 1.0,
-                  depth_model=None, progress: bool = False, depth_scale: float | None = None,
-                  generate_options: dict | None = None, score_start_views: bool = True) -> SimScene:
+def prepare_scene(source, intrinsics=None, scale: float | None = SceneOptions.scale,
+                  camera_height: float | None = SceneOptions.camera_height,
+                  voxel_size: float | None = SceneOptions.voxel_size,
+                  triangle_budget: int = SceneOptions.triangle_budget, robot_scale: float = SceneOptions.robot_scale,
+                  depth_model=SceneOptions.depth_model, progress: bool = SceneOptions.progress,
+                  depth_scale: float | None = SceneOptions.depth_scale,
+                  generate_options: dict | None = SceneOptions.generate_options,
+                  score_start_views: bool = SceneOptions.score_start_views) -> SimScene:
     """Generate or load a world, align it (Z up, floor at 0, metres), build its proxies and free-space map.
 
     ``source``: an image path or array, an ``(rgb, depth)`` pair (with ``intrinsics``; depth in metres as an
     array, or a file of ``depth_scale`` units per metre: 16-bit PNGs default to millimetres), a world file
     (.ply, .safetensors, .usd*), a ``scene.json`` from ``lyra-sim simready`` (its collider is reused) or a
     GaussianWorld / DynamicGaussianWorld. ``generate_options`` go to ``generate_world`` (fov_deg, max_pixels,
-    completion, ...). ``score_start_views`` renders candidate robot views once (``ViewScores``) so that episodes
+    completion, ...). ``SceneOptions`` documents each option (``make_env`` takes the same names).
+    ``score_start_views`` renders candidate robot views once (``ViewScores``) so that episodes
     can start where the world was observed.
     """
     if isinstance(source, SimScene):

@@ -21,6 +21,7 @@ from gymnasium.wrappers import TimeLimit
 
 from lyra_sim.envs import DEFAULT_MAX_STEPS
 from lyra_sim.envs.navigate import NavigateEnv
+from lyra_sim.envs.options import scene_kwargs
 from lyra_sim.envs.render_queue import RenderQueue
 from lyra_sim.envs.scene import prepare_scene
 
@@ -62,7 +63,7 @@ class NavigateVectorEnv(SyncVectorEnv):
                  max_episode_steps: int | None = DEFAULT_MAX_STEPS, render_group: int | None = None, **kwargs):
         if int(num_envs) != num_envs or num_envs < 1:
             raise ValueError(f"num_envs: expected a positive integer, got {num_envs!r}")
-        scene = prepare_scene(source, intrinsics=intrinsics, **(kwargs.pop("scene_options", None) or {}))
+        scene = prepare_scene(source, intrinsics=intrinsics, **scene_kwargs(kwargs.pop("scene_options", None)))
         available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         threads = max(1, min(threads or available, numba.config.NUMBA_NUM_THREADS))
         numba.set_num_threads(threads)

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lyra_sim.camera import Camera, look_at_matrix
+from lyra_sim.defaults import COLLIDER_TRIANGLE_BUDGET
 from lyra_sim.geometry.tsdf import DepthView, fuse_views, surface_mesh
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.physics.floaters import find_floaters
@@ -34,7 +35,7 @@ from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, WorldError
 
 PROXY_IMAGE_SIZE = (160, 120)
 PROXY_FOV_DEG = 90.0
-TRIANGLE_BUDGET = 100_000
+TRIANGLE_BUDGET = COLLIDER_TRIANGLE_BUDGET
 MEASURED_SHARE = 0.6  # of the triangle budget, for the measured views' meshes
 MEASURED_OVERSAMPLE = 4  # measured meshes are sampled up to this many times their share, then decimated
 DUPLICATE_VOXELS = 2.0  # a fused triangle this close to a measured surface, facing the same way, is dropped

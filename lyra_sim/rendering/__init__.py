@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from lyra_sim.camera import Camera
+from lyra_sim.defaults import RENDER_BACKENDS
 from lyra_sim.errors import LyraSimError
 from lyra_sim.rendering.cpu import median_depth_cpu, render_cpu
 from lyra_sim.rendering.gsplat_backend import gsplat_available, render_gsplat
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
-BACKENDS = ("auto", "cpu", "gsplat")
+BACKENDS = RENDER_BACKENDS
 
 
 class BackendError(LyraSimError):

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 
 def __getattr__(name: str):
-    if name in ("SimReadyOptions", "SimReadyResult", "SimReadyError", "make_sim_ready"):
+    if name == "SimReadyOptions":
+        from lyra_sim.splat_import.options import SimReadyOptions
+
+        return SimReadyOptions
+    if name in ("SimReadyResult", "SimReadyError", "make_sim_ready"):
         from lyra_sim.splat_import import pipeline
 
         return getattr(pipeline, name)

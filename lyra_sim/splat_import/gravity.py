@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from lyra_sim.align import find_floor
+from lyra_sim.splat_import.options import UP_AXES
 from lyra_sim.world import GaussianWorld, WorldError
 
-AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
+AXES = dict(zip(UP_AXES, ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)), strict=True))
 SEARCH_SAMPLE = 100_000  # Gaussians the search looks at
 MAX_TILT_DEG = 30.0
 HINT_BONUS = 1.25

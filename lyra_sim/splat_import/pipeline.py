@@ -31,9 +31,10 @@ from lyra_sim.io import REGISTRY, load_world
 from lyra_sim.io.atomic import atomic_dir
 from lyra_sim.io.mesh_glb import write_mesh_glb
 from lyra_sim.io.scene_file import SCENE_FILE, write_scene_file
-from lyra_sim.media import contact_sheet, save_png
 from lyra_sim.splat_import.conventions import Convention, recognise
 from lyra_sim.splat_import.gravity import AXES, find_up, rotation_to_z_up
+from lyra_sim.splat_import.options import SCALE_OPTIONS, SimReadyOptions
+from lyra_sim.views.media import contact_sheet, save_png
 from lyra_sim.world import OPENCV_TO_Z_UP, DynamicGaussianWorld, GaussianWorld
 
 WORLD_FILE, COLLIDER_FILE, SHEET_FILE = "world.usdc", "collider.glb", "contact_sheet.png"
@@ -43,20 +44,6 @@ EXTENT_QUANTILES = (0.02, 0.98)  # the measured extent for --known-size ignores 
 
 class SimReadyError(LyraSimError):
     """A splat file or option the sim-ready pipeline cannot use."""
-
-
-@dataclass
-class SimReadyOptions:
-    """How to make a splat file sim-ready (see ``make_sim_ready``)."""
-
-    scale: float | None = None  # metres per file unit
-    camera_height: float | None = None  # metres above the floor of the generating camera (first-camera frames)
-    known_size: float | None = None  # metres: the real length of the scene's longest horizontal side
-    up: str | None = None  # the file axis that is up ("+x" ... "-z"), overriding the convention and the search
-    drop_floaters: bool = False  # also remove the floaters from the world (they always stay out of the collider)
-    voxel_size: float | None = None
-    triangle_budget: int = 30_000
-    progress: bool = True
 
 
 @dataclass
@@ -71,7 +58,7 @@ class SimReadyResult:
 
 
 def _check_options(source: Path, options: SimReadyOptions) -> None:
-    given = [name for name in ("scale", "camera_height", "known_size") if getattr(options, name) is not None]
+    given = [name for name in SCALE_OPTIONS if getattr(options, name) is not None]
     if len(given) > 1:
         raise SimReadyError(f"{source}: give one of --scale, --camera-height, --known-size (got {', '.join(given)})")
     for name in given:

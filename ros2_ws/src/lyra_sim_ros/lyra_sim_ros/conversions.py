@@ -10,7 +10,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker
 
-from lyra_sim import ros_messages
+from lyra_sim.ros import messages as ros_messages
 from lyra_sim.rotations import quat_to_rotmat
 from lyra_sim_ros.parameters import pose_vector_problem
 

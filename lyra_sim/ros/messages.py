@@ -1,6 +1,6 @@
 """ROS 2 message fields as plain dicts: the one place that knows how lyra_sim fills its ROS messages.
 
-No ROS install is needed: `lyra_sim.rosbag` writes these dicts into MCAP bags with mcap-ros2-support, and the
+No ROS install is needed: `lyra_sim.ros.bag` writes these dicts into MCAP bags with mcap-ros2-support, and the
 `lyra_sim_ros` node builds rclpy messages from the same dicts (``Image(header=h, **image_fields(...))``).
 ``MESSAGE_DEFINITIONS`` holds the field-only .msg texts (without comments or constants) that a bag carries
 as its schemas.

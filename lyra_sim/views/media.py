@@ -19,6 +19,7 @@ from tqdm import tqdm
 from lyra_sim.camera import Camera
 from lyra_sim.io.atomic import atomic_dir, atomic_path
 from lyra_sim.rendering import DEFAULT_BACKGROUND, render, resolve_backend, unit_float_to_uint8
+from lyra_sim.views.options import RenderOptions
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 CONTACT_SHEET_FRAMES = 16  # frames tiled in a contact sheet by default
@@ -83,8 +84,9 @@ def path_time(world: GaussianWorld | DynamicGaussianWorld, index: int, count: in
 
 
 def render_path(world: GaussianWorld | DynamicGaussianWorld, cameras: Camera, out_dir: str | os.PathLike,
-                backend: str = "auto", mp4: bool = True, background=DEFAULT_BACKGROUND, depth_frames: bool = False,
-                fps: int = 24, lod: float | None = None) -> dict:
+                backend: str = RenderOptions.backend, mp4: bool = RenderOptions.mp4, background=DEFAULT_BACKGROUND,
+                depth_frames: bool = RenderOptions.depth_frames, fps: int = RenderOptions.fps,
+                lod: float | None = RenderOptions.lod) -> dict:
     """Render every camera of a path to ``out_dir``: frame_NNNN.png, contact_sheet.png and flythrough.mp4
     (``lod``: the CPU renderer's level of detail, see ``lyra_sim.render``).
 

@@ -4,7 +4,7 @@ Topics: ``<prefix>/image_raw`` (sensor_msgs/msg/Image rgb8), ``<prefix>/depth`` 
 ``<prefix>/camera_info`` (sensor_msgs/msg/CameraInfo), ``<prefix>/pose`` (geometry_msgs/msg/PoseStamped, the
 optical frame's pose in the world frame), ``/tf`` (tf2_msgs/msg/TFMessage: world -> camera body frame per
 frame) and ``/tf_static`` (body -> optical frame, once, latched), all stamped with the frame's time: real
-time (now, or a given start) plus ``i / rate_hz``. Message fields come from `lyra_sim.ros_messages`, as the
+time (now, or a given start) plus ``i / rate_hz``. Message fields come from `lyra_sim.ros.messages`, as the
 ROS node's do.
 """
 
@@ -23,7 +23,7 @@ from lyra_sim.camera import Camera
 from lyra_sim.errors import LyraSimError
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.rendering import DEFAULT_BACKGROUND, render
-from lyra_sim.ros_messages import (
+from lyra_sim.ros.messages import (
     camera_info_fields,
     image_fields,
     message_definition,
@@ -33,6 +33,7 @@ from lyra_sim.ros_messages import (
     to_nanoseconds,
     transform_stamped_fields,
 )
+from lyra_sim.ros.options import BagOptions
 
 DATATYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", "geometry_msgs/msg/PoseStamped",
              "tf2_msgs/msg/TFMessage")
@@ -105,10 +106,11 @@ def _open_writer(stream):
     return QosWriter(stream)
 
 
-def record_bag(world, cameras: Camera, path: str | os.PathLike, rate_hz: float = 10.0, start_time: float | None = None,
-               frame_id: str = "camera_optical_frame", world_frame_id: str = "map", topic_prefix: str = "/camera",
-               body_frame_id: str | None = "camera_link", background=DEFAULT_BACKGROUND, backend: str = "auto",
-               progress: bool = True) -> Path:
+def record_bag(world, cameras: Camera, path: str | os.PathLike, rate_hz: float = BagOptions.rate_hz,
+               start_time: float | None = None, frame_id: str = BagOptions.frame_id,
+               world_frame_id: str = BagOptions.world_frame_id, topic_prefix: str = BagOptions.topic_prefix,
+               body_frame_id: str | None = BagOptions.body_frame_id, background=DEFAULT_BACKGROUND,
+               backend: str = "auto", progress: bool = True) -> Path:
     """Render each camera of ``cameras`` (frame i at ``start_time + i / rate_hz`` s) into an MCAP bag.
 
     ``start_time``: seconds since the epoch of the first frame (default: now). ``body_frame_id``: the camera's

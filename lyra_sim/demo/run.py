@@ -1,9 +1,6 @@
-"""The ``lyra-sim demo``: the bundled RGB-D example through the whole pipeline.
-
-Generate a world, save it (.ply, .safetensors), render a preview and a fly-through, align it, build its
-collision proxy, export a USDZ, and drive a scripted robot to a goal in the gymnasium env. The example
-images ship inside the package (``lyra_sim/data``), so the demo runs from an installed wheel.
-"""
+"""The demo's run: generate a world from the bundled example, save it (.ply, .safetensors), render a preview and
+a fly-through, align it, build its collision proxy, export a USDZ, and drive a scripted robot to a goal in the
+gymnasium env."""
 
 from __future__ import annotations
 
@@ -17,26 +14,20 @@ import torch
 from tqdm import tqdm
 
 from lyra_sim.camera import Camera
-from lyra_sim.camera_paths import camera_path, render_intrinsics, scene_depth
-from lyra_sim.defaults import DEMO_EPISODE_STEPS, DEMO_FLY_FRAMES, EXAMPLE_DIR
+from lyra_sim.demo.example import example_paths
+from lyra_sim.demo.options import DemoOptions
 from lyra_sim.generate import generate_world
 from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.io import save_world
-from lyra_sim.media import contact_sheet, render_path, save_mp4, save_png
 from lyra_sim.rendering import render
+from lyra_sim.views.media import contact_sheet, render_path, save_mp4, save_png
+from lyra_sim.views.paths import camera_path, render_intrinsics, scene_depth
 
-EXAMPLE_RGB, EXAMPLE_DEPTH, EXAMPLE_INTRINSICS = "tabletop_rgb.png", "tabletop_depth.png", "tabletop_intrinsics.json"
 EPISODE_IMAGE_SIZE = (160, 120)  # the robot camera of the demo episode (width, height)
 EPISODE_FPS = 10
 EPISODE_SHEET_FRAMES = 12
 
 Log = Callable[[str], None]
-
-
-def example_paths(example_dir: str | os.PathLike = EXAMPLE_DIR) -> tuple[Path, Path, Path]:
-    """(rgb, depth, intrinsics) files of the tabletop example in ``example_dir``."""
-    data = Path(example_dir)
-    return data / EXAMPLE_RGB, data / EXAMPLE_DEPTH, data / EXAMPLE_INTRINSICS
 
 
 def scripted_action(goal: np.ndarray) -> np.ndarray:
@@ -49,8 +40,8 @@ def scripted_action(goal: np.ndarray) -> np.ndarray:
     return np.array([np.clip(1.0 - abs(heading), 0.0, 1.0), np.clip(2.0 * heading, -1.0, 1.0)])
 
 
-def run_demo(out: str | os.PathLike, frames: int = DEMO_FLY_FRAMES, steps: int = DEMO_EPISODE_STEPS,
-             example_dir: str | os.PathLike = EXAMPLE_DIR, log: Log = print) -> None:
+def run_demo(out: str | os.PathLike, frames: int = DemoOptions.frames, steps: int = DemoOptions.steps,
+             example_dir: str | os.PathLike = DemoOptions.example_dir, log: Log = print) -> None:
     """Generate, save, preview and fly through the example world, then run the robot episode, all into ``out``."""
     out = Path(out)
     rgb_path, depth_path, intrinsics_path = example_paths(example_dir)

@@ -18,6 +18,7 @@ from lyra_sim.defaults import JSON_CAMERA_FORMAT, PATH_FRAMES  # noqa: F401  (re
 from lyra_sim.io.guards import MAX_PATH_CAMERAS, check_count, read_json
 from lyra_sim.provenance import ProvenanceError, recorded_image_size, recorded_intrinsics
 from lyra_sim.trajectories import LYRA_TRAJECTORIES, fly_through, lyra_trajectories
+from lyra_sim.views.options import CameraPathOptions
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld
 
 FLY_RADIUS = 0.15  # fly-through circle radius, as a fraction of the scene depth
@@ -160,8 +161,9 @@ def render_size(world: GaussianWorld | DynamicGaussianWorld, width: int | None =
     return int(width), int(height)
 
 
-def world_camera_path(world: GaussianWorld | DynamicGaussianWorld, spec: str, width: int | None, height: int | None,
-                      frames: int, fov: float | None = None) -> Camera:
+def world_camera_path(world: GaussianWorld | DynamicGaussianWorld, spec: str,
+                      width: int | None = CameraPathOptions.width, height: int | None = CameraPathOptions.height,
+                      frames: int = CameraPathOptions.frames, fov: float | None = CameraPathOptions.fov) -> Camera:
     """``camera_path`` for ``world``: its rendering intrinsics at width x height (None: see :func:`render_size`)
     and its scene depth."""
     width, height = render_size(world, width, height)

@@ -1,0 +1,3 @@
+"""Looking at a world along a camera path: the paths (``paths.py``: "fly", "lyra:K", JSON camera files), the
+pictures along them (``media.py``: PNG frames, contact sheets, MP4s) and their options (``options.py``). The path
+shapes themselves are Lyra's trajectories (``lyra_sim.trajectories``)."""
