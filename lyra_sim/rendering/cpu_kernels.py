@@ -9,10 +9,11 @@ centres at +0.5, alpha = min(0.999, o * exp(-sigma)), skip alpha < 1/255, stop b
 transmittance falls to 1e-4.
 
 Every stage has a serial core. One or many cameras go through the same two kernels, so a first render
-compiles each once: ``project_chunks`` over (camera, index chunk) items, then ``composite`` over (camera, band
-of tile rows) items. They release the GIL and the caller (lyra_sim.rendering.cpu) runs one contiguous run of
-items per thread, split into parts of about equal cost (chunks of equal Gaussian counts; bands of equal
-Gaussian counts for one camera, one band per camera in groups of equal counts for a batch). Python threads
+compiles each once: ``project_chunks`` (``project_chunks_lod`` with a level of detail) over (camera, index
+chunk) items, then ``composite`` over (camera, band of tile rows) items. They release the GIL and the caller
+(lyra_sim.rendering.cpu) runs one contiguous run of items per thread, split into parts of about equal cost
+(chunks of equal Gaussian counts; bands of equal Gaussian counts for one camera, one band per camera in groups
+of equal counts for a batch). Python threads
 rather than numba's ``parallel=True``: a parallel kernel costs seconds more to compile (measured 4.7 s CPU for
 the composite's), and numba's workqueue layer aborts when two threads launch parallel kernels at once.
 
@@ -227,13 +228,13 @@ def _side_plane_norms(intrinsics, width, height):
 
 
 @njit(cache=True)
-def _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children, radii,
-                   num_levels, lod_px, c, view, cam_pos, intrinsics, width, height, tile_size, eps2d, near, far, rows,
-                   depth, slots, tile_rows, out):
-    """Project index chunk c from position ``out`` on; returns how many were visible.
+def _walk_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children, radii, num_levels,
+                lod_px, c, view, cam_pos, intrinsics, width, height, tile_size, eps2d, near, far, rows, depth, slots,
+                tile_rows, out):
+    """Project index chunk c with a level of detail ``lod_px`` > 0 (``num_levels`` >= 1 coarse levels) from position
+    ``out`` on; returns how many were visible.
 
-    Exact (``lod_px`` 0 or no coarse levels): every row of the chunk (slot = the row). With a level of detail: a
-    walk down the chunk's octree from its coarsest level, cell by cell: a cell whose merged Gaussian fits
+    A walk down the chunk's octree from its coarsest level, cell by cell: a cell whose merged Gaussian fits
     ``lod_px`` (``_fits``) is drawn merged (slot = the number of index rows + its coarse row), any other is
     replaced by its children one level down (rows children[r, 0]:children[r, 1] of the level below; below
     level 1 the exact rows), unless its members' sphere (``radii``) is out of view. Consecutive rows drawn the
@@ -241,9 +242,6 @@ def _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coars
     call of ``_project_range`` per run, not per cell (measured 1.5x faster on 64x48 robot cameras).
     """
     exact_slot = chunk_starts[0]  # 0, read from an array: a constant would compile _project_range again (a literal)
-    if lod_px <= 0.0 or num_levels == 0:
-        return _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], view, cam_pos, intrinsics, width,
-                              height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows, out, exact_slot)
     fit_scale = (lod_px / max(intrinsics[0], intrinsics[1])) ** 2
     norms = _side_plane_norms(intrinsics, width, height)
     merged_slot = geometry.shape[0]
@@ -255,7 +253,7 @@ def _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coars
     level[0] = num_levels
     row[0] = coarse_starts[(num_levels - 1) * chunks + c]
     stop[0] = coarse_starts[(num_levels - 1) * chunks + c + 1]
-    merged_lo = merged_hi = exact_lo = exact_hi = 0  # the runs not yet projected
+    merged_lo = merged_hi = exact_lo = exact_hi = exact_slot  # the runs not yet projected (from 0, not a literal)
     k = out
     while top >= 0:
         r = row[top]
@@ -290,18 +288,32 @@ def _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coars
 
 
 @njit(cache=True, nogil=True)
-def project_chunks(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children, radii,
-                   num_levels, lod_px, chunks, chunk_views, cand_offsets, first, stop, views, cam_positions, intrinsics,
-                   width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows, counts):
-    """Project the listed chunks first:stop (``_project_chunk``) on the calling thread, without the GIL: chunk
+def project_chunks(geometry, sh, chunk_starts, chunks, chunk_views, cand_offsets, first, stop, views, cam_positions,
+                   intrinsics, width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows, counts):
+    """Project every Gaussian of the listed chunks first:stop on the calling thread, without the GIL: chunk
     j = chunks[j] seen from camera chunk_views[j] (views (B,4,4) world-to-camera, cam_positions (B,3),
-    intrinsics (B,4): fx fy cx cy); its visible rows start at cand_offsets[j], their number goes to counts[j]."""
+    intrinsics (B,4): fx fy cx cy); its visible rows start at cand_offsets[j], their number goes to counts[j]
+    (slot = the row). A kernel of its own, apart from ``project_chunks_lod``: an exact first render compiles no
+    octree walk."""
+    exact_slot = chunk_starts[0]  # 0, read from an array (not a literal: one compile of _project_range)
+    for j in range(first, stop):
+        b, c = chunk_views[j], chunks[j]
+        counts[j] = _project_range(geometry, sh, chunk_starts[c], chunk_starts[c + 1], views[b], cam_positions[b],
+                                   intrinsics[b], width, height, tile_size, eps2d, near, far, rows, depth, slots,
+                                   tile_rows, cand_offsets[j], exact_slot)
+
+
+@njit(cache=True, nogil=True)
+def project_chunks_lod(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children, radii,
+                       num_levels, lod_px, chunks, chunk_views, cand_offsets, first, stop, views, cam_positions,
+                       intrinsics, width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows, counts):
+    """``project_chunks`` with a level of detail: each chunk cell by cell at the coarsest level that fits
+    (``_walk_chunk``)."""
     for j in range(first, stop):
         b = chunk_views[j]
-        counts[j] = _project_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children,
-                                   radii, num_levels, lod_px, chunks[j], views[b], cam_positions[b], intrinsics[b],
-                                   width, height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows,
-                                   cand_offsets[j])
+        counts[j] = _walk_chunk(geometry, sh, chunk_starts, coarse_geometry, coarse_sh, coarse_starts, children, radii,
+                                num_levels, lod_px, chunks[j], views[b], cam_positions[b], intrinsics[b], width,
+                                height, tile_size, eps2d, near, far, rows, depth, slots, tile_rows, cand_offsets[j])
 
 
 # ---------------------------------------------------------------------------------------------- sorting
