@@ -468,6 +468,29 @@ def _pixel_span(m, r, lo, hi):
     return max(lo, math.floor(np.float64(m - r))), min(hi, math.ceil(np.float64(m + r)))
 
 
+@njit(cache=True, inline="always")
+def _footprint(packed, g, x0, x1, y0, y1):
+    """Gaussian g's blending terms as the per-pixel rasterizers use them (float32): 2D mean, half conic a and c,
+    conic b, opacity, cut-off, and its pixel box clipped to [x0, x1) x [y0, y1)."""
+    mx, my = packed[g, MX], packed[g, MY]
+    sx0, sx1 = _pixel_span(mx, packed[g, RX], x0, x1)
+    sy0, sy1 = _pixel_span(my, packed[g, RY], y0, y1)
+    return (mx, my, HALF * packed[g, CA], packed[g, CB], HALF * packed[g, CC], packed[g, OP], packed[g, CUT], sx0, sx1,
+            sy0, sy1)
+
+
+@njit(cache=True, inline="always")
+def _pixel_alpha(mx, dy, px, ca, cb, cc, op, cut):
+    """alpha = min(0.999, o exp(-sigma)) of a footprint (``_footprint``) at pixel column px of the row at dy, or 0
+    where sigma is outside [0, cut] (alpha < 1/255 there: no exp computed). The pixel blends it only if it is at
+    least ALPHA_THRESHOLD."""
+    dx = mx - (F32(px) + HALF)
+    sigma = ca * dx * dx + cc * dy * dy + cb * dx * dy
+    if sigma < ZERO or sigma > cut:
+        return ZERO
+    return min(MAX_ALPHA, op * math.exp(-sigma))
+
+
 @njit(cache=True, fastmath=True)
 def _raster_tile(packed, offsets, lists, t, width, height, tile_size, tiles_x, out, t_final, last):
     """Front-to-back compositing of tile t in float32; the exp is skipped where alpha would be < 1/255."""
@@ -485,11 +508,7 @@ def _raster_tile(packed, offsets, lists, t, width, height, tile_size, tiles_x, o
         if n_done == npx:
             break
         g = lists[k]
-        mx, my = packed[g, MX], packed[g, MY]
-        ca, cb, cc = HALF * packed[g, CA], packed[g, CB], HALF * packed[g, CC]
-        op, cut = packed[g, OP], packed[g, CUT]
-        sx0, sx1 = _pixel_span(mx, packed[g, RX], x0, x1)
-        sy0, sy1 = _pixel_span(my, packed[g, RY], y0, y1)
+        mx, my, ca, cb, cc, op, cut, sx0, sx1, sy0, sy1 = _footprint(packed, g, x0, x1, y0, y1)
         for py in range(sy0, sy1):
             dy = my - (F32(py) + HALF)
             row = (py - y0) * tw - x0
@@ -497,11 +516,7 @@ def _raster_tile(packed, offsets, lists, t, width, height, tile_size, tiles_x, o
                 p = row + px
                 if done[p]:
                     continue
-                dx = mx - (F32(px) + HALF)
-                sigma = ca * dx * dx + cc * dy * dy + cb * dx * dy
-                if sigma < ZERO or sigma > cut:
-                    continue
-                alpha = min(MAX_ALPHA, op * math.exp(-sigma))
+                alpha = _pixel_alpha(mx, dy, px, ca, cb, cc, op, cut)
                 if alpha < ALPHA_THRESHOLD:
                     continue
                 next_t = trans[p] * (ONE - alpha)
@@ -549,11 +564,7 @@ def _median_tile(packed, offsets, lists, t, width, height, tile_size, tiles_x, m
         if n_done == npx:
             break
         g = lists[k]
-        mx, my = packed[g, MX], packed[g, MY]
-        ca, cb, cc = HALF * packed[g, CA], packed[g, CB], HALF * packed[g, CC]
-        op, cut = packed[g, OP], packed[g, CUT]
-        sx0, sx1 = _pixel_span(mx, packed[g, RX], x0, x1)
-        sy0, sy1 = _pixel_span(my, packed[g, RY], y0, y1)
+        mx, my, ca, cb, cc, op, cut, sx0, sx1, sy0, sy1 = _footprint(packed, g, x0, x1, y0, y1)
         for py in range(sy0, sy1):
             dy = my - (F32(py) + HALF)
             row = (py - y0) * tw - x0
@@ -561,11 +572,7 @@ def _median_tile(packed, offsets, lists, t, width, height, tile_size, tiles_x, m
                 p = row + px
                 if trans[p] <= MEDIAN_T:
                     continue
-                dx = mx - (F32(px) + HALF)
-                sigma = ca * dx * dx + cc * dy * dy + cb * dx * dy
-                if sigma < ZERO or sigma > cut:
-                    continue
-                alpha = min(MAX_ALPHA, op * math.exp(-sigma))
+                alpha = _pixel_alpha(mx, dy, px, ca, cb, cc, op, cut)
                 if alpha < ALPHA_THRESHOLD:
                     continue
                 trans[p] *= ONE - alpha
