@@ -96,7 +96,7 @@ def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
 
 #: CPU seconds each entry kernel took to compile, with its callees, on the 2-core reference machine (numba's compile
 #: events; benchmarks/RESULTS.md, "First use"): what the compile message announces.
-COMPILE_SECONDS = {"project_chunks": 2, "project_chunks_lod": 4, "composite": 7, "balanced_bands": 1}
+COMPILE_SECONDS = {"project_chunks": 2, "project_chunks_lod": 2, "composite": 8, "balanced_bands": 1}
 _announced: set[str] = set()
 
 
