@@ -103,8 +103,8 @@ def test_numba_projection_matches_torch_projection():
     tile_rows = np.empty((n, 2), np.int32)
     K = cam.K[0].double()
     cpu_kernels.project_chunks(
-        index.geometry, index.sh, index.chunk_starts, *cpu_backend._empty_levels(index), 0.0, chunks,
-        np.zeros(len(chunks), np.int64), index.chunk_starts[:-1], 0, len(chunks), cam.world_to_cam.double().numpy(),
+        index.geometry, index.sh, index.chunk_starts, chunks, np.zeros(len(chunks), np.int64), index.chunk_starts[:-1],
+        0, len(chunks), cam.world_to_cam.double().numpy(),
         cam.position.double().numpy(), np.array([[K[0, 0], K[1, 1], K[0, 2], K[1, 2]]]), 64, 48, 16, 0.3, 0.01, 1e10,
         rows, depth, slots, tile_rows, counts,
     )
@@ -399,7 +399,8 @@ def test_every_kernel_compiles_once_for_every_kind_of_render():
             for lod in (None, 1.0):
                 render(world, camera, backend="cpu", lod=lod)
     # the kernels Python calls (their callees come compiled inside them when numba's cache has them)
-    for kernel in (cpu_kernels.project_chunks, cpu_kernels.composite, cpu_kernels.balanced_bands):
+    for kernel in (cpu_kernels.project_chunks, cpu_kernels.project_chunks_lod, cpu_kernels.composite,
+                   cpu_kernels.balanced_bands):
         assert len(kernel.signatures) == 1, kernel.__name__
 
 
@@ -413,9 +414,14 @@ def test_a_cold_kernel_cache_is_announced_once(monkeypatch, capsys):
 
     assert cpu_backend._compiled_or_cached(cpu_kernels.composite) is True  # compiled in this process
     assert cpu_backend._compiled_or_cached(Cold) is False
-    monkeypatch.setattr(cpu_backend, "_compile_checked", False)
+    Cold.__name__ = "balanced_bands"
+    monkeypatch.setattr(cpu_backend, "_announced", set())
     monkeypatch.setattr(cpu_kernels, "balanced_bands", Cold)
     cpu_backend.announce_compile()
     cpu_backend.announce_compile()
     err = capsys.readouterr().err
     assert err.count("compiling the CPU renderer, once") == 1
+    assert f"~{cpu_backend.COMPILE_SECONDS['balanced_bands']} s" in err  # only the cold kernel's time
+    monkeypatch.setattr(cpu_kernels, "project_chunks_lod", type("project_chunks_lod", (Cold,), {}))
+    cpu_backend.announce_compile(lod=True)  # a first render with a level of detail needs one more kernel
+    assert capsys.readouterr().err.count("compiling the CPU renderer, once") == 1

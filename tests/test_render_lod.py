@@ -9,7 +9,7 @@ import torch
 
 from lyra_sim import Camera, GaussianWorld, render
 from lyra_sim.rendering import cpu as cpu_backend
-from lyra_sim.rendering.index import GOP, GX, GZ, S00, S01, S02, S11, S12, S22, build_index
+from lyra_sim.rendering.index import CULL_MARGIN_PX, GOP, GX, GZ, S00, S01, S02, S11, S12, S22, build_index
 from lyra_sim.rendering.lod import MAX_MERGED_OPACITY, build_coarse_levels
 from lyra_sim.sh import rgb_to_sh0
 
@@ -154,3 +154,80 @@ def test_merged_cells_hold_their_members_and_children_tile_each_level():
             distance = np.linalg.norm(members - means[r], axis=1)
             assert distance.max() <= levels.radii[rows][r] * (1 + 1e-6)
         below_geometry = levels.geometry
+
+
+def _reference_cut(index, levels, cam: Camera, lod_px: float) -> set[int]:
+    """Slots a camera draws with ``lod_px``, by the rule written out in Python (lyra_sim.rendering.lod): from each
+    chunk's coarsest level down, a cell whose merged Gaussian's sqrt(trace Sigma) f / z is at most lod_px (in front
+    of the near plane) is drawn merged, a cell whose members' sphere is out of view is dropped, any other is
+    replaced by its children (exact rows below level 1). Visibility is left to the projection (not checked here)."""
+    w2c, K = cam.world_to_cam[0].double().numpy(), cam.K[0].double().numpy()
+    focal, (fx, fy, cx, cy) = max(K[0, 0], K[1, 1]), (K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+    m = CULL_MARGIN_PX
+    planes = [np.array([fx, 0, -(cam.width + m - cx)]), np.array([-fx, 0, -(m + cx)]),
+              np.array([0, fy, -(cam.height + m - cy)]), np.array([0, -fy, -(m + cy)])]
+    n_rows, chunks = len(index.geometry), index.num_chunks
+    slots: set[int] = set()
+
+    def visit(r: int, level: int) -> None:
+        row = levels.geometry[r].astype(np.float64)
+        p = w2c[:3, :3] @ row[GX:GZ + 1] + w2c[:3, 3]
+        if p[2] >= 0.01 and math.sqrt(row[S00] + row[S11] + row[S22]) * focal <= lod_px * p[2]:
+            slots.add(n_rows + r)
+            return
+        radius = levels.radii[r]
+        if p[2] + radius < 0.01 or any(plane @ p > radius * np.linalg.norm(plane) for plane in planes):
+            return
+        lo, hi = levels.children[r]
+        if level == 1:
+            slots.update(range(lo, hi))
+        else:
+            for child in range(lo, hi):
+                visit(child, level - 1)
+
+    top = levels.num_levels
+    for c in index.visible_chunks(w2c, K, cam.width, cam.height, 0.01, 1e10, levels.extent_boxes):
+        for r in range(levels.chunk_starts[(top - 1) * chunks + c], levels.chunk_starts[(top - 1) * chunks + c + 1]):
+            visit(int(r), top)
+    return slots
+
+
+@pytest.mark.parametrize("lod_px", [0.7, 2.0])
+def test_octree_walk_draws_the_cells_the_rule_picks(lod_px):
+    """The projection kernel's walk (runs of cells projected together) draws exactly the cells the rule picks,
+    each projected like an exact Gaussian (the same kernel projects every Gaussian of the chunks exactly)."""
+    world = checker_floor(n_side=120)
+    cam = Camera.look_at([0.3, 0.0, 0.4], [-0.5, 3.0, 0.0], up=[0.0, 0.0, 1.0], width=64, height=48, fov_deg=90)
+    index = cpu_backend.scene_index(world)
+    levels = cpu_backend.coarse_levels(index)
+    assert levels.num_levels >= 2
+    projected = cpu_backend._Projected(index, cpu_backend._Views(cam), 64, 48, 0.01, 1e10, 0.3, lod_px=lod_px)
+    drawn = np.concatenate([projected.slots[o:o + c] for o, c in zip(projected.offsets, projected.counts,
+                                                                         strict=False)])
+    assert len(np.unique(drawn)) == len(drawn)  # each cell once
+    expected = _reference_cut(index, levels, cam, lod_px)
+    merged = drawn[drawn >= len(index.geometry)]
+    assert 0 < len(merged) < len(drawn)  # both merged and exact rows on this view
+    assert set(drawn.tolist()) <= expected  # the walk draws nothing the rule does not pick...
+    # ...and what it leaves out of the rule's pick is off-image (the projection's own culling): projected alone,
+    # exactly, none of those rows is visible.
+    missing = np.array(sorted(expected - set(drawn.tolist())), np.int64)
+    n_rows = len(index.geometry)
+    for geometry, sh, rows_missing in ((index.geometry, index.sh, missing[missing < n_rows]),
+                                       (levels.geometry, levels.sh, missing[missing >= n_rows] - n_rows)):
+        assert _visible_alone(geometry[rows_missing], sh[rows_missing], cam) == 0
+
+
+def _visible_alone(geometry: np.ndarray, sh: np.ndarray, cam: Camera) -> int:
+    """How many of these geometry rows the exact projection kernel finds visible from ``cam``."""
+    n = len(geometry)
+    if n == 0:
+        return 0
+    views, kernels = cpu_backend._Views(cam), cpu_backend.kernels
+    counts = np.zeros(1, np.int64)
+    kernels.project_chunks(
+        np.ascontiguousarray(geometry), np.ascontiguousarray(sh), np.array([0, n], np.int64), np.zeros(1, np.int64),
+        np.zeros(1, np.int64), np.zeros(1, np.int64), 0, 1, views.world_to_cam, views.position, views.intrinsics,
+        cam.width, cam.height, 16, 0.3, 0.01, 1e10, np.empty((n, kernels.PACKED_WIDTH), np.float32),
+        np.empty(n, np.float32), np.empty(n, np.int64), np.empty((n, 2), np.int32), counts)
+    return int(counts[0])

@@ -94,9 +94,10 @@ def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
-#: What a cold first render compiled on the 2-core reference machine (benchmarks/RESULTS.md, "First use").
-COMPILE_SECONDS = 15
-_compile_checked = False
+#: CPU seconds each entry kernel took to compile, with its callees, on the 2-core reference machine (numba's compile
+#: events; benchmarks/RESULTS.md, "First use"): what the compile message announces.
+COMPILE_SECONDS = {"project_chunks": 2, "project_chunks_lod": 2, "composite": 8, "balanced_bands": 1}
+_announced: set[str] = set()
 
 
 def _compiled_or_cached(kernel) -> bool:
@@ -109,14 +110,18 @@ def _compiled_or_cached(kernel) -> bool:
         return True
 
 
-def announce_compile() -> None:
-    """Say so, once per process, when the next render must compile the kernels (a fresh environment)."""
-    global _compile_checked
-    if _compile_checked:
+def announce_compile(lod: bool = False) -> None:
+    """Say so, once per process, when the next render (with a level of detail: ``lod``) must compile kernels (a
+    fresh environment)."""
+    needed = (kernels.project_chunks_lod if lod else kernels.project_chunks, kernels.composite,
+              kernels.balanced_bands)
+    if all(k.__name__ in _announced for k in needed):
         return
-    _compile_checked = True
-    if not all(_compiled_or_cached(k) for k in (kernels.project_chunks, kernels.composite, kernels.balanced_bands)):
-        print(f"lyra_sim: compiling the CPU renderer, once: ~{COMPILE_SECONDS} s (numba keeps it in its cache)",
+    cold = [k for k in needed if k.__name__ not in _announced and not _compiled_or_cached(k)]
+    _announced.update(k.__name__ for k in needed)
+    if cold:
+        seconds = sum(COMPILE_SECONDS[k.__name__] for k in cold)
+        print(f"lyra_sim: compiling the CPU renderer, once: ~{seconds} s (numba keeps it in its cache)",
               file=sys.stderr, flush=True)
 
 
@@ -143,12 +148,6 @@ class _Views:
         return len(self.world_to_cam)
 
 
-def _empty_levels(index: SceneIndex) -> tuple:
-    """Coarse-level arguments of the projection kernel when there is no level of detail."""
-    return (np.zeros((0, index.geometry.shape[1]), np.float32), index.sh[:0], np.zeros(1, np.int64),
-            np.zeros((0, 2), np.int64), np.zeros(0), 0)
-
-
 class _Projected:
     """Cameras' projected Gaussians: the index chunks each camera sees are the items; item j (chunk ``chunks[j]``
     seen by camera ``item_views[j]``; camera b's items are ``view_items[b]:view_items[b + 1]``) has its visible
@@ -161,12 +160,12 @@ class _Projected:
                  eps2d: float, lod_px: float | None = None, project_all: bool = True):
         self.index, self.views, self.size, self.clip, self.eps2d = index, views, (width, height), (near, far), eps2d
         levels = coarse_levels(index) if lod_px else None
-        if levels is None or levels.num_levels == 0:
-            self.levels, self.lod_px, self.slot_ids = _empty_levels(index), 0.0, index.ids
+        if levels is None or levels.num_levels == 0:  # exact: every Gaussian of the visible chunks
+            self.kernel, self.levels, self.slot_ids = kernels.project_chunks, (), index.ids
         else:
+            self.kernel, self.slot_ids = kernels.project_chunks_lod, levels.slot_ids
             self.levels = (levels.geometry, levels.sh, levels.chunk_starts, levels.children, levels.radii,
-                           levels.num_levels)
-            self.lod_px, self.slot_ids = float(lod_px), levels.slot_ids
+                           levels.num_levels, float(lod_px))
         boxes = None if levels is None else levels.extent_boxes
         per_view = index.visible_chunks_of(views.world_to_cam, views.K, width, height, near, far, boxes)
         self.chunks = np.concatenate([*per_view, np.zeros(0, np.int64)]).astype(np.int64)
@@ -191,8 +190,8 @@ class _Projected:
         counts = np.zeros(len(selected), np.int64)
         offsets = self.offsets[selected]
         runs = _equal_runs(self.offsets[selected + 1] - offsets, numba.get_num_threads())
-        _in_parallel(kernels.project_chunks,
-                     (index.geometry, index.sh, index.chunk_starts, *self.levels, self.lod_px, self.chunks[selected],
+        _in_parallel(self.kernel,
+                     (index.geometry, index.sh, index.chunk_starts, *self.levels, self.chunks[selected],
                       self.item_views[selected], offsets), runs,
                      (views.world_to_cam, views.position, views.intrinsics, width, height, TILE_SIZE, self.eps2d,
                       near, far, self.rows, self.depth, self.slots, self.tile_rows, counts))
@@ -416,7 +415,7 @@ def render_cpu(
         out, alpha = (torch.stack(p).to(dtype) for p in zip(*parts, strict=True))
         rgb = out[..., :3] + (1.0 - alpha).unsqueeze(-1) * background.to(out)
         return rgb, out[..., 3] / alpha.clamp_min(1e-10), alpha
-    announce_compile()
+    announce_compile(lod=bool(lod_px))
     index = scene_index(world)
     acc = np.zeros((len(camera), camera.height, camera.width, kernels.FEATURES), np.float32)
     trans = np.ones((len(camera), camera.height, camera.width), np.float32)

@@ -2,9 +2,9 @@
 ``python -m lyra_sim.rendering.warmup``) or in the background while a scene is prepared.
 
 numba compiles the kernels once per environment and keeps them in its cache (``__pycache__`` beside the
-package, or ``NUMBA_CACHE_DIR``); a process that finds them there loads them in well under a second. One small
-render compiles every kernel the no-gradient path uses: one camera and batches, exact and with a level of
-detail, all go through the same kernels.
+package, or ``NUMBA_CACHE_DIR``); a process that finds them there loads them in well under a second. Two small
+renders, exact and with a level of detail, compile every kernel the no-gradient path uses (one camera and
+batches go through the same kernels).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def compile_cpu_renderer(background: bool = False) -> threading.Thread | None:
 
     camera = Camera.from_fov(32, 24, 60.0)
     with torch.no_grad():
-        render(_tiny_world(), camera, backend="cpu", lod=1.0)
+        for lod in (None, 1.0):  # the exact and the level-of-detail projection kernels
+            render(_tiny_world(), camera, backend="cpu", lod=lod)
     return None
 
 
