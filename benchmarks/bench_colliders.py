@@ -12,7 +12,8 @@ built in the same run from the same aligned world and measured views:
   the input frame saw (its depth agrees within 2 cm + 1 %) and within 20 cm for those it did not;
 - 60 balls (r = 5 cm) dropped from 1.5 m over points the input saw (where nothing true reaches above 1.4 m
   under the ball: no ball starts inside a wall): share resting within 3 cm of their true rest height;
-- build time (CPU wall seconds, agreement excluded) and triangles; the agreement line.
+- build time (wall seconds, agreement excluded; the process's CPU seconds and the load average beside it:
+  the machine is shared) and triangles; AFTER's build stages; the agreement line.
 
     python benchmarks/bench_colliders.py [--before REV] [--quick]   # writes its section of RESULTS.md
 """
@@ -53,16 +54,21 @@ BALLS, BALL_RADIUS, DROP_HEIGHT = 60, 0.05, 1.5
 
 
 def previous_proxy(revision: str):
-    """lyra_sim/physics/proxy.py at ``revision``, imported as a module of its own."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:lyra_sim/physics/proxy.py"],
-                            check=True, capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "previous_proxy.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("previous_proxy", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["previous_proxy"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """lyra_sim/physics/proxy.py at ``revision``, imported as a module of its own, with the measured meshes
+    (lyra_sim/physics/measured.py) of that revision too."""
+    modules = {}
+    for name in ("measured", "proxy"):
+        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:lyra_sim/physics/{name}.py"],
+                                check=True, capture_output=True, text=True).stdout
+        source = source.replace("from lyra_sim.physics.measured import", "from previous_measured import")
+        path = Path(tempfile.mkdtemp()) / f"previous_{name}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(f"previous_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"previous_{name}"] = module  # dataclasses (and the proxy's import) look it up there
+        spec.loader.exec_module(module)
+        modules[name] = module
+    return modules["proxy"]
 
 
 def robot_rays() -> tuple[np.ndarray, np.ndarray]:
@@ -175,9 +181,9 @@ def evaluate(name, world, views, truth, depth, K, cam_to_world, rays, seen, true
     rows = []
     to_aligned = np.asarray(world.info["alignment"]["transform"]) @ np.linalg.inv(cam_to_world)
     for label, build in builders:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         proxy = build(world, views)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         scores = ray_scores(truth, proxy, to_aligned, rays, seen)
         rest = rest_heights(proxy_statics(proxy, to_aligned), starts)
         agreement = collider_agreement(world, proxy)
@@ -185,11 +191,12 @@ def evaluate(name, world, views, truth, depth, K, cam_to_world, rays, seen, true
         on_objects = true_rest > BALL_RADIUS + 0.02
         drops = float(agree.mean())
         scores["drops_on_objects"] = f"{int(agree[on_objects].sum())}/{int(on_objects.sum())}"
-        rows.append({"scene": name, "proxy": label, **scores, "drops": drops, "seconds": seconds,
+        rows.append({"scene": name, "proxy": label, **scores, "drops": drops, "seconds": seconds, "cpu": cpu,
+                     "load": os.getloadavg()[0], "stages": proxy.info.get("stage_seconds"),
                      "triangles": len(proxy.faces), "agreement": agreement})
         print(f"{name:32s} {label:6s} seen {scores['seen']:.3f} (obstacles {scores['seen_obstacles']:.3f}) "
               f"unseen {scores['unseen']:.3f} drops {rows[-1]['drops']:.3f} ({scores['drops_on_objects']} on objects) "
-              f"build {seconds:5.1f} s "
+              f"build {seconds:5.1f} s ({cpu:.1f} s CPU, load {os.getloadavg()[0]:.1f}) "
               f"{len(proxy.faces):7,d} tri | {agreement.as_line()}", flush=True)
     return rows
 
@@ -230,7 +237,7 @@ def bundled_example(builders) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", default="204b894", help="git revision of the BEFORE proxy")
+    parser.add_argument("--before", default="be28263", help="git revision of the BEFORE proxy")
     parser.add_argument("--quick", action="store_true", help="320x240 only, two scenes")
     parser.add_argument("--example-only", action="store_true", help="only the bundled example (no RESULTS.md)")
     args = parser.parse_args()
@@ -295,14 +302,19 @@ def write_results(rows: list[dict], example: list[str], args) -> None:
              "Targets: seen >= 0.97 within 5 cm, unseen >= 0.85 within 20 cm, drops >= 0.95 within 3 cm, "
              "build <= 5 s (640x480), <= 100k triangles.", "",
              "| scene | proxy | seen (5 cm) | seen obstacles | unseen (20 cm) | drops (3 cm) | on objects | build s "
-             "| triangles | agreement: median / p95 / within 5 cm |",
+             "(CPU s, load) | triangles | agreement: median / p95 / within 5 cm |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         a = r["agreement"]
         p95 = f"{a.p95:.3f}" if np.isfinite(a.p95) else "miss"
         lines.append(f"| {r['scene']} | {r['proxy']} | {r['seen']:.3f} | {r['seen_obstacles']:.3f} | {r['unseen']:.3f} "
-                     f"| {r['drops']:.2f} | {r['drops_on_objects']} | {r['seconds']:.1f} | {r['triangles']:,} "
+                     f"| {r['drops']:.2f} | {r['drops_on_objects']} "
+                     f"| {r['seconds']:.1f} ({r['cpu']:.1f}, {r['load']:.1f}) | {r['triangles']:,} "
                      f"| {a.median:.3f} / {p95} / {a.within:.3f} |")
+    stages = [r for r in rows if r["proxy"] == "after" and r["stages"]]
+    if stages:
+        lines += ["", "Build stages of AFTER (wall seconds): " + "; ".join(
+            f"{r['scene']}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items()) for r in stages)]
     lines += ["", "Bundled example (lyra_sim/data/tabletop_*; no ground truth, the agreement a user sees; picture: "
               "benchmarks/colliders_tabletop.png = splats from a 0.9 m robot camera, then the BEFORE and AFTER "
               "collider's depth from there, nearer = brighter, black = nothing within 4 m):", *example]
