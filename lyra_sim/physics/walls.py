@@ -3,7 +3,8 @@
 ``lyra_sim.single_view.completion`` records each wall plane it continued (``info["completion"]["wall_planes"]``,
 in the world's camera frame). In an aligned world each becomes boxes behind its plane (away from the camera):
 the wall stands where the world's Gaussians lie on the plane (seen and invented ones, each covering its own
-footprint), up to the wall's top, minus what a measured view saw through (a doorway). Columns of the plane
+footprint; parts hidden behind furniture and enclosed by the wall filled), up to the wall's top, minus what
+a measured view saw through (a doorway). Columns of the plane
 with the same occupied heights are merged into one box.
 """
 
@@ -116,6 +117,11 @@ def wall_box(plane: WallPlane, means: np.ndarray, sigmas: np.ndarray, views: lis
     in_view, through = view_relation(centres, views, band)
     if in_view.any() and through[in_view].mean() > MAX_SEEN_THROUGH:
         return None  # the views see past most of it: the fronts of furniture in a row, not a wall
+    # Parts of the wall hidden behind furniture hold no Gaussians; enclosed by the wall (the floor closing it
+    # below) they are wall all the same. What a view saw through stays open (a doorway).
+    from scipy.ndimage import binary_fill_holes
+
+    occupied = binary_fill_holes(np.concatenate([np.ones((cols, 1), bool), occupied], axis=1))[:, 1:]
     occupied[ci[through], cj[through]] = False
     vertices, faces = _column_boxes(occupied, plane, lo_a, cell, thickness)
     return WallBox(plane, occupied, (lo_a, 0.0), cell, band, vertices, faces)
