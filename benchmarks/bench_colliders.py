@@ -10,8 +10,8 @@ built in the same run from the same aligned world and measured views:
   forward; 64x48 each) cast with pybullet's rayTestBatch against the true bodies and against the proxy
   (open3d): the share whose proxy hit lies within 5 cm of the true surface along its normal, for surfaces
   the input frame saw (its depth agrees within 2 cm + 1 %) and within 20 cm for those it did not;
-- 60 balls (r = 5 cm) dropped from 1.5 m over points the input saw (where nothing true reaches above 1.4 m
-  under the ball: no ball starts inside a wall): share resting within 3 cm of their true rest height;
+- 60 balls (r = 5 cm) dropped from 1.5 m over points the input saw (none starting inside a true body, e.g. a
+  wall): share resting within 3 cm of their true rest height;
 - build time (wall seconds, agreement excluded; the process's CPU seconds and the load average beside it:
   the machine is shared) and triangles; AFTER's build stages; the agreement line.
 
@@ -158,23 +158,25 @@ def proxy_statics(proxy, to_aligned):
 
 def drop_starts(depth, K, cam_to_world, rng, truth) -> np.ndarray:
     """BALLS drop points at DROP_HEIGHT above surfaces the input saw (random measured pixels, true frame), each
-    with nothing true above DROP_HEIGHT - 2 radii under the ball's footprint: a ball started inside a wall or a
-    1.8 m shelf side has no rest height to compare (PyBullet pushes it out anywhere)."""
+    where the ball does not start inside a true body (pybullet's closest points of a probe sphere 1 cm larger):
+    a ball started inside a wall or a 1.8 m shelf side has no rest height to compare (PyBullet pushes it out
+    anywhere)."""
     v, u = np.nonzero(depth > 0)
     pick = rng.choice(len(u), 8 * BALLS, replace=False)
     z = depth[v[pick], u[pick]]
     pc = np.stack([(u[pick] + 0.5 - K[0, 2]) / K[0, 0] * z, (v[pick] + 0.5 - K[1, 2]) / K[1, 1] * z, z], axis=1)
     points = pc @ cam_to_world[:3, :3].T + cam_to_world[:3, 3]
     points = points[np.hypot(points[:, 0], points[:, 1]) < 6.0]
-    top = DROP_HEIGHT + 5.0
-    clear = np.ones(len(points), bool)
-    for dx, dy in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)):
-        origins = np.column_stack([points[:, 0] + dx * BALL_RADIUS, points[:, 1] + dy * BALL_RADIUS,
-                                   np.full(len(points), top)])
-        distance, _, _ = truth.ray_test(origins, np.tile([0.0, 0.0, -1.0], (len(points), 1)), length=top + 1.0)
-        clear &= top - distance < DROP_HEIGHT - 2 * BALL_RADIUS
-    points = points[clear][:BALLS]
-    return np.column_stack([points[:, :2], np.full(len(points), DROP_HEIGHT)])
+    starts = np.column_stack([points[:, :2], np.full(len(points), DROP_HEIGHT)])
+    client = truth.client
+    probe = p.createMultiBody(0, p.createCollisionShape(p.GEOM_SPHERE, radius=BALL_RADIUS + 0.01,
+                                                         physicsClientId=client), physicsClientId=client)
+    free = []
+    for start in starts:
+        p.resetBasePositionAndOrientation(probe, start.tolist(), [0, 0, 0, 1], physicsClientId=client)
+        free.append(not any(p.getClosestPoints(probe, body, 0.0, physicsClientId=client) for body in truth.bodies))
+    p.removeBody(probe, physicsClientId=client)
+    return starts[np.array(free, bool)][:BALLS]
 
 
 def evaluate(name, world, views, truth, depth, K, cam_to_world, rays, seen, true_rest, starts, builders):
