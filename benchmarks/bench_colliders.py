@@ -237,12 +237,84 @@ def bundled_example(builders) -> list[str]:
     return lines
 
 
+CONVEX_SCENES = ("crates_ball", "table_chairs")
+
+
+def convex_rows() -> list[str]:
+    """V-HACD parts of the AFTER proxy's object pieces (lyra_sim.physics.convex) against those pieces as a
+    trimesh, 320x240: part count, time, robot-camera rays (share of the trimesh's hits the parts meet within
+    5 cm, share of rays that hit the parts but miss the trimesh) and balls dropped over the objects (share
+    resting within 3 cm of their rest height on the trimesh)."""
+    from lyra_sim.physics.convex import convex_decomposition, object_pieces
+
+    lines = ["| scene | objects | parts | V-HACD s | rays: parts within 5 cm of the trimesh | rays on parts only "
+             "| drops within 3 cm |", "|---|---|---|---|---|---|---|"]
+    for name in CONVEX_SCENES:
+        truth = collider_scene(name)
+        rgb, depth, K, cam_to_world = truth.view(320, 240)
+        world = align_world(generate_world(rgb, depth=depth, intrinsics=K))
+        views = move_views([(depth, K, np.eye(4))], world.info["alignment"]["transform"])
+        proxy = build_collision_proxy(world, extra_views=views, progress=False, agreement=False)
+        pieces = object_pieces(*proxy.obstacle_mesh)
+        start = time.perf_counter()
+        parts = [part for piece in pieces for part in convex_decomposition(*piece)]
+        seconds = time.perf_counter() - start
+        mesh = _joined(pieces)
+        hulls = _joined(parts)
+        to_aligned = np.asarray(world.info["alignment"]["transform"]) @ np.linalg.inv(cam_to_world)
+        origins, directions = robot_rays()
+        o, d = origins @ to_aligned[:3, :3].T + to_aligned[:3, 3], directions @ to_aligned[:3, :3].T
+        t_mesh, t_hull = cast_rays(*mesh, o, d), cast_rays(*hulls, o, d)
+        on_mesh = np.isfinite(t_mesh)
+        rays_within = float((np.abs(t_hull[on_mesh] - t_mesh[on_mesh]) <= SEEN_WITHIN).mean()) if on_mesh.any() else 0
+        parts_only = float((np.isfinite(t_hull) & ~on_mesh).mean())
+        rng = np.random.default_rng(1)
+        points = mesh[0][rng.choice(len(mesh[0]), min(BALLS, len(mesh[0])), replace=False)]
+        starts = np.column_stack([points[:, :2], np.full(len(points), DROP_HEIGHT)])
+        rest_mesh = rest_heights(_statics([mesh], concave=True), starts)
+        rest_hull = rest_heights(_statics(parts, concave=False), starts)
+        drops = float((np.abs(rest_hull - rest_mesh) <= DROP_WITHIN).mean())
+        lines.append(f"| {name} | {len(pieces)} | {len(parts)} | {seconds:.1f} | {rays_within:.3f} | {parts_only:.3f} "
+                     f"| {drops:.2f} |")
+        print(lines[-1], flush=True)
+        truth.close()
+    return lines
+
+
+def _joined(meshes) -> tuple[np.ndarray, np.ndarray]:
+    vertices, faces, count = [], [], 0
+    for v, f in meshes:
+        vertices.append(v)
+        faces.append(f + count)
+        count += len(v)
+    return np.concatenate(vertices), np.concatenate(faces)
+
+
+def _statics(meshes, concave: bool):
+    """Static bodies (aligned frame): the floor plane z = 0 and each mesh, concave or as a convex hull."""
+    def build(client):
+        p.createMultiBody(0, p.createCollisionShape(p.GEOM_PLANE, physicsClientId=client), physicsClientId=client)
+        for vertices, faces in meshes:
+            kwargs = {"indices": faces.reshape(-1).astype(int).tolist(), "flags": p.GEOM_FORCE_CONCAVE_TRIMESH} \
+                if concave else {}
+            shape = p.createCollisionShape(p.GEOM_MESH, vertices=vertices.tolist(), physicsClientId=client, **kwargs)
+            p.createMultiBody(0, shape, physicsClientId=client)
+    return build
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="be28263", help="git revision of the BEFORE proxy")
     parser.add_argument("--quick", action="store_true", help="320x240 only, two scenes")
     parser.add_argument("--example-only", action="store_true", help="only the bundled example (no RESULTS.md)")
+    parser.add_argument("--convex", action="store_true", help="only the V-HACD parts against the trimesh")
     args = parser.parse_args()
+    if args.convex:
+        load = os.getloadavg()
+        write_section("Convex parts against the collider trimesh (bench_colliders.py --convex)", "\n".join([
+            f"Measured {datetime.date.today()}, load average {load[0]:.1f}; {convex_rows.__doc__.split(chr(10))[0]} "
+            + " ".join(line.strip() for line in convex_rows.__doc__.split(chr(10))[1:]), "", *convex_rows()]))
+        return
     previous = previous_proxy(args.before)
     builders = [
         ("before", lambda w, v: previous.build_collision_proxy(w, extra_views=v, progress=False)),
