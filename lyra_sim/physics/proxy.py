@@ -2,12 +2,14 @@
 
 Measured depth first: each measured view (the RGB-D input, capture frames) becomes a mesh of its depth layers
 (lyra_sim.physics.measured) whose edges stop at depth jumps. The splats fill in what no depth frame saw: the
-world's MEDIAN depth (where transmittance crosses 0.5, so soft edges give the front or the back surface,
-never a surface floating between them) is rendered from many virtual cameras with the floaters left out
-(lyra_sim.physics.floaters) and fused in a TSDF (lyra_sim.geometry.tsdf) with the measured views; fused
-triangles lying on a measured surface and facing the same way are dropped (the measurement is kept
-instead). The floor of an aligned world is a box of real thickness whose top is z = 0. Each proxy of an
-aligned world says how well it agrees with the picture (lyra_sim.physics.agreement).
+MEDIAN depth (where transmittance crosses 0.5, so soft edges give the front or the back surface, never a
+surface floating between them) of the Gaussians the measured views do not explain (invented ones, thin
+edges; without measured views all but the floaters, lyra_sim.physics.floaters) is rendered from many virtual
+cameras and fused in a TSDF (lyra_sim.geometry.tsdf) with the measured views; fused triangles lying on a
+measured surface and facing the same way are dropped (the measurement is kept instead). The floor of an
+aligned world is a box of real thickness whose top is z = 0, the walls the completion found are boxes too
+(lyra_sim.physics.walls). Each proxy of an aligned world says how well it agrees with the picture
+(lyra_sim.physics.agreement); ``info["stage_seconds"]`` times the build.
 """
 
 from __future__ import annotations
