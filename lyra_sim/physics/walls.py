@@ -23,6 +23,7 @@ BAND_VOXELS = 2.0  # Gaussians (and collider triangles) this close to the plane 
 MAX_CELLS = 4000  # along the wall and up it: cells grow beyond a voxel when the wall is longer
 FOOTPRINT_SIGMAS = 1.5  # a Gaussian covers the plane this many of its largest standard deviations around it
 MAX_SEEN_THROUGH = 0.5  # a plane the measured views see past over more of its visible area is no wall
+COLUMN_PROBES = 16  # heights per wall column tested for being in a view
 MIN_FACING = 0.7  # a triangle lies on the wall when its normal's cosine with the wall's exceeds this
 
 
@@ -111,10 +112,13 @@ def wall_box(plane: WallPlane, means: np.ndarray, sigmas: np.ndarray, views: lis
     for di, dj, sign in ((i0, j0, 1), (i1, j0, -1), (i0, j1, -1), (i1, j1, 1)):
         np.add.at(paint, (di, dj), sign)
     occupied = paint.cumsum(axis=0).cumsum(axis=1)[:cols, :rows] > 0
-    ci, cj = np.nonzero(np.ones_like(occupied))
-    centres = ((lo_a + (ci + 0.5) * cell)[:, None] * plane.along + ((cj + 0.5) * cell)[:, None] * [0.0, 0.0, 1.0]
-               - plane.offset * plane.normal)
-    in_view, through = view_relation(centres, views, band)
+    # Only columns some view looks at need every cell checked (a completed wall runs on far outside the views):
+    # COLUMN_PROBES heights per column find them, widened by a column each side.
+    probe_i, probe_j = np.meshgrid(np.arange(cols), np.linspace(0, rows - 1, COLUMN_PROBES).round(), indexing="ij")
+    probed, _ = view_relation(_cell_centres(plane, lo_a, cell, probe_i.ravel(), probe_j.ravel()), views, band)
+    looked_at = np.convolve(probed.reshape(cols, -1).any(axis=1), np.ones(3), mode="same") > 0
+    ci, cj = np.nonzero(looked_at[:, None] & np.ones((1, rows), bool))
+    in_view, through = view_relation(_cell_centres(plane, lo_a, cell, ci, cj), views, band)
     if in_view.any() and through[in_view].mean() > MAX_SEEN_THROUGH:
         return None  # the views see past most of it: the fronts of furniture in a row, not a wall
     # Parts of the wall hidden behind furniture hold no Gaussians; enclosed by the wall (the floor closing it
@@ -127,13 +131,23 @@ def wall_box(plane: WallPlane, means: np.ndarray, sigmas: np.ndarray, views: lis
     return WallBox(plane, occupied, (lo_a, 0.0), cell, band, vertices, faces)
 
 
+def _cell_centres(plane: WallPlane, lo_a: float, cell: float, ci: np.ndarray, cj: np.ndarray) -> np.ndarray:
+    """World points at the centres of cells (ci, cj) on the plane."""
+    return ((lo_a + (ci + 0.5) * cell)[:, None] * plane.along + ((cj + 0.5) * cell)[:, None] * np.array([0.0, 0, 1])
+            - plane.offset * plane.normal)
+
+
 def _column_boxes(occupied: np.ndarray, plane: WallPlane, lo_a: float, cell: float,
                   thickness: float) -> tuple[np.ndarray, np.ndarray]:
     """Closed boxes over the occupied cells: vertical runs per column, equal runs of neighbouring columns merged."""
     runs: dict[tuple[int, int], int] = {}  # (row start, row stop) -> first column of the open box
     boxes = []
+    previous = None
     for i in range(occupied.shape[0] + 1):
         column = occupied[i] if i < occupied.shape[0] else np.zeros(occupied.shape[1], bool)
+        if previous is not None and np.array_equal(column, previous):
+            continue  # the same runs: the open boxes go on
+        previous = column
         edges = np.diff(np.concatenate([[0], column.astype(np.int8), [0]]))
         current = set(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
         for run in list(runs):
