@@ -37,7 +37,8 @@ from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, WorldError
 
 PROXY_IMAGE_SIZE = (160, 120)
 PROXY_FOV_DEG = 90.0
-TRAJECTORY_FRAMES = 4  # views along each of Lyra's six trajectories
+TRAJECTORY_FRAMES = 4  # views along each of Lyra's six trajectories beside measured views
+UNMEASURED_TRAJECTORY_FRAMES = 8  # ... and without any (the renders are all the evidence: 4 halves the seen share)
 TRIANGLE_BUDGET = 100_000
 MEASURED_SHARE = 0.6  # of the triangle budget, for the measured views' meshes
 MEASURED_OVERSAMPLE = 4  # measured meshes are sampled up to this many times their share, then decimated
@@ -139,9 +140,10 @@ def _reference_camera(world: GaussianWorld) -> np.ndarray:
 
 
 def proxy_cameras(world: GaussianWorld, image_size: tuple[int, int] = PROXY_IMAGE_SIZE,
-                  fov_deg: float = PROXY_FOV_DEG, ring: int = 12, core_means: np.ndarray | None = None) -> Camera:
-    """Views that cover a world: Lyra's six trajectories around the generating camera plus two rings of
-    cameras standing inside the scene looking outwards (15 and 50 degrees down)."""
+                  fov_deg: float = PROXY_FOV_DEG, ring: int = 12, core_means: np.ndarray | None = None,
+                  frames: int = TRAJECTORY_FRAMES) -> Camera:
+    """Views that cover a world: Lyra's six trajectories around the generating camera (``frames`` views each)
+    plus two rings of cameras standing inside the scene looking outwards (15 and 50 degrees down)."""
     width, height = image_size
     K = Camera.intrinsics_from_fov(width, height, fov_deg)
     reference = torch.from_numpy(_reference_camera(world)).float()
@@ -149,7 +151,7 @@ def proxy_cameras(world: GaussianWorld, image_size: tuple[int, int] = PROXY_IMAG
     depth = float(np.median(np.linalg.norm(sample - reference[:3, 3].numpy(), axis=1)))
     world_to_cams = [
         torch.linalg.inv(reference @ trajectory.cam_to_world)  # trajectories are relative to the first camera
-        for trajectory in lyra_trajectories(K, width, height, num_frames=TRAJECTORY_FRAMES,
+        for trajectory in lyra_trajectories(K, width, height, num_frames=frames,
                                             scene_scale=max(depth, 1e-3))
     ]
     lo, hi = (torch.from_numpy(b) for b in _core_bounds(sample))
@@ -433,7 +435,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     start = time.perf_counter()
     core = _core_means(world)
     voxel = voxel_size or default_voxel_size(world, core)
-    cameras = cameras if cameras is not None else proxy_cameras(world, core_means=core)
+    frames = TRAJECTORY_FRAMES if extra_views else UNMEASURED_TRAJECTORY_FRAMES
+    cameras = cameras if cameras is not None else proxy_cameras(world, core_means=core, frames=frames)
     means = world.means.detach()
     lo, hi = means.amin(dim=0), means.amax(dim=0)  # (torch.quantile at 0 and 1 costs ~0.2 s per call here)
     far = float(np.linalg.norm(core.max(axis=0) - core.min(axis=0))) * 1.5  # completed surfaces farther out: not fused
