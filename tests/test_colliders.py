@@ -239,9 +239,9 @@ def test_a_thin_post_survives(box_post_doorway):
 
 def test_a_ray_through_the_doorway_passes(box_post_doorway):
     _, _, cast = box_post_doorway
-    for y in (-0.2, 0.0, 0.2):
-        hit, true = cast((1.0, y, 0.5), (1, 0, 0))
-        assert true > 3.9 and abs(hit - true) < 0.05, (y, hit, true)  # the wall 1.8 m beyond the doorway
+    for y, z in ((-0.2, 0.5), (0.0, 0.5), (0.2, 0.5), (0.0, 0.03), (0.3, 0.03)):  # no sill left on the floor
+        hit, true = cast((1.0, y, z), (1, 0, 0))
+        assert true > 3.9 and abs(hit - true) < 0.05, (y, z, hit, true)  # the wall 1.8 m beyond the doorway
 
 
 def test_the_floor_under_an_object_has_no_hole(box_post_doorway):

@@ -23,6 +23,7 @@ BAND_VOXELS = 2.0  # Gaussians (and collider triangles) this close to the plane 
 MAX_CELLS = 4000  # along the wall and up it: cells grow beyond a voxel when the wall is longer
 FOOTPRINT_SIGMAS = 1.5  # a Gaussian covers the plane this many of its largest standard deviations around it
 MAX_SEEN_THROUGH = 0.5  # a plane the measured views see past over more of its visible area is no wall
+SILL_VOXELS = 4.0  # a column seen through this close to the floor is open down to it
 COLUMN_PROBES = 16  # heights per wall column tested for being in a view
 MIN_FACING = 0.7  # a triangle lies on the wall when its normal's cosine with the wall's exceeds this
 
@@ -127,6 +128,13 @@ def wall_box(plane: WallPlane, means: np.ndarray, sigmas: np.ndarray, views: lis
 
     occupied = binary_fill_holes(np.concatenate([np.ones((cols, 1), bool), occupied], axis=1))[:, 1:]
     occupied[ci[through], cj[through]] = False
+    # Near the floor a view sees the floor just beyond a doorway, not through the plane: no sill under a column
+    # seen through within SILL_VOXELS of the floor.
+    seen = np.zeros_like(occupied)
+    seen[ci[through], cj[through]] = True
+    lowest = np.where(seen.any(axis=1), seen.argmax(axis=1), rows)
+    sill = (lowest * cell <= SILL_VOXELS * voxel)[:, None] & (np.arange(rows)[None, :] < lowest[:, None])
+    occupied &= ~sill
     vertices, faces = _column_boxes(occupied, plane, lo_a, cell, thickness)
     return WallBox(plane, occupied, (lo_a, 0.0), cell, band, vertices, faces)
 
