@@ -99,7 +99,7 @@ def wall_box(plane: WallPlane, means: np.ndarray, sigmas: np.ndarray, views: lis
     a, z = means[on] @ plane.along, means[on, 2]
     reach = np.maximum(FOOTPRINT_SIGMAS * sigmas[on], 0.5 * voxel)
     lo_a, hi_a = float((a - reach).min()), float((a + reach).max())
-    hi_z = min(plane.top, float((z + reach).max()))
+    hi_z = plane.top
     if hi_z <= 0:
         return None
     cell = max(voxel, (hi_a - lo_a) / MAX_CELLS, hi_z / MAX_CELLS)
@@ -127,6 +127,13 @@ def wall_box(plane: WallPlane, means: np.ndarray, sigmas: np.ndarray, views: lis
     from scipy.ndimage import binary_fill_holes
 
     occupied = binary_fill_holes(np.concatenate([np.ones((cols, 1), bool), occupied], axis=1))[:, 1:]
+    # Above the highest wall cell of a column, up to the wall's top, what no view looked at is wall too (the
+    # completion found the wall cut off by the image: a room-high wall).
+    viewed = np.zeros_like(occupied)
+    viewed[ci[in_view], cj[in_view]] = True
+    height = np.where(occupied.any(axis=1), rows - np.argmax(occupied[:, ::-1], axis=1), 0)
+    above = (np.arange(rows)[None, :] >= height[:, None]) & (height[:, None] > 0)
+    occupied |= above & ~viewed & ~np.flip(np.cumsum(np.flip(viewed & above, axis=1), axis=1) > 0, axis=1)
     occupied[ci[through], cj[through]] = False
     # Near the floor a view sees the floor just beyond a doorway, not through the plane: no sill under a column
     # seen through within SILL_VOXELS of the floor.
