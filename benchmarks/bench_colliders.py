@@ -10,9 +10,10 @@ built in the same run from the same aligned world and measured views:
   forward; 64x48 each) cast with pybullet's rayTestBatch against the true bodies and against the proxy
   (open3d): the share whose proxy hit lies within 5 cm of the true surface along its normal, for surfaces
   the input frame saw (its depth agrees within 2 cm + 1 %) and within 20 cm for those it did not;
-- 60 balls (r = 5 cm) dropped from 1.5 m over points the input saw: share resting within 3 cm of their
-  true rest height;
-- build time (CPU wall seconds, agreement excluded) and triangles; the agreement line.
+- 60 balls (r = 5 cm) dropped from 1.5 m over points the input saw (none starting inside a true body, e.g. a
+  wall): share resting within 3 cm of their true rest height;
+- build time (wall seconds, agreement excluded; the process's CPU seconds and the load average beside it:
+  the machine is shared) and triangles; AFTER's build stages; the agreement line.
 
     python benchmarks/bench_colliders.py [--before REV] [--quick]   # writes its section of RESULTS.md
 """
@@ -53,16 +54,21 @@ BALLS, BALL_RADIUS, DROP_HEIGHT = 60, 0.05, 1.5
 
 
 def previous_proxy(revision: str):
-    """lyra_sim/physics/proxy.py at ``revision``, imported as a module of its own."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:lyra_sim/physics/proxy.py"],
-                            check=True, capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "previous_proxy.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("previous_proxy", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["previous_proxy"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """lyra_sim/physics/proxy.py at ``revision``, imported as a module of its own, with the measured meshes
+    (lyra_sim/physics/measured.py) of that revision too."""
+    modules = {}
+    for name in ("measured", "proxy"):
+        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:lyra_sim/physics/{name}.py"],
+                                check=True, capture_output=True, text=True).stdout
+        source = source.replace("from lyra_sim.physics.measured import", "from previous_measured import")
+        path = Path(tempfile.mkdtemp()) / f"previous_{name}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(f"previous_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"previous_{name}"] = module  # dataclasses (and the proxy's import) look it up there
+        spec.loader.exec_module(module)
+        modules[name] = module
+    return modules["proxy"]
 
 
 def robot_rays() -> tuple[np.ndarray, np.ndarray]:
@@ -150,24 +156,36 @@ def proxy_statics(proxy, to_aligned):
     return build
 
 
-def drop_starts(depth, K, cam_to_world, rng) -> np.ndarray:
-    """BALLS drop points above surfaces the input saw (random measured pixels, true frame)."""
+def drop_starts(depth, K, cam_to_world, rng, truth) -> np.ndarray:
+    """BALLS drop points at DROP_HEIGHT above surfaces the input saw (random measured pixels, true frame), each
+    where the ball does not start inside a true body (pybullet's closest points of a probe sphere 1 cm larger):
+    a ball started inside a wall or a 1.8 m shelf side has no rest height to compare (PyBullet pushes it out
+    anywhere)."""
     v, u = np.nonzero(depth > 0)
-    pick = rng.choice(len(u), BALLS, replace=False)
+    pick = rng.choice(len(u), 8 * BALLS, replace=False)
     z = depth[v[pick], u[pick]]
     pc = np.stack([(u[pick] + 0.5 - K[0, 2]) / K[0, 0] * z, (v[pick] + 0.5 - K[1, 2]) / K[1, 1] * z, z], axis=1)
     points = pc @ cam_to_world[:3, :3].T + cam_to_world[:3, 3]
     points = points[np.hypot(points[:, 0], points[:, 1]) < 6.0]
-    return np.column_stack([points[:, :2], np.full(len(points), DROP_HEIGHT)])
+    starts = np.column_stack([points[:, :2], np.full(len(points), DROP_HEIGHT)])
+    client = truth.client
+    probe = p.createMultiBody(0, p.createCollisionShape(p.GEOM_SPHERE, radius=BALL_RADIUS + 0.01,
+                                                         physicsClientId=client), physicsClientId=client)
+    free = []
+    for start in starts:
+        p.resetBasePositionAndOrientation(probe, start.tolist(), [0, 0, 0, 1], physicsClientId=client)
+        free.append(not any(p.getClosestPoints(probe, body, 0.0, physicsClientId=client) for body in truth.bodies))
+    p.removeBody(probe, physicsClientId=client)
+    return starts[np.array(free, bool)][:BALLS]
 
 
 def evaluate(name, world, views, truth, depth, K, cam_to_world, rays, seen, true_rest, starts, builders):
     rows = []
     to_aligned = np.asarray(world.info["alignment"]["transform"]) @ np.linalg.inv(cam_to_world)
     for label, build in builders:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         proxy = build(world, views)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         scores = ray_scores(truth, proxy, to_aligned, rays, seen)
         rest = rest_heights(proxy_statics(proxy, to_aligned), starts)
         agreement = collider_agreement(world, proxy)
@@ -175,11 +193,12 @@ def evaluate(name, world, views, truth, depth, K, cam_to_world, rays, seen, true
         on_objects = true_rest > BALL_RADIUS + 0.02
         drops = float(agree.mean())
         scores["drops_on_objects"] = f"{int(agree[on_objects].sum())}/{int(on_objects.sum())}"
-        rows.append({"scene": name, "proxy": label, **scores, "drops": drops, "seconds": seconds,
+        rows.append({"scene": name, "proxy": label, **scores, "drops": drops, "seconds": seconds, "cpu": cpu,
+                     "load": os.getloadavg()[0], "stages": proxy.info.get("stage_seconds"),
                      "triangles": len(proxy.faces), "agreement": agreement})
         print(f"{name:32s} {label:6s} seen {scores['seen']:.3f} (obstacles {scores['seen_obstacles']:.3f}) "
               f"unseen {scores['unseen']:.3f} drops {rows[-1]['drops']:.3f} ({scores['drops_on_objects']} on objects) "
-              f"build {seconds:5.1f} s "
+              f"build {seconds:5.1f} s ({cpu:.1f} s CPU, load {os.getloadavg()[0]:.1f}) "
               f"{len(proxy.faces):7,d} tri | {agreement.as_line()}", flush=True)
     return rows
 
@@ -218,12 +237,85 @@ def bundled_example(builders) -> list[str]:
     return lines
 
 
+CONVEX_SCENES = ("crates_ball", "table_chairs")
+
+
+def convex_rows() -> list[str]:
+    """V-HACD parts of the AFTER proxy's object pieces (lyra_sim.physics.convex) against those pieces as a
+    trimesh, 320x240: part count, time, robot-camera rays (share of the trimesh's hits the parts meet within
+    5 cm, share of rays that hit the parts but miss the trimesh) and balls dropped over the objects (share
+    resting within 3 cm of their rest height on the trimesh)."""
+    from lyra_sim.physics.convex import convex_decomposition, object_pieces
+
+    lines = ["| scene | objects | parts | V-HACD s | rays: parts within 5 cm of the trimesh | rays on parts only "
+             "| drops within 3 cm |", "|---|---|---|---|---|---|---|"]
+    for name in CONVEX_SCENES:
+        truth = collider_scene(name)
+        rgb, depth, K, cam_to_world = truth.view(320, 240)
+        world = align_world(generate_world(rgb, depth=depth, intrinsics=K))
+        views = move_views([(depth, K, np.eye(4))], world.info["alignment"]["transform"])
+        proxy = build_collision_proxy(world, extra_views=views, progress=False, agreement=False)
+        pieces = object_pieces(*proxy.obstacle_mesh)
+        start = time.perf_counter()
+        parts = [part for piece in pieces for part in convex_decomposition(*piece)]
+        seconds = time.perf_counter() - start
+        mesh = _joined(pieces)
+        hulls = _joined(parts)
+        to_aligned = np.asarray(world.info["alignment"]["transform"]) @ np.linalg.inv(cam_to_world)
+        origins, directions = robot_rays()
+        o, d = origins @ to_aligned[:3, :3].T + to_aligned[:3, 3], directions @ to_aligned[:3, :3].T
+        t_mesh, t_hull = cast_rays(*mesh, o, d), cast_rays(*hulls, o, d)
+        on_mesh = np.isfinite(t_mesh)
+        rays_within = float((np.abs(t_hull[on_mesh] - t_mesh[on_mesh]) <= SEEN_WITHIN).mean()) if on_mesh.any() else 0
+        parts_only = float((np.isfinite(t_hull) & ~on_mesh).mean())
+        rng = np.random.default_rng(1)
+        points = mesh[0][rng.choice(len(mesh[0]), min(BALLS, len(mesh[0])), replace=False)]
+        starts = np.column_stack([points[:, :2], np.full(len(points), DROP_HEIGHT)])
+        rest_mesh = rest_heights(_statics([mesh], concave=True), starts)
+        rest_hull = rest_heights(_statics(parts, concave=False), starts)
+        drops = float((np.abs(rest_hull - rest_mesh) <= DROP_WITHIN).mean())
+        lines.append(f"| {name} | {len(pieces)} | {len(parts)} | {seconds:.1f} | {rays_within:.3f} | {parts_only:.3f} "
+                     f"| {drops:.2f} |")
+        print(lines[-1], flush=True)
+        truth.close()
+    return lines
+
+
+def _joined(meshes) -> tuple[np.ndarray, np.ndarray]:
+    vertices, faces, count = [], [], 0
+    for v, f in meshes:
+        vertices.append(v)
+        faces.append(f + count)
+        count += len(v)
+    return np.concatenate(vertices), np.concatenate(faces)
+
+
+def _statics(meshes, concave: bool):
+    """Static bodies (aligned frame): the floor plane z = 0 and each mesh, concave or as a convex hull."""
+    def build(client):
+        p.createMultiBody(0, p.createCollisionShape(p.GEOM_PLANE, physicsClientId=client), physicsClientId=client)
+        for vertices, faces in meshes:
+            kwargs = {"indices": faces.reshape(-1).astype(int).tolist(), "flags": p.GEOM_FORCE_CONCAVE_TRIMESH} \
+                if concave else {}
+            shape = p.createCollisionShape(p.GEOM_MESH, vertices=vertices.tolist(), physicsClientId=client, **kwargs)
+            p.createMultiBody(0, shape, physicsClientId=client)
+    return build
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", default="204b894", help="git revision of the BEFORE proxy")
-    parser.add_argument("--quick", action="store_true", help="320x240 only, two scenes")
+    parser.add_argument("--before", default="be28263", help="git revision of the BEFORE proxy")
+    parser.add_argument("--quick", action="store_true",
+                        help="320x240 only, no splat files, a section of its own")
     parser.add_argument("--example-only", action="store_true", help="only the bundled example (no RESULTS.md)")
+    parser.add_argument("--convex", action="store_true", help="only the V-HACD parts against the trimesh")
     args = parser.parse_args()
+    if args.convex:
+        load = os.getloadavg()
+        write_section("Convex parts against the collider trimesh (bench_colliders.py --convex)", "\n".join([
+            f"Measured {datetime.date.today()}, load average {load[0]:.1f}; {convex_rows.__doc__.split(chr(10))[0]} "
+            + " ".join(line.strip() for line in convex_rows.__doc__.split(chr(10))[1:]), "", *convex_rows()]))
+        return
     previous = previous_proxy(args.before)
     builders = [
         ("before", lambda w, v: previous.build_collision_proxy(w, extra_views=v, progress=False)),
@@ -236,8 +328,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = []
     for width, height in sizes:  # every scene at the small size first: partial runs still cover all scenes
-        for name in BENCH_SCENES[:2] if args.quick else BENCH_SCENES:
-            rows += bench_scene(name, width, height, (width, height) == sizes[0], builders, rng)
+        for name in BENCH_SCENES:
+            rows += bench_scene(name, width, height, (width, height) == sizes[0] and not args.quick, builders, rng)
             write_results(rows, example, args)
 
 
@@ -250,7 +342,7 @@ def bench_scene(name, width, height, with_splat_file, builders, rng) -> list[dic
     t_true = np.where(valid, t_true, 0.0)
     rgb, depth, K, cam_to_world = truth.view(width, height)
     seen = seen_by_input(origins + t_true[:, None] * directions, depth, K, cam_to_world)
-    starts = drop_starts(depth, K, cam_to_world, rng)
+    starts = drop_starts(depth, K, cam_to_world, rng, truth)
     true_rest = rest_heights(lambda client: collider_scene_into(name, client), starts)
     world = generate_world(rgb, depth=depth, intrinsics=K)
     aligned = align_world(world)
@@ -285,18 +377,25 @@ def write_results(rows: list[dict], example: list[str], args) -> None:
              "Targets: seen >= 0.97 within 5 cm, unseen >= 0.85 within 20 cm, drops >= 0.95 within 3 cm, "
              "build <= 5 s (640x480), <= 100k triangles.", "",
              "| scene | proxy | seen (5 cm) | seen obstacles | unseen (20 cm) | drops (3 cm) | on objects | build s "
-             "| triangles | agreement: median / p95 / within 5 cm |",
+             "(CPU s, load) | triangles | agreement: median / p95 / within 5 cm |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         a = r["agreement"]
         p95 = f"{a.p95:.3f}" if np.isfinite(a.p95) else "miss"
         lines.append(f"| {r['scene']} | {r['proxy']} | {r['seen']:.3f} | {r['seen_obstacles']:.3f} | {r['unseen']:.3f} "
-                     f"| {r['drops']:.2f} | {r['drops_on_objects']} | {r['seconds']:.1f} | {r['triangles']:,} "
+                     f"| {r['drops']:.2f} | {r['drops_on_objects']} "
+                     f"| {r['seconds']:.1f} ({r['cpu']:.1f}, {r['load']:.1f}) | {r['triangles']:,} "
                      f"| {a.median:.3f} / {p95} / {a.within:.3f} |")
+    stages = [r for r in rows if r["proxy"] == "after" and r["stages"]]
+    if stages:
+        lines += ["", "Build stages of AFTER (wall seconds): " + "; ".join(
+            f"{r['scene']}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items()) for r in stages)]
     lines += ["", "Bundled example (lyra_sim/data/tabletop_*; no ground truth, the agreement a user sees; picture: "
               "benchmarks/colliders_tabletop.png = splats from a 0.9 m robot camera, then the BEFORE and AFTER "
               "collider's depth from there, nearer = brighter, black = nothing within 4 m):", *example]
-    write_section("Colliders against true bodies (bench_colliders.py)", "\n".join(lines))
+    title = "Colliders against true bodies, 320x240 only (bench_colliders.py --quick)" if args.quick else \
+        "Colliders against true bodies (bench_colliders.py)"
+    write_section(title, "\n".join(lines))
     print("\n".join(lines))
 
 

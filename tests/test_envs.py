@@ -59,7 +59,7 @@ def test_check_env_on_the_bundled_rgbd_example(example_rgbd):
         assert frame.shape == (240, 320, 3) and frame.dtype == np.uint8
         # The proxy came from the input depth plus rendered views; its floor is at z = 0.
         scene = env.unwrapped.scene
-        assert scene.proxies[0].floor_z == 0.0 and scene.proxies[0].info["views"] == 73
+        assert scene.proxies[0].floor_z == 0.0 and scene.proxies[0].info["views"] == 49  # 6 x 4 + 24 + 1 measured
     finally:
         env.close()
 

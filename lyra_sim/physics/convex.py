@@ -69,10 +69,10 @@ def convex_decomposition(vertices: np.ndarray, faces: np.ndarray,
         return _read_obj_parts(target) if target.exists() else []
 
 
-def object_parts(vertices: np.ndarray, faces: np.ndarray, max_extent: float = OBJECT_MAX_EXTENT,
-                 resolution: int = VHACD_RESOLUTION) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-    """Convex parts of each connected piece of the mesh whose bounding box is under ``max_extent`` on every
-    axis (one list of parts per object)."""
+def object_pieces(vertices: np.ndarray, faces: np.ndarray,
+                  max_extent: float = OBJECT_MAX_EXTENT) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The connected pieces (vertices, faces) of the mesh whose bounding box is under ``max_extent`` on every axis
+    (objects, not walls or the room)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -81,14 +81,20 @@ def object_parts(vertices: np.ndarray, faces: np.ndarray, max_extent: float = OB
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
     graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(len(vertices),) * 2)
     _, label = connected_components(graph, directed=False)
-    objects = []
+    pieces = []
     for piece in np.unique(label[faces[:, 0]]):
         piece_faces = faces[label[faces[:, 0]] == piece]
         used, inverse = np.unique(piece_faces, return_inverse=True)
         points = vertices[used]
         if (points.max(axis=0) - points.min(axis=0) < max_extent).all() and len(piece_faces) >= 4:
-            objects.append(convex_decomposition(points, inverse.reshape(-1, 3), resolution))
-    return objects
+            pieces.append((points, inverse.reshape(-1, 3)))
+    return pieces
+
+
+def object_parts(vertices: np.ndarray, faces: np.ndarray, max_extent: float = OBJECT_MAX_EXTENT,
+                 resolution: int = VHACD_RESOLUTION) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Convex parts of each object piece of the mesh (``object_pieces``; one list of parts per object)."""
+    return [convex_decomposition(v, f, resolution) for v, f in object_pieces(vertices, faces, max_extent)]
 
 
 def save_parts(path: str | os.PathLike, objects: list[list[tuple[np.ndarray, np.ndarray]]]) -> Path:

@@ -32,7 +32,7 @@ def depth_mesh(depth: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray,
     Each grid cell holds up to two triangles, each kept when its corners hold depth and no layer jump
     (``lyra_sim.single_view.layers``) separates them; K puts pixel centres at +0.5. Foreground surfaces get
     sides (``_side_skirts``) back along the rays; ``up`` (the world's up axis, when known) keeps them off
-    near-horizontal surfaces.
+    near-horizontal surfaces and closes the tops of those above the camera (``_top_lids``).
     """
     depth = np.asarray(depth, np.float64)
     height, width = depth.shape
@@ -69,6 +69,12 @@ def depth_mesh(depth: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray,
                                              cam_to_world[:3, 3], stride / K[0, 0], up)
     faces = np.concatenate([faces, skirt_faces + len(points)])
     points = np.concatenate([points, skirt_points])
+    if up is not None:
+        lid_points, lid_faces = _top_lids(points[:len(rows) * len(cols)].reshape(len(rows), len(cols), 3), grid,
+                                          valid, layers.jump_u, layers.jump_v, cam_to_world[:3, 3],
+                                          stride / K[0, 0], up)
+        faces = np.concatenate([faces, lid_faces + len(points)])
+        points = np.concatenate([points, lid_points])
     used, inverse = np.unique(faces, return_inverse=True)
     return points[used], inverse.reshape(-1, 3).astype(np.int64)
 
@@ -89,9 +95,7 @@ def _side_skirts(points: np.ndarray, depth: np.ndarray, valid: np.ndarray, jump_
     rows = np.broadcast_to(np.arange(h)[:, None], cols.shape)
     gap = np.abs(depth[:, 1:] - depth[:, :-1])
     # Width of each pixel's run within its row (runs end at jumps and holes), in metres at its depth.
-    breaks = np.concatenate([np.ones((h, 1), bool), jump_u | ~valid[:, 1:] | ~valid[:, :-1]], axis=1)
-    run_id = np.cumsum(breaks, axis=1) + np.arange(h)[:, None] * (w + 1)
-    run_width = np.bincount(run_id.ravel(), minlength=h * (w + 1) + w + 1)[run_id] * depth * pixel_angle
+    run_width = _run_widths(depth, valid, jump_u, pixel_angle)
     length = np.minimum(np.minimum((1.0 - SKIRT_MARGIN) * gap, run_width[rows, cols]), SKIRT_MAX_M)
     if up is not None:
         below = np.clip(rows + 1, 0, h - 1)
@@ -116,3 +120,75 @@ def _side_skirts(points: np.ndarray, depth: np.ndarray, valid: np.ndarray, jump_
     faces = np.concatenate([np.stack([i, i + n, i + 2 * n], axis=1), np.stack([i, i + 2 * n, i + 3 * n], axis=1)])
     return quad, faces
 
+
+
+def _run_widths(depth: np.ndarray, valid: np.ndarray, jump_u: np.ndarray, pixel_angle: float) -> np.ndarray:
+    """(H, W) width in metres (at each pixel's depth) of the pixel's run within its row: runs end at jumps and
+    holes."""
+    h, w = depth.shape
+    breaks = np.concatenate([np.ones((h, 1), bool), jump_u | ~valid[:, 1:] | ~valid[:, :-1]], axis=1)
+    run_id = np.cumsum(breaks, axis=1) + np.arange(h)[:, None] * (w + 1)
+    return np.bincount(run_id.ravel(), minlength=h * (w + 1) + w + 1)[run_id] * depth * pixel_angle
+
+
+def _top_lids(points: np.ndarray, depth: np.ndarray, valid: np.ndarray, jump_u: np.ndarray, jump_v: np.ndarray,
+              eye: np.ndarray, pixel_angle: float, up) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal strips closing the top of foreground surfaces whose upper silhouette lies above the camera:
+    there the camera cannot see a top face, so the object's depth is unknown (a shelf board seen edge-on above
+    eye level is a line of pixels). From each top-silhouette vertex (a depth jump to a farther surface above it
+    in the image) back along the ray's horizontal direction by min(the horizontal gap to the surface behind less
+    SKIRT_MARGIN of it, the near layer's width across the row, SKIRT_MAX_M). Below the camera a missing top face
+    means a thin object (a chair back): no lid. (H, W, 3) grid points in the world, ``up`` the world's up axis.
+    """
+    h, w = depth.shape
+    if w < 2 or h < 2:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    up = np.asarray(up, np.float64) / np.linalg.norm(up)
+    near, far = points[1:], points[:-1]  # the jump v|v+1 with the nearer surface below (row v + 1)
+    edge = jump_v & valid[1:] & valid[:-1] & (depth[1:] < depth[:-1]) & ((near - eye) @ up > 0.0)
+    ray = (near - eye) - ((near - eye) @ up)[..., None] * up
+    ray /= np.maximum(np.linalg.norm(ray, axis=-1, keepdims=True), 1e-12)
+    gap = ((far - near) * ray).sum(axis=-1)
+    width = _run_widths(depth, valid, jump_u, pixel_angle)[1:]
+    length = np.minimum(np.minimum((1.0 - SKIRT_MARGIN) * gap, width), SKIRT_MAX_M)
+    pair = edge[:, :-1] & edge[:, 1:] & (length[:, :-1] > 0) & (length[:, 1:] > 0)
+    r, c = np.nonzero(pair)
+    if len(r) == 0:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    left, right = near[r, c], near[r, c + 1]
+    back_left = left + ray[r, c] * length[r, c][:, None]
+    back_right = right + ray[r, c + 1] * length[r, c + 1][:, None]
+    n = len(r)
+    quad = np.concatenate([left, right, back_right, back_left])
+    i = np.arange(n)
+    faces = np.concatenate([np.stack([i, i + n, i + 2 * n], axis=1), np.stack([i, i + 2 * n, i + 3 * n], axis=1)])
+    return quad, faces
+
+
+def seen_through(points: np.ndarray, views, margin: float) -> np.ndarray:
+    """(N,) bool: points some measured view (DepthViews: depth, K, world_to_cam) saw through: every depth in the
+    3x3 pixels around the point's projection lies more than ``margin`` (plus 1 % of the range) behind it."""
+    return view_relation(points, views, margin)[1]
+
+
+def view_relation(points: np.ndarray, views, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """((N,) bool in some view's image, (N,) bool seen through by some view: ``seen_through``)."""
+    from scipy.ndimage import minimum_filter
+
+    through = np.zeros(len(points), bool)
+    in_view = np.zeros(len(points), bool)
+    for view in views:
+        depth = np.where(view.depth > 0, view.depth, np.inf)
+        nearest = minimum_filter(depth, size=3, mode="nearest")
+        pc = points @ view.world_to_cam[:3, :3].T + view.world_to_cam[:3, 3]
+        z = pc[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.floor(view.K[0, 0] * pc[:, 0] / z + view.K[0, 2])
+            v = np.floor(view.K[1, 1] * pc[:, 1] / z + view.K[1, 2])
+        h, w = depth.shape
+        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        behind = np.zeros(len(points))
+        behind[inside] = nearest[v[inside].astype(int), u[inside].astype(int)]
+        in_view |= inside
+        through |= inside & np.isfinite(behind) & (behind > z + margin + 0.01 * z)
+    return in_view, through

@@ -2,12 +2,14 @@
 
 Measured depth first: each measured view (the RGB-D input, capture frames) becomes a mesh of its depth layers
 (lyra_sim.physics.measured) whose edges stop at depth jumps. The splats fill in what no depth frame saw: the
-world's MEDIAN depth (where transmittance crosses 0.5, so soft edges give the front or the back surface,
-never a surface floating between them) is rendered from many virtual cameras with the floaters left out
-(lyra_sim.physics.floaters) and fused in a TSDF (lyra_sim.geometry.tsdf) with the measured views; fused
-triangles lying on a measured surface and facing the same way are dropped (the measurement is kept
-instead). The floor of an aligned world is a box of real thickness whose top is z = 0. Each proxy of an
-aligned world says how well it agrees with the picture (lyra_sim.physics.agreement).
+MEDIAN depth (where transmittance crosses 0.5, so soft edges give the front or the back surface, never a
+surface floating between them) of the Gaussians the measured views do not explain (invented ones, thin
+edges; without measured views all but the floaters, lyra_sim.physics.floaters) is rendered from many virtual
+cameras and fused in a TSDF (lyra_sim.geometry.tsdf) with the measured views; fused triangles lying on a
+measured surface and facing the same way are dropped (the measurement is kept instead). The floor of an
+aligned world is a box of real thickness whose top is z = 0, the walls the completion found are boxes too
+(lyra_sim.physics.walls). Each proxy of an aligned world says how well it agrees with the picture
+(lyra_sim.physics.agreement); ``info["stage_seconds"]`` times the build.
 """
 
 from __future__ import annotations
@@ -28,13 +30,16 @@ from lyra_sim.defaults import COLLIDER_TRIANGLE_BUDGET
 from lyra_sim.geometry.tsdf import DepthView, fuse_views, surface_mesh
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.physics.floaters import find_floaters
-from lyra_sim.physics.measured import depth_mesh
+from lyra_sim.physics.measured import depth_mesh, seen_through
+from lyra_sim.physics.walls import WALL_THICKNESS_M, WallBox, on_walls, wall_box, wall_planes
 from lyra_sim.rendering.cpu import median_depth_cpu
 from lyra_sim.trajectories import lyra_trajectories
 from lyra_sim.world import DynamicGaussianWorld, GaussianWorld, WorldError
 
 PROXY_IMAGE_SIZE = (160, 120)
 PROXY_FOV_DEG = 90.0
+TRAJECTORY_FRAMES = 4  # views along each of Lyra's six trajectories beside measured views
+UNMEASURED_TRAJECTORY_FRAMES = 8  # ... and without any (the renders are all the evidence: 4 halves the seen share)
 TRIANGLE_BUDGET = COLLIDER_TRIANGLE_BUDGET
 MEASURED_SHARE = 0.6  # of the triangle budget, for the measured views' meshes
 MEASURED_OVERSAMPLE = 4  # measured meshes are sampled up to this many times their share, then decimated
@@ -45,6 +50,9 @@ FUSED_MIN_COMPONENT = 0.001  # ... and without any
 FLOOR_THICKNESS = 0.2  # metres in a metric world: the floor box under z = 0
 FREE_SPACE_VOXELS = 2.0  # a fused triangle this far in front of what a measured view saw behind it is dropped
 FLOOR_NORMAL_Z = 0.7  # measured triangles in the floor band are floor when their normal's z exceeds this
+BOUNDS_SAMPLE = 100_000  # centres whose quantiles give the scene's extent
+EDGE_PIXELS = 3  # Gaussians this near a measured depth jump are rendered, not taken as measured
+EXPLAINED_VOXELS = 2.0  # an observed Gaussian this close (plus 1 % of its depth) to a measured depth is explained
 
 
 @dataclass
@@ -133,19 +141,21 @@ def _reference_camera(world: GaussianWorld) -> np.ndarray:
 
 
 def proxy_cameras(world: GaussianWorld, image_size: tuple[int, int] = PROXY_IMAGE_SIZE,
-                  fov_deg: float = PROXY_FOV_DEG, ring: int = 12, core: GaussianWorld | None = None) -> Camera:
-    """Views that cover a world: Lyra's six trajectories around the generating camera plus two rings of
-    cameras standing inside the scene looking outwards (15 and 50 degrees down)."""
+                  fov_deg: float = PROXY_FOV_DEG, ring: int = 12, core_means: np.ndarray | None = None,
+                  frames: int = TRAJECTORY_FRAMES) -> Camera:
+    """Views that cover a world: Lyra's six trajectories around the generating camera (``frames`` views each)
+    plus two rings of cameras standing inside the scene looking outwards (15 and 50 degrees down)."""
     width, height = image_size
     K = Camera.intrinsics_from_fov(width, height, fov_deg)
     reference = torch.from_numpy(_reference_camera(world)).float()
-    core = _scene_core(world) if core is None else core
-    depth = float(torch.median(torch.linalg.norm(core.means.float() - reference[:3, 3], dim=1)))
+    sample = _core_means(world) if core_means is None else core_means
+    depth = float(np.median(np.linalg.norm(sample - reference[:3, 3].numpy(), axis=1)))
     world_to_cams = [
         torch.linalg.inv(reference @ trajectory.cam_to_world)  # trajectories are relative to the first camera
-        for trajectory in lyra_trajectories(K, width, height, num_frames=8, scene_scale=max(depth, 1e-3))
+        for trajectory in lyra_trajectories(K, width, height, num_frames=frames,
+                                            scene_scale=max(depth, 1e-3))
     ]
-    lo, hi = core.bounds(quantile=0.02)
+    lo, hi = (torch.from_numpy(b) for b in _core_bounds(sample))
     centre = 0.5 * (lo + hi)
     if world.frame == "z_up":
         up, across = torch.tensor([0.0, 0.0, 1.0]), (torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]))
@@ -241,30 +251,12 @@ def _decimated(vertices: np.ndarray, faces: np.ndarray, budget: int) -> tuple[np
 
 
 def _in_measured_free_space(mesh: o3d.geometry.TriangleMesh, views: list[DepthView], margin: float) -> np.ndarray:
-    """Fused triangles whose centre a measured view saw through: every depth in the 3x3 pixels around its
-    projection lies more than ``margin`` (plus 1 % of the range) behind it. Space a depth camera looked
-    through is empty, whatever the splats invented there."""
-    from scipy.ndimage import minimum_filter
-
+    """Fused triangles whose centre a measured view saw through (lyra_sim.physics.measured.seen_through). Space a
+    depth camera looked through is empty, whatever the splats invented there."""
     vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
-    through = np.zeros(len(faces), bool)
     if len(faces) == 0:
-        return through
-    centres = vertices[faces].mean(axis=1)
-    for view in views:
-        depth = np.where(view.depth > 0, view.depth, np.inf)
-        nearest = minimum_filter(depth, size=3, mode="nearest")
-        pc = centres @ view.world_to_cam[:3, :3].T + view.world_to_cam[:3, 3]
-        z = pc[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.floor(view.K[0, 0] * pc[:, 0] / z + view.K[0, 2])
-            v = np.floor(view.K[1, 1] * pc[:, 1] / z + view.K[1, 2])
-        h, w = depth.shape
-        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        behind = np.zeros(len(faces))
-        behind[inside] = nearest[v[inside].astype(int), u[inside].astype(int)]
-        through |= inside & np.isfinite(behind) & (behind > z + margin + 0.01 * z)
-    return through
+        return np.zeros(0, bool)
+    return seen_through(vertices[faces].mean(axis=1), views, margin)
 
 
 def fill_small_holes(vertices: np.ndarray, faces: np.ndarray, max_perimeter: float) -> tuple[np.ndarray, np.ndarray]:
@@ -341,47 +333,128 @@ def floor_box(lo: np.ndarray, hi: np.ndarray, z: float, margin: float,
     return vertices, faces
 
 
-def _scene_core(world: GaussianWorld) -> GaussianWorld:
-    """The observed Gaussians when completion added others (a completed floor reaches far beyond the scene)."""
-    return world.observed_only() if bool(world.observed.any()) and not bool(world.observed.all()) else world
+def _core_means(world: GaussianWorld) -> np.ndarray:
+    """Centres (float64) of the observed Gaussians when completion added others (a completed floor reaches far
+    beyond the scene), at most BOUNDS_SAMPLE of them (a fixed random choice: their quantiles are as good as
+    all of them, and torch.quantile over 600k costs ~0.3 s per call)."""
+    means = world.means.detach().cpu().numpy()
+    observed = world.observed.cpu().numpy()
+    if observed.any() and not observed.all():
+        means = means[observed]
+    if len(means) > BOUNDS_SAMPLE:
+        means = means[np.random.default_rng(0).choice(len(means), BOUNDS_SAMPLE, replace=False)]
+    return means.astype(np.float64)
 
 
-def default_voxel_size(world: GaussianWorld, core: GaussianWorld | None = None) -> float:
-    """1/160 of the scene's largest extent (2 %-98 % quantiles of the observed centres, ``core``)."""
-    lo, hi = (_scene_core(world) if core is None else core).bounds(quantile=0.02)
+def _core_bounds(core_means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 2 % and 98 % quantiles of the core's centres (``_core_means``)."""
+    lo, hi = np.quantile(core_means, [0.02, 0.98], axis=0)
+    return lo.astype(np.float32), hi.astype(np.float32)
+
+
+def default_voxel_size(world: GaussianWorld, core_means: np.ndarray | None = None) -> float:
+    """1/160 of the scene's largest extent (2 %-98 % quantiles of the observed centres, ``_core_means``)."""
+    lo, hi = _core_bounds(_core_means(world) if core_means is None else core_means)
     return max(float((hi - lo).max()) / 160.0, 1e-4)
 
 
-def _collider_world(world: GaussianWorld, measured: bool) -> tuple[GaussianWorld, dict | None]:
-    """The Gaussians the collider renders: a world that came without measured depth loses its floaters."""
-    if measured:
-        return world, None
+def explained_by_views(means: np.ndarray, views: list[DepthView], tolerance: float) -> np.ndarray:
+    """(N,) bool: centres lying on a surface a measured view meshed: within ``tolerance`` plus 1 % of the depth of
+    the depth at their pixel, and more than EDGE_PIXELS from a depth jump (a thin leg or a silhouette is a line
+    of pixels that its measured mesh may miss; the splats render it from the side). Those surfaces are in the
+    collider as measured meshes already."""
+    from scipy.ndimage import binary_dilation
+
+    from lyra_sim.single_view.layers import split_layers
+
+    explained = np.zeros(len(means), bool)
+    for view in views:
+        depth = np.asarray(view.depth, np.float64)
+        valid = np.isfinite(depth) & (depth > 0)
+        if valid.sum() < 4:
+            continue
+        edges = split_layers(np.where(valid, depth, np.median(depth[valid]))).any_edge | ~valid
+        meshed = valid & ~binary_dilation(edges, iterations=EDGE_PIXELS)
+        pc = means @ view.world_to_cam[:3, :3].T + view.world_to_cam[:3, 3]
+        z = pc[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.floor(view.K[0, 0] * pc[:, 0] / z + view.K[0, 2])
+            v = np.floor(view.K[1, 1] * pc[:, 1] / z + view.K[1, 2])
+        h, w = depth.shape
+        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        ui, vi = u[inside].astype(int), v[inside].astype(int)
+        on = np.zeros(len(means), bool)
+        on[inside] = meshed[vi, ui] & (np.abs(depth[vi, ui] - z[inside]) <= tolerance + 0.01 * z[inside])
+        explained |= on
+    return explained
+
+
+def _collider_world(world: GaussianWorld, views: list[DepthView], voxel: float) -> tuple[GaussianWorld | None,
+                                                                                           dict | None]:
+    """The Gaussians the collider renders (None: none left). Beside measured views, only those the views do not
+    explain (``explained_by_views``: in a single-view world all but the invented ones), ~5x fewer to render; a
+    world that came without measured depth loses its floaters instead."""
+    if views:
+        means = world.means.detach().cpu().numpy().astype(np.float64)
+        keep = ~explained_by_views(means, views, EXPLAINED_VOXELS * voxel)
+        return (world.subset(torch.from_numpy(keep)) if keep.any() else None), None
     report = find_floaters(world)
     kept = world.subset(torch.from_numpy(~report.mask)) if report.dropped else world
     return kept, report.as_dict()
 
 
+class _Stages:
+    """Seconds per build stage, in order (the proxy's ``info["stage_seconds"]``)."""
+
+    def __init__(self, start: float):
+        self.seconds: dict[str, float] = {}
+        self._last = start
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 3)
+        self._last = now
+
+
+def _wall_boxes(world: GaussianWorld, views: list[DepthView], voxel: float) -> list[WallBox]:
+    """Boxes of the completion's walls (lyra_sim.physics.walls) from all the world's Gaussians."""
+    planes = wall_planes(world)
+    if not planes:
+        return []
+    means = world.means.detach().cpu().numpy().astype(np.float64)
+    sigmas = world.scales.detach().cpu().numpy().max(axis=1).astype(np.float64)
+    thickness = WALL_THICKNESS_M / (world.meters_per_unit or 1.0)
+    boxes = [wall_box(plane, means, sigmas, views, voxel, thickness) for plane in planes]
+    return [box for box in boxes if box is not None and len(box.faces)]
+
+
 def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: int, cameras: Camera | None,
                extra_views: list, min_component_fraction: float, keep_floor: bool, progress: bool,
-               agreement: bool) -> CollisionMesh:
+               agreement: bool, wall_boxes: bool) -> CollisionMesh:
     if len(world) == 0:
         raise WorldError("build_collision_proxy: the world is empty")
     start = time.perf_counter()
-    core = _scene_core(world)
+    core = _core_means(world)
     voxel = voxel_size or default_voxel_size(world, core)
-    cameras = cameras if cameras is not None else proxy_cameras(world, core=core)
-    means, core_means = world.means.detach(), core.means.detach()
+    frames = TRAJECTORY_FRAMES if extra_views else UNMEASURED_TRAJECTORY_FRAMES
+    cameras = cameras if cameras is not None else proxy_cameras(world, core_means=core, frames=frames)
+    means = world.means.detach()
     lo, hi = means.amin(dim=0), means.amax(dim=0)  # (torch.quantile at 0 and 1 costs ~0.2 s per call here)
-    core_lo, core_hi = core_means.amin(dim=0), core_means.amax(dim=0)
-    far = float((core_hi - core_lo).norm()) * 1.5  # completed surfaces farther out are not fused
+    far = float(np.linalg.norm(core.max(axis=0) - core.min(axis=0))) * 1.5  # completed surfaces farther out: not fused
     views = [_as_depth_view(v) for v in extra_views]
-    rendered, floaters = _collider_world(world, measured=bool(views))
+    rendered, floaters = _collider_world(world, views, voxel)
+    stages = _Stages(start)
+    stages.lap("setup")
     measured_budget = int(MEASURED_SHARE * triangle_budget) if views else 0
     # Sampled finer than the budget (MEASURED_OVERSAMPLE), decimated after the floor is cut out: quadric
     # decimation spends the triangles where the shape is (thin legs and posts), not on flat walls.
     up = (0.0, 0.0, 1.0) if _is_aligned(world) else None
     m_vertices, m_faces = measured_meshes(views, MEASURED_OVERSAMPLE * measured_budget, up)
-    mesh = fuse_depth(list(_depth_views(rendered, cameras, progress)) + views, voxel, far)
+    stages.lap("measured_mesh")
+    rendered_views = list(_depth_views(rendered, cameras, progress)) if rendered is not None else []
+    stages.lap("render")
+    mesh = fuse_depth(rendered_views + views, voxel, far)
+    stages.lap("fuse")
     mesh.remove_triangles_by_mask(_duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel)
                                   | _in_measured_free_space(mesh, views, FREE_SPACE_VOXELS * voxel))
     mesh.remove_unreferenced_vertices()
@@ -400,19 +473,31 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
             normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
             upright = np.abs(normals[:, 2]) < FLOOR_NORMAL_Z * np.linalg.norm(normals, axis=1)
             m_faces = m_faces[~((np.abs(corners[:, :, 2] - floor_z) < band).all(axis=1) & ~upright)]
+    walls = _wall_boxes(world, views, voxel) if wall_boxes and _is_aligned(world) else []
+    if walls:  # the walls become boxes: the triangles on their fronts go (before decimation: less to decimate)
+        mesh.remove_triangles_by_mask(on_walls(walls, np.asarray(mesh.vertices), np.asarray(mesh.triangles)))
+        mesh.remove_unreferenced_vertices()
+        m_faces = m_faces[~on_walls(walls, m_vertices, m_faces)]
+    stages.lap("walls")
     if len(m_faces) > measured_budget:
         m_vertices, m_faces = _decimated(m_vertices, m_faces, measured_budget)
+    stages.lap("filter_decimate_measured")
     # Measured triangles are kept as measured (no component filtering: thin posts survive). The fused mesh fills
     # in: beside measured geometry its small pieces are debris (MEASURED_MIN_COMPONENT), alone they may be whole
     # objects (median depth keeps a shelf board a piece of its own: FUSED_MIN_COMPONENT).
     if min_component_fraction is None:
         min_component_fraction = MEASURED_MIN_COMPONENT if views else FUSED_MIN_COMPONENT
-    mesh = clean_mesh(mesh, voxel, max(triangle_budget - len(m_faces), 2), min_component_fraction)
+    wall_triangles = sum(len(wall.faces) for wall in walls)
+    mesh = clean_mesh(mesh, voxel, max(triangle_budget - len(m_faces) - wall_triangles, 2), min_component_fraction)
+    stages.lap("clean_fused")
     vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
     if len(m_faces):
         used, inverse = np.unique(m_faces, return_inverse=True)
         faces = np.concatenate([faces, inverse.reshape(-1, 3) + len(vertices)])
         vertices = np.concatenate([vertices, m_vertices[used]])
+    for wall in walls:
+        faces = np.concatenate([faces, wall.faces + len(vertices)])
+        vertices = np.concatenate([vertices, wall.vertices])
     obstacle_faces = len(faces)
     if floor_z is not None:
         thickness = FLOOR_THICKNESS / (world.meters_per_unit or 1.0)
@@ -421,7 +506,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
         vertices = np.concatenate([vertices, box_v])
     info = {"voxel_size": voxel, "floor_band": band if floor_z is not None else 0.0,
             "views": len(cameras) + len(views), "measured_triangles": len(m_faces), "triangles": len(faces),
-            "build_seconds": time.perf_counter() - start}
+            "rendered_gaussians": 0 if rendered is None else len(rendered), "wall_boxes": len(walls),
+            "build_seconds": time.perf_counter() - start, "stage_seconds": stages.seconds}
     if floaters is not None:
         info["floaters"] = floaters
     proxy = CollisionMesh(vertices, faces, obstacle_faces, floor_z, info)
@@ -444,6 +530,7 @@ def build_collision_proxy(
     keep_floor: bool = True,
     progress: bool = True,
     agreement: bool = True,
+    wall_boxes: bool = True,
 ) -> CollisionMesh | list[CollisionMesh]:
     """Collision mesh of a world, in the world's frame (one per keyframe for a dynamic world).
 
@@ -457,11 +544,12 @@ def build_collision_proxy(
     views and FUSED_MIN_COMPONENT without; holes up to 4 voxels filled; decimated to the rest of the budget).
     For an aligned world (lyra_sim.align) the floor is a box whose top is z = 0, and
     ``agreement`` adds ``info["agreement"]`` (lyra_sim.physics.agreement) and its one-line summary
-    ``info["agreement_line"]``.
+    ``info["agreement_line"]``. ``wall_boxes``: the walls the completion found (lyra_sim.physics.walls) become
+    boxes of real thickness, replacing the triangles on their fronts.
     """
     extra_views = extra_views or []
     if isinstance(world, DynamicGaussianWorld):
         return [_proxy_for(w, voxel_size, triangle_budget, cameras, extra_views, min_component_fraction,
-                           keep_floor, progress, agreement) for w in world.worlds]
+                           keep_floor, progress, agreement, wall_boxes) for w in world.worlds]
     return _proxy_for(world, voxel_size, triangle_budget, cameras, extra_views, min_component_fraction, keep_floor,
-                      progress, agreement)
+                      progress, agreement, wall_boxes)

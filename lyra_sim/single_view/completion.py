@@ -269,6 +269,10 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             plane_mask |= wall_mask
             behind = np.minimum(behind, t_walls)
             report["walls"] = len(kept)
+            # The planes themselves, in the world's (camera) frame: normal . p + offset = 0, normal towards the
+            # camera; top: the wall's height above the floor (the collider makes them boxes, lyra_sim.physics).
+            report["wall_planes"] = [{"normal": (frame.rotation.T @ wall.normal).tolist(), "offset": float(wall.offset),
+                                      "top": float(top)} for wall, top in kept]
 
         seam = SEAM_HEIGHTS * cam_h if options.seams else 0.0  # floor and walls overlap: no gap along the corner
 
