@@ -26,7 +26,14 @@ from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
 from lyra_sim.sh import rgb_to_sh0
 from lyra_sim.single_view.backs import Surfels, back_layers, object_backs
 from lyra_sim.single_view.layers import ViewGeometry
-from lyra_sim.single_view.planes import FloorFrame, PlaneTexture, find_floor_frame, find_walls, graded_grid
+from lyra_sim.single_view.planes import (
+    TEXTURE_SYNTHESES,
+    FloorFrame,
+    PlaneTexture,
+    find_floor_frame,
+    find_walls,
+    graded_grid,
+)
 from lyra_sim.single_view.surfels import surfel_world
 from lyra_sim.world import GaussianWorld, WorldError
 
@@ -56,6 +63,8 @@ class CompletionOptions:
     ``seams``: floor and walls continue a quarter camera height behind / below each other, and the seen floor
     and walls get an underlay (``plane_underlay``), so grazing robot views find no gaps along corners.
     ``smooth_backs``: object backs and sides in the object's low-passed colours (``backs.object_backs``).
+    ``plane_texture``: how unseen floor and walls beyond the seen texture are coloured (``planes.PlaneTexture``'s
+    synthesis: "quilt", image quilting from the seen texture, or "mirror", its largest seen patch mirror-tiled).
     """
 
     floor: bool = True
@@ -65,9 +74,14 @@ class CompletionOptions:
     backdrop: bool = True
     seams: bool = True
     smooth_backs: bool = True
+    plane_texture: str = "quilt"
     floor_radius: float | None = None
     baseline: float | None = None
     max_thickness: float | None = None
+
+    def __post_init__(self):
+        if self.plane_texture not in TEXTURE_SYNTHESES:
+            raise ValueError(f"plane_texture: expected one of {TEXTURE_SYNTHESES}, got {self.plane_texture!r}")
 
 
 _WINDOWS = (3, 5, 9, 17, 33, 65)  # neighbourhood sizes of the visibility test (pixels)
@@ -281,7 +295,8 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             return out
 
         if options.floor and len(seen_floor) >= 16:
-            texture = PlaneTexture(seen_floor[:, :2], rgb[floor_mask], cell=2 * float(np.median(footprint)))
+            texture = PlaneTexture(seen_floor[:, :2], rgb[floor_mask], cell=2 * float(np.median(footprint)),
+                                   synthesis=options.plane_texture)
             xy, spacing = graded_grid(inner=cam_h, radius=radius, per_side=per_side)
             floor, area = _plane_surfels(frame, xy, spacing, lambda c: np.column_stack([c, np.zeros(len(c))]),
                                          np.array([0.0, 0.0, 1.0]), texture, scene,
@@ -295,7 +310,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             inl = q.reshape(-1, 3)[candidates[wall.inliers]]
             coords = np.column_stack([(inl - foot) @ along, inl[:, 2]])
             texture = PlaneTexture(coords, rgb.reshape(-1, 3)[candidates[wall.inliers]],
-                                   cell=2 * float(np.median(footprint)))
+                                   cell=2 * float(np.median(footprint)), synthesis=options.plane_texture)
             distance = abs(wall.offset)
             az, spacing = graded_grid(inner=max(distance, 0.5 * cam_h), radius=radius, per_side=per_side)
             az[:, 1] += cam_h
