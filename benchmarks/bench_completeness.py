@@ -248,8 +248,7 @@ instead (`CompletionOptions(plane_texture="mirror")`, issue 24's first round). S
 RGB-D input view each (vertical FOV {VFOV:g} deg); novel views: robot camera 0.5 m high looking level, 0.6 m
 left/right, yaw +-35 deg, 0.7 m forward, and the last camera of each of Lyra's six trajectories at scene scale
 (median depth). Coverage: share of pixels showing a true surface that the world covers with alpha > 0.5; PSNR over
-all pixels. Contact
-sheets (truth / before / mirror / after, 160x120): `out/bench_completeness/`.
+all pixels. Contact sheets (truth / before / mirror / after, 160x120): `out/bench_completeness/`.
 
 {chr(10).join(lines)}
 
