@@ -6,8 +6,8 @@ Added as Gaussians with ``observed = False`` (the input camera's OpenCV frame):
 2. walls (vertical planes open3d's RANSAC finds) continued sideways and up, also textured;
 3. background layers behind occlusion edges (``backs.back_layers``);
 4. closed backs and sides of objects (``backs.object_backs``);
-5. a far backdrop: a dome just beyond the floor's edge, coloured like the top of the image, so that a
-   robot's camera sees no empty sky anywhere (``far_backdrop``).
+5. a far backdrop: a sphere just beyond the floor's edge, coloured like the top of the image above the horizon
+   and like its bottom below, so that a robot's camera sees no empty sky or void anywhere (``far_backdrop``).
 Every candidate passes a visibility test against the input depth: it must lie behind what the camera
 saw or outside its image, never in front of a seen surface (that space is known to be empty) and
 never on it (that surface is already there). Floor and walls end at walls (closing the room).
@@ -47,7 +47,7 @@ UNDERLAY_SIGMA = 0.7  # ... of surfels this wide (std in pixel footprints; the l
 UNDERLAY_CLEARANCE_PX = 3  # ... at least this many pixels from an object (it would draw over the object's edge)
 BACKDROP_STEP_DEG = 3.0  # angular spacing of the backdrop dome's Gaussians
 BACKDROP_BEYOND = 1.02  # the dome's radius, in floor radii (just behind the floor's edge)
-BACKDROP_TOP_ROWS = 0.1  # the dome's colour: the median of this top fraction of the image's rows
+BACKDROP_TOP_ROWS = 0.1  # the dome's colours: the median of this top (bottom) fraction of the image's rows
 
 
 @dataclass(frozen=True)
@@ -168,26 +168,30 @@ def plane_underlay(points: np.ndarray, normals: np.ndarray, rgb: np.ndarray, dep
 
 
 def far_backdrop(frame: FloorFrame, radius: float, rgb: np.ndarray, step_deg: float = BACKDROP_STEP_DEG) -> Surfels:
-    """A dome of ``radius`` around the camera's foot (floor frame), from the horizon to the zenith, facing
-    inwards: Gaussians every ``step_deg`` degrees, wide enough to overlap (alpha > 0.9 between them), coloured
-    with the median of the image's top rows (far content is low-frequency; the dome shows only where nothing
-    nearer was made)."""
+    """A sphere of ``radius`` around the camera's foot (floor frame), facing inwards: Gaussians every ``step_deg``
+    degrees, wide enough to overlap (alpha > 0.9 between them). Above the horizon it has the median colour of the
+    image's top rows, below it that of the bottom rows (far content is low-frequency; the sphere shows only where
+    nothing nearer was made: its lower half where a robot looks down past the end of the floor, e.g. through a gap
+    in a wall that the floor stops at)."""
     step = np.radians(step_deg)
     rings = np.arange(step / 2, np.pi / 2, step)
+    rings = np.concatenate([-rings[::-1], rings])
     parts = []
     for elevation in rings:
         count = max(int(np.ceil(2 * np.pi * np.cos(elevation) / step)), 3)
         azimuth = (np.arange(count) + 0.5 * (len(parts) % 2)) * (2 * np.pi / count)
         parts.append(np.stack([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
                                np.full(count, np.sin(elevation))], axis=-1))
-    directions = np.concatenate([*parts, np.array([[0.0, 0.0, 1.0]])])
+    directions = np.concatenate([*parts, np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]])])
     points = frame.to_camera(radius * directions)
     normals = frame.direction_to_camera(-directions)
     sigma = 0.6 * step * radius
     scales = np.tile([sigma, sigma, 0.05 * sigma], (len(points), 1))
     rows = max(1, round(BACKDROP_TOP_ROWS * rgb.shape[0]))
-    colour = np.median(rgb[:rows].reshape(-1, 3), axis=0)
-    return Surfels(points, normals, scales, np.tile(colour, (len(points), 1)))
+    sky = np.median(rgb[:rows].reshape(-1, 3), axis=0)
+    ground = np.median(rgb[-rows:].reshape(-1, 3), axis=0)
+    colours = np.where(directions[:, 2:] >= 0, sky, ground)
+    return Surfels(points, normals, scales, colours.astype(np.float32))
 
 
 def _touches_top(mask: np.ndarray) -> bool:
