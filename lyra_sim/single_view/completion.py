@@ -45,9 +45,9 @@ UNDERLAY_STEPS = 2.0  # seen floor and walls get an underlay this many neighbour
 UNDERLAY_DEPTH = 0.005  # ... plus this fraction of their depth
 UNDERLAY_SIGMA = 0.7  # ... of surfels this wide (std in pixel footprints; the lift's are 0.45)
 UNDERLAY_CLEARANCE_PX = 3  # ... at least this many pixels from an object (it would draw over the object's edge)
-BACKDROP_STEP_DEG = 3.0  # angular spacing of the backdrop dome's Gaussians
-BACKDROP_BEYOND = 1.02  # the dome's radius, in floor radii (just behind the floor's edge)
-BACKDROP_TOP_ROWS = 0.1  # the dome's colours: the median of this top (bottom) fraction of the image's rows
+BACKDROP_STEP_DEG = 3.0  # angular spacing of the backdrop sphere's Gaussians
+BACKDROP_BEYOND = 1.02  # the sphere's radius, in floor radii (just behind the floor's edge)
+BACKDROP_TOP_ROWS = 0.1  # the sphere's colours: the median of this top (bottom) fraction of the image's rows
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class CompletionOptions:
     robot turning anywhere near the scene sees floor, not void; far rings are coarse, so it costs little).
     ``baseline``: the largest camera move whose disocclusions back layers cover (default: 0.75 m in metric
     worlds, 0.4 x the median depth otherwise). ``max_thickness``: cap on object depth (default: 1 m in
-    metric worlds, 0.3 x the median depth otherwise). ``backdrop``: the far dome (``far_backdrop``).
+    metric worlds, 0.3 x the median depth otherwise). ``backdrop``: the far sphere (``far_backdrop``).
     ``seams``: floor and walls continue a quarter camera height behind / below each other, and the seen floor
     and walls get an underlay (``plane_underlay``), so grazing robot views find no gaps along corners.
     ``smooth_backs``: object backs and sides in the object's low-passed colours (``backs.object_backs``).
@@ -334,7 +334,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             dome = far_backdrop(frame, BACKDROP_BEYOND * radius, rgb)
             parts.append(dome)
             report["backdrop_gaussians"] = len(dome.points)
-            report["methods"].append(f"far backdrop: a dome of radius {BACKDROP_BEYOND * radius:.1f} units")
+            report["methods"].append(f"far backdrop: a sphere of radius {BACKDROP_BEYOND * radius:.1f} units")
     report["completed_area_unit"] = unit
     objects = ~plane_mask
     if options.seams and frame is not None and frame.height > 0:
