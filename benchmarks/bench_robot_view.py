@@ -188,8 +188,8 @@ def write_results(rows, seeds: int) -> None:
 average {load} (a 2-core machine shared with other jobs: prepare times are inflated), by
 `python benchmarks/bench_robot_view.py`, all variants in one run. BEFORE: completion without the far backdrop and
 the floor/wall seams (`CompletionOptions(backdrop=False, seams=False, plane_texture="mirror")`), episodes started
-uniformly (`start_sampling="uniform"`); AFTER: the defaults (backdrop dome, seams and seen-plane underlay, starts drawn
-from the views scored at prepare time: an even subsample of free cells, then every free cell around the
+uniformly (`start_sampling="uniform"`); AFTER: the defaults (backdrop sphere, seams and seen-plane underlay, starts
+drawn from the views scored at prepare time: an even subsample of free cells, then every free cell around the
 {REFINED_CELLS} best); ROUND 1: AFTER's world with its views scored the first round's way (the subsample only;
 its prepare column is that scoring alone). First frames: {seeds} seeded resets at 96x72; episode: the demo's scripted
 controller for {EPISODE_STEPS} steps at 160x120 from seed 0. Observed share: pixels with alpha > 0.5 more than
