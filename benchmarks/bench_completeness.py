@@ -3,7 +3,10 @@
 For each scene (PyBullet, CPU TinyRenderer) one RGB-D view is rendered at 160x120 and at 640x480 and
 turned into a world twice in the same run: BEFORE, ``generate_world`` with the completion of issue 11
 (``BEFORE_OPTIONS``: no far backdrop, no floor/wall seams or seen-plane underlay, object backs copying the
-front's colours), and AFTER, today's ``generate_world`` defaults. Both worlds are rendered at the input camera
+front's colours), MIRROR, today's completion with issue 24's first-round plane texture (``MIRROR_OPTIONS``: unseen
+floor and walls beyond the seen texture mirror-tile its largest seen patch), and AFTER, today's
+``generate_world`` defaults (that texture quilted from the patch, ``single_view.quilting``). The worlds are
+rendered at the input camera
 and at novel cameras (robot height 0.5 m looking level; 0.6 m left/right; yaw +-35 deg; 0.7 m forward; the
 end of each of Lyra's six trajectories at scene scale = median depth) and compared with PyBullet's
 ground-truth render there: coverage = share of pixels showing a true surface that the world covers with
@@ -35,7 +38,8 @@ from lyra_sim.trajectories import LYRA_TRAJECTORIES, LYRA_VIEW_ORDER, lyra_traje
 
 p = import_pybullet()  # without its build-time banner
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE_OPTIONS = CompletionOptions(backdrop=False, seams=False, smooth_backs=False)  # completion before issue 24
+BEFORE_OPTIONS = CompletionOptions(backdrop=False, seams=False, smooth_backs=False, plane_texture="mirror")  # issue 11
+MIRROR_OPTIONS = CompletionOptions(plane_texture="mirror")  # issue 24's first round: mirror-tiled plane texture
 NEAR, FAR, VFOV = 0.05, 60.0, 50.0
 SIZES = ((160, 120), (640, 480))
 ROBOT_EYE_HEIGHT = 0.5
@@ -169,6 +173,7 @@ def main() -> None:
             t0, c0 = time.perf_counter(), time.process_time()
             world_after = generate_world(rgb, depth=depth, intrinsics=K)
             t_after, c_after = time.perf_counter() - t0, time.process_time() - c0
+            world_mirror = generate_world(rgb, depth=depth, intrinsics=K, completion=MIRROR_OPTIONS)
             timings.append((scene_name, f"{width}x{height}", t_before, t_after, c_before, c_after, len(world_before),
                             len(world_after), int((~world_after.observed).sum())))
             scale = float(np.median(depth[depth > 0]))
@@ -180,18 +185,20 @@ def main() -> None:
                                                truth_depth, background)
                 cov_a, psnr_a, img_a = metrics(world_after, input_w2c, w2c, K, width, height, truth_rgb,
                                                truth_depth, background)
-                rows.append((scene_name, f"{width}x{height}", view_name, cov_b, psnr_b, cov_a, psnr_a))
+                _, psnr_m, img_m = metrics(world_mirror, input_w2c, w2c, K, width, height, truth_rgb, truth_depth,
+                                           background)
+                rows.append((scene_name, f"{width}x{height}", view_name, cov_b, psnr_b, cov_a, psnr_a, psnr_m))
                 print(f"{scene_name:12s} {width}x{height} {view_name:16s} coverage {cov_b:.3f} -> {cov_a:.3f}  "
-                      f"PSNR {psnr_b:5.1f} -> {psnr_a:5.1f} dB", flush=True)
+                      f"PSNR {psnr_b:5.1f} -> mirror {psnr_m:5.1f} -> quilt {psnr_a:5.1f} dB", flush=True)
                 if width == 160:
-                    panels.append(np.concatenate([truth_rgb, img_b, img_a], axis=0))
+                    panels.append(np.concatenate([truth_rgb, img_b, img_m, img_a], axis=0))
             if panels:
                 sheets[scene_name] = np.concatenate(panels, axis=1)
         p.disconnect(client)
     from lyra_sim.views.media import save_png
 
     for scene_name, sheet in sheets.items():
-        save_png(sheet, out_dir / f"{scene_name}_truth_before_after.png")
+        save_png(sheet, out_dir / f"{scene_name}_truth_before_mirror_after.png")
     if not args.quick:
         write_results(rows, timings)
 
@@ -201,10 +208,10 @@ def write_results(rows, timings) -> None:
         return float(np.mean(values)) if values else float("nan")
 
     lines = ["| scene | input size | input coverage before -> after | input PSNR before -> after | novel mean coverage "
-             "before -> after | novel mean PSNR before -> after | worst novel coverage after |",
+             "before -> after | novel mean PSNR before -> mirror -> after | worst novel coverage after |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     groups = sorted({(r[0], r[1]) for r in rows}, key=lambda g: (g[1], g[0]))
-    novel_all = {"cov": [], "psnr": []}
+    novel_all = {"cov": [], "psnr": [], "mirror": []}
     for scene, size in groups:
         subset = [r for r in rows if r[0] == scene and r[1] == size]
         inp = next(r for r in subset if r[2] == "input")
@@ -212,16 +219,19 @@ def write_results(rows, timings) -> None:
         worst = min(novel, key=lambda r: r[5])
         novel_all["cov"] += [r[5] for r in novel]
         novel_all["psnr"] += [r[6] for r in novel]
+        novel_all["mirror"] += [r[7] for r in novel]
         lines.append(f"| {scene} | {size} | {inp[3]:.3f} -> {inp[5]:.3f} | {inp[4]:.1f} -> {inp[6]:.1f} dB | "
                      f"{mean([r[3] for r in novel]):.3f} -> {mean([r[5] for r in novel]):.3f} | "
-                     f"{mean([r[4] for r in novel]):.1f} -> {mean([r[6] for r in novel]):.1f} dB | "
+                     f"{mean([r[4] for r in novel]):.1f} -> {mean([r[7] for r in novel]):.1f} -> "
+                     f"{mean([r[6] for r in novel]):.1f} dB | "
                      f"{worst[5]:.3f} ({worst[2]}) |")
-    per_view = ["| view | coverage before | coverage after | PSNR before | PSNR after |",
-                "| --- | --- | --- | --- | --- |"]
+    per_view = ["| view | coverage before | coverage after | PSNR before | PSNR mirror | PSNR after |",
+                "| --- | --- | --- | --- | --- | --- |"]
     for view in dict.fromkeys(r[2] for r in rows):
         subset = [r for r in rows if r[2] == view]
         per_view.append(f"| {view} | {mean([r[3] for r in subset]):.3f} | {mean([r[5] for r in subset]):.3f} | "
-                        f"{mean([r[4] for r in subset]):.1f} dB | {mean([r[6] for r in subset]):.1f} dB |")
+                        f"{mean([r[4] for r in subset]):.1f} dB | {mean([r[7] for r in subset]):.1f} dB | "
+                        f"{mean([r[6] for r in subset]):.1f} dB |")
     timing = ["| scene | input | wall before | wall after | CPU before | CPU after | Gaussians before | "
               "Gaussians after (completed) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for scene, size, tb, ta, cb, ca, nb, na, nc in timings:
@@ -230,19 +240,20 @@ def write_results(rows, timings) -> None:
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
     body = f"""Measured {datetime.date.today()} on {platform.machine()}, {torch.get_num_threads()} torch threads, by
 `python benchmarks/bench_completeness.py`, in one run: BEFORE = `generate_world` with issue 11's completion
-(`CompletionOptions(backdrop=False, seams=False, smooth_backs=False)`: floor, walls, back layers, object backs
-in the front's colours), AFTER = `generate_world` today (plus the far backdrop dome, floor/wall seams and the
-seen-plane underlay, object backs in the object's low-passed colours). Scenes: PyBullet TinyRenderer, one RGB-D
-input view each (vertical FOV {VFOV:g} deg); novel views: robot camera 0.5 m high looking level, 0.6 m
+(`CompletionOptions(backdrop=False, seams=False, smooth_backs=False, plane_texture="mirror")`: floor, walls, back
+layers, object backs in the front's colours), AFTER = `generate_world` today (plus the far backdrop dome, floor/wall
+seams and the seen-plane underlay, object backs in the object's low-passed colours, unseen floor and walls beyond
+the seen texture quilted from its largest seen patch, Efros-Freeman), MIRROR = AFTER with that patch mirror-tiled
+instead (`CompletionOptions(plane_texture="mirror")`, issue 24's first round). Scenes: PyBullet TinyRenderer, one
+RGB-D input view each (vertical FOV {VFOV:g} deg); novel views: robot camera 0.5 m high looking level, 0.6 m
 left/right, yaw +-35 deg, 0.7 m forward, and the last camera of each of Lyra's six trajectories at scene scale
-(median depth). Coverage:
-share of pixels showing a true surface that the world covers with alpha > 0.5; PSNR over all pixels. Contact
-sheets (truth / before / after, 160x120): `out/bench_completeness/`.
+(median depth). Coverage: share of pixels showing a true surface that the world covers with alpha > 0.5; PSNR over
+all pixels. Contact sheets (truth / before / mirror / after, 160x120): `out/bench_completeness/`.
 
 {chr(10).join(lines)}
 
 All novel views, all scenes and sizes: mean coverage {mean(novel_all['cov']):.3f}, mean PSNR
-{mean(novel_all['psnr']):.1f} dB. Per view (mean over scenes and sizes):
+{mean(novel_all['psnr']):.2f} dB (MIRROR {mean(novel_all['mirror']):.2f} dB). Per view (mean over scenes and sizes):
 
 {chr(10).join(per_view)}
 

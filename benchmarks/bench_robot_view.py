@@ -3,15 +3,17 @@
 Two worlds, each prepared twice in the same run: the bundled tabletop RGB-D example and a synthetic RGB-D
 frame (the first frame of ``lyra_sim.synthetic.captures``' furnished room, 320x240, sensor noise).
 BEFORE = completion without the far backdrop and the floor/wall seams (``CompletionOptions(backdrop=False,
-seams=False)``) and episodes started uniformly (``start_sampling="uniform"``), as before issue 24; AFTER =
-today's defaults (backdrop, seams, starts where the scored views are observed).
+seams=False, plane_texture="mirror")``) and episodes started uniformly (``start_sampling="uniform"``), as before
+issue 24; ROUND 1 = today's world with its views scored as in issue 24's first round (the even subsample of free
+cells only, ``score_views(refine=0)``); AFTER = today's defaults (backdrop, seams, starts where the scored views are
+observed, the best subsampled views' neighbourhoods scored too).
 
 Per world and variant: the first frames of 16 seeded episodes (96x72, the env's default camera) and a scripted
 episode (the demo's controller, 60 steps, 160x120): observed share = pixels with alpha > 0.5 more than half
-of which comes from Gaussians flagged observed; holes = pixels with alpha <= 0.5 (white in the robot's image);
-and every scored view (the free cells x 16 headings rendered at prepare time, 32x24): the share of views with
-alpha > 0.5 on >= 99 % of their pixels. Contact sheets (true colour over invented-tinted, background green) go
-to out/bench_robot_view/.
+of which comes from Gaussians flagged observed (also with the seen-plane underlay counted invented); holes =
+pixels with alpha <= 0.5 (white in the robot's image); and every scored view (the scored cells x 16 headings
+rendered at prepare time, 32x24): the share of views with alpha > 0.5 on >= 99 % of their pixels. Contact
+sheets (true colour over invented-tinted, background green) go to out/bench_robot_view/.
 
     python benchmarks/bench_robot_view.py            # writes its section of benchmarks/RESULTS.md
     python benchmarks/bench_robot_view.py --quick    # the tabletop only, 8 seeds, print only
@@ -20,6 +22,7 @@ to out/bench_robot_view/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -33,7 +36,7 @@ from results import write_section
 from lyra_sim.camera import Camera
 from lyra_sim.demo import EXAMPLE_DIR, scripted_action
 from lyra_sim.envs.navigate import NavigateEnv
-from lyra_sim.envs.scene import observed_shares, prepare_scene
+from lyra_sim.envs.scene import REFINED_CELLS, observed_shares, prepare_scene, score_views
 from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.rendering import render
 from lyra_sim.single_view.completion import CompletionOptions, tint_completed
@@ -45,9 +48,10 @@ OUT = ROOT / "out" / "bench_robot_view"
 EPISODE_STEPS = 60
 FIRST_FRAME_SIZE = (96, 72)
 EPISODE_SIZE = (160, 120)
-VARIANTS = {
-    "before": ({"completion": CompletionOptions(backdrop=False, seams=False)}, "uniform"),
-    "after": ({}, "observed"),
+VARIANTS = {  # (generate options, start sampling, score_views' refine for a re-scored scene or None)
+    "before": ({"completion": CompletionOptions(backdrop=False, seams=False, plane_texture="mirror")}, "uniform", None),
+    "after": ({}, "observed", None),
+    "round 1": ({}, "observed", 0),
 }
 
 
@@ -67,12 +71,25 @@ def room_frame():
 WORLDS = {"tabletop example": tabletop, "synthetic RGB-D room frame": room_frame}
 
 
-def frame_stats(env: NavigateEnv, size: tuple[int, int]) -> tuple[float, float]:
-    """(observed share, holes share) of the robot camera's current view at ``size``."""
+def frame_stats(env: NavigateEnv, size: tuple[int, int], underlay_invented=None) -> tuple[float, float, float]:
+    """(observed share, holes share, observed share with the underlay counted invented) of the robot camera's
+    current view at ``size``; ``underlay_invented``: the world with the underlay's flags cleared."""
     K = Camera.intrinsics_from_fov(*size, 90.0)
     world_to_cam = torch.from_numpy(env.bullet.camera_world_to_cam()).float()
-    observed, covered = observed_shares(env._world_now(), Camera(K[None], world_to_cam[None], *size))
-    return float(observed[0]), 1.0 - float(covered[0])
+    camera = Camera(K[None], world_to_cam[None], *size)
+    observed, covered = observed_shares(env._world_now(), camera)
+    strict = observed_shares(underlay_invented, camera)[0] if underlay_invented is not None else observed
+    return float(observed[0]), 1.0 - float(covered[0]), float(strict[0])
+
+
+def without_underlay(world):
+    """``world`` with the seen-plane underlay (the completion's last Gaussians, observed=True) flagged invented."""
+    count = (world.info.get("completion") or {}).get("underlay_gaussians", 0)
+    if not count:
+        return None
+    flags = world.observed.clone()
+    flags[-count:] = False
+    return world._replace(observed=flags)
 
 
 def frames_sheet(env: NavigateEnv, tinted, size: tuple[int, int]) -> np.ndarray:
@@ -88,10 +105,12 @@ def frames_sheet(env: NavigateEnv, tinted, size: tuple[int, int]) -> np.ndarray:
 def measure(name: str, scene, sampling: str, seeds: int, tag: str) -> dict:
     env = NavigateEnv(scene, image_size=FIRST_FRAME_SIZE, start_sampling=sampling)
     tinted = tint_completed(first_keyframe(scene.world), strength=0.6)
-    firsts, panels = [], []
+    strict = without_underlay(first_keyframe(scene.world))
+    firsts, panels, starts = [], [], []
     for seed in range(seeds):
         env.reset(seed=seed)
-        firsts.append(frame_stats(env, FIRST_FRAME_SIZE))
+        firsts.append(frame_stats(env, FIRST_FRAME_SIZE, strict))
+        starts.append(np.linalg.norm(env.bullet.robot_state()[:2] - scene.camera_to_world[:2, 3]))
         if seed < 8:
             panels.append(frames_sheet(env, tinted, (160, 120)))
     obs, _ = env.reset(seed=0)
@@ -104,11 +123,12 @@ def measure(name: str, scene, sampling: str, seeds: int, tag: str) -> dict:
     env.close()
     slug = name.split()[0] + "_" + name.split()[-1]
     OUT.mkdir(parents=True, exist_ok=True)
-    save_png(np.concatenate(panels, axis=1), OUT / f"{slug}_{tag}_first_frames.png")
+    save_png(np.concatenate(panels, axis=1), OUT / f"{slug}_{tag.replace(' ', '_')}_first_frames.png")
     scores = scene.view_scores
     firsts, episode = np.array(firsts), np.array(episode)
     return {
         "first_observed": firsts[:, 0].mean(), "first_holes": firsts[:, 1].mean(),
+        "first_observed_strict": firsts[:, 2].mean(), "start_distance": float(np.median(starts)),
         "first_holes_max": firsts[:, 1].max(),
         "episode_observed": episode[:, 0].mean(), "episode_holes": episode[:, 1].mean(),
         "episode_holes_max": episode[:, 1].max(), "episode_frames_over_20": int((episode[:, 1] > 0.2).sum()),
@@ -128,13 +148,21 @@ def main() -> None:
     rows = []
     for name, make in worlds.items():
         rgb, depth, K = make()
-        for tag, (generate_options, sampling) in VARIANTS.items():
+        scenes = {}
+        for tag, (generate_options, sampling, refine) in VARIANTS.items():
             t0 = time.perf_counter()
-            scene = prepare_scene((rgb, depth), intrinsics=K, generate_options=generate_options)
+            if refine is None:
+                scene = scenes[tag] = prepare_scene((rgb, depth), intrinsics=K, generate_options=generate_options)
+            else:  # the AFTER world with its views scored again the first round's way (the time: scoring only)
+                after = scenes["after"]
+                scene = dataclasses.replace(after, view_scores=score_views(
+                    first_keyframe(after.world), after.proxies[0], after.free_space, after.robot_scale, refine=refine))
             seconds = time.perf_counter() - t0
             stats = measure(name, scene, sampling, seeds, tag)
             rows.append((name, tag, seconds, stats))
-            print(f"{name:28s} {tag:6s} prepare {seconds:5.1f} s  first frames observed {stats['first_observed']:.3f} "
+            print(f"{name:28s} {tag:7s} prepare {seconds:5.1f} s  first frames observed {stats['first_observed']:.3f} "
+                  f"(underlay invented {stats['first_observed_strict']:.3f}, median start "
+                  f"{stats['start_distance']:.2f} m from the capture camera's foot) "
                   f"holes {stats['first_holes']:.4f} (max {stats['first_holes_max']:.4f})  episode observed "
                   f"{stats['episode_observed']:.3f} holes {stats['episode_holes']:.4f} (max "
                   f"{stats['episode_holes_max']:.4f}, {stats['episode_frames_over_20']}/{stats['episode_frames']} "
@@ -146,23 +174,28 @@ def main() -> None:
 
 def write_results(rows, seeds: int) -> None:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    table = ["| world | variant | first frames: observed share | first frames: holes (max) | scripted episode: "
+    table = ["| world | variant | first frames: observed share (underlay counted invented) | median start to "
+             "capture camera's foot | first frames: holes (max) | scripted episode: "
              "observed share | episode: holes mean (max, frames > 20 %) | scored views with >= 99 % alpha > 0.5 "
-             "(min share) | prepare |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "(min share) | prepare |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, tag, seconds, s in rows:
-        table.append(f"| {name} | {tag} | {s['first_observed']:.3f} | {s['first_holes']:.4f} "
+        table.append(f"| {name} | {tag} | {s['first_observed']:.3f} ({s['first_observed_strict']:.3f}) | "
+                     f"{s['start_distance']:.2f} m | {s['first_holes']:.4f} "
                      f"({s['first_holes_max']:.4f}) | {s['episode_observed']:.3f} | {s['episode_holes']:.4f} "
                      f"({s['episode_holes_max']:.4f}, {s['episode_frames_over_20']}/{s['episode_frames']}) | "
                      f"{s['views_full']:.4f} of {s['views']} ({s['views_min']:.3f}) | {seconds:.0f} s |")
     body = f"""Measured {datetime.date.today()} on {platform.machine()}, {torch.get_num_threads()} torch threads, load
 average {load} (a 2-core machine shared with other jobs: prepare times are inflated), by
-`python benchmarks/bench_robot_view.py`, both variants in one run. BEFORE: completion without the far backdrop and
-the floor/wall seams (`CompletionOptions(backdrop=False, seams=False)`), episodes started uniformly
-(`start_sampling="uniform"`); AFTER: the defaults (backdrop dome, seams and seen-plane underlay, starts drawn
-from the views scored at prepare time). First frames: {seeds} seeded resets at 96x72; episode: the demo's scripted
+`python benchmarks/bench_robot_view.py`, all variants in one run. BEFORE: completion without the far backdrop and
+the floor/wall seams (`CompletionOptions(backdrop=False, seams=False, plane_texture="mirror")`), episodes started
+uniformly (`start_sampling="uniform"`); AFTER: the defaults (backdrop sphere, seams and seen-plane underlay, starts
+drawn from the views scored at prepare time: an even subsample of free cells, then every free cell around the
+{REFINED_CELLS} best); ROUND 1: AFTER's world with its views scored the first round's way (the subsample only;
+its prepare column is that scoring alone). First frames: {seeds} seeded resets at 96x72; episode: the demo's scripted
 controller for {EPISODE_STEPS} steps at 160x120 from seed 0. Observed share: pixels with alpha > 0.5 more than
-half of which comes from Gaussians flagged observed; holes: alpha <= 0.5 (white in the robot's image); scored
-views: every candidate start (free cells x 16 headings, 32x24; BEFORE's are scored too, only not used).
+half of which comes from Gaussians flagged observed (in brackets: with the seen-plane underlay, the seen floor
+and wall pixels copied a few mm behind themselves, counted invented); holes: alpha <= 0.5 (white in the robot's
+image); scored views: every candidate start (scored cells x 16 headings, 32x24; BEFORE's are scored too, only not used).
 Contact sheets (true colour over invented tinted magenta, holes green): `out/bench_robot_view/`.
 
 {chr(10).join(table)}

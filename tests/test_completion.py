@@ -9,9 +9,11 @@ from lyra_sim.camera import look_at_matrix
 from lyra_sim.generate import tint_completed
 from lyra_sim.io import load_world, save_world
 from lyra_sim.rotations import quat_to_rotmat
-from lyra_sim.single_view.completion import CompletionOptions
+from lyra_sim.single_view.completion import CompletionOptions, far_backdrop
 from lyra_sim.single_view.depth_fill import fill_depth
 from lyra_sim.single_view.layers import split_layers
+from lyra_sim.single_view.planes import FloorFrame
+from lyra_sim.single_view.surfels import surfel_world
 
 W, H = 128, 96
 K = np.array([[100.0, 0, W / 2], [0, 100.0, H / 2], [0, 0, 1]])
@@ -255,8 +257,26 @@ def test_robot_views_all_around_have_no_holes(box_scene):
     assert (alpha <= 0.5).float().mean() > 0.2
 
 
+def test_backdrop_alone_covers_every_direction_down_included():
+    """The backdrop by itself fills a camera at its centre looking any way, straight down too: a robot looking
+    past the end of the floor (through a gap in a wall the floor stops at) sees it, not void."""
+    frame = FloorFrame(np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]), 1.2, 1.0)  # level camera
+    rgb = np.concatenate([np.full((10, 20, 3), 0.8), np.full((10, 20, 3), 0.3)]).astype(np.float32)
+    dome = far_backdrop(frame, 40.0, rgb)
+    world = surfel_world(dome.points, dome.normals, dome.scales, dome.colors, 0.95, observed=False, metric=True)
+    directions = [(0, 0, 1), (0, 0, -1), (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0)]  # OpenCV: +y is down
+    w2c = torch.stack([look_at_matrix((0.0, 0.0, 0.0), d, up=(0.0, 0.0, 1.0) if d[1] else (0.0, -1.0, 0.0)).float()
+                       for d in directions])
+    camera = Camera(Camera.intrinsics_from_fov(32, 24, 90.0).expand(6, 3, 3), w2c, 32, 24)
+    with torch.no_grad():
+        result = render(world, camera, background=(0.0, 1.0, 0.0))
+    assert ((result.alpha > 0.5).float().mean(dim=(1, 2)) >= 0.99).all()
+    np.testing.assert_allclose(result.rgb[4].mean(dim=(0, 1)).numpy(), 0.3, atol=0.03)  # down: the bottom rows
+    np.testing.assert_allclose(result.rgb[5].mean(dim=(0, 1)).numpy(), 0.8, atol=0.03)  # up: the top rows
+
+
 def test_backdrop_is_invented_beyond_the_floor_and_the_underlay_is_observed_behind_the_lift(box_scene):
-    _, depth, w2c, world = box_scene
+    rgb, depth, w2c, world = box_scene
     report = world.info["completion"]
     assert report["backdrop_gaussians"] > 500 and report["underlay_gaussians"] > 1000
     points = to_world(world, w2c)
@@ -264,7 +284,13 @@ def test_backdrop_is_invented_beyond_the_floor_and_the_underlay_is_observed_behi
     radius = report["floor"]["radius"]
     far = np.linalg.norm(points - foot, axis=1) > 1.01 * radius
     assert far.sum() == report["backdrop_gaussians"] and not world.observed[torch.from_numpy(far)].any()
-    assert (points[far, 2] > -0.05 * radius).all()  # a dome over the floor, none below it
+    above = points[far, 2] > 0
+    assert 0.4 < above.mean() < 0.6  # a sphere: over the floor and under it
+    colours = world.rgb[torch.from_numpy(far)].numpy()
+    rows = max(1, round(0.1 * H))
+    sky, ground = np.median(rgb[:rows].reshape(-1, 3), axis=0), np.median(rgb[-rows:].reshape(-1, 3), axis=0)
+    assert np.abs(sky - ground).max() > 0.05  # the wall above, the floor below: two colours
+    assert np.abs(colours[above] - sky).max() < 0.02 and np.abs(colours[~above] - ground).max() < 0.02
     lift = W * H
     extra = world.subset(torch.arange(len(world)) >= lift)
     underlay = extra.subset(extra.observed).means.double().numpy()  # the completion's observed part

@@ -13,11 +13,19 @@ import lyra_sim
 from lyra_sim.camera import Camera
 from lyra_sim.envs import ENV_ID, prepare_scene
 from lyra_sim.envs import navigate as navigate_module
-from lyra_sim.envs.scene import ViewScores, observed_shares, robot_camera_poses
+from lyra_sim.envs.scene import (
+    SCORE_FOV_DEG,
+    SCORE_IMAGE_SIZE,
+    ViewScores,
+    observed_shares,
+    robot_camera_poses,
+    score_views,
+)
 from lyra_sim.inputs import InputError
 from lyra_sim.inputs.images import load_depth
 from lyra_sim.physics.bullet import BulletScene
 from lyra_sim.synthetic.gaussian_rooms import camera_view, room_surfaces, surfels_world
+from lyra_sim.world import first_keyframe
 
 SMALL = {"image_size": (48, 36), "max_episode_steps": 30}
 
@@ -52,6 +60,29 @@ def test_observed_share_counts_pixels_of_observed_gaussians(room_scene):
     observed, covered = observed_shares(world, Camera(K.expand(2, 3, 3), torch.from_numpy(poses).float(), 64, 48))
     assert 0.6 < covered[0] <= 1.0 and observed[0] == pytest.approx(covered[0] / 2, abs=0.03)
     assert observed[1] == pytest.approx(covered[1], abs=0.01) and covered[1] > 0.6  # the left wall: all observed
+
+
+def test_scoring_refines_around_the_best_subsampled_cells(room_scene):
+    """The refined cells lie around the best subsampled one, off the subsample, and their rows are their views."""
+    world, proxy, free = first_keyframe(room_scene.world), room_scene.proxies[0], room_scene.free_space
+    coarse = score_views(world, proxy, free, refine=0)
+    fine = score_views(world, proxy, free, refine=1)
+    n = len(coarse.cells)
+    np.testing.assert_array_equal(fine.cells[:n], coarse.cells)
+    extra = fine.cells[n:]
+    assert len(extra) > 0 and free.free[extra[:, 0], extra[:, 1]].all()
+    spacing = np.abs(coarse.cells[:, None] - coarse.cells[None]).max(-1)
+    spacing = spacing[spacing > 0].min()  # the subsample's stride
+    best = coarse.cells[np.argmax(coarse.observed.max(axis=1))]
+    assert (np.abs(extra - best).max(axis=1) <= spacing // 2).all()
+    assert not (np.abs(extra[:, None] - coarse.cells[None]).max(-1) == 0).any()
+    picks = [0, len(extra) - 1]  # two refined cells rendered on their own, in every heading
+    xy = np.repeat(free.origin + (extra[picks] + 0.5) * free.cell, len(fine.yaws), axis=0)
+    poses = robot_camera_poses(proxy, 1.0, xy, np.tile(fine.yaws, len(picks)))
+    K = Camera.intrinsics_from_fov(*SCORE_IMAGE_SIZE, SCORE_FOV_DEG)
+    observed, _ = observed_shares(world, Camera(K.expand(len(xy), 3, 3), torch.from_numpy(poses).float(),
+                                                *SCORE_IMAGE_SIZE))
+    np.testing.assert_allclose(fine.observed[n + np.array(picks)], observed.reshape(len(picks), -1), atol=1e-6)
 
 
 def test_starts_follow_the_view_scores(room_scene):

@@ -68,7 +68,8 @@ class NavigateEnv(gym.Env):
 
     ## Starting State
     With ``start_sampling="observed"`` (default) a view scored at prepare time (``SimScene.view_scores``: the
-    robot camera rendered from free cells in 16 headings) whose share of observed pixels is at least
+    robot camera rendered in 16 headings from an even subsample of free cells and from every free cell around
+    the best of them) whose share of observed pixels is at least
     ``min_observed`` (else one of the 16 best), preferring views near the capture camera, with its heading
     jittered within its 22.5 degree bin; the goal is a free cell of the same connected region, ``goal_distance``
     metres away, one with such a view when there is one. ``reset``'s info gives the start view's observed share

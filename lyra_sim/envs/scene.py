@@ -41,8 +41,10 @@ FLOOR_CLOSING = 2
 COMPLETED_FLOOR_MARGIN = 1.0  # metres around the observed scene where a completed floor is free space
 
 # Candidate robot views scored at prepare time: up to SCORED_CELLS free cells (an even subsample) x SCORED_YAWS
-# headings, rendered at SCORE_IMAGE_SIZE with the envs' default field of view, SCORE_BATCH cameras per call.
+# headings, then every free cell around the REFINED_CELLS best of those, rendered at SCORE_IMAGE_SIZE with the
+# envs' default field of view, SCORE_BATCH cameras per call.
 SCORED_CELLS = 48
+REFINED_CELLS = 3
 SCORED_YAWS = 16
 SCORE_IMAGE_SIZE = (32, 24)
 SCORE_FOV_DEG = 90.0
@@ -192,21 +194,39 @@ def observed_shares(world: GaussianWorld, cameras: Camera) -> tuple[np.ndarray, 
 
 
 def score_views(world: GaussianWorld, proxy: CollisionMesh, free: FreeSpace, robot_scale: float = 1.0,
-                cells: int = SCORED_CELLS, yaws: int = SCORED_YAWS) -> ViewScores:
-    """Render the robot camera from an even subsample of ``cells`` free cells in ``yaws`` headings each."""
+                cells: int = SCORED_CELLS, yaws: int = SCORED_YAWS, refine: int = REFINED_CELLS) -> ViewScores:
+    """Render the robot camera from an even subsample of ``cells`` free cells in ``yaws`` headings each, then
+    from every free cell around the ``refine`` best of them (within half the subsample's stride): views that
+    see mostly observed content are rare and close together (a 15 cm camera sees mostly what a high capture
+    camera could not), so an even subsample alone finds too few of them."""
     indices = np.argwhere(free.free)
     stride = max(1, int(np.ceil(np.sqrt(len(indices) / cells))))
     picked = indices[(indices[:, 0] % stride == 0) & (indices[:, 1] % stride == 0)]
     if len(picked) == 0:
         picked = indices[:1]
     headings = np.arange(yaws) * (2 * np.pi / yaws)
-    xy = np.repeat(free.origin + (picked + 0.5) * free.cell, yaws, axis=0)
-    world_to_cam = robot_camera_poses(proxy, robot_scale, xy, np.tile(headings, len(picked)))
+    observed, covered = _score_cells(world, proxy, free, robot_scale, picked, headings)
+    if refine > 0 and stride > 1:
+        best = picked[np.argsort(-observed.max(axis=1), kind="stable")[:refine]]
+        around = (np.abs(indices[:, None, :] - best[None]).max(axis=-1) <= stride // 2).any(axis=1)
+        around &= ~((indices % stride) == 0).all(axis=1)  # not the subsample's own cells again
+        if around.any():
+            more = _score_cells(world, proxy, free, robot_scale, indices[around], headings)
+            picked = np.concatenate([picked, indices[around]])
+            observed, covered = np.concatenate([observed, more[0]]), np.concatenate([covered, more[1]])
+    return ViewScores(picked, headings, observed, covered)
+
+
+def _score_cells(world: GaussianWorld, proxy: CollisionMesh, free: FreeSpace, robot_scale: float,
+                 cells: np.ndarray, headings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(observed, covered) shares (len(cells), len(headings)) of the robot camera's views from ``cells``."""
+    xy = np.repeat(free.origin + (cells + 0.5) * free.cell, len(headings), axis=0)
+    world_to_cam = robot_camera_poses(proxy, robot_scale, xy, np.tile(headings, len(cells)))
     width, height = SCORE_IMAGE_SIZE
     K = Camera.intrinsics_from_fov(width, height, SCORE_FOV_DEG)
     cameras = Camera(K.expand(len(xy), 3, 3), torch.from_numpy(world_to_cam).float(), width, height)
     observed, covered = observed_shares(world, cameras)
-    return ViewScores(picked, headings, observed.reshape(len(picked), yaws), covered.reshape(len(picked), yaws))
+    return observed.reshape(len(cells), -1), covered.reshape(len(cells), -1)
 
 
 def _world_from_source(source, intrinsics, depth_model, depth_scale: float | None = None,

@@ -6,8 +6,8 @@ Added as Gaussians with ``observed = False`` (the input camera's OpenCV frame):
 2. walls (vertical planes open3d's RANSAC finds) continued sideways and up, also textured;
 3. background layers behind occlusion edges (``backs.back_layers``);
 4. closed backs and sides of objects (``backs.object_backs``);
-5. a far backdrop: a dome just beyond the floor's edge, coloured like the top of the image, so that a
-   robot's camera sees no empty sky anywhere (``far_backdrop``).
+5. a far backdrop: a sphere just beyond the floor's edge, coloured like the top of the image above the horizon
+   and like its bottom below, so that a robot's camera sees no empty sky or void anywhere (``far_backdrop``).
 Every candidate passes a visibility test against the input depth: it must lie behind what the camera
 saw or outside its image, never in front of a seen surface (that space is known to be empty) and
 never on it (that surface is already there). Floor and walls end at walls (closing the room).
@@ -26,7 +26,14 @@ from lyra_sim.align import DEFAULT_CAMERA_HEIGHT
 from lyra_sim.sh import rgb_to_sh0
 from lyra_sim.single_view.backs import Surfels, back_layers, object_backs
 from lyra_sim.single_view.layers import ViewGeometry
-from lyra_sim.single_view.planes import FloorFrame, PlaneTexture, find_floor_frame, find_walls, graded_grid
+from lyra_sim.single_view.planes import (
+    TEXTURE_SYNTHESES,
+    FloorFrame,
+    PlaneTexture,
+    find_floor_frame,
+    find_walls,
+    graded_grid,
+)
 from lyra_sim.single_view.surfels import surfel_world
 from lyra_sim.world import GaussianWorld, WorldError
 
@@ -38,9 +45,9 @@ UNDERLAY_STEPS = 2.0  # seen floor and walls get an underlay this many neighbour
 UNDERLAY_DEPTH = 0.005  # ... plus this fraction of their depth
 UNDERLAY_SIGMA = 0.7  # ... of surfels this wide (std in pixel footprints; the lift's are 0.45)
 UNDERLAY_CLEARANCE_PX = 3  # ... at least this many pixels from an object (it would draw over the object's edge)
-BACKDROP_STEP_DEG = 3.0  # angular spacing of the backdrop dome's Gaussians
-BACKDROP_BEYOND = 1.02  # the dome's radius, in floor radii (just behind the floor's edge)
-BACKDROP_TOP_ROWS = 0.1  # the dome's colour: the median of this top fraction of the image's rows
+BACKDROP_STEP_DEG = 3.0  # angular spacing of the backdrop sphere's Gaussians
+BACKDROP_BEYOND = 1.02  # the sphere's radius, in floor radii (just behind the floor's edge)
+BACKDROP_TOP_ROWS = 0.1  # the sphere's colours: the median of this top (bottom) fraction of the image's rows
 
 
 @dataclass(frozen=True)
@@ -52,10 +59,12 @@ class CompletionOptions:
     robot turning anywhere near the scene sees floor, not void; far rings are coarse, so it costs little).
     ``baseline``: the largest camera move whose disocclusions back layers cover (default: 0.75 m in metric
     worlds, 0.4 x the median depth otherwise). ``max_thickness``: cap on object depth (default: 1 m in
-    metric worlds, 0.3 x the median depth otherwise). ``backdrop``: the far dome (``far_backdrop``).
+    metric worlds, 0.3 x the median depth otherwise). ``backdrop``: the far sphere (``far_backdrop``).
     ``seams``: floor and walls continue a quarter camera height behind / below each other, and the seen floor
     and walls get an underlay (``plane_underlay``), so grazing robot views find no gaps along corners.
     ``smooth_backs``: object backs and sides in the object's low-passed colours (``backs.object_backs``).
+    ``plane_texture``: how unseen floor and walls beyond the seen texture are coloured (``planes.PlaneTexture``'s
+    synthesis: "quilt", image quilting from the seen texture, or "mirror", its largest seen patch mirror-tiled).
     """
 
     floor: bool = True
@@ -65,9 +74,14 @@ class CompletionOptions:
     backdrop: bool = True
     seams: bool = True
     smooth_backs: bool = True
+    plane_texture: str = "quilt"
     floor_radius: float | None = None
     baseline: float | None = None
     max_thickness: float | None = None
+
+    def __post_init__(self):
+        if self.plane_texture not in TEXTURE_SYNTHESES:
+            raise ValueError(f"plane_texture: expected one of {TEXTURE_SYNTHESES}, got {self.plane_texture!r}")
 
 
 _WINDOWS = (3, 5, 9, 17, 33, 65)  # neighbourhood sizes of the visibility test (pixels)
@@ -154,26 +168,30 @@ def plane_underlay(points: np.ndarray, normals: np.ndarray, rgb: np.ndarray, dep
 
 
 def far_backdrop(frame: FloorFrame, radius: float, rgb: np.ndarray, step_deg: float = BACKDROP_STEP_DEG) -> Surfels:
-    """A dome of ``radius`` around the camera's foot (floor frame), from the horizon to the zenith, facing
-    inwards: Gaussians every ``step_deg`` degrees, wide enough to overlap (alpha > 0.9 between them), coloured
-    with the median of the image's top rows (far content is low-frequency; the dome shows only where nothing
-    nearer was made)."""
+    """A sphere of ``radius`` around the camera's foot (floor frame), facing inwards: Gaussians every ``step_deg``
+    degrees, wide enough to overlap (alpha > 0.9 between them). Above the horizon it has the median colour of the
+    image's top rows, below it that of the bottom rows (far content is low-frequency; the sphere shows only where
+    nothing nearer was made: its lower half where a robot looks down past the end of the floor, e.g. through a gap
+    in a wall that the floor stops at)."""
     step = np.radians(step_deg)
     rings = np.arange(step / 2, np.pi / 2, step)
+    rings = np.concatenate([-rings[::-1], rings])
     parts = []
     for elevation in rings:
         count = max(int(np.ceil(2 * np.pi * np.cos(elevation) / step)), 3)
         azimuth = (np.arange(count) + 0.5 * (len(parts) % 2)) * (2 * np.pi / count)
         parts.append(np.stack([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
                                np.full(count, np.sin(elevation))], axis=-1))
-    directions = np.concatenate([*parts, np.array([[0.0, 0.0, 1.0]])])
+    directions = np.concatenate([*parts, np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]])])
     points = frame.to_camera(radius * directions)
     normals = frame.direction_to_camera(-directions)
     sigma = 0.6 * step * radius
     scales = np.tile([sigma, sigma, 0.05 * sigma], (len(points), 1))
     rows = max(1, round(BACKDROP_TOP_ROWS * rgb.shape[0]))
-    colour = np.median(rgb[:rows].reshape(-1, 3), axis=0)
-    return Surfels(points, normals, scales, np.tile(colour, (len(points), 1)))
+    sky = np.median(rgb[:rows].reshape(-1, 3), axis=0)
+    ground = np.median(rgb[-rows:].reshape(-1, 3), axis=0)
+    colours = np.where(directions[:, 2:] >= 0, sky, ground)
+    return Surfels(points, normals, scales, colours.astype(np.float32))
 
 
 def _touches_top(mask: np.ndarray) -> bool:
@@ -285,7 +303,8 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             return out
 
         if options.floor and len(seen_floor) >= 16:
-            texture = PlaneTexture(seen_floor[:, :2], rgb[floor_mask], cell=2 * float(np.median(footprint)))
+            texture = PlaneTexture(seen_floor[:, :2], rgb[floor_mask], cell=2 * float(np.median(footprint)),
+                                   synthesis=options.plane_texture)
             xy, spacing = graded_grid(inner=cam_h, radius=radius, per_side=per_side)
             floor, area = _plane_surfels(frame, xy, spacing, lambda c: np.column_stack([c, np.zeros(len(c))]),
                                          np.array([0.0, 0.0, 1.0]), texture, scene,
@@ -299,7 +318,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             inl = q.reshape(-1, 3)[candidates[wall.inliers]]
             coords = np.column_stack([(inl - foot) @ along, inl[:, 2]])
             texture = PlaneTexture(coords, rgb.reshape(-1, 3)[candidates[wall.inliers]],
-                                   cell=2 * float(np.median(footprint)))
+                                   cell=2 * float(np.median(footprint)), synthesis=options.plane_texture)
             distance = abs(wall.offset)
             az, spacing = graded_grid(inner=max(distance, 0.5 * cam_h), radius=radius, per_side=per_side)
             az[:, 1] += cam_h
@@ -319,7 +338,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             dome = far_backdrop(frame, BACKDROP_BEYOND * radius, rgb)
             parts.append(dome)
             report["backdrop_gaussians"] = len(dome.points)
-            report["methods"].append(f"far backdrop: a dome of radius {BACKDROP_BEYOND * radius:.1f} units")
+            report["methods"].append(f"far backdrop: a sphere of radius {BACKDROP_BEYOND * radius:.1f} units")
     report["completed_area_unit"] = unit
     objects = ~plane_mask
     if options.seams and frame is not None and frame.height > 0:

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from lyra_sim.align import find_floor, floor_rotation
+from lyra_sim.single_view.quilting import quilt
 from lyra_sim.world import GaussianWorld
+
+TEXTURE_SYNTHESES = ("quilt", "mirror")
+QUILT_SIZE = 3  # the quilted tile's side, in sample patches
+QUILT_BLOCK_DIVISOR = 3  # quilting blocks are a third of the sample patch's side
 
 
 @dataclass(frozen=True)
@@ -107,11 +112,15 @@ class PlaneTexture:
     """Colour of a plane at 2D coordinates, synthesised from the seen part of it.
 
     Seen colours are binned on a grid of ``cell``; inside the seen region's bounding box, unseen cells
-    are inpainted (OpenCV Telea) from the seen ones; outside it, the largest fully seen square patch is
-    tiled with mirror reflections (no seams). Too little seen texture falls back to its mean colour.
+    are inpainted (OpenCV Telea) from the seen ones; outside it, the largest fully seen square patch is the
+    sample of a texture tiled with mirror reflections (no seams at the mirror lines): with
+    ``synthesis="quilt"`` (default) a tile QUILT_SIZE times the patch quilted from it (``quilting.quilt``:
+    the texture continues across the patch's edges, repeating only every two tiles), with ``"mirror"`` the
+    patch itself. Too little seen texture falls back to its mean colour.
     """
 
-    def __init__(self, coords: np.ndarray, colors: np.ndarray, cell: float, max_cells: int = 512):
+    def __init__(self, coords: np.ndarray, colors: np.ndarray, cell: float, max_cells: int = 512,
+                 synthesis: str = "quilt"):
         import cv2  # here, not at the top: `import lyra_sim` must not load cv2
 
         lo, hi = coords.min(axis=0), coords.max(axis=0)
@@ -132,13 +141,26 @@ class PlaneTexture:
         distance = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_C, 3)[1:-1, 1:-1]
         centre = np.unravel_index(int(np.argmax(distance)), distance.shape)
         half = int(min(distance[centre] - 1, 48))
-        self.patch = None
+        if synthesis not in TEXTURE_SYNTHESES:
+            raise ValueError(f"synthesis: expected one of {TEXTURE_SYNTHESES}, got {synthesis!r}")
+        self.synthesis = synthesis
+        self.tile = None
         if half >= 3:
-            self.patch = self.grid[centre[0] - half : centre[0] + half + 1, centre[1] - half : centre[1] + half + 1]
+            self.tile = self.grid[centre[0] - half : centre[0] + half + 1, centre[1] - half : centre[1] + half + 1]
+            if synthesis == "quilt":
+                side = len(self.tile)
+                block = max(3, side // QUILT_BLOCK_DIVISOR)
+                tile = quilt(self.tile, (QUILT_SIZE * side,) * 2, block, max(1, block // 4), np.random.default_rng(0))
+                # Greedy overlap matching drifts towards the sample's easiest-to-continue parts (a shading
+                # gradient across the patch ends up at one extreme): keep the patch's mean colour.
+                self.tile = np.clip(tile + (self.tile.mean(axis=(0, 1)) - tile.mean(axis=(0, 1))), 0.0, 1.0)
 
     @property
     def method(self) -> str:
-        return "seen texture inpainted (Telea) and mirror-tiled" if self.patch is not None else "mean seen colour"
+        if self.tile is None:
+            return "mean seen colour"
+        tiling = "quilted (Efros-Freeman) and mirror-tiled" if self.synthesis == "quilt" else "mirror-tiled"
+        return f"seen texture inpainted (Telea) and {tiling}"
 
     def colors_at(self, coords: np.ndarray) -> np.ndarray:
         """RGB (M,3) in [0,1] at plane coordinates (M,2)."""
@@ -148,13 +170,13 @@ class PlaneTexture:
         out = np.empty((len(coords), 3), np.float32)
         out[inside] = self.grid[idx[inside, 0], idx[inside, 1]]
         outside = ~inside
-        if self.patch is None:
+        if self.tile is None:
             out[outside] = self.mean
         else:
-            size = np.array(self.patch.shape[:2])
+            size = np.array(self.tile.shape[:2])
             wrapped = np.mod(idx[outside], 2 * size)
             mirrored = np.where(wrapped >= size, 2 * size - 1 - wrapped, wrapped)
-            out[outside] = self.patch[mirrored[:, 0], mirrored[:, 1]]
+            out[outside] = self.tile[mirrored[:, 0], mirrored[:, 1]]
         return out
 
 
