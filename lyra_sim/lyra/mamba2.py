@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lyra_sim.lyra.cpu_linear import linear
+from lyra_sim.lyra.cpu_linear import linear, matmul_transposed
 
 
 @cache
@@ -60,8 +60,8 @@ def ssd_scan(
     Shapes: x (b, l, h, p), dt (b, l, h) (already softplus'ed), A (h,) (negative), B and C (b, l, g, n)
     with g dividing h. Returns y (b, l, h, p) and the final state (b, h, p, n). Computed in float32 with the
     chunked SSD algorithm: quadratic attention-like form inside each chunk, a linear recurrence of chunk
-    states between chunks. The D skip term is not included. ``chunks_per_step`` chunks share one batched
-    intra-chunk computation; the result does not depend on it.
+    states between chunks. The D skip term is not included. When autograd records, ``chunks_per_step`` chunks
+    share one batched computation of their state read-outs; the result does not depend on it.
 
     CPU-minded layout: heads are handled as (group, head-in-group) so that B and C, shared by the heads of a
     group, are never copied per head (Lyra: one group, 16 heads). The state walks the chunks in order, so it
@@ -70,7 +70,8 @@ def ssd_scan(
     Inside a chunk, the decay L[i, j] = exp(cum_i - cum_j) is factorised around the chunk's midpoint m as
     exp(cum_i - m) exp(m - cum_j) when that stays within exp(+-FACTORISED_DECAY_LIMIT): the heads then share
     one masked C B^T and a chunk is one matmul with all heads side by side. Stronger decay falls back to one
-    exact decay matrix per head.
+    exact decay matrix per head. At inference the per-chunk state matmuls go through ``matmul_transposed``
+    (oneDNN on a CPU: about twice BLAS's rate for these shapes on the AMD CPU the decoder was tuned on).
     """
     batch, length, heads, p = x.shape
     g, n = B.shape[2], B.shape[3]
@@ -120,53 +121,60 @@ def ssd_scan(
     chunk_decay = torch.exp(cumulative[..., -1]).view(batch, chunks, g, r, 1, 1).expand(-1, -1, -1, -1, p, 1)
     chunk_decay = chunk_decay.reshape(batch, chunks, g, r * p, 1)
     from_start = torch.exp(cumulative).transpose(-1, -2)[..., None]  # (b, c, g, q, r, 1)
+    scores = C @ B.transpose(-1, -2)  # (b, c, g, q, s)
+    if factorised:
+        scores = scores.tril() if differentiable else scores.tril_()
+        within = (scores @ within_input).view(batch, chunks, g, q, r, p) * from_middle
+    else:
+        within = _within_chunks_per_head(within_input, cumulative, scores, differentiable)
+    if not differentiable:
+        return _walk_chunk_states(within, weighted, chunk_decay, from_start, B, C, state, length, out_dtype)
 
     def per_chunk(t: torch.Tensor) -> torch.Tensor:  # (b, c, g, ...) -> (c, b*g, ...), a view for b = 1 or g = 1
         return t.transpose(0, 1).reshape(chunks, batch * g, *t.shape[3:])
 
     B_c, C_c, weighted, chunk_decay = (per_chunk(t) for t in (B, C, weighted, chunk_decay))
     state = state.reshape(batch * g, r * p, n)
-    if not differentiable:
-        entering = x.new_empty(chunks_per_step + 1, batch * g, r * p, n)
-    # y is built chunk-major (c, b*g, q, r*p) and written in place at inference, where the states entering a
-    # block's chunks go to one buffer so that their read-outs C h are one matmul (fewer threaded operations:
-    # on a shared machine each one waits for the slower of the threads).
-    y = [] if differentiable else x.new_empty(chunks, batch * g, q, r * p)
+    y = []
     for start in range(0, chunks, chunks_per_step):
         block = slice(start, min(start + chunks_per_step, chunks))
-        scores = C[:, block] @ B[:, block].transpose(-1, -2)  # (b, c, g, q, s)
-        if factorised:
-            scores = scores.tril() if differentiable else scores.tril_()
-            within = (scores @ within_input[:, block]).view(batch, -1, g, q, r, p)
-        else:
-            within = _within_chunks_per_head(within_input[:, block], cumulative[:, block], scores, differentiable)
-        if differentiable:
-            from_state = []
-            for i in range(block.start, block.stop):
-                from_state.append(C_c[i] @ state.transpose(-1, -2))
-                state = torch.baddbmm(state * chunk_decay[i], weighted[i], B_c[i])
-        else:  # the states entering the block's chunks, then all their read-outs in one matmul
-            entering[0].copy_(state)
-            for k, i in enumerate(range(block.start, block.stop)):
-                torch.mul(entering[k], chunk_decay[i], out=entering[k + 1]).baddbmm_(weighted[i], B_c[i])
-            size = block.stop - block.start
-            from_state = y[block]
-            torch.matmul(C_c[block], entering[:size].transpose(-1, -2), out=from_state)
-            state = entering[size]
+        from_state = []
+        for i in range(block.start, block.stop):
+            from_state.append(C_c[i] @ state.transpose(-1, -2))
+            state = torch.baddbmm(state * chunk_decay[i], weighted[i], B_c[i])
         # y = the state's read-out decayed from the chunk start + the intra-chunk part.
-        if differentiable:
-            from_state = torch.stack(from_state).view(-1, batch, g, q, r, p).transpose(0, 1) * from_start[:, block]
-            y.append(from_state + (within * from_middle[:, block] if factorised else within))
-        else:
-            from_state = from_state.view(-1, batch, g, q, r, p).transpose(0, 1).mul_(from_start[:, block])
-            if factorised:
-                from_state.addcmul_(within, from_middle[:, block])
-            else:
-                from_state.add_(within)
-    y = torch.cat(y, dim=1) if differentiable else y.view(chunks, batch, g, q, r, p).transpose(0, 1)
-    y = y.permute(0, 1, 3, 2, 4, 5).reshape(batch, chunks * q, heads, p)[:, :length]
-    state = state.reshape(batch, heads, p, n)
-    return y.to(out_dtype), state if differentiable else state.clone()  # not a view into the state buffer
+        from_state = torch.stack(from_state).view(-1, batch, g, q, r, p).transpose(0, 1) * from_start[:, block]
+        y.append(from_state + within[:, block])
+    y = torch.cat(y, dim=1).permute(0, 1, 3, 2, 4, 5).reshape(batch, chunks * q, heads, p)[:, :length]
+    return y.to(out_dtype), state.reshape(batch, heads, p, n)
+
+
+def _walk_chunk_states(within, weighted, chunk_decay, from_start, B, C, state, length: int,
+                       out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inference scan's chunk recurrence, one sequence and one chunk at a time: y = within + the read-out of
+    the state entering each chunk decayed from the chunk start; returns (y (b, l, h, p), final state (b, h, p, n)).
+
+    Shapes (b, c, g, ...): within (q, r, p), weighted (r*p, q), chunk_decay (r*p, 1), from_start (q, r, 1),
+    B and C (q, n); state (b, h, p, n). Each chunk is two 2-D matmuls, C h^T and x_dt^T B, written so that
+    their operands are contiguous: oneDNN reads those without a copy.
+    """
+    batch, chunks, g, q, r, p = within.shape
+    n = B.shape[-1]
+    y = within.permute(0, 1, 3, 2, 4, 5).contiguous()  # (b, c, q, g, r, p): the output's own layout
+    weighted = weighted.contiguous()
+    B_t = B.transpose(-1, -2).contiguous()  # (b, c, g, n, q): the update's right-hand side, transposed
+    C = C.contiguous()
+    state = state.reshape(batch, g, r * p, n)
+    final = torch.empty_like(state)
+    for b in range(batch):
+        for group in range(g):
+            h = state[b, group]
+            for i in range(chunks):
+                y[b, i, :, group].addcmul_(matmul_transposed(C[b, i, group], h).view(q, r, p), from_start[b, i, group])
+                h = matmul_transposed(weighted[b, i, group], B_t[b, i, group]).addcmul_(h, chunk_decay[b, i, group])
+            final[b, group] = h
+    y = y.view(batch, chunks * q, g * r, p)[:, :length]
+    return y.to(out_dtype), final.view(batch, g * r, p, n)
 
 
 def _within_chunks_per_head(x_dt, cumulative, scores, differentiable: bool) -> torch.Tensor:
