@@ -1,19 +1,22 @@
 """Issue 26's CPU inference paths of the decoder against the exact ones: the SSD scan's per-chunk oneDNN matmuls
 (against the float64 recurrence, the autograd path and issue 13's version), ``matmul_transposed`` against
-``a @ b.T``, and ``retained_heap`` (page faults and memory handed back, observed through the kernel's counters)."""
+``a @ b.T``, ``retained_heap`` (page faults and memory handed back, observed through the kernel's counters), and the
+mixer's directions side by side (against the directions in turn; threads and modes of ``side_by_side``)."""
 
 import json
 import os
 import subprocess
 import sys
+import threading
+from unittest import mock
 
 import pytest
 import torch
 from previous_ssd_scan_blocked import ssd_scan as blocked_scan
 from test_mamba2 import recurrence
 
-from lyra_sim.lyra import cpu_linear, cpu_memory
-from lyra_sim.lyra.mamba2 import CPU_CHUNK_SIZE, ssd_scan
+from lyra_sim.lyra import cpu_linear, cpu_memory, cpu_threads, mamba2
+from lyra_sim.lyra.mamba2 import CPU_CHUNK_SIZE, BidirectionalMamba2, ssd_scan
 
 
 def _official_scan_inputs(length: int, decay_scale: float, batch: int = 1, groups: int = 1, seed: int = 0):
@@ -115,3 +118,55 @@ def test_retained_heap_spares_the_blocks_page_faults_and_hands_memory_back():
     assert result["plain_equal"] and result["retained_equal"]
     assert result["retained"] < result["plain"] / 5, result  # measured 1,340 vs 40,100
     assert result["handed_back"] > 100 << 20, result  # malloc_trim gave the freed 128 MiB back
+
+
+def test_side_by_side_splits_the_threads_keeps_the_modes_and_gives_the_threads_back():
+    threads = torch.get_num_threads()
+    seen = {}
+
+    def record(name):
+        def call():
+            seen[name] = (threading.current_thread().name, torch.get_num_threads(),
+                          torch.is_inference_mode_enabled(), torch.is_grad_enabled())
+            return name
+        return call
+
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            assert cpu_threads.side_by_side(record("first"), record("second")) == ("first", "second")
+        assert seen["first"] == (threading.current_thread().name, 1, True, False)
+        assert seen["second"][0].startswith("lyra-side-by-side") and seen["second"][1:] == (1, True, False)
+        assert torch.get_num_threads() == 2
+        started = []
+        later = threading.Thread(target=lambda: started.append(torch.get_num_threads()))
+        later.start()
+        later.join()
+        assert started == [2]  # the process-wide default that new threads take is back too
+        with pytest.raises(ZeroDivisionError):
+            cpu_threads.side_by_side(lambda: 1 / 0, record("second"))
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        cpu_threads.side_by_side(record("first"), record("second"))
+        assert seen["second"][0] == threading.current_thread().name  # one thread: one after the other
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_mixer_with_directions_side_by_side_equals_directions_in_turn():
+    torch.manual_seed(0)
+    mixer = BidirectionalMamba2(512, 256, 64).eval()  # Lyra's mixer
+    with torch.no_grad():
+        for scan in mixer.mamba_scans:
+            scan.norm.weight.uniform_(0.5, 1.5)
+    hidden = torch.randn(1, 300, 512)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            together = mixer(hidden, use_kernel=False)
+            with mock.patch.object(mamba2, "side_by_side", lambda first, second: (first(), second())):
+                in_turn = mixer(hidden, use_kernel=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert (together - in_turn).abs().max().item() <= 1e-5  # measured 0 (outputs up to 4): same kernels, per thread

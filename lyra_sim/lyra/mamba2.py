@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lyra_sim.lyra.cpu_linear import linear, matmul_transposed
+from lyra_sim.lyra.cpu_threads import side_by_side
 
 
 @cache
@@ -346,7 +347,16 @@ class BidirectionalMamba2(nn.Module):
         # directions share one gate silu(z).
         z, xbcdt = torch.split(zxbcdt, [forward_scan.d_inner, zxbcdt.shape[-1] - forward_scan.d_inner], dim=-1)
         gate = F.silu(z.float())
-        mixed = forward_scan.norm.gated(forward_scan.mix(xbcdt), gate, overwrite=True)
-        backward = backward_scan.norm.gated(backward_scan.mix(xbcdt.flip(1)).flip(1), gate, overwrite=True)
+
+        def forward_direction() -> torch.Tensor:
+            return forward_scan.norm.gated(forward_scan.mix(xbcdt), gate, overwrite=True)
+
+        def backward_direction() -> torch.Tensor:
+            return backward_scan.norm.gated(backward_scan.mix(xbcdt.flip(1)).flip(1), gate, overwrite=True)
+
+        if torch.is_grad_enabled() or zxbcdt.device.type != "cpu":
+            mixed, backward = forward_direction(), backward_direction()
+        else:  # CPU inference: the directions side by side, each on half of the threads (see cpu_threads)
+            mixed, backward = side_by_side(forward_direction, backward_direction)
         mixed = mixed.add_(backward) if not torch.is_grad_enabled() else mixed + backward
         return linear(self.out_proj, mixed.to(zxbcdt.dtype))
