@@ -116,9 +116,8 @@ def ssd_scan(
         from_middle = torch.exp(cumulative - middle).transpose(-1, -2)[..., None]  # (b, c, g, q, r, 1)
     else:
         within_input = x_times(dt)
-    # The state update's input: x_dt decayed to the chunk end, (b, c, g, r*p, q), and the chunk's total decay.
+    # The state update's input: x_dt decayed to the chunk end, (b, c, q, g, r*p), and the chunk's total decay.
     weighted = x_times(dt * torch.exp(cumulative[..., -1:] - cumulative)).view(batch, chunks, q, g, r * p)
-    weighted = weighted.permute(0, 1, 3, 4, 2)
     chunk_decay = torch.exp(cumulative[..., -1]).view(batch, chunks, g, r, 1, 1).expand(-1, -1, -1, -1, p, 1)
     chunk_decay = chunk_decay.reshape(batch, chunks, g, r * p, 1)
     from_start = torch.exp(cumulative).transpose(-1, -2)[..., None]  # (b, c, g, q, r, 1)
@@ -134,7 +133,8 @@ def ssd_scan(
     def per_chunk(t: torch.Tensor) -> torch.Tensor:  # (b, c, g, ...) -> (c, b*g, ...), a view for b = 1 or g = 1
         return t.transpose(0, 1).reshape(chunks, batch * g, *t.shape[3:])
 
-    B_c, C_c, weighted, chunk_decay = (per_chunk(t) for t in (B, C, weighted, chunk_decay))
+    B_c, C_c, chunk_decay = (per_chunk(t) for t in (B, C, chunk_decay))
+    weighted = per_chunk(weighted.permute(0, 1, 3, 4, 2))  # (c, b*g, r*p, q)
     state = state.reshape(batch * g, r * p, n)
     y = []
     for start in range(0, chunks, chunks_per_step):
@@ -155,27 +155,29 @@ def _walk_chunk_states(within, weighted, chunk_decay, from_start, B, C, state, l
     """The inference scan's chunk recurrence, one sequence and one chunk at a time: y = within + the read-out of
     the state entering each chunk decayed from the chunk start; returns (y (b, l, h, p), final state (b, h, p, n)).
 
-    Shapes (b, c, g, ...): within (q, r, p), weighted (r*p, q), chunk_decay (r*p, 1), from_start (q, r, 1),
-    B and C (q, n); state (b, h, p, n). Each chunk is two 2-D matmuls, C h^T and x_dt^T B, written so that
-    their operands are contiguous: oneDNN reads those without a copy.
+    Shapes: within (b, c, g, q, r, p), weighted (b, c, q, g, r*p), chunk_decay (b, c, g, r*p, 1), from_start
+    (b, c, g, q, r, 1), B and C (b, c, g, q, n); state (b, h, p, n). The state is kept transposed, (n, r*p), so
+    that each chunk is two 2-D matmuls on operands as they lie: the read-out C h^T and the update B^T x_dt, whose
+    right-hand sides oneDNN reorders into its own layout whatever their strides.
     """
     batch, chunks, g, q, r, p = within.shape
     n = B.shape[-1]
     y = within.permute(0, 1, 3, 2, 4, 5).contiguous()  # (b, c, q, g, r, p): the output's own layout
-    weighted = weighted.contiguous()
-    B_t = B.transpose(-1, -2).contiguous()  # (b, c, g, n, q): the update's right-hand side, transposed
+    B_t = B.transpose(-1, -2).contiguous()  # (b, c, g, n, q)
     C = C.contiguous()
-    state = state.reshape(batch, g, r * p, n)
-    final = torch.empty_like(state)
+    chunk_decay = chunk_decay.transpose(-1, -2)  # (b, c, g, 1, r*p)
+    state_t = state.reshape(batch, g, r * p, n).transpose(-1, -2).contiguous()  # (b, g, n, r*p)
     for b in range(batch):
         for group in range(g):
-            h = state[b, group]
+            h_t = state_t[b, group]
             for i in range(chunks):
-                y[b, i, :, group].addcmul_(matmul_transposed(C[b, i, group], h).view(q, r, p), from_start[b, i, group])
-                h = matmul_transposed(weighted[b, i, group], B_t[b, i, group]).addcmul_(h, chunk_decay[b, i, group])
-            final[b, group] = h
+                read_out = matmul_transposed(C[b, i, group], h_t.T).view(q, r, p)
+                y[b, i, :, group].addcmul_(read_out, from_start[b, i, group])
+                update = matmul_transposed(B_t[b, i, group], weighted[b, i, :, group].T)  # (n, r*p)
+                h_t = update.addcmul_(h_t, chunk_decay[b, i, group])
+            state_t[b, group] = h_t
     y = y.view(batch, chunks * q, g * r, p)[:, :length]
-    return y.to(out_dtype), final.view(batch, g * r, p, n)
+    return y.to(out_dtype), state_t.transpose(-1, -2).reshape(batch, g * r, p, n)
 
 
 def _within_chunks_per_head(x_dt, cumulative, scores, differentiable: bool) -> torch.Tensor:
