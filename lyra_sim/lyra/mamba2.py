@@ -61,7 +61,7 @@ def ssd_scan(
     Shapes: x (b, l, h, p), dt (b, l, h) (already softplus'ed), A (h,) (negative), B and C (b, l, g, n)
     with g dividing h. Returns y (b, l, h, p) and the final state (b, h, p, n). Computed in float32 with the
     chunked SSD algorithm: quadratic attention-like form inside each chunk, a linear recurrence of chunk
-    states between chunks. The D skip term is not included. When autograd records, ``chunks_per_step`` chunks
+    states between chunks. The D skip term is not included. Except at CPU inference, ``chunks_per_step`` chunks
     share one batched computation of their state read-outs; the result does not depend on it.
 
     CPU-minded layout: heads are handled as (group, head-in-group) so that B and C, shared by the heads of a
@@ -71,8 +71,9 @@ def ssd_scan(
     Inside a chunk, the decay L[i, j] = exp(cum_i - cum_j) is factorised around the chunk's midpoint m as
     exp(cum_i - m) exp(m - cum_j) when that stays within exp(+-FACTORISED_DECAY_LIMIT): the heads then share
     one masked C B^T and a chunk is one matmul with all heads side by side. Stronger decay falls back to one
-    exact decay matrix per head. At inference the per-chunk state matmuls go through ``matmul_transposed``
-    (oneDNN on a CPU: about twice BLAS's rate for these shapes on the AMD CPU the decoder was tuned on).
+    exact decay matrix per head. At CPU inference each chunk's state read-out and update are 2-D matmuls through
+    ``matmul_transposed`` (oneDNN: about twice BLAS's rate for these shapes on the AMD CPU the decoder was tuned
+    on); elsewhere they are batched over ``chunks_per_step`` chunks.
     """
     batch, length, heads, p = x.shape
     g, n = B.shape[2], B.shape[3]
@@ -127,7 +128,7 @@ def ssd_scan(
         within = (scores @ within_input).view(batch, chunks, g, q, r, p) * from_middle
     else:
         within = _within_chunks_per_head(within_input, cumulative, scores, differentiable)
-    if not differentiable:
+    if not differentiable and x.device.type == "cpu":
         return _walk_chunk_states(within, weighted, chunk_decay, from_start, B, C, state, length, out_dtype)
 
     def per_chunk(t: torch.Tensor) -> torch.Tensor:  # (b, c, g, ...) -> (c, b*g, ...), a view for b = 1 or g = 1
