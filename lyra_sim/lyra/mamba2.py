@@ -41,6 +41,11 @@ def fused_kernel_available() -> bool:
     return torch.cuda.is_available() and _fused_kernel() is not None
 
 
+#: Smallest state per group (heads x head dim x state dim) for which CPU inference walks the chunks one at a
+#: time through oneDNN; below it (the small test configs) per-call overhead outweighs the faster matmuls and the
+#: chunks go in batched blocks (measured on the small config: 44 vs 50 ms per forward; Lyra's state is 262,144).
+WALK_MIN_STATE = 1 << 16
+
 #: Largest |log decay| between a position and its chunk's midpoint for which the intra-chunk decay matrix is
 #: factorised (exp(60) = 1e26: far from float32 overflow and underflow, so no precision is lost).
 FACTORISED_DECAY_LIMIT = 60.0
@@ -61,8 +66,8 @@ def ssd_scan(
     Shapes: x (b, l, h, p), dt (b, l, h) (already softplus'ed), A (h,) (negative), B and C (b, l, g, n)
     with g dividing h. Returns y (b, l, h, p) and the final state (b, h, p, n). Computed in float32 with the
     chunked SSD algorithm: quadratic attention-like form inside each chunk, a linear recurrence of chunk
-    states between chunks. The D skip term is not included. Except at CPU inference, ``chunks_per_step`` chunks
-    share one batched computation of their state read-outs; the result does not depend on it.
+    states between chunks. The D skip term is not included. Off the CPU-inference walk (below), ``chunks_per_step``
+    chunks share one batched computation of their state read-outs; the result does not depend on it.
 
     CPU-minded layout: heads are handled as (group, head-in-group) so that B and C, shared by the heads of a
     group, are never copied per head (Lyra: one group, 16 heads). The state walks the chunks in order, so it
@@ -71,9 +76,9 @@ def ssd_scan(
     Inside a chunk, the decay L[i, j] = exp(cum_i - cum_j) is factorised around the chunk's midpoint m as
     exp(cum_i - m) exp(m - cum_j) when that stays within exp(+-FACTORISED_DECAY_LIMIT): the heads then share
     one masked C B^T and a chunk is one matmul with all heads side by side. Stronger decay falls back to one
-    exact decay matrix per head. At CPU inference each chunk's state read-out and update are 2-D matmuls through
-    ``matmul_transposed`` (oneDNN: about twice BLAS's rate for these shapes on the AMD CPU the decoder was tuned
-    on); elsewhere they are batched over ``chunks_per_step`` chunks.
+    exact decay matrix per head. At CPU inference with a state of at least WALK_MIN_STATE per group, each chunk's
+    state read-out and update are 2-D matmuls through ``matmul_transposed`` (oneDNN: about twice BLAS's rate for
+    these shapes on the AMD CPU the decoder was tuned on); elsewhere they are batched over ``chunks_per_step``.
     """
     batch, length, heads, p = x.shape
     g, n = B.shape[2], B.shape[3]
@@ -128,7 +133,7 @@ def ssd_scan(
         within = (scores @ within_input).view(batch, chunks, g, q, r, p) * from_middle
     else:
         within = _within_chunks_per_head(within_input, cumulative, scores, differentiable)
-    if not differentiable and x.device.type == "cpu":
+    if not differentiable and x.device.type == "cpu" and r * p * n >= WALK_MIN_STATE:
         return _walk_chunk_states(within, weighted, chunk_decay, from_start, B, C, state, length, out_dtype)
 
     def per_chunk(t: torch.Tensor) -> torch.Tensor:  # (b, c, g, ...) -> (c, b*g, ...), a view for b = 1 or g = 1
