@@ -1,6 +1,6 @@
 """Lyra decoder timings: CPU forward of a small and of the official config; on CUDA the full-size forward.
 
-    python benchmarks/bench_decoder.py [--rounds 3]   # writes its sections of benchmarks/RESULTS.md
+    python benchmarks/bench_decoder.py [--rounds 3 --repeats 2]   # writes its sections of benchmarks/RESULTS.md
 
 CPU: random weights, random latents (timings do not depend on values). CUDA (when present): the official
 config on 6 views x 121 frames at 704x1280 (6 x 16 x 88 x 160 latents, 337,920 tokens) in bf16, with peak
@@ -255,7 +255,7 @@ def gpu_report() -> str:
     return "\n".join(lines)
 
 
-def main(rounds: int) -> None:
+def main(rounds: int, repeats: int) -> None:
     load_before = os.getloadavg()[0]
     rows = cpu_rows()
     lines = [
@@ -268,8 +268,8 @@ def main(rounds: int) -> None:
     ]
     lines += [f"| {label} | {size} | {tokens:,} | {params:,} | {1000 * s:.0f} ms |"
               for label, size, tokens, params, s in rows]
-    compared = before_after(torch.get_num_threads(), rounds)
-    single = before_after(1, rounds)  # one thread's CPU time is the figure least disturbed by other work
+    compared = before_after(torch.get_num_threads(), rounds, repeats)
+    single = before_after(1, rounds, repeats)  # one thread's CPU time is the figure least disturbed by other work
     scans = scan_rows()
     matmul_rate = max(rate for name, _, rate in scans if name.startswith("float32 matmul"))
     flops = official_forward_flops(6, 2, 22, 40)
@@ -279,7 +279,7 @@ def main(rounds: int) -> None:
         "",
         "Issue 26's target: <= 2500 ms for the official 6-view forward (issue 13 left it at 2570 ms). The forward as "
         "issue 26 found it, with the oneDNN scan alone, and now; same weights and inputs, each variant in a fresh "
-        f"process, alternated {rounds} times, 2 forwards each after a warm-up (medians; load average "
+        f"process, alternated {rounds} times, {repeats} forward(s) each after a warm-up (medians; load average "
         f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs shared with "
         "other work, so compare the ratios):",
         "",
@@ -316,9 +316,9 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the before/after variants")
     parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)  # one variant, in a subprocess
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help=argparse.SUPPRESS)
-    parser.add_argument("--repeats", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=2, help="timed forwards per variant and round")
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(one_variant(args.variant, args.threads, args.repeats)))
     else:
-        main(args.rounds)
+        main(args.rounds, args.repeats)

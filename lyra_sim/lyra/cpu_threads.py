@@ -9,9 +9,10 @@ until both are done.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from functools import cache
 from typing import TypeVar
 
 import torch
@@ -20,9 +21,17 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 
-@cache
+_lock = threading.Lock()
+_workers: dict[int, ThreadPoolExecutor] = {}
+
+
 def _worker() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lyra-side-by-side")
+    """This process's worker thread (a forked child gets its own: the parent's thread does not exist there)."""
+    with _lock:
+        pid = os.getpid()
+        if pid not in _workers:
+            _workers[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lyra-side-by-side")
+        return _workers[pid]
 
 
 def side_by_side(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]:
@@ -30,7 +39,7 @@ def side_by_side(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]
     thread under the caller's grad and inference modes, each with half of ``torch.get_num_threads()``. With
     fewer than two threads the calls run one after the other on the calling thread. (The calling thread keeps
     its own allocations in the main heap arena, which ``cpu_memory.retained_heap`` retains; the worker's arena
-    is glibc's per-thread one.)"""
+    is glibc's per-thread one.) Concurrent callers share the one worker, so their second calls queue."""
     threads = torch.get_num_threads()
     if threads < 2:
         return first(), second()
