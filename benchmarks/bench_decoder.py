@@ -281,7 +281,8 @@ def main(rounds: int, repeats: int) -> None:
         "issue 26 found it, with the oneDNN scan alone, and now; same weights and inputs, each variant in a fresh "
         f"process, alternated {rounds} times, {repeats} forward(s) each after a warm-up (medians; load average "
         f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs shared with "
-        "other work, so compare the ratios):",
+        "other work, so compare the ratios; with one thread the directions run in turn, so the last two 1-thread "
+        "rows are the same code):",
         "",
         "| official 6-view forward | threads | wall | CPU time (all threads) | page faults | wall ratio to before |",
         "| --- | --- | --- | --- | --- | --- |",
