@@ -2,8 +2,9 @@
 
 Each decoder block allocates and frees some 100 MB of temporaries (projections, conv outputs, scan buffers).
 glibc's malloc serves allocations above its mmap threshold with fresh mappings and returns the top of the heap
-to the system once more than its trim threshold is free, so every block faults its pages in again: about 400,000
-page faults per official 6-view forward, a fifth of its CPU time on the 2-core VM the decoder was tuned on.
+to the system once more than its trim threshold is free, so every block faults its pages in again: 180,000-400,000
+page faults per official 6-view forward (about 50,000 with this), 10-20 % of its CPU time on the 2-core VM the
+decoder was tuned on.
 Inside ``retained_heap()`` freed memory stays in the heap for the next block; on leaving, ``malloc_trim`` gives
 it back, so the process does not keep the forward's peak. PyTorch's CPU tuning guide reaches the same end by
 preloading jemalloc or tcmalloc; this needs no change to how the program is started.
