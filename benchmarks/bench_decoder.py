@@ -1,6 +1,6 @@
 """Lyra decoder timings: CPU forward of a small and of the official config; on CUDA the full-size forward.
 
-    python benchmarks/bench_decoder.py            # writes its sections of benchmarks/RESULTS.md
+    python benchmarks/bench_decoder.py [--rounds 3 --repeats 2]   # writes its sections of benchmarks/RESULTS.md
 
 CPU: random weights, random latents (timings do not depend on values). CUDA (when present): the official
 config on 6 views x 121 frames at 704x1280 (6 x 16 x 88 x 160 latents, 337,920 tokens) in bf16, with peak
@@ -10,27 +10,32 @@ memory, beside the paper's 3213 ms; and mamba-ssm's fused kernel vs the pure-PyT
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import time
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from unittest import mock
 
 import torch
 from results import write_section
 
-from lyra_sim.lyra import LyraDecoder, LyraDecoderConfig
+from lyra_sim.lyra import LyraDecoder, LyraDecoderConfig, mamba2
 from lyra_sim.lyra import decoder as lyra_decoder
 from lyra_sim.lyra.cpu_linear import linear
 from lyra_sim.lyra.decoder import MambaBlock
-from lyra_sim.lyra.mamba2 import CPU_CHUNK_SIZE, BidirectionalMamba2, fused_kernel_available, ssd_scan
+from lyra_sim.lyra.mamba2 import CPU_CHUNK_SIZE, fused_kernel_available, ssd_scan
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from previous_mamba2_mixer import previous_mixer_forward
 from previous_ssd_scan import ssd_scan as previous_ssd_scan
+from previous_ssd_scan_blocked import ssd_scan as blocked_scan
 from previous_ssd_scan_inplace import ssd_scan as previous_inplace_scan
 
 
@@ -94,44 +99,73 @@ def official_forward_flops(views: int, latent_frames: int, h: int, w: int) -> in
     return blocks + embed + head
 
 
-def _previous_mixer(self: BidirectionalMamba2, hidden: torch.Tensor, use_kernel: bool | None = None) -> torch.Tensor:
-    return previous_mixer_forward(self, hidden, previous_inplace_scan)
+#: The official 6-view forward as issue 26 found it (issue 13's scan: batched BLAS state matmuls; glibc's default
+#: heap; the scan directions one after the other), the steps of the way, and as it is now.
+VARIANTS = {
+    "before (issue 13's scan, default heap, directions in turn)": ("blocked scan", "default heap", "in turn"),
+    "oneDNN scan": ("scan", "default heap", "in turn"),
+    "oneDNN scan, retained heap": ("scan", "retained heap", "in turn"),
+    "now (oneDNN scan, retained heap, directions side by side)": ("scan", "retained heap", "side by side"),
+}
+
+
+def _variant(name: str) -> ExitStack:
+    """Patches that turn the current decoder into the named variant (inside one process)."""
+    scan, heap, directions = VARIANTS[name]
+    stack = ExitStack()
+    if directions == "in turn":
+        stack.enter_context(mock.patch.object(mamba2, "side_by_side", lambda first, second: (first(), second())))
+    if scan == "blocked scan":
+        stack.enter_context(mock.patch.object(mamba2, "ssd_scan", blocked_scan))
+    if heap == "default heap":
+        stack.enter_context(mock.patch.object(lyra_decoder, "retained_heap", nullcontext))
+    return stack
 
 
 @torch.inference_mode()
-def before_after(threads: int) -> dict:
-    """The official 6-view forward as it was before the block rewrite (issue 13's first scan rewrite, BLAS
-    projections: 3.9 s) and as it is now, same weights and inputs, alternated 3 times: medians of wall and CPU."""
+def one_variant(name: str, threads: int, repeats: int) -> list[tuple[float, float, int]]:
+    """(wall s, CPU s, page faults) of ``repeats`` official 6-view forwards after a warm-up, in this process."""
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = LyraDecoder(LyraDecoderConfig.official()).eval()
     latents, plucker = _inputs(model.config, 6, 2, 22, 40)
-
-    def before():  # the previous mixer, and the attention blocks' projections through nn.Linear (BLAS)
-        with mock.patch.object(BidirectionalMamba2, "forward", _previous_mixer), \
-                mock.patch.object(lyra_decoder, "linear", lambda layer, x: layer(x)):
-            return model(latents, plucker)
-
-    cases = {"before": before, "now": lambda: model(latents, plucker)}
-    default_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    outputs = {name: fn() for name, fn in cases.items()}  # also the warm-up
-    wall = {name: [] for name in cases}
-    cpu = {name: [] for name in cases}
-    for _ in range(3):
-        for name, fn in cases.items():
+    runs = []
+    with _variant(name):
+        model(latents, plucker)
+        for _ in range(repeats):
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             c0, t0 = time.process_time(), time.perf_counter()
-            fn()
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-    torch.set_num_threads(default_threads)
-    result = {f"{kind}_{name}": statistics.median(values[name]) for kind, values in (("wall", wall), ("cpu", cpu))
-              for name in cases}
-    result["max_abs_diff"] = (outputs["now"] - outputs["before"]).abs().max().item()
-    result["max_abs_output"] = outputs["before"].abs().max().item()
-    print(f"{threads} threads, before/after (interleaved): wall {result['wall_before']:.2f} s -> "
-          f"{result['wall_now']:.2f} s, "
-          f"CPU {result['cpu_before']:.2f} s -> {result['cpu_now']:.2f} s, max abs diff {result['max_abs_diff']:.1e}")
-    return result
+            model(latents, plucker)
+            runs.append((time.perf_counter() - t0, time.process_time() - c0,
+                         resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
+    return runs
+
+
+def before_after(threads: int, rounds: int, repeats: int = 2) -> dict:
+    """The variants alternated ``rounds`` times, each round a fresh process per variant (the heap setting is
+    process-wide state): medians of wall, CPU time and page faults over all forwards, plus the output difference."""
+    runs = {name: [] for name in VARIANTS}
+    for _ in range(rounds):
+        for name in VARIANTS:
+            command = [sys.executable, __file__, "--variant", name, "--threads", str(threads), "--repeats",
+                       str(repeats)]
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            runs[name] += json.loads(out.splitlines()[-1])
+    result = {name: tuple(statistics.median(r[k] for r in values) for k in range(3))
+              for name, values in runs.items()}
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        model = LyraDecoder(LyraDecoderConfig.official()).eval()
+        latents, plucker = _inputs(model.config, 6, 2, 22, 40)
+        outputs = []
+        for name in (next(iter(VARIANTS)), list(VARIANTS)[-1]):
+            with _variant(name):
+                outputs.append(model(latents, plucker))
+    difference = (outputs[1] - outputs[0]).abs().max().item()
+    print(f"{threads} threads, interleaved ({rounds} rounds x {repeats} forwards): " + "; ".join(
+        f"{name}: wall {w:.2f} s, CPU {c:.2f} s, {f:,.0f} page faults" for name, (w, c, f) in result.items())
+        + f"; max abs diff {difference:.1e}")
+    return {"medians": result, "max_abs_diff": difference, "max_abs_output": outputs[0].abs().max().item()}
 
 
 @torch.inference_mode()
@@ -153,6 +187,8 @@ def scan_rows() -> list[tuple[str, float, float]]:
     cases = {
         f"SSD scan, this version (chunk {CPU_CHUNK_SIZE}, as the blocks run it)":
             (lambda: ssd_scan(x, dt, A, B, C, CPU_CHUNK_SIZE), flops_now),
+        f"SSD scan, issue 13's version (chunk {CPU_CHUNK_SIZE}, batched BLAS state matmuls)":
+            (lambda: blocked_scan(x, dt, A, B, C, CPU_CHUNK_SIZE), flops_now),
         "SSD scan, issue 13's first rewrite (chunk 256)":
             (lambda: previous_inplace_scan(x, dt, A, B, C, 256), flops_256),
         "SSD scan, before issue 13 (chunk 256)": (lambda: previous_ssd_scan(x, dt, A, B, C, 256), flops_256),
@@ -219,7 +255,7 @@ def gpu_report() -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(rounds: int, repeats: int) -> None:
     load_before = os.getloadavg()[0]
     rows = cpu_rows()
     lines = [
@@ -232,37 +268,36 @@ def main() -> None:
     ]
     lines += [f"| {label} | {size} | {tokens:,} | {params:,} | {1000 * s:.0f} ms |"
               for label, size, tokens, params, s in rows]
-    compared = before_after(torch.get_num_threads())
-    single = before_after(1)  # CPU time of one thread is the figure least disturbed by other work on the machine
+    compared = before_after(torch.get_num_threads(), rounds, repeats)
+    single = before_after(1, rounds, repeats)  # one thread's CPU time is the figure least disturbed by other work
     scans = scan_rows()
     matmul_rate = max(rate for name, _, rate in scans if name.startswith("float32 matmul"))
     flops = official_forward_flops(6, 2, 22, 40)
     bound = flops / matmul_rate / 1e9
+    now = list(VARIANTS)[-1]
     lines += [
         "",
-        "Issue 13's target: <= 2500 ms for the official 6-view forward with the same outputs. Before and after the "
-        "Mamba-2 block rewrite and oneDNN projections, same weights and inputs, alternated 3 times in one run "
-        "(medians; load average "
+        "Issue 26's target: <= 2500 ms for the official 6-view forward (issue 13 left it at 2570 ms). The forward as "
+        "issue 26 found it, with the oneDNN scan alone, and now; same weights and inputs, each variant in a fresh "
+        f"process, alternated {rounds} times, {repeats} forward(s) each after a warm-up (medians; load average "
         f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs shared with "
-        "other work, so compare the ratios):",
+        "other work, so compare the ratios; with one thread the directions run in turn, so the last two 1-thread "
+        "rows are the same code):",
         "",
-        "| official 6-view forward | wall | CPU time (all threads) |",
-        "| --- | --- | --- |",
-        f"| before (issue 13's first scan rewrite, Conv1d, chunk 256, BLAS projections) "
-        f"| {1000 * compared['wall_before']:.0f} ms "
-        f"| {1000 * compared['cpu_before']:.0f} ms |",
-        f"| now | {1000 * compared['wall_now']:.0f} ms | {1000 * compared['cpu_now']:.0f} ms |",
-        f"| ratio before / now | {compared['wall_before'] / compared['wall_now']:.2f}x "
-        f"| {compared['cpu_before'] / compared['cpu_now']:.2f}x |",
-        f"| 1 thread: before | {1000 * single['wall_before']:.0f} ms | {1000 * single['cpu_before']:.0f} ms |",
-        f"| 1 thread: now | {1000 * single['wall_now']:.0f} ms | {1000 * single['cpu_now']:.0f} ms |",
-        f"| 1 thread: ratio before / now | {single['wall_before'] / single['wall_now']:.2f}x "
-        f"| {single['cpu_before'] / single['cpu_now']:.2f}x |",
+        "| official 6-view forward | threads | wall | CPU time (all threads) | page faults | wall ratio to before |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for threads, result in ((torch.get_num_threads(), compared), (1, single)):
+        first = result["medians"][next(iter(VARIANTS))][0]
+        lines += [f"| {name} | {threads} | {1000 * wall:.0f} ms | {1000 * cpu:.0f} ms | {faults:,.0f} "
+                  f"| {first / wall:.2f}x |" for name, (wall, cpu, faults) in result["medians"].items()]
+    lines += [
         "",
         f"Outputs: max abs difference {compared['max_abs_diff']:.1e} (outputs up to "
         f"{compared['max_abs_output']:.1f}). Lower bound: the forward's {flops / 1e9:.0f} GFLOP of matmuls and "
         f"convolutions at this run's best float32 matmul rate ({matmul_rate:.0f} GFLOP/s, the faster of BLAS and "
-        f"oneDNN below) take {1000 * bound:.0f} ms; the forward above is {compared['wall_now'] / bound:.2f}x that.",
+        f"oneDNN below) take {1000 * bound:.0f} ms; the forward above is "
+        f"{compared['medians'][now][0] / bound:.2f}x that.",
         "",
         "| one official-size SSD scan (2,640 tokens, 16 x 64 heads, state 256; best of 5) | time | GFLOP/s |",
         "| --- | --- | --- |",
@@ -278,4 +313,13 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of the before/after variants")
+    parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)  # one variant, in a subprocess
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=2, help="timed forwards per variant and round")
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(one_variant(args.variant, args.threads, args.repeats)))
+    else:
+        main(args.rounds, args.repeats)

@@ -7,6 +7,7 @@ name for name and shape for shape; the architecture follows them and the paper (
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 
 from lyra_sim.errors import LyraSimError
 from lyra_sim.lyra.cpu_linear import linear
+from lyra_sim.lyra.cpu_memory import retained_heap
 from lyra_sim.lyra.mamba2 import BidirectionalMamba2
 
 
@@ -218,12 +220,18 @@ class LyraDecoder(nn.Module):
     def encode(self, latents: torch.Tensor, plucker: torch.Tensor, input_times: torch.Tensor | None = None,
                target_times: torch.Tensor | None = None, use_kernel: bool | None = None,
                progress=None) -> tuple[torch.Tensor, tuple[int, ...]]:
-        """Run the blocks over all views as one sequence: returns normalised tokens and their grid."""
+        """Run the blocks over all views as one sequence: returns normalised tokens and their grid.
+
+        At CPU inference the blocks run inside ``retained_heap()``: each block reuses the memory the previous one
+        freed instead of faulting fresh pages in (see ``cpu_memory``).
+        """
         tokens, grid = self.embed(latents, plucker, input_times, target_times)
-        for block in self.enc_blocks:
-            tokens = block(tokens, use_kernel)
-            if progress is not None:
-                progress.update(1)
+        retain = tokens.device.type == "cpu" and not torch.is_grad_enabled()
+        with retained_heap() if retain else nullcontext():
+            for block in self.enc_blocks:
+                tokens = block(tokens, use_kernel)
+                if progress is not None:
+                    progress.update(1)
         return self.enc_norm(tokens), grid
 
     def head(self, view_tokens: torch.Tensor) -> torch.Tensor:

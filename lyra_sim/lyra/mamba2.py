@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lyra_sim.lyra.cpu_linear import linear
+from lyra_sim.lyra.cpu_linear import linear, matmul_transposed
+from lyra_sim.lyra.cpu_threads import side_by_side
 
 
 @cache
@@ -39,6 +40,11 @@ def fused_kernel_available() -> bool:
     """True when mamba-ssm's fused kernel imports and a CUDA device is present."""
     return torch.cuda.is_available() and _fused_kernel() is not None
 
+
+#: Smallest state per group (heads x head dim x state dim) for which CPU inference walks the chunks one at a
+#: time through oneDNN; below it (the small test configs) per-call overhead outweighs the faster matmuls and the
+#: chunks go in batched blocks (measured on the small config: 44 vs 50 ms per forward; Lyra's state is 262,144).
+WALK_MIN_STATE = 1 << 16
 
 #: Largest |log decay| between a position and its chunk's midpoint for which the intra-chunk decay matrix is
 #: factorised (exp(60) = 1e26: far from float32 overflow and underflow, so no precision is lost).
@@ -60,8 +66,8 @@ def ssd_scan(
     Shapes: x (b, l, h, p), dt (b, l, h) (already softplus'ed), A (h,) (negative), B and C (b, l, g, n)
     with g dividing h. Returns y (b, l, h, p) and the final state (b, h, p, n). Computed in float32 with the
     chunked SSD algorithm: quadratic attention-like form inside each chunk, a linear recurrence of chunk
-    states between chunks. The D skip term is not included. ``chunks_per_step`` chunks share one batched
-    intra-chunk computation; the result does not depend on it.
+    states between chunks. The D skip term is not included. Off the CPU-inference walk (below), ``chunks_per_step``
+    chunks share one batched computation of their state read-outs; the result does not depend on it.
 
     CPU-minded layout: heads are handled as (group, head-in-group) so that B and C, shared by the heads of a
     group, are never copied per head (Lyra: one group, 16 heads). The state walks the chunks in order, so it
@@ -70,7 +76,9 @@ def ssd_scan(
     Inside a chunk, the decay L[i, j] = exp(cum_i - cum_j) is factorised around the chunk's midpoint m as
     exp(cum_i - m) exp(m - cum_j) when that stays within exp(+-FACTORISED_DECAY_LIMIT): the heads then share
     one masked C B^T and a chunk is one matmul with all heads side by side. Stronger decay falls back to one
-    exact decay matrix per head.
+    exact decay matrix per head. At CPU inference with a state of at least WALK_MIN_STATE per group, each chunk's
+    state read-out and update are 2-D matmuls through ``matmul_transposed`` (oneDNN: about twice BLAS's rate for
+    these shapes on the AMD CPU the decoder was tuned on); elsewhere they are batched over ``chunks_per_step``.
     """
     batch, length, heads, p = x.shape
     g, n = B.shape[2], B.shape[3]
@@ -114,59 +122,68 @@ def ssd_scan(
         from_middle = torch.exp(cumulative - middle).transpose(-1, -2)[..., None]  # (b, c, g, q, r, 1)
     else:
         within_input = x_times(dt)
-    # The state update's input: x_dt decayed to the chunk end, (b, c, g, r*p, q), and the chunk's total decay.
+    # The state update's input: x_dt decayed to the chunk end, (b, c, q, g, r*p), and the chunk's total decay.
     weighted = x_times(dt * torch.exp(cumulative[..., -1:] - cumulative)).view(batch, chunks, q, g, r * p)
-    weighted = weighted.permute(0, 1, 3, 4, 2)
     chunk_decay = torch.exp(cumulative[..., -1]).view(batch, chunks, g, r, 1, 1).expand(-1, -1, -1, -1, p, 1)
     chunk_decay = chunk_decay.reshape(batch, chunks, g, r * p, 1)
     from_start = torch.exp(cumulative).transpose(-1, -2)[..., None]  # (b, c, g, q, r, 1)
+    scores = C @ B.transpose(-1, -2)  # (b, c, g, q, s)
+    if factorised:
+        scores = scores.tril() if differentiable else scores.tril_()
+        within = (scores @ within_input).view(batch, chunks, g, q, r, p) * from_middle
+    else:
+        within = _within_chunks_per_head(within_input, cumulative, scores, differentiable)
+    if not differentiable and x.device.type == "cpu" and r * p * n >= WALK_MIN_STATE:
+        return _walk_chunk_states(within, weighted, chunk_decay, from_start, B, C, state, length, out_dtype)
 
     def per_chunk(t: torch.Tensor) -> torch.Tensor:  # (b, c, g, ...) -> (c, b*g, ...), a view for b = 1 or g = 1
         return t.transpose(0, 1).reshape(chunks, batch * g, *t.shape[3:])
 
-    B_c, C_c, weighted, chunk_decay = (per_chunk(t) for t in (B, C, weighted, chunk_decay))
+    B_c, C_c, chunk_decay = (per_chunk(t) for t in (B, C, chunk_decay))
+    weighted = per_chunk(weighted.permute(0, 1, 3, 4, 2))  # (c, b*g, r*p, q)
     state = state.reshape(batch * g, r * p, n)
-    if not differentiable:
-        entering = x.new_empty(chunks_per_step + 1, batch * g, r * p, n)
-    # y is built chunk-major (c, b*g, q, r*p) and written in place at inference, where the states entering a
-    # block's chunks go to one buffer so that their read-outs C h are one matmul (fewer threaded operations:
-    # on a shared machine each one waits for the slower of the threads).
-    y = [] if differentiable else x.new_empty(chunks, batch * g, q, r * p)
+    y = []
     for start in range(0, chunks, chunks_per_step):
         block = slice(start, min(start + chunks_per_step, chunks))
-        scores = C[:, block] @ B[:, block].transpose(-1, -2)  # (b, c, g, q, s)
-        if factorised:
-            scores = scores.tril() if differentiable else scores.tril_()
-            within = (scores @ within_input[:, block]).view(batch, -1, g, q, r, p)
-        else:
-            within = _within_chunks_per_head(within_input[:, block], cumulative[:, block], scores, differentiable)
-        if differentiable:
-            from_state = []
-            for i in range(block.start, block.stop):
-                from_state.append(C_c[i] @ state.transpose(-1, -2))
-                state = torch.baddbmm(state * chunk_decay[i], weighted[i], B_c[i])
-        else:  # the states entering the block's chunks, then all their read-outs in one matmul
-            entering[0].copy_(state)
-            for k, i in enumerate(range(block.start, block.stop)):
-                torch.mul(entering[k], chunk_decay[i], out=entering[k + 1]).baddbmm_(weighted[i], B_c[i])
-            size = block.stop - block.start
-            from_state = y[block]
-            torch.matmul(C_c[block], entering[:size].transpose(-1, -2), out=from_state)
-            state = entering[size]
+        from_state = []
+        for i in range(block.start, block.stop):
+            from_state.append(C_c[i] @ state.transpose(-1, -2))
+            state = torch.baddbmm(state * chunk_decay[i], weighted[i], B_c[i])
         # y = the state's read-out decayed from the chunk start + the intra-chunk part.
-        if differentiable:
-            from_state = torch.stack(from_state).view(-1, batch, g, q, r, p).transpose(0, 1) * from_start[:, block]
-            y.append(from_state + (within * from_middle[:, block] if factorised else within))
-        else:
-            from_state = from_state.view(-1, batch, g, q, r, p).transpose(0, 1).mul_(from_start[:, block])
-            if factorised:
-                from_state.addcmul_(within, from_middle[:, block])
-            else:
-                from_state.add_(within)
-    y = torch.cat(y, dim=1) if differentiable else y.view(chunks, batch, g, q, r, p).transpose(0, 1)
-    y = y.permute(0, 1, 3, 2, 4, 5).reshape(batch, chunks * q, heads, p)[:, :length]
-    state = state.reshape(batch, heads, p, n)
-    return y.to(out_dtype), state if differentiable else state.clone()  # not a view into the state buffer
+        from_state = torch.stack(from_state).view(-1, batch, g, q, r, p).transpose(0, 1) * from_start[:, block]
+        y.append(from_state + within[:, block])
+    y = torch.cat(y, dim=1).permute(0, 1, 3, 2, 4, 5).reshape(batch, chunks * q, heads, p)[:, :length]
+    return y.to(out_dtype), state.reshape(batch, heads, p, n)
+
+
+def _walk_chunk_states(within, weighted, chunk_decay, from_start, B, C, state, length: int,
+                       out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inference scan's chunk recurrence, one sequence and one chunk at a time: y = within + the read-out of
+    the state entering each chunk decayed from the chunk start; returns (y (b, l, h, p), final state (b, h, p, n)).
+
+    Shapes: within (b, c, g, q, r, p), weighted (b, c, q, g, r*p), chunk_decay (b, c, g, r*p, 1), from_start
+    (b, c, g, q, r, 1), B and C (b, c, g, q, n); state (b, h, p, n). The state is kept transposed, (n, r*p), so
+    that each chunk is two 2-D matmuls on operands as they lie: the read-out C h^T and the update B^T x_dt, whose
+    right-hand sides oneDNN reorders into its own layout whatever their strides.
+    """
+    batch, chunks, g, q, r, p = within.shape
+    n = B.shape[-1]
+    y = within.permute(0, 1, 3, 2, 4, 5).contiguous()  # (b, c, q, g, r, p): the output's own layout
+    B_t = B.transpose(-1, -2).contiguous()  # (b, c, g, n, q)
+    C = C.contiguous()
+    chunk_decay = chunk_decay.transpose(-1, -2)  # (b, c, g, 1, r*p)
+    state_t = state.reshape(batch, g, r * p, n).transpose(-1, -2).contiguous()  # (b, g, n, r*p)
+    for b in range(batch):
+        for group in range(g):
+            h_t = state_t[b, group]
+            for i in range(chunks):
+                read_out = matmul_transposed(C[b, i, group], h_t.T).view(q, r, p)
+                y[b, i, :, group].addcmul_(read_out, from_start[b, i, group])
+                update = matmul_transposed(B_t[b, i, group], weighted[b, i, :, group].T)  # (n, r*p)
+                h_t = update.addcmul_(h_t, chunk_decay[b, i, group])
+            state_t[b, group] = h_t
+    y = y.view(batch, chunks * q, g * r, p)[:, :length]
+    return y.to(out_dtype), state_t.transpose(-1, -2).reshape(batch, g * r, p, n)
 
 
 def _within_chunks_per_head(x_dt, cumulative, scores, differentiable: bool) -> torch.Tensor:
@@ -338,7 +355,16 @@ class BidirectionalMamba2(nn.Module):
         # directions share one gate silu(z).
         z, xbcdt = torch.split(zxbcdt, [forward_scan.d_inner, zxbcdt.shape[-1] - forward_scan.d_inner], dim=-1)
         gate = F.silu(z.float())
-        mixed = forward_scan.norm.gated(forward_scan.mix(xbcdt), gate, overwrite=True)
-        backward = backward_scan.norm.gated(backward_scan.mix(xbcdt.flip(1)).flip(1), gate, overwrite=True)
+
+        def forward_direction() -> torch.Tensor:
+            return forward_scan.norm.gated(forward_scan.mix(xbcdt), gate, overwrite=True)
+
+        def backward_direction() -> torch.Tensor:
+            return backward_scan.norm.gated(backward_scan.mix(xbcdt.flip(1)).flip(1), gate, overwrite=True)
+
+        if torch.is_grad_enabled() or zxbcdt.device.type != "cpu":
+            mixed, backward = forward_direction(), backward_direction()
+        else:  # CPU inference: the directions side by side, each on half of the threads (see cpu_threads)
+            mixed, backward = side_by_side(forward_direction, backward_direction)
         mixed = mixed.add_(backward) if not torch.is_grad_enabled() else mixed + backward
         return linear(self.out_proj, mixed.to(zxbcdt.dtype))
