@@ -95,8 +95,8 @@ def _physics_alone(envs: list, rng) -> tuple[float, float]:
 
 def _batch_render_ms(env: NavigateVectorEnv, repeats: int = 10, lod: float | None = None) -> float:
     """Wall milliseconds per camera of one batched render of the robots' current cameras (the renderer alone)."""
-    first = env.envs[0]
-    poses = torch.from_numpy(np.stack([e.bullet.camera_world_to_cam() for e in env.envs])).float()
+    first = env.robots[0]
+    poses = torch.from_numpy(np.stack([e.bullet.camera_world_to_cam() for e in env.robots])).float()
     camera = Camera(first.camera_K, poses, *first.image_size)
     with torch.no_grad():
         render(first.scene.world, camera, background=DEFAULT_BACKGROUND, lod=lod)
@@ -112,12 +112,12 @@ def tiny_renderer_ms(env: NavigateVectorEnv, repeats: int = 10) -> dict[str, flo
     interleaved."""
     import pybullet as p
 
-    first = env.envs[0]
+    first = env.robots[0]
     w, h = first.image_size
     fy = float(first.camera_K[1, 1])
     proj = p.computeProjectionMatrixFOV(math.degrees(2 * math.atan(0.5 * h / fy)), w / h, 0.05, 50.0)
     flip = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV camera axes -> OpenGL's
-    poses = [e.bullet.camera_world_to_cam() for e in env.envs]
+    poses = [e.bullet.camera_world_to_cam() for e in env.robots]
     camera = Camera(first.camera_K, torch.from_numpy(np.stack(poses)).float(), w, h)
     # TinyRenderer draws visual shapes: the proxy's obstacle triangles and the floor as visual meshes of a client
     client = p.connect(p.DIRECT)
@@ -153,8 +153,8 @@ def tiny_renderer_ms(env: NavigateVectorEnv, repeats: int = 10) -> dict[str, flo
 
 def _lod_psnr(env: NavigateVectorEnv, lod: float) -> float:
     """PSNR (dB) of the robots' current camera images with level of detail ``lod`` against the exact ones."""
-    first = env.envs[0]
-    poses = torch.from_numpy(np.stack([e.bullet.camera_world_to_cam() for e in env.envs])).float()
+    first = env.robots[0]
+    poses = torch.from_numpy(np.stack([e.bullet.camera_world_to_cam() for e in env.robots])).float()
     camera = Camera(first.camera_K, poses, *first.image_size)
     with torch.no_grad():
         exact = render(first.scene.world, camera, background=DEFAULT_BACKGROUND).rgb
@@ -190,7 +190,7 @@ def vector_steps_per_second(scene) -> dict[str, dict]:
     render_ms["stand-in"] = _batch_render_ms(envs[ONE_BATCH])
     with mock.patch.object(render_queue, "_images", _blank_images):
         results["lower bound"] = _interleaved({"physics + env Python, no camera render": envs[ONE_BATCH]}, rng)
-    results["lower bound"]["PyBullet steps alone (random actions)"] = _physics_alone(envs[ONE_BATCH].envs, rng)
+    results["lower bound"]["PyBullet steps alone (random actions)"] = _physics_alone(envs[ONE_BATCH].robots, rng)
     for env in envs.values():
         env.close()
     for group, rows in results.items():

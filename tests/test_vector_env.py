@@ -154,5 +154,11 @@ def test_gymnasium_make_vec_builds_the_batched_env_through_the_registered_vector
         envs.reset(seed=[1, 2])
         truncated = [envs.step(np.zeros((2, 2), np.float32))[3] for _ in range(2)]
         assert not truncated[0].any() and truncated[1].all()  # max_episode_steps reaches every robot
+        from gymnasium.wrappers import TimeLimit
+
+        from lyra_sim.envs.navigate import NavigateEnv
+
+        assert all(isinstance(env, TimeLimit) for env in envs.envs)  # gymnasium's own limit, one per robot
+        assert all(isinstance(robot, NavigateEnv) for robot in envs.robots)
     finally:
         envs.close()

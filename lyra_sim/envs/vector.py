@@ -69,10 +69,15 @@ class NavigateVectorEnv(SyncVectorEnv):
         numba.set_num_threads(threads)
         make = partial(_robot, scene, max_episode_steps, kwargs)
         super().__init__([make] * int(num_envs), copy=copy, autoreset_mode=autoreset_mode)
-        first = self.envs[0].unwrapped
+        first = self.robots[0]
         self._renders = RenderQueue(first.camera_K, first.image_size, render_group, threads, first.camera_lod)
-        for env in self.envs:
-            env.unwrapped.render_queue = self._renders
+        for robot in self.robots:
+            robot.render_queue = self._renders
+
+    @property
+    def robots(self) -> list[NavigateEnv]:
+        """Each robot's NavigateEnv (``envs`` holds them inside their TimeLimit)."""
+        return [env.unwrapped for env in self.envs]
 
     def reset(self, *, seed=None, options=None):
         return self._with_images(super().reset, seed=seed, options=options)
@@ -89,7 +94,7 @@ class NavigateVectorEnv(SyncVectorEnv):
             self._renders.discard()
             raise
         obs = result[0]
-        slot = {id(env.unwrapped): i for i, env in enumerate(self.envs)}
+        slot = {id(robot): i for i, robot in enumerate(self.robots)}
         for (env, env_obs), rgb, depth in self._renders.finish():
             env_obs["rgb"][...] = rgb  # the env's own dict (final_obs in SAME_STEP mode)
             depth = env.depth_observation(depth)
