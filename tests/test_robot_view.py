@@ -16,6 +16,7 @@ from lyra_sim.envs import navigate as navigate_module
 from lyra_sim.envs.scene import (
     SCORE_FOV_DEG,
     SCORE_IMAGE_SIZE,
+    SCORE_LOD,
     ViewScores,
     observed_shares,
     robot_camera_poses,
@@ -80,9 +81,11 @@ def test_scoring_refines_around_the_best_subsampled_cells(room_scene):
     xy = np.repeat(free.origin + (extra[picks] + 0.5) * free.cell, len(fine.yaws), axis=0)
     poses = robot_camera_poses(proxy, 1.0, xy, np.tile(fine.yaws, len(picks)))
     K = Camera.intrinsics_from_fov(*SCORE_IMAGE_SIZE, SCORE_FOV_DEG)
-    observed, _ = observed_shares(world, Camera(K.expand(len(xy), 3, 3), torch.from_numpy(poses).float(),
-                                                *SCORE_IMAGE_SIZE))
+    cameras = Camera(K.expand(len(xy), 3, 3), torch.from_numpy(poses).float(), *SCORE_IMAGE_SIZE)
+    observed, _ = observed_shares(world, cameras, lod=SCORE_LOD)
     np.testing.assert_allclose(fine.observed[n + np.array(picks)], observed.reshape(len(picks), -1), atol=1e-6)
+    exact, _ = observed_shares(world, cameras)  # the scores' level of detail against the exact render
+    assert np.abs(observed - exact).mean() < 0.03 and np.abs(observed - exact).max() < 0.2
 
 
 def test_starts_follow_the_view_scores(room_scene):

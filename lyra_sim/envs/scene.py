@@ -49,6 +49,9 @@ SCORED_YAWS = 16
 SCORE_IMAGE_SIZE = (32, 24)
 SCORE_FOV_DEG = 90.0
 SCORE_BATCH = 256
+#: The scored views' level of detail (``render``'s ``lod``, pixels): at 32x24 the shares need no exact render; on
+#: the bundled example it is 4x faster (15.5 -> 3.9 s for 1,700 views) at a mean share error of 0.011.
+SCORE_LOD = 1.0
 
 
 @dataclass
@@ -174,8 +177,9 @@ def robot_camera_poses(proxy: CollisionMesh, robot_scale: float, xy: np.ndarray,
     return np.linalg.inv(base @ mount)
 
 
-def observed_shares(world: GaussianWorld, cameras: Camera) -> tuple[np.ndarray, np.ndarray]:
-    """Per camera: the share of pixels showing mostly observed Gaussians, and the share with alpha > 0.5.
+def observed_shares(world: GaussianWorld, cameras: Camera, lod: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per camera: the share of pixels showing mostly observed Gaussians, and the share with alpha > 0.5
+    (``lod``: the render's level of detail; None: exact).
 
     The world is drawn with observed Gaussians white and invented ones black over black, so a pixel's red
     value is the opacity it owes to observed Gaussians (``ViewScores``)."""
@@ -185,7 +189,7 @@ def observed_shares(world: GaussianWorld, cameras: Camera) -> tuple[np.ndarray, 
     for start in range(0, len(cameras), SCORE_BATCH):
         batch = cameras[start : start + SCORE_BATCH]
         with torch.no_grad():
-            result = render(flagged, batch, background=(0.0, 0.0, 0.0))
+            result = render(flagged, batch, background=(0.0, 0.0, 0.0), lod=lod)
         alpha = result.alpha.reshape(len(batch), -1).numpy()
         mine = result.rgb[..., 0].reshape(len(batch), -1).numpy()
         observed.append(((alpha > 0.5) & (mine > 0.5 * alpha)).mean(axis=1))
@@ -225,7 +229,7 @@ def _score_cells(world: GaussianWorld, proxy: CollisionMesh, free: FreeSpace, ro
     width, height = SCORE_IMAGE_SIZE
     K = Camera.intrinsics_from_fov(width, height, SCORE_FOV_DEG)
     cameras = Camera(K.expand(len(xy), 3, 3), torch.from_numpy(world_to_cam).float(), width, height)
-    observed, covered = observed_shares(world, cameras)
+    observed, covered = observed_shares(world, cameras, lod=SCORE_LOD)
     return observed.reshape(len(cells), -1), covered.reshape(len(cells), -1)
 
 
