@@ -302,6 +302,35 @@ def _statics(meshes, concave: bool):
     return build
 
 
+def build_time_rows(width: int = 640, height: int = 480, repeats: int = 2) -> list[str]:
+    """Wall and CPU seconds of this revision's collider build (agreement report off) for each scene's one RGB-D
+    view, after one warm-up build, with the per-stage seconds of the last build."""
+    rows = ["| scene | build, wall s | build, CPU s | load | triangles | stages (s) |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    warm = True
+    for name in BENCH_SCENES:
+        truth = collider_scene(name)
+        rgb, depth, K, _ = truth.view(width, height)
+        truth.close()
+        aligned = align_world(generate_world(rgb, depth=depth, intrinsics=K))
+        views = move_views([(depth, K, np.eye(4))], aligned.info["alignment"]["transform"])
+        if warm:  # the renderer's and open3d's first calls are not the build
+            build_collision_proxy(aligned, extra_views=views, progress=False, agreement=False)
+            warm = False
+        walls, cpus = [], []
+        for _ in range(repeats):
+            start, cpu = time.perf_counter(), time.process_time()
+            proxy = build_collision_proxy(aligned, extra_views=views, progress=False, agreement=False)
+            walls.append(time.perf_counter() - start)
+            cpus.append(time.process_time() - cpu)
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in proxy.info.get("stage_seconds", {}).items())
+        rows.append(f"| {name} {width}x{height} | {', '.join(f'{w:.2f}' for w in walls)} | "
+                    f"{', '.join(f'{c:.2f}' for c in cpus)} | {os.getloadavg()[0]:.1f} | {len(proxy.faces):,} | "
+                    f"{stages} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="be28263", help="git revision of the BEFORE proxy")
@@ -309,7 +338,16 @@ def main() -> None:
                         help="320x240 only, no splat files, a section of its own")
     parser.add_argument("--example-only", action="store_true", help="only the bundled example (no RESULTS.md)")
     parser.add_argument("--convex", action="store_true", help="only the V-HACD parts against the trimesh")
+    parser.add_argument("--build-time", action="store_true",
+                        help="only this revision's build time per 640x480 frame (run it on a quiet machine)")
     args = parser.parse_args()
+    if args.build_time:
+        rows = build_time_rows()
+        write_section("Collider build time (bench_colliders.py --build-time)", "\n".join([
+            f"Measured {datetime.date.today()} on {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; target <= 5 s per 640x480 "
+            "frame. " + build_time_rows.__doc__.replace("\n    ", " "), "", *rows]))
+        return
     if args.convex:
         load = os.getloadavg()
         write_section("Convex parts against the collider trimesh (bench_colliders.py --convex)", "\n".join([

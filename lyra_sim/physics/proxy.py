@@ -48,6 +48,7 @@ DUPLICATE_COS = 0.7  # "the same way": the cosine between the two normals exceed
 MEASURED_MIN_COMPONENT = 0.01  # fused pieces under this share of the triangles are dropped beside measured views
 FUSED_MIN_COMPONENT = 0.001  # ... and without any
 FLOOR_THICKNESS = 0.2  # metres in a metric world: the floor box under z = 0
+FLOOR_BOX_TRIANGLES = 12  # the floor box's share of the triangle budget
 FREE_SPACE_VOXELS = 2.0  # a fused triangle this far in front of what a measured view saw behind it is dropped
 FLOOR_NORMAL_Z = 0.7  # measured triangles in the floor band are floor when their normal's z exceeds this
 BOUNDS_SAMPLE = 100_000  # centres whose quantiles give the scene's extent
@@ -487,8 +488,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     # objects (median depth keeps a shelf board a piece of its own: FUSED_MIN_COMPONENT).
     if min_component_fraction is None:
         min_component_fraction = MEASURED_MIN_COMPONENT if views else FUSED_MIN_COMPONENT
-    wall_triangles = sum(len(wall.faces) for wall in walls)
-    mesh = clean_mesh(mesh, voxel, max(triangle_budget - len(m_faces) - wall_triangles, 2), min_component_fraction)
+    boxes = sum(len(wall.faces) for wall in walls) + (FLOOR_BOX_TRIANGLES if floor_z is not None else 0)
+    mesh = clean_mesh(mesh, voxel, max(triangle_budget - len(m_faces) - boxes, 2), min_component_fraction)
     stages.lap("clean_fused")
     vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
     if len(m_faces):
