@@ -190,6 +190,23 @@ def test_tsdf_of_no_depth_is_empty():
     assert grid is None and len(surface_points(grid)[0]) == 0 and len(surface_mesh(grid)[1]) == 0
 
 
+def test_depth_view_pixels_follow_the_packages_pixel_centres():
+    """A point on the ray through pixel (u, v)'s centre (u + 0.5, v + 0.5) lands in that pixel; points behind the
+    camera or outside the image are not inside."""
+    from lyra_sim.geometry.tsdf import DepthView
+
+    K = np.array([[50.0, 0.0, 20.0], [0.0, 50.0, 15.0], [0.0, 0.0, 1.0]])
+    world_to_cam = np.eye(4)
+    world_to_cam[:3, 3] = [0.0, 0.0, 1.0]  # the camera 1 m behind the world origin, looking along +z
+    view = DepthView(np.ones((30, 40), np.float32), K, world_to_cam)
+    u, v, depth = 7, 22, 2.0
+    on_ray = [(u + 0.5 - 20.0) / 50.0 * depth, (v + 0.5 - 15.0) / 50.0 * depth, depth - 1.0]
+    points = np.array([on_ray, [0.0, 0.0, -3.0], [10.0, 0.0, 1.0]])
+    z, col, row, inside = view.pixels_of(points)
+    assert z[0] == pytest.approx(depth) and (col[0], row[0]) == (u, v)
+    assert inside.tolist() == [True, False, False]
+
+
 # ------------------------------------------------------------------- colliders of a known PyBullet scene
 
 

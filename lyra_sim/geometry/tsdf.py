@@ -33,6 +33,19 @@ class DepthView:
     K: np.ndarray
     world_to_cam: np.ndarray
 
+    def pixels_of(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(z, column, row, inside) of world ``points`` (N, 3) in this view: camera depth, the integer pixel each
+        falls in (floats; meaningful where ``inside``), and whether it lies in front of the camera and in the
+        image."""
+        pc = points @ self.world_to_cam[:3, :3].T + self.world_to_cam[:3, 3]
+        z = pc[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.floor(self.K[0, 0] * pc[:, 0] / z + self.K[0, 2])
+            v = np.floor(self.K[1, 1] * pc[:, 1] / z + self.K[1, 2])
+        h, w = self.depth.shape[:2]
+        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        return z, u, v, inside
+
 
 def fuse_views(views: Sequence[DepthView], voxel_size: float, depth_max: float,
                truncation_voxels: float = TRUNCATION_VOXELS, progress: bool = False, desc: str = "fusing"):

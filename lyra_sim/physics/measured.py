@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from lyra_sim.geometry.tsdf import DepthView
 from lyra_sim.single_view.layers import split_layers
 
 MEASURED_TRIANGLES = 60_000  # default budget of one view's mesh (the image is sampled with a stride to fit)
@@ -165,13 +166,13 @@ def _top_lids(points: np.ndarray, depth: np.ndarray, valid: np.ndarray, jump_u: 
     return quad, faces
 
 
-def seen_through(points: np.ndarray, views, margin: float) -> np.ndarray:
+def seen_through(points: np.ndarray, views: list[DepthView], margin: float) -> np.ndarray:
     """(N,) bool: points some measured view (DepthViews: depth, K, world_to_cam) saw through: every depth in the
     3x3 pixels around the point's projection lies more than ``margin`` (plus 1 % of the range) behind it."""
     return view_relation(points, views, margin)[1]
 
 
-def view_relation(points: np.ndarray, views, margin: float) -> tuple[np.ndarray, np.ndarray]:
+def view_relation(points: np.ndarray, views: list[DepthView], margin: float) -> tuple[np.ndarray, np.ndarray]:
     """((N,) bool in some view's image, (N,) bool seen through by some view: ``seen_through``)."""
     from scipy.ndimage import minimum_filter
 
@@ -180,13 +181,7 @@ def view_relation(points: np.ndarray, views, margin: float) -> tuple[np.ndarray,
     for view in views:
         depth = np.where(view.depth > 0, view.depth, np.inf)
         nearest = minimum_filter(depth, size=3, mode="nearest")
-        pc = points @ view.world_to_cam[:3, :3].T + view.world_to_cam[:3, 3]
-        z = pc[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.floor(view.K[0, 0] * pc[:, 0] / z + view.K[0, 2])
-            v = np.floor(view.K[1, 1] * pc[:, 1] / z + view.K[1, 2])
-        h, w = depth.shape
-        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        z, u, v, inside = view.pixels_of(points)
         behind = np.zeros(len(points))
         behind[inside] = nearest[v[inside].astype(int), u[inside].astype(int)]
         in_view |= inside

@@ -376,13 +376,7 @@ def explained_by_views(means: np.ndarray, views: list[DepthView], tolerance: flo
             continue
         edges = split_layers(np.where(valid, depth, np.median(depth[valid]))).any_edge | ~valid
         meshed = valid & ~binary_dilation(edges, iterations=EDGE_PIXELS)
-        pc = means @ view.world_to_cam[:3, :3].T + view.world_to_cam[:3, 3]
-        z = pc[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.floor(view.K[0, 0] * pc[:, 0] / z + view.K[0, 2])
-            v = np.floor(view.K[1, 1] * pc[:, 1] / z + view.K[1, 2])
-        h, w = depth.shape
-        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        z, u, v, inside = view.pixels_of(means)
         ui, vi = u[inside].astype(int), v[inside].astype(int)
         on = np.zeros(len(means), bool)
         on[inside] = meshed[vi, ui] & (np.abs(depth[vi, ui] - z[inside]) <= tolerance + 0.01 * z[inside])
