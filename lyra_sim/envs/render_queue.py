@@ -9,9 +9,7 @@ worker thread, and renders are in flight only between ``begin`` and ``finish`` o
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 import numba
 import numpy as np
@@ -19,28 +17,10 @@ import torch
 
 from lyra_sim.camera import Camera
 from lyra_sim.rendering import DEFAULT_BACKGROUND, render
+from lyra_sim.thread_pools import ProcessThreadPool
 
-_worker: ThreadPoolExecutor | None = None
-_worker_lock = threading.Lock()
-
-
-def _shared_worker() -> ThreadPoolExecutor:
-    """The process's one render thread (created on first use; idle threads end with the interpreter)."""
-    global _worker
-    with _worker_lock:
-        if _worker is None:
-            _worker = ThreadPoolExecutor(1, thread_name_prefix="lyra-render")
-        return _worker
-
-
-def _forget_worker() -> None:
-    """In a forked child the parent's worker thread does not exist: start a new one when needed."""
-    global _worker, _worker_lock
-    _worker, _worker_lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_worker)
+#: The process's one render thread (created on first use; idle threads end with the interpreter).
+_RENDER_WORKER = ProcessThreadPool(lambda: 1, "lyra-render")
 
 
 def _images(world, camera: Camera, threads: int, lod: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +73,7 @@ class RenderQueue:
             future = Future()
             future.set_result(_images(self._world, camera, self.threads, self.lod))
         else:
-            future = _shared_worker().submit(_images, self._world, camera, self.threads, self.lod)
+            future = _RENDER_WORKER.get().submit(_images, self._world, camera, self.threads, self.lod)
         self._submitted.append(([key for key, _ in entries], future))
 
     def finish(self) -> list[tuple[object, np.ndarray, np.ndarray]]:

@@ -9,29 +9,20 @@ until both are done.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 from typing import TypeVar
 
 import torch
+
+from lyra_sim.thread_pools import ProcessThreadPool
 
 T = TypeVar("T")
 U = TypeVar("U")
 
 
-_lock = threading.Lock()
-_workers: dict[int, ThreadPoolExecutor] = {}
-
-
-def _worker() -> ThreadPoolExecutor:
-    """This process's worker thread (a forked child gets its own: the parent's thread does not exist there)."""
-    with _lock:
-        pid = os.getpid()
-        if pid not in _workers:
-            _workers[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lyra-side-by-side")
-        return _workers[pid]
+#: The second direction's thread (one per process: a forked child makes its own).
+_SECOND = ProcessThreadPool(lambda: 1, "lyra-side-by-side")
 
 
 def side_by_side(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]:
@@ -54,7 +45,7 @@ def side_by_side(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]
 
     torch.set_num_threads(share)
     try:
-        future = _worker().submit(run_second)
+        future = _SECOND.get().submit(run_second)
         try:
             first_result = first()
         finally:

@@ -17,7 +17,6 @@ import itertools
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -29,6 +28,7 @@ from lyra_sim.rendering.index import SceneIndex, box_corners, scene_index
 from lyra_sim.rendering.lod import coarse_levels
 from lyra_sim.rendering.projection import project_ewa
 from lyra_sim.sh import eval_sh_colors
+from lyra_sim.thread_pools import ProcessThreadPool
 from lyra_sim.world import GaussianWorld
 
 TILE_SIZE = 16
@@ -39,26 +39,8 @@ WAVE_MIN_LAYERS = 2  # Gaussians per pixel the first share must hold for two wav
 # a 2M-Gaussian world that each see a quarter of it: ~290 MB), so a larger batch goes in parts.
 BATCH_CAMERAS = 8
 _workspace = threading.local()
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _threads() -> ThreadPoolExecutor:
-    """The process's pool of render threads (the kernels release the GIL); a new one after a fork."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), thread_name_prefix="lyra-cpu")
-        return _pool
-
-
-def _forget_threads() -> None:
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_threads)
+#: The render threads (the kernels release the GIL): the caller runs one run, this pool the others.
+_THREADS = ProcessThreadPool(lambda: numba.config.NUMBA_NUM_THREADS - 1, "lyra-cpu")
 
 
 def _in_parallel(kernel, args_before: tuple, bounds: np.ndarray, args_after: tuple) -> None:
@@ -66,7 +48,7 @@ def _in_parallel(kernel, args_before: tuple, bounds: np.ndarray, args_after: tup
     thread (this one takes the first); numba's thread count (``numba.set_num_threads``) says how many runs the
     callers make."""
     runs = [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
-    futures = [_threads().submit(kernel, *args_before, a, b, *args_after) for a, b in runs[1:]]
+    futures = [_THREADS.get().submit(kernel, *args_before, a, b, *args_after) for a, b in runs[1:]]
     try:
         for a, b in runs[:1]:
             kernel(*args_before, a, b, *args_after)
