@@ -425,3 +425,40 @@ def test_a_cold_kernel_cache_is_announced_once(monkeypatch, capsys):
     monkeypatch.setattr(cpu_kernels, "project_chunks_lod", type("project_chunks_lod", (Cold,), {}))
     cpu_backend.announce_compile(lod=True)  # a first render with a level of detail needs one more kernel
     assert capsys.readouterr().err.count("compiling the CPU renderer, once") == 1
+
+
+def _outside_a_side_plane(corners: list, K: np.ndarray, width: int, height: int) -> bool:
+    """Whether all corners (camera frame) lie beyond one side plane of the image widened by CULL_MARGIN_PX."""
+    fx, fy, cx, cy, m = K[0, 0], K[1, 1], K[0, 2], K[1, 2], scene_index_module.CULL_MARGIN_PX
+    return (all(x * fx > (width + m - cx) * z for x, _, z in corners)
+            or all(x * fx < (-m - cx) * z for x, _, z in corners)
+            or all(y * fy > (height + m - cy) * z for _, y, z in corners)
+            or all(y * fy < (-m - cy) * z for _, y, z in corners))
+
+
+def test_chunk_culling_of_a_batch_matches_a_corner_by_corner_test():
+    """visible_chunks_of for 8 cameras at once against the rule written out per camera, chunk and corner: a chunk is
+    kept unless its means' box lies wholly before near or beyond far, or its extent box's eight corners all lie
+    beyond one side plane of the image."""
+    g = torch.Generator().manual_seed(5)
+    n = 4000
+    world = GaussianWorld((torch.rand(n, 3, generator=g) - 0.5) * 10, torch.randn(n, 4, generator=g),
+                          torch.full((n, 3), 0.02), torch.full((n,), 0.5), torch.zeros(n, 1, 3))
+    index = scene_index_module.build_index(world, chunk_size=32)
+    rng = np.random.default_rng(3)
+    eyes = rng.uniform(-2, 2, (8, 3))
+    cams = Camera.look_at(eyes.tolist(), (eyes + rng.normal(size=(8, 3))).tolist(), width=40, height=30, fov_deg=80)
+    w2c, K = cams.world_to_cam.double().numpy(), cams.K.double().numpy()
+    near, far = 0.5, 4.0
+    got = index.visible_chunks_of(w2c, K, 40, 30, near, far)
+    mean_corners = scene_index_module.box_corners(index.mean_boxes)
+    extent_corners = scene_index_module.box_corners(index.extent_boxes)
+    for b in range(8):
+        expected = []
+        for c in range(index.num_chunks):
+            mean_z = [w2c[b, 2, :3] @ corner + w2c[b, 2, 3] for corner in mean_corners[c]]
+            cam = [w2c[b, :3, :3] @ corner + w2c[b, :3, 3] for corner in extent_corners[c]]
+            if min(mean_z) <= far and max(mean_z) >= near and not _outside_a_side_plane(cam, K[b], 40, 30):
+                expected.append(c)
+        assert 0 < len(expected) < index.num_chunks  # some chunks culled, some kept
+        np.testing.assert_array_equal(got[b], expected)

@@ -27,6 +27,7 @@ def room_scene():
 
 @pytest.mark.parametrize(("render_group", "mode", "camera_lod", "camera_period"), [
     (None, AutoresetMode.NEXT_STEP, None, 1), (2, AutoresetMode.NEXT_STEP, None, 1),
+    (1, AutoresetMode.NEXT_STEP, None, 1),  # one camera per batch: batches taken back from the worker and split
     (2, AutoresetMode.SAME_STEP, None, 1),
     (None, AutoresetMode.NEXT_STEP, 8.0, 1),  # coarse enough to change this small room's 40x30 pictures
     (None, AutoresetMode.NEXT_STEP, None, 4),  # camera refreshed every 4th step (and at every reset)

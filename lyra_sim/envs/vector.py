@@ -54,8 +54,9 @@ class NavigateVectorEnv(SyncVectorEnv):
     single env (None: never); other keyword arguments go to each ``NavigateEnv``.
     ``threads`` sets numba's thread count (default: every CPU the process may use). ``render_group``: cameras
     per batched render (default None: one render of every robot's camera after all the physics). A smaller
-    group renders on a worker thread while the next robots' physics steps: it needs an idle core, and on a busy
-    2-core machine it measured slower than one batch (benchmarks/RESULTS.md, "Navigate-v0 simulation speed").
+    group renders on a worker thread (one numba thread) while the next robots' physics steps, and what is left
+    after the physics is split between both threads (``RenderQueue``): it needs an idle core, and on a busy 2-core
+    machine it measured slower than one batch (benchmarks/RESULTS.md, "Navigate-v0 simulation speed").
     """
 
     def __init__(self, source, num_envs: int, intrinsics=None, threads: int | None = None, copy: bool = True,

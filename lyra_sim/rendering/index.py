@@ -68,18 +68,26 @@ class SceneIndex:
         corners (computed once per index: a batch of robot cameras shares them)."""
         if self.num_chunks == 0:
             return [np.zeros(0, np.int64) for _ in range(len(world_to_cam))]
-        rot, trans = world_to_cam[:, :3, :3], world_to_cam[:, :3, 3]
-        mean_z = self._corners(self.mean_boxes) @ rot[:, 2].T + trans[:, 2]  # (C, 8, B)
-        keep = (mean_z.max(axis=1) >= near) & (mean_z.min(axis=1) <= far)  # (C, B)
+        count = len(world_to_cam)
+        # Corner coordinates as (3, B, C, 8) from one BLAS product, so every reduction runs over the last,
+        # contiguous axis: the (B, 3, C, 8) einsum and reductions over a middle axis measured 3-6 ms for 8 robot
+        # cameras and ~800 chunks, this ~0.6 ms.
+        rot = np.ascontiguousarray(world_to_cam[:, :3, :3].transpose(1, 0, 2).reshape(3 * count, 3))
+        trans = world_to_cam[:, :3, 3].T.reshape(3 * count, 1)  # rows: x of every camera, then y, then z
+        mean_z = np.dot(rot[2 * count:], self._corners(self.mean_boxes).reshape(-1, 3).T)
+        mean_z += trans[2 * count:]
+        mean_z = mean_z.reshape(count, -1, 8)  # (B, C, 8)
+        keep = (mean_z.max(axis=2) >= near) & (mean_z.min(axis=2) <= far)  # (B, C)
         boxes = self.extent_boxes if extent_boxes is None else extent_boxes
-        cam = np.einsum("cpk,bjk->bjcp", self._corners(boxes), rot) + trans[:, :, None, None]  # (B, 3, C, 8)
-        x, y, z = cam[:, 0], cam[:, 1], cam[:, 2]
+        cam = np.dot(rot, self._corners(boxes).reshape(-1, 3).T)
+        cam += trans
+        x, y, z = cam.reshape(3, count, -1, 8)  # each (B, C, 8)
         fx, fy, cx, cy = (K[:, i, j][:, None, None] for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
         m = CULL_MARGIN_PX
         # A chunk is outside when all eight corners lie beyond one plane through the camera centre.
         outside = np.all(x * fx > (width + m - cx) * z, axis=2) | np.all(x * fx < (-m - cx) * z, axis=2)
         outside |= np.all(y * fy > (height + m - cy) * z, axis=2) | np.all(y * fy < (-m - cy) * z, axis=2)
-        keep = keep.T & ~outside  # (B, C)
+        keep &= ~outside
         return [np.flatnonzero(row) for row in keep]
 
     def _corners(self, boxes: np.ndarray) -> np.ndarray:
