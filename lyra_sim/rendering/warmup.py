@@ -132,8 +132,10 @@ class BackgroundCompile:
             event.wait()
 
     def join(self) -> None:
-        """Wait for every worker."""
-        for event in self._done.values():
+        """Wait for every worker to end."""
+        for process in self.processes:
+            process.wait()
+        for event in self._done.values():  # set by the readers once they have seen the end of their worker's output
             event.wait()
 
 
