@@ -94,14 +94,15 @@ def main() -> None:
     if args.baseline:
         checkouts = {"baseline": args.baseline.resolve(), **checkouts}
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-    for _ in range(args.repeats):
-        for label, checkout in checkouts.items():
-            with tempfile.TemporaryDirectory() as cache:
-                for name, code, cold in FIGURES:
-                    if cold:
-                        shutil.rmtree(cache)  # every cold figure starts from an empty cache
-                        os.mkdir(cache)
-                    figure = run_figure(code, checkout, cache)
+    with tempfile.TemporaryDirectory() as caches:
+        for _ in range(args.repeats):
+            for name, code, cold in FIGURES:
+                for label, checkout in checkouts.items():  # interleaved: each figure for every checkout in turn
+                    cache = Path(caches) / label.replace(" ", "_")  # one numba cache per checkout
+                    if cold:  # every cold figure starts from an empty cache
+                        shutil.rmtree(cache, ignore_errors=True)
+                    cache.mkdir(exist_ok=True)
+                    figure = run_figure(code, checkout, str(cache))
                     results.setdefault((label, name), []).append(figure)
                     print(f"{label:14s} {name:30s} {figure[0]:6.1f} s timed, {figure[1]:6.1f} s process wall, "
                           f"{figure[2]:6.1f} s CPU, load {os.getloadavg()[0]:.1f}", flush=True)
