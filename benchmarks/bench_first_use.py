@@ -94,6 +94,7 @@ def main() -> None:
     if args.baseline:
         checkouts = {"baseline": args.baseline.resolve(), **checkouts}
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    loads: list[float] = []  # the 1-minute load average after each figure
     with tempfile.TemporaryDirectory() as caches:
         for _ in range(args.repeats):
             for name, code, cold in FIGURES:
@@ -104,9 +105,9 @@ def main() -> None:
                     cache.mkdir(exist_ok=True)
                     figure = run_figure(code, checkout, str(cache))
                     results.setdefault((label, name), []).append(figure)
+                    loads.append(os.getloadavg()[0])
                     print(f"{label:14s} {name:30s} {figure[0]:6.1f} s timed, {figure[1]:6.1f} s process wall, "
                           f"{figure[2]:6.1f} s CPU, load {os.getloadavg()[0]:.1f}", flush=True)
-    load = os.getloadavg()[0]
 
     def cell(label: str, name: str) -> str:
         runs = results[(label, name)]
@@ -126,8 +127,9 @@ def main() -> None:
     baseline = f", interleaved with the baseline checkout {args.baseline.name}" if args.baseline else ""
     body = (f"Measured {time.strftime('%Y-%m-%d')} by `python benchmarks/bench_first_use.py`{baseline}; "
             f"{args.repeats} run(s) per figure (medians), each in a new process with an empty numba cache "
-            f"(the warm make_env: the cache the cold one left); 1-minute load average {load:.1f} at the end on "
-            f"{os.cpu_count()} CPUs. Targets: first render <= 5 s, first make_env <= 15 s (timed from the call).\n\n"
+            "(the warm make_env: the cache the cold one left); 1-minute load average "
+            f"{min(loads):.1f}-{max(loads):.1f} after the figures, on {os.cpu_count()} CPUs. Targets: first render "
+            "<= 5 s, first make_env <= 15 s (timed from the call).\n\n"
             + "\n".join(lines))
     write_section("First use in a fresh environment (bench_first_use.py)", body)
     print(body)
