@@ -163,12 +163,22 @@ def free_space_map(world: GaussianWorld, proxy: CollisionMesh, robot_scale: floa
 def robot_camera_poses(proxy: CollisionMesh, robot_scale: float, xy: np.ndarray, yaws: np.ndarray) -> np.ndarray:
     """OpenCV world-to-camera (M, 4, 4) of the robot camera at rest at each ``xy`` (M, 2) facing ``yaws`` (M,):
     the mount PyBullet reports for a robot placed at the origin, moved rigidly (as ``set_robot_pose`` places it)."""
+    return _poses_on_mount(robot_camera_mount(proxy, robot_scale), xy, yaws)
+
+
+def robot_camera_mount(proxy: CollisionMesh, robot_scale: float) -> np.ndarray:
+    """Camera-to-world (4, 4) of the robot camera of a robot at rest at the origin facing +x, as PyBullet places it
+    on ``proxy`` (a PyBullet world is made for it: ~0.3 s)."""
     bullet = BulletScene(proxy, robot_scale=robot_scale)
     try:
         bullet.set_robot_pose(0.0, 0.0, 0.0)
-        mount = np.linalg.inv(bullet.camera_world_to_cam())
+        return np.linalg.inv(bullet.camera_world_to_cam())
     finally:
         bullet.close()
+
+
+def _poses_on_mount(mount: np.ndarray, xy: np.ndarray, yaws: np.ndarray) -> np.ndarray:
+    """``robot_camera_poses`` from the camera's ``mount`` (``robot_camera_mount``)."""
     c, s = np.cos(yaws), np.sin(yaws)
     base = np.zeros((len(xy), 4, 4))
     base[:, 0, 0], base[:, 0, 1], base[:, 1, 0], base[:, 1, 1] = c, -s, s, c
@@ -183,8 +193,18 @@ def observed_shares(world: GaussianWorld, cameras: Camera, lod: float | None = N
 
     The world is drawn with observed Gaussians white and invented ones black over black, so a pixel's red
     value is the opacity it owes to observed Gaussians (``ViewScores``)."""
+    return _flagged_shares(observed_flag_world(world), cameras, lod)
+
+
+def observed_flag_world(world: GaussianWorld) -> GaussianWorld:
+    """``world`` with its observed Gaussians white and the invented ones black (what ``observed_shares`` draws; one
+    world for many calls keeps its render index, built once)."""
     flags = world.observed.to(world.sh.dtype)[:, None].expand(-1, 3).contiguous()
-    flagged = world._replace(sh=rgb_to_sh0(flags))
+    return world._replace(sh=rgb_to_sh0(flags))
+
+
+def _flagged_shares(flagged: GaussianWorld, cameras: Camera, lod: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """``observed_shares`` of the world whose ``observed_flag_world`` is ``flagged``."""
     observed, covered = [], []
     for start in range(0, len(cameras), SCORE_BATCH):
         batch = cameras[start : start + SCORE_BATCH]
@@ -209,27 +229,29 @@ def score_views(world: GaussianWorld, proxy: CollisionMesh, free: FreeSpace, rob
     if len(picked) == 0:
         picked = indices[:1]
     headings = np.arange(yaws) * (2 * np.pi / yaws)
-    observed, covered = _score_cells(world, proxy, free, robot_scale, picked, headings)
+    flagged, mount = observed_flag_world(world), robot_camera_mount(proxy, robot_scale)  # once for both passes
+    observed, covered = _score_cells(flagged, mount, free, picked, headings)
     if refine > 0 and stride > 1:
         best = picked[np.argsort(-observed.max(axis=1), kind="stable")[:refine]]
         around = (np.abs(indices[:, None, :] - best[None]).max(axis=-1) <= stride // 2).any(axis=1)
         around &= ~((indices % stride) == 0).all(axis=1)  # not the subsample's own cells again
         if around.any():
-            more = _score_cells(world, proxy, free, robot_scale, indices[around], headings)
+            more = _score_cells(flagged, mount, free, indices[around], headings)
             picked = np.concatenate([picked, indices[around]])
             observed, covered = np.concatenate([observed, more[0]]), np.concatenate([covered, more[1]])
     return ViewScores(picked, headings, observed, covered)
 
 
-def _score_cells(world: GaussianWorld, proxy: CollisionMesh, free: FreeSpace, robot_scale: float,
-                 cells: np.ndarray, headings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(observed, covered) shares (len(cells), len(headings)) of the robot camera's views from ``cells``."""
+def _score_cells(flagged: GaussianWorld, mount: np.ndarray, free: FreeSpace, cells: np.ndarray,
+                 headings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(observed, covered) shares (len(cells), len(headings)) of the robot camera's views from ``cells`` (``flagged``:
+    the ``observed_flag_world``, ``mount``: the ``robot_camera_mount``)."""
     xy = np.repeat(free.origin + (cells + 0.5) * free.cell, len(headings), axis=0)
-    world_to_cam = robot_camera_poses(proxy, robot_scale, xy, np.tile(headings, len(cells)))
+    world_to_cam = _poses_on_mount(mount, xy, np.tile(headings, len(cells)))
     width, height = SCORE_IMAGE_SIZE
     K = Camera.intrinsics_from_fov(width, height, SCORE_FOV_DEG)
     cameras = Camera(K.expand(len(xy), 3, 3), torch.from_numpy(world_to_cam).float(), width, height)
-    observed, covered = observed_shares(world, cameras, lod=SCORE_LOD)
+    observed, covered = _flagged_shares(flagged, cameras, lod=SCORE_LOD)
     return observed.reshape(len(cells), -1), covered.reshape(len(cells), -1)
 
 

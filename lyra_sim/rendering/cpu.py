@@ -92,6 +92,14 @@ def _compiled_or_cached(kernel) -> bool:
         return True
 
 
+def _wait_for_background(group: str) -> None:
+    """Wait for this process's background compile of the kernel ``group``, if one runs (lyra_sim.rendering.warmup;
+    imported here, not at the top: ``python -m lyra_sim.rendering.warmup`` must find it not yet imported)."""
+    from lyra_sim.rendering.warmup import wait_for
+
+    wait_for(group)
+
+
 def announce_compile(lod: bool = False) -> None:
     """Say so, once per process, when the next render (with a level of detail: ``lod``) must compile kernels (a
     fresh environment)."""
@@ -368,6 +376,7 @@ def median_depth_cpu(world: GaussianWorld, camera: Camera, near: float, far: flo
     """Median depth (B,H,W) of every camera: the depth of the Gaussian at which a pixel's transmittance first
     drops to 0.5 or below, 0 where it never does. Soft edges give the front or the back surface, never a depth
     between them as the expected depth does (collision proxies render it). No gradients."""
+    _wait_for_background("median")
     index = scene_index(world)
     w, h = camera.width, camera.height
     tiles_x, tiles_y = _tile_grid(w, h)
@@ -375,7 +384,8 @@ def median_depth_cpu(world: GaussianWorld, camera: Camera, near: float, far: flo
     for b in range(len(camera)):
         sorted_rows, _, rects = _front_end(index, _Views(camera, [b]), w, h, near, far, eps2d)
         offsets, lists = kernels.bin_tiles(rects, tiles_x, tiles_y)
-        kernels.raster_median(sorted_rows, offsets, lists, w, h, TILE_SIZE, tiles_x, median[b])
+        _in_parallel(kernels.raster_median, (sorted_rows, offsets, lists),
+                     _equal_runs(np.diff(offsets), numba.get_num_threads()), (w, h, TILE_SIZE, tiles_x, median[b]))
     return torch.from_numpy(median).to(world.means.dtype)
 
 
@@ -393,10 +403,13 @@ def render_cpu(
     """
     dtype = world.means.dtype
     if _needs_grad(world):
+        _wait_for_background("median")  # the front end's kernels
         parts = [_render_differentiable(world, camera, b, near, far, eps2d) for b in range(len(camera))]
         out, alpha = (torch.stack(p).to(dtype) for p in zip(*parts, strict=True))
         rgb = out[..., :3] + (1.0 - alpha).unsqueeze(-1) * background.to(out)
         return rgb, out[..., 3] / alpha.clamp_min(1e-10), alpha
+    for group in ("exact", "lod") if lod_px else ("exact",):
+        _wait_for_background(group)  # a background compile of the kernels, if one runs
     announce_compile(lod=bool(lod_px))
     index = scene_index(world)
     acc = np.zeros((len(camera), camera.height, camera.width, kernels.FEATURES), np.float32)
