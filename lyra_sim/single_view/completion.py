@@ -348,10 +348,11 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
     if options.back_layers:
         baseline = options.baseline or (0.75 if metric else 0.4 * median_depth)
         layer = back_layers(rgb, depth, K, layers, normals, baseline)
-        if frame is not None and len(layer.points):
-            q_layer = frame.to_floor(layer.points)
-            layer = layer.subset(q_layer[:, 2] > max(0.02 * median_depth, 0.02 * frame.height))  # floor has its own
-        layer = layer.subset(scene.keep(layer.points, layer.scales[:, 0]))
+        # Tested at their own pixel only (zero footprint): they continue the background behind a foreground edge,
+        # at its depth, so a footprint-wide window always reaches the seen background beside the edge and
+        # would drop the strip next to every edge, where a second view looks first. Kept on the floor too: the
+        # floor plane's own test drops it within its slack (3 % of the depth) behind an object's foot.
+        layer = layer.subset(scene.keep(layer.points, np.zeros(len(layer.points))))
         parts.append(layer)
         report["back_layer_gaussians"] = len(layer.points)
         report["methods"].append(f"back layers behind occlusion edges (baseline {baseline:.2f} units)")
