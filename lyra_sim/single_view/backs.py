@@ -9,8 +9,7 @@ Both work on the input image grid (OpenCV frame of the input camera) and return 
   continues exactly, but a wide band stays within 18 % of the edge's background depth: far from the
   edge the gradient is no guide); colour is the background's mirrored across the edge and low-passed
   (``BACK_LAYER_BLUR``: a second view compares it with a real background it cannot know in detail;
-  nothing is taken from the foreground). Every foreground pixel is claimed by the strongest jump that
-  reaches it (``_edge_bands``), so weak steps inside a surface leave no gaps in the band.
+  nothing is taken from the foreground).
 - Object backs: each object (a layer component that is not floor or wall) is closed by a back
   surface pushed along the view rays by a thickness estimated from its silhouette (its median
   width, and no more than the silhouette's local width there: thin parts stay thin), stopping
@@ -84,7 +83,8 @@ def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Depth
     bg_inv = layers.background_inv_depth()
     width = np.where(near, focal * baseline * np.maximum(inv - bg_inv, 0.0) + 2.0, 0.0)
     width = np.minimum(width, max_width * max(h, w))
-    band, ev, eu = _edge_bands(near, width, inv, bg_inv)
+    distance, (ev, eu) = ndimage.distance_transform_edt(~near, return_indices=True)
+    band = (distance <= width[ev, eu]) & (inv > bg_inv[ev, eu] * 1.04) & (bg_inv[ev, eu] > 0)
     if not band.any():
         return Surfels.empty()
     bv, bu = np.nonzero(band)
@@ -137,28 +137,6 @@ def local_width(labels: np.ndarray, max_radius: float = 256.0) -> np.ndarray:
         width = np.where(covered & (labels > 0), 2.0 * radius, width)
         radius = np.ceil(radius * 1.4)
     return width
-
-
-def _edge_bands(near: np.ndarray, width: np.ndarray, inv: np.ndarray,
-                bg_inv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The band of foreground pixels within ``width`` of a near-edge pixel that they stand in front of, and for
-    each pixel that edge pixel (row, column index maps).
-
-    Edges are taken by strength: the edges at least ``level`` wide claim the pixels within their width, for
-    levels growing 1.5x, so a pixel next to a weak edge inside a surface (a small step of a wheel's spokes, noise
-    of a real depth map) is still claimed by the strong occlusion edge whose background it hides; nearest-edge
-    alone would give it the weak edge's two-pixel band and leave holes where a second view looks behind."""
-    band = np.zeros(near.shape, bool)
-    ev = np.zeros(near.shape, np.int64)
-    eu = np.zeros(near.shape, np.int64)
-    level = 2.0
-    while (near & (width >= level)).any():
-        distance, (lv, lu) = ndimage.distance_transform_edt(~(near & (width >= level)), return_indices=True)
-        claim = (distance <= width[lv, lu]) & (inv > bg_inv[lv, lu] * 1.04) & (bg_inv[lv, lu] > 0)
-        band |= claim
-        ev, eu = np.where(claim, lv, ev), np.where(claim, lu, eu)
-        level *= 1.5
-    return band, ev, eu
 
 
 BACK_COLOUR_SIGMA = 0.25  # low-pass of an object's colours for its back and sides, in its median widths
