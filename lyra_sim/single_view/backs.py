@@ -121,8 +121,9 @@ def local_width(labels: np.ndarray, max_radius: float = 256.0) -> np.ndarray:
     own region that covers it (the "local thickness" of the silhouette; 0 outside the regions).
 
     A fork or a spoke is as wide as itself, a box as wide as its inscribed disk, however wide its whole object
-    is. Disks of radii in steps of about 1.4x: a pixel is covered at radius r when a pixel at least r from the
-    region's border (exact Euclidean distance transform) lies within r of it.
+    is. Disks of radii 1, 2, 3, 5, 7, 10, ... (steps of about 1.4x; a disk of radius r spans 2r + 1 pixels): a
+    pixel is covered at radius r when a pixel r or more from the region's border pixels (exact Euclidean
+    distance transform) lies within r of it.
     """
     h, w = labels.shape
     padded = np.pad(labels, 1, mode="constant")
@@ -134,7 +135,7 @@ def local_width(labels: np.ndarray, max_radius: float = 256.0) -> np.ndarray:
     radius = 1.0
     while radius <= min(max_radius, float(inside.max())):
         covered = ndimage.distance_transform_edt(inside < radius) <= radius
-        width = np.where(covered & (labels > 0), 2.0 * radius, width)
+        width = np.where(covered & (labels > 0), 2.0 * radius + 1.0, width)
         radius = np.ceil(radius * 1.4)
     return width
 
