@@ -69,6 +69,8 @@ def _default_tangents(normals: np.ndarray) -> np.ndarray:
 
 BACK_EXTRAPOLATION = 0.85  # a back layer's inverse depth stays above this share of its edge's background's
 BACK_LAYER_BLUR = 0.008  # back layers' colour: the background's, low-passed by this share of the image size
+BACK_LAYER_OFFSET = 0.03  # back layers sit this share of their depth behind the background they continue: at
+# the input view the seen background beside an edge stays in front of their footprints
 
 
 def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: DepthLayers, normals: np.ndarray,
@@ -102,7 +104,7 @@ def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Depth
     mv, mu = np.where(ok, mv, fv), np.where(ok, mu, fu)
     ok = inv[mv, mu] <= inv[fv, fu] * 1.1  # the mirrored pixel must itself be background
     mv, mu = np.where(ok, mv, fv), np.where(ok, mu, fu)
-    z = 1.0 / inv_b
+    z = (1.0 + BACK_LAYER_OFFSET) / inv_b
     points = pixel_directions(torch.from_numpy(np.asarray(K, np.float64)), h, w).numpy()[bv, bu] * z[:, None]
     footprint = z / focal
     scales = np.stack([sigma * footprint, sigma * footprint, 0.1 * footprint], axis=-1)
