@@ -6,14 +6,17 @@ Both work on the input image grid (OpenCV frame of the input camera) and return 
 - Back layers: behind every foreground edge the background surface is continued into the
   foreground's side, as wide as the parallax of a camera move of ``baseline`` there. Depth is
   extrapolated along the background surface (inverse depth is affine on planes, so a plane
-  continues exactly); colour is mirrored from the background side across the edge (texture kept,
-  nothing taken from the foreground).
+  continues exactly, but a wide band stays within 18 % of the edge's background depth: far from the
+  edge the gradient is no guide); colour is the background's mirrored across the edge and low-passed
+  (``BACK_LAYER_BLUR``: a second view compares it with a real background it cannot know in detail;
+  nothing is taken from the foreground).
 - Object backs: each object (a layer component that is not floor or wall) is closed by a back
   surface pushed along the view rays by a thickness estimated from its silhouette (its median
-  width), stopping short of the floor/walls behind it, and by side strips joining front and back
-  along its silhouette, so side views and the collision proxy see a solid. Backs and sides take the
-  object's own colours low-passed within its silhouette (``object_colour_field``): a copy of the
-  front's detail pulled along the rays reads as stripes and "glass shards" from the side.
+  width, and no more than the silhouette's local width there: thin parts stay thin), stopping
+  short of the floor/walls behind it, and by side strips joining front and back along its silhouette,
+  so side views and the collision proxy see a solid. Backs and sides take the object's own colours
+  low-passed within its silhouette (``object_colour_field``): a copy of the front's detail pulled
+  along the rays reads as stripes and "glass shards" from the side.
 """
 
 from __future__ import annotations
@@ -64,6 +67,12 @@ def _default_tangents(normals: np.ndarray) -> np.ndarray:
     return np.where(np.abs(normals[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0.0, 1, 0]]))
 
 
+BACK_EXTRAPOLATION = 0.85  # a back layer's inverse depth stays above this share of its edge's background's
+BACK_LAYER_BLUR = 0.008  # back layers' colour: the background's, low-passed by this share of the image size
+BACK_LAYER_OFFSET = 0.03  # back layers sit this share of their depth behind the background they continue: at
+# the input view the seen background beside an edge stays in front of their footprints
+
+
 def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: DepthLayers, normals: np.ndarray,
                 baseline: float, max_width: float = 0.25, sigma: float = 0.6) -> Surfels:
     """Background surfels behind the foreground edges (module docstring); ``baseline`` in world units."""
@@ -88,18 +97,49 @@ def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Depth
     fv, fu = fv_all[ev, eu], fu_all[ev, eu]
     grad_u, grad_v = layers.gradients(inv)
     inv_b = inv[fv, fu] + grad_u[fv, fu] * (bu - fu) + grad_v[fv, fu] * (bv - fv)
-    inv_b = np.clip(inv_b, 0.25 * inv[fv, fu], inv[bv, bu] / 1.04)
+    inv_b = np.clip(inv_b, BACK_EXTRAPOLATION * inv[fv, fu], inv[bv, bu] / 1.04)
     # Colour: mirror the background across its edge pixel; fall back to the edge pixel itself.
     mv, mu = 2 * fv - bv, 2 * fu - bu
     ok = (mv >= 0) & (mv < h) & (mu >= 0) & (mu < w)
     mv, mu = np.where(ok, mv, fv), np.where(ok, mu, fu)
     ok = inv[mv, mu] <= inv[fv, fu] * 1.1  # the mirrored pixel must itself be background
     mv, mu = np.where(ok, mv, fv), np.where(ok, mu, fu)
-    z = 1.0 / inv_b
+    z = (1.0 + BACK_LAYER_OFFSET) / inv_b
     points = pixel_directions(torch.from_numpy(np.asarray(K, np.float64)), h, w).numpy()[bv, bu] * z[:, None]
     footprint = z / focal
     scales = np.stack([sigma * footprint, sigma * footprint, 0.1 * footprint], axis=-1)
-    return Surfels(points, normals[fv, fu], scales, rgb[mv, mu])
+    return Surfels(points, normals[fv, fu], scales, _low_passed(rgb, ~near, BACK_LAYER_BLUR * max(h, w))[mv, mu])
+
+
+def _low_passed(rgb: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """``rgb`` blurred over the ``mask`` pixels only (normalised convolution, Gaussian std ``sigma`` pixels)."""
+    weight = ndimage.gaussian_filter(mask.astype(np.float64), sigma)
+    blurred = [ndimage.gaussian_filter(rgb[..., c] * mask, sigma) for c in range(3)]
+    return np.stack(blurred, axis=-1) / np.maximum(weight, 1e-9)[..., None]
+
+
+def local_width(labels: np.ndarray, max_radius: float = 256.0) -> np.ndarray:
+    """Per pixel of each labelled region (H,W; 0 = none): the diameter in pixels of the largest disk inside its
+    own region that covers it (the "local thickness" of the silhouette; 0 outside the regions).
+
+    A fork or a spoke is as wide as itself, a box as wide as its inscribed disk, however wide its whole object
+    is. Disks of radii 1, 2, 3, 5, 7, 10, ... (steps of about 1.4x; a disk of radius r spans 2r + 1 pixels): a
+    pixel is covered at radius r when a pixel r or more from the region's border pixels (exact Euclidean
+    distance transform) lies within r of it.
+    """
+    h, w = labels.shape
+    padded = np.pad(labels, 1, mode="constant")
+    interior = labels > 0
+    for dv, du in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        interior &= padded[1 + dv : 1 + dv + h, 1 + du : 1 + du + w] == labels
+    inside = ndimage.distance_transform_edt(interior)  # distance to the nearest pixel of another region
+    width = np.where(labels > 0, 1.0, 0.0)
+    radius = 1.0
+    while radius <= min(max_radius, float(inside.max())):
+        covered = ndimage.distance_transform_edt(inside < radius) <= radius
+        width = np.where(covered & (labels > 0), 2.0 * radius + 1.0, width)
+        radius = np.ceil(radius * 1.4)
+    return width
 
 
 BACK_COLOUR_SIGMA = 0.25  # low-pass of an object's colours for its back and sides, in its median widths
@@ -167,7 +207,11 @@ def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dept
         sums = np.bincount((labels * n + index)[objects], footprint[objects], minlength=(count + 1) * n)
         sums = sums.reshape(count + 1, n)
         extents.append(np.array([np.median(r[r > 0]) if (r > 0).any() else 0.0 for r in sums]))
-    thickness = np.clip(np.minimum(*extents)[labels], 2 * footprint, max_thickness)
+    # ... and no deeper than the silhouette is wide around the pixel (``local_width``): thin parts of an object
+    # (a fork, a wheel, a handle) get thin backs and sides, which a second view a few cm away otherwise sees as
+    # "glass shards" drawn over the real background beside them.
+    thickness = np.minimum(np.minimum(*extents)[labels], local_width(labels) * footprint)
+    thickness = np.clip(thickness, 2 * footprint, max_thickness)
     median_width_px = np.minimum(*extents) / np.maximum(np.array([np.median(footprint[labels == i]) if i else 1.0
                                                                   for i in range(count + 1)]), 1e-12)
     colours = object_colour_field(rgb, labels, median_width_px) if smooth_colours else rgb
