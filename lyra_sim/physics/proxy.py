@@ -51,8 +51,14 @@ FLOOR_THICKNESS = 0.2  # metres in a metric world: the floor box under z = 0
 FLOOR_BOX_TRIANGLES = 12  # the floor box's share of the triangle budget
 FREE_SPACE_VOXELS = 2.0  # a fused triangle this far in front of what a measured view saw behind it is dropped
 FLOOR_NORMAL_Z = 0.7  # measured triangles in the floor band are floor when their normal's z exceeds this
+MEASURED_FLOOR_VOXELS = 1.0  # ... and the band of measured triangles (they lie on the floor the alignment fitted;
+#                              the fused floor's 3 voxels would cut a shelf's bottom board 6 cm up)
 BOUNDS_SAMPLE = 100_000  # centres whose quantiles give the scene's extent
 EDGE_PIXELS = 3  # Gaussians this near a measured depth jump are rendered, not taken as measured
+#: The collider's TSDF truncation (the capture fusion keeps lyra_sim.geometry.tsdf's 4): a thin layer seen from one
+#: side (the invented back just under a table top, seen from above) is negative this far behind it, and a view
+#: from the other side closes it there: at 4 voxels (12 cm) a 3 cm table top hung a 10 cm slab under itself.
+TRUNCATION_VOXELS = 1.5
 EXPLAINED_VOXELS = 2.0  # an observed Gaussian this close (plus 1 % of its depth) to a measured depth is explained
 
 
@@ -190,7 +196,8 @@ def _as_depth_view(view) -> DepthView:
 
 def fuse_depth(views, voxel_size: float, far: float) -> o3d.geometry.TriangleMesh:
     """TSDF fusion (lyra_sim.geometry.tsdf) of DepthViews or (depth (H, W) metres, K, world_to_cam) views."""
-    vertices, faces = surface_mesh(fuse_views([_as_depth_view(v) for v in views], voxel_size, far))
+    vertices, faces = surface_mesh(fuse_views([_as_depth_view(v) for v in views], voxel_size, far,
+                                              TRUNCATION_VOXELS))
     return o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                      o3d.utility.Vector3iVector(faces.astype(np.int32)))
 
@@ -467,7 +474,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
             corners = m_vertices[m_faces]
             normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
             upright = np.abs(normals[:, 2]) < FLOOR_NORMAL_Z * np.linalg.norm(normals, axis=1)
-            m_faces = m_faces[~((np.abs(corners[:, :, 2] - floor_z) < band).all(axis=1) & ~upright)]
+            in_band = (np.abs(corners[:, :, 2] - floor_z) < MEASURED_FLOOR_VOXELS * voxel).all(axis=1)
+            m_faces = m_faces[~(in_band & ~upright)]
     walls = _wall_boxes(world, views, voxel) if wall_boxes and _is_aligned(world) else []
     if walls:  # the walls become boxes: the triangles on their fronts go (before decimation: less to decimate)
         mesh.remove_triangles_by_mask(on_walls(walls, np.asarray(mesh.vertices), np.asarray(mesh.triangles)))
