@@ -337,20 +337,20 @@ def _board_depth(height_y: float, f: float = 300.0, size=(240, 320)):
     return depth, K
 
 
-def test_a_board_edge_above_the_camera_gets_a_lid_and_one_below_does_not():
-    from lyra_sim.physics.measured import depth_mesh
+def test_a_board_edge_above_the_camera_gets_a_deep_lid_and_one_below_a_thin_one():
+    from lyra_sim.physics.measured import THIN_LID_M, depth_mesh
     from lyra_sim.physics.raycast import cast_rays
 
     down = np.array([[0.0, 1.0, 0.0]])  # +y is down in the OpenCV frame
-    for top, lid in ((-0.3, True), (0.3, False)):  # 0.3 m above / below the eye
+    for top, depth_back in ((-0.3, 0.8), (0.3, THIN_LID_M)):  # 0.3 m above / below the eye
         depth, K = _board_depth(top)
         vertices, faces = depth_mesh(depth, K, np.eye(4), up=(0.0, -1.0, 0.0))
-        # A ball's path down onto the board, 20 cm behind its front: the lid (0.8 x the 1 m gap back) stops it.
-        hit = cast_rays(vertices, faces, np.array([[0.0, top - 0.5, 2.2]]), down)[0]
-        if lid:
-            assert hit == pytest.approx(0.5, abs=0.02)
-        else:
-            assert not np.isfinite(hit)  # seen from above with no top face: a thin edge, no invented depth
+        # A ball's path down onto the board, 20 cm behind its front: the lid above the eye (0.8 x the 1 m gap back)
+        # stops it; below the eye the camera would see a deep top, so the edge is a thin board's: a lid THIN_LID_M
+        # deep holds a ball dropped on the edge and lets this path pass.
+        for behind, stopped in ((0.2, depth_back > 0.2), (0.5 * THIN_LID_M, True)):
+            hit = cast_rays(vertices, faces, np.array([[0.0, top - 0.5, 2.0 + behind]]), down)[0]
+            assert (hit == pytest.approx(0.5, abs=0.02)) if stopped else not np.isfinite(hit), (top, behind, hit)
 
 
 def test_measured_surfaces_explain_their_gaussians_but_not_edges_or_what_lies_behind():
