@@ -18,6 +18,7 @@ MEASURED_TRIANGLES = 60_000  # default budget of one view's mesh (the image is s
 SKIRT_MARGIN = 0.2  # a side stops this share of the gap short of the surface behind the silhouette
 SKIRT_MAX_M = 0.6  # longest side (world units)
 SKIRT_FLAT_NZ = 0.7  # a surface whose normal's up component exceeds this is near-horizontal: no sides
+THIN_LID_M = 0.03  # depth (world units) of the lid on a top edge below the camera: a thin board's (a chair back)
 
 
 def depth_stride(height: int, width: int, max_triangles: int) -> int:
@@ -138,20 +139,23 @@ def _top_lids(points: np.ndarray, depth: np.ndarray, valid: np.ndarray, jump_u: 
     there the camera cannot see a top face, so the object's depth is unknown (a shelf board seen edge-on above
     eye level is a line of pixels). From each top-silhouette vertex (a depth jump to a farther surface above it
     in the image) back along the ray's horizontal direction by min(the horizontal gap to the surface behind less
-    SKIRT_MARGIN of it, the near layer's width across the row, SKIRT_MAX_M). Below the camera a missing top face
-    means a thin object (a chair back): no lid. (H, W, 3) grid points in the world, ``up`` the world's up axis.
+    SKIRT_MARGIN of it, the near layer's width across the row, SKIRT_MAX_M). Below the camera a top face the
+    camera does not see is a thin object's (a chair back): its lid is THIN_LID_M deep, so a ball dropped on the
+    edge rests on it instead of slipping off a sheet. (H, W, 3) grid points in the world, ``up`` the world's up
+    axis.
     """
     h, w = depth.shape
     if w < 2 or h < 2:
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
     up = np.asarray(up, np.float64) / np.linalg.norm(up)
     near, far = points[1:], points[:-1]  # the jump v|v+1 with the nearer surface below (row v + 1)
-    edge = jump_v & valid[1:] & valid[:-1] & (depth[1:] < depth[:-1]) & ((near - eye) @ up > 0.0)
+    edge = jump_v & valid[1:] & valid[:-1] & (depth[1:] < depth[:-1])
+    above = (near - eye) @ up > 0.0
     ray = (near - eye) - ((near - eye) @ up)[..., None] * up
     ray /= np.maximum(np.linalg.norm(ray, axis=-1, keepdims=True), 1e-12)
     gap = ((far - near) * ray).sum(axis=-1)
     width = _run_widths(depth, valid, jump_u, pixel_angle)[1:]
-    length = np.minimum(np.minimum((1.0 - SKIRT_MARGIN) * gap, width), SKIRT_MAX_M)
+    length = np.minimum(np.minimum((1.0 - SKIRT_MARGIN) * gap, width), np.where(above, SKIRT_MAX_M, THIN_LID_M))
     pair = edge[:, :-1] & edge[:, 1:] & (length[:, :-1] > 0) & (length[:, 1:] > 0)
     r, c = np.nonzero(pair)
     if len(r) == 0:

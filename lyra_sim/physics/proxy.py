@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from lyra_sim.camera import Camera, look_at_matrix
 from lyra_sim.defaults import COLLIDER_TRIANGLE_BUDGET
-from lyra_sim.geometry.tsdf import DepthView, fuse_views, surface_mesh
+from lyra_sim.geometry.tsdf import TRUNCATION_VOXELS, DepthView, fuse_views, surface_mesh
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.physics.floaters import find_floaters
 from lyra_sim.physics.measured import depth_mesh, seen_through
@@ -51,8 +51,16 @@ FLOOR_THICKNESS = 0.2  # metres in a metric world: the floor box under z = 0
 FLOOR_BOX_TRIANGLES = 12  # the floor box's share of the triangle budget
 FREE_SPACE_VOXELS = 2.0  # a fused triangle this far in front of what a measured view saw behind it is dropped
 FLOOR_NORMAL_Z = 0.7  # measured triangles in the floor band are floor when their normal's z exceeds this
+MEASURED_FLOOR_VOXELS = 1.0  # ... and the band of measured triangles (they lie on the floor the alignment fitted;
+#                              the fused floor's 3 voxels would cut a shelf's bottom board 6 cm up)
 BOUNDS_SAMPLE = 100_000  # centres whose quantiles give the scene's extent
 EDGE_PIXELS = 3  # Gaussians this near a measured depth jump are rendered, not taken as measured
+#: The collider's TSDF truncation beside measured views: a thin layer seen from one side (the invented back just
+#: under a table top, seen from above) is negative this far behind it, and a view from the other side closes it
+#: there: at 4 voxels (12 cm) a 3 cm table top hung a 10 cm slab under itself. Without measured views the renders
+#: are all the evidence and disagree by more than that between views: lyra_sim.geometry.tsdf's 4 (at 1.5 the
+#: splat-file table's obstacles fell apart, 0.61 -> 0.00 of rays within 5 cm).
+MEASURED_TRUNCATION_VOXELS = 1.5
 EXPLAINED_VOXELS = 2.0  # an observed Gaussian this close (plus 1 % of its depth) to a measured depth is explained
 
 
@@ -188,9 +196,11 @@ def _as_depth_view(view) -> DepthView:
     return view if isinstance(view, DepthView) else DepthView(*view)
 
 
-def fuse_depth(views, voxel_size: float, far: float) -> o3d.geometry.TriangleMesh:
+def fuse_depth(views, voxel_size: float, far: float,
+               truncation_voxels: float = TRUNCATION_VOXELS) -> o3d.geometry.TriangleMesh:
     """TSDF fusion (lyra_sim.geometry.tsdf) of DepthViews or (depth (H, W) metres, K, world_to_cam) views."""
-    vertices, faces = surface_mesh(fuse_views([_as_depth_view(v) for v in views], voxel_size, far))
+    vertices, faces = surface_mesh(fuse_views([_as_depth_view(v) for v in views], voxel_size, far,
+                                              truncation_voxels))
     return o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices),
                                      o3d.utility.Vector3iVector(faces.astype(np.int32)))
 
@@ -448,7 +458,7 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     stages.lap("measured_mesh")
     rendered_views = list(_depth_views(rendered, cameras, progress)) if rendered is not None else []
     stages.lap("render")
-    mesh = fuse_depth(rendered_views + views, voxel, far)
+    mesh = fuse_depth(rendered_views + views, voxel, far, MEASURED_TRUNCATION_VOXELS if views else TRUNCATION_VOXELS)
     stages.lap("fuse")
     mesh.remove_triangles_by_mask(_duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel)
                                   | _in_measured_free_space(mesh, views, FREE_SPACE_VOXELS * voxel))
@@ -467,7 +477,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
             corners = m_vertices[m_faces]
             normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
             upright = np.abs(normals[:, 2]) < FLOOR_NORMAL_Z * np.linalg.norm(normals, axis=1)
-            m_faces = m_faces[~((np.abs(corners[:, :, 2] - floor_z) < band).all(axis=1) & ~upright)]
+            in_band = (np.abs(corners[:, :, 2] - floor_z) < MEASURED_FLOOR_VOXELS * voxel).all(axis=1)
+            m_faces = m_faces[~(in_band & ~upright)]
     walls = _wall_boxes(world, views, voxel) if wall_boxes and _is_aligned(world) else []
     if walls:  # the walls become boxes: the triangles on their fronts go (before decimation: less to decimate)
         mesh.remove_triangles_by_mask(on_walls(walls, np.asarray(mesh.vertices), np.asarray(mesh.triangles)))

@@ -1,9 +1,10 @@
 """PyBullet scenes with known geometry for judging colliders: one RGB-D view in, the true bodies to ray-test.
 
 Four rooms of the collider issue (a table with chairs, a shelf with thin boards, crates and a ball on the
-floor, a corner of two walls with a doorway) and a small test scene (a box, a 3 cm post, a wall with a
-doorway). Bodies are boxes, cylinders and spheres with plain colours; the floor is a 10 m slab whose top is
-z = 0. Rendered with PyBullet's TinyRenderer (lyra_sim.physics.bullet_camera): no GPU, no downloads.
+floor, a corner of two walls with a doorway) and two small test scenes (a box, a 3 cm post, a wall with a
+doorway; a table and a board just above the floor). Bodies are boxes, cylinders and spheres with plain
+colours; the floor is a 10 m slab whose top is z = 0. Rendered with PyBullet's TinyRenderer
+(lyra_sim.physics.bullet_camera): no GPU, no downloads.
 """
 
 from __future__ import annotations
@@ -152,12 +153,22 @@ def box_post_doorway(scene: ColliderScene) -> None:
     _box(scene, (0.05, 2.5, 1.2), (5.0, 0.0, 1.2), (0.6, 0.65, 0.6, 1))  # beyond the doorway
 
 
+def table_and_low_board(scene: ColliderScene) -> None:
+    """A table (3 cm top at 0.72 m, 3 cm legs) in front of a wall and a 2 cm board whose top is 6 cm above the
+    floor (a shelf's bottom board), for the collider tests."""
+    _floor(scene)
+    _table(scene, (2.4, 0.3), half=(0.4, 0.35))
+    _box(scene, (0.25, 0.3, 0.01), (2.2, -0.6, 0.05), (0.65, 0.5, 0.3, 1))
+    _box(scene, (0.05, 2.5, 1.3), (3.6, 0.0, 1.3), (0.8, 0.8, 0.75, 1))
+
+
 SCENES: dict[str, tuple[Callable[[ColliderScene], None], tuple[float, float, float]]] = {
     "table_chairs": (table_with_chairs, (2.6, 0.0, 0.4)),
     "shelf": (shelf_with_boards, (2.6, 0.0, 0.7)),
     "crates_ball": (crates_and_ball, (2.4, 0.0, 0.3)),
     "doorway_corner": (corner_with_doorway, (3.5, 0.0, 0.8)),
     "box_post_doorway": (box_post_doorway, (2.5, 0.0, 0.4)),
+    "table_low_board": (table_and_low_board, (2.4, 0.0, 0.4)),
 }
 
 
