@@ -31,6 +31,7 @@ from lyra_sim.geometry.tsdf import DepthView, fuse_views, surface_mesh
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.physics.floaters import find_floaters
 from lyra_sim.physics.measured import depth_mesh, seen_through
+from lyra_sim.physics.splat_collider import splat_evidence
 from lyra_sim.physics.walls import WALL_THICKNESS_M, WallBox, on_walls, wall_box, wall_planes
 from lyra_sim.rendering.cpu import median_depth_cpu
 from lyra_sim.trajectories import lyra_trajectories
@@ -411,9 +412,10 @@ class _Stages:
         self._last = now
 
 
-def _wall_boxes(world: GaussianWorld, views: list[DepthView], voxel: float) -> list[WallBox]:
-    """Boxes of the completion's walls (lyra_sim.physics.walls) from all the world's Gaussians."""
-    planes = wall_planes(world)
+def _wall_boxes(world: GaussianWorld, views: list[DepthView], voxel: float,
+                planes: list | None = None) -> list[WallBox]:
+    """Boxes of the completion's walls (lyra_sim.physics.walls; or of ``planes``) from all the world's Gaussians."""
+    planes = wall_planes(world) if planes is None else planes
     if not planes:
         return []
     means = world.means.detach().cpu().numpy().astype(np.float64)
@@ -429,15 +431,23 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     if len(world) == 0:
         raise WorldError("build_collision_proxy: the world is empty")
     start = time.perf_counter()
-    core = _core_means(world)
+    views = [_as_depth_view(v) for v in extra_views]
+    # A world that came without measured depth: its median depth from the view it was made for stands in for the
+    # measurement (lyra_sim.physics.splat_collider), floaters left out; None when that view sees nothing.
+    evidence = None if views else splat_evidence(world)
+    if evidence is not None:
+        views = evidence.views
+    core = _core_means(world) if evidence is None else evidence.core_means
     voxel = voxel_size or default_voxel_size(world, core)
-    frames = TRAJECTORY_FRAMES if extra_views else UNMEASURED_TRAJECTORY_FRAMES
+    frames = TRAJECTORY_FRAMES if views else UNMEASURED_TRAJECTORY_FRAMES
     cameras = cameras if cameras is not None else proxy_cameras(world, core_means=core, frames=frames)
     means = world.means.detach()
     lo, hi = means.amin(dim=0), means.amax(dim=0)  # (torch.quantile at 0 and 1 costs ~0.2 s per call here)
     far = float(np.linalg.norm(core.max(axis=0) - core.min(axis=0))) * 1.5  # completed surfaces farther out: not fused
-    views = [_as_depth_view(v) for v in extra_views]
-    rendered, floaters = _collider_world(world, views, voxel)
+    if evidence is None:
+        rendered, floaters = _collider_world(world, views, voxel)
+    else:
+        rendered, floaters = _collider_world(evidence.solid, views, voxel)[0], evidence.floaters.as_dict()
     stages = _Stages(start)
     stages.lap("setup")
     measured_budget = int(MEASURED_SHARE * triangle_budget) if views else 0
@@ -468,7 +478,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
             normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
             upright = np.abs(normals[:, 2]) < FLOOR_NORMAL_Z * np.linalg.norm(normals, axis=1)
             m_faces = m_faces[~((np.abs(corners[:, :, 2] - floor_z) < band).all(axis=1) & ~upright)]
-    walls = _wall_boxes(world, views, voxel) if wall_boxes and _is_aligned(world) else []
+    planes = None if evidence is None else evidence.wall_planes
+    walls = _wall_boxes(world, views, voxel, planes) if wall_boxes and _is_aligned(world) else []
     if walls:  # the walls become boxes: the triangles on their fronts go (before decimation: less to decimate)
         mesh.remove_triangles_by_mask(on_walls(walls, np.asarray(mesh.vertices), np.asarray(mesh.triangles)))
         mesh.remove_unreferenced_vertices()

@@ -1,0 +1,171 @@
+"""The evidence a collider has in a world that came without measured depth (a 3DGS file from another tool: a
+Lyra PLY, a Marble SPZ, a capture trained elsewhere, or one of ours with its provenance stripped).
+
+A splat world was made for the view it was made from: seen from its own camera, its median depth (where
+transmittance crosses 0.5) is the surface its maker measured or reconstructed (for a world lifted from one RGB-D
+frame it equals that frame's depth within millimetres). So that render, of the world without its floaters
+(lyra_sim.physics.floaters), stands in for the measured views of the RGB-D path (lyra_sim.physics.proxy): meshed
+with edges stopping at depth jumps, sides and lids closing foreground objects, the splats filling in only what it
+does not explain. The scene's extent is taken from what that view sees, not from every Gaussian: a completion's
+far backdrop sphere or a trained world's distant haze would make the voxels coarse and the fused volume huge
+(21 m instead of 4 m on the crates scene: voxels of 13 cm, 100 s of decimation).
+
+The view: the world's generating camera (``info["alignment"]["camera_to_world"]`` of an aligned world, the origin
+of an OpenCV-frame one), its intrinsics from ``info["intrinsics"]`` and ``info["image_size"]`` when the file kept
+them, else from the Gaussians' layout (``layout_intrinsics``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lyra_sim.camera import Camera
+from lyra_sim.geometry.tsdf import DepthView
+from lyra_sim.physics.floaters import FloaterReport, find_floaters
+from lyra_sim.physics.walls import WallPlane
+from lyra_sim.world import GaussianWorld, WorldError
+
+FOV_QUANTILES = (0.05, 0.95)  # of the centres' directions in front of the camera: the field the world fills
+MIN_HALF_FOV_DEG, MAX_HALF_FOV_DEG = 20.0, 55.0
+MIN_WIDTH, MAX_WIDTH = 160, 640  # pixels along the wider side of the source view
+NEAR = 0.05  # Gaussians nearer the camera than this (world units) do not decide its field of view
+MIN_SEEN = 16  # Gaussians in front of the source camera, and surface pixels in its view, to use it at all
+CORE_SAMPLE = 100_000  # surface points of the source view whose quantiles give the scene's extent
+CORE_MARGIN = 0.25  # ... those this share of the 2-98 % box beyond it are backdrop
+
+
+@dataclass
+class SplatEvidence:
+    """What a world without measured depth offers its collider: ``views`` (median-depth renders from the views
+    the world was made for), ``core_means`` (points on the surfaces those views see: the scene's extent),
+    ``floaters`` (the Gaussians kept out of the collider), ``solid`` (the world without them) and the walls that
+    view shows (``source_walls``)."""
+
+    views: list[DepthView]
+    core_means: np.ndarray  # (M, 3) float64
+    floaters: FloaterReport
+    solid: GaussianWorld
+    wall_planes: list[WallPlane]  # walls the source view shows (aligned worlds; [] otherwise)
+
+
+def source_camera_to_world(world: GaussianWorld) -> np.ndarray:
+    """Camera-to-world (OpenCV axes) of the camera the world was made from."""
+    if "alignment" in world.info:
+        return np.asarray(world.info["alignment"]["camera_to_world"], dtype=np.float64)
+    if world.frame == "opencv":
+        return np.eye(4)
+    raise WorldError("splat collider: a z_up world needs info['alignment'] (use lyra_sim.align.align_world)")
+
+
+def layout_intrinsics(means_cam: np.ndarray, sigmas: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(K, width, height) of a view that holds the Gaussians (camera-frame centres ``means_cam``, largest standard
+    deviations ``sigmas``) in front of the camera: the field between the FOV_QUANTILES of their directions
+    (symmetric about the axis, MIN_HALF_FOV_DEG..MAX_HALF_FOV_DEG), one pixel per median angular footprint
+    (sigma / depth; a lifted or trained Gaussian covers about a pixel of its source), MIN_WIDTH..MAX_WIDTH wide."""
+    front = means_cam[:, 2] > NEAR
+    if front.sum() < MIN_SEEN:
+        raise WorldError(f"splat collider: fewer than {MIN_SEEN} Gaussians in front of the world's camera")
+    z = means_cam[front, 2]
+    half = []
+    for axis in (0, 1):
+        lo, hi = np.quantile(means_cam[front, axis] / z, FOV_QUANTILES)
+        half.append(float(np.clip(max(abs(lo), abs(hi)), math.tan(math.radians(MIN_HALF_FOV_DEG)),
+                                  math.tan(math.radians(MAX_HALF_FOV_DEG)))))
+    pixel = max(float(np.median(sigmas[front] / z)), 1e-6)
+    scale = float(np.clip(2 * max(half) / pixel, MIN_WIDTH, MAX_WIDTH)) / (2 * max(half))  # pixels per tan unit
+    width, height = (max(round(2 * h * scale), 16) for h in half)
+    K = np.array([[scale, 0.0, width / 2], [0.0, scale, height / 2], [0.0, 0.0, 1.0]])
+    return K, width, height
+
+
+def _source_intrinsics(world: GaussianWorld, means_cam: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """The intrinsics the world recorded (``info["intrinsics"]`` and ``info["image_size"]``), else its layout's
+    (``means_cam``: the world's centres in the source camera's frame)."""
+    K, size = world.info.get("intrinsics"), world.info.get("image_size")
+    if K is not None and size is not None:
+        width, height = (int(s) for s in size)
+        scale = min(1.0, MAX_WIDTH / max(width, height))  # a 4K capture needs no 4K collider view
+        K = np.asarray(K, np.float64).copy()
+        K[:2] *= scale
+        return K, max(round(width * scale), 16), max(round(height * scale), 16)
+    return layout_intrinsics(means_cam, world.scales.detach().cpu().numpy().max(axis=1).astype(np.float64))
+
+
+def splat_evidence(world: GaussianWorld) -> SplatEvidence | None:
+    """The source view's median depth of ``world`` without its floaters, the surface points it sees, the
+    floaters (``SplatEvidence``); None when fewer than MIN_SEEN Gaussians lie in front of the source camera or
+    its view shows fewer than MIN_SEEN surface pixels (nothing to stand in for a measurement)."""
+    floaters = find_floaters(world)
+    solid = world.subset(torch.from_numpy(~floaters.mask)) if floaters.dropped else world
+    cam_to_world = source_camera_to_world(world)
+    world_to_cam = np.linalg.inv(cam_to_world)
+    means = solid.means.detach().cpu().numpy().astype(np.float64)
+    means_cam = means @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
+    if (means_cam[:, 2] > NEAR).sum() < MIN_SEEN:
+        return None
+    K, width, height = _source_intrinsics(solid, means_cam)
+    camera = Camera(torch.from_numpy(K).float()[None], torch.from_numpy(world_to_cam).float()[None], width, height)
+    from lyra_sim.rendering import render
+
+    with torch.no_grad():
+        depth = render(solid, camera, median=True).median_depth[0].cpu().numpy().astype(np.float32)
+    if (depth > 0).sum() < MIN_SEEN:
+        return None
+    view = DepthView(depth, K, world_to_cam)
+    walls = source_walls(view) if world.frame == "z_up" and "alignment" in world.info else []
+    return SplatEvidence([view], _surface_points(view), floaters, solid, walls)
+
+
+def source_walls(view: DepthView) -> list[WallPlane]:
+    """Walls (lyra_sim.physics.walls.WallPlane) in the depth view of an aligned world (z up, floor z = 0, metres),
+    found the way the single-view completion finds them in an input depth (lyra_sim.single_view.completion's
+    RANSAC of tall vertical planes, continued to room height when the image cuts them off): the completion's
+    record of them is what a file from elsewhere lacks."""
+    from lyra_sim.single_view.completion import _room_walls
+
+    depth = np.asarray(view.depth, np.float64)
+    valid = depth > 0
+    if valid.sum() < MIN_SEEN:
+        return []
+    h, w = depth.shape
+    K = view.K
+    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
+    cam_to_world = np.linalg.inv(view.world_to_cam)
+    eye = cam_to_world[:3, 3]
+    foot = np.array([eye[0], eye[1], 0.0])  # the completion's floor frame has the camera's foot at its origin
+    ray_q = rays.reshape(-1, 3) @ cam_to_world[:3, :3].T
+    q = (rays * depth[..., None]).reshape(-1, 3) @ cam_to_world[:3, :3].T + eye - foot
+    q[~valid.ravel()] = (0.0, 0.0, -1e6)  # no surface: below every wall candidate
+    median_depth = float(np.median(depth[valid]))
+    cam_h = float(eye[2])
+    if cam_h <= 0:
+        return []
+    band = max(0.02 * median_depth, 0.02 * cam_h)
+    footprint = np.where(valid, depth, median_depth) / float(np.sqrt(K[0, 0] * K[1, 1]))
+    kept = _room_walls(q.reshape(h, w, 3), np.where(valid, depth, median_depth), ray_q, band, cam_h, True,
+                       median_depth, footprint)[0]
+    return [WallPlane(wall.normal, float(wall.offset - wall.normal @ foot), float(top)) for wall, top in kept]
+
+
+def _surface_points(view: DepthView) -> np.ndarray:
+    """World points of the view's pixels with depth, at most CORE_SAMPLE of them (a fixed choice), less the
+    backdrop's."""
+    v, u = np.nonzero(view.depth > 0)
+    if len(u) > CORE_SAMPLE:
+        pick = np.random.default_rng(0).choice(len(u), CORE_SAMPLE, replace=False)
+        v, u = v[pick], u[pick]
+    z = view.depth[v, u].astype(np.float64)
+    K = view.K
+    cam = np.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * z, (v + 0.5 - K[1, 2]) / K[1, 1] * z, z], axis=1)
+    cam_to_world = np.linalg.inv(view.world_to_cam)
+    points = cam @ cam_to_world[:3, :3].T + cam_to_world[:3, 3]
+    # Pixels showing a far backdrop (a completion's sphere, a trained world's sky) are no part of the scene:
+    # points beyond CORE_MARGIN of the central 2-98 % box go (the proxy fuses out to 1.5x the core's extent).
+    lo, hi = np.quantile(points, [0.02, 0.98], axis=0)
+    margin = CORE_MARGIN * (hi - lo)
+    return points[np.all((points >= lo - margin) & (points <= hi + margin), axis=1)]
