@@ -31,7 +31,7 @@ from lyra_sim.geometry.tsdf import DepthView, fuse_views, surface_mesh
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.physics.floaters import find_floaters
 from lyra_sim.physics.measured import depth_mesh, seen_through
-from lyra_sim.physics.splat_collider import splat_evidence
+from lyra_sim.physics.splat_collider import evidence_info, splat_evidence
 from lyra_sim.physics.walls import WALL_THICKNESS_M, WallBox, on_walls, wall_box, wall_planes
 from lyra_sim.rendering.cpu import median_depth_cpu
 from lyra_sim.trajectories import lyra_trajectories
@@ -516,6 +516,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
             "build_seconds": time.perf_counter() - start, "stage_seconds": stages.seconds}
     if floaters is not None:
         info["floaters"] = floaters
+    if evidence is not None:
+        info["source_views"] = evidence_info(evidence)
     proxy = CollisionMesh(vertices, faces, obstacle_faces, floor_z, info)
     if agreement and _is_aligned(world):
         from lyra_sim.physics.agreement import collider_agreement

@@ -120,6 +120,13 @@ def splat_evidence(world: GaussianWorld) -> SplatEvidence | None:
     return SplatEvidence([view], _surface_points(view), floaters, solid, walls)
 
 
+def evidence_info(evidence: SplatEvidence) -> dict:
+    """The proxy's ``info["source_views"]``: what stood in for measured depth."""
+    return {"kind": "the world's median depth from its source camera", "views": len(evidence.views),
+            "size": [list(view.depth.shape[::-1]) for view in evidence.views],
+            "walls": len(evidence.wall_planes)}
+
+
 def source_walls(view: DepthView) -> list[WallPlane]:
     """Walls (lyra_sim.physics.walls.WallPlane) in the depth view of an aligned world (z up, floor z = 0, metres),
     found the way the single-view completion finds them in an input depth (lyra_sim.single_view.completion's
