@@ -102,7 +102,7 @@ def test_floaters_stay_out_of_the_collider_and_are_reported(splat_file_room):
 def test_the_source_view_stands_in_for_measured_depth_and_finds_the_walls(splat_file_room):
     _, proxy = splat_file_room
     info = proxy.info
-    assert info["source_views"]["views"] == 1 and info["measured_triangles"] > 5000
+    assert info["source_views"]["views"] == 1 and info["measured_triangles"] > 2000  # the floor: its box instead
     # The far wall (x = 3.7) and the side walls are in the source view: they become boxes.
     assert info["source_views"]["walls"] >= 2 and info["wall_boxes"] >= 2
     assert _cast(proxy, (1.0, -1.0, 1.5), (1, 0, 0)) == pytest.approx(FAR_WALL_X - 1.0, abs=0.05)

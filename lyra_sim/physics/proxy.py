@@ -485,6 +485,9 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
         mesh.remove_unreferenced_vertices()
         m_faces = m_faces[~on_walls(walls, m_vertices, m_faces)]
     stages.lap("walls")
+    boxes = sum(len(wall.faces) for wall in walls) + (FLOOR_BOX_TRIANGLES if floor_z is not None else 0)
+    if evidence is not None:  # walls found in the source view: their boxes come out of the budget first
+        measured_budget = min(measured_budget, int(MEASURED_SHARE * max(triangle_budget - boxes, 0)))
     if len(m_faces) > measured_budget:
         m_vertices, m_faces = _decimated(m_vertices, m_faces, measured_budget)
     stages.lap("filter_decimate_measured")
@@ -493,7 +496,6 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     # objects (median depth keeps a shelf board a piece of its own: FUSED_MIN_COMPONENT).
     if min_component_fraction is None:
         min_component_fraction = MEASURED_MIN_COMPONENT if views else FUSED_MIN_COMPONENT
-    boxes = sum(len(wall.faces) for wall in walls) + (FLOOR_BOX_TRIANGLES if floor_z is not None else 0)
     mesh = clean_mesh(mesh, voxel, max(triangle_budget - len(m_faces) - boxes, 2), min_component_fraction)
     stages.lap("clean_fused")
     vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)

@@ -36,6 +36,10 @@ NEAR = 0.05  # Gaussians nearer the camera than this (world units) do not decide
 MIN_SEEN = 16  # Gaussians in front of the source camera, and surface pixels in its view, to use it at all
 CORE_SAMPLE = 100_000  # surface points of the source view whose quantiles give the scene's extent
 CORE_MARGIN = 0.25  # ... those this share of the 2-98 % box beyond it are backdrop
+PLANE_BAND = 0.02  # of the view's median depth: pixels this close to the floor or a wall are moved onto it ...
+PLANE_BAND_SIGMAS = 3.0  # ... or this many of the Gaussians' median largest standard deviation, if more
+PLANE_WINDOW = 15  # pixels over which a surface is smoothed to tell which way it faces
+PLANE_FACING = 0.7  # ... and the cosine with the plane's normal above which it faces the plane's way
 
 
 @dataclass
@@ -116,8 +120,53 @@ def splat_evidence(world: GaussianWorld) -> SplatEvidence | None:
     if (depth > 0).sum() < MIN_SEEN:
         return None
     view = DepthView(depth, K, world_to_cam)
-    walls = source_walls(view) if world.frame == "z_up" and "alignment" in world.info else []
+    walls = []
+    if world.frame == "z_up" and "alignment" in world.info:
+        walls = source_walls(view)
+        sigma = float(np.median(solid.scales.detach().cpu().numpy().max(axis=1)))
+        view = on_planes(view, walls, PLANE_BAND_SIGMAS * sigma)
     return SplatEvidence([view], _surface_points(view), floaters, solid, walls)
+
+
+def on_planes(view: DepthView, walls: list[WallPlane], min_band: float = 0.0) -> DepthView:
+    """The view with its pixels on the floor (z = 0 of an aligned world) and on ``walls`` moved onto the plane
+    along their rays. A pixel's median depth is the centre depth of the Gaussian where transmittance crosses
+    0.5, not where the ray meets that Gaussian's disc: on a floor seen at a grazing angle it wanders by up to a
+    disc's radius (in front of it: the nearer Gaussian crosses first), a field of tilted triangles 1-7 cm high that
+    no floor box replaces (a surfel room: 8 % of the collider 4-60 cm from any true surface). A pixel is on a
+    plane when it lies within max(PLANE_BAND of the median depth, ``min_band``) of it and its surface, smoothed over PLANE_WINDOW pixels, faces the plane's way (cosine over PLANE_FACING): the foot of
+    a wall or a box, upright, stays."""
+    from scipy.ndimage import uniform_filter
+
+    depth = np.asarray(view.depth, np.float64)
+    valid = depth > 0
+    h, w = depth.shape
+    K = view.K
+    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    cam_to_world = np.linalg.inv(view.world_to_cam)
+    eye = cam_to_world[:3, 3]
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
+    rays = rays @ cam_to_world[:3, :3].T  # world direction per unit of z-depth
+    points = eye + rays * depth[..., None]
+    band = max(PLANE_BAND * float(np.median(depth[valid])) if valid.any() else 0.0, min_band)
+    planes = [(np.array([0.0, 0.0, 1.0]), 0.0)] + [(wall.normal, wall.offset) for wall in walls]
+    out = depth.copy()
+    for normal, offset in planes:
+        near = valid & (np.abs(points @ normal + offset) < band)
+        # The surface around each pixel, smoothed over the pixels near the plane only: beside the foot of a wall
+        # the floor's pixels still face up, the wall's bottom rows (near the floor too) face sideways.
+        weight = np.maximum(uniform_filter(near.astype(np.float64), PLANE_WINDOW), 1e-9)
+        smooth = np.stack([uniform_filter(np.where(near, points[..., k], 0.0), PLANE_WINDOW) / weight
+                           for k in range(3)], axis=-1)
+        normals = np.cross(np.gradient(smooth, axis=1), np.gradient(smooth, axis=0))
+        facing = np.abs(normals @ normal) > PLANE_FACING * np.maximum(np.linalg.norm(normals, axis=-1), 1e-12)
+        near &= facing
+        along = rays @ normal
+        with np.errstate(divide="ignore", invalid="ignore"):
+            on_plane = -(eye @ normal + offset) / along
+        near &= np.isfinite(on_plane) & (on_plane > 0)
+        out[near] = on_plane[near]
+    return DepthView(out.astype(np.float32), view.K, view.world_to_cam)
 
 
 def evidence_info(evidence: SplatEvidence) -> dict:
