@@ -36,7 +36,12 @@ NEAR = 0.05  # Gaussians nearer the camera than this (world units) do not decide
 MIN_SEEN = 16  # Gaussians in front of the source camera, and surface pixels in its view, to use it at all
 CORE_SAMPLE = 100_000  # surface points of the source view whose quantiles give the scene's extent
 CORE_MARGIN = 0.25  # ... those this share of the 2-98 % box beyond it are backdrop
-PLANE_BAND = 0.02  # of the view's median depth: pixels this close to the floor or a wall are moved onto it ...
+WALL_TOP_PERCENTILE = 99.0  # of the wall's points' heights: its top
+DISC_MATCH = 1e-5  # of the median depth: a Gaussian's centre this close to a pixel's median depth is its Gaussian
+DISC_FLAT = 0.3  # a Gaussian whose smallest scale is under this share of its largest is a disc
+DISC_REACH = 3.0  # standard deviations: a ray meets a disc within this depth of its centre, or not at all
+DISC_GRAZING = 0.15  # a ray closer than this (sine) to a disc's plane keeps the centre's depth
+PLANE_BAND = 0.02  # of the view's median depth: pixels this close to the floor are moved onto it ...
 PLANE_BAND_SIGMAS = 3.0  # ... or this many of the Gaussians' median largest standard deviation, if more
 PLANE_WINDOW = 15  # pixels over which a surface is smoothed to tell which way it faces
 PLANE_FACING = 0.7  # ... and the cosine with the plane's normal above which it faces the plane's way
@@ -119,27 +124,78 @@ def splat_evidence(world: GaussianWorld) -> SplatEvidence | None:
         depth = render(solid, camera, median=True).median_depth[0].cpu().numpy().astype(np.float32)
     if (depth > 0).sum() < MIN_SEEN:
         return None
-    view = DepthView(depth, K, world_to_cam)
+    view = on_discs(DepthView(depth, K, world_to_cam), solid)
     walls = []
     if world.frame == "z_up" and "alignment" in world.info:
         walls = source_walls(view)
         sigma = float(np.median(solid.scales.detach().cpu().numpy().max(axis=1)))
-        view = on_planes(view, walls, PLANE_BAND_SIGMAS * sigma)
+        view = on_floor(view, PLANE_BAND_SIGMAS * sigma)
     return SplatEvidence([view], _surface_points(view), floaters, solid, walls)
 
 
-def on_planes(view: DepthView, walls: list[WallPlane], min_band: float = 0.0) -> DepthView:
-    """The view with its pixels on the floor (z = 0 of an aligned world) and on ``walls`` moved onto the plane
-    along their rays. A pixel's median depth is the centre depth of the Gaussian where transmittance crosses
-    0.5, not where the ray meets that Gaussian's disc: on a floor seen at a grazing angle it wanders by up to a
-    disc's radius (in front of it: the nearer Gaussian crosses first), a field of tilted triangles 1-7 cm high that
-    no floor box replaces (a surfel room: 8 % of the collider 4-60 cm from any true surface). A pixel is on a
-    plane when it lies within max(PLANE_BAND of the median depth, ``min_band``) of it and its surface, smoothed over PLANE_WINDOW pixels, faces the plane's way (cosine over PLANE_FACING): the foot of
-    a wall or a box, upright, stays."""
+def on_discs(view: DepthView, world: GaussianWorld) -> DepthView:
+    """The view with each pixel's depth moved to where its ray meets the disc of the Gaussian it shows.
+
+    A median depth is the centre depth of the Gaussian at which transmittance crosses 0.5, not the depth at which
+    the ray meets it: seen at a grazing angle, the top of a box of 4 cm surfels rises 7 cm. That Gaussian is the one
+    whose centre lies at exactly that depth (DISC_MATCH of it), nearest the pixel in the image; where it is flat
+    (smallest scale under DISC_FLAT of its largest) the ray meets its plane within DISC_REACH standard deviations
+    of the centre depth, and the ray is not within DISC_GRAZING of lying in that plane, the depth moves there.
+    Lifted worlds (one surfel per pixel of the same camera) do not change."""
+    from scipy.spatial import cKDTree
+
+    from lyra_sim.rotations import quat_to_rotmat
+
+    depth = np.asarray(view.depth, np.float64)
+    valid = depth > 0
+    rotation, translation = view.world_to_cam[:3, :3], view.world_to_cam[:3, 3]
+    centres = world.means.detach().cpu().numpy().astype(np.float64) @ rotation.T + translation
+    ahead = np.flatnonzero(centres[:, 2] > NEAR)
+    if not valid.any() or len(ahead) == 0:
+        return view
+    c = centres[ahead]
+    K = view.K
+    z_unit = DISC_MATCH * float(np.median(depth[valid]))  # this much depth weighs as much as one pixel
+    u = K[0, 0] * c[:, 0] / c[:, 2] + K[0, 2]
+    v = K[1, 1] * c[:, 1] / c[:, 2] + K[1, 2]
+    rows, cols = np.nonzero(valid)
+    d = depth[rows, cols]
+    gap, index = cKDTree(np.stack([u, v, c[:, 2] / z_unit], axis=1)).query(
+        np.stack([cols + 0.5, rows + 0.5, d / z_unit], axis=1), workers=-1)
+    g = ahead[index]
+    scales = world.scales.detach().cpu().numpy().astype(np.float64)[g]
+    axes = quat_to_rotmat(world.quats.detach().cpu()[torch.from_numpy(g)]).numpy().astype(np.float64)
+    thin = np.argmin(scales, axis=1)
+    normal = np.take_along_axis(axes, thin[:, None, None], axis=2)[..., 0] @ rotation.T  # (M, 3) camera frame
+    ray = np.stack([(cols + 0.5 - K[0, 2]) / K[0, 0], (rows + 0.5 - K[1, 2]) / K[1, 1], np.ones(len(d))], axis=1)
+    along = (normal * ray).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        on_disc = (normal * centres[g]).sum(axis=1) / along  # z-depth where the ray meets the disc's plane
+    largest = scales.max(axis=1)
+    move = ((np.abs(centres[g, 2] - d) <= z_unit) & (scales.min(axis=1) < DISC_FLAT * largest)
+            & (np.abs(along) > DISC_GRAZING * np.linalg.norm(ray, axis=1)) & np.isfinite(on_disc)
+            & (np.abs(on_disc - d) < DISC_REACH * largest) & (on_disc > 0) & np.isfinite(gap))
+    out = depth.copy()
+    out[rows[move], cols[move]] = on_disc[move]
+    return DepthView(out.astype(np.float32), view.K, view.world_to_cam)
+
+
+def on_floor(view: DepthView, min_band: float = 0.0) -> DepthView:
+    """The view of an aligned world with its pixels on the floor (z = 0) moved onto it along their rays.
+
+    Gaussians that are no discs (``on_discs`` keeps their centre depth) and discs seen nearly edge-on leave a
+    floor seen at a grazing angle wandering by up to a Gaussian's size, above it (the nearer Gaussian crosses
+    first): a field of tilted triangles a few cm high that the floor box does not replace and a robot's wheels
+    bump into (a surfel room: 8 % of its collider 4-60 cm from any true surface). A pixel is on the floor when it
+    lies within max(PLANE_BAND of the median depth, ``min_band``) of it and its surface, smoothed over the
+    PLANE_WINDOW pixels around it that are as near the floor, faces up (cosine over PLANE_FACING): the feet of
+    walls and boxes, upright, stay."""
     from scipy.ndimage import uniform_filter
 
     depth = np.asarray(view.depth, np.float64)
     valid = depth > 0
+    if not valid.any():
+        return view
     h, w = depth.shape
     K = view.K
     u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
@@ -148,24 +204,15 @@ def on_planes(view: DepthView, walls: list[WallPlane], min_band: float = 0.0) ->
     rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=-1)
     rays = rays @ cam_to_world[:3, :3].T  # world direction per unit of z-depth
     points = eye + rays * depth[..., None]
-    band = max(PLANE_BAND * float(np.median(depth[valid])) if valid.any() else 0.0, min_band)
-    planes = [(np.array([0.0, 0.0, 1.0]), 0.0)] + [(wall.normal, wall.offset) for wall in walls]
+    band = max(PLANE_BAND * float(np.median(depth[valid])), min_band)
+    near = valid & (np.abs(points[..., 2]) < band) & (rays[..., 2] < 0)
+    weight = np.maximum(uniform_filter(near.astype(np.float64), PLANE_WINDOW), 1e-9)
+    smooth = np.stack([uniform_filter(np.where(near, points[..., k], 0.0), PLANE_WINDOW) / weight for k in range(3)],
+                      axis=-1)
+    normals = np.cross(np.gradient(smooth, axis=1), np.gradient(smooth, axis=0))
+    near &= np.abs(normals[..., 2]) > PLANE_FACING * np.maximum(np.linalg.norm(normals, axis=-1), 1e-12)
     out = depth.copy()
-    for normal, offset in planes:
-        near = valid & (np.abs(points @ normal + offset) < band)
-        # The surface around each pixel, smoothed over the pixels near the plane only: beside the foot of a wall
-        # the floor's pixels still face up, the wall's bottom rows (near the floor too) face sideways.
-        weight = np.maximum(uniform_filter(near.astype(np.float64), PLANE_WINDOW), 1e-9)
-        smooth = np.stack([uniform_filter(np.where(near, points[..., k], 0.0), PLANE_WINDOW) / weight
-                           for k in range(3)], axis=-1)
-        normals = np.cross(np.gradient(smooth, axis=1), np.gradient(smooth, axis=0))
-        facing = np.abs(normals @ normal) > PLANE_FACING * np.maximum(np.linalg.norm(normals, axis=-1), 1e-12)
-        near &= facing
-        along = rays @ normal
-        with np.errstate(divide="ignore", invalid="ignore"):
-            on_plane = -(eye @ normal + offset) / along
-        near &= np.isfinite(on_plane) & (on_plane > 0)
-        out[near] = on_plane[near]
+    out[near] = -eye[2] / rays[..., 2][near]
     return DepthView(out.astype(np.float32), view.K, view.world_to_cam)
 
 
@@ -203,9 +250,14 @@ def source_walls(view: DepthView) -> list[WallPlane]:
         return []
     band = max(0.02 * median_depth, 0.02 * cam_h)
     footprint = np.where(valid, depth, median_depth) / float(np.sqrt(K[0, 0] * K[1, 1]))
-    kept = _room_walls(q.reshape(h, w, 3), np.where(valid, depth, median_depth), ray_q, band, cam_h, True,
-                       median_depth, footprint)[0]
-    return [WallPlane(wall.normal, float(wall.offset - wall.normal @ foot), float(top)) for wall, top in kept]
+    kept, candidates = _room_walls(q.reshape(h, w, 3), np.where(valid, depth, median_depth), ray_q, band, cam_h, True,
+                                   median_depth, footprint)[:2]
+    planes = []
+    for wall, top in kept:
+        if top == wall.top:  # not room-high: the wall's seen top, less the few Gaussians that stick out above it
+            top = float(np.percentile(q[candidates[wall.inliers], 2], WALL_TOP_PERCENTILE))
+        planes.append(WallPlane(wall.normal, float(wall.offset - wall.normal @ foot), float(top)))
+    return planes
 
 
 def _surface_points(view: DepthView) -> np.ndarray:
