@@ -51,10 +51,10 @@ def test_the_box_is_solid_from_the_side_from_above_and_from_behind(splat_file_ro
         ((3.4, 0.0, 0.3), (-1, 0, 0), 3.4 - BOX_HI[0]),  # the back, hidden from the camera
     ):
         hit = _cast(proxy, origin, direction)
-        # Stopped at the true face or inside the box, never behind it, at most 10 cm early (as the RGB-D path's
-        # test allows: the measured front's sides run back along the camera's rays, which fan out past the box's
-        # sides by ~6 cm at its middle; surfels are 2.4 cm discs).
-        assert true - 0.1 < hit < true + 0.5 * (BOX_HI - BOX_LO).min(), (origin, hit, true)
+        # Stopped at the true face or inside the box, never behind it, at most 12 cm early: the measured front's
+        # sides run back along the camera's rays, which fan out past the box's sides by ~6 cm at its middle (the
+        # RGB-D path's test allows 10 cm for that), and the 2.4 cm surfel discs show the box up to ~5 cm wider.
+        assert true - 0.12 < hit < true + 0.5 * (BOX_HI - BOX_LO).min(), (origin, hit, true)
 
 
 def test_a_dropped_ball_rests_on_the_box_and_on_the_floor_beside_it(splat_file_room):
@@ -115,7 +115,7 @@ def test_layout_intrinsics_recover_the_field_and_resolution_of_the_camera_that_m
     from lyra_sim.physics.splat_collider import layout_intrinsics
 
     rng = np.random.default_rng(0)
-    width, height, f = 320, 240, 257.3  # a 64 x 50 degree camera
+    width, height, f = 480, 360, 386.0  # a 64 x 50 degree camera
     u, v = rng.uniform(0, width, 50_000), rng.uniform(0, height, 50_000)
     z = rng.uniform(1.0, 4.0, 50_000)
     means = np.stack([(u - width / 2) / f * z, (v - height / 2) / f * z, z], axis=1)

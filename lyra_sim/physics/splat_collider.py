@@ -31,7 +31,8 @@ from lyra_sim.world import GaussianWorld, WorldError
 
 FOV_QUANTILES = (0.05, 0.95)  # of the centres' directions in front of the camera: the field the world fills
 MIN_HALF_FOV_DEG, MAX_HALF_FOV_DEG = 20.0, 55.0
-MIN_WIDTH, MAX_WIDTH = 160, 640  # pixels along the wider side of the source view
+MIN_WIDTH, MAX_WIDTH = 320, 640  # pixels along the wider side of the source view (a coarse world too: its
+# grazing surfaces split into strips at a few pixels per Gaussian)
 NEAR = 0.05  # Gaussians nearer the camera than this (world units) do not decide its field of view
 MIN_SEEN = 16  # Gaussians in front of the source camera, and surface pixels in its view, to use it at all
 CORE_SAMPLE = 100_000  # surface points of the source view whose quantiles give the scene's extent
