@@ -4,12 +4,15 @@ Measured depth first: each measured view (the RGB-D input, capture frames) becom
 (lyra_sim.physics.measured) whose edges stop at depth jumps. The splats fill in what no depth frame saw: the
 MEDIAN depth (where transmittance crosses 0.5, so soft edges give the front or the back surface, never a
 surface floating between them) of the Gaussians the measured views do not explain (invented ones, thin
-edges; without measured views all but the floaters, lyra_sim.physics.floaters) is rendered from many virtual
+edges) is rendered from many virtual
 cameras and fused in a TSDF (lyra_sim.geometry.tsdf) with the measured views; fused triangles lying on a
 measured surface and facing the same way are dropped (the measurement is kept instead). The floor of an
 aligned world is a box of real thickness whose top is z = 0, the walls the completion found are boxes too
-(lyra_sim.physics.walls). Each proxy of an aligned world says how well it agrees with the picture
-(lyra_sim.physics.agreement); ``info["stage_seconds"]`` times the build.
+(lyra_sim.physics.walls). A world that came without measured views (a splat file from elsewhere) has its own
+median depth from the camera it was made from stand in for them (lyra_sim.physics.splat_collider: floaters
+left out, the scene's extent from what that view sees, its walls found there). Each proxy of an aligned world
+says how well it agrees with the picture (lyra_sim.physics.agreement); ``info["stage_seconds"]`` times the
+build.
 """
 
 from __future__ import annotations
@@ -547,7 +550,7 @@ def build_collision_proxy(
     ``extra_views`` are measured views (DepthView or (depth metres (H, W), K (3, 3), world_to_cam (4, 4)),
     e.g. the RGB-D input): each becomes a mesh of its depth layers (up to MEASURED_SHARE of
     ``triangle_budget``), kept as measured. Median depth is rendered from the Gaussians (``proxy_cameras``:
-    Lyra's trajectories and views from inside; floaters left out when no view was measured) and fused with
+    Lyra's trajectories and views from inside) and fused with
     the measured views in a TSDF of ``voxel_size`` (default: 1/160 of the scene extent); the fused mesh loses
     the triangles a measured surface already holds or a measured view saw through, and is cleaned (components
     under ``min_component_fraction`` of the triangles dropped, default MEASURED_MIN_COMPONENT beside measured
@@ -555,7 +558,10 @@ def build_collision_proxy(
     For an aligned world (lyra_sim.align) the floor is a box whose top is z = 0, and
     ``agreement`` adds ``info["agreement"]`` (lyra_sim.physics.agreement) and its one-line summary
     ``info["agreement_line"]``. ``wall_boxes``: the walls the completion found (lyra_sim.physics.walls) become
-    boxes of real thickness, replacing the triangles on their fronts.
+    boxes of real thickness, replacing the triangles on their fronts. Without ``extra_views`` the world's median
+    depth from its source camera, floaters left out, stands in for them (lyra_sim.physics.splat_collider;
+    ``info["floaters"]`` and ``info["source_views"]`` say what was dropped and used; the walls found in that view
+    become boxes).
     """
     extra_views = extra_views or []
     if isinstance(world, DynamicGaussianWorld):
