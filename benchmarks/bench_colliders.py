@@ -15,7 +15,7 @@ built in the same run from the same aligned world and measured views:
 - build time (wall seconds, agreement excluded; the process's CPU seconds and the load average beside it:
   the machine is shared) and triangles; AFTER's build stages; the agreement line.
 
-    python benchmarks/bench_colliders.py [--before REV] [--quick]   # writes its section of RESULTS.md
+    python benchmarks/bench_colliders.py [--before REV] [--quick | --splat-files]   # writes its section of RESULTS.md
 """
 
 from __future__ import annotations
@@ -343,6 +343,9 @@ def main() -> None:
                         help="320x240 only, no splat files, a section of its own")
     parser.add_argument("--example-only", action="store_true", help="only the bundled example (no RESULTS.md)")
     parser.add_argument("--convex", action="store_true", help="only the V-HACD parts against the trimesh")
+    parser.add_argument("--splat-files", action="store_true",
+                        help="only the scenes given as splat files (320x240 worlds without provenance), a section "
+                             "of its own")
     parser.add_argument("--build-time", action="store_true",
                         help="only this revision's build time per 640x480 frame (run it on a quiet machine)")
     args = parser.parse_args()
@@ -364,20 +367,22 @@ def main() -> None:
         ("before", lambda w, v: previous.build_collision_proxy(w, extra_views=v, progress=False)),
         ("after", lambda w, v: build_collision_proxy(w, extra_views=v, progress=False, agreement=False)),
     ]
-    example = bundled_example(builders)
+    example = [] if args.splat_files else bundled_example(builders)
     if args.example_only:
         return
-    sizes = ((320, 240),) if args.quick else ((320, 240), (640, 480))
+    sizes = ((320, 240),) if args.quick or args.splat_files else ((320, 240), (640, 480))
     rng = np.random.default_rng(0)
     rows = []
     for width, height in sizes:  # every scene at the small size first: partial runs still cover all scenes
         for name in BENCH_SCENES:
-            rows += bench_scene(name, width, height, (width, height) == sizes[0] and not args.quick, builders, rng)
+            rows += bench_scene(name, width, height, (width, height) == sizes[0] and not args.quick, builders, rng,
+                                rgbd=not args.splat_files)
             write_results(rows, example, args)
 
 
-def bench_scene(name, width, height, with_splat_file, builders, rng) -> list[dict]:
-    """BEFORE and AFTER rows of one scene at one size (and as a bare splat file)."""
+def bench_scene(name, width, height, with_splat_file, builders, rng, rgbd: bool = True) -> list[dict]:
+    """BEFORE and AFTER rows of one scene at one size from its RGB-D view (unless not ``rgbd``) and as a bare
+    splat file (``with_splat_file``)."""
     truth = collider_scene(name)
     origins, directions = robot_rays()
     t_true, normals, _ = truth.ray_test(origins, directions)
@@ -392,7 +397,7 @@ def bench_scene(name, width, height, with_splat_file, builders, rng) -> list[dic
     views = move_views([(depth, K, np.eye(4))], aligned.info["alignment"]["transform"])
     rays = (origins, directions, t_true, normals, valid)
     rows = evaluate(f"{name} {width}x{height}", aligned, views, truth, depth, K, cam_to_world, rays, seen,
-                    true_rest, starts, builders)
+                    true_rest, starts, builders) if rgbd else []
     if with_splat_file:  # the same scene as a splat file from elsewhere: no depth, no provenance
         with tempfile.TemporaryDirectory() as tmp:
             bare = world._replace(info={}, observed=None)
@@ -433,11 +438,14 @@ def write_results(rows: list[dict], example: list[str], args) -> None:
     if stages:
         lines += ["", "Build stages of AFTER (wall seconds): " + "; ".join(
             f"{r['scene']}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items()) for r in stages)]
-    lines += ["", "Bundled example (lyra_sim/data/tabletop_*; no ground truth, the agreement a user sees; picture: "
-              "benchmarks/colliders_tabletop.png = splats from a 0.9 m robot camera, then the BEFORE and AFTER "
-              "collider's depth from there, nearer = brighter, black = nothing within 4 m):", *example]
+    if example:
+        lines += ["", "Bundled example (lyra_sim/data/tabletop_*; no ground truth, the agreement a user sees; picture: "
+                  "benchmarks/colliders_tabletop.png = splats from a 0.9 m robot camera, then the BEFORE and AFTER "
+                  "collider's depth from there, nearer = brighter, black = nothing within 4 m):", *example]
     title = "Colliders against true bodies, 320x240 only (bench_colliders.py --quick)" if args.quick else \
         "Colliders against true bodies (bench_colliders.py)"
+    if args.splat_files:
+        title = "Colliders against true bodies, splat files only (bench_colliders.py --splat-files)"
     write_section(title, "\n".join(lines))
     print("\n".join(lines))
 

@@ -10,6 +10,7 @@ from lyra_sim.align import align_world
 from lyra_sim.physics import BulletScene, align_with_proxies, build_collision_proxy
 from lyra_sim.physics.aligned import is_aligned, move_views
 from lyra_sim.physics.proxy import fill_small_holes
+from lyra_sim.physics.raycast import cast_rays
 from lyra_sim.synthetic.gaussian_rooms import (
     BOX_MAX,
     BOX_MIN,
@@ -29,9 +30,14 @@ def aligned_room(box_offset=(0.0, 0.0), spacing=0.03):
     return align_world(view)
 
 
-def surface_samples(box_offset=(0.0, 0.0), spacing=0.01):
-    """Dense points on the true obstacle surfaces (walls and box), in the aligned frame."""
+def surface_samples(box_offset=(0.0, 0.0), spacing=0.01, wall_backs: bool = False):
+    """Dense points on the true obstacle surfaces (walls and box), in the aligned frame; with ``wall_backs`` also
+    on the backs of the walls as the collider's wall boxes have them (WALL_THICKNESS_M behind each front)."""
+    from lyra_sim.physics.walls import WALL_THICKNESS_M
+
     planes = room_surfaces(box_offset=box_offset)[1:]  # no floor: it is a plane in the proxy
+    if wall_backs:
+        planes += [(origin - WALL_THICKNESS_M * normal, u, v, normal) for origin, u, v, normal in planes[:4]]
     points = surfels_world(planes, spacing=spacing).means.numpy().astype(np.float64)
     return points - [0.3, 0.0, 0.0]
 
@@ -45,7 +51,7 @@ def room_proxy():
 def test_proxy_matches_the_room_geometry(room_proxy):
     _, proxy = room_proxy
     voxel = proxy.info["voxel_size"]
-    truth = cKDTree(surface_samples())
+    truth = cKDTree(surface_samples(wall_backs=True))  # the walls are boxes of real thickness
     vertices, faces = proxy.obstacle_mesh
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(faces))
     o3d.utility.random.seed(0)
@@ -87,7 +93,11 @@ def test_dynamic_world_gets_one_proxy_per_keyframe():
     for proxy, dy in zip(proxies, (0.0, 0.8), strict=True):
         vertices, _ = proxy.obstacle_mesh
         near_box = vertices[np.linalg.norm(vertices[:, :2] - box_centre[:2] - [0, dy], axis=1) < 0.45]
-        assert len(near_box) > 20 and near_box[:, 2].max() == pytest.approx(BOX_MAX[2], abs=0.05)
+        # The box's top where a ball would land on it (a world of 4 cm surfels: their discs reach past its edges).
+        top = 2.0 - cast_rays(proxy.vertices, proxy.faces, np.array([[box_centre[0], box_centre[1] + dy, 2.0]]),
+                              np.array([[0.0, 0.0, -1.0]]))[0]
+        assert len(near_box) > 20 and top == pytest.approx(BOX_MAX[2], abs=0.05)
+        assert near_box[:, 2].max() < BOX_MAX[2] + 0.1
 
 
 def test_fill_small_holes_closes_small_loops_only():
@@ -162,8 +172,11 @@ def test_room_height_is_respected(room_proxy):
     vertices, _ = proxy.obstacle_mesh
     # The TSDF surface may reach up to 3 voxels past an open edge (median depth puts the top row of wall splats at
     # their centres' depth, so it reaches the third grid plane: 1e-4 covers the float32 grid's rounding).
+    from lyra_sim.physics.walls import WALL_THICKNESS_M
+
     margin = 3 * proxy.info["voxel_size"] + 1e-4
     assert vertices[:, 2].max() <= ROOM_Z + margin
+    margin += WALL_THICKNESS_M  # the side walls are boxes of real thickness behind their fronts
     assert vertices[:, 1].min() >= ROOM_Y[0] - margin and vertices[:, 1].max() <= ROOM_Y[1] + margin
 
 

@@ -4,12 +4,15 @@ Measured depth first: each measured view (the RGB-D input, capture frames) becom
 (lyra_sim.physics.measured) whose edges stop at depth jumps. The splats fill in what no depth frame saw: the
 MEDIAN depth (where transmittance crosses 0.5, so soft edges give the front or the back surface, never a
 surface floating between them) of the Gaussians the measured views do not explain (invented ones, thin
-edges; without measured views all but the floaters, lyra_sim.physics.floaters) is rendered from many virtual
+edges) is rendered from many virtual
 cameras and fused in a TSDF (lyra_sim.geometry.tsdf) with the measured views; fused triangles lying on a
 measured surface and facing the same way are dropped (the measurement is kept instead). The floor of an
 aligned world is a box of real thickness whose top is z = 0, the walls the completion found are boxes too
-(lyra_sim.physics.walls). Each proxy of an aligned world says how well it agrees with the picture
-(lyra_sim.physics.agreement); ``info["stage_seconds"]`` times the build.
+(lyra_sim.physics.walls). A world that came without measured views (a splat file from elsewhere) has its own
+median depth from the camera it was made from stand in for them (lyra_sim.physics.splat_collider: floaters
+left out, the scene's extent from what that view sees, its walls found there). Each proxy of an aligned world
+says how well it agrees with the picture (lyra_sim.physics.agreement); ``info["stage_seconds"]`` times the
+build.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from lyra_sim.geometry.tsdf import TRUNCATION_VOXELS, DepthView, fuse_views, sur
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.physics.floaters import find_floaters
 from lyra_sim.physics.measured import depth_mesh, seen_through
+from lyra_sim.physics.splat_collider import evidence_info, splat_evidence
 from lyra_sim.physics.walls import WALL_THICKNESS_M, WallBox, on_walls, wall_box, wall_planes
 from lyra_sim.rendering.cpu import median_depth_cpu
 from lyra_sim.trajectories import lyra_trajectories
@@ -421,9 +425,10 @@ class _Stages:
         self._last = now
 
 
-def _wall_boxes(world: GaussianWorld, views: list[DepthView], voxel: float) -> list[WallBox]:
-    """Boxes of the completion's walls (lyra_sim.physics.walls) from all the world's Gaussians."""
-    planes = wall_planes(world)
+def _wall_boxes(world: GaussianWorld, views: list[DepthView], voxel: float,
+                planes: list | None = None) -> list[WallBox]:
+    """Boxes of the completion's walls (lyra_sim.physics.walls; or of ``planes``) from all the world's Gaussians."""
+    planes = wall_planes(world) if planes is None else planes
     if not planes:
         return []
     means = world.means.detach().cpu().numpy().astype(np.float64)
@@ -439,15 +444,23 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     if len(world) == 0:
         raise WorldError("build_collision_proxy: the world is empty")
     start = time.perf_counter()
-    core = _core_means(world)
+    views = [_as_depth_view(v) for v in extra_views]
+    # A world that came without measured depth: its median depth from the view it was made for stands in for the
+    # measurement (lyra_sim.physics.splat_collider), floaters left out; None when that view sees nothing.
+    evidence = None if views else splat_evidence(world)
+    if evidence is not None:
+        views = evidence.views
+    core = _core_means(world) if evidence is None else evidence.core_means
     voxel = voxel_size or default_voxel_size(world, core)
-    frames = TRAJECTORY_FRAMES if extra_views else UNMEASURED_TRAJECTORY_FRAMES
+    frames = TRAJECTORY_FRAMES if views else UNMEASURED_TRAJECTORY_FRAMES
     cameras = cameras if cameras is not None else proxy_cameras(world, core_means=core, frames=frames)
     means = world.means.detach()
     lo, hi = means.amin(dim=0), means.amax(dim=0)  # (torch.quantile at 0 and 1 costs ~0.2 s per call here)
     far = float(np.linalg.norm(core.max(axis=0) - core.min(axis=0))) * 1.5  # completed surfaces farther out: not fused
-    views = [_as_depth_view(v) for v in extra_views]
-    rendered, floaters = _collider_world(world, views, voxel)
+    if evidence is None:
+        rendered, floaters = _collider_world(world, views, voxel)
+    else:
+        rendered, floaters = _collider_world(evidence.solid, views, voxel)[0], evidence.floaters.as_dict()
     stages = _Stages(start)
     stages.lap("setup")
     measured_budget = int(MEASURED_SHARE * triangle_budget) if views else 0
@@ -458,7 +471,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     stages.lap("measured_mesh")
     rendered_views = list(_depth_views(rendered, cameras, progress)) if rendered is not None else []
     stages.lap("render")
-    mesh = fuse_depth(rendered_views + views, voxel, far, MEASURED_TRUNCATION_VOXELS if views else TRUNCATION_VOXELS)
+    measured = bool(views) and evidence is None  # depth a camera measured, not a splat file's own render
+    mesh = fuse_depth(rendered_views + views, voxel, far, MEASURED_TRUNCATION_VOXELS if measured else TRUNCATION_VOXELS)
     stages.lap("fuse")
     mesh.remove_triangles_by_mask(_duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel)
                                   | _in_measured_free_space(mesh, views, FREE_SPACE_VOXELS * voxel))
@@ -477,14 +491,21 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
             corners = m_vertices[m_faces]
             normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
             upright = np.abs(normals[:, 2]) < FLOOR_NORMAL_Z * np.linalg.norm(normals, axis=1)
-            in_band = (np.abs(corners[:, :, 2] - floor_z) < MEASURED_FLOOR_VOXELS * voxel).all(axis=1)
+            # a splat file's source view stands in for a measurement: its floor pixels were snapped onto the
+            # plane, the wider band of the fused floor applies (as measured in bench_colliders --splat-files)
+            floor_band = band if evidence is not None else MEASURED_FLOOR_VOXELS * voxel
+            in_band = (np.abs(corners[:, :, 2] - floor_z) < floor_band).all(axis=1)
             m_faces = m_faces[~(in_band & ~upright)]
-    walls = _wall_boxes(world, views, voxel) if wall_boxes and _is_aligned(world) else []
+    planes = None if evidence is None else evidence.wall_planes
+    walls = _wall_boxes(world, views, voxel, planes) if wall_boxes and _is_aligned(world) else []
     if walls:  # the walls become boxes: the triangles on their fronts go (before decimation: less to decimate)
         mesh.remove_triangles_by_mask(on_walls(walls, np.asarray(mesh.vertices), np.asarray(mesh.triangles)))
         mesh.remove_unreferenced_vertices()
         m_faces = m_faces[~on_walls(walls, m_vertices, m_faces)]
     stages.lap("walls")
+    boxes = sum(len(wall.faces) for wall in walls) + (FLOOR_BOX_TRIANGLES if floor_z is not None else 0)
+    if evidence is not None:  # walls found in the source view: their boxes come out of the budget first
+        measured_budget = min(measured_budget, int(MEASURED_SHARE * max(triangle_budget - boxes, 0)))
     if len(m_faces) > measured_budget:
         m_vertices, m_faces = _decimated(m_vertices, m_faces, measured_budget)
     stages.lap("filter_decimate_measured")
@@ -493,7 +514,6 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     # objects (median depth keeps a shelf board a piece of its own: FUSED_MIN_COMPONENT).
     if min_component_fraction is None:
         min_component_fraction = MEASURED_MIN_COMPONENT if views else FUSED_MIN_COMPONENT
-    boxes = sum(len(wall.faces) for wall in walls) + (FLOOR_BOX_TRIANGLES if floor_z is not None else 0)
     mesh = clean_mesh(mesh, voxel, max(triangle_budget - len(m_faces) - boxes, 2), min_component_fraction)
     stages.lap("clean_fused")
     vertices, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
@@ -516,6 +536,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
             "build_seconds": time.perf_counter() - start, "stage_seconds": stages.seconds}
     if floaters is not None:
         info["floaters"] = floaters
+    if evidence is not None:
+        info["source_views"] = evidence_info(evidence)
     proxy = CollisionMesh(vertices, faces, obstacle_faces, floor_z, info)
     if agreement and _is_aligned(world):
         from lyra_sim.physics.agreement import collider_agreement
@@ -543,7 +565,7 @@ def build_collision_proxy(
     ``extra_views`` are measured views (DepthView or (depth metres (H, W), K (3, 3), world_to_cam (4, 4)),
     e.g. the RGB-D input): each becomes a mesh of its depth layers (up to MEASURED_SHARE of
     ``triangle_budget``), kept as measured. Median depth is rendered from the Gaussians (``proxy_cameras``:
-    Lyra's trajectories and views from inside; floaters left out when no view was measured) and fused with
+    Lyra's trajectories and views from inside) and fused with
     the measured views in a TSDF of ``voxel_size`` (default: 1/160 of the scene extent); the fused mesh loses
     the triangles a measured surface already holds or a measured view saw through, and is cleaned (components
     under ``min_component_fraction`` of the triangles dropped, default MEASURED_MIN_COMPONENT beside measured
@@ -551,7 +573,10 @@ def build_collision_proxy(
     For an aligned world (lyra_sim.align) the floor is a box whose top is z = 0, and
     ``agreement`` adds ``info["agreement"]`` (lyra_sim.physics.agreement) and its one-line summary
     ``info["agreement_line"]``. ``wall_boxes``: the walls the completion found (lyra_sim.physics.walls) become
-    boxes of real thickness, replacing the triangles on their fronts.
+    boxes of real thickness, replacing the triangles on their fronts. Without ``extra_views`` the world's median
+    depth from its source camera, floaters left out, stands in for them (lyra_sim.physics.splat_collider;
+    ``info["floaters"]`` and ``info["source_views"]`` say what was dropped and used; the walls found in that view
+    become boxes).
     """
     extra_views = extra_views or []
     if isinstance(world, DynamicGaussianWorld):
