@@ -39,7 +39,7 @@ from lyra_sim.trajectories import LYRA_TRAJECTORIES, LYRA_VIEW_ORDER, lyra_traje
 p = import_pybullet()  # without its build-time banner
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE_OPTIONS = CompletionOptions(backdrop=False, seams=False, smooth_backs=False, plane_texture="mirror")  # issue 11
-MIRROR_OPTIONS = CompletionOptions(plane_texture="mirror")  # issue 24's first round: mirror-tiled plane texture
+ROUND2_OPTIONS = CompletionOptions(plane_texture="quilt")  # issue 24's second round: quilted plane texture
 NEAR, FAR, VFOV = 0.05, 60.0, 50.0
 SIZES = ((160, 120), (640, 480))
 ROBOT_EYE_HEIGHT = 0.5
@@ -173,7 +173,7 @@ def main() -> None:
             t0, c0 = time.perf_counter(), time.process_time()
             world_after = generate_world(rgb, depth=depth, intrinsics=K)
             t_after, c_after = time.perf_counter() - t0, time.process_time() - c0
-            world_mirror = generate_world(rgb, depth=depth, intrinsics=K, completion=MIRROR_OPTIONS)
+            world_mirror = generate_world(rgb, depth=depth, intrinsics=K, completion=ROUND2_OPTIONS)
             timings.append((scene_name, f"{width}x{height}", t_before, t_after, c_before, c_after, len(world_before),
                             len(world_after), int((~world_after.observed).sum())))
             scale = float(np.median(depth[depth > 0]))
@@ -189,7 +189,7 @@ def main() -> None:
                                            background)
                 rows.append((scene_name, f"{width}x{height}", view_name, cov_b, psnr_b, cov_a, psnr_a, psnr_m))
                 print(f"{scene_name:12s} {width}x{height} {view_name:16s} coverage {cov_b:.3f} -> {cov_a:.3f}  "
-                      f"PSNR {psnr_b:5.1f} -> mirror {psnr_m:5.1f} -> quilt {psnr_a:5.1f} dB", flush=True)
+                      f"PSNR {psnr_b:5.1f} -> round2 {psnr_m:5.1f} -> after {psnr_a:5.1f} dB", flush=True)
                 if width == 160:
                     panels.append(np.concatenate([truth_rgb, img_b, img_m, img_a], axis=0))
             if panels:

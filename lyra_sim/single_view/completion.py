@@ -64,7 +64,8 @@ class CompletionOptions:
     and walls get an underlay (``plane_underlay``), so grazing robot views find no gaps along corners.
     ``smooth_backs``: object backs and sides in the object's low-passed colours (``backs.object_backs``).
     ``plane_texture``: how unseen floor and walls beyond the seen texture are coloured (``planes.PlaneTexture``'s
-    synthesis: "quilt", image quilting from the seen texture, or "mirror", its largest seen patch mirror-tiled).
+    synthesis: "periodic", the seen texture's lattice continued in phase where it has one, else "quilt", image
+    quilting from the seen texture, or "mirror", its largest seen patch mirror-tiled).
     """
 
     floor: bool = True
@@ -74,7 +75,7 @@ class CompletionOptions:
     backdrop: bool = True
     seams: bool = True
     smooth_backs: bool = True
-    plane_texture: str = "quilt"
+    plane_texture: str = "periodic"
     floor_radius: float | None = None
     baseline: float | None = None
     max_thickness: float | None = None
