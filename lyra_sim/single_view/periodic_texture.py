@@ -22,6 +22,8 @@ MIN_EXPLAINED = 0.2  # share of the seen texture's variance the periodic model m
 MIN_PERIOD_CELLS = 3.0  # shorter periods are noise or the cell grid itself
 MAX_HARMONIC = 6  # multiples of a lattice vector used to refine it
 MAX_CANDIDATES = 6  # the shortest correlation peaks tried as lattice vectors
+OUTLIER_MIN = 0.08  # a seen cell this far (RGB distance) from its phase's mean colour may be an outlier ...
+OUTLIER_FACTOR = 3.0  # ... when it is also this many times the median distance
 AREA_SLACK = 0.05  # a lattice cell may explain this much less variance than the best and still win by being smaller
 
 
@@ -191,5 +193,11 @@ def find_lattice(grid: np.ndarray, seen: np.ndarray) -> Lattice | None:
     shape = np.maximum(np.rint(np.linalg.norm(basis, axis=1)).astype(int), 2)
     positions = np.argwhere(seen).astype(np.float64)
     bins = np.minimum((np.mod(positions @ np.linalg.inv(basis), 1.0) * shape).astype(np.int64), shape - 1)
-    cell = _mean_by_phase(grid[seen].astype(np.float64), bins, shape).astype(np.float32)
-    return Lattice(basis, cell, explained)
+    colours = grid[seen].astype(np.float64)
+    cell = _mean_by_phase(colours, bins, shape)
+    # Seen cells that are no floor (the foot of an object within the floor band) would print specks of the object
+    # in every period: cells far from their phase's mean are left out and the means taken again.
+    residual = np.linalg.norm(colours - cell[bins[:, 0], bins[:, 1]], axis=1)
+    inliers = residual <= max(OUTLIER_MIN, OUTLIER_FACTOR * float(np.median(residual)))
+    cell = _mean_by_phase(colours[inliers], bins[inliers], shape)
+    return Lattice(basis, cell.astype(np.float32), explained)

@@ -163,6 +163,25 @@ class PlaneTexture:
                 # Greedy overlap matching drifts towards the sample's easiest-to-continue parts (a shading
                 # gradient across the patch ends up at one extreme): keep the patch's mean colour.
                 self.tile = np.clip(tile + (self.tile.mean(axis=(0, 1)) - tile.mean(axis=(0, 1))), 0.0, 1.0)
+                if synthesis == "periodic" and (~seen).any():
+                    self._texture_holes(~seen, sigma=float(block))
+
+    def _texture_holes(self, holes: np.ndarray, sigma: float) -> None:
+        """Unseen cells inside the grid: the inpainting's low frequencies (the local mean colour, shading) plus the
+        quilted texture's high frequencies there (its detail, where Telea alone leaves a smooth blur)."""
+        from scipy import ndimage
+
+        texture = self._tiled(np.argwhere(np.ones(holes.shape, bool))).reshape(self.grid.shape)
+        low = ndimage.gaussian_filter(self.grid, (sigma, sigma, 0))
+        detail = texture - ndimage.gaussian_filter(texture, (sigma, sigma, 0), mode="mirror")
+        self.grid[holes] = np.clip(low[holes] + detail[holes], 0.0, 1.0)
+
+    def _tiled(self, idx: np.ndarray) -> np.ndarray:
+        """The mirror-tiled texture tile at grid indices (M, 2)."""
+        size = np.array(self.tile.shape[:2])
+        wrapped = np.mod(idx, 2 * size)
+        mirrored = np.where(wrapped >= size, 2 * size - 1 - wrapped, wrapped)
+        return self.tile[mirrored[:, 0], mirrored[:, 1]]
 
     @property
     def method(self) -> str:
@@ -187,10 +206,7 @@ class PlaneTexture:
         elif self.tile is None:
             out[outside] = self.mean
         else:
-            size = np.array(self.tile.shape[:2])
-            wrapped = np.mod(idx[outside], 2 * size)
-            mirrored = np.where(wrapped >= size, 2 * size - 1 - wrapped, wrapped)
-            out[outside] = self.tile[mirrored[:, 0], mirrored[:, 1]]
+            out[outside] = self._tiled(idx[outside])
         return out
 
 
