@@ -251,11 +251,11 @@ class WallExtent:
 
 
 def _ends_record(wall, extent: WallExtent, frame: FloorFrame) -> dict:
-    """The ``wall_planes`` record's ends: floor points (camera frame) at both ends and whether each was seen."""
-    if not np.isfinite([extent.low, extent.high]).all():
-        return {}
+    """The ``wall_planes`` record's ends: the floor point (camera frame) at each end of the completed wall, None
+    where it runs on to the floor's edge, and whether the camera saw each end."""
     foot = -wall.offset * wall.normal
-    ends = [frame.to_camera((foot + s_end * wall.along())[None])[0].tolist() for s_end in (extent.low, extent.high)]
+    ends = [frame.to_camera((foot + s_end * wall.along())[None])[0].tolist() if np.isfinite(s_end) else None
+            for s_end in (extent.low, extent.high)]
     return {"ends": ends, "ends_seen": [extent.low_seen, extent.high_seen]}
 
 
@@ -356,7 +356,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             report["walls"] = len(kept)
             # The planes themselves, in the world's (camera) frame: normal . p + offset = 0, normal towards the
             # camera; top: the wall's height above the floor (the collider makes them boxes, lyra_sim.physics).
-            # ends: the wall's two ends on the floor (camera frame; absent where it runs to the floor's edge) and
+            # ends: the wall's two ends on the floor (camera frame; None where it runs on to the floor's edge) and
             # whether the camera saw each (seen: it ends there; else it continues wall_margin past the seen part).
             report["wall_planes"] = [{"normal": (frame.rotation.T @ wall.normal).tolist(), "offset": float(wall.offset),
                                       "top": float(top), **_ends_record(wall, extent, frame)}

@@ -22,6 +22,8 @@ MIN_EXPLAINED = 0.2  # share of the seen texture's variance the periodic model m
 MIN_PERIOD_CELLS = 3.0  # shorter periods are noise or the cell grid itself
 MAX_HARMONIC = 6  # multiples of a lattice vector used to refine it
 MAX_CANDIDATES = 6  # the shortest correlation peaks tried as lattice vectors
+PHASE_BINS = 1.0  # phase bins per grid cell along a lattice vector (2 blurred the benchmark's checker: noisier) ...
+MAX_PHASE_BINS = 128  # ... up to this many
 OUTLIER_MIN = 0.08  # a seen cell this far (RGB distance) from its phase's mean colour may be an outlier ...
 OUTLIER_FACTOR = 3.0  # ... when it is also this many times the median distance
 AREA_SLACK = 0.05  # a lattice cell may explain this much less variance than the best and still win by being smaller
@@ -98,6 +100,11 @@ def _refine(r: np.ndarray, centre: np.ndarray, vector: np.ndarray, valid: np.nda
     return (ks_arr[:, None] * np.array(peaks)).sum(axis=0) / (ks_arr**2).sum()
 
 
+def _phase_shape(basis: np.ndarray, per_cell: float = PHASE_BINS) -> np.ndarray:
+    """Phase bins along each lattice vector: ``per_cell`` per grid cell of its length, at most MAX_PHASE_BINS."""
+    return np.clip(np.rint(per_cell * np.linalg.norm(basis, axis=1)), 2, MAX_PHASE_BINS).astype(int)
+
+
 def _mean_by_phase(colours: np.ndarray, bins: np.ndarray, shape: np.ndarray) -> np.ndarray:
     """Mean colour (n_a, n_b, C) of ``colours`` (M, C) per phase bin (M, 2); a bin without samples takes its
     nearest filled bin's (cyclically: the cell tiles the plane)."""
@@ -119,7 +126,7 @@ def _phase_cell(grid: np.ndarray, seen: np.ndarray, basis: np.ndarray) -> tuple[
     periodic model predicts across periods: each lattice cell's colours are predicted from the cells of the
     other parity (a checkerboard split of the periods), so a model that only memorises the seen texture
     (a cell as large as the seen region) explains nothing."""
-    shape = np.maximum(np.rint(np.linalg.norm(basis, axis=1)).astype(int), 2)
+    shape = _phase_shape(basis)
     positions = np.argwhere(seen).astype(np.float64)
     colours = grid[seen].astype(np.float64)
     lattice_coords = positions @ np.linalg.inv(basis)
@@ -190,7 +197,7 @@ def find_lattice(grid: np.ndarray, seen: np.ndarray) -> Lattice | None:
     if explained < MIN_EXPLAINED:
         return None
     basis = factor * np.stack([first, second])
-    shape = np.maximum(np.rint(np.linalg.norm(basis, axis=1)).astype(int), 2)
+    shape = _phase_shape(basis)
     positions = np.argwhere(seen).astype(np.float64)
     bins = np.minimum((np.mod(positions @ np.linalg.inv(basis), 1.0) * shape).astype(np.int64), shape - 1)
     colours = grid[seen].astype(np.float64)
