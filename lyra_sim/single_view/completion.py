@@ -3,7 +3,8 @@
 Added as Gaussians with ``observed = False`` (the input camera's OpenCV frame):
 1. the floor, found by ``lyra_sim.align``'s RANSAC, as a textured plane out to ``floor_radius`` (under
    objects and beyond the image), its colour synthesised from the seen floor (``planes.PlaneTexture``);
-2. walls (vertical planes open3d's RANSAC finds) continued sideways and up, also textured;
+2. walls (vertical planes open3d's RANSAC finds) continued sideways and up, also textured; a wall ends just past
+   an end the camera sees past (``CompletionOptions.wall_margin`` for the ends the image cuts off);
 3. background layers behind occlusion edges (``backs.back_layers``);
 4. closed backs and sides of objects (``backs.object_backs``);
 5. a far backdrop: a sphere just beyond the floor's edge, coloured like the top of the image above the horizon
@@ -30,6 +31,7 @@ from lyra_sim.single_view.planes import (
     TEXTURE_SYNTHESES,
     FloorFrame,
     PlaneTexture,
+    Wall,
     find_floor_frame,
     find_walls,
     graded_grid,
@@ -250,7 +252,7 @@ class WallExtent:
     high_seen: bool
 
 
-def _ends_record(wall, extent: WallExtent, frame: FloorFrame) -> dict:
+def _ends_record(wall: Wall, extent: WallExtent, frame: FloorFrame) -> dict:
     """The ``wall_planes`` record's ends: the floor point (camera frame) at each end of the completed wall, None
     where it runs on to the floor's edge, and whether the camera saw each end."""
     foot = -wall.offset * wall.normal
@@ -259,7 +261,7 @@ def _ends_record(wall, extent: WallExtent, frame: FloorFrame) -> dict:
     return {"ends": ends, "ends_seen": [extent.low_seen, extent.high_seen]}
 
 
-def _end_seen(wall, s_end: float, direction: float, top: float, frame: FloorFrame, K: np.ndarray,
+def _end_seen(wall: Wall, s_end: float, direction: float, top: float, frame: FloorFrame, K: np.ndarray,
               depth: np.ndarray, step: float) -> bool:
     """Whether the input view sees past the wall just beyond its seen end ``s_end`` (``direction`` +1 or -1 along
     it): at most of END_PROBES heights on the wall ``step`` past the end, inside the image, the camera saw something
@@ -280,7 +282,7 @@ def _end_seen(wall, s_end: float, direction: float, top: float, frame: FloorFram
     return bool((seen > 1.05 * z[inside] + step).mean() >= 0.5)
 
 
-def _wall_extent(wall, q_inliers: np.ndarray, top: float, frame: FloorFrame, K: np.ndarray, depth: np.ndarray,
+def _wall_extent(wall: Wall, q_inliers: np.ndarray, top: float, frame: FloorFrame, K: np.ndarray, depth: np.ndarray,
                  step: float, margin: float | None) -> WallExtent:
     """How far a wall is continued: ``step`` past a seen end, ``margin`` past an unseen one (None: without end)."""
     s = (q_inliers - (-wall.offset * wall.normal)) @ wall.along()
