@@ -156,7 +156,12 @@ def metrics(world, input_w2c, w2c, K, width, height, truth_rgb, truth_depth, bac
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="160x120 only, print figures, write nothing")
+    parser.add_argument("--timing", type=int, metavar="N", default=0,
+                        help="only time ROUND 2 against AFTER at 640x480, N times each, interleaved")
     args = parser.parse_args()
+    if args.timing:
+        time_generation(args.timing)
+        return
     sizes = SIZES[:1] if args.quick else SIZES
     rows, timings, sheets = [], [], {}
     out_dir = ROOT / "out" / "bench_completeness"
@@ -218,6 +223,54 @@ def main() -> None:
         write_results(rows, timings)
 
 
+def input_frame(scene_name: str, width: int, height: int):
+    """The scene's input RGB, depth and intrinsics (PyBullet, as in the main run)."""
+    client = p.connect(p.DIRECT)
+    p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
+    eye, target = SCENES[scene_name](client)
+    for _ in range(10):
+        p.stepSimulation(physicsClientId=client)
+    K = intrinsics(width, height)
+    rgb, depth = bullet_render(client, look_at_matrix(eye, target, up=(0, 0, 1)).double().numpy(), width, height)
+    p.disconnect(client)
+    return rgb, depth, K
+
+
+def time_generation(repeats: int) -> None:
+    """CPU and wall time of ROUND 2 and AFTER generation at 640x480, ``repeats`` times each, interleaved (the
+    machine is shared: both see the same load); medians, and AFTER / ROUND 2 per scene."""
+    width, height = SIZES[-1]
+    lines = ["| scene | CPU round 2 | CPU after | after / round 2 (CPU) | wall round 2 | wall after |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    ratios = []
+    for scene_name in SCENES:
+        rgb, depth, K = input_frame(scene_name, width, height)
+        generate_world(rgb, depth=depth, intrinsics=K)  # warm: numba's renderer, open3d, cv2
+        cpu, wall = {"round2": [], "after": []}, {"round2": [], "after": []}
+        for _ in range(repeats):
+            for key, options in (("round2", ROUND2_OPTIONS), ("after", None)):
+                t0, c0 = time.perf_counter(), time.process_time()
+                generate_world(rgb, depth=depth, intrinsics=K, completion=options)
+                wall[key].append(time.perf_counter() - t0)
+                cpu[key].append(time.process_time() - c0)
+        c_r, c_a = float(np.median(cpu["round2"])), float(np.median(cpu["after"]))
+        ratios.append(c_a / c_r)
+        print(f"{scene_name:12s} CPU round 2 {c_r:.2f} s, after {c_a:.2f} s ({c_a / c_r:.2f}x)", flush=True)
+        lines.append(f"| {scene_name} | {c_r:.2f} s | {c_a:.2f} s | {c_a / c_r:.2f} | "
+                     f"{np.median(wall['round2']):.2f} s | {np.median(wall['after']):.2f} s |")
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
+    body = f"""Measured {datetime.date.today()} by `python benchmarks/bench_completeness.py --timing {repeats}`:
+`generate_world` from each scene's 640x480 RGB-D frame, ROUND 2 (`CompletionOptions(plane_texture="quilt",
+wall_min_width=1.0)`) and AFTER (today's defaults) {repeats} times each, interleaved, medians; CPU = this
+process's user + system time (2 torch threads). Load average {' '.join(load)} (a shared 2-core machine).
+
+{chr(10).join(lines)}
+
+AFTER / ROUND 2 CPU time, mean over scenes: {np.mean(ratios):.2f} (issue 24: within 10 %)."""
+    path = write_section("Completeness generation time (round 2 against today)", body)
+    print(f"wrote {path}")
+
+
 def write_results(rows, timings) -> None:
     def mean(values):
         return float(np.mean(values)) if values else float("nan")
@@ -254,6 +307,9 @@ def write_results(rows, timings) -> None:
         timing.append(f"| {scene} | {size} | {tb:.2f} s | {tr:.2f} s | {ta:.2f} s | {cb:.2f} s | {cr:.2f} s | "
                       f"{ca:.2f} s | {nb:,} | {na:,} ({nc:,}) |")
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
+    summary = (f"mean PSNR {mean([r[6] for r in novel_all]):.2f} dB (BEFORE {mean([r[4] for r in novel_all]):.2f} dB, "
+               f"ROUND 2 {mean([r[7] for r in novel_all]):.2f} dB), mean SSIM {mean([r[10] for r in novel_all]):.3f} "
+               f"(BEFORE {mean([r[8] for r in novel_all]):.3f}, ROUND 2 {mean([r[9] for r in novel_all]):.3f})")
     body = f"""Measured {datetime.date.today()} on {platform.machine()}, {torch.get_num_threads()} torch threads, by
 `python benchmarks/bench_completeness.py`, in one run: BEFORE = `generate_world` with issue 11's completion
 (`CompletionOptions(backdrop=False, seams=False, smooth_backs=False, plane_texture="mirror", wall_min_width=1.0)`:
@@ -274,11 +330,8 @@ AlexNet/VGG weights, a download this machine does not make). Contact sheets (tru
 
 {chr(10).join(lines)}
 
-All novel views, all scenes and sizes: mean coverage {mean([r[5] for r in novel_all]):.3f}, mean PSNR
-{mean([r[6] for r in novel_all]):.2f} dB (BEFORE {mean([r[4] for r in novel_all]):.2f} dB, ROUND 2
-{mean([r[7] for r in novel_all]):.2f} dB), mean SSIM {mean([r[10] for r in novel_all]):.3f} (BEFORE
-{mean([r[8] for r in novel_all]):.3f}, ROUND 2 {mean([r[9] for r in novel_all]):.3f}). Per view (mean over scenes
-and sizes):
+All novel views, all scenes and sizes: mean coverage {mean([r[5] for r in novel_all]):.3f}, {summary}.
+Per view (mean over scenes and sizes):
 
 {chr(10).join(per_view)}
 

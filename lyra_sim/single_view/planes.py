@@ -167,21 +167,21 @@ class PlaneTexture:
                     self._texture_holes(~seen, sigma=float(block))
 
     def _texture_holes(self, holes: np.ndarray, sigma: float) -> None:
-        """Unseen cells inside the grid: the inpainting's low frequencies (the local mean colour, shading) plus the
-        quilted texture's high frequencies there (its detail, where Telea alone leaves a smooth blur)."""
+        """Unseen cells inside the grid: the inpainting (the local mean colour, shading) plus the quilted
+        texture's detail there (its high frequencies, where Telea alone leaves a smooth blur). The tile is
+        mirror-tiled, so its low-pass is the tile's own with reflected borders (scipy's "reflect")."""
         from scipy import ndimage
 
-        texture = self._tiled(np.argwhere(np.ones(holes.shape, bool))).reshape(self.grid.shape)
-        low = ndimage.gaussian_filter(self.grid, (sigma, sigma, 0))
-        detail = texture - ndimage.gaussian_filter(texture, (sigma, sigma, 0), mode="mirror")
-        self.grid[holes] = np.clip(low[holes] + detail[holes], 0.0, 1.0)
+        detail = self.tile - ndimage.gaussian_filter(self.tile, (sigma, sigma, 0), mode="reflect")
+        self.grid[holes] = np.clip(self.grid[holes] + self._tiled(np.argwhere(holes), detail), 0.0, 1.0)
 
-    def _tiled(self, idx: np.ndarray) -> np.ndarray:
-        """The mirror-tiled texture tile at grid indices (M, 2)."""
-        size = np.array(self.tile.shape[:2])
+    def _tiled(self, idx: np.ndarray, tile: np.ndarray | None = None) -> np.ndarray:
+        """The mirror-tiled texture tile (or another ``tile`` of its shape) at grid indices (M, 2)."""
+        tile = self.tile if tile is None else tile
+        size = np.array(tile.shape[:2])
         wrapped = np.mod(idx, 2 * size)
         mirrored = np.where(wrapped >= size, 2 * size - 1 - wrapped, wrapped)
-        return self.tile[mirrored[:, 0], mirrored[:, 1]]
+        return tile[mirrored[:, 0], mirrored[:, 1]]
 
     @property
     def method(self) -> str:
