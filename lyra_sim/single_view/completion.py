@@ -47,6 +47,8 @@ UNDERLAY_STEPS = 2.0  # seen floor and walls get an underlay this many neighbour
 UNDERLAY_DEPTH = 0.005  # ... plus this fraction of their depth
 UNDERLAY_SIGMA = 0.7  # ... of surfels this wide (std in pixel footprints; the lift's are 0.45)
 UNDERLAY_CLEARANCE_PX = 3  # ... at least this many pixels from an object (it would draw over the object's edge)
+TEXTURE_CLEARANCE_PX = 2  # the floor's texture sample keeps this many pixels from objects ...
+TEXTURE_MIN_UP = 0.9  # ... and its normals within 26 deg of the floor's
 END_PROBES = 8  # heights on a wall probed just past its seen end (does the camera see past it?)
 BACKDROP_STEP_DEG = 3.0  # angular spacing of the backdrop sphere's Gaussians
 BACKDROP_BEYOND = 1.02  # the sphere's radius, in floor radii (just behind the floor's edge)
@@ -378,7 +380,15 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             return out
 
         if options.floor and len(seen_floor) >= 16:
-            texture = PlaneTexture(seen_floor[:, :2], rgb[floor_mask], cell=2 * float(np.median(footprint)),
+            sample = floor_mask
+            if options.plane_texture == "periodic":
+                # The sample leaves out the floor band's pixels next to objects or not facing up: an object's foot
+                # within the band would print a speck of the object in every period of a periodic floor.
+                up = (normals.reshape(-1, 3) @ frame.rotation.T)[:, 2].reshape(h, w)
+                clear = (floor_mask & (np.abs(up) > TEXTURE_MIN_UP)
+                         & ~ndimage.binary_dilation(~plane_mask, iterations=TEXTURE_CLEARANCE_PX))
+                sample = clear if clear.sum() >= 16 else floor_mask
+            texture = PlaneTexture(q[sample][:, :2], rgb[sample], cell=2 * float(np.median(footprint)),
                                    synthesis=options.plane_texture)
             xy, spacing = graded_grid(inner=cam_h, radius=radius, per_side=per_side)
             floor, area = _plane_surfels(frame, xy, spacing, lambda c: np.column_stack([c, np.zeros(len(c))]),
