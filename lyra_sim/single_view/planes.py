@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from lyra_sim.align import find_floor, floor_rotation
+from lyra_sim.single_view.periodic_texture import find_lattice
 from lyra_sim.single_view.quilting import quilt
 from lyra_sim.world import GaussianWorld
 
-TEXTURE_SYNTHESES = ("quilt", "mirror")
+TEXTURE_SYNTHESES = ("periodic", "quilt", "mirror")
 QUILT_SIZE = 3  # the quilted tile's side, in sample patches
 QUILT_BLOCK_DIVISOR = 3  # quilting blocks are a third of the sample patch's side
 
@@ -111,16 +112,18 @@ def find_walls(points: np.ndarray, threshold: float, min_fraction: float = 0.04,
 class PlaneTexture:
     """Colour of a plane at 2D coordinates, synthesised from the seen part of it.
 
-    Seen colours are binned on a grid of ``cell``; inside the seen region's bounding box, unseen cells
-    are inpainted (OpenCV Telea) from the seen ones; outside it, the largest fully seen square patch is the
-    sample of a texture tiled with mirror reflections (no seams at the mirror lines): with
-    ``synthesis="quilt"`` (default) a tile QUILT_SIZE times the patch quilted from it (``quilting.quilt``:
-    the texture continues across the patch's edges, repeating only every two tiles), with ``"mirror"`` the
-    patch itself. Too little seen texture falls back to its mean colour.
+    Seen colours are binned on a grid of ``cell``. With ``synthesis="periodic"`` (default) a seen texture
+    with a 2D lattice (tiles, a checker: ``periodic_texture.find_lattice``) continues in phase at every unseen
+    point, under objects and beyond the image. Otherwise (and with ``"quilt"`` or ``"mirror"``), inside the
+    seen region's bounding box unseen cells are inpainted (OpenCV Telea) from the seen ones; outside it, the
+    largest fully seen square patch is the sample of a texture tiled with mirror reflections (no seams at the
+    mirror lines): a tile QUILT_SIZE times the patch quilted from it (``quilting.quilt``: the texture
+    continues across the patch's edges, repeating only every two tiles), or with ``"mirror"`` the patch
+    itself. Too little seen texture falls back to its mean colour.
     """
 
     def __init__(self, coords: np.ndarray, colors: np.ndarray, cell: float, max_cells: int = 512,
-                 synthesis: str = "quilt"):
+                 synthesis: str = "periodic"):
         import cv2  # here, not at the top: `import lyra_sim` must not load cv2
 
         lo, hi = coords.min(axis=0), coords.max(axis=0)
@@ -133,6 +136,16 @@ class PlaneTexture:
         seen = (counts > 0).reshape(shape)
         grid = (sums / np.maximum(counts, 1)[:, None]).reshape(*shape, 3)
         self.lo, self.cell, self.mean = lo, cell, colors.mean(axis=0)
+        if synthesis not in TEXTURE_SYNTHESES:
+            raise ValueError(f"synthesis: expected one of {TEXTURE_SYNTHESES}, got {synthesis!r}")
+        self.synthesis = synthesis
+        self.tile = None
+        # A periodic texture (tiles, a checker) continues in phase everywhere it was not seen.
+        self.lattice = find_lattice(grid, seen) if synthesis == "periodic" else None
+        if self.lattice is not None:
+            grid[~seen] = self.lattice.colors_at(np.argwhere(~seen).astype(np.float64))
+            self.grid = np.clip(grid, 0.0, 1.0).astype(np.float32)
+            return
         image = np.clip(grid * 255, 0, 255).astype(np.uint8)
         if (~seen).any():
             image = cv2.inpaint(image, (~seen).astype(np.uint8), 3, cv2.INPAINT_TELEA)
@@ -141,25 +154,43 @@ class PlaneTexture:
         distance = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_C, 3)[1:-1, 1:-1]
         centre = np.unravel_index(int(np.argmax(distance)), distance.shape)
         half = int(min(distance[centre] - 1, 48))
-        if synthesis not in TEXTURE_SYNTHESES:
-            raise ValueError(f"synthesis: expected one of {TEXTURE_SYNTHESES}, got {synthesis!r}")
-        self.synthesis = synthesis
-        self.tile = None
         if half >= 3:
             self.tile = self.grid[centre[0] - half : centre[0] + half + 1, centre[1] - half : centre[1] + half + 1]
-            if synthesis == "quilt":
+            if synthesis != "mirror":
                 side = len(self.tile)
                 block = max(3, side // QUILT_BLOCK_DIVISOR)
                 tile = quilt(self.tile, (QUILT_SIZE * side,) * 2, block, max(1, block // 4), np.random.default_rng(0))
                 # Greedy overlap matching drifts towards the sample's easiest-to-continue parts (a shading
                 # gradient across the patch ends up at one extreme): keep the patch's mean colour.
                 self.tile = np.clip(tile + (self.tile.mean(axis=(0, 1)) - tile.mean(axis=(0, 1))), 0.0, 1.0)
+                if synthesis == "periodic" and (~seen).any():
+                    self._texture_holes(~seen, sigma=float(block))
+
+    def _texture_holes(self, holes: np.ndarray, sigma: float) -> None:
+        """Unseen cells inside the grid: the inpainting (the local mean colour, shading) plus the quilted
+        texture's detail there (its high frequencies, where Telea alone leaves a smooth blur). The tile is
+        mirror-tiled, so its low-pass is the tile's own with reflected borders (scipy's "reflect")."""
+        from scipy import ndimage
+
+        detail = self.tile - ndimage.gaussian_filter(self.tile, (sigma, sigma, 0), mode="reflect")
+        self.grid[holes] = np.clip(self.grid[holes] + self._tiled(np.argwhere(holes), detail), 0.0, 1.0)
+
+    def _tiled(self, idx: np.ndarray, tile: np.ndarray | None = None) -> np.ndarray:
+        """The mirror-tiled texture tile (or another ``tile`` of its shape) at grid indices (M, 2)."""
+        tile = self.tile if tile is None else tile
+        size = np.array(tile.shape[:2])
+        wrapped = np.mod(idx, 2 * size)
+        mirrored = np.where(wrapped >= size, 2 * size - 1 - wrapped, wrapped)
+        return tile[mirrored[:, 0], mirrored[:, 1]]
 
     @property
     def method(self) -> str:
+        if self.lattice is not None:
+            periods = ", ".join(f"{np.linalg.norm(v) * self.cell:.3g}" for v in self.lattice.basis)
+            return f"seen texture continued periodically (lattice periods {periods} units)"
         if self.tile is None:
             return "mean seen colour"
-        tiling = "quilted (Efros-Freeman) and mirror-tiled" if self.synthesis == "quilt" else "mirror-tiled"
+        tiling = "mirror-tiled" if self.synthesis == "mirror" else "quilted (Efros-Freeman) and mirror-tiled"
         return f"seen texture inpainted (Telea) and {tiling}"
 
     def colors_at(self, coords: np.ndarray) -> np.ndarray:
@@ -170,13 +201,12 @@ class PlaneTexture:
         out = np.empty((len(coords), 3), np.float32)
         out[inside] = self.grid[idx[inside, 0], idx[inside, 1]]
         outside = ~inside
-        if self.tile is None:
+        if self.lattice is not None:
+            out[outside] = self.lattice.colors_at(idx[outside].astype(np.float64))
+        elif self.tile is None:
             out[outside] = self.mean
         else:
-            size = np.array(self.tile.shape[:2])
-            wrapped = np.mod(idx[outside], 2 * size)
-            mirrored = np.where(wrapped >= size, 2 * size - 1 - wrapped, wrapped)
-            out[outside] = self.tile[mirrored[:, 0], mirrored[:, 1]]
+            out[outside] = self._tiled(idx[outside])
         return out
 
 
