@@ -195,7 +195,10 @@ def test_ply_world_renders_its_input_view_like_the_safetensors_one(example_world
         assert main(["render", str(example_worlds / name), "--frames", "1", "--no-mp4", "-o", str(out)]) == 0
         images[name] = np.asarray(Image.open(out / "frame_0000.png"))
     assert images["world.ply"].shape == (60, 80, 3)  # the input's size, not the 320 x 240 fallback
-    np.testing.assert_array_equal(images["world.ply"], images["world.safetensors"])
+    # PLY keeps log scales and its reader normalises the quaternions (3DGS's convention): the float32 round trip moves a
+    # value by ~1e-8, which may flip the rounding of a few pixels by one level, never more.
+    difference = np.abs(images["world.ply"].astype(int) - images["world.safetensors"].astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
     source = np.asarray(Image.open(example_worlds / EXAMPLE_RGB).convert("RGB")).astype(np.float64)
     mse = ((images["world.ply"].astype(np.float64) - source) ** 2).mean()
     assert 10 * np.log10(255**2 / mse) > 18  # the input view (the first fly-through frame) reproduces the photo
