@@ -435,3 +435,20 @@ def test_no_slab_hangs_under_a_table_top_seen_from_above(table_low_board):
         for z in (0.5, 0.6, 0.64):
             hit, true = table_low_board((1.0, y, z), (1.0, 0.0, 0.0))
             assert true == pytest.approx(2.55, abs=0.01) and abs(hit - true) < 0.05, (y, z, hit, true)
+
+
+def test_a_wall_box_ends_where_the_wall_ends_not_where_the_floor_does():
+    """The floor meets a wall's plane along its foot line past the wall's end: that is open floor, no wall."""
+    from lyra_sim.physics.walls import WallPlane, wall_box
+
+    rng = np.random.default_rng(0)
+    # A wall in the plane x = 2 (normal -x: it faces the room at x < 2), 1 m long (0 <= y <= 1), 2 m high ...
+    wall = np.stack([np.full(4000, 2.0), rng.uniform(0.0, 1.0, 4000), rng.uniform(0.0, 2.0, 4000)], axis=1)
+    # ... on a floor that runs 3 m past it both ways and across its plane.
+    floor = np.stack([rng.uniform(0.0, 3.0, 20000), rng.uniform(-3.0, 4.0, 20000), np.zeros(20000)], axis=1)
+    means = np.concatenate([wall, floor])
+    plane = WallPlane(np.array([-1.0, 0.0, 0.0]), 2.0, 2.0)
+    box = wall_box(plane, means, np.full(len(means), 0.01), [], 0.02, 0.1)
+    y = box.vertices[:, 1]
+    assert y.min() > -0.1 and y.max() < 1.1  # the wall's own extent; the floor's -3..4 m gave a 7 m wall
+    assert box.covers(np.array([[2.02, 0.5, 1.0]])).all() and not box.covers(np.array([[2.02, 2.5, 0.5]])).any()

@@ -93,7 +93,9 @@ def wall_box(plane: WallPlane, means: np.ndarray, sigmas: np.ndarray, views: lis
     through more than MAX_SEEN_THROUGH of the plane where they look at it (the completion takes a row of
     furniture fronts for a wall now and then)."""
     band = BAND_VOXELS * voxel
-    on = np.abs(means @ plane.normal + plane.offset) < band
+    # Floor Gaussians meet every wall plane along its foot line, also past the wall's end: they are no wall (with
+    # them a wall box ran on along the whole completed floor, across open floor the robot saw).
+    on = (np.abs(means @ plane.normal + plane.offset) < band) & (means[:, 2] > band)
     if not on.any():
         return None
     a, z = means[on] @ plane.along, means[on, 2]
