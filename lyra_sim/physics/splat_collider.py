@@ -229,7 +229,7 @@ def source_walls(view: DepthView) -> list[WallPlane]:
     found the way the single-view completion finds them in an input depth (lyra_sim.single_view.completion's
     RANSAC of tall vertical planes, continued to room height when the image cuts them off): the completion's
     record of them is what a file from elsewhere lacks."""
-    from lyra_sim.single_view.completion import CompletionOptions, _room_walls
+    from lyra_sim.single_view.completion import CompletionOptions, room_walls
 
     depth = np.asarray(view.depth, np.float64)
     valid = depth > 0
@@ -251,8 +251,8 @@ def source_walls(view: DepthView) -> list[WallPlane]:
         return []
     band = max(0.02 * median_depth, 0.02 * cam_h)
     footprint = np.where(valid, depth, median_depth) / float(np.sqrt(K[0, 0] * K[1, 1]))
-    kept, candidates = _room_walls(q.reshape(h, w, 3), np.where(valid, depth, median_depth), ray_q, band, cam_h, True,
-                                   median_depth, footprint, CompletionOptions.wall_min_width * cam_h)[:2]
+    kept, candidates = room_walls(q.reshape(h, w, 3), np.where(valid, depth, median_depth), ray_q, band, cam_h, True,
+                                  median_depth, footprint, CompletionOptions.wall_min_width * cam_h)[:2]
     planes = []
     for wall, top in kept:
         if top == wall.top:  # not room-high: the wall's seen top, less the few Gaussians that stick out above it

@@ -212,8 +212,9 @@ def _touches_top(mask: np.ndarray) -> bool:
     return bool(mask[:rows].any())
 
 
-def _room_walls(q: np.ndarray, depth: np.ndarray, ray_q: np.ndarray, band: float, cam_h: float, metric: bool,
-                median_depth: float, footprint: np.ndarray, min_width: float):
+def room_walls(q: np.ndarray, depth: np.ndarray, ray_q: np.ndarray, band: float, cam_h: float, metric: bool,
+               median_depth: float, footprint: np.ndarray,
+               min_width: float) -> tuple[list, np.ndarray, float, np.ndarray, np.ndarray]:
     """Walls among the seen points ``q`` (H,W,3, floor frame): [(Wall, top)], the pixel indices RANSAC saw,
     the inlier distance, the mask of wall pixels and the depth at which each ray meets a wall behind it."""
     h, w = depth.shape
@@ -349,7 +350,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
                            "inlier_fraction": frame.inlier_fraction}
         kept, extents, candidates, threshold = [], [], np.zeros(0, np.int64), 0.0
         if options.walls:
-            kept, candidates, threshold, wall_mask, t_walls = _room_walls(
+            kept, candidates, threshold, wall_mask, t_walls = room_walls(
                 q, depth, ray_q, band, cam_h, metric, median_depth, footprint, options.wall_min_width * cam_h)
             plane_mask |= wall_mask
             behind = np.minimum(behind, t_walls)
