@@ -77,9 +77,10 @@ class CompletionOptions:
     ``plane_texture``: how unseen floor and walls beyond the seen texture are coloured (``planes.PlaneTexture``'s
     synthesis: "periodic", the seen texture's lattice continued in phase where it has one, else "quilt", image
     quilting from the seen texture, or "mirror", its largest seen patch mirror-tiled).
-    ``wall_margin``: a wall ends just past a seen end (where the camera sees past it); at an end the image cuts
-    off (or an object hides) it continues this many camera heights past its seen extent (default None: to the
-    floor's edge; the benchmark scenes' walls run on far past the image, so any margin cost PSNR there).
+    ``wall_margin``: a wall ends where the camera first sees past its plane beyond its seen part (at least two inlier
+    distances past it); at an end the image cuts off (or objects hide up to the image's edge) it continues this many
+    camera heights past its seen extent (default None: to the floor's edge; the benchmark scenes' walls run on far
+    past the image, so any margin cost PSNR there).
     ``wall_min_width``: a wall spans at least this many camera heights along itself (and 0.6 up it; issue 11
     asked for 1: a partition seen end-on for a few tens of centimetres was left to the object backs).
     """
@@ -230,8 +231,8 @@ def _plane_hits(wall: Wall, ray_q: np.ndarray, cam_h: float) -> tuple[np.ndarray
 
 
 def _seen_past(t_wall: np.ndarray, depth: np.ndarray, step: float) -> np.ndarray:
-    """Pixels whose measured surface lies clearly beyond the plane their ray meets at z-depth ``t_wall`` (the
-    ``_end_seen`` margin: 5 % and ``step``): the camera sees past the plane there, so no wall stands there."""
+    """Pixels whose measured surface lies clearly beyond (by 5 % and ``step``) the plane their ray meets at z-depth
+    ``t_wall``: the camera sees past the plane there, so no wall stands there."""
     return np.isfinite(t_wall) & (depth > 1.05 * t_wall + step)
 
 
