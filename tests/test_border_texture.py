@@ -79,7 +79,8 @@ def test_the_strip_past_the_border_continues_the_border_band(turned_view):
 
 def test_plane_texture_reflects_the_seen_grid_at_its_edge_and_fades_into_its_tile_far_out():
     """PlaneTexture alone: a grid of distinct values is reflected across its edge (cell i past the edge shows the
-    cell i inside it), and far out the quilted tile of the central patch takes over."""
+    cell i inside it), and far out the quilted tile of the central patch takes over (right from the edge with
+    ``reflect_border=False``, as the floor has it)."""
     n, cell = 120, 0.1  # the central patch (at most 97 cells a side) leaves the band out
     ij = np.argwhere(np.ones((n, n), bool))
     colours = np.where(ij[:, :1] >= n - 8, 0.1, 0.8) * np.ones((1, 3))  # a dark 8-cell band at the high-x edge
@@ -91,3 +92,5 @@ def test_plane_texture_reflects_the_seen_grid_at_its_edge_and_fades_into_its_til
     assert np.allclose(across[:, 0], 0.8 + 0.001 * np.arange(5), atol=0.01)  # y reflected: cell -1-k shows cell k
     far = texture.colors_at(np.array([[(n + 2.5 * n) * cell, 60.5 * cell]]))
     assert far[0, 0] > 0.6  # the central (pale) patch's tile, not the band
+    tiled = PlaneTexture((ij + 0.5) * cell, colours, cell=cell, synthesis="quilt", reflect_border=False)
+    assert (tiled.colors_at(np.array([[(n + 0.5 + k) * cell, 10.5 * cell] for k in range(8)]))[:, 0] > 0.6).all()

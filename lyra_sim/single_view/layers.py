@@ -47,6 +47,17 @@ class DepthLayers:
         out[:-1, :] |= self.jump_v & (down_nearer != near)
         return out
 
+    def background_inv_depth(self) -> np.ndarray:
+        """For near-edge pixels: the inverse depth of the farthest neighbour across a jump (else 0)."""
+        inv = self.inv_depth
+        out = np.full(inv.shape, np.inf, np.float32)
+        for jumps, a, b in ((self.jump_u, np.s_[:, :-1], np.s_[:, 1:]), (self.jump_v, np.s_[:-1, :], np.s_[1:, :])):
+            lo = np.minimum(inv[a], inv[b])
+            fill = np.where(jumps, lo, np.inf)
+            out[a] = np.minimum(out[a], np.where(inv[a] > inv[b], fill, np.inf))
+            out[b] = np.minimum(out[b], np.where(inv[b] > inv[a], fill, np.inf))
+        return np.where(np.isfinite(out), out, 0.0)
+
     def gradients(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-pixel derivative of ``values`` (H,W[,C]) along u and v taken within the pixel's layer.
 

@@ -122,11 +122,12 @@ class PlaneTexture:
     tiled with mirror reflections from the largest fully seen square patch: a tile QUILT_SIZE times the patch
     quilted from it (``quilting.quilt``: the texture continues across the patch's edges, repeating only every
     two tiles). With ``"mirror"`` (the old behaviour, kept for before/after benchmarks) the patch itself is
-    mirror-tiled right from the grid's edge. Too little seen texture for a patch fades into its mean colour.
+    mirror-tiled right from the grid's edge; with ``reflect_border=False`` the tile starts at the grid's edge.
+    Too little seen texture for a patch fades into its mean colour.
     """
 
     def __init__(self, coords: np.ndarray, colors: np.ndarray, cell: float, max_cells: int = 512,
-                 synthesis: str = "periodic"):
+                 synthesis: str = "periodic", reflect_border: bool = True):
         import cv2  # here, not at the top: `import lyra_sim` must not load cv2
 
         lo, hi = coords.min(axis=0), coords.max(axis=0)
@@ -141,7 +142,7 @@ class PlaneTexture:
         self.lo, self.cell, self.mean = lo, cell, colors.mean(axis=0)
         if synthesis not in TEXTURE_SYNTHESES:
             raise ValueError(f"synthesis: expected one of {TEXTURE_SYNTHESES}, got {synthesis!r}")
-        self.synthesis = synthesis
+        self.synthesis, self.reflect_border = synthesis, reflect_border
         self.tile = None
         # A periodic texture (tiles, a checker) continues in phase everywhere it was not seen.
         self.lattice = find_lattice(grid, seen) if synthesis == "periodic" else None
@@ -206,7 +207,7 @@ class PlaneTexture:
         outside = ~inside
         if self.lattice is not None:
             out[outside] = self.lattice.colors_at(idx[outside].astype(np.float64))
-        elif self.synthesis == "mirror":
+        elif self.synthesis == "mirror" or not self.reflect_border:
             out[outside] = self.mean if self.tile is None else self._tiled(idx[outside])
         else:
             out[outside] = self._beyond(idx[outside], shape)
