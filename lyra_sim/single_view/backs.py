@@ -4,7 +4,8 @@ Both work on the input image grid (OpenCV frame of the input camera) and return 
 (points, normals, scales, colours) that ``completion`` turns into unobserved Gaussians.
 
 - Back layers: behind every foreground edge the background surface is continued into the
-  foreground's side, as wide as the parallax of a camera move of ``baseline`` there. Depth is
+  foreground's side, as wide as the parallax of a camera move of ``baseline`` there (beside a mid-ramp pixel
+  the background is the farthest one a couple of pixels across: filled depth ramps many edges). Depth is
   extrapolated along the background surface (inverse depth is affine on planes, so a plane
   continues exactly, but a wide band stays within 18 % of the edge's background depth: far from the
   edge the gradient is no guide); colour is the background's mirrored across the edge and low-passed
@@ -69,6 +70,7 @@ def _default_tangents(normals: np.ndarray) -> np.ndarray:
 
 BACK_EXTRAPOLATION = 0.85  # a back layer's inverse depth stays above this share of its edge's background's
 BACK_LAYER_BLUR = 0.008  # back layers' colour: the background's, low-passed by this share of the image size
+BACKGROUND_REACH = 2  # pixels: beside a mid-ramp pixel, the background is the farthest far-edge pixel this near
 BACK_LAYER_OFFSET = 0.03  # back layers sit this share of their depth behind the background they continue: at
 # the input view the seen background beside an edge stays in front of their footprints
 
@@ -83,6 +85,18 @@ def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Depth
     focal = float(np.sqrt(K[0, 0] * K[1, 1]))
     inv = layers.inv_depth
     bg_inv = layers.background_inv_depth()
+    far = layers.far_edge
+    _, (fv_all, fu_all) = ndimage.distance_transform_edt(~far, return_indices=True)  # the far-edge pixel nearest
+    # A near-edge pixel next to a mid-ramp pixel (the far side of one jump and the near side of another: filled
+    # depth ramps many occlusion edges over a pixel or two) takes its background from the farthest far-edge pixel
+    # within BACKGROUND_REACH pixels instead: the neighbour across its jump made the band behind the edge a few
+    # pixels narrow and the second view's strip holed.
+    ramp = far & near
+    if ramp.any():
+        reach_inv, (rv, ru) = _farthest_within(np.where(far & ~near, inv, np.inf), BACKGROUND_REACH)
+        beside_ramp = near & ndimage.binary_dilation(ramp) & np.isfinite(reach_inv)
+        bg_inv = np.where(beside_ramp, np.minimum(bg_inv, reach_inv), bg_inv)
+        fv_all, fu_all = np.where(beside_ramp, rv, fv_all), np.where(beside_ramp, ru, fu_all)
     width = np.where(near, focal * baseline * np.maximum(inv - bg_inv, 0.0) + 2.0, 0.0)
     width = np.minimum(width, max_width * max(h, w))
     distance, (ev, eu) = ndimage.distance_transform_edt(~near, return_indices=True)
@@ -91,9 +105,6 @@ def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Depth
         return Surfels.empty()
     bv, bu = np.nonzero(band)
     ev, eu = ev[band], eu[band]
-    # The background pixel across the edge: the far-edge pixel nearest to the foreground edge pixel.
-    far = layers.far_edge
-    _, (fv_all, fu_all) = ndimage.distance_transform_edt(~far, return_indices=True)
     fv, fu = fv_all[ev, eu], fu_all[ev, eu]
     grad_u, grad_v = layers.gradients(inv)
     inv_b = inv[fv, fu] + grad_u[fv, fu] * (bu - fu) + grad_v[fv, fu] * (bv - fv)
@@ -109,6 +120,19 @@ def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Depth
     footprint = z / focal
     scales = np.stack([sigma * footprint, sigma * footprint, 0.1 * footprint], axis=-1)
     return Surfels(points, normals[fv, fu], scales, _low_passed(rgb, ~near, BACK_LAYER_BLUR * max(h, w))[mv, mu])
+
+
+def _farthest_within(inv: np.ndarray, radius: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The smallest inverse depth (H,W) within ``radius`` pixels (a square window) of each pixel, and its pixel's
+    rows and columns (H,W each)."""
+    h, w = inv.shape
+    padded = np.pad(inv, radius, mode="constant", constant_values=np.inf)
+    offsets = [(dv, du) for dv in range(-radius, radius + 1) for du in range(-radius, radius + 1)]
+    stack = np.stack([padded[radius + dv : radius + dv + h, radius + du : radius + du + w] for dv, du in offsets])
+    best = np.argmin(stack, axis=0)
+    shift = np.array(offsets)[best]
+    rows, cols = np.mgrid[0:h, 0:w]
+    return np.take_along_axis(stack, best[None], axis=0)[0], (rows + shift[..., 0], cols + shift[..., 1])
 
 
 def _low_passed(rgb: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:

@@ -19,6 +19,7 @@ from lyra_sim.world import GaussianWorld
 TEXTURE_SYNTHESES = ("periodic", "quilt", "mirror")
 QUILT_SIZE = 3  # the quilted tile's side, in sample patches
 QUILT_BLOCK_DIVISOR = 3  # quilting blocks are a third of the sample patch's side
+BORDER_BAND = 0.5  # beyond the seen grid, its reflection continues this share of its larger side (then the tile)
 
 
 @dataclass(frozen=True)
@@ -116,14 +117,17 @@ class PlaneTexture:
     with a 2D lattice (tiles, a checker: ``periodic_texture.find_lattice``) continues in phase at every unseen
     point, under objects and beyond the image. Otherwise (and with ``"quilt"`` or ``"mirror"``), inside the
     seen region's bounding box unseen cells are inpainted (OpenCV Telea) from the seen ones; outside it, the
-    largest fully seen square patch is the sample of a texture tiled with mirror reflections (no seams at the
-    mirror lines): a tile QUILT_SIZE times the patch quilted from it (``quilting.quilt``: the texture
-    continues across the patch's edges, repeating only every two tiles), or with ``"mirror"`` the patch
-    itself. Too little seen texture falls back to its mean colour.
+    grid itself is reflected across its nearest edge (what the camera saw next to where the seen part ends, e.g.
+    at the image border, continues without a seam) for ``BORDER_BAND`` of its size, then fades into a texture
+    tiled with mirror reflections from the largest fully seen square patch: a tile QUILT_SIZE times the patch
+    quilted from it (``quilting.quilt``: the texture continues across the patch's edges, repeating only every
+    two tiles). With ``"mirror"`` (the old behaviour, kept for before/after benchmarks) the patch itself is
+    mirror-tiled right from the grid's edge; with ``reflect_border=False`` the tile starts at the grid's edge.
+    Too little seen texture for a patch fades into its mean colour.
     """
 
     def __init__(self, coords: np.ndarray, colors: np.ndarray, cell: float, max_cells: int = 512,
-                 synthesis: str = "periodic"):
+                 synthesis: str = "periodic", reflect_border: bool = True):
         import cv2  # here, not at the top: `import lyra_sim` must not load cv2
 
         lo, hi = coords.min(axis=0), coords.max(axis=0)
@@ -138,7 +142,7 @@ class PlaneTexture:
         self.lo, self.cell, self.mean = lo, cell, colors.mean(axis=0)
         if synthesis not in TEXTURE_SYNTHESES:
             raise ValueError(f"synthesis: expected one of {TEXTURE_SYNTHESES}, got {synthesis!r}")
-        self.synthesis = synthesis
+        self.synthesis, self.reflect_border = synthesis, reflect_border
         self.tile = None
         # A periodic texture (tiles, a checker) continues in phase everywhere it was not seen.
         self.lattice = find_lattice(grid, seen) if synthesis == "periodic" else None
@@ -203,11 +207,22 @@ class PlaneTexture:
         outside = ~inside
         if self.lattice is not None:
             out[outside] = self.lattice.colors_at(idx[outside].astype(np.float64))
-        elif self.tile is None:
-            out[outside] = self.mean
+        elif self.synthesis == "mirror" or not self.reflect_border:
+            out[outside] = self.mean if self.tile is None else self._tiled(idx[outside])
         else:
-            out[outside] = self._tiled(idx[outside])
+            out[outside] = self._beyond(idx[outside], shape)
         return out
+
+    def _beyond(self, idx: np.ndarray, shape: np.ndarray) -> np.ndarray:
+        """Colours (M,3) at grid indices (M,2) outside the grid: the grid reflected across its nearest edges (what
+        the camera saw next to where the seen part ends continues, without a seam at the edge) out to
+        ``BORDER_BAND`` of the grid's larger side, then fading over as far again into the synthesised tile (or
+        the mean colour): far out, a texture rather than a mirror image of the seen scene."""
+        mirrored = self._tiled(idx, self.grid)
+        beyond = np.maximum(np.maximum(-idx, idx - (shape - 1)), 0).max(axis=1) / float(shape.max())
+        far = np.broadcast_to(self.mean, mirrored.shape) if self.tile is None else self._tiled(idx)
+        fade = np.clip(beyond / BORDER_BAND - 1.0, 0.0, 1.0)[:, None]
+        return (1.0 - fade) * mirrored + fade * far
 
 
 def graded_grid(inner: float, radius: float, per_side: int = 64) -> tuple[np.ndarray, np.ndarray]:
