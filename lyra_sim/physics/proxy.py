@@ -33,7 +33,7 @@ from lyra_sim.defaults import COLLIDER_TRIANGLE_BUDGET
 from lyra_sim.geometry.tsdf import TRUNCATION_VOXELS, DepthView, fuse_views, surface_mesh
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.physics.floaters import find_floaters
-from lyra_sim.physics.measured import depth_mesh, seen_through
+from lyra_sim.physics.measured import behind_thin_runs, below_overhangs, depth_mesh, seen_through
 from lyra_sim.physics.splat_collider import evidence_info, splat_evidence
 from lyra_sim.physics.walls import WALL_THICKNESS_M, WallBox, on_walls, wall_box, wall_planes
 from lyra_sim.rendering.cpu import median_depth_cpu
@@ -65,6 +65,9 @@ EDGE_PIXELS = 3  # Gaussians this near a measured depth jump are rendered, not t
 #: are all the evidence and disagree by more than that between views: lyra_sim.geometry.tsdf's 4 (at 1.5 the
 #: splat-file table's obstacles fell apart, 0.61 -> 0.00 of rays within 5 cm).
 MEASURED_TRUNCATION_VOXELS = 1.5
+#: Slack of the shadow tests of measured views (``_contradicted_bulk``): a fused triangle must lie this far (plus
+#: 1 % of the range) below an overhang's lowest point, or beyond a thin run's depth plus its width, to go.
+SHADOW_MARGIN_VOXELS = 1.0
 EXPLAINED_VOXELS = 2.0  # an observed Gaussian this close (plus 1 % of its depth) to a measured depth is explained
 
 
@@ -274,6 +277,22 @@ def _in_measured_free_space(mesh: o3d.geometry.TriangleMesh, views: list[DepthVi
     return seen_through(vertices[faces].mean(axis=1), views, margin)
 
 
+def _contradicted_bulk(mesh: o3d.geometry.TriangleMesh, views: list[DepthView], margin: float,
+                       up) -> np.ndarray:
+    """Fused triangles whose centre lies in a measured surface's shadow where the measurement bounds the object:
+    below an overhang the camera saw under (lyra_sim.physics.measured.below_overhangs; ``up`` known) or deeper
+    behind a run it saw past on both sides than the run is wide (``behind_thin_runs``). Invented bulk there
+    hangs under table tops and behind legs, where robot cameras look through to what lies behind."""
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    if len(faces) == 0 or not views:
+        return np.zeros(len(faces), bool)
+    centres = vertices[faces].mean(axis=1)
+    out = behind_thin_runs(centres, views, margin)
+    if up is not None:
+        out |= below_overhangs(centres, views, up, margin)
+    return out
+
+
 def fill_small_holes(vertices: np.ndarray, faces: np.ndarray, max_perimeter: float) -> tuple[np.ndarray, np.ndarray]:
     """Close boundary loops shorter than ``max_perimeter`` with a fan around their centroid.
 
@@ -474,8 +493,11 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     measured = bool(views) and evidence is None  # depth a camera measured, not a splat file's own render
     mesh = fuse_depth(rendered_views + views, voxel, far, MEASURED_TRUNCATION_VOXELS if measured else TRUNCATION_VOXELS)
     stages.lap("fuse")
-    mesh.remove_triangles_by_mask(_duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel)
-                                  | _in_measured_free_space(mesh, views, FREE_SPACE_VOXELS * voxel))
+    drop = _duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel) | _in_measured_free_space(
+        mesh, views, FREE_SPACE_VOXELS * voxel)
+    if measured:  # (a splat file's own render bounds nothing it does not show: lyra_sim.physics.splat_collider)
+        drop |= _contradicted_bulk(mesh, views, SHADOW_MARGIN_VOXELS * voxel, up)
+    mesh.remove_triangles_by_mask(drop)
     mesh.remove_unreferenced_vertices()
     floor_z = None
     band = 3.0 * voxel  # the fused floor sits up to ~2 voxels off z = 0 (surfel thickness, grazing views)
@@ -531,7 +553,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
         faces = np.concatenate([faces, box_f + len(vertices)])
         vertices = np.concatenate([vertices, box_v])
     info = {"voxel_size": voxel, "floor_band": band if floor_z is not None else 0.0,
-            "views": len(cameras) + len(views), "measured_triangles": len(m_faces), "triangles": len(faces),
+            "views": len(cameras) + len(views), "fused_triangles": len(mesh.triangles),
+            "measured_triangles": len(m_faces), "triangles": len(faces),
             "rendered_gaussians": 0 if rendered is None else len(rendered), "wall_boxes": len(walls),
             "build_seconds": time.perf_counter() - start, "stage_seconds": stages.seconds}
     if floaters is not None:
