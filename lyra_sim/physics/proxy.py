@@ -490,7 +490,7 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     stages.lap("fuse")
     drop = _duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel) | _in_measured_free_space(
         mesh, views, FREE_SPACE_VOXELS * voxel)
-    if measured:  # (a splat file's own render bounds nothing it does not show: lyra_sim.physics.splat_collider)
+    if measured:  # (a splat file's source-view render is no measurement: lyra_sim.physics.splat_collider)
         drop |= _bulk_behind_thin_runs(mesh, views, THIN_RUN_MARGIN_VOXELS * voxel)
     mesh.remove_triangles_by_mask(drop)
     mesh.remove_unreferenced_vertices()
