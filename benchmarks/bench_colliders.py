@@ -15,7 +15,7 @@ built in the same run from the same aligned world and measured views:
 - build time (wall seconds, agreement excluded; the process's CPU seconds and the load average beside it:
   the machine is shared) and triangles; AFTER's build stages; the agreement line.
 
-    python benchmarks/bench_colliders.py [--before REV] [--quick | --splat-files]   # writes its section of RESULTS.md
+    python benchmarks/bench_colliders.py [--before REV] [--quick | --large | --splat-files]   # writes its section
 """
 
 from __future__ import annotations
@@ -341,6 +341,8 @@ def main() -> None:
     parser.add_argument("--before", default="be28263", help="git revision of the BEFORE proxy")
     parser.add_argument("--quick", action="store_true",
                         help="320x240 only, no splat files, a section of its own")
+    parser.add_argument("--large", action="store_true",
+                        help="640x480 only, no splat files, a section of its own")
     parser.add_argument("--example-only", action="store_true", help="only the bundled example (no RESULTS.md)")
     parser.add_argument("--convex", action="store_true", help="only the V-HACD parts against the trimesh")
     parser.add_argument("--splat-files", action="store_true",
@@ -370,13 +372,14 @@ def main() -> None:
     example = [] if args.splat_files else bundled_example(builders)
     if args.example_only:
         return
-    sizes = ((320, 240),) if args.quick or args.splat_files else ((320, 240), (640, 480))
+    sizes = ((320, 240),) if args.quick or args.splat_files else ((640, 480),) if args.large else \
+        ((320, 240), (640, 480))
     rng = np.random.default_rng(0)
     rows = []
     for width, height in sizes:  # every scene at the small size first: partial runs still cover all scenes
         for name in BENCH_SCENES:
-            rows += bench_scene(name, width, height, (width, height) == sizes[0] and not args.quick, builders, rng,
-                                rgbd=not args.splat_files)
+            rows += bench_scene(name, width, height, (width, height) == sizes[0] and not (args.quick or args.large),
+                                builders, rng, rgbd=not args.splat_files)
             write_results(rows, example, args)
 
 
@@ -444,6 +447,8 @@ def write_results(rows: list[dict], example: list[str], args) -> None:
                   "collider's depth from there, nearer = brighter, black = nothing within 4 m):", *example]
     title = "Colliders against true bodies, 320x240 only (bench_colliders.py --quick)" if args.quick else \
         "Colliders against true bodies (bench_colliders.py)"
+    if args.large:
+        title = "Colliders against true bodies, 640x480 only (bench_colliders.py --large)"
     if args.splat_files:
         title = "Colliders against true bodies, splat files only (bench_colliders.py --splat-files)"
     write_section(title, "\n".join(lines))

@@ -452,3 +452,69 @@ def test_a_wall_box_ends_where_the_wall_ends_not_where_the_floor_does():
     y = box.vertices[:, 1]
     assert y.min() > -0.1 and y.max() < 1.1  # the wall's own extent; the floor's -3..4 m gave a 7 m wall
     assert box.covers(np.array([[2.02, 0.5, 1.0]])).all() and not box.covers(np.array([[2.02, 2.5, 0.5]])).any()
+
+
+# ------------------------------------------------------------ round 4: what limited the table at 640x480
+
+
+def _post_depth(size=(240, 320), f=250.0, across=(140, 156), axis=1):
+    """Depth (OpenCV camera at the origin looking along +z) of a wall at z = 3 and, at z = 2, a bar whose edges lie
+    on the pixel borders ``across`` (a post over columns 140..155 for ``axis`` 1, a board over those rows for
+    ``axis`` 0), rendered at pixel centres; and K. 1 pixel = 8 mm at the bar."""
+    h, w = size
+    K = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
+    index = np.arange(w if axis == 1 else h)
+    on = (index >= across[0]) & (index < across[1])
+    depth = np.full((h, w), 3.0)
+    if axis == 1:
+        depth[:, on] = 2.0
+    else:
+        depth[on, :] = 2.0
+    return depth, K
+
+
+@pytest.mark.parametrize("axis", [1, 0])
+@pytest.mark.parametrize("stride", [2, 1])
+def test_a_measured_bar_reaches_its_measured_edges(axis, stride):
+    """When the measured mesh takes every 2nd pixel (640x480 frames do), a bar over pixels 140..155 has its last
+    grid vertex at 154, 1.5 pixels inside its right (lower) edge, and rays grazing the bar there passed it. Its
+    edges now sit on the measured pixel borders 140 and 156 (the full-resolution pixel 155 lies on the bar), at
+    every stride (at stride 1 the last pixel centres lie half a pixel inside)."""
+    from lyra_sim.physics.measured import depth_mesh, depth_stride
+    from lyra_sim.physics.raycast import cast_rays
+
+    depth, K = _post_depth(axis=axis)
+    budget = {2: 60_000, 1: 200_000}[stride]
+    assert depth_stride(240, 320, budget) == stride
+    vertices, faces = depth_mesh(depth, K, np.eye(4), max_triangles=budget)
+    pixels, on_bar = [], []
+    for edge, outward in ((156.0, 1.0), (140.0, -1.0)):
+        for px, on in ((edge - 0.2 * outward, True), (edge + 0.3 * outward, False)):
+            pixels.append([px, 60.5] if axis == 1 else [60.5, px])  # (u, v), away from the centre row
+            on_bar.append(on)
+    pixels = np.array(pixels)
+    rays = np.c_[(pixels - K[:2, 2]) / K[0, 0], np.ones(len(pixels))]
+    hits = cast_rays(vertices, faces, np.zeros((len(rays), 3)), rays / np.linalg.norm(rays, axis=1, keepdims=True))
+    at_bar = np.abs(hits - 2.0 * np.linalg.norm(rays, axis=1)) < 0.01  # (beside it: the wall, or its gap at the jump)
+    assert at_bar.tolist() == on_bar, (axis, stride, hits)
+
+
+def test_bulk_behind_a_thin_run_is_marked_but_not_a_wide_ones_nor_the_background():
+    from lyra_sim.geometry.tsdf import DepthView
+    from lyra_sim.physics.measured import behind_thin_runs
+
+    depth, K = _post_depth()  # a 12.8 cm post at 2 m before a wall at 3 m
+    depth[150:200, 220:320] = 2.0  # a box 0.8 m wide to the right of it (cut off by the image's right border)
+    depth[150:200, 20:120] = 2.0  # and one 0.8 m wide, whole, to the left
+    view = DepthView(depth, K, np.eye(4))
+
+    def at(u, v, z):  # the point at depth z on the ray through pixel (u, v)'s centre
+        return [(u + 0.5 - K[0, 2]) / K[0, 0] * z, (v + 0.5 - K[1, 2]) / K[1, 1] * z, z]
+
+    points = np.array([at(148, 50, 2.4),  # 0.4 m behind the post: deeper than its 12.8 cm -> marked
+                       at(148, 50, 2.1),  # within its width behind it: kept
+                       at(148, 50, 2.97),  # as far as the wall beside it (the background continued): kept
+                       at(70, 170, 2.4),  # 0.4 m behind the whole 0.8 m box: kept
+                       at(280, 170, 2.4)])  # behind the cut-off box (its width unknown): kept
+    assert behind_thin_runs(points, [view], margin=0.02).tolist() == [True, False, False, False, False]
+

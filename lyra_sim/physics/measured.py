@@ -55,9 +55,12 @@ def depth_mesh(depth: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray,
     lower = ok_u[1:] & ok_v[:, 1:]
     up = None if up is None else np.asarray(up, np.float64)
     K = np.asarray(K, np.float64)
-    x = (cols + 0.5 - K[0, 2]) / K[0, 0]  # pixel centres at +0.5, as lyra_sim.camera.pixel_directions
-    y = (rows + 0.5 - K[1, 2]) / K[1, 1]
-    dirs = np.stack(np.broadcast_arrays(x[None, :], y[:, None], np.ones((1, 1))), axis=-1)
+    # Pixel centres at +0.5 (as lyra_sim.camera.pixel_directions); a vertex on the near side of a jump moves out
+    # to its cell's edge (``_silhouette_shift``): the measured surface covers its pixels, not only their centres.
+    shift_u, shift_v = _silhouette_shift(layers.jump_u, layers.jump_v, grid, valid, depth, rows, cols, stride)
+    x = (cols[None, :] + 0.5 + shift_u - K[0, 2]) / K[0, 0]
+    y = (rows[:, None] + 0.5 + shift_v - K[1, 2]) / K[1, 1]
+    dirs = np.stack(np.broadcast_arrays(x, y, np.ones((1, 1))), axis=-1)
     points = dirs * grid[..., None]
     cam_to_world = np.linalg.inv(np.asarray(world_to_cam, np.float64))
     points = points.reshape(-1, 3) @ cam_to_world[:3, :3].T + cam_to_world[:3, 3]
@@ -79,6 +82,37 @@ def depth_mesh(depth: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray,
         points = np.concatenate([points, lid_points])
     used, inverse = np.unique(faces, return_inverse=True)
     return points[used], inverse.reshape(-1, 3).astype(np.int64)
+
+
+def _silhouette_shift(jump_u: np.ndarray, jump_v: np.ndarray, grid: np.ndarray, valid: np.ndarray, depth: np.ndarray,
+                      rows: np.ndarray, cols: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w) image shifts (pixels, along u and v) of the grid vertices on the near side of a layer jump, out to the
+    measured edge: past the pixels between the vertex and the next grid vertex that still lie on its surface
+    (nearer to its depth than to the farther vertex's, full-resolution ``depth``), then half a pixel (the edge lies
+    between the last pixel centre on the surface and the first one off it). Left at the vertex, a 3 cm leg at
+    640x480 (8 pixels, stride 2) lost up to 1.5 pixels a side, and robot rays grazing it passed within a few mm of
+    where the true leg stopped them."""
+    shift_u, shift_v = np.zeros(grid.shape), np.zeros(grid.shape)
+    for axis, jumps, shift in ((1, jump_u, shift_u), (0, jump_v, shift_v)):
+        lo = (slice(None), slice(None, -1)) if axis == 1 else (slice(None, -1), slice(None))
+        hi = (slice(None), slice(1, None)) if axis == 1 else (slice(1, None), slice(None))
+        edge = jumps & valid[lo] & valid[hi]
+        for near_first in (True, False):
+            r, c = np.nonzero(edge & ((grid[lo] < grid[hi]) == near_first))
+            near_r, near_c = (r, c + (not near_first)) if axis == 1 else (r + (not near_first), c)
+            far_r, far_c = (r, c + near_first) if axis == 1 else (r + near_first, c)
+            fixed, near_px = (rows[near_r], cols[near_c]) if axis == 1 else (cols[near_c], rows[near_r])
+            step = 1 if near_first else -1
+            d_near, d_far = grid[near_r, near_c], grid[far_r, far_c]
+            run = np.zeros(len(r))
+            on = np.ones(len(r), bool)
+            for k in range(1, stride):  # pixels between the two grid vertices, from the near one out
+                px = near_px + step * k
+                d = depth[fixed, px] if axis == 1 else depth[px, fixed]
+                on &= np.isfinite(d) & (d > 0) & (np.abs(d - d_near) < np.abs(d - d_far))
+                run += on
+            shift[near_r, near_c] += step * (run + 0.5)
+    return shift_u, shift_v
 
 
 def _side_skirts(points: np.ndarray, depth: np.ndarray, valid: np.ndarray, jump_u: np.ndarray, eye: np.ndarray,
@@ -191,3 +225,53 @@ def view_relation(points: np.ndarray, views: list[DepthView], margin: float) -> 
         in_view |= inside
         through |= inside & np.isfinite(behind) & (behind > z + margin + 0.01 * z)
     return in_view, through
+
+
+def behind_thin_runs(points: np.ndarray, views: list[DepthView], margin: float) -> np.ndarray:
+    """(N,) bool: points hidden behind a measured surface that the camera saw past on both sides (a table leg, a
+    post, a chair's leg or back seen edge-on), deeper behind it than it is wide across its image row, yet in
+    front of the background beside it (``margin`` and 1 % of the range of slack each way).
+
+    The side skirts (``_side_skirts``) take the same prior for the depth of a seen run: as deep as it is wide.
+    Invented bulk farther back (the completion gives a 3 cm leg the 0.4 m back of the table it belongs to) sits
+    where robot cameras passing the leg look through to what lies behind; what lies as far as the background
+    (the background continued behind the leg) stays. (The splats draw that bulk too, lyra_sim.single_view.backs:
+    here the collider follows the measurement's prior, not the picture; on bench_colliders' table_chairs at
+    640x480 this costs 0.2 points of collider-picture agreement and gains 0.003 of true surfaces within 5 cm.)"""
+    out = np.zeros(len(points), bool)
+    for view in views:
+        depth = np.asarray(view.depth, np.float64)
+        valid = np.isfinite(depth) & (depth > 0)
+        if valid.sum() < 4 or depth.shape[1] < 3:
+            continue
+        width, background = _row_runs(depth, valid, 1.0 / float(view.K[0, 0]))
+        z, u, v, inside = view.pixels_of(points)
+        ui, vi = u[inside].astype(int), v[inside].astype(int)
+        measured = depth[vi, ui]
+        slack = margin + 0.01 * measured
+        deep = valid[vi, ui] & (z[inside] > measured + np.maximum(width[vi, ui], margin) + slack)
+        out[np.flatnonzero(inside)] |= deep & (z[inside] < background[vi, ui] - slack)
+    return out
+
+
+def _row_runs(depth: np.ndarray, valid: np.ndarray, pixel_angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel of a depth image: its run's width across its image row (metres at its depth, ``_run_widths``),
+    and the nearer of the two depths just outside the run's ends when both ends are jumps to a farther surface
+    (0 otherwise: the run is hidden or cut off on a side, so its width is unknown)."""
+    h, w = depth.shape
+    filled = np.where(valid, depth, np.median(depth[valid]))
+    jump_u = split_layers(filled).jump_u
+    breaks = jump_u | ~valid[:, 1:] | ~valid[:, :-1]  # (H, W-1): columns u and u+1 lie on different runs
+    run = np.concatenate([np.zeros((h, 1), np.int64), np.cumsum(breaks, axis=1)], axis=1) + np.arange(h)[:, None] * w
+    farther = jump_u & valid[:, 1:] & valid[:, :-1]
+    left_open = np.zeros(h * w + h, bool)  # the run starting at u + 1 has a farther surface at u
+    right_open = np.zeros(h * w + h, bool)  # the run ending at u has a farther surface at u + 1
+    beside = np.full(h * w + h, np.inf)
+    starts = farther & (depth[:, :-1] > depth[:, 1:])
+    ends = farther & (depth[:, 1:] > depth[:, :-1])
+    left_open[run[:, 1:][starts]] = True
+    right_open[run[:, :-1][ends]] = True
+    np.minimum.at(beside, run[:, 1:][starts], depth[:, :-1][starts])
+    np.minimum.at(beside, run[:, :-1][ends], depth[:, 1:][ends])
+    background = np.where(left_open & right_open, beside, 0.0)[run]
+    return _run_widths(depth, valid, jump_u, pixel_angle), background

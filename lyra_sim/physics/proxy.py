@@ -6,7 +6,8 @@ MEDIAN depth (where transmittance crosses 0.5, so soft edges give the front or t
 surface floating between them) of the Gaussians the measured views do not explain (invented ones, thin
 edges) is rendered from many virtual
 cameras and fused in a TSDF (lyra_sim.geometry.tsdf) with the measured views; fused triangles lying on a
-measured surface and facing the same way are dropped (the measurement is kept instead). The floor of an
+measured surface and facing the same way are dropped (the measurement is kept instead), and so are those a
+measured view saw through or that lie deeper behind a thin measured run (a leg) than it is wide. The floor of an
 aligned world is a box of real thickness whose top is z = 0, the walls the completion found are boxes too
 (lyra_sim.physics.walls). A world that came without measured views (a splat file from elsewhere) has its own
 median depth from the camera it was made from stand in for them (lyra_sim.physics.splat_collider: floaters
@@ -33,7 +34,7 @@ from lyra_sim.defaults import COLLIDER_TRIANGLE_BUDGET
 from lyra_sim.geometry.tsdf import TRUNCATION_VOXELS, DepthView, fuse_views, surface_mesh
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.physics.floaters import find_floaters
-from lyra_sim.physics.measured import depth_mesh, seen_through
+from lyra_sim.physics.measured import behind_thin_runs, depth_mesh, seen_through
 from lyra_sim.physics.splat_collider import evidence_info, splat_evidence
 from lyra_sim.physics.walls import WALL_THICKNESS_M, WallBox, on_walls, wall_box, wall_planes
 from lyra_sim.rendering.cpu import median_depth_cpu
@@ -65,6 +66,9 @@ EDGE_PIXELS = 3  # Gaussians this near a measured depth jump are rendered, not t
 #: are all the evidence and disagree by more than that between views: lyra_sim.geometry.tsdf's 4 (at 1.5 the
 #: splat-file table's obstacles fell apart, 0.61 -> 0.00 of rays within 5 cm).
 MEASURED_TRUNCATION_VOXELS = 1.5
+#: Slack (plus 1 % of the range) of ``_bulk_behind_thin_runs``: a fused triangle goes when it lies this much beyond
+#: a thin measured run's depth plus its width, and this much in front of the background beside the run.
+THIN_RUN_MARGIN_VOXELS = 1.0
 EXPLAINED_VOXELS = 2.0  # an observed Gaussian this close (plus 1 % of its depth) to a measured depth is explained
 
 
@@ -274,6 +278,16 @@ def _in_measured_free_space(mesh: o3d.geometry.TriangleMesh, views: list[DepthVi
     return seen_through(vertices[faces].mean(axis=1), views, margin)
 
 
+def _bulk_behind_thin_runs(mesh: o3d.geometry.TriangleMesh, views: list[DepthView], margin: float) -> np.ndarray:
+    """Fused triangles whose centre lies deeper behind a measured run the camera saw past on both sides than the
+    run is wide (lyra_sim.physics.measured.behind_thin_runs): the completion gives a 3 cm table leg the 0.4 m back
+    of its table, and robot cameras passing the leg look through there to what lies behind."""
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    if len(faces) == 0 or not views:
+        return np.zeros(len(faces), bool)
+    return behind_thin_runs(vertices[faces].mean(axis=1), views, margin)
+
+
 def fill_small_holes(vertices: np.ndarray, faces: np.ndarray, max_perimeter: float) -> tuple[np.ndarray, np.ndarray]:
     """Close boundary loops shorter than ``max_perimeter`` with a fan around their centroid.
 
@@ -474,8 +488,11 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     measured = bool(views) and evidence is None  # depth a camera measured, not a splat file's own render
     mesh = fuse_depth(rendered_views + views, voxel, far, MEASURED_TRUNCATION_VOXELS if measured else TRUNCATION_VOXELS)
     stages.lap("fuse")
-    mesh.remove_triangles_by_mask(_duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel)
-                                  | _in_measured_free_space(mesh, views, FREE_SPACE_VOXELS * voxel))
+    drop = _duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel) | _in_measured_free_space(
+        mesh, views, FREE_SPACE_VOXELS * voxel)
+    if measured:  # (a splat file's source-view render is no measurement: lyra_sim.physics.splat_collider)
+        drop |= _bulk_behind_thin_runs(mesh, views, THIN_RUN_MARGIN_VOXELS * voxel)
+    mesh.remove_triangles_by_mask(drop)
     mesh.remove_unreferenced_vertices()
     floor_z = None
     band = 3.0 * voxel  # the fused floor sits up to ~2 voxels off z = 0 (surfel thickness, grazing views)
@@ -531,7 +548,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
         faces = np.concatenate([faces, box_f + len(vertices)])
         vertices = np.concatenate([vertices, box_v])
     info = {"voxel_size": voxel, "floor_band": band if floor_z is not None else 0.0,
-            "views": len(cameras) + len(views), "measured_triangles": len(m_faces), "triangles": len(faces),
+            "views": len(cameras) + len(views), "fused_triangles": len(mesh.triangles),
+            "measured_triangles": len(m_faces), "triangles": len(faces),
             "rendered_gaussians": 0 if rendered is None else len(rendered), "wall_boxes": len(walls),
             "build_seconds": time.perf_counter() - start, "stage_seconds": stages.seconds}
     if floaters is not None:
