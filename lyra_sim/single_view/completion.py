@@ -3,8 +3,10 @@
 Added as Gaussians with ``observed = False`` (the input camera's OpenCV frame):
 1. the floor, found by ``lyra_sim.align``'s RANSAC, as a textured plane out to ``floor_radius`` (under
    objects and beyond the image), its colour synthesised from the seen floor (``planes.PlaneTexture``);
-2. walls (vertical planes open3d's RANSAC finds) continued sideways and up, also textured; a wall ends just past
-   an end the camera sees past (``CompletionOptions.wall_margin`` for the ends the image cuts off);
+2. walls (vertical planes open3d's RANSAC finds) continued sideways and up, also textured; a wall ends where the
+   camera first sees past its plane beyond its seen part (``CompletionOptions.wall_margin`` for the ends the image
+   cuts off); a plane the camera sees past over most of its seen span is no wall (furniture fronts in a row), and
+   of near-parallel planes a little apart over the same stretch only the farthest is (``room_walls``);
 3. background layers behind occlusion edges (``backs.back_layers``);
 4. closed backs and sides of objects (``backs.object_backs``);
 5. a far backdrop: a sphere just beyond the floor's edge, coloured like the top of the image above the horizon
@@ -49,7 +51,11 @@ UNDERLAY_SIGMA = 0.7  # ... of surfels this wide (std in pixel footprints; the l
 UNDERLAY_CLEARANCE_PX = 3  # ... at least this many pixels from an object (it would draw over the object's edge)
 TEXTURE_CLEARANCE_PX = 2  # the floor's texture sample keeps this many pixels from objects ...
 TEXTURE_MIN_UP = 0.9  # ... and its normals within 26 deg of the floor's
-END_PROBES = 8  # heights on a wall probed just past its seen end (does the camera see past it?)
+END_COLUMN_PIXELS = 4  # a column of a wall past its seen end counts when this many pixels' rays meet it there
+SEEN_PAST_MAX = 0.5  # a plane the camera sees past over more of its seen span is no wall (furniture fronts)
+PARALLEL_DEG = 10.0  # walls whose normals are this close ...
+MERGE_GAP_HEIGHTS = 0.5  # ... and whose planes lie less than this many camera heights apart are one wall
+MERGE_SUPPORT = 0.25  # ... the farther one holding at least this share of the nearer one's inliers
 BACKDROP_STEP_DEG = 3.0  # angular spacing of the backdrop sphere's Gaussians
 BACKDROP_BEYOND = 1.02  # the sphere's radius, in floor radii (just behind the floor's edge)
 BACKDROP_TOP_ROWS = 0.1  # the sphere's colours: the median of this top (bottom) fraction of the image's rows
@@ -71,9 +77,10 @@ class CompletionOptions:
     ``plane_texture``: how unseen floor and walls beyond the seen texture are coloured (``planes.PlaneTexture``'s
     synthesis: "periodic", the seen texture's lattice continued in phase where it has one, else "quilt", image
     quilting from the seen texture, or "mirror", its largest seen patch mirror-tiled).
-    ``wall_margin``: a wall ends just past a seen end (where the camera sees past it); at an end the image cuts
-    off (or an object hides) it continues this many camera heights past its seen extent (default None: to the
-    floor's edge; the benchmark scenes' walls run on far past the image, so any margin cost PSNR there).
+    ``wall_margin``: a wall ends where the camera first sees past its plane beyond its seen part (at least two inlier
+    distances past it); at an end the image cuts off (or objects hide up to the image's edge) it continues this many
+    camera heights past its seen extent (default None: to the floor's edge; the benchmark scenes' walls run on far
+    past the image, so any margin cost PSNR there).
     ``wall_min_width``: a wall spans at least this many camera heights along itself (and 0.6 up it; issue 11
     asked for 1: a partition seen end-on for a few tens of centimetres was left to the object backs).
     """
@@ -212,33 +219,98 @@ def _touches_top(mask: np.ndarray) -> bool:
     return bool(mask[:rows].any())
 
 
+def _plane_hits(wall: Wall, ray_q: np.ndarray, cam_h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each ray (floor-frame directions ``ray_q`` (N,3), scaled to unit camera z, from the camera at
+    (0, 0, cam_h)) meets ``wall``'s plane: the z-depth (inf where it meets it behind the camera or never), and the
+    hit's ``Wall.along`` coordinate and height."""
+    denom = ray_q @ wall.normal  # the camera is on the wall's positive side
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(denom < -1e-9, -(wall.offset + cam_h * wall.normal[2]) / denom, np.inf)
+        hit = np.array([0.0, 0.0, cam_h]) + np.where(np.isfinite(t), t, 0.0)[:, None] * ray_q
+    return t, (hit + wall.offset * wall.normal) @ wall.along(), hit[:, 2]
+
+
+def _seen_past(t_wall: np.ndarray, depth: np.ndarray, step: float) -> np.ndarray:
+    """Pixels whose measured surface lies clearly beyond (by 5 % and ``step``) the plane their ray meets at z-depth
+    ``t_wall``: the camera sees past the plane there, so no wall stands there."""
+    return np.isfinite(t_wall) & (depth > 1.05 * t_wall + step)
+
+
+def _seen_past_share(wall: Wall, q_inliers: np.ndarray, depth: np.ndarray, ray_q: np.ndarray, cam_h: float,
+                     band: float, step: float) -> float:
+    """Of the pixels whose rays meet ``wall`` within its seen span (the inliers' 1-99 % along it, from ``band`` to
+    its seen top), the share that sees clearly past it. A true wall has nothing measured behind it; a row of
+    furniture fronts (a shelf's board edges, with its back panel between them) is mostly seen past."""
+    t, s, z = _plane_hits(wall, ray_q, cam_h)
+    low, high = _span(wall, q_inliers)
+    span = np.isfinite(t) & (s >= low) & (s <= high) & (z >= band) & (z <= wall.top)
+    if not span.any():
+        return 0.0
+    return float(_seen_past(t[span], depth.ravel()[span], step).mean())
+
+
+def _span(wall: Wall, q_points: np.ndarray) -> tuple[float, float]:
+    """The 1-99 % extent of ``q_points`` along ``wall`` (``Wall.along`` coordinates)."""
+    low, high = np.percentile((q_points + wall.offset * wall.normal) @ wall.along(), [1, 99])
+    return float(low), float(high)
+
+
+def _merge_parallel(walls: list[tuple[Wall, float, np.ndarray]], gap: float) -> list[tuple[Wall, float]]:
+    """``walls`` [(Wall, top, inlier points)] less each one standing before a near-parallel one (normals within
+    PARALLEL_DEG) less than ``gap`` farther, over at least half its own span, that holds at least MERGE_SUPPORT of
+    its inliers: the camera sees both over the same stretch, so the nearer one has gaps the farther one shows
+    through. A true wall is the farthest surface there; RANSAC splits one rough wall, with what stands before it
+    (the fronts of a rack), into a few planes a few centimetres to decimetres apart."""
+    cos_parallel = np.cos(np.radians(PARALLEL_DEG))
+
+    def before(near: Wall, q_near: np.ndarray, far: Wall, q_far: np.ndarray) -> bool:
+        if far.normal @ near.normal < cos_parallel or not 0 < far.offset - near.offset < gap:
+            return False
+        if len(far.inliers) < MERGE_SUPPORT * len(near.inliers):
+            return False
+        (low, high), (far_low, far_high) = _span(far, q_near), _span(far, q_far)
+        return min(high, far_high) - max(low, far_low) >= 0.5 * (high - low)
+
+    return [(near, top) for near, top, q_near in walls
+            if not any(before(near, q_near, far, q_far) for far, _, q_far in walls)]
+
+
 def room_walls(q: np.ndarray, depth: np.ndarray, ray_q: np.ndarray, band: float, cam_h: float, metric: bool,
                median_depth: float, footprint: np.ndarray,
                min_width: float) -> tuple[list, np.ndarray, float, np.ndarray, np.ndarray]:
     """Walls among the seen points ``q`` (H,W,3, floor frame): [(Wall, top)], the pixel indices RANSAC saw,
-    the inlier distance, the mask of wall pixels and the depth at which each ray meets a wall behind it."""
+    the inlier distance, the mask of wall pixels and the depth at which each ray meets a wall behind it.
+
+    A plane the camera sees past over more than SEEN_PAST_MAX of its seen span is no wall (furniture fronts in a
+    row); near-parallel planes a little apart are one wall (``_merge_parallel``)."""
     h, w = depth.shape
     flat = q.reshape(-1, 3)
     candidates = np.flatnonzero((q[..., 2] > 2 * band).ravel())
     if len(candidates) > 40_000:
         candidates = np.random.default_rng(0).choice(candidates, 40_000, replace=False)
     threshold = max(0.01 * median_depth, 2 * float(np.median(footprint)))
-    kept, wall_mask, behind = [], np.zeros((h, w), bool), np.full((h, w), np.inf)
+    found = []
     for wall in find_walls(flat[candidates], threshold, min_width=min_width):
         heights = flat[candidates[wall.inliers], 2]
         if np.percentile(heights, 98) - np.percentile(heights, 2) < 0.6 * cam_h:
             continue  # too low for a wall: the front of a box or a cabinet
-        wall_mask |= (np.abs(flat @ wall.normal + wall.offset) < threshold).reshape(h, w) & (q[..., 2] > band)
+        share = _seen_past_share(wall, flat[candidates[wall.inliers]], depth, ray_q, cam_h, band, 2 * threshold)
+        if share > SEEN_PAST_MAX:
+            log.debug("plane %.3f units away: seen past over %.0f %% of its span, no wall", wall.offset, 100 * share)
+            continue
         inlier_pixels = np.zeros(h * w, bool)
         inlier_pixels[candidates[wall.inliers]] = True
         top = wall.top
         if _touches_top(inlier_pixels.reshape(h, w)):  # cut off by the image: a room-high wall
             room = ROOM_HEIGHT_M if metric else ROOM_HEIGHT_M / DEFAULT_CAMERA_HEIGHT * cam_h
             top = max(wall.top, room, 1.5 * cam_h)
-        kept.append((wall, top))
-        denom = ray_q @ wall.normal  # rays start at the camera, (0, 0, cam_h), on the wall's positive side
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t_wall = np.where(denom < -1e-9, -(wall.offset + cam_h * wall.normal[2]) / denom, np.inf).reshape(h, w)
+        found.append((wall, top, flat[candidates[wall.inliers]]))
+    kept = _merge_parallel(found, MERGE_GAP_HEIGHTS * cam_h)
+    wall_mask, behind = np.zeros((h, w), bool), np.full((h, w), np.inf)
+    for wall, _, _ in found:  # the pixels of merged-away planes are wall all the same (not objects)
+        wall_mask |= (np.abs(flat @ wall.normal + wall.offset) < threshold).reshape(h, w) & (q[..., 2] > band)
+    for wall, _ in kept:
+        t_wall = _plane_hits(wall, ray_q, cam_h)[0].reshape(h, w)
         behind = np.minimum(behind, np.where(t_wall > depth, t_wall, np.inf))
     return kept, candidates, threshold, wall_mask, behind
 
@@ -264,37 +336,37 @@ def _ends_record(wall: Wall, extent: WallExtent, frame: FloorFrame) -> dict:
     return {"ends": ends, "ends_seen": [extent.low_seen, extent.high_seen]}
 
 
-def _end_seen(wall: Wall, s_end: float, direction: float, top: float, frame: FloorFrame, K: np.ndarray,
-              depth: np.ndarray, step: float) -> bool:
-    """Whether the input view sees past the wall just beyond its seen end ``s_end`` (``direction`` +1 or -1 along
-    it): at most of END_PROBES heights on the wall ``step`` past the end, inside the image, the camera saw something
-    farther than the wall would be."""
-    h, w = depth.shape
-    along, foot = wall.along(), -wall.offset * wall.normal
-    heights = np.linspace(0.1, 0.9, END_PROBES) * top
-    q = foot + (s_end + direction * step) * along + heights[:, None] * np.array([0.0, 0.0, 1.0])
-    p = frame.to_camera(q)
-    z = p[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = np.floor(K[0, 0] * p[:, 0] / z + K[0, 2])
-        v = np.floor(K[1, 1] * p[:, 1] / z + K[1, 2])
-    inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    if inside.sum() < 0.5 * END_PROBES:
-        return False  # cut off by the image: where it ends is unknown
-    seen = depth[v[inside].astype(np.int64), u[inside].astype(np.int64)]
-    return bool((seen > 1.05 * z[inside] + step).mean() >= 0.5)
+def _seen_past_end(s_end: float, direction: float, s: np.ndarray, past: np.ndarray, step: float) -> float | None:
+    """How far past its seen end ``s_end`` (``direction`` +1 or -1 along it) a wall may run: columns ``step`` wide
+    of the pixels whose rays meet it (their ``Wall.along`` coordinates ``s``, and whether the camera sees ``past``
+    the plane there), outward from the end; the wall ends at the first column seen past over half its pixels (at
+    least one step past the end), or None when there is none (the image cuts it off, or objects hide it up to
+    the image's edge: where it ends is unknown)."""
+    beyond = (s - s_end) * direction
+    outward = beyond >= 0
+    column = np.floor(beyond[outward] / step).astype(np.int64)
+    if not len(column):
+        return None
+    counts = np.bincount(column)
+    seen_past = np.bincount(column, past[outward].astype(np.float64), minlength=len(counts))
+    open_columns = np.flatnonzero((counts >= END_COLUMN_PIXELS) & (seen_past >= 0.5 * counts))
+    if not len(open_columns):
+        return None
+    return s_end + direction * max(int(open_columns[0]), 1) * step
 
 
-def _wall_extent(wall: Wall, q_inliers: np.ndarray, top: float, frame: FloorFrame, K: np.ndarray, depth: np.ndarray,
-                 step: float, margin: float | None) -> WallExtent:
-    """How far a wall is continued: ``step`` past a seen end, ``margin`` past an unseen one (None: without end)."""
-    s = (q_inliers - (-wall.offset * wall.normal)) @ wall.along()
-    low, high = (float(v) for v in np.percentile(s, [1, 99]))
-    low_seen = _end_seen(wall, low, -1.0, top, frame, K, depth, step)
-    high_seen = _end_seen(wall, high, 1.0, top, frame, K, depth, step)
+def _wall_extent(wall: Wall, q_inliers: np.ndarray, top: float, depth: np.ndarray, ray_q: np.ndarray, cam_h: float,
+                 band: float, step: float, margin: float | None) -> WallExtent:
+    """How far a wall is continued: to where the camera first sees past it beyond a seen end (``_seen_past_end``),
+    ``margin`` past an end it does not see (None: without end)."""
+    t, s, z = _plane_hits(wall, ray_q, cam_h)
+    on = np.isfinite(t) & (z >= band) & (z <= top)
+    s, past = s[on], _seen_past(t[on], depth.ravel()[on], step)
+    low, high = _span(wall, q_inliers)
+    low_end, high_end = _seen_past_end(low, -1.0, s, past, step), _seen_past_end(high, 1.0, s, past, step)
     unseen = np.inf if margin is None else margin
-    return WallExtent(low - (step if low_seen else unseen), high + (step if high_seen else unseen),
-                      low_seen, high_seen)
+    return WallExtent(low - unseen if low_end is None else low_end, high + unseen if high_end is None else high_end,
+                      low_end is not None, high_end is not None)
 
 
 def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: ViewGeometry,
@@ -355,8 +427,8 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
             plane_mask |= wall_mask
             behind = np.minimum(behind, t_walls)
             step = 2.0 * threshold
-            extents = [_wall_extent(wall, q.reshape(-1, 3)[candidates[wall.inliers]], top, frame, K, depth, step,
-                                    None if options.wall_margin is None else options.wall_margin * cam_h)
+            extents = [_wall_extent(wall, q.reshape(-1, 3)[candidates[wall.inliers]], top, depth, ray_q, cam_h, band,
+                                    step, None if options.wall_margin is None else options.wall_margin * cam_h)
                        for wall, top in kept]
             report["walls"] = len(kept)
             # The planes themselves, in the world's (camera) frame: normal . p + offset = 0, normal towards the
