@@ -132,10 +132,10 @@ def splat_evidence(world: GaussianWorld) -> SplatEvidence | None:
         return None
     K, width, height = _source_intrinsics(solid, means_cam)
     camera = Camera(torch.from_numpy(K).float()[None], torch.from_numpy(world_to_cam).float()[None], width, height)
-    from lyra_sim.rendering import render
+    from lyra_sim.rendering.cpu import median_depth_cpu
 
-    with torch.no_grad():
-        depth = render(solid, camera, median=True).median_depth[0].cpu().numpy().astype(np.float32)
+    with torch.no_grad():  # (the depth only: no colour pass, as the proxy's own views)
+        depth = median_depth_cpu(solid, camera, near=0.01, far=1e10, eps2d=0.3)[0].numpy().astype(np.float32)
     if (depth > 0).sum() < MIN_SEEN:
         return None
     view = on_discs(DepthView(depth, K, world_to_cam), solid)
