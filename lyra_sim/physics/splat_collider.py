@@ -51,7 +51,7 @@ DISC_GRAZING = 0.15  # a ray closer than this (sine) to a disc's plane keeps the
 #: 4 voxels the invented back under a 3 cm table top hangs a slab 10 cm below it that robot rays to the wall
 #: behind stop on (splat-file table: 0.945 of seen rays within 5 cm); at the measured views' 1.5 the renders of
 #: invented walls, which disagree by more than that, lose their surface (doorway's unseen side wall 0.986 ->
-#: 0.936 within 20 cm). 2 keeps both (0.962 / 0.964; bench_colliders --splat-files).
+#: 0.936 within 20 cm). 2 keeps most of both (0.962 / 0.961 in bench_colliders --splat-files; 4 gave 0.936 / 0.986).
 SPLAT_TRUNCATION_VOXELS = 2.0
 PLANE_BAND = 0.02  # of the view's median depth: pixels this close to the floor are moved onto it ...
 PLANE_BAND_SIGMAS = 3.0  # ... or this many of the Gaussians' median largest standard deviation, if more
