@@ -53,14 +53,22 @@ SEEN_WITHIN, UNSEEN_WITHIN, DROP_WITHIN = 0.05, 0.20, 0.03
 BALLS, BALL_RADIUS, DROP_HEIGHT = 60, 0.05, 1.5
 
 
+PREVIOUS_MODULES = ("measured", "floaters", "splat_collider", "proxy")  # in import order
+
+
 def previous_proxy(revision: str):
-    """lyra_sim/physics/proxy.py at ``revision``, imported as a module of its own, with the measured meshes
-    (lyra_sim/physics/measured.py) of that revision too."""
+    """lyra_sim/physics/proxy.py at ``revision``, imported as a module of its own, with the measured meshes,
+    floaters and splat-file evidence (lyra_sim/physics/measured.py, floaters.py, splat_collider.py) of that
+    revision too (those a revision lacks come from this tree)."""
     modules = {}
-    for name in ("measured", "proxy"):
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:lyra_sim/physics/{name}.py"],
-                                check=True, capture_output=True, text=True).stdout
-        source = source.replace("from lyra_sim.physics.measured import", "from previous_measured import")
+    for name in PREVIOUS_MODULES:
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:lyra_sim/physics/{name}.py"],
+                               capture_output=True, text=True)
+        if shown.returncode != 0:
+            continue
+        source = shown.stdout
+        for other in modules:
+            source = source.replace(f"from lyra_sim.physics.{other} import", f"from previous_{other} import")
         path = Path(tempfile.mkdtemp()) / f"previous_{name}.py"
         path.write_text(source)
         spec = importlib.util.spec_from_file_location(f"previous_{name}", path)

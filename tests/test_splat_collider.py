@@ -124,3 +124,57 @@ def test_layout_intrinsics_recover_the_field_and_resolution_of_the_camera_that_m
     # The 5-95 % quantiles see 90 % of the half-width: the field is that much narrower, at the same resolution.
     assert K[0, 0] == pytest.approx(f, rel=0.05)
     assert w == pytest.approx(0.9 * width, rel=0.05) and h == pytest.approx(0.9 * height, rel=0.05)
+
+
+def _post_on_floor_view(width: int = 320, height: int = 240):
+    """A DepthView (z up, floor z = 0) from a camera 1.2 m up looking along +x and 20 degrees down at a 5 cm post
+    (front face x = 2, |y| < 0.025, 0.8 m high) on the floor: depth cast analytically per pixel."""
+    from lyra_sim.camera import look_at_matrix
+    from lyra_sim.geometry.tsdf import DepthView
+
+    eye = np.array([0.0, 0.0, 1.2])
+    world_to_cam = look_at_matrix(eye, eye + np.array([np.cos(0.35), 0.0, -np.sin(0.35)]), up=np.array([0, 0, 1.0]))
+    world_to_cam = np.asarray(world_to_cam, np.float64).reshape(4, 4)
+    f = 0.5 * width / np.tan(np.radians(30.0))
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    rays = np.stack([(u - K[0, 2]) / f, (v - K[1, 2]) / f, np.ones_like(u)], axis=-1) @ np.linalg.inv(
+        world_to_cam)[:3, :3].T  # world direction per unit of z-depth
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_floor = np.where(rays[..., 2] < 0, -eye[2] / rays[..., 2], np.inf)
+        t_post = (2.0 - eye[0]) / rays[..., 0]
+    at_post = eye + rays * t_post[..., None]
+    on_post = (t_post > 0) & (np.abs(at_post[..., 1]) < 0.025) & (at_post[..., 2] > 0) & (at_post[..., 2] < 0.8)
+    depth = np.where(on_post & (t_post < t_floor), t_post, np.where(np.isfinite(t_floor), t_floor, 0.0))
+    return DepthView(depth.astype(np.float32), K, world_to_cam), on_post & (t_post < t_floor), at_post
+
+
+def test_snapping_the_floor_leaves_the_foot_of_a_post_standing():
+    # The post's lowest pixels lie as near the floor as the floor's own, and the 15-pixel window around them is
+    # mostly floor, so the old snap moved them onto the floor behind the post (up to 7 cm farther).
+    from lyra_sim.physics.splat_collider import on_floor
+
+    view, post, points = _post_on_floor_view()
+    foot = post & (points[..., 2] < 0.04)
+    assert foot.sum() > 10
+    snapped = on_floor(view)
+    assert np.abs(snapped.depth[foot] - view.depth[foot]).max() < 1e-4  # the foot stays where it stands
+    floor = (view.depth > 0) & ~post
+    assert np.abs(snapped.depth[floor] - view.depth[floor]).max() < 1e-3  # the true floor is on z = 0 already
+
+
+def test_the_source_view_is_small_enough_for_its_mesh_to_keep_every_pixel(splat_file_room):
+    # A world that recorded a 640 x 480 camera: its source view is rendered at 320 x 240 (the focal length halved),
+    # so the measured mesh (lyra_sim.physics.measured) keeps every pixel of it; at 640 x 480 it kept every 2nd.
+    from lyra_sim.physics.measured import depth_stride
+    from lyra_sim.physics.proxy import MEASURED_OVERSAMPLE, MEASURED_SHARE, TRIANGLE_BUDGET
+    from lyra_sim.physics.splat_collider import splat_evidence
+
+    world, _ = splat_file_room
+    f = 0.5 * 640 / np.tan(np.radians(32.0))
+    recorded = world._replace(info={**world.info, "image_size": [640, 480],
+                                    "intrinsics": [[f, 0, 320], [0, f, 240], [0, 0, 1]]})
+    view = splat_evidence(recorded).views[0]
+    assert view.depth.shape == (240, 320)
+    assert view.K[0, 0] == pytest.approx(f / 2) and view.K[:2, 2] == pytest.approx([160, 120])
+    assert depth_stride(240, 320, MEASURED_OVERSAMPLE * int(MEASURED_SHARE * TRIANGLE_BUDGET)) == 1

@@ -35,7 +35,7 @@ from lyra_sim.geometry.tsdf import TRUNCATION_VOXELS, DepthView, fuse_views, sur
 from lyra_sim.io.atomic import atomic_path
 from lyra_sim.physics.floaters import find_floaters
 from lyra_sim.physics.measured import behind_thin_runs, depth_mesh, seen_through
-from lyra_sim.physics.splat_collider import evidence_info, splat_evidence
+from lyra_sim.physics.splat_collider import SPLAT_TRUNCATION_VOXELS, evidence_info, splat_evidence
 from lyra_sim.physics.walls import WALL_THICKNESS_M, WallBox, on_walls, wall_box, wall_planes
 from lyra_sim.rendering.cpu import median_depth_cpu
 from lyra_sim.trajectories import lyra_trajectories
@@ -486,7 +486,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     rendered_views = list(_depth_views(rendered, cameras, progress)) if rendered is not None else []
     stages.lap("render")
     measured = bool(views) and evidence is None  # depth a camera measured, not a splat file's own render
-    mesh = fuse_depth(rendered_views + views, voxel, far, MEASURED_TRUNCATION_VOXELS if measured else TRUNCATION_VOXELS)
+    truncation = SPLAT_TRUNCATION_VOXELS if evidence is not None else TRUNCATION_VOXELS  # (splat_collider)
+    mesh = fuse_depth(rendered_views + views, voxel, far, MEASURED_TRUNCATION_VOXELS if measured else truncation)
     stages.lap("fuse")
     drop = _duplicates(mesh, (m_vertices, m_faces), DUPLICATE_VOXELS * voxel) | _in_measured_free_space(
         mesh, views, FREE_SPACE_VOXELS * voxel)
