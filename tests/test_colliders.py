@@ -150,6 +150,35 @@ def test_agreement_counts_the_rays_that_a_missing_box_lets_through(aligned_room_
     assert with_box.within - without.within == pytest.approx(box_share, abs=0.03)
 
 
+def test_agreement_leaves_out_the_far_backdrop_seen_past_a_missing_wall():
+    """A room whose far wall is missing, closed by an invented sphere 40 m out (the completion's far backdrop):
+    the rays that see the sphere are exactly those that leave the wall-less room (cast on the true planes), and
+    they are left out, not counted as misses of a collider that models the room."""
+    from lyra_sim.align import align_world
+    from lyra_sim.physics.agreement import collider_agreement, ring_cameras
+    from lyra_sim.physics.raycast import cast_rays
+    from lyra_sim.synthetic.gaussian_rooms import camera_view, room_surfaces, surfels_world
+
+    planes = [plane for i, plane in enumerate(room_surfaces()) if i != 1]  # no far wall
+    room = surfels_world(planes, spacing=0.03)
+    rng = np.random.default_rng(3)
+    directions = rng.normal(size=(6000, 3))
+    sphere = np.array([2.0, 0.0, 0.0]) + 40.0 * directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    backdrop = GaussianWorld.from_rgb(sphere, np.full((len(sphere), 3), 0.6), np.full((len(sphere), 3), 1.5),
+                                      np.ones(len(sphere)), frame=room.frame, meters_per_unit=room.meters_per_unit)
+    backdrop.observed = torch.zeros(len(backdrop), dtype=torch.bool)
+    world = align_world(camera_view(GaussianWorld.concatenate([room, backdrop]))[0])
+    mesh = _plane_mesh(planes, shift=(-0.3, 0.0, 0.0))
+    cameras = ring_cameras(world)
+    origins, rays = (a.reshape(-1, 3).numpy().astype(np.float64) for a in cameras.rays())
+    leaving = float(np.isinf(cast_rays(*mesh, origins, rays)).mean())
+    assert leaving > 0.1  # the ring looks out through the missing wall
+    report = collider_agreement(world, mesh, cameras=cameras)
+    assert report.far_field == pytest.approx(leaving, abs=0.02)
+    assert report.missed < 0.03 and report.within > 0.95  # (misses: rays past the open edge, discs overhang it)
+    assert 5.0 < report.reach < 20.0 and "far field" in report.as_line()
+
+
 # ------------------------------------------------------------------------------------------------------- TSDF
 
 

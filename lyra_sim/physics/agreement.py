@@ -2,7 +2,9 @@
 ring of robot-height cameras where the world was observed, to the collision mesh.
 
 A user cannot see ground truth, but can see this: a collider that matches the splats puts a surface where
-every camera ray meets the picture's surface.
+every camera ray meets the picture's surface. Rays whose picture surface lies beyond the collider's reach (the
+completion's far backdrop sphere, tens of metres out, past where a wall ends) are left out and counted apart:
+no collider models the sky, and counting them as misses hid a good collider behind a low figure.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ FORWARD_SHARE = 0.3
 RING_IMAGE_SIZE = (160, 120)
 RING_FOV_DEG = 70.0
 WITHIN = 0.05  # metres: a ray "agrees" when collider and picture lie this close along it
+REACH_FACTOR = 1.5  # the collider fuses depth this many observed-scene diagonals along a view (proxy's ``far``)
 
 
 @dataclass
 class AgreementReport:
     """Distances (m) from the splats' median-depth surface point of each camera ray whose pixel shows a surface
-    to the nearest collider triangle; ``missed``: the share of those rays that hit no collider triangle."""
+    within the collider's reach to the nearest collider triangle; ``missed``: the share of those rays that hit no
+    collider triangle; ``far_field``: the share of all surface rays whose picture lies beyond ``reach`` (left out)."""
 
     median: float
     p95: float
@@ -39,15 +43,27 @@ class AgreementReport:
     rays: int
     cameras: int
     missed: float  # share of rays that hit no collider triangle
+    far_field: float = 0.0  # share of surface rays whose picture lies beyond ``reach``
+    reach: float = math.inf  # world units along a ray
 
     def as_dict(self) -> dict:
         return {"median_m": self.median, "p95_m": self.p95, "within_5cm": self.within, "rays": self.rays,
-                "cameras": self.cameras, "missed": self.missed}
+                "cameras": self.cameras, "missed": self.missed, "far_field": self.far_field, "reach": self.reach}
 
     def as_line(self) -> str:
+        far = (f"; {100 * self.far_field:.1f} % more show the far field beyond the collider's {self.reach:.1f} "
+               "reach, left out" if self.far_field > 0 else "")
         return (f"collider vs picture: median {_metres(self.median)}, 95th percentile {_metres(self.p95)}, "
                 f"{100 * self.within:.1f} % of {self.rays} rays within {100 * WITHIN:.0f} cm "
-                f"({self.cameras} robot-height cameras; {100 * self.missed:.1f} % of rays miss the collider)")
+                f"({self.cameras} robot-height cameras; {100 * self.missed:.1f} % of rays miss the collider{far})")
+
+
+def collider_reach(core_means: np.ndarray) -> float:
+    """How far along a view the collider fuses depth: REACH_FACTOR x the diagonal of the observed scene's centres
+    (``core_means``); completed surfaces farther out (the far backdrop) get no collider."""
+    if len(core_means) == 0:
+        return math.inf
+    return float(np.linalg.norm(core_means.max(axis=0) - core_means.min(axis=0))) * REACH_FACTOR
 
 
 def _metres(value: float) -> str:
@@ -83,16 +99,26 @@ def ring_cameras(world: GaussianWorld, image_size: tuple[int, int] = RING_IMAGE_
     return Camera(K.expand(len(w2c), 3, 3), torch.stack(w2c), width, height)
 
 
-def collider_agreement(world: GaussianWorld, mesh, cameras: Camera | None = None) -> AgreementReport:
+def collider_agreement(world: GaussianWorld, mesh, cameras: Camera | None = None,
+                        reach: float | None = None) -> AgreementReport:
     """Agreement of the collider ``mesh`` (a CollisionMesh or (vertices, faces), in the world's frame) with the
-    splats' median depth from ``cameras`` (default: ``ring_cameras``)."""
+    splats' median depth from ``cameras`` (default: ``ring_cameras``), over picture surfaces within ``reach``
+    along the ray (default: the CollisionMesh's ``info["reach"]``, else ``collider_reach`` of the observed
+    Gaussians)."""
     vertices, faces = (mesh.vertices, mesh.faces) if hasattr(mesh, "faces") else mesh
     cameras = ring_cameras(world) if cameras is None else cameras
+    if reach is None:
+        reach = getattr(mesh, "info", {}).get("reach")
+    if reach is None:
+        observed = world.observed_only() if bool(world.observed.any()) else world
+        reach = collider_reach(observed.means.detach().cpu().numpy().astype(np.float64))
     with torch.no_grad():
         median = median_depth_cpu(world, cameras, near=0.01, far=1e10, eps2d=0.3).numpy().astype(np.float64)
     dirs = pixel_directions(cameras.K.double(), cameras.height, cameras.width).numpy()  # (B,H,W,3), z = 1
     cam_to_world = cameras.cam_to_world.double().numpy()
-    seen = median > 0
+    surface = median > 0
+    seen = surface & (median * np.linalg.norm(dirs, axis=-1) <= reach)
+    far_field = float(1.0 - seen.sum() / max(int(surface.sum()), 1))
     z = median[seen]
     camera_dirs = dirs[seen]
     batch = np.nonzero(seen)[0]
@@ -104,9 +130,10 @@ def collider_agreement(world: GaussianWorld, mesh, cameras: Camera | None = None
     # taken to the nearest triangle (along the ray, a floor splat 1 cm high would count metres at grazing rays).
     distance = distance_to_mesh(vertices, faces, origins + (z * lengths)[:, None] * world_dirs)
     if len(distance) == 0:
-        return AgreementReport(math.inf, math.inf, 0.0, 0, len(cameras), 0.0)
+        return AgreementReport(math.inf, math.inf, 0.0, 0, len(cameras), 0.0, far_field, reach)
     # "higher": no interpolation between two misses (inf - inf)
     return AgreementReport(median=float(np.quantile(distance, 0.5, method="higher")),
                            p95=float(np.quantile(distance, 0.95, method="higher")),
                            within=float((distance <= WITHIN).mean()), rays=len(distance),
-                           cameras=len(cameras), missed=float(np.isinf(hit).mean()))
+                           cameras=len(cameras), missed=float(np.isinf(hit).mean()), far_field=far_field,
+                           reach=reach)

@@ -33,6 +33,7 @@ from lyra_sim.camera import Camera, look_at_matrix
 from lyra_sim.defaults import COLLIDER_TRIANGLE_BUDGET
 from lyra_sim.geometry.tsdf import TRUNCATION_VOXELS, DepthView, fuse_views, surface_mesh
 from lyra_sim.io.atomic import atomic_path
+from lyra_sim.physics.agreement import collider_agreement, collider_reach
 from lyra_sim.physics.floaters import find_floaters
 from lyra_sim.physics.measured import behind_thin_runs, depth_mesh, seen_through
 from lyra_sim.physics.splat_collider import SPLAT_TRUNCATION_VOXELS, evidence_info, splat_evidence
@@ -470,7 +471,7 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     cameras = cameras if cameras is not None else proxy_cameras(world, core_means=core, frames=frames)
     means = world.means.detach()
     lo, hi = means.amin(dim=0), means.amax(dim=0)  # (torch.quantile at 0 and 1 costs ~0.2 s per call here)
-    far = float(np.linalg.norm(core.max(axis=0) - core.min(axis=0))) * 1.5  # completed surfaces farther out: not fused
+    far = collider_reach(core)  # completed surfaces farther out (the far backdrop): not fused
     if evidence is None:
         rendered, floaters = _collider_world(world, views, voxel)
     else:
@@ -548,7 +549,7 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
         box_v, box_f = floor_box(lo.numpy(), hi.numpy(), floor_z, 5 * voxel, thickness)
         faces = np.concatenate([faces, box_f + len(vertices)])
         vertices = np.concatenate([vertices, box_v])
-    info = {"voxel_size": voxel, "floor_band": band if floor_z is not None else 0.0,
+    info = {"voxel_size": voxel, "reach": far, "floor_band": band if floor_z is not None else 0.0,
             "views": len(cameras) + len(views), "fused_triangles": len(mesh.triangles),
             "measured_triangles": len(m_faces), "triangles": len(faces),
             "rendered_gaussians": 0 if rendered is None else len(rendered), "wall_boxes": len(walls),
@@ -559,8 +560,6 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
         info["source_views"] = evidence_info(evidence)
     proxy = CollisionMesh(vertices, faces, obstacle_faces, floor_z, info)
     if agreement and _is_aligned(world):
-        from lyra_sim.physics.agreement import collider_agreement
-
         report = collider_agreement(world, proxy)
         proxy.info["agreement"] = report.as_dict()
         proxy.info["agreement_line"] = report.as_line()
