@@ -178,3 +178,49 @@ def test_the_source_view_is_small_enough_for_its_mesh_to_keep_every_pixel(splat_
     assert view.depth.shape == (240, 320)
     assert view.K[0, 0] == pytest.approx(f / 2) and view.K[:2, 2] == pytest.approx([160, 120])
     assert depth_stride(240, 320, MEASURED_OVERSAMPLE * int(MEASURED_SHARE * TRIANGLE_BUDGET)) == 1
+
+
+def _corner_view(side_start: float, side_y: float = -1.8, width: int = 320, height: int = 240):
+    """A DepthView (z up, floor z = 0) from a camera 1.2 m up looking level along +x (64 degrees wide) at a far
+    wall (x = 3.5) and a side wall (y = ``side_y``) from x = ``side_start`` to the far wall, 2.6 m high: depth cast
+    analytically per pixel. At y = -1.8 the image's right edge cuts the side wall at x = 2.88: 0.62 m of it seen."""
+    from lyra_sim.camera import look_at_matrix
+    from lyra_sim.geometry.tsdf import DepthView
+
+    eye = np.array([0.0, 0.0, 1.2])
+    world_to_cam = look_at_matrix(eye, eye + np.array([1.0, 0.0, 0.0]), up=np.array([0, 0, 1.0]))
+    world_to_cam = np.asarray(world_to_cam, np.float64).reshape(4, 4)
+    f = 0.5 * width / np.tan(np.radians(32.0))
+    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    rays = np.stack([(u - K[0, 2]) / f, (v - K[1, 2]) / f, np.ones_like(u)], axis=-1) @ np.linalg.inv(
+        world_to_cam)[:3, :3].T  # world direction per unit of z-depth
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(rays[..., 2] < 0, -eye[2] / rays[..., 2], np.inf)  # the floor
+        t_far, t_side = (3.5 - eye[0]) / rays[..., 0], (side_y - eye[1]) / rays[..., 1]
+    far, side = eye + rays * t_far[..., None], eye + rays * t_side[..., None]
+    on_far = (t_far > 0) & (far[..., 2] > 0) & (far[..., 2] < 2.6) & (far[..., 1] > side_y)
+    on_side = (t_side > 0) & (side[..., 2] > 0) & (side[..., 2] < 2.6) & (side[..., 0] > side_start) & (
+        side[..., 0] < 3.5)
+    t = np.minimum(t, np.where(on_far, t_far, np.inf))
+    t = np.minimum(t, np.where(on_side, t_side, np.inf))
+    return DepthView(np.where(np.isfinite(t), t, 0.0).astype(np.float32), K, world_to_cam)
+
+
+def test_a_side_wall_cut_off_by_a_laid_out_view_is_still_a_wall():
+    # A view laid out from the Gaussians spans ~90 % of their maker's field (LAYOUT_WALL_WIDTH): the bench's
+    # doorway lost its 0.6 m side wall that way (0.614 m seen in the input, 0.592 m in the layout view).
+    from lyra_sim.physics.splat_collider import LAYOUT_WALL_WIDTH, source_walls
+
+    def sides(walls):
+        return [wall for wall in walls if abs(wall.normal[1]) > 0.99]
+
+    view = _corner_view(2.0)  # 0.62 m of the side wall in view: 0.56 m between its 2-98 % points
+    assert not sides(source_walls(view))  # under the completion's 0.5 camera heights (0.6 m)
+    (side,) = sides(source_walls(view, LAYOUT_WALL_WIDTH))
+    assert side.normal[1] > 0 and side.offset == pytest.approx(1.8, abs=0.02)  # facing the camera, 1.8 m away
+    assert side.top == pytest.approx(2.6, abs=0.05)  # cut off by the image's top: room-high
+    far = [wall for wall in source_walls(view, LAYOUT_WALL_WIDTH) if abs(wall.normal[0]) > 0.99]
+    assert len(far) == 1 and far[0].offset == pytest.approx(3.5, abs=0.02)
+    # A plane narrower than the eased width is no wall all the same (0.3 m: the front of a cabinet).
+    assert not sides(source_walls(_corner_view(3.2), LAYOUT_WALL_WIDTH))

@@ -43,6 +43,12 @@ MIN_SEEN = 16  # Gaussians in front of the source camera, and surface pixels in 
 CORE_SAMPLE = 100_000  # surface points of the source view whose quantiles give the scene's extent
 CORE_MARGIN = 0.25  # ... those this share of the 2-98 % box beyond it are backdrop
 WALL_TOP_PERCENTILE = 99.0  # of the wall's points' heights: its top
+#: A view laid out from the Gaussians (``layout_intrinsics``) spans the FOV_QUANTILES of their directions: about 90 %
+#: of the field of the camera that made them, so a wall running out of its side is seen up to that much narrower
+#: than its maker saw it (the doorway's 0.6 m side wall: 0.614 m in the 320x240 input, 0.592 m in the splat file's
+#: layout view, under the completion's 0.5 camera heights = 0.600 m, so it was lost). Walls in such a view need this
+#: share of the completion's minimum width.
+LAYOUT_WALL_WIDTH = FOV_QUANTILES[1] - FOV_QUANTILES[0]
 DISC_MATCH = 1e-5  # of the median depth: a Gaussian's centre this close to a pixel's median depth is its Gaussian
 DISC_FLAT = 0.3  # a Gaussian whose smallest scale is under this share of its largest is a disc
 DISC_REACH = 3.0  # standard deviations: a ray meets a disc within this depth of its centre, or not at all
@@ -103,11 +109,13 @@ def layout_intrinsics(means_cam: np.ndarray, sigmas: np.ndarray) -> tuple[np.nda
     return K, width, height
 
 
-def _source_intrinsics(world: GaussianWorld, means_cam: np.ndarray) -> tuple[np.ndarray, int, int]:
+def _source_intrinsics(world: GaussianWorld, means_cam: np.ndarray) -> tuple[np.ndarray, int, int, bool]:
     """The intrinsics the world recorded (``info["intrinsics"]`` and ``info["image_size"]``), else its layout's
-    (``means_cam``: the world's centres in the source camera's frame), scaled to at most SOURCE_VIEW_WIDTH."""
+    (``means_cam``: the world's centres in the source camera's frame), scaled to at most SOURCE_VIEW_WIDTH, and
+    whether they are the layout's."""
     K, size = world.info.get("intrinsics"), world.info.get("image_size")
-    if K is not None and size is not None:
+    laid_out = K is None or size is None
+    if not laid_out:
         K, (width, height) = np.asarray(K, np.float64), (int(s) for s in size)
     else:
         K, width, height = layout_intrinsics(means_cam,
@@ -115,7 +123,7 @@ def _source_intrinsics(world: GaussianWorld, means_cam: np.ndarray) -> tuple[np.
     scale = min(1.0, SOURCE_VIEW_WIDTH / max(width, height))
     K = K.copy()
     K[:2] *= scale
-    return K, max(round(width * scale), 16), max(round(height * scale), 16)
+    return K, max(round(width * scale), 16), max(round(height * scale), 16), laid_out
 
 
 def splat_evidence(world: GaussianWorld) -> SplatEvidence | None:
@@ -130,7 +138,7 @@ def splat_evidence(world: GaussianWorld) -> SplatEvidence | None:
     means_cam = means @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
     if (means_cam[:, 2] > NEAR).sum() < MIN_SEEN:
         return None
-    K, width, height = _source_intrinsics(solid, means_cam)
+    K, width, height, laid_out = _source_intrinsics(solid, means_cam)
     camera = Camera(torch.from_numpy(K).float()[None], torch.from_numpy(world_to_cam).float()[None], width, height)
     from lyra_sim.rendering.cpu import median_depth_cpu
 
@@ -141,7 +149,7 @@ def splat_evidence(world: GaussianWorld) -> SplatEvidence | None:
     view = on_discs(DepthView(depth, K, world_to_cam), solid)
     walls = []
     if world.frame == "z_up" and "alignment" in world.info:
-        walls = source_walls(view)
+        walls = source_walls(view, LAYOUT_WALL_WIDTH if laid_out else 1.0)
         sigma = float(np.median(solid.scales.detach().cpu().numpy().max(axis=1)))
         view = on_floor(view, PLANE_BAND_SIGMAS * sigma)
     return SplatEvidence([view], _surface_points(view), floaters, solid, walls)
@@ -258,11 +266,12 @@ def evidence_info(evidence: SplatEvidence) -> dict:
             "walls": len(evidence.wall_planes)}
 
 
-def source_walls(view: DepthView) -> list[WallPlane]:
+def source_walls(view: DepthView, width_share: float = 1.0) -> list[WallPlane]:
     """Walls (lyra_sim.physics.walls.WallPlane) in the depth view of an aligned world (z up, floor z = 0, metres),
     found the way the single-view completion finds them in an input depth (lyra_sim.single_view.completion's
-    RANSAC of tall vertical planes, continued to room height when the image cuts them off): the completion's
-    record of them is what a file from elsewhere lacks."""
+    RANSAC of tall vertical planes, continued to room height when the image cuts them off), at least
+    ``width_share`` of the completion's minimum width wide (LAYOUT_WALL_WIDTH for a laid-out view): the
+    completion's record of them is what a file from elsewhere lacks."""
     from lyra_sim.single_view.completion import CompletionOptions, room_walls
 
     depth = np.asarray(view.depth, np.float64)
@@ -286,7 +295,7 @@ def source_walls(view: DepthView) -> list[WallPlane]:
     band = max(0.02 * median_depth, 0.02 * cam_h)
     footprint = np.where(valid, depth, median_depth) / float(np.sqrt(K[0, 0] * K[1, 1]))
     kept, candidates = room_walls(q.reshape(h, w, 3), np.where(valid, depth, median_depth), ray_q, band, cam_h, True,
-                                  median_depth, footprint, CompletionOptions.wall_min_width * cam_h)[:2]
+                                  median_depth, footprint, width_share * CompletionOptions.wall_min_width * cam_h)[:2]
     planes = []
     for wall, top in kept:
         if top == wall.top:  # not room-high: the wall's seen top, less the few Gaussians that stick out above it
