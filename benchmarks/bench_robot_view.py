@@ -36,7 +36,7 @@ from results import write_section
 from lyra_sim.camera import Camera
 from lyra_sim.demo import EXAMPLE_DIR, scripted_action
 from lyra_sim.envs.navigate import NavigateEnv
-from lyra_sim.envs.scene import REFINED_CELLS, observed_shares, prepare_scene, score_views
+from lyra_sim.envs.scene import REFINED_CELLS, observed_shares, prepare_scene, score_views, view_shares
 from lyra_sim.inputs.images import load_depth, load_intrinsics, load_rgb
 from lyra_sim.rendering import render
 from lyra_sim.single_view.completion import CompletionOptions, tint_completed
@@ -71,15 +71,17 @@ def room_frame():
 WORLDS = {"tabletop example": tabletop, "synthetic RGB-D room frame": room_frame}
 
 
-def frame_stats(env: NavigateEnv, size: tuple[int, int], underlay_invented=None) -> tuple[float, float, float]:
-    """(observed share, holes share, observed share with the underlay counted invented) of the robot camera's
-    current view at ``size``; ``underlay_invented``: the world with the underlay's flags cleared."""
+def frame_stats(env: NavigateEnv, size: tuple[int, int], underlay_invented=None) -> tuple[float, ...]:
+    """(observed share, holes share, observed share with the underlay counted invented, object share, median depth)
+    of the robot camera's current view at ``size``; ``underlay_invented``: the world with the underlay's flags
+    cleared. Object share: pixels mostly from observed Gaussians that are not floor or wall (``view_shares``)."""
     K = Camera.intrinsics_from_fov(*size, 90.0)
     world_to_cam = torch.from_numpy(env.bullet.camera_world_to_cam()).float()
     camera = Camera(K[None], world_to_cam[None], *size)
-    observed, covered = observed_shares(env._world_now(), camera)
-    strict = observed_shares(underlay_invented, camera)[0] if underlay_invented is not None else observed
-    return float(observed[0]), 1.0 - float(covered[0]), float(strict[0])
+    shares = view_shares(env._world_now(), camera)
+    strict = observed_shares(underlay_invented, camera)[0] if underlay_invented is not None else shares.observed
+    return (float(shares.observed[0]), 1.0 - float(shares.covered[0]), float(strict[0]), float(shares.objects[0]),
+            float(shares.depth[0]))
 
 
 def without_underlay(world):
@@ -102,8 +104,9 @@ def frames_sheet(env: NavigateEnv, tinted, size: tuple[int, int]) -> np.ndarray:
     return np.concatenate([true, marked], axis=0)
 
 
-def measure(name: str, scene, sampling: str, seeds: int, tag: str) -> dict:
-    env = NavigateEnv(scene, image_size=FIRST_FRAME_SIZE, start_sampling=sampling)
+def measure(name: str, scene, sampling: str, seeds: int, tag: str, env_options: dict | None = None) -> dict:
+    """First frames of ``seeds`` resets and the scripted episode from seed 0 (``env_options``: NavigateEnv's)."""
+    env = NavigateEnv(scene, image_size=FIRST_FRAME_SIZE, start_sampling=sampling, **(env_options or {}))
     tinted = tint_completed(first_keyframe(scene.world), strength=0.6)
     strict = without_underlay(first_keyframe(scene.world))
     firsts, panels, starts = [], [], []
@@ -115,10 +118,12 @@ def measure(name: str, scene, sampling: str, seeds: int, tag: str) -> dict:
             panels.append(frames_sheet(env, tinted, (160, 120)))
     obs, _ = env.reset(seed=0)
     episode = [frame_stats(env, EPISODE_SIZE)]
+    end = "steps out"
     for _ in range(EPISODE_STEPS):
-        obs, _, terminated, truncated, _ = env.step(scripted_action(obs["goal"]))
+        obs, _, terminated, truncated, info = env.step(scripted_action(obs["goal"]))
         episode.append(frame_stats(env, EPISODE_SIZE))
         if terminated or truncated:
+            end = "goal" if info["success"] else "collision" if info["collision"] else "truncated"
             break
     env.close()
     slug = name.split()[0] + "_" + name.split()[-1]
@@ -129,8 +134,10 @@ def measure(name: str, scene, sampling: str, seeds: int, tag: str) -> dict:
     return {
         "first_observed": firsts[:, 0].mean(), "first_holes": firsts[:, 1].mean(),
         "first_observed_strict": firsts[:, 2].mean(), "start_distance": float(np.median(starts)),
-        "first_holes_max": firsts[:, 1].max(),
+        "first_holes_max": firsts[:, 1].max(), "first_objects": firsts[:, 3].mean(),
+        "first_objects_min": firsts[:, 3].min(), "first_depth": float(np.median(firsts[:, 4])),
         "episode_observed": episode[:, 0].mean(), "episode_holes": episode[:, 1].mean(),
+        "episode_objects": episode[:, 3].mean(), "episode_steps": len(episode) - 1, "episode_end": end,
         "episode_holes_max": episode[:, 1].max(), "episode_frames_over_20": int((episode[:, 1] > 0.2).sum()),
         "episode_frames": len(episode),
         "views_full": float((scores.covered >= 0.99).mean()) if scores is not None else float("nan"),
