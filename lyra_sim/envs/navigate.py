@@ -32,7 +32,8 @@ NEAR_CAPTURE_M = 3.0  # start views are weighted by exp(-distance to the capture
 START_SAMPLINGS = ("observed", "uniform")
 MIN_START_VIEWS = 16  # when fewer scored views reach min_objects and min_observed, the bars drop to this many
 #: The default ``min_objects``: the share of a start view's pixels that must show observed objects (not floor or wall;
-#: lyra_sim.envs.room_structure), chosen from the trade-off in benchmarks/RESULTS.md ("What the robot sees").
+#: lyra_sim.envs.room_structure), chosen from the trade-off in benchmarks/RESULTS.md ("Start views: observed share
+#: against showing the objects").
 MIN_OBJECTS = 0.1
 DEPTH_FORMATS = ("metres", "uint8")
 DEFAULT_MAX_DEPTH_M = 10.0  # depth observations are clipped here (times the robot scale)
@@ -76,9 +77,10 @@ class NavigateEnv(gym.Env):
     floor or wall: ``lyra_sim.envs.room_structure``) and at least ``min_observed`` are observed at all (where
     fewer than 16 views pass, each bar drops to the 16th best view's share, the object bar first), preferring
     views near the capture camera, with its heading jittered within its 22.5 degree bin; the goal is a free cell
-    of the same connected region, ``goal_distance`` metres away, preferably one in sight over free cells whose
-    scored view facing the way from the start is such a view. ``reset``'s info gives the start view's observed share as
-    ``start_view_observed``. With ``"uniform"`` (or an unscored scene) a random free-space cell facing within
+    of the same connected region, ``goal_distance`` metres away, in sight over free cells where one is, drawn
+    with weight the squared observed share of the robot's view on arrival there (scored at prepare time).
+    ``reset``'s info gives the start view's observed share as ``start_view_observed``. With ``"uniform"`` (or an
+    unscored scene) a random free-space cell facing within
     90 degrees of the generating camera's heading and any free goal cell at that distance.
 
     ## Episode End
@@ -231,19 +233,15 @@ class NavigateEnv(gym.Env):
                 return picked
         return (*self._sample_uniform_start(), None)
 
-    def _goal_near(self, start: np.ndarray, label: int, preferred: tuple[np.ndarray, ...] = ()) -> np.ndarray | None:
-        """A goal ``goal_distance`` away from ``start`` in its free region: among the first of the ``preferred``
-        arrays of cell indices (M, 2) where one fits, else any free cell; None when no free cell fits."""
+    def _goal_near(self, start: np.ndarray, label: int) -> np.ndarray | None:
+        """A free cell of ``start``'s region ``label``, ``goal_distance`` away; None when none fits."""
         free = self.scene.free_space
         lo, hi = self.goal_distance
-        for cells in (*preferred, np.argwhere(free.free)):
-            centres = free.origin + (cells + 0.5) * free.cell
-            distance = np.linalg.norm(centres - start, axis=1)
-            ok = np.flatnonzero((free.labels[cells[:, 0], cells[:, 1]] == label) & (distance >= lo)
-                                & (distance <= hi))
-            if len(ok):
-                return centres[int(self.np_random.choice(ok))]
-        return None
+        cells = np.argwhere(free.free)
+        centres = free.origin + (cells + 0.5) * free.cell
+        distance = np.linalg.norm(centres - start, axis=1)
+        ok = np.flatnonzero((free.labels[cells[:, 0], cells[:, 1]] == label) & (distance >= lo) & (distance <= hi))
+        return centres[int(self.np_random.choice(ok))] if len(ok) else None
 
     def _good_views(self, scores) -> np.ndarray:
         """(M, K) bool: the scored views episodes may start from. A view is good when at least ``min_objects`` of
@@ -259,10 +257,8 @@ class NavigateEnv(gym.Env):
 
     def _sample_observed_start(self, scores) -> tuple[np.ndarray, float, np.ndarray, float] | None:
         """A good view (``_good_views``), drawn with weight observed share x exp(-distance to the capture camera's
-        foot / NEAR_CAPTURE_M); its heading is jittered within its yaw bin. The goal is a scored cell in sight of the
-        start over free cells whose good view faces the way from the start to it (a robot driving there looks at
-        observed content as it arrives) when one lies at the goal distance, else a cell in sight with any good view,
-        else any free cell in sight, else any cell with a good view, else any free cell."""
+        foot / NEAR_CAPTURE_M); its heading is jittered within its yaw bin. The goal is ``_goal_in_sight``'s (a robot
+        driving there looks at observed content), else any free cell at the goal distance."""
         free = self.scene.free_space
         share = scores.observed
         good = self._good_views(scores)
@@ -277,15 +273,9 @@ class NavigateEnv(gym.Env):
         for _ in range(200):
             m, k = divmod(int(self.np_random.choice(len(weight), p=weight)), len(scores.yaws))
             start = centres[m]
-            heading = np.arctan2(*(centres - start).T[::-1])  # from the start to each scored cell
-            bins = np.rint(heading / (2 * half_bin)).astype(int) % len(scores.yaws)
-            sight, showing = self._in_sight(start, centres), good.any(axis=1)
-            arriving = good[np.arange(len(centres)), bins]
-            cells = np.argwhere(free.free)
-            in_sight = cells[self._in_sight(start, free.origin + (cells + 0.5) * free.cell)]
-            goal = self._goal_near(start, free.labels[tuple(scores.cells[m])],
-                                   (scores.cells[sight & arriving], scores.cells[sight & showing], in_sight,
-                                    scores.cells[showing]))
+            goal = self._goal_in_sight(start, free.labels[tuple(scores.cells[m])], scores)
+            if goal is None:
+                goal = self._goal_near(start, free.labels[tuple(scores.cells[m])])
             if goal is None:
                 continue
             yaw = float(scores.yaws[k] + self.np_random.uniform(-half_bin, half_bin))
@@ -293,6 +283,28 @@ class NavigateEnv(gym.Env):
             if not self.bullet.in_collision(margin=0.01 * self.scene.robot_scale):
                 return start, yaw, goal, float(share[m, k])
         return None
+
+    def _goal_in_sight(self, start: np.ndarray, label: int, scores) -> np.ndarray | None:
+        """A free cell of region ``label`` ``goal_distance`` from ``start`` and in sight of it over free cells, drawn
+        with weight the squared observed share of the view a robot driving there has on arrival (the scored view
+        nearest the cell facing the way from the start); None when no cell fits."""
+        free = self.scene.free_space
+        cells = np.argwhere(free.free & (free.labels == label))
+        centres = free.origin + (cells + 0.5) * free.cell
+        distance = np.linalg.norm(centres - start, axis=1)
+        lo, hi = self.goal_distance
+        fits = (distance >= lo) & (distance <= hi)
+        fits[fits] = self._in_sight(start, centres[fits])
+        if not fits.any():
+            return None
+        cells, centres = cells[fits], centres[fits]
+        nearest = np.argmin(np.abs(cells[:, None, :] - scores.cells[None]).sum(axis=-1), axis=1)
+        heading = np.arctan2(centres[:, 1] - start[1], centres[:, 0] - start[0])
+        bins = np.rint(heading * len(scores.yaws) / (2 * math.pi)).astype(int) % len(scores.yaws)
+        weight = scores.observed[nearest, bins] ** 2
+        if weight.sum() <= 0:
+            return centres[int(self.np_random.integers(len(centres)))]
+        return centres[int(self.np_random.choice(len(centres), p=weight / weight.sum()))]
 
     def _in_sight(self, start: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """(M,) bool: the straight line from ``start`` to each of ``targets`` (M, 2) runs over free cells only (a
