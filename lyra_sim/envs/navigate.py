@@ -34,7 +34,7 @@ MIN_START_VIEWS = 16  # when fewer scored views reach min_objects and min_observ
 #: The default ``min_objects``: the share of a start view's pixels that must show observed objects (not floor or wall;
 #: lyra_sim.envs.room_structure), chosen from the trade-off in benchmarks/RESULTS.md ("Start views: observed share
 #: against showing the objects").
-MIN_OBJECTS = 0.1
+MIN_OBJECTS = 0.05
 DEPTH_FORMATS = ("metres", "uint8")
 DEFAULT_MAX_DEPTH_M = 10.0  # depth observations are clipped here (times the robot scale)
 SPEED_BOUND = 2.0  # the state's speed and yaw-rate bounds, in multiples of max_speed and max_turn
