@@ -233,7 +233,8 @@ On the real frame no bar up to 0.2 costs observed share (the motorcycle fills th
 example any bar above 0 trades the close grey back wall (observed ~0.77, objects 0) for views under and beside the
 table (observed ~0.5, objects ~0.13), the same for every bar up to 0.1. On the synthetic room each step up costs
 observed share (its table top is seen from below, where it is invented). A minimum view depth (measured on the
-scored views, not an option) cost more: a median depth of 1 m dropped the bundled example's starts to ~0.15-0.48 observed."""
+scored views, not an option) cost more: a median depth of 1 m dropped the bundled example's starts to ~0.15-0.48
+observed."""
     print(f"wrote {write_section('Start views: observed share against showing the objects (min_objects)', body)}")
 
 
