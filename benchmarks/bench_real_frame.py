@@ -228,10 +228,9 @@ def main() -> None:
     for tag, (completion, sampling, revision) in VARIANTS.items():
         if revision is None:
             robots[tag] = r = robot_view(frame, completion, sampling, 16, tag)
-            print(f"robot {tag:7s} prepare {r['prepare_s']:.0f} s  first frames observed {r['first_observed']:.3f} "
-                  f"holes {r['first_holes']:.4f} (max {r['first_holes_max']:.4f})  episode observed "
-                  f"{r['episode_observed']:.3f} holes {r['episode_holes']:.4f} (max {r['episode_holes_max']:.4f})",
-                  flush=True)
+            import bench_robot_view
+
+            print(f"robot {tag:7s} prepare {r['prepare_s']:.0f} s  {bench_robot_view.summary(r)}", flush=True)
     write_results(frame, views, robots)
 
 

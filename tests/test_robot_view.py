@@ -13,6 +13,7 @@ import lyra_sim
 from lyra_sim.camera import Camera
 from lyra_sim.envs import ENV_ID, prepare_scene
 from lyra_sim.envs import navigate as navigate_module
+from lyra_sim.envs.room_structure import FLOOR_TOP_M, room_walls, structure_mask
 from lyra_sim.envs.scene import (
     SCORE_FOV_DEG,
     SCORE_IMAGE_SIZE,
@@ -21,6 +22,7 @@ from lyra_sim.envs.scene import (
     observed_shares,
     robot_camera_poses,
     score_views,
+    view_shares,
 )
 from lyra_sim.inputs import InputError
 from lyra_sim.inputs.images import load_depth
@@ -64,7 +66,8 @@ def test_observed_share_counts_pixels_of_observed_gaussians(room_scene):
 
 
 def test_scoring_refines_around_the_best_subsampled_cells(room_scene):
-    """The refined cells lie around the best subsampled one, off the subsample, and their rows are their views."""
+    """The refined cells lie around the best subsampled cells (by observed share, by observed x object share), off
+    the subsample, and their rows are their views."""
     world, proxy, free = first_keyframe(room_scene.world), room_scene.proxies[0], room_scene.free_space
     coarse = score_views(world, proxy, free, refine=0)
     fine = score_views(world, proxy, free, refine=1)
@@ -74,8 +77,10 @@ def test_scoring_refines_around_the_best_subsampled_cells(room_scene):
     assert len(extra) > 0 and free.free[extra[:, 0], extra[:, 1]].all()
     spacing = np.abs(coarse.cells[:, None] - coarse.cells[None]).max(-1)
     spacing = spacing[spacing > 0].min()  # the subsample's stride
-    best = coarse.cells[np.argmax(coarse.observed.max(axis=1))]
-    assert (np.abs(extra - best).max(axis=1) <= spacing // 2).all()
+    best = coarse.cells[[np.argmax(coarse.observed.max(axis=1)),
+                         np.argmax((coarse.observed * coarse.objects).max(axis=1))]]  # the two rankings' best
+    near = np.abs(extra[:, None] - best[None]).max(-1) <= spacing // 2
+    assert near.any(axis=1).all() and near.any(axis=0).all()
     assert not (np.abs(extra[:, None] - coarse.cells[None]).max(-1) == 0).any()
     picks = [0, len(extra) - 1]  # two refined cells rendered on their own, in every heading
     xy = np.repeat(free.origin + (extra[picks] + 0.5) * free.cell, len(fine.yaws), axis=0)
@@ -95,7 +100,8 @@ def test_starts_follow_the_view_scores(room_scene):
     observed = np.zeros_like(scores.observed)
     m, k = len(scores.cells) // 2, 3
     observed[m, k] = 0.9
-    scene.view_scores = ViewScores(scores.cells, scores.yaws, observed, scores.covered)
+    scene.view_scores = ViewScores(scores.cells, scores.yaws, observed, scores.covered,
+                                   np.ones_like(observed), scores.depth)  # every view shows objects
     centre = scene.free_space.cell_centre(tuple(scores.cells[m]))
     bin_width = 2 * math.pi / len(scores.yaws)
     env = gymnasium.make(ENV_ID, source=scene, **SMALL).unwrapped
@@ -196,3 +202,71 @@ def test_render_clips_rgb_unless_gradients_flow():
     assert raw.max() > 1.2
     raw[6, 8].sum().backward()
     assert trainable.grad.abs().sum() > 0
+
+
+def _box_gaussians(world) -> np.ndarray:
+    """(N,) bool: the box's Gaussians in ``room_scene``'s world (surfels_world lays out the room's planes first)."""
+    room_only = len(surfels_world(room_surfaces(with_box=False), spacing=0.05).means)
+    box = np.zeros(len(world.means), bool)
+    box[room_only:] = True
+    return box
+
+
+def test_structure_is_floor_and_walls_not_the_box(room_scene):
+    """The box (0.6 m high) is an object; the floor and the four 2 m walls (found by RANSAC: no wall record) are
+    structure."""
+    world = first_keyframe(room_scene.world)
+    structure, box = structure_mask(world), _box_gaussians(world)
+    means = world.means.numpy()
+    assert not structure[box & (means[:, 2] > FLOOR_TOP_M)].any()
+    assert structure[~box].mean() > 0.99  # the room's own surfels (a wall's foot and corners included)
+    assert len(room_walls(world)) == 4
+
+
+def test_object_share_is_the_box_share_of_the_view(room_scene):
+    """From 1 m in front of the box, facing it and facing a bare wall: the object share is the pixel share of the
+    box (above the floor) rendered alone (nothing but the floor stands between the camera and the box); the wall
+    view has none."""
+    world = first_keyframe(room_scene.world)
+    box = _box_gaussians(world)
+    centre = world.means[box].numpy().mean(axis=0)
+    start = centre[:2] + np.array([-1.0, 0.0]) @ _aligned_xy_rotation(world).T  # 1 m back along the room's axis
+    towards = math.atan2(*(centre[:2] - start)[::-1])
+    poses = robot_camera_poses(room_scene.proxies[0], 1.0, np.array([start, start]),
+                               np.array([towards, towards + math.pi / 2]))
+    K = Camera.intrinsics_from_fov(64, 48, 90.0)
+    cameras = Camera(K.expand(2, 3, 3), torch.from_numpy(poses).float(), 64, 48)
+    shares = view_shares(world, cameras)
+    above_floor = box & (world.means[:, 2].numpy() >= FLOOR_TOP_M)  # the box's foot is floor
+    box_alone = observed_shares(world.subset(torch.from_numpy(above_floor)), cameras)[1]
+    # The floor in front, seen at grazing angle from 12 cm, covers a few rows of the box's foot: at most 20 % less.
+    assert box_alone[0] > 0.2 and 0.8 * box_alone[0] < shares.objects[0] <= box_alone[0] + 0.01
+    assert shares.objects[1] == 0.0 and shares.observed[1] > 0.95
+
+
+def _aligned_xy_rotation(world) -> np.ndarray:
+    """2x2: the room's x, y axes in the aligned world's x, y (the room's +x is the generating camera's heading)."""
+    forward = world.alignment.camera_to_world[:2, 2]
+    c, s = forward / np.linalg.norm(forward)
+    return np.array([[c, -s], [s, c]])
+
+
+def test_starts_face_the_observed_box_not_the_bare_walls(room_scene):
+    """Every view of the room is observed, so the observed share alone cannot choose: the starts must face the box
+    (part of it within 40 degrees of the camera's axis, the field of view being 90), from free space."""
+    world = first_keyframe(room_scene.world)
+    box = world.means[_box_gaussians(world)].numpy()[:, :2]
+    env = gymnasium.make(ENV_ID, source=room_scene, **SMALL).unwrapped
+    try:
+        for seed in range(8):
+            obs, _ = env.reset(seed=seed)
+            x, y, c, s = obs["state"][:4]
+            assert room_scene.free_space.is_free((x, y))
+            off = np.remainder(np.arctan2(box[:, 1] - y, box[:, 0] - x) - math.atan2(s, c) + math.pi, 2 * math.pi)
+            nearest = np.abs(off - math.pi).min()  # the box Gaussian nearest the view's axis, radians off it
+            assert nearest < math.radians(40.0), f"seed {seed}: the box is {math.degrees(nearest):.0f} deg off"
+            pose = torch.from_numpy(env.bullet.camera_world_to_cam()).float()
+            shares = view_shares(world, Camera(env.camera_K[None], pose[None], *env.image_size))
+            assert shares.objects[0] >= 0.05 and shares.observed[0] > 0.9
+    finally:
+        env.close()

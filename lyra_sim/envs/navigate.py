@@ -30,7 +30,11 @@ GOAL_REWARD = 10.0
 COLLISION_PENALTY = 5.0
 NEAR_CAPTURE_M = 3.0  # start views are weighted by exp(-distance to the capture camera's foot / this, x robot scale)
 START_SAMPLINGS = ("observed", "uniform")
-MIN_START_VIEWS = 16  # when fewer scored views reach min_observed, episodes start from this many best ones
+MIN_START_VIEWS = 16  # when fewer scored views reach min_objects and min_observed, the bars drop to this many
+#: The default ``min_objects``: the share of a start view's pixels that must show observed objects (not floor or wall;
+#: lyra_sim.envs.room_structure), chosen from the trade-off in benchmarks/RESULTS.md ("Start views: observed share
+#: against showing the objects").
+MIN_OBJECTS = 0.05
 DEPTH_FORMATS = ("metres", "uint8")
 DEFAULT_MAX_DEPTH_M = 10.0  # depth observations are clipped here (times the robot scale)
 SPEED_BOUND = 2.0  # the state's speed and yaw-rate bounds, in multiples of max_speed and max_turn
@@ -69,11 +73,14 @@ class NavigateEnv(gym.Env):
     ## Starting State
     With ``start_sampling="observed"`` (default) a view scored at prepare time (``SimScene.view_scores``: the
     robot camera rendered in 16 headings from an even subsample of free cells and from every free cell around
-    the best of them) whose share of observed pixels is at least
-    ``min_observed`` (else one of the 16 best), preferring views near the capture camera, with its heading
-    jittered within its 22.5 degree bin; the goal is a free cell of the same connected region, ``goal_distance``
-    metres away, one with such a view when there is one. ``reset``'s info gives the start view's observed share
-    as ``start_view_observed``. With ``"uniform"`` (or an unscored scene) a random free-space cell facing within
+    the best of them) that shows the place: at least ``min_objects`` of its pixels show observed objects (not
+    floor or wall: ``lyra_sim.envs.room_structure``) and at least ``min_observed`` are observed at all (where
+    fewer than 16 views pass, each bar drops to the 16th best view's share, the object bar first), preferring
+    views near the capture camera, with its heading jittered within its 22.5 degree bin; the goal is a free cell
+    of the same connected region, ``goal_distance`` metres away, in sight over free cells where one is, drawn
+    with weight the squared observed share of the robot's view on arrival there (scored at prepare time).
+    ``reset``'s info gives the start view's observed share as ``start_view_observed``. With ``"uniform"`` (or an
+    unscored scene) a random free-space cell facing within
     90 degrees of the generating camera's heading and any free goal cell at that distance.
 
     ## Episode End
@@ -90,12 +97,12 @@ class NavigateEnv(gym.Env):
     (width, height) and ``fov_deg`` of the robot camera; ``max_speed``, ``max_turn``;
     ``goal_distance`` (min, max metres); ``goal_radius``; ``render_mode`` ("rgb_array") and ``render_size``
     of ``render()``; ``scene_options`` go to ``prepare_scene``; ``camera_lod``: the robot camera's level of detail
-    (``lyra_sim.render``'s ``lod``, pixels; None draws every Gaussian); ``start_sampling``, ``min_observed``
-    (Starting State); ``depth_format``, ``max_depth`` (Observation Space). ``camera_period``: the robot camera's
-    refresh period in control steps, a sensor rate as in GaussGym (whose cameras refresh every 2.5-7.5 control
-    steps): the images are rendered at reset and every ``camera_period``-th step, and the steps between repeat
-    the last images (default 1: every step). benchmarks/RESULTS.md ("Navigate-v0 simulation speed") has the
-    steps/s of both.
+    (``lyra_sim.render``'s ``lod``, pixels; None draws every Gaussian); ``start_sampling``, ``min_observed``,
+    ``min_objects`` (Starting State); ``depth_format``, ``max_depth`` (Observation Space). ``camera_period``: the
+    robot camera's refresh period in control steps, a sensor rate as in GaussGym (whose cameras refresh every
+    2.5-7.5 control steps): the images are rendered at reset and every ``camera_period``-th step, and the steps
+    between repeat the last images (default 1: every step). benchmarks/RESULTS.md ("Navigate-v0 simulation
+    speed") has the steps/s of both.
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": int(1 / CONTROL_DT)}
@@ -105,13 +112,17 @@ class NavigateEnv(gym.Env):
                  goal_distance: tuple[float, float] = (0.5, 2.5), goal_radius: float = 0.25,
                  render_mode: str | None = "rgb_array", render_size: tuple[int, int] = (320, 240),
                  scene_options: SceneOptions | dict | None = None, camera_lod: float | None = None,
-                 start_sampling: str = "observed", min_observed: float = 0.7, depth_format: str = "metres",
+                 start_sampling: str = "observed", min_observed: float = 0.7, min_objects: float = MIN_OBJECTS,
+                 depth_format: str = "metres",
                  max_depth: float = DEFAULT_MAX_DEPTH_M, camera_period: int = 1):
         super().__init__()
         if start_sampling not in START_SAMPLINGS:
             raise ValueError(f"start_sampling: expected one of {START_SAMPLINGS}, got {start_sampling!r}")
         if depth_format not in DEPTH_FORMATS:
             raise ValueError(f"depth_format: expected one of {DEPTH_FORMATS}, got {depth_format!r}")
+        for name, share in (("min_observed", min_observed), ("min_objects", min_objects)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name}: expected a share of pixels in [0, 1], got {share!r}")
         if not (math.isfinite(max_depth) and max_depth > 0):
             raise ValueError(f"max_depth: expected a positive number of metres, got {max_depth!r}")
         if isinstance(camera_period, bool) or int(camera_period) != camera_period or camera_period < 1:
@@ -119,7 +130,7 @@ class NavigateEnv(gym.Env):
         self.camera_period = int(camera_period)
         self._images: dict | None = None  # the robot camera's last rgb and depth
         self.scene: SimScene = prepare_scene(source, intrinsics=intrinsics, **scene_kwargs(scene_options))
-        self.start_sampling, self.min_observed = start_sampling, min_observed
+        self.start_sampling, self.min_observed, self.min_objects = start_sampling, min_observed, min_objects
         self.depth_format, self.max_depth = depth_format, max_depth * self.scene.robot_scale
         self.render_mode = render_mode
         self.max_speed, self.max_turn = max_speed, max_turn
@@ -222,29 +233,35 @@ class NavigateEnv(gym.Env):
                 return picked
         return (*self._sample_uniform_start(), None)
 
-    def _goal_near(self, start: np.ndarray, label: int, preferred: np.ndarray | None = None) -> np.ndarray | None:
-        """A goal ``goal_distance`` away from ``start`` in its free region: among ``preferred`` cell indices
-        (M, 2) when one fits, else any free cell; None when no free cell fits."""
+    def _goal_near(self, start: np.ndarray, label: int) -> np.ndarray | None:
+        """A free cell of ``start``'s region ``label``, ``goal_distance`` away; None when none fits."""
         free = self.scene.free_space
         lo, hi = self.goal_distance
-        for cells in ([] if preferred is None else [preferred]) + [np.argwhere(free.free)]:
-            centres = free.origin + (cells + 0.5) * free.cell
-            distance = np.linalg.norm(centres - start, axis=1)
-            ok = np.flatnonzero((free.labels[cells[:, 0], cells[:, 1]] == label) & (distance >= lo)
-                                & (distance <= hi))
-            if len(ok):
-                return centres[int(self.np_random.choice(ok))]
-        return None
+        cells = np.argwhere(free.free)
+        centres = free.origin + (cells + 0.5) * free.cell
+        distance = np.linalg.norm(centres - start, axis=1)
+        ok = np.flatnonzero((free.labels[cells[:, 0], cells[:, 1]] == label) & (distance >= lo) & (distance <= hi))
+        return centres[int(self.np_random.choice(ok))] if len(ok) else None
+
+    def _good_views(self, scores) -> np.ndarray:
+        """(M, K) bool: the scored views episodes may start from. A view is good when at least ``min_objects`` of
+        its pixels show observed objects and at least ``min_observed`` are observed; where fewer than
+        MIN_START_VIEWS views are, each bar is lowered to the MIN_START_VIEWS-th best view's share, the object bar
+        first (so the starts show the objects as much as the world allows, then are as observed as it allows)."""
+        count = min(MIN_START_VIEWS, scores.observed.size)
+        objects_bar = min(self.min_objects, np.sort(scores.objects.ravel())[::-1][count - 1])
+        showing = scores.objects >= objects_bar
+        shares = np.sort(scores.observed[showing])[::-1]
+        observed_bar = min(self.min_observed, shares[min(count, len(shares)) - 1])
+        return showing & (scores.observed >= observed_bar)
 
     def _sample_observed_start(self, scores) -> tuple[np.ndarray, float, np.ndarray, float] | None:
-        """A scored view with at least ``min_observed`` observed pixels (else one of the MIN_START_VIEWS best),
-        drawn with weight observed share x exp(-distance to the capture camera's foot / NEAR_CAPTURE_M); its
-        heading is jittered within its yaw bin. The goal is a cell with such a view when one lies at the goal
-        distance."""
+        """A good view (``_good_views``), drawn with weight observed share x exp(-distance to the capture camera's
+        foot / NEAR_CAPTURE_M); its heading is jittered within its yaw bin. The goal is ``_goal_in_sight``'s (a robot
+        driving there looks at observed content), else any free cell at the goal distance."""
         free = self.scene.free_space
         share = scores.observed
-        best = np.sort(share.ravel())[::-1][min(MIN_START_VIEWS, share.size) - 1]
-        good = share >= min(self.min_observed, best)
+        good = self._good_views(scores)
         centres = free.origin + (scores.cells + 0.5) * free.cell
         foot = self.scene.camera_to_world[:2, 3]
         near = np.exp(-np.linalg.norm(centres - foot, axis=1) / (NEAR_CAPTURE_M * self.scene.robot_scale))
@@ -252,12 +269,13 @@ class NavigateEnv(gym.Env):
         if weight.sum() <= 0:
             return None
         weight /= weight.sum()
-        goals = scores.cells[good.any(axis=1)]
         half_bin = math.pi / len(scores.yaws)
         for _ in range(200):
             m, k = divmod(int(self.np_random.choice(len(weight), p=weight)), len(scores.yaws))
             start = centres[m]
-            goal = self._goal_near(start, free.labels[tuple(scores.cells[m])], goals)
+            goal = self._goal_in_sight(start, free.labels[tuple(scores.cells[m])], scores)
+            if goal is None:
+                goal = self._goal_near(start, free.labels[tuple(scores.cells[m])])
             if goal is None:
                 continue
             yaw = float(scores.yaws[k] + self.np_random.uniform(-half_bin, half_bin))
@@ -265,6 +283,39 @@ class NavigateEnv(gym.Env):
             if not self.bullet.in_collision(margin=0.01 * self.scene.robot_scale):
                 return start, yaw, goal, float(share[m, k])
         return None
+
+    def _goal_in_sight(self, start: np.ndarray, label: int, scores) -> np.ndarray | None:
+        """A free cell of region ``label`` ``goal_distance`` from ``start`` and in sight of it over free cells, drawn
+        with weight the squared observed share of the view a robot driving there has on arrival (the scored view
+        nearest the cell facing the way from the start); None when no cell fits."""
+        free = self.scene.free_space
+        cells = np.argwhere(free.free & (free.labels == label))
+        centres = free.origin + (cells + 0.5) * free.cell
+        distance = np.linalg.norm(centres - start, axis=1)
+        lo, hi = self.goal_distance
+        fits = (distance >= lo) & (distance <= hi)
+        fits[fits] = self._in_sight(start, centres[fits])
+        if not fits.any():
+            return None
+        cells, centres = cells[fits], centres[fits]
+        nearest = np.argmin(np.abs(cells[:, None, :] - scores.cells[None]).sum(axis=-1), axis=1)
+        heading = np.arctan2(centres[:, 1] - start[1], centres[:, 0] - start[0])
+        bins = np.rint(heading * len(scores.yaws) / (2 * math.pi)).astype(int) % len(scores.yaws)
+        weight = scores.observed[nearest, bins] ** 2
+        if weight.sum() <= 0:
+            return centres[int(self.np_random.integers(len(centres)))]
+        return centres[int(self.np_random.choice(len(centres), p=weight / weight.sum()))]
+
+    def _in_sight(self, start: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """(M,) bool: the straight line from ``start`` to each of ``targets`` (M, 2) runs over free cells only (a
+        robot driving it faces the target all the way)."""
+        free = self.scene.free_space
+        steps = int(np.ceil(np.linalg.norm(targets - start, axis=1).max(initial=0.0) / (free.cell / 2))) + 1
+        points = start + np.linspace(0.0, 1.0, steps)[None, :, None] * (targets - start)[:, None, :]
+        index = np.floor((points - free.origin) / free.cell).astype(int)
+        inside = ((index >= 0) & (index < free.free.shape)).all(axis=-1)
+        index = np.where(inside[..., None], index, 0)
+        return (inside & free.free[index[..., 0], index[..., 1]]).all(axis=1)
 
     def _sample_uniform_start(self) -> tuple[np.ndarray, float, np.ndarray]:
         """Any free cell, facing within 90 degrees of the generating camera's heading."""

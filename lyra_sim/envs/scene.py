@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from scipy import ndimage
 
 from lyra_sim.camera import Camera
 from lyra_sim.envs.options import SceneOptions
+from lyra_sim.envs.room_structure import structure_mask
 from lyra_sim.generate import generate_world
 from lyra_sim.inputs.images import load_depth, load_rgb
 from lyra_sim.io import load_world, world_suffixes
@@ -41,8 +43,8 @@ FLOOR_CLOSING = 2
 COMPLETED_FLOOR_MARGIN = 1.0  # metres around the observed scene where a completed floor is free space
 
 # Candidate robot views scored at prepare time: up to SCORED_CELLS free cells (an even subsample) x SCORED_YAWS
-# headings, then every free cell around the REFINED_CELLS best of those, rendered at SCORE_IMAGE_SIZE with the
-# envs' default field of view, SCORE_BATCH cameras per call.
+# headings, then every free cell around the REFINED_CELLS best of those (by observed share, and by observed x object
+# share), rendered at SCORE_IMAGE_SIZE with the envs' default field of view, SCORE_BATCH cameras per call.
 SCORED_CELLS = 48
 REFINED_CELLS = 3
 SCORED_YAWS = 16
@@ -84,13 +86,27 @@ class ViewScores:
 
     ``observed[m, k]`` is the share of pixels of the view from ``cells[m]`` facing ``yaws[k]`` that show
     mostly observed Gaussians (alpha > 0.5 and more than half of it from Gaussians whose ``observed`` flag is
-    set); ``covered[m, k]`` the share with alpha > 0.5 at all (anything drawn, observed or invented).
+    set); ``objects[m, k]`` the share that show mostly observed Gaussians of the things in the room, not its floor
+    and walls (``lyra_sim.envs.room_structure``); ``covered[m, k]`` the share with alpha > 0.5 at all (anything
+    drawn, observed or invented); ``depth[m, k]`` the median depth (metres) of the covered pixels (0: none).
     """
 
     cells: np.ndarray  # (M, 2) free-space cell indices
     yaws: np.ndarray  # (K,) radians
     observed: np.ndarray  # (M, K)
     covered: np.ndarray  # (M, K)
+    objects: np.ndarray  # (M, K)
+    depth: np.ndarray  # (M, K)
+
+
+@dataclass
+class ViewShares:
+    """Per camera (``ViewScores`` says what each is): observed, covered and object shares, median depth."""
+
+    observed: np.ndarray
+    covered: np.ndarray
+    objects: np.ndarray
+    depth: np.ndarray
 
 
 @dataclass
@@ -189,70 +205,84 @@ def _poses_on_mount(mount: np.ndarray, xy: np.ndarray, yaws: np.ndarray) -> np.n
 
 def observed_shares(world: GaussianWorld, cameras: Camera, lod: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per camera: the share of pixels showing mostly observed Gaussians, and the share with alpha > 0.5
-    (``lod``: the render's level of detail; None: exact).
-
-    The world is drawn with observed Gaussians white and invented ones black over black, so a pixel's red
-    value is the opacity it owes to observed Gaussians (``ViewScores``)."""
-    return _flagged_shares(observed_flag_world(world), cameras, lod)
+    (``lod``: the render's level of detail; None: exact). ``view_shares`` gives these and more."""
+    shares = view_shares(world, cameras, lod)
+    return shares.observed, shares.covered
 
 
-def observed_flag_world(world: GaussianWorld) -> GaussianWorld:
-    """``world`` with its observed Gaussians white and the invented ones black (what ``observed_shares`` draws; one
-    world for many calls keeps its render index, built once)."""
-    flags = world.observed.to(world.sh.dtype)[:, None].expand(-1, 3).contiguous()
-    return world._replace(sh=rgb_to_sh0(flags))
+def view_shares(world: GaussianWorld, cameras: Camera, lod: float | None = None) -> ViewShares:
+    """``ViewShares`` of ``world`` seen by ``cameras`` (``lod``: the render's level of detail; None: exact)."""
+    return _flagged_shares(view_flag_world(world), cameras, lod)
 
 
-def _flagged_shares(flagged: GaussianWorld, cameras: Camera, lod: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """``observed_shares`` of the world whose ``observed_flag_world`` is ``flagged``."""
-    observed, covered = [], []
+def view_flag_world(world: GaussianWorld) -> GaussianWorld:
+    """``world`` recoloured to its flags: red = observed, green = observed and not floor or wall
+    (``room_structure.structure_mask``), blue 0. Drawn over black, a pixel's red and green are the opacity it owes
+    to observed Gaussians and to observed objects (one world for many calls keeps its render index, built once)."""
+    observed = world.observed.cpu().numpy()
+    flags = np.zeros((len(observed), 3), np.float32)
+    flags[:, 0] = observed
+    flags[:, 1] = observed & ~structure_mask(world)
+    return world._replace(sh=rgb_to_sh0(torch.from_numpy(flags).to(world.sh.dtype)))
+
+
+def _flagged_shares(flagged: GaussianWorld, cameras: Camera, lod: float | None) -> ViewShares:
+    """``view_shares`` of the world whose ``view_flag_world`` is ``flagged``."""
+    parts = []
     for start in range(0, len(cameras), SCORE_BATCH):
         batch = cameras[start : start + SCORE_BATCH]
         with torch.no_grad():
             result = render(flagged, batch, background=(0.0, 0.0, 0.0), lod=lod)
         alpha = result.alpha.reshape(len(batch), -1).numpy()
-        mine = result.rgb[..., 0].reshape(len(batch), -1).numpy()
-        observed.append(((alpha > 0.5) & (mine > 0.5 * alpha)).mean(axis=1))
-        covered.append((alpha > 0.5).mean(axis=1))
-    return np.concatenate(observed), np.concatenate(covered)
+        rgb = result.rgb.reshape(len(batch), -1, 3).numpy()
+        covered = alpha > 0.5
+        depth = np.sort(np.where(covered, result.depth.reshape(len(batch), -1).numpy(), np.inf), axis=1)
+        count = covered.sum(axis=1)
+        median = np.where(count > 0, depth[np.arange(len(batch)), np.maximum(count - 1, 0) // 2], 0.0)
+        parts.append(((covered & (rgb[..., 0] > 0.5 * alpha)).mean(axis=1), covered.mean(axis=1),
+                      (covered & (rgb[..., 1] > 0.5 * alpha)).mean(axis=1), median))
+    return ViewShares(*(np.concatenate(column) for column in zip(*parts, strict=True)))
 
 
 def score_views(world: GaussianWorld, proxy: CollisionMesh, free: FreeSpace, robot_scale: float = 1.0,
                 cells: int = SCORED_CELLS, yaws: int = SCORED_YAWS, refine: int = REFINED_CELLS) -> ViewScores:
     """Render the robot camera from an even subsample of ``cells`` free cells in ``yaws`` headings each, then
-    from every free cell around the ``refine`` best of them (within half the subsample's stride): views that
-    see mostly observed content are rare and close together (a 15 cm camera sees mostly what a high capture
-    camera could not), so an even subsample alone finds too few of them."""
+    from every free cell around the ``refine`` best of them by observed share and the ``refine`` best by observed
+    x object share (within half the subsample's stride): views that see mostly observed content are rare and close
+    together (a 15 cm camera sees mostly what a high capture camera could not), so an even subsample alone finds
+    too few of them."""
     indices = np.argwhere(free.free)
     stride = max(1, int(np.ceil(np.sqrt(len(indices) / cells))))
     picked = indices[(indices[:, 0] % stride == 0) & (indices[:, 1] % stride == 0)]
     if len(picked) == 0:
         picked = indices[:1]
     headings = np.arange(yaws) * (2 * np.pi / yaws)
-    flagged, mount = observed_flag_world(world), robot_camera_mount(proxy, robot_scale)  # once for both passes
-    observed, covered = _score_cells(flagged, mount, free, picked, headings)
-    if refine > 0 and stride > 1:
-        best = picked[np.argsort(-observed.max(axis=1), kind="stable")[:refine]]
+    flagged, mount = view_flag_world(world), robot_camera_mount(proxy, robot_scale)  # once for both passes
+    shares = _score_cells(flagged, mount, free, picked, headings)
+    if refine > 0 and stride > 1:  # around the most observed views and around those that also show the objects
+        ranks = (-shares.observed.max(axis=1), -(shares.observed * shares.objects).max(axis=1))
+        best = np.concatenate([picked[np.argsort(rank, kind="stable")[:refine]] for rank in ranks])
         around = (np.abs(indices[:, None, :] - best[None]).max(axis=-1) <= stride // 2).any(axis=1)
         around &= ~((indices % stride) == 0).all(axis=1)  # not the subsample's own cells again
         if around.any():
             more = _score_cells(flagged, mount, free, indices[around], headings)
             picked = np.concatenate([picked, indices[around]])
-            observed, covered = np.concatenate([observed, more[0]]), np.concatenate([covered, more[1]])
-    return ViewScores(picked, headings, observed, covered)
+            shares = ViewShares(*(np.concatenate([a, b]) for a, b in zip(
+                dataclasses.astuple(shares), dataclasses.astuple(more), strict=True)))
+    return ViewScores(picked, headings, shares.observed, shares.covered, shares.objects, shares.depth)
 
 
 def _score_cells(flagged: GaussianWorld, mount: np.ndarray, free: FreeSpace, cells: np.ndarray,
-                 headings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(observed, covered) shares (len(cells), len(headings)) of the robot camera's views from ``cells`` (``flagged``:
-    the ``observed_flag_world``, ``mount``: the ``robot_camera_mount``)."""
+                 headings: np.ndarray) -> ViewShares:
+    """``ViewShares`` as (len(cells), len(headings)) arrays of the robot camera's views from ``cells`` (``flagged``:
+    the ``view_flag_world``, ``mount``: the ``robot_camera_mount``)."""
     xy = np.repeat(free.origin + (cells + 0.5) * free.cell, len(headings), axis=0)
     world_to_cam = _poses_on_mount(mount, xy, np.tile(headings, len(cells)))
     width, height = SCORE_IMAGE_SIZE
     K = Camera.intrinsics_from_fov(width, height, SCORE_FOV_DEG)
     cameras = Camera(K.expand(len(xy), 3, 3), torch.from_numpy(world_to_cam).float(), width, height)
-    observed, covered = _flagged_shares(flagged, cameras, lod=SCORE_LOD)
-    return observed.reshape(len(cells), -1), covered.reshape(len(cells), -1)
+    shares = _flagged_shares(flagged, cameras, lod=SCORE_LOD)
+    return ViewShares(*(column.reshape(len(cells), -1) for column in dataclasses.astuple(shares)))
 
 
 def _world_from_source(source, intrinsics, depth_model, depth_scale: float | None = None,
