@@ -15,10 +15,11 @@ Both work on the input image grid (OpenCV frame of the input camera) and return 
   surface pushed along the view rays by a thickness estimated from its silhouette (its median
   width, and no more than the silhouette's local width there: thin parts stay thin), no lower (higher)
   than the object reaches below (above) each pixel in the image (a table top seen from above stays a slab
-  instead of a sheet hanging under it, ``vertical_reach_depth``), stopping short of the floor/walls behind it, and by side strips joining front and back along its silhouette,
-  so side views and the collision proxy see a solid. Backs and sides take the object's own colours
-  low-passed within its silhouette (``object_colour_field``): a copy of the front's detail pulled
-  along the rays reads as stripes and "glass shards" from the side.
+  instead of a sheet hanging under it, ``vertical_reach_depth``), stopping short of the floor/walls behind
+  it, and by side strips joining front and back along its silhouette, so side views and the collision
+  proxy see a solid. Backs and sides take the object's own colours low-passed within its silhouette
+  (``object_colour_field``): a copy of the front's detail pulled along the rays reads as stripes and
+  "glass shards" from the side.
 """
 
 from __future__ import annotations
