@@ -1,5 +1,5 @@
-"""Invented object backs as thin as the object: a thin slab seen from above at a grazing angle keeps a thin back
-(its silhouette is wide and deep in the image, the slab is 3 cm), a box beside it still gets a deep one.
+"""Invented object backs as thin as the object: a thin slab seen from above at a grazing angle and a board facing
+the camera keep thin backs (their silhouettes are wide, they are 3-4 cm), a box beside them still gets a deep one.
 
 One PyBullet RGB-D view (known geometry) through ``generate_world``; the invented Gaussians are held against the
 true bodies."""
@@ -15,20 +15,23 @@ from lyra_sim.single_view.backs import vertical_reach_depth
 
 SLAB_TOP, SLAB_HALF, SLAB_CENTRE = 0.5, (0.5, 0.7, 0.015), (2.0, -0.3, 0.485)  # a 3 cm board, 1 m deep, 1.4 m wide
 BOX_HALF, BOX_CENTRE = (0.25, 0.25, 0.25), (2.0, 1.0, 0.25)  # a 0.5 m crate on the floor
+BOARD_HALF, BOARD_CENTRE = (0.02, 0.3, 0.45), (3.0, -0.3, 0.45)  # a 4 cm board facing the camera (a chair's back)
 
 
 @pytest.fixture(scope="module")
 def slab_and_box():
     """(invented Gaussian centres in the true frame (M, 3), all Gaussian centres (N, 3)) of one 200x150 view
-    from 1.2 m looking down at the slab and the box."""
+    from 1.2 m looking down at the slab, the box and the board."""
     from lyra_sim.synthetic.collider_scenes import ColliderScene
 
     p = import_pybullet()
     client = p.connect(p.DIRECT)
-    scene = ColliderScene("slab_and_box", client, (0.0, 0.0, 1.2), (2.0, 0.3, 0.2))
+    scene = ColliderScene("slab_and_box", client, (0.0, 0.0, 1.2), (2.0, 0.3, 0.45))
     for half, centre, rgba in (((5.0, 5.0, 0.05), (2.0, 0.0, -0.05), (0.55, 0.5, 0.45, 1)),
                                (SLAB_HALF, SLAB_CENTRE, (0.6, 0.4, 0.25, 1)),
-                               (BOX_HALF, BOX_CENTRE, (0.3, 0.45, 0.6, 1))):
+                               (BOX_HALF, BOX_CENTRE, (0.3, 0.45, 0.6, 1)),
+                               (BOARD_HALF, BOARD_CENTRE, (0.3, 0.5, 0.3, 1)),
+                               ((0.05, 3.0, 1.5), (4.5, 0.0, 1.5), (0.8, 0.8, 0.75, 1))):  # a wall behind
         shape = p.createCollisionShape(p.GEOM_BOX, halfExtents=list(half), physicsClientId=client)
         visual = p.createVisualShape(p.GEOM_BOX, halfExtents=list(half), rgbaColor=list(rgba), physicsClientId=client)
         p.createMultiBody(0, shape, visual, list(centre), physicsClientId=client)
@@ -53,6 +56,18 @@ def test_slab_seen_from_above_keeps_a_thin_back(slab_and_box):
     # ... by a back no deeper than a few slab thicknesses (3 cm) below its top (on main 896e5a7: 12 cm at the
     # median and the 95th percentile, a sheet hanging under the board)
     assert np.percentile(below, 95) < 0.08, np.percentile(below, [50, 95])
+
+
+def test_board_facing_the_camera_keeps_a_thin_back(slab_and_box):
+    invented = slab_and_box
+    x, y, z = invented.T
+    behind = (np.abs(y - BOARD_CENTRE[1]) < BOARD_HALF[1] - 0.05) & (z > SLAB_TOP + 0.1) & (z < 2 * BOARD_HALF[2])
+    behind &= (x > BOARD_CENTRE[0] - BOARD_HALF[0]) & (x < 4.0)  # not the wall 1.5 m behind it
+    assert behind.sum() > 30  # the board is closed ...
+    # ... by a back a few cm behind its face (on main 896e5a7 as deep as the board is wide: 0.28 m behind it at the
+    # median, 0.5 m at the 95th percentile; the side strips along its top edge still reach 0.1-0.17 m)
+    depth_behind = x[behind] - (BOARD_CENTRE[0] + BOARD_HALF[0])
+    assert np.percentile(depth_behind, 75) < 0.05, np.percentile(depth_behind, [50, 75, 95])
 
 
 def test_box_beside_it_still_gets_a_deep_back(slab_and_box):

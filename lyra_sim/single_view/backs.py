@@ -228,6 +228,40 @@ def vertical_reach_depth(labels: np.ndarray, depth: np.ndarray, rays: np.ndarray
     return np.where(np.isnan(reach), np.inf, reach)
 
 
+TOP_RESOLVED_PX = 2.0  # the top bound holds where an object as deep as its prior thickness would show this many
+# pixels of top face
+TOP_SLACK_PX = 2.0  # backs may reach this many pixel footprints past the top's far edge
+TOP_THIN_SHARE = 0.5  # ... where the column shows the object less deep than this share of its silhouette's thickness
+
+
+def top_reach_depth(labels: np.ndarray, depth: np.ndarray, rays: np.ndarray, up: np.ndarray, slack: np.ndarray,
+                    prior: np.ndarray, focal: float) -> np.ndarray:
+    """Per pixel (H,W): the depth along its ray beyond which a back would lie farther from the camera
+    (horizontally) than the farthest point of its object's run of pixels above it in its column, by more than
+    ``slack``; inf where that run's top would not show a top face ``TOP_RESOLVED_PX`` pixels high even if the
+    object were ``prior`` (H,W, the silhouette's thickness) deep (a top seen level or from below, or from too far
+    away), or the run is cut off by a nearer occluder or the image border.
+
+    Seen from above, an object shows its top: a box's top recedes as deep as the box, a 4 cm board facing the
+    camera (a chair's back) shows a 4 cm top edge, and its back stays 4 cm behind its face instead of the
+    silhouette's width. Other arguments as ``vertical_reach_depth``."""
+    rise = rays @ up
+    across = np.linalg.norm(rays - rise[..., None] * up, axis=-1)  # horizontal distance per unit depth
+    farthest = -_run_extreme(-(depth * across)[::-1], labels[::-1], depth[::-1])[::-1]
+    top_rise = -_run_extreme(-rise[::-1], labels[::-1], depth[::-1])[::-1]  # rays rise up the image: the top's
+    shown = prior * np.maximum(-top_rise, 0.0) / np.linalg.norm(rays, axis=-1) * focal / depth
+    # How deep the column shows the object (from the nearest point of its run below the pixel, or the pixel
+    # itself where that run is cut off): the top only overrides the silhouette where it shows a much thinner
+    # object (a board, not a box: a box's silhouette-deep back overshoots its far edge a little, which nearby
+    # views see as a closed edge; bounding a low box's back by its top left a one-pixel seam of floor along its
+    # far edge at bench_completeness's boxes_wall forward 0.7 m, -0.7 dB)
+    nearest = _run_extreme(depth * across, labels, depth)
+    nearest = np.where(np.isnan(nearest), depth * across, nearest)
+    thin = farthest - nearest < TOP_THIN_SHARE * prior * across
+    reach = np.where((shown >= TOP_RESOLVED_PX) & thin, (farthest + slack) / np.maximum(across, 1e-9), np.inf)
+    return np.where(np.isnan(reach), np.inf, reach)
+
+
 RUN_OCCLUDED = 0.96  # a run of object pixels ends at an occluder when the pixel past its end is this much nearer
 
 
@@ -297,8 +331,9 @@ def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dept
     back = depth + thickness
     up = _up_direction(normals, floor)
     if up is not None:  # ... and no lower (higher) than the object reaches below (above) the pixel in the image
-        back = np.minimum(back, np.maximum(vertical_reach_depth(labels, depth, rays, up, 2 * footprint),
-                                           depth + 2 * footprint))
+        reach = np.minimum(vertical_reach_depth(labels, depth, rays, up, 2 * footprint),
+                           top_reach_depth(labels, depth, rays, up, TOP_SLACK_PX * footprint, thickness, focal))
+        back = np.minimum(back, np.maximum(reach, depth + 2 * footprint))
     back = np.minimum(back, behind - 2 * footprint)
     closed = objects & (back > depth + footprint)
     # Sides: silhouette pixels get strips along their view ray from front to back, facing outwards (towards
