@@ -15,11 +15,12 @@ Both work on the input image grid (OpenCV frame of the input camera) and return 
   surface pushed along the view rays by a thickness estimated from its silhouette (its median
   width, and no more than the silhouette's local width there: thin parts stay thin), no lower (higher)
   than the object reaches below (above) each pixel in the image (a table top seen from above stays a slab
-  instead of a sheet hanging under it, ``vertical_reach_depth``), stopping short of the floor/walls behind
-  it, and by side strips joining front and back along its silhouette, so side views and the collision
-  proxy see a solid. Backs and sides take the object's own colours low-passed within its silhouette
-  (``object_colour_field``): a copy of the front's detail pulled along the rays reads as stripes and
-  "glass shards" from the side.
+  instead of a sheet hanging under it, ``vertical_reach_depth``), no farther than its top seen from above
+  reaches where that shows it much thinner than its silhouette (a chair's back, ``top_reach_depth``),
+  stopping short of the floor/walls behind it, and by side strips joining front and back along its
+  silhouette, so side views and the collision proxy see a solid. Backs and sides take the object's own
+  colours low-passed within its silhouette (``object_colour_field``): a copy of the front's detail pulled
+  along the rays reads as stripes and "glass shards" from the side.
 """
 
 from __future__ import annotations
@@ -248,7 +249,8 @@ def top_reach_depth(labels: np.ndarray, depth: np.ndarray, rays: np.ndarray, up:
     rise = rays @ up
     across = np.linalg.norm(rays - rise[..., None] * up, axis=-1)  # horizontal distance per unit depth
     farthest = -_run_extreme(-(depth * across)[::-1], labels[::-1], depth[::-1])[::-1]
-    top_rise = -_run_extreme(-rise[::-1], labels[::-1], depth[::-1])[::-1]  # rays rise up the image: the top's
+    top_rise = -_run_extreme(-rise[::-1], labels[::-1], depth[::-1])[::-1]  # rays rise up the image: the run's
+    # largest rise is its top pixel's
     shown = prior * np.maximum(-top_rise, 0.0) / np.linalg.norm(rays, axis=-1) * focal / depth
     # How deep the column shows the object (from the nearest point of its run below the pixel, or the pixel
     # itself where that run is cut off): the top only overrides the silhouette where it shows a much thinner
@@ -330,7 +332,7 @@ def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dept
     rays = pixel_directions(torch.from_numpy(np.asarray(K, np.float64)), h, w).numpy()
     back = depth + thickness
     up = _up_direction(normals, floor)
-    if up is not None:  # ... and no lower (higher) than the object reaches below (above) the pixel in the image
+    if up is not None:  # ... and within the height range and the top the object shows in its pixel's column
         reach = np.minimum(vertical_reach_depth(labels, depth, rays, up, 2 * footprint),
                            top_reach_depth(labels, depth, rays, up, TOP_SLACK_PX * footprint, thickness, focal))
         back = np.minimum(back, np.maximum(reach, depth + 2 * footprint))
