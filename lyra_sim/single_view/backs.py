@@ -13,10 +13,13 @@ Both work on the input image grid (OpenCV frame of the input camera) and return 
   nothing is taken from the foreground).
 - Object backs: each object (a layer component that is not floor or wall) is closed by a back
   surface pushed along the view rays by a thickness estimated from its silhouette (its median
-  width, and no more than the silhouette's local width there: thin parts stay thin), stopping
-  short of the floor/walls behind it, and by side strips joining front and back along its silhouette,
-  so side views and the collision proxy see a solid. Backs and sides take the object's own colours
-  low-passed within its silhouette (``object_colour_field``): a copy of the front's detail pulled
+  width, and no more than the silhouette's local width there: thin parts stay thin), no lower (higher)
+  than the object reaches below (above) each pixel in the image (a table top seen from above stays a slab
+  instead of a sheet hanging under it, ``vertical_reach_depth``), no farther than its top seen from above
+  reaches where that shows it much thinner than its silhouette (a chair's back, ``top_reach_depth``),
+  stopping short of the floor/walls behind it, and by side strips joining front and back along its
+  silhouette, so side views and the collision proxy see a solid. Backs and sides take the object's own
+  colours low-passed within its silhouette (``object_colour_field``): a copy of the front's detail pulled
   along the rays reads as stripes and "glass shards" from the side.
 """
 
@@ -191,6 +194,93 @@ def object_colour_field(rgb: np.ndarray, labels: np.ndarray, widths: np.ndarray)
     return out
 
 
+UP_MIN_FLOOR_PIXELS = 16  # the floor's normal gives "up" for the vertical reach of backs from this many pixels
+
+
+def _up_direction(normals: np.ndarray, floor: np.ndarray | None) -> np.ndarray | None:
+    """The floor's unit normal towards the camera (camera frame) when the image's rows run roughly along it
+    (camera rolled by less than 45 degrees, upright), else None."""
+    if floor is None or floor.sum() < UP_MIN_FLOOR_PIXELS:
+        return None
+    up = np.median(normals[floor], axis=0)
+    up /= max(float(np.linalg.norm(up)), 1e-12)
+    return up if -up[1] > abs(up[0]) else None
+
+
+def vertical_reach_depth(labels: np.ndarray, depth: np.ndarray, rays: np.ndarray, up: np.ndarray,
+                         slack: np.ndarray) -> np.ndarray:
+    """Per pixel (H,W): the depth along its ray beyond which a back would leave the height range its object
+    shows in the image: lower than the lowest point of the object's run of pixels below it in its column (for
+    a ray going down), or higher than the highest point of its run above it (for a ray going up), by more than
+    ``slack`` (H,W, world units); inf where the run is cut off by a nearer occluder or the image border (how
+    far the object reaches there is unknown) and for level rays.
+
+    A table top seen from above at a grazing angle is wide and deep in the image, but the run below each of
+    its pixels ends at its front edge 3 cm lower: a back pushed along the down-going rays stays within the
+    slab instead of hanging under it. A box's top continues in its front face down to the floor: deep back.
+    ``rays`` (H,W,3) with z = 1, ``up`` the camera-frame unit up vector (``_up_direction``)."""
+    height = depth * (rays @ up)
+    lowest = _run_extreme(height, labels, depth)
+    highest = -_run_extreme(-height[::-1], labels[::-1], depth[::-1])[::-1]
+    rise = rays @ up
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reach = np.where(rise < -1e-6, (lowest - slack) / rise, np.where(rise > 1e-6, (highest + slack) / rise,
+                                                                         np.inf))
+    return np.where(np.isnan(reach), np.inf, reach)
+
+
+TOP_RESOLVED_PX = 2.0  # the top bound holds where an object as deep as its prior thickness would show this many
+# pixels of top face
+TOP_SLACK_PX = 2.0  # backs may reach this many pixel footprints past the top's far edge
+TOP_THIN_SHARE = 0.5  # ... where the column shows the object less deep than this share of its silhouette's thickness
+
+
+def top_reach_depth(labels: np.ndarray, depth: np.ndarray, rays: np.ndarray, up: np.ndarray, slack: np.ndarray,
+                    prior: np.ndarray, focal: float) -> np.ndarray:
+    """Per pixel (H,W): the depth along its ray beyond which a back would lie farther from the camera
+    (horizontally) than the farthest point of its object's run of pixels above it in its column, by more than
+    ``slack``; inf where that run's top would not show a top face ``TOP_RESOLVED_PX`` pixels high even if the
+    object were ``prior`` (H,W, the silhouette's thickness) deep (a top seen level or from below, or from too far
+    away), or the run is cut off by a nearer occluder or the image border.
+
+    Seen from above, an object shows its top: a box's top recedes as deep as the box, a 4 cm board facing the
+    camera (a chair's back) shows a 4 cm top edge, and its back stays 4 cm behind its face instead of the
+    silhouette's width. Other arguments as ``vertical_reach_depth``."""
+    rise = rays @ up
+    across = np.linalg.norm(rays - rise[..., None] * up, axis=-1)  # horizontal distance per unit depth
+    farthest = -_run_extreme(-(depth * across)[::-1], labels[::-1], depth[::-1])[::-1]
+    top_rise = -_run_extreme(-rise[::-1], labels[::-1], depth[::-1])[::-1]  # rays rise up the image: the run's
+    # largest rise is its top pixel's
+    shown = prior * np.maximum(-top_rise, 0.0) / np.linalg.norm(rays, axis=-1) * focal / depth
+    # How deep the column shows the object (from the nearest point of its run below the pixel, or the pixel
+    # itself where that run is cut off): the top only overrides the silhouette where it shows a much thinner
+    # object (a board, not a box: a box's silhouette-deep back overshoots its far edge a little, which nearby
+    # views see as a closed edge; bounding a low box's back by its top left a one-pixel seam of floor along its
+    # far edge at bench_completeness's boxes_wall forward 0.7 m, -0.7 dB)
+    nearest = _run_extreme(depth * across, labels, depth)
+    nearest = np.where(np.isnan(nearest), depth * across, nearest)
+    thin = farthest - nearest < TOP_THIN_SHARE * prior * across
+    reach = np.where((shown >= TOP_RESOLVED_PX) & thin, (farthest + slack) / np.maximum(across, 1e-9), np.inf)
+    return np.where(np.isnan(reach), np.inf, reach)
+
+
+RUN_OCCLUDED = 0.96  # a run of object pixels ends at an occluder when the pixel past its end is this much nearer
+
+
+def _run_extreme(values: np.ndarray, labels: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Per pixel (H,W): the smallest of ``values`` over its labelled run from it down its column (rows of
+    increasing index, the same label without a break); nan where the run ends at the image border or at a
+    nearer pixel of another label (an occluder hides where it really ends)."""
+    h = values.shape[0]
+    out = values.astype(np.float64).copy()
+    out[h - 1] = np.nan
+    for v in range(h - 2, -1, -1):
+        same = (labels[v] == labels[v + 1]) & (labels[v] > 0)
+        occluded = depth[v + 1] < RUN_OCCLUDED * depth[v]
+        out[v] = np.where(same, np.minimum(values[v], out[v + 1]), np.where(occluded, np.nan, values[v]))
+    return out
+
+
 def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: DepthLayers, normals: np.ndarray,
                  objects: np.ndarray, behind: np.ndarray, max_thickness: float, floor: np.ndarray | None = None,
                  stride: int = 2, sigma: float = 0.6, smooth_colours: bool = True) -> tuple[Surfels, int]:
@@ -239,9 +329,15 @@ def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dept
     median_width_px = np.minimum(*extents) / np.maximum(np.array([np.median(footprint[labels == i]) if i else 1.0
                                                                   for i in range(count + 1)]), 1e-12)
     colours = object_colour_field(rgb, labels, median_width_px) if smooth_colours else rgb
-    back = np.minimum(depth + thickness, behind - 2 * footprint)
-    closed = objects & (back > depth + footprint)
     rays = pixel_directions(torch.from_numpy(np.asarray(K, np.float64)), h, w).numpy()
+    back = depth + thickness
+    up = _up_direction(normals, floor)
+    if up is not None:  # ... and within the height range and the top the object shows in its pixel's column
+        reach = np.minimum(vertical_reach_depth(labels, depth, rays, up, 2 * footprint),
+                           top_reach_depth(labels, depth, rays, up, TOP_SLACK_PX * footprint, thickness, focal))
+        back = np.minimum(back, np.maximum(reach, depth + 2 * footprint))
+    back = np.minimum(back, behind - 2 * footprint)
+    closed = objects & (back > depth + footprint)
     # Sides: silhouette pixels get strips along their view ray from front to back, facing outwards (towards
     # the neighbours that are not the same object).
     padded = np.pad(labels, 1, mode="constant")
