@@ -524,7 +524,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
         parts.append(backs)
         report["objects"] = count
         report["methods"].append("object backs: extruded along view rays by the silhouette's median width, "
-                                  "no lower or farther than the object reaches in its own image column"
+                                 "no lower or farther than the object reaches in its own image column"
                                  + (", in the object's low-passed colours" if options.smooth_backs else ""))
     surfels = Surfels.concatenate(parts)
     report["completed_gaussians"] = len(surfels.points)
