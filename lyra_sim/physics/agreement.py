@@ -51,7 +51,7 @@ class AgreementReport:
                 "cameras": self.cameras, "missed": self.missed, "far_field": self.far_field, "reach": self.reach}
 
     def as_line(self) -> str:
-        far = (f"; {100 * self.far_field:.1f} % more show the far field beyond the collider's {self.reach:.1f} "
+        far = (f"; {100 * self.far_field:.1f} % more show the far field beyond the collider's {self.reach:.1f} m "
                "reach, left out" if self.far_field > 0 else "")
         return (f"collider vs picture: median {_metres(self.median)}, 95th percentile {_metres(self.p95)}, "
                 f"{100 * self.within:.1f} % of {self.rays} rays within {100 * WITHIN:.0f} cm "
