@@ -126,20 +126,27 @@ def test_layout_intrinsics_recover_the_field_and_resolution_of_the_camera_that_m
     assert w == pytest.approx(0.9 * width, rel=0.05) and h == pytest.approx(0.9 * height, rel=0.05)
 
 
-def _post_on_floor_view(width: int = 320, height: int = 240):
-    """A DepthView (z up, floor z = 0) from a camera 1.2 m up looking along +x and 20 degrees down at a 5 cm post
-    (front face x = 2, |y| < 0.025, 0.8 m high) on the floor: depth cast analytically per pixel."""
+def _analytic_camera(eye: np.ndarray, look: np.ndarray, fov_deg: float, width: int, height: int):
+    """(world_to_cam 4x4, K, world ray per unit of z-depth at each pixel centre) of a z-up pinhole camera at ``eye``
+    looking along ``look``, ``fov_deg`` wide."""
     from lyra_sim.camera import look_at_matrix
-    from lyra_sim.geometry.tsdf import DepthView
 
-    eye = np.array([0.0, 0.0, 1.2])
-    world_to_cam = look_at_matrix(eye, eye + np.array([np.cos(0.35), 0.0, -np.sin(0.35)]), up=np.array([0, 0, 1.0]))
-    world_to_cam = np.asarray(world_to_cam, np.float64).reshape(4, 4)
-    f = 0.5 * width / np.tan(np.radians(30.0))
+    world_to_cam = np.asarray(look_at_matrix(eye, eye + look, up=np.array([0, 0, 1.0])), np.float64).reshape(4, 4)
+    f = 0.5 * width / np.tan(np.radians(fov_deg / 2))
     K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
     u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
     rays = np.stack([(u - K[0, 2]) / f, (v - K[1, 2]) / f, np.ones_like(u)], axis=-1) @ np.linalg.inv(
-        world_to_cam)[:3, :3].T  # world direction per unit of z-depth
+        world_to_cam)[:3, :3].T
+    return world_to_cam, K, rays
+
+
+def _post_on_floor_view(width: int = 320, height: int = 240):
+    """A DepthView (z up, floor z = 0) from a camera 1.2 m up looking along +x and 20 degrees down at a 5 cm post
+    (front face x = 2, |y| < 0.025, 0.8 m high) on the floor: depth cast analytically per pixel."""
+    from lyra_sim.geometry.tsdf import DepthView
+
+    eye = np.array([0.0, 0.0, 1.2])
+    world_to_cam, K, rays = _analytic_camera(eye, np.array([np.cos(0.35), 0.0, -np.sin(0.35)]), 60.0, width, height)
     with np.errstate(divide="ignore", invalid="ignore"):
         t_floor = np.where(rays[..., 2] < 0, -eye[2] / rays[..., 2], np.inf)
         t_post = (2.0 - eye[0]) / rays[..., 0]
@@ -184,17 +191,10 @@ def _corner_view(side_start: float, side_y: float = -1.8, width: int = 320, heig
     """A DepthView (z up, floor z = 0) from a camera 1.2 m up looking level along +x (64 degrees wide) at a far
     wall (x = 3.5) and a side wall (y = ``side_y``) from x = ``side_start`` to the far wall, 2.6 m high: depth cast
     analytically per pixel. At y = -1.8 the image's right edge cuts the side wall at x = 2.88: 0.62 m of it seen."""
-    from lyra_sim.camera import look_at_matrix
     from lyra_sim.geometry.tsdf import DepthView
 
     eye = np.array([0.0, 0.0, 1.2])
-    world_to_cam = look_at_matrix(eye, eye + np.array([1.0, 0.0, 0.0]), up=np.array([0, 0, 1.0]))
-    world_to_cam = np.asarray(world_to_cam, np.float64).reshape(4, 4)
-    f = 0.5 * width / np.tan(np.radians(32.0))
-    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
-    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    rays = np.stack([(u - K[0, 2]) / f, (v - K[1, 2]) / f, np.ones_like(u)], axis=-1) @ np.linalg.inv(
-        world_to_cam)[:3, :3].T  # world direction per unit of z-depth
+    world_to_cam, K, rays = _analytic_camera(eye, np.array([1.0, 0.0, 0.0]), 64.0, width, height)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(rays[..., 2] < 0, -eye[2] / rays[..., 2], np.inf)  # the floor
         t_far, t_side = (3.5 - eye[0]) / rays[..., 0], (side_y - eye[1]) / rays[..., 1]
