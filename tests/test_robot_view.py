@@ -13,7 +13,7 @@ import lyra_sim
 from lyra_sim.camera import Camera
 from lyra_sim.envs import ENV_ID, prepare_scene
 from lyra_sim.envs import navigate as navigate_module
-from lyra_sim.envs.room_structure import FLOOR_TOP_M, room_walls, structure_mask
+from lyra_sim.envs.room_structure import FLOOR_TOP_M, structure_mask, structure_walls
 from lyra_sim.envs.scene import (
     SCORE_FOV_DEG,
     SCORE_IMAGE_SIZE,
@@ -220,7 +220,7 @@ def test_structure_is_floor_and_walls_not_the_box(room_scene):
     means = world.means.numpy()
     assert not structure[box & (means[:, 2] > FLOOR_TOP_M)].any()
     assert structure[~box].mean() > 0.99  # the room's own surfels (a wall's foot and corners included)
-    assert len(room_walls(world)) == 4
+    assert len(structure_walls(world)) == 4
 
 
 def test_object_share_is_the_box_share_of_the_view(room_scene):

@@ -29,22 +29,24 @@ RANSAC_ITERATIONS = 500
 
 
 def structure_mask(world: GaussianWorld) -> np.ndarray:
-    """(N,) bool: the Gaussians that are floor (below ``FLOOR_TOP_M``) or lie on a wall (``room_walls``)."""
+    """(N,) bool: the Gaussians that are floor (below ``FLOOR_TOP_M``) or lie on a wall (``structure_walls``)."""
     means = world.means.detach().cpu().numpy().astype(np.float64)
     out = means[:, 2] < FLOOR_TOP_M
-    for plane in room_walls(world):
+    for plane in structure_walls(world):
         out |= np.abs(means @ plane.normal + plane.offset) < WALL_BAND_M
     return out
 
 
-def room_walls(world: GaussianWorld) -> list[WallPlane]:
+def structure_walls(world: GaussianWorld) -> list[WallPlane]:
     """The completion's recorded walls (``lyra_sim.physics.walls.wall_planes``), else ``found_walls``."""
     return wall_planes(world) or found_walls(world)
 
 
 def found_walls(world: GaussianWorld) -> list[WallPlane]:
     """Tall, wide vertical planes among the observed Gaussians above the floor (open3d ``segment_plane``, one plane
-    at a time, each one's inliers taken out before the next fit)."""
+    at a time, each one's inliers taken out before the next fit). The completion's and the splat collider's wall
+    searches (``single_view.completion.room_walls``, ``physics.splat_collider.source_walls``) work on a depth
+    image; a world without a wall record here may have no camera to render one from, so this fits the centres."""
     import open3d as o3d
 
     means = world.means.detach().cpu().numpy().astype(np.float64)
