@@ -59,6 +59,24 @@ DISC_GRAZING = 0.15  # a ray closer than this (sine) to a disc's plane keeps the
 #: invented walls, which disagree by more than that, lose their surface (doorway's unseen side wall 0.986 ->
 #: 0.936 within 20 cm). 2 keeps most of both (0.962 / 0.961 in bench_colliders --splat-files; 4 gave 0.936 / 0.986).
 SPLAT_TRUNCATION_VOXELS = 2.0
+#: Where the source view's mesh (lyra_sim.physics.measured.depth_mesh) puts a silhouette: this many pixels beyond the
+#: centre of its last foreground pixel (a depth camera's edge lies half a pixel out, between that centre and the
+#: next one's). A render's silhouette spills: the median depth crosses 0.5 where the edge Gaussians' footprints,
+#: widened by the rasteriser's eps2d (0.3 px^2 on ~0.46 px standard deviations), still cover half the pixel, so 0.53
+#: of the splat-file table's source-view silhouette pixels show the foreground where the true scene shows what lies
+#: behind it: the edge is already about half a pixel out. At 0.5 chair edges and legs stood a pixel (~8 mm) wide on
+#: every side and robot rays grazing them stopped on the wall's side of them (splat-file table: 0.953 of seen rays
+#: within 5 cm; 0.972 / 0.974 / 0.973 at 0.25 / 0 / -0.25 with the two rules below).
+SPLAT_EDGE_PX = 0.0
+#: The fused TSDF of renders from above closes a thin top (a 3 cm table top, a chair seat) this far below it at
+#: SPLAT_TRUNCATION_VOXELS: views from above make the band behind the top negative, views passing under it make the
+#: space there positive, so the fused surface has an underside, and sides around it, 5-10 cm below the top
+#: (table: its bottom at z 0.62-0.68 under a true 0.69, which robot rays to the wall behind stopped on: 480 of the
+#: 2,077 seen misses). Beside a source view those fused triangles go: within SPLAT_BACKFACE_VOXELS of a source-view
+#: surface and facing away from it, or under an up-facing one by at most SPLAT_UNDER_VOXELS (and within a voxel of
+#: it across: the band's sides); the source view's own mesh of the top stays.
+SPLAT_BACKFACE_VOXELS = 3.0
+SPLAT_UNDER_VOXELS = 4.0
 PLANE_BAND = 0.02  # of the view's median depth: pixels this close to the floor are moved onto it ...
 PLANE_BAND_SIGMAS = 3.0  # ... or this many of the Gaussians' median largest standard deviation, if more
 PLANE_WINDOW = 15  # pixels over which a surface is smoothed to tell which way it faces
