@@ -27,14 +27,16 @@ def depth_stride(height: int, width: int, max_triangles: int) -> int:
 
 
 def depth_mesh(depth: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray,
-               max_triangles: int = MEASURED_TRIANGLES, up=None) -> tuple[np.ndarray, np.ndarray]:
+               max_triangles: int = MEASURED_TRIANGLES, up=None, edge_px: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """(vertices (V, 3), faces (F, 3)) in the world frame of the surfaces a depth image (metres, 0 = none)
     measured: the pixel grid (every ``depth_stride``-th pixel) triangulated within depth layers.
 
     Each grid cell holds up to two triangles, each kept when its corners hold depth and no layer jump
     (``lyra_sim.single_view.layers``) separates them; K puts pixel centres at +0.5. Foreground surfaces get
     sides (``_side_skirts``) back along the rays; ``up`` (the world's up axis, when known) keeps them off
-    near-horizontal surfaces and closes the tops of those above the camera (``_top_lids``).
+    near-horizontal surfaces and closes the tops of those above the camera (``_top_lids``). ``edge_px``: how far
+    beyond the centre of the last pixel on the near side of a jump the silhouette lies (a depth camera's: half a
+    pixel; a splat render's spills already, lyra_sim.physics.splat_collider.SPLAT_EDGE_PX).
     """
     depth = np.asarray(depth, np.float64)
     height, width = depth.shape
@@ -57,7 +59,7 @@ def depth_mesh(depth: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray,
     K = np.asarray(K, np.float64)
     # Pixel centres at +0.5 (as lyra_sim.camera.pixel_directions); a vertex on the near side of a jump moves out
     # to its cell's edge (``_silhouette_shift``): the measured surface covers its pixels, not only their centres.
-    shift_u, shift_v = _silhouette_shift(layers.jump_u, layers.jump_v, grid, valid, depth, rows, cols, stride)
+    shift_u, shift_v = _silhouette_shift(layers.jump_u, layers.jump_v, grid, valid, depth, rows, cols, stride, edge_px)
     x = (cols[None, :] + 0.5 + shift_u - K[0, 2]) / K[0, 0]
     y = (rows[:, None] + 0.5 + shift_v - K[1, 2]) / K[1, 1]
     dirs = np.stack(np.broadcast_arrays(x, y, np.ones((1, 1))), axis=-1)
@@ -85,13 +87,14 @@ def depth_mesh(depth: np.ndarray, K: np.ndarray, world_to_cam: np.ndarray,
 
 
 def _silhouette_shift(jump_u: np.ndarray, jump_v: np.ndarray, grid: np.ndarray, valid: np.ndarray, depth: np.ndarray,
-                      rows: np.ndarray, cols: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+                      rows: np.ndarray, cols: np.ndarray, stride: int,
+                      edge_px: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """(h, w) image shifts (pixels, along u and v) of the grid vertices on the near side of a layer jump, out to the
     measured edge: past the pixels between the vertex and the next grid vertex that still lie on its surface
-    (nearer to its depth than to the farther vertex's, full-resolution ``depth``), then half a pixel (the edge lies
-    between the last pixel centre on the surface and the first one off it). Left at the vertex, a 3 cm leg at
-    640x480 (8 pixels, stride 2) lost up to 1.5 pixels a side, and robot rays grazing it passed within a few mm of
-    where the true leg stopped them."""
+    (nearer to its depth than to the farther vertex's, full-resolution ``depth``), then ``edge_px`` (a depth camera's
+    edge lies half a pixel out, between the last pixel centre on the surface and the first one off it). Left at the
+    vertex, a 3 cm leg at 640x480 (8 pixels, stride 2) lost up to 1.5 pixels a side, and robot rays grazing it passed
+    within a few mm of where the true leg stopped them."""
     shift_u, shift_v = np.zeros(grid.shape), np.zeros(grid.shape)
     for axis, jumps, shift in ((1, jump_u, shift_u), (0, jump_v, shift_v)):
         lo = (slice(None), slice(None, -1)) if axis == 1 else (slice(None, -1), slice(None))
@@ -111,7 +114,7 @@ def _silhouette_shift(jump_u: np.ndarray, jump_v: np.ndarray, grid: np.ndarray, 
                 d = depth[fixed, px] if axis == 1 else depth[px, fixed]
                 on &= np.isfinite(d) & (d > 0) & (np.abs(d - d_near) < np.abs(d - d_far))
                 run += on
-            shift[near_r, near_c] += step * (run + 0.5)
+            shift[near_r, near_c] += step * (run + edge_px)
     return shift_u, shift_v
 
 

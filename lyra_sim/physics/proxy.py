@@ -36,7 +36,14 @@ from lyra_sim.io.atomic import atomic_path
 from lyra_sim.physics.agreement import collider_agreement, collider_reach
 from lyra_sim.physics.floaters import find_floaters
 from lyra_sim.physics.measured import behind_thin_runs, depth_mesh, seen_through
-from lyra_sim.physics.splat_collider import SPLAT_TRUNCATION_VOXELS, evidence_info, splat_evidence
+from lyra_sim.physics.splat_collider import (
+    SPLAT_BACKFACE_VOXELS,
+    SPLAT_EDGE_PX,
+    SPLAT_TRUNCATION_VOXELS,
+    SPLAT_UNDER_VOXELS,
+    evidence_info,
+    splat_evidence,
+)
 from lyra_sim.physics.walls import WALL_THICKNESS_M, WallBox, on_walls, wall_box, wall_planes
 from lyra_sim.rendering.cpu import median_depth_cpu
 from lyra_sim.trajectories import lyra_trajectories
@@ -214,11 +221,13 @@ def fuse_depth(views, voxel_size: float, far: float,
                                      o3d.utility.Vector3iVector(faces.astype(np.int32)))
 
 
-def measured_meshes(views: list[DepthView], max_triangles: int, up=None) -> tuple[np.ndarray, np.ndarray]:
+def measured_meshes(views: list[DepthView], max_triangles: int, up=None,
+                    edge_px: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """One mesh (lyra_sim.physics.measured.depth_mesh) of all measured views, triangles facing their camera."""
     vertices, faces, count = [], [], 0
     for view in views:
-        v, f = depth_mesh(view.depth, view.K, view.world_to_cam, max(max_triangles // max(len(views), 1), 2), up)
+        v, f = depth_mesh(view.depth, view.K, view.world_to_cam, max(max_triangles // max(len(views), 1), 2), up,
+                          edge_px)
         if len(f) == 0:
             continue
         eye = np.linalg.inv(view.world_to_cam)[:3, 3]
@@ -233,10 +242,11 @@ def measured_meshes(views: list[DepthView], max_triangles: int, up=None) -> tupl
     return np.concatenate(vertices), np.concatenate(faces)
 
 
-def _duplicates(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.ndarray, np.ndarray],
-                distance: float) -> np.ndarray:
+def _duplicates(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.ndarray, np.ndarray], distance: float,
+                opposite: bool = False) -> np.ndarray:
     """Fused triangles whose centre lies within ``distance`` of a measured vertex whose surface faces the same way
-    (DUPLICATE_COS; measured vertices lie a pixel footprint apart, well under the two voxels asked for here)."""
+    (DUPLICATE_COS; measured vertices lie a pixel footprint apart, well under the two voxels asked for here), or
+    the opposite way (``opposite``: cosine under -DUPLICATE_COS)."""
     vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
     m_vertices, m_faces = measured
     if len(faces) == 0 or len(m_faces) == 0:
@@ -256,8 +266,35 @@ def _duplicates(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.ndarray, np.
     n_fused, n_measured = normals[near], m_normals[nearest[near]]
     cos = (n_fused * n_measured).sum(axis=1) / np.maximum(
         np.linalg.norm(n_fused, axis=1) * np.linalg.norm(n_measured, axis=1), 1e-12)
-    same_way[near] = cos > DUPLICATE_COS  # a table top beside a measured object's front is not a duplicate
+    same_way[near] = (-cos if opposite else cos) > DUPLICATE_COS  # a table top beside a measured front is none
     return near & same_way
+
+
+def _under_measured_tops(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.ndarray, np.ndarray], reach: float,
+                         depth: float) -> np.ndarray:
+    """Fused triangles whose centre lies at most ``depth`` below an up-facing measured vertex (normal's z over
+    DUPLICATE_COS, z up) and less than ``reach`` from it along x and along y: the TSDF's underside of a thin top
+    that only views from above saw (lyra_sim.physics.splat_collider.SPLAT_UNDER_VOXELS)."""
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    m_vertices, m_faces = measured
+    if len(faces) == 0 or len(m_faces) == 0:
+        return np.zeros(len(faces), bool)
+    from scipy.spatial import cKDTree
+
+    m_normals = np.zeros_like(m_vertices)
+    face_normals = np.cross(m_vertices[m_faces[:, 1]] - m_vertices[m_faces[:, 0]],
+                            m_vertices[m_faces[:, 2]] - m_vertices[m_faces[:, 0]])
+    for k in range(3):
+        np.add.at(m_normals, m_faces[:, k], face_normals)
+    tops = m_vertices[m_normals[:, 2] > DUPLICATE_COS * np.linalg.norm(m_normals, axis=1)]
+    if len(tops) == 0:
+        return np.zeros(len(faces), bool)
+    # A box query (Chebyshev distance under 0.5) in coordinates scaled so that the box spans +-reach across and
+    # [0, depth] above the centre.
+    scale = np.array([0.5 / reach, 0.5 / reach, 1.0 / depth])
+    centres = (vertices[faces].mean(axis=1) + np.array([0.0, 0.0, 0.5 * depth])) * scale
+    gap, _ = cKDTree(tops * scale).query(centres, p=np.inf, distance_upper_bound=0.5, workers=-1)
+    return np.isfinite(gap)
 
 
 def _decimated(vertices: np.ndarray, faces: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
@@ -482,7 +519,8 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
     # Sampled finer than the budget (MEASURED_OVERSAMPLE), decimated after the floor is cut out: quadric
     # decimation spends the triangles where the shape is (thin legs and posts), not on flat walls.
     up = (0.0, 0.0, 1.0) if _is_aligned(world) else None
-    m_vertices, m_faces = measured_meshes(views, MEASURED_OVERSAMPLE * measured_budget, up)
+    edge_px = SPLAT_EDGE_PX if evidence is not None else 0.5  # (splat_collider: a render's silhouettes spill)
+    m_vertices, m_faces = measured_meshes(views, MEASURED_OVERSAMPLE * measured_budget, up, edge_px)
     stages.lap("measured_mesh")
     rendered_views = list(_depth_views(rendered, cameras, progress)) if rendered is not None else []
     stages.lap("render")
@@ -494,6 +532,10 @@ def _proxy_for(world: GaussianWorld, voxel_size: float | None, triangle_budget: 
         mesh, views, FREE_SPACE_VOXELS * voxel)
     if measured:  # (a splat file's source-view render is no measurement: lyra_sim.physics.splat_collider)
         drop |= _bulk_behind_thin_runs(mesh, views, THIN_RUN_MARGIN_VOXELS * voxel)
+    if evidence is not None:  # the far side of the truncation band behind the source view's surfaces
+        drop |= _duplicates(mesh, (m_vertices, m_faces), SPLAT_BACKFACE_VOXELS * voxel, opposite=True)
+        if up is not None:
+            drop |= _under_measured_tops(mesh, (m_vertices, m_faces), voxel, SPLAT_UNDER_VOXELS * voxel)
     mesh.remove_triangles_by_mask(drop)
     mesh.remove_unreferenced_vertices()
     floor_z = None

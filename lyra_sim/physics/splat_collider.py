@@ -5,8 +5,10 @@ A splat world was made for the view it was made from: seen from its own camera, 
 transmittance crosses 0.5) is the surface its maker measured or reconstructed (for a world lifted from one RGB-D
 frame it equals that frame's depth within millimetres). So that render, of the world without its floaters
 (lyra_sim.physics.floaters), stands in for the measured views of the RGB-D path (lyra_sim.physics.proxy): meshed
-with edges stopping at depth jumps, sides and lids closing foreground objects, the splats filling in only what it
-does not explain. The scene's extent is taken from what that view sees, not from every Gaussian: a completion's
+with edges stopping at depth jumps (at the centres of its silhouette pixels: a render's silhouettes spill already,
+SPLAT_EDGE_PX), sides and lids closing foreground objects, the splats filling in only what it
+does not explain (the fused surface's side of the truncation band behind that view's thin surfaces left out:
+SPLAT_UNDER_VOXELS). The scene's extent is taken from what that view sees, not from every Gaussian: a completion's
 far backdrop sphere or a trained world's distant haze would make the voxels coarse and the fused volume huge
 (21 m instead of 4 m on the crates scene: voxels of 13 cm, 100 s of decimation).
 
@@ -59,6 +61,24 @@ DISC_GRAZING = 0.15  # a ray closer than this (sine) to a disc's plane keeps the
 #: invented walls, which disagree by more than that, lose their surface (doorway's unseen side wall 0.986 ->
 #: 0.936 within 20 cm). 2 keeps most of both (0.962 / 0.961 in bench_colliders --splat-files; 4 gave 0.936 / 0.986).
 SPLAT_TRUNCATION_VOXELS = 2.0
+#: Where the source view's mesh (lyra_sim.physics.measured.depth_mesh) puts a silhouette: this many pixels beyond the
+#: centre of its last foreground pixel (a depth camera's edge lies half a pixel out, between that centre and the
+#: next one's). A render's silhouette spills: the median depth crosses 0.5 where the edge Gaussians' footprints,
+#: widened by the rasteriser's eps2d (0.3 px^2 on ~0.46 px standard deviations), still cover half the pixel, so 0.53
+#: of the splat-file table's source-view silhouette pixels show the foreground where the true scene shows what lies
+#: behind it: the edge is already about half a pixel out. At 0.5 chair edges and legs stood a pixel (~8 mm) wide on
+#: every side and robot rays grazing them stopped on the wall's side of them (splat-file table: 0.952 of seen rays
+#: within 5 cm; 0.972 / 0.974 / 0.973 at 0.25 / 0 / -0.25 with the two rules below).
+SPLAT_EDGE_PX = 0.0
+#: The fused TSDF of renders closes a thin top seen only from above (a 3 cm table top, a chair seat) well below it:
+#: views from above make the SPLAT_TRUNCATION_VOXELS band behind the top negative, views passing under it make the
+#: space there positive, so the fused surface has an underside, and sides around it, 5-10 cm below the top
+#: (table: its bottom at z 0.62-0.68 under a true 0.69, which robot rays to the wall behind stopped on: 480 of the
+#: 2,077 seen misses). Beside a source view those fused triangles go: within SPLAT_BACKFACE_VOXELS of a source-view
+#: surface and facing away from it, or under an up-facing one by at most SPLAT_UNDER_VOXELS (and within a voxel of
+#: it across: the band's sides); the source view's own mesh of the top stays.
+SPLAT_BACKFACE_VOXELS = 3.0
+SPLAT_UNDER_VOXELS = 4.0
 PLANE_BAND = 0.02  # of the view's median depth: pixels this close to the floor are moved onto it ...
 PLANE_BAND_SIGMAS = 3.0  # ... or this many of the Gaussians' median largest standard deviation, if more
 PLANE_WINDOW = 15  # pixels over which a surface is smoothed to tell which way it faces
