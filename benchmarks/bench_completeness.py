@@ -34,6 +34,7 @@ from skimage.metrics import structural_similarity  # the `bench` extra: pip inst
 
 from lyra_sim.camera import Camera, look_at_matrix
 from lyra_sim.generate import generate_world
+from lyra_sim.physics.bullet_camera import tiny_renderer_intrinsics
 from lyra_sim.physics.pybullet_quiet import import_pybullet
 from lyra_sim.rendering import render
 from lyra_sim.single_view.completion import CompletionOptions
@@ -109,8 +110,8 @@ def bullet_render(client, world_to_cam: np.ndarray, width: int, height: int):
 
 
 def intrinsics(width: int, height: int) -> np.ndarray:
-    fy = 0.5 * height / math.tan(math.radians(VFOV) / 2)
-    return np.array([[fy, 0, width / 2], [0, fy, height / 2], [0, 0, 1.0]])
+    """K of ``bullet_render``'s images (TinyRenderer's half-pixel offset included)."""
+    return tiny_renderer_intrinsics(width, height, VFOV)
 
 
 def novel_cameras(input_w2c: np.ndarray, K: np.ndarray, width: int, height: int, scene_scale: float):

@@ -3,6 +3,7 @@
 import numpy as np
 import open3d as o3d
 import pytest
+import torch
 from scipy.spatial import cKDTree
 
 from lyra_sim import DynamicGaussianWorld
@@ -242,6 +243,40 @@ def test_cli_export_usd_collision_auto_aligns_and_adds_the_proxy(tmp_path, capsy
     assert points[:, 2].min() == pytest.approx(-0.2, abs=0.05) and points[:, 2].max() == pytest.approx(ROOM_Z, abs=0.15)
 
 
+def test_bullet_rgbd_intrinsics_place_every_pixel_of_a_tilted_plane():
+    """The K that comes with TinyRenderer's images sends each pixel's centre ray (the package's convention) to the
+    depth it rendered: a plane tilted about both image axes pins the principal point in x and in y (a centred K
+    is half a pixel off in both: millimetres to centimetres of depth error here)."""
+    import pybullet as p
+
+    from lyra_sim.camera import pixel_directions
+    from lyra_sim.physics.bullet_camera import render_rgbd
+
+    normal = np.array([0.3, 0.5, 0.81]) / np.linalg.norm([0.3, 0.5, 0.81])
+    eye, target = np.array([0.2, -0.3, 2.0]), np.zeros(3)
+    client = p.connect(p.DIRECT)
+    try:
+        slab = p.createCollisionShape(p.GEOM_BOX, halfExtents=[5.0, 5.0, 0.01], physicsClientId=client)
+        look = p.createVisualShape(p.GEOM_BOX, halfExtents=[5.0, 5.0, 0.01], physicsClientId=client)
+        axis = np.cross([0.0, 0.0, 1.0], normal)  # the slab's top face turned onto the plane through the origin
+        turn = p.getQuaternionFromAxisAngle((axis / np.linalg.norm(axis)).tolist(), float(np.arccos(normal[2])))
+        p.createMultiBody(0, slab, look, (-0.01 * normal).tolist(), turn, physicsClientId=client)
+        sizes = [(64, 48), (97, 61)]
+        renders = [render_rgbd(client, w, h, eye, target, 60.0, 0.1, 10.0, up=(0.0, 1.0, 0.0)) for w, h in sizes]
+    finally:
+        p.disconnect(client)
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, [0.0, 1.0, 0.0])
+    right /= np.linalg.norm(right)
+    cam_to_world = np.stack([right, np.cross(forward, right), forward], axis=1)  # OpenCV axes: x right, y down
+    for (width, height), (_, depth, K) in zip(sizes, renders, strict=True):
+        rays = pixel_directions(torch.from_numpy(K), height, width).numpy() @ cam_to_world.T  # z-depth 1 rays
+        expected = -(eye @ normal) / (rays @ normal)  # the plane through the origin: (eye + t ray) . n = 0
+        hit = depth > 0
+        assert hit.mean() > 0.9
+        np.testing.assert_allclose(depth[hit], expected[hit], atol=2e-4)
+
+
 def test_bullet_rgbd_gives_metric_z_depth_of_a_wall():
     import pybullet as p
 
@@ -260,5 +295,5 @@ def test_bullet_rgbd_gives_metric_z_depth_of_a_wall():
     np.testing.assert_allclose(depth, 2.95, rtol=1e-3)  # a fronto-parallel wall: the same z-depth everywhere
     assert rgb.shape == (30, 40, 3) and rgb[..., 0].min() > rgb[..., 1].max()  # red
     assert (away == 0).all()  # nothing hit
-    np.testing.assert_allclose(K, [[15 * np.sqrt(3), 0, 20], [0, 15 * np.sqrt(3), 15], [0, 0, 1]])
+    np.testing.assert_allclose(K, [[15 * np.sqrt(3), 0, 20.5], [0, 15 * np.sqrt(3), 14.5], [0, 0, 1]])
     np.testing.assert_allclose(depth_from_zbuffer(np.array([0.0, 1.0]), 0.1, 10.0), [0.1, 0.0])

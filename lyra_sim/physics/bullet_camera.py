@@ -26,10 +26,26 @@ def pinhole_from_vfov(width: int, height: int, vfov_deg: float) -> np.ndarray:
     return np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
 
 
+def tiny_renderer_intrinsics(width: int, height: int, vfov_deg: float) -> np.ndarray:
+    """K (3, 3) of PyBullet TinyRenderer's images in the package's pixel convention (centres at +0.5).
+
+    TinyRenderer's pixel (u, v) shows the ray that ``pinhole_from_vfov``'s K sends through the image point
+    (u, v + 1), not through the pixel's centre (u + 0.5, v + 0.5), at every image size (fitted on tilted planes:
+    tests/test_physics.py), so its images' principal point lies half a pixel right of and half a pixel above the
+    image centre. A centred K misplaces every depth pixel by half a pixel (4-6 mm of a 3 cm
+    table leg 2 m away).
+    """
+    K = pinhole_from_vfov(width, height, vfov_deg)
+    K[0, 2] += 0.5
+    K[1, 2] -= 0.5
+    return K
+
+
 def render_rgbd(client: int, width: int, height: int, eye: Sequence[float], target: Sequence[float],
                 vfov_deg: float, near: float, far: float, light: Sequence[float] | None = None,
                 up: Sequence[float] = (0.0, 0.0, 1.0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """RGB (H, W, 3) uint8, metric z-depth (H, W; 0 = nothing) and K (3, 3) of a look-at camera.
+    """RGB (H, W, 3) uint8, metric z-depth (H, W; 0 = nothing) and K (3, 3) of a look-at camera
+    (``tiny_renderer_intrinsics``).
 
     Rendered with PyBullet's CPU TinyRenderer (deterministic, no GPU); ``light`` is the light direction.
     """
@@ -40,4 +56,4 @@ def render_rgbd(client: int, width: int, height: int, eye: Sequence[float], targ
                                               physicsClientId=client, **options)
     rgb = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[..., :3]
     depth = depth_from_zbuffer(np.asarray(zbuffer).reshape(height, width), near, far)
-    return rgb, depth, pinhole_from_vfov(width, height, vfov_deg)
+    return rgb, depth, tiny_renderer_intrinsics(width, height, vfov_deg)

@@ -21,7 +21,7 @@ from PIL import Image
 
 from lyra_sim.camera import look_at_matrix
 from lyra_sim.io.atomic import atomic_path
-from lyra_sim.physics.bullet_camera import pinhole_from_vfov, render_rgbd
+from lyra_sim.physics.bullet_camera import render_rgbd, tiny_renderer_intrinsics
 from lyra_sim.physics.pybullet_quiet import import_pybullet
 
 p = import_pybullet()
@@ -150,7 +150,7 @@ def render_capture(num_frames: int = 100, width: int = 640, height: int = 480, m
         eyes, targets = walk(num_frames, walk_kind)
         eyes, targets = eyes[:only_first], targets[:only_first]
         cam_to_world = look_at_cam_to_world(eyes, targets)
-    K = pinhole_from_vfov(width, height, vfov_deg)
+    K = tiny_renderer_intrinsics(width, height, vfov_deg)
     rng = np.random.default_rng(seed)
     client = p.connect(p.DIRECT)
     rgbs, depths, objects = [], [], []
