@@ -74,12 +74,14 @@ def _default_tangents(normals: np.ndarray) -> np.ndarray:
 BACK_EXTRAPOLATION = 0.85  # a back layer's inverse depth stays above this share of its edge's background's
 BACK_LAYER_BLUR = 0.008  # back layers' colour: the background's, low-passed by this share of the image size
 BACKGROUND_REACH = 2  # pixels: beside a mid-ramp pixel, the background is the farthest far-edge pixel this near
+BACK_LAYER_SIGMA = 1.0  # back layer surfels' std in pixel footprints (0.6 left seams between neighbours of different
+# depths through which the far backdrop showed: a light band beside the front tyre in Middlebury's right view)
 BACK_LAYER_OFFSET = 0.03  # back layers sit this share of their depth behind the background they continue: at
 # the input view the seen background beside an edge stays in front of their footprints
 
 
 def back_layers(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: DepthLayers, normals: np.ndarray,
-                baseline: float, max_width: float = 0.25, sigma: float = 0.6) -> Surfels:
+                baseline: float, max_width: float = 0.25, sigma: float = BACK_LAYER_SIGMA) -> Surfels:
     """Background surfels behind the foreground edges (module docstring); ``baseline`` in world units."""
     h, w = depth.shape
     near = layers.near_edge
@@ -169,7 +171,8 @@ def local_width(labels: np.ndarray, max_radius: float = 256.0) -> np.ndarray:
     return width
 
 
-MAX_TILT_STRETCH = 4.0  # cap on the stretch of object backs seen at grazing angles (the lift's cap)
+MAX_TILT_STRETCH = 4.0  # cap on the stretch of undersides seen at grazing angles (the lift's cap)
+SLAB_SHARE = 0.5  # a back less deep than this share of its silhouette's thickness closes a slab (a table top)
 BACK_COLOUR_SIGMA = 0.25  # low-pass of an object's colours for its back and sides, in its median widths
 
 
@@ -393,19 +396,23 @@ def object_backs(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, layers: Dept
     sel = closed & grid & ~ndimage.binary_dilation(edge, iterations=stride)  # backs stay inside the silhouette
     fp = footprint[sel] * stride * (back[sel] / depth[sel])
     back_colours = colours[sel]
-    if up is not None and shade_undersides:  # a back turned down (a table top's underside) lies in its own shadow
+    down = np.zeros(int(sel.sum())) if up is None else np.clip(normals[sel] @ up, 0.0, 1.0)  # backs face -normal
+    if shade_undersides and down.any():  # a back turned down (a table top's underside) lies in its own shadow
         shade = underside_shade(rgb, colours, normals, objects, up)
-        down = np.clip(normals[sel] @ up, 0.0, 1.0)  # the back faces -normal: down by the front's rise
         back_colours = back_colours * (1.0 - (1.0 - shade) * down)[:, None]
-    # Like the lift's front surfels, backs are stretched along the view ray's trace on their surface by 1 / cos
-    # (up to MAX_TILT_STRETCH): a table top seen at a grazing angle gets an underside of long surfels that close
-    # when seen from below, not rows of round ones with gaps that show the objects' backs above through them.
+    # The undersides of slabs (backs facing down more than UP_FACING that the object's reach in its image column
+    # kept much thinner than its silhouette: a table top, not a box) are stretched like the lift's surfels, along
+    # the view ray's trace on their surface by 1 / cos (up to MAX_TILT_STRETCH): a table top seen at a grazing
+    # angle gets an underside of long surfels that close when seen from below, not rows of round ones whose gaps
+    # show the objects' backs above it. (Stretching every back, boxes' too, cost bench_completeness's boxes_wall
+    # 0.5 dB at its lyra up and zoom_in views.)
     view = rays[sel] / np.linalg.norm(rays[sel], axis=-1, keepdims=True)
-    facing = -normals[sel]
-    cos = np.clip(np.abs((facing * view).sum(-1)), 1.0 / MAX_TILT_STRETCH, 1.0)
-    tilt = view - (view * facing).sum(-1, keepdims=True) * facing
-    back_part = Surfels(rays[sel] * back[sel][:, None], facing,
-                        np.stack([sigma * fp / cos, sigma * fp, 0.1 * fp], axis=-1), back_colours, tangents=tilt)
+    cos = np.clip(np.abs((normals[sel] * view).sum(-1)), 1.0 / MAX_TILT_STRETCH, 1.0)
+    slab = back[sel] - depth[sel] < SLAB_SHARE * thickness[sel]
+    stretch = np.where((down > UP_FACING) & slab, 1.0 / cos, 1.0)
+    tilt = view - (view * normals[sel]).sum(-1, keepdims=True) * normals[sel]
+    back_part = Surfels(rays[sel] * back[sel][:, None], -normals[sel],
+                        np.stack([sigma * fp * stretch, sigma * fp, 0.1 * fp], axis=-1), back_colours, tangents=tilt)
     sel = closed & edge
     sv, su = np.nonzero(sel)
     length = back[sv, su] - depth[sv, su]
