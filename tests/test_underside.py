@@ -96,26 +96,3 @@ def test_underside_shade_takes_the_darkest_seen_side_faces_and_caps_at_ambient()
     assert underside_shade(rgb, field, normals, objects, up) == pytest.approx(0.5)
     rgb[:, 20:30] = 0.1  # never darker than the floor of the range
     assert underside_shade(rgb, field, normals, objects, up) == pytest.approx(0.35)
-
-
-def test_the_underside_continues_behind_an_object_standing_on_the_slab():
-    from lyra_sim.single_view.backs import under_occluders
-
-    h, w = 12, 5
-    rows = np.arange(h)[:, None] * np.ones((1, w))
-    top_inv = 0.5 - 0.02 * rows  # a plane seen along the columns: inverse depth affine in the row
-    depth = 1.0 / top_inv
-    back = 1.0 / (top_inv - 0.01)  # its underside, a little behind
-    labels = np.ones((h, w), int)
-    underside = np.ones((h, w), bool)
-    underside[4:8, 1:3] = False  # a cube stands on the slab here: nearer than the slab
-    depth[4:8, 1:3] = 0.8 / top_inv[4:8, 1:3]
-    labels[4:8, 1:3] = 2
-    underside[4:8, 4] = False  # ... and here the slab is merely not an underside (same depth): no fill
-    hidden, hidden_back, _ = under_occluders(underside, labels, depth, back)
-    expected = np.zeros((h, w), bool)
-    expected[4:8, 1:3] = True
-    np.testing.assert_array_equal(hidden, expected)
-    np.testing.assert_allclose(hidden_back[hidden], back[hidden], rtol=1e-9)  # exact on a plane
-    labels[8:, 1] = 3  # the run below belongs to another object: no bridge to it
-    assert not under_occluders(underside, labels, depth, back)[0][:, 1].any()
