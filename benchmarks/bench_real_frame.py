@@ -16,10 +16,11 @@ stand-in (LPIPS needs torchvision and pretrained AlexNet/VGG weights that this m
 episode, measured with ``bench_robot_view``'s functions (observed share, holes share).
 
 Variants, in one run: BEFORE = bench_robot_view's BEFORE (``CompletionOptions(backdrop=False, seams=False,
-plane_texture="mirror")``, uniform starts); REV 85694c2 = the main branch at revision 85694c2 (second view only,
-in a subprocess on that revision's package extracted with ``git archive``); AFTER = this tree's defaults.
-Contact sheets (truth / before / 85694c2 / after at the right camera, and the robot's frames) go to
-out/bench_real_frame/.
+plane_texture="mirror")``, uniform starts); REV 85694c2 and REV 309fd29 = the main branch at those revisions
+(second view only, in a subprocess on that revision's package extracted with ``git archive``); AFTER = this tree's
+defaults. The second view also scores the band of disoccluded pixels beside the front tyre (``TYRE_BAND``), where a
+faint light band showed. Contact sheets (truth / before / 85694c2 / 309fd29 / after at the right camera, and the
+robot's frames) go to out/bench_real_frame/.
 
     pip install scikit-image          # or: pip install -e .[bench]
     python benchmarks/bench_real_frame.py                # writes its section of benchmarks/RESULTS.md
@@ -49,6 +50,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "bench_real_frame"
 REVISION = "85694c2"  # main before issue 24 round 4 (border texture, back layers behind ramped edges)
+REVISION_ROUND5 = "309fd29"  # main before issue 24 round 5 (wider back layers, shaded undersides)
+TYRE_BAND = (slice(280, 450), slice(600, 660))  # right-image rows and columns beside the front tyre: its
+# disoccluded pixels there showed a faint light band (the far backdrop through seams between back layers)
+LIGHT = 0.04  # a band pixel is light where the render is this much brighter than the right image
 FOCAL, CX, CY, DOFFS, BASELINE_M = 994.978, 311.193, 254.877, 31.086, 0.193001
 
 
@@ -142,6 +147,9 @@ def second_view(completion: dict | None) -> dict:
         result.depth.numpy().reshape(seen.shape), 1e-3) - DOFFS
     outside = ~seen & (u_left >= image.shape[1])
     error = ((image - frame.right) ** 2).mean(axis=-1)
+    band = np.zeros_like(seen)
+    band[TYRE_BAND] = True
+    band &= ~seen
     return {"psnr": psnr(image, frame.right), "psnr_covisible": psnr(image, frame.right, seen),
             "psnr_disoccluded": psnr(image, frame.right, ~seen), "covisible_share": float(seen.mean()),
             "psnr_behind": psnr(image, frame.right, ~seen & ~outside),
@@ -149,12 +157,15 @@ def second_view(completion: dict | None) -> dict:
             "outside_share": float(outside.mean()),
             "mse_shares": [float(error[m].sum() / error.sum()) for m in (seen, ~seen & ~outside, outside)],
             "ssim": float(structural_similarity(image, frame.right, channel_axis=2, data_range=1.0)),
+            "psnr_band": psnr(image, frame.right, band),
+            "band_light": float(((image - frame.right).mean(axis=-1)[band] > LIGHT).mean()),
             "gaussians": len(world), "generate_s": seconds, "image": image}
 
 
 VARIANTS = {  # name: (CompletionOptions fields or None for the defaults, start sampling, revision or None)
     "before": ({"backdrop": False, "seams": False, "plane_texture": "mirror"}, "uniform", None),
     f"rev {REVISION}": (None, None, REVISION),
+    f"rev {REVISION_ROUND5}": (None, None, REVISION_ROUND5),
     "after": (None, "observed", None),
 }
 
@@ -218,10 +229,11 @@ def main() -> None:
         views[tag] = second_view_at(revision) if revision else second_view(completion)
         s = views[tag]
         print(f"second view {tag:13s} PSNR {s['psnr']:.2f} dB (co-visible {s['psnr_covisible']:.2f}, disoccluded "
-              f"{s['psnr_disoccluded']:.2f}) SSIM {s['ssim']:.4f}  {s['gaussians']:,} Gaussians, generate "
+              f"{s['psnr_disoccluded']:.2f}) SSIM {s['ssim']:.4f}  band beside the front tyre {s['psnr_band']:.2f} dB, "
+              f"{s['band_light']:.1%} light  {s['gaussians']:,} Gaussians, generate "
               f"{s['generate_s']:.1f} s", flush=True)
     sheet = np.concatenate([frame.right] + [views[tag]["image"] for tag in VARIANTS], axis=1)
-    print(f"wrote {save_png(sheet, OUT / 'second_view_truth_before_rev_after.png')}")
+    print(f"wrote {save_png(sheet, OUT / 'second_view_truth_before_revs_after.png')}")
     if args.second_view:
         return
     robots = {}
@@ -241,12 +253,14 @@ def write_results(frame: StereoFrame, views: dict, robots: dict) -> None:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     share = views["after"]["covisible_share"]
     view_rows = ["| variant | PSNR all pixels | PSNR co-visible | PSNR disoccluded (behind objects / beyond the left "
-                 "view) | share of the squared error: co-visible / behind / beyond | SSIM | Gaussians | generate |",
-                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                 "view) | share of the squared error: co-visible / behind / beyond | SSIM | band beside the front "
+                 "tyre: PSNR, light pixels | Gaussians | generate |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for tag, s in views.items():
         shares = " / ".join(f"{x:.2f}" for x in s["mse_shares"])
         view_rows.append(f"| {tag} | {s['psnr']:.2f} dB | {s['psnr_covisible']:.2f} dB | {s['psnr_disoccluded']:.2f} "
                          f"dB ({s['psnr_behind']:.2f} / {s['psnr_outside']:.2f} dB) | {shares} | {s['ssim']:.4f} | "
+                         f"{s.get('psnr_band', float('nan')):.2f} dB, {s.get('band_light', float('nan')):.1%} | "
                          f"{s['gaussians']:,} | {s['generate_s']:.1f} s |")
     robot_rows = ["| variant | prepare_scene | first frames: observed share (underlay counted invented) | median start "
                   "to capture camera's foot | first frames: holes (max) | scripted episode: observed share | episode: "
@@ -263,16 +277,21 @@ average {load} (a 2-core machine shared with other jobs: times are inflated), by
 scikit-image (`skimage.data.stereo_motorcycle()`, {w}x{h}, the left view's ground-truth disparity: depth
 f B / (d + doffs), 1.9-5.1 m, {(frame.depth > 0).mean():.1%} of the pixels with ground truth; the rest is filled by
 `generate_world`). BEFORE: `CompletionOptions(backdrop=False, seams=False, plane_texture="mirror")` and uniform
-starts (bench_robot_view's BEFORE) on this tree; REV {REVISION}: the main branch at {REVISION} with its defaults
-(second view only, its package extracted by `git archive` and run in a subprocess); AFTER: this tree's defaults.
+starts (bench_robot_view's BEFORE) on this tree; REV {REVISION} and REV {REVISION_ROUND5}: the main branch at those
+revisions with their defaults (second view only, each package extracted by `git archive` and run in a subprocess);
+AFTER: this tree's defaults.
 
 Second view: the world rendered from the TRUE RIGHT camera (0.193 m to the right, principal point shifted by
 doffs) against the right image. Co-visible: the {share:.1%} of the right image's pixels that a left pixel with
 ground truth lands on unoccluded; disoccluded: the rest, split into the pixels behind the motorcycle's edges as seen
 from the left and the strip beyond the left image's right edge ({views['after']['outside_share']:.1%} of the pixels
-in AFTER: its rendered surface projects outside the left image). SSIM (scikit-image, 7x7 windows) stands in
+in AFTER: its rendered surface projects outside the left image). The band beside the front tyre: the disoccluded
+pixels of rows {TYRE_BAND[0].start}-{TYRE_BAND[0].stop}, columns {TYRE_BAND[1].start}-{TYRE_BAND[1].stop} of the
+right image, where a faint light band showed; light pixels: the render over {LIGHT} brighter than the right image
+(mean over the colour channels). SSIM (scikit-image, 7x7 windows) stands in
 for LPIPS, which needs torchvision and pretrained AlexNet/VGG weights this machine cannot download. Contact
-sheet (truth / before / rev {REVISION} / after): `out/bench_real_frame/second_view_truth_before_rev_after.png`.
+sheet (truth / before / rev {REVISION} / rev {REVISION_ROUND5} / after):
+`out/bench_real_frame/second_view_truth_before_revs_after.png`.
 
 {chr(10).join(view_rows)}
 

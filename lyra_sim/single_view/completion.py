@@ -74,6 +74,7 @@ class CompletionOptions:
     ``seams``: floor and walls continue a quarter camera height behind / below each other, and the seen floor
     and walls get an underlay (``plane_underlay``), so grazing robot views find no gaps along corners.
     ``smooth_backs``: object backs and sides in the object's low-passed colours (``backs.object_backs``).
+    ``shade_undersides``: object backs facing down (a table top's underside) shaded darker (``backs.object_backs``).
     ``plane_texture``: how unseen floor and walls beyond the seen texture are coloured (``planes.PlaneTexture``'s
     synthesis: "periodic", the seen texture's lattice continued in phase where it has one, else "quilt", image
     quilting from the seen texture, or "mirror", its largest seen patch mirror-tiled).
@@ -92,6 +93,7 @@ class CompletionOptions:
     backdrop: bool = True
     seams: bool = True
     smooth_backs: bool = True
+    shade_undersides: bool = True
     plane_texture: str = "periodic"
     wall_margin: float | None = None
     wall_min_width: float = 0.5
@@ -520,7 +522,7 @@ def complete_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, geometry: V
     if options.object_backs and objects.any():
         thickness = options.max_thickness or (1.0 if metric else 0.3 * median_depth)
         backs, count = object_backs(rgb, depth, K, layers, normals, objects, behind, thickness, floor=floor_mask,
-                                     smooth_colours=options.smooth_backs)
+                                     smooth_colours=options.smooth_backs, shade_undersides=options.shade_undersides)
         parts.append(backs)
         report["objects"] = count
         report["methods"].append("object backs: extruded along view rays by the silhouette's median width, "
