@@ -3,7 +3,7 @@
 The world is lifted from the left image and its ground-truth depth and rendered from the true right camera. Behind
 the front tyre the right camera sees the floor that the left one did not: back layers (``backs.back_layers``) must
 close that strip without seams, or the far backdrop (light, like the image's top rows) shows through them as a
-faint light band that follows the tyre. Needs scikit-image (the ``bench`` extra), which bundles the frame.
+faint light band that follows the tyre. Needs scikit-image (the ``test`` and ``bench`` extras), which bundles the frame.
 """
 
 from __future__ import annotations
