@@ -294,8 +294,8 @@ def test_a_leg_given_as_a_splat_file_is_as_wide_as_the_leg_seen_from_its_camera(
 def test_a_splat_file_is_aligned_on_its_true_floor_out_to_the_far_wall(table_splat_file):
     # Rays straight down from 0.5 m over the floor the camera saw, from 1 m to the far wall (4.15 m): the collider's
     # floor (the plane z = 0 of the file's alignment) lies where the true floor does within 4 mm. The floor is
-    # fitted anew on the file's Gaussians: refined in only two bands, the fit took in the feet of the walls and
-    # furniture and tilted 0.4 degrees (2-3 cm too high at the far wall).
+    # fitted anew on the file's Gaussians: refined once in each of two bands, the fit kept part of the RANSAC
+    # plane's lean (0.4 degrees: 2-3 cm too high at the far wall).
     x, y = np.meshgrid(np.linspace(1.0, 4.0, 7), [-1.5, -1.0, 1.0, 1.5])
     origins = np.stack([x.ravel(), y.ravel(), np.full(x.size, 0.5)], axis=1)
     hit, true = table_splat_file(origins, np.tile([0.0, 0.0, -1.0], (len(origins), 1)))
