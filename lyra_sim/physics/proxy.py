@@ -242,6 +242,16 @@ def measured_meshes(views: list[DepthView], max_triangles: int, up=None,
     return np.concatenate(vertices), np.concatenate(faces)
 
 
+def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals (not unit length) of a triangle mesh."""
+    normals = np.zeros_like(vertices)
+    corners = vertices[faces]
+    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    for k in range(3):
+        np.add.at(normals, faces[:, k], face_normals)
+    return normals
+
+
 def _duplicates(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.ndarray, np.ndarray], distance: float,
                 opposite: bool = False) -> np.ndarray:
     """Fused triangles whose centre lies within ``distance`` of a measured vertex whose surface faces the same way
@@ -253,11 +263,7 @@ def _duplicates(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.ndarray, np.
         return np.zeros(len(faces), bool)
     from scipy.spatial import cKDTree
 
-    m_normals = np.zeros_like(m_vertices)
-    face_normals = np.cross(m_vertices[m_faces[:, 1]] - m_vertices[m_faces[:, 0]],
-                            m_vertices[m_faces[:, 2]] - m_vertices[m_faces[:, 0]])
-    for k in range(3):
-        np.add.at(m_normals, m_faces[:, k], face_normals)
+    m_normals = _vertex_normals(m_vertices, m_faces)
     centres = vertices[faces].mean(axis=1)
     gap, nearest = cKDTree(m_vertices).query(centres, distance_upper_bound=distance, workers=-1)
     near = np.isfinite(gap)
@@ -281,11 +287,7 @@ def _under_measured_tops(mesh: o3d.geometry.TriangleMesh, measured: tuple[np.nda
         return np.zeros(len(faces), bool)
     from scipy.spatial import cKDTree
 
-    m_normals = np.zeros_like(m_vertices)
-    face_normals = np.cross(m_vertices[m_faces[:, 1]] - m_vertices[m_faces[:, 0]],
-                            m_vertices[m_faces[:, 2]] - m_vertices[m_faces[:, 0]])
-    for k in range(3):
-        np.add.at(m_normals, m_faces[:, k], face_normals)
+    m_normals = _vertex_normals(m_vertices, m_faces)
     tops = m_vertices[m_normals[:, 2] > DUPLICATE_COS * np.linalg.norm(m_normals, axis=1)]
     if len(tops) == 0:
         return np.zeros(len(faces), bool)
