@@ -11,10 +11,10 @@ mid-ramp pixel) made the band behind the edge narrower than the strip and left i
 import numpy as np
 import pytest
 import torch
+from back_layer_views import back_layers_view
 
-from lyra_sim import Camera, generate_world, render
+from lyra_sim import Camera
 from lyra_sim.camera import look_at_matrix
-from lyra_sim.single_view.completion import CompletionOptions
 
 W, H = 200, 150
 K = np.array([[180.0, 0, W / 2], [0, 180.0, H / 2], [0, 0, 1]])
@@ -80,11 +80,6 @@ def ramped_stereo():
 def test_back_layers_fill_the_strip_behind_a_ramped_edge(ramped_stereo):
     rgb, depth, strip, camera, ramped = ramped_stereo
     assert ramped > 40 and strip.sum() > 400  # the box's right edge ramped on every row; a 12-pixel strip
-    only_back_layers = CompletionOptions(floor=False, walls=False, object_backs=False, backdrop=False, seams=False)
-    world = generate_world(rgb, depth=depth, intrinsics=K, completion=only_back_layers)
-    with torch.no_grad():
-        out = render(world, camera, background=(0.0, 1.0, 0.0))
-    alpha = out.alpha.reshape(H, W).numpy()
-    image = out.rgb.reshape(H, W, 3).numpy()
+    alpha, image = back_layers_view(rgb, depth, K, camera)
     assert (alpha[strip] > 0.5).mean() > 0.9
     assert np.median(np.abs(image[strip] - WALL_RGB).max(axis=-1)) < 0.08

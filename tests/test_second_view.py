@@ -9,11 +9,11 @@ points the right camera sees that the left camera's ray meets something nearer f
 import numpy as np
 import pytest
 import torch
+from back_layer_views import back_layers_view
 
 from lyra_sim import Camera, generate_world, render
 from lyra_sim.camera import look_at_matrix
 from lyra_sim.single_view.backs import local_width
-from lyra_sim.single_view.completion import CompletionOptions
 
 W, H = 240, 180
 K = np.array([[220.0, 0, W / 2], [0, 220.0, H / 2], [0, 0, 1]])
@@ -107,11 +107,6 @@ def test_back_layers_alone_fill_the_strip_next_to_the_edge(stereo):
     """Back layers continue the wall behind the pole right up to its edge (they passed the completion's
     visibility window and slack before, which dropped the pixels beside every edge)."""
     rgb, depth, _, strip, camera = stereo
-    only_back_layers = CompletionOptions(floor=False, walls=False, object_backs=False, backdrop=False, seams=False)
-    world = generate_world(rgb, depth=depth, intrinsics=K, completion=only_back_layers)
-    with torch.no_grad():
-        out = render(world, camera, background=(0.0, 1.0, 0.0))
-    alpha = out.alpha.reshape(H, W).numpy()
-    image = out.rgb.reshape(H, W, 3).numpy()
+    alpha, image = back_layers_view(rgb, depth, K, camera)
     assert (alpha[strip] > 0.5).mean() > 0.9
     assert np.median(np.abs(image[strip] - WALL_RGB).max(axis=-1)) < 0.06
